@@ -1,0 +1,66 @@
+/**
+ * Domain objects shared by every layer. camelCase, units in names; wire spellings live in
+ * `protocol/` only.
+ */
+
+/** Grant types devicegate implements (RFC 6749 §4.4, §6; RFC 8628 §3.4). */
+export const GRANT_TYPES = {
+  deviceCode: 'urn:ietf:params:oauth:grant-type:device_code',
+  refreshToken: 'refresh_token',
+  clientCredentials: 'client_credentials',
+} as const
+export type GrantType = (typeof GRANT_TYPES)[keyof typeof GRANT_TYPES]
+
+/** Client authentication methods at the token-family endpoints (RFC 6749 §2.3, RFC 8414 §2). */
+export type ClientAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post'
+
+/** A registered OAuth client (RFC 6749 §2), frozen after configuration is loaded. */
+export interface Client {
+  readonly id: string
+  /** Name shown to approvers on the review page. */
+  readonly name: string
+  /** Confidential clients authenticate with a secret; public clients send only `client_id`. */
+  readonly isConfidential: boolean
+  /** argon2id PHC string of the client secret; confidential clients only. */
+  readonly secretHash?: string
+  /** Authentication methods this client may use. Public clients: `['none']`. */
+  readonly authMethods: readonly ClientAuthMethod[]
+  readonly grantTypes: readonly GrantType[]
+  /** Scopes this client may request (RFC 6749 §3.3). */
+  readonly scopes: readonly string[]
+  /** Scopes granted when the request names none. */
+  readonly defaultScopes: readonly string[]
+  /** `jwt` gives RFC 9068 access tokens; `opaque` gives random handles checked by introspection. */
+  readonly accessTokenFormat: 'jwt' | 'opaque'
+  /** Access-token lifetime in seconds. */
+  readonly accessTokenTtlSeconds: number
+  /** Refresh-token lifetime in seconds, counted from the first issue of the token family. */
+  readonly refreshTokenTtlSeconds: number
+  /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds. */
+  readonly deviceCodeTtlSeconds: number
+  /** Minimum polling interval (`interval`, RFC 8628 §3.2) in seconds. */
+  readonly pollIntervalSeconds: number
+  /** May call the introspection endpoint (RFC 7662 §2.1) for any token. */
+  readonly canIntrospect: boolean
+  /** Disabled clients fail authentication and their tokens are inactive. */
+  readonly disabled: boolean
+}
+
+/** A user of the built-in user store. */
+export interface User {
+  /** Stable identifier, used as `sub`. */
+  readonly username: string
+  readonly displayName: string
+  /** argon2id PHC string. */
+  readonly passwordHash: string
+  readonly disabled: boolean
+}
+
+/** Scope that asks for a refresh token (OpenID Connect Core §11, used the same way here). */
+export const OFFLINE_ACCESS = 'offline_access'
+
+/** Splits a space-delimited scope string (RFC 6749 §3.3) into unique tokens, order kept. */
+export function parseScope(scope: string | undefined): string[] {
+  if (scope === undefined) return []
+  return [...new Set(scope.split(' ').filter((s) => s.length > 0))]
+}

@@ -1,0 +1,78 @@
+/**
+ * The one OAuth error model (RFC 6749 §5.2) shared by every endpoint.
+ *
+ * Only this module knows error codes, their HTTP statuses, extra headers and the section that
+ * defines them. Handlers throw {@link OAuthError}; the HTTP layer renders it as
+ * `{ error, error_description }` with `Cache-Control: no-store` and `Pragma: no-cache`.
+ */
+export const OAUTH_ERRORS = {
+  invalid_request: { status: 400, rfc: 'RFC 6749 §5.2' },
+  invalid_client: { status: 401, rfc: 'RFC 6749 §5.2' }, // + WWW-Authenticate when Basic was used
+  invalid_grant: { status: 400, rfc: 'RFC 6749 §5.2' },
+  unauthorized_client: { status: 400, rfc: 'RFC 6749 §5.2' },
+  unsupported_grant_type: { status: 400, rfc: 'RFC 6749 §5.2' },
+  invalid_scope: { status: 400, rfc: 'RFC 6749 §5.2' },
+  invalid_target: { status: 400, rfc: 'RFC 8707 §2' },
+  authorization_pending: { status: 400, rfc: 'RFC 8628 §3.5' },
+  slow_down: { status: 400, rfc: 'RFC 8628 §3.5' },
+  access_denied: { status: 400, rfc: 'RFC 8628 §3.5' },
+  expired_token: { status: 400, rfc: 'RFC 8628 §3.5' },
+  unsupported_token_type: { status: 400, rfc: 'RFC 7009 §2.2.1' },
+  invalid_dpop_proof: { status: 400, rfc: 'RFC 9449 §5' },
+  use_dpop_nonce: { status: 400, rfc: 'RFC 9449 §8' }, // + DPoP-Nonce header
+  invalid_token: { status: 401, rfc: 'RFC 6750 §3.1' },
+  insufficient_scope: { status: 403, rfc: 'RFC 6750 §3.1' },
+  not_found: { status: 404, rfc: 'RFC 9110 §15.5.5' },
+  method_not_allowed: { status: 405, rfc: 'RFC 9110 §15.5.6' },
+  unsupported_media_type: { status: 415, rfc: 'RFC 9110 §15.5.16' },
+  payload_too_large: { status: 413, rfc: 'RFC 9110 §15.5.14' },
+  too_many_requests: { status: 429, rfc: 'RFC 6585 §4' },
+  server_error: { status: 500, rfc: 'RFC 6749 §5.2' },
+  temporarily_unavailable: { status: 503, rfc: 'RFC 6749 §4.1.2.1' },
+} as const satisfies Record<string, { status: number; rfc: string }>
+
+/** Every error code devicegate puts on the wire. */
+export type OAuthErrorCode = keyof typeof OAUTH_ERRORS
+
+/** Extra, non-public facts about an error: logged and audited, never sent to the client. */
+export interface OAuthErrorExtra {
+  cause?: unknown
+  /** Internal detail for logs and the audit trail; never rendered. */
+  detail?: string
+  /** Headers the response must carry (`WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`). */
+  headers?: Record<string, string>
+}
+
+/**
+ * An OAuth error response (RFC 6749 §5.2).
+ *
+ * `description` is public: short, lower case, no trailing period, no secrets. The HTTP status
+ * comes from {@link OAUTH_ERRORS}.
+ */
+export class OAuthError extends Error {
+  override readonly name = 'OAuthError'
+  constructor(
+    readonly error: OAuthErrorCode,
+    readonly description?: string,
+    readonly extra: OAuthErrorExtra = {},
+  ) {
+    super(description ?? error, { cause: extra.cause })
+  }
+
+  /** HTTP status for this error code. */
+  get status(): number {
+    return OAUTH_ERRORS[this.error].status
+  }
+
+  /** The JSON body of RFC 6749 §5.2. */
+  toJSON(): { error: OAuthErrorCode; error_description?: string } {
+    return this.description === undefined
+      ? { error: this.error }
+      : { error: this.error, error_description: this.description }
+  }
+}
+
+/** Returns true when `value` is an {@link OAuthError}. */
+export function isOAuthError(value: unknown): value is OAuthError {
+  return value instanceof OAuthError
+}

@@ -1,0 +1,237 @@
+/**
+ * The one storage contract. Every adapter (SQLite, PostgreSQL) implements it and passes the same
+ * contract suite (`test/store-contract.test.ts`).
+ *
+ * Conventions: times are epoch seconds; secrets (device codes, refresh tokens, opaque access
+ * tokens, session ids) arrive already hashed (hex SHA-256) and are stored only as hashes.
+ * Methods named as one atomic operation (`registerPoll`, `redeemDeviceGrant`,
+ * `rotateRefreshToken`, `decideDeviceGrant`) are a single conditional write or one transaction:
+ * correct when several server instances race on the same row.
+ */
+
+/** Lifecycle of a device authorization (RFC 8628 §3). Expiry is derived from `expiresAt`. */
+export type DeviceGrantStatus = 'pending' | 'approved' | 'denied' | 'redeemed'
+
+/** A device authorization request and its decision (RFC 8628 §3.1–3.5). */
+export interface DeviceGrantRecord {
+  id: string
+  /** SHA-256 (hex) of the `device_code`. */
+  deviceCodeHash: string
+  /** Canonical user code (8 characters, no dash). */
+  userCode: string
+  clientId: string
+  /** Requested (and, once approved, granted) scope, space-delimited. */
+  scope: string
+  status: DeviceGrantStatus
+  createdAt: number
+  expiresAt: number
+  /** Current minimum polling interval in seconds; grows by 5 on each `slow_down`. */
+  intervalSeconds: number
+  /** Time of the last poll, or null before the first. */
+  lastPolledAt: number | null
+  /** The approving or denying user, once decided. */
+  subject: string | null
+  decidedAt: number | null
+  /** Client address of the device authorization request. */
+  requestIp: string
+  requestUserAgent: string | null
+  /** RFC 7638 thumbprint of the DPoP key the device code is bound to (devicegate extension). */
+  dpopJkt: string | null
+  /** Token family created at redemption. */
+  grantId: string | null
+}
+
+/** A token family: everything issued from one authorization (RFC 9700 §4.14.2). */
+export interface GrantRecord {
+  id: string
+  clientId: string
+  /** Resource owner; null for client_credentials. */
+  subject: string | null
+  scope: string
+  createdAt: number
+  revokedAt: number | null
+  /** The device authorization the family came from, if any. */
+  deviceGrantId: string | null
+  /** Refresh tokens of the family expire at this time, whatever the rotation. */
+  expiresAt: number | null
+  dpopJkt: string | null
+}
+
+/** An issued access token (JWT per RFC 9068 or opaque). */
+export interface AccessTokenRecord {
+  /** SHA-256 (hex) of the full token string (JWT or opaque). */
+  tokenHash: string
+  jti: string
+  grantId: string
+  clientId: string
+  subject: string | null
+  scope: string
+  issuedAt: number
+  expiresAt: number
+  revokedAt: number | null
+  format: 'jwt' | 'opaque'
+  /** `cnf.jkt` (RFC 9449 §6) when DPoP-bound. */
+  dpopJkt: string | null
+}
+
+/** An opaque refresh token; rotated on every use (RFC 9700 §4.14.2). */
+export interface RefreshTokenRecord {
+  tokenHash: string
+  id: string
+  grantId: string
+  clientId: string
+  subject: string | null
+  scope: string
+  issuedAt: number
+  expiresAt: number | null
+  /** Set when the token was exchanged; a second use is reuse. */
+  rotatedAt: number | null
+  revokedAt: number | null
+  dpopJkt: string | null
+}
+
+/** A token with the revocation time of its family, read in one query. */
+export type WithGrantState<T> = T & { grantRevokedAt: number | null }
+
+/** What {@link Store.redeemDeviceGrant} and {@link Store.issueTokens} write together. */
+export interface TokenBundle {
+  grant: GrantRecord
+  accessToken: AccessTokenRecord
+  refreshToken?: RefreshTokenRecord
+}
+
+/** Outcome of {@link Store.rotateRefreshToken}. */
+export type RotationResult =
+  | { ok: true }
+  | { ok: false; reason: 'reused' | 'revoked' | 'expired' | 'unknown' }
+
+/** Browser session of the verification pages. */
+export interface WebSessionRecord {
+  /** SHA-256 (hex) of the session cookie value. */
+  idHash: string
+  /** Anti-CSRF synchronizer token bound to this session. */
+  csrfToken: string
+  /** Signed-in user, or null. */
+  subject: string | null
+  /** When the user signed in (epoch seconds). */
+  authTime: number | null
+  createdAt: number
+  expiresAt: number
+}
+
+/** A JWS signing key (the private half never leaves the server). */
+export interface SigningKeyRecord {
+  kid: string
+  alg: string
+  /** Public JWK as JSON text. */
+  publicJwk: string
+  /** Private JWK as JSON text. */
+  privateJwk: string
+  createdAt: number
+  /** When this key stopped signing; null for the active key. */
+  retiredAt: number | null
+  /** Keep publishing in the JWKS until this time (last token signed + its lifetime). */
+  publishUntil: number | null
+}
+
+/** Thrown when a unique constraint is hit (e.g. a user-code collision). `code`: ERR_STORE_CONFLICT. */
+export class StoreConflictError extends Error {
+  override readonly name = 'StoreConflictError'
+  readonly code = 'ERR_STORE_CONFLICT'
+}
+
+/** Thrown when the database cannot be reached. `code`: ERR_STORE_UNAVAILABLE. */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError'
+  readonly code = 'ERR_STORE_UNAVAILABLE'
+}
+
+export interface Store {
+  /** Adapter name for logs and test titles (`sqlite`, `postgres`). */
+  readonly kind: string
+
+  /** Applies pending migrations. Idempotent. */
+  migrate(): Promise<void>
+  close(): Promise<void>
+
+  // --- device authorizations (RFC 8628) ---
+  /** @throws {StoreConflictError} when the user code or device code hash is taken. */
+  createDeviceGrant(grant: DeviceGrantRecord): Promise<void>
+  findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined>
+  /** Finds by canonical user code. */
+  findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined>
+  /**
+   * Records one poll atomically (RFC 8628 §3.5). When the previous poll was less than the current
+   * interval ago, the interval grows by 5 s and `tooFast` is true. Either way `lastPolledAt`
+   * becomes `now`. Returns the interval in force after this poll.
+   */
+  registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }>
+  /**
+   * Records the user's decision atomically: only a `pending`, unexpired grant changes.
+   * @returns true when this call made the decision.
+   */
+  decideDeviceGrant(
+    id: string,
+    decision: 'approved' | 'denied',
+    subject: string,
+    now: number,
+  ): Promise<boolean>
+  /**
+   * Redeems an approved, unexpired device grant and writes its tokens, in one transaction.
+   * Exactly one caller wins under any concurrency, across instances.
+   * @returns true when this call redeemed it; false when another did, or it expired.
+   */
+  redeemDeviceGrant(id: string, now: number, tokens: TokenBundle): Promise<boolean>
+
+  // --- token families ---
+  /** Writes a new grant with its first tokens (client_credentials). */
+  issueTokens(tokens: TokenBundle): Promise<void>
+  findGrant(id: string): Promise<GrantRecord | undefined>
+  findAccessTokenByHash(tokenHash: string): Promise<WithGrantState<AccessTokenRecord> | undefined>
+  findRefreshTokenByHash(tokenHash: string): Promise<WithGrantState<RefreshTokenRecord> | undefined>
+  /**
+   * Exchanges a refresh token atomically: marks it rotated only when it is live (not rotated,
+   * not revoked, not expired, family not revoked), then writes the new access and refresh token.
+   * A token already rotated yields `reused` and writes nothing (the caller revokes the family).
+   */
+  rotateRefreshToken(
+    oldTokenHash: string,
+    now: number,
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+  ): Promise<RotationResult>
+  /** Revokes a whole token family: every access and refresh token in it becomes inactive. */
+  revokeGrant(grantId: string, now: number): Promise<void>
+  /** Revokes one access token. */
+  revokeAccessToken(tokenHash: string, now: number): Promise<void>
+
+  // --- verification-page sessions ---
+  createWebSession(session: WebSessionRecord): Promise<void>
+  findWebSession(idHash: string, now: number): Promise<WebSessionRecord | undefined>
+  deleteWebSession(idHash: string): Promise<void>
+
+  // --- shared counters (rate limits) ---
+  /**
+   * Adds one to the counter `key` in the fixed window that contains `now` and returns the new
+   * count. Windows are `windowSeconds` long, aligned to multiples of it.
+   */
+  incrementCounter(key: string, windowSeconds: number, now: number): Promise<number>
+  /** Reads the counter `key` in the current window (0 when absent). */
+  readCounter(key: string, windowSeconds: number, now: number): Promise<number>
+
+  // --- signing keys ---
+  listSigningKeys(): Promise<SigningKeyRecord[]>
+  /** @throws {StoreConflictError} when the kid exists. */
+  insertSigningKey(key: SigningKeyRecord): Promise<void>
+  /** Marks a key retired; it stays published until `publishUntil`. */
+  retireSigningKey(kid: string, now: number, publishUntil: number): Promise<void>
+
+  // --- DPoP replay (RFC 9449 §11.1) ---
+  /**
+   * Remembers a proof identifier until `expiresAt`. Returns false when it was already seen
+   * (a replay), atomically across instances.
+   */
+  rememberDpopJti(key: string, expiresAt: number): Promise<boolean>
+
+  /** Deletes rows that can never matter again (expired sessions, counters, jtis). */
+  purgeExpired(now: number): Promise<void>
+}
