@@ -201,6 +201,16 @@ export interface Store {
   ): Promise<RotationResult>
   /** Revokes a whole token family: every access and refresh token in it becomes inactive. */
   revokeGrant(grantId: string, now: number): Promise<void>
+  /**
+   * Revokes every live token family of a user (central revocation) in one UPDATE.
+   * @returns the number of families revoked by this call.
+   */
+  revokeGrantsBySubject(subject: string, now: number): Promise<number>
+  /**
+   * Revokes every live token family of a client (central revocation) in one UPDATE.
+   * @returns the number of families revoked by this call.
+   */
+  revokeGrantsByClient(clientId: string, now: number): Promise<number>
   /** Revokes one access token. */
   revokeAccessToken(tokenHash: string, now: number): Promise<void>
 

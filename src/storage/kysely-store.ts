@@ -1,0 +1,749 @@
+/**
+ * The one {@link Store} implementation, on top of Kysely, shared by the SQLite and PostgreSQL
+ * adapters so that every query is written once.
+ *
+ * Atomic operations are single conditional writes (`UPDATE … WHERE <state> RETURNING`,
+ * `INSERT … ON CONFLICT`) or one transaction that starts with such a write, so they stay correct
+ * when several processes or instances race on the same row: there is no read-then-write.
+ * Adapters supply the dialect, an error classifier (unique violation → {@link StoreConflictError},
+ * lost database → {@link StoreUnavailableError}) and how to migrate.
+ */
+import type { Kysely, Selectable } from 'kysely'
+import {
+  StoreConflictError,
+  StoreUnavailableError,
+  type AccessTokenRecord,
+  type DeviceGrantRecord,
+  type DeviceGrantStatus,
+  type GrantRecord,
+  type RefreshTokenRecord,
+  type RotationResult,
+  type SigningKeyRecord,
+  type Store,
+  type TokenBundle,
+  type WebSessionRecord,
+  type WithGrantState,
+} from './store.js'
+
+// --- table types (see migrations.ts; all times are epoch seconds) ---
+
+export interface DeviceGrantsTable {
+  id: string
+  device_code_hash: string
+  user_code: string
+  client_id: string
+  scope: string
+  status: string
+  created_at: number
+  expires_at: number
+  interval_seconds: number
+  last_polled_at: number | null
+  subject: string | null
+  decided_at: number | null
+  request_ip: string
+  request_user_agent: string | null
+  dpop_jkt: string | null
+  grant_id: string | null
+}
+
+export interface GrantsTable {
+  id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  created_at: number
+  revoked_at: number | null
+  device_grant_id: string | null
+  expires_at: number | null
+  dpop_jkt: string | null
+}
+
+export interface AccessTokensTable {
+  token_hash: string
+  jti: string
+  grant_id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  issued_at: number
+  expires_at: number
+  revoked_at: number | null
+  format: string
+  dpop_jkt: string | null
+}
+
+export interface RefreshTokensTable {
+  token_hash: string
+  id: string
+  grant_id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  issued_at: number
+  expires_at: number | null
+  rotated_at: number | null
+  revoked_at: number | null
+  dpop_jkt: string | null
+}
+
+export interface WebSessionsTable {
+  id_hash: string
+  csrf_token: string
+  subject: string | null
+  auth_time: number | null
+  created_at: number
+  expires_at: number
+}
+
+export interface RateCountersTable {
+  key: string
+  window_seconds: number
+  window_start: number
+  hits: number
+  expires_at: number
+}
+
+export interface SigningKeysTable {
+  kid: string
+  alg: string
+  public_jwk: string
+  private_jwk: string
+  created_at: number
+  retired_at: number | null
+  publish_until: number | null
+}
+
+export interface DpopJtisTable {
+  jti: string
+  expires_at: number
+}
+
+export interface DevicegateDatabase {
+  device_grants: DeviceGrantsTable
+  grants: GrantsTable
+  access_tokens: AccessTokensTable
+  refresh_tokens: RefreshTokensTable
+  web_sessions: WebSessionsTable
+  rate_counters: RateCountersTable
+  signing_keys: SigningKeysTable
+  dpop_jtis: DpopJtisTable
+}
+
+/** How an adapter sorts a driver error. */
+export type StoreErrorKind = 'conflict' | 'unavailable' | undefined
+
+export interface KyselyStoreOptions {
+  kind: string
+  db: Kysely<DevicegateDatabase>
+  /** Sorts driver errors; anything unclassified is rethrown unchanged. */
+  classifyError(error: unknown): StoreErrorKind
+  /** Applies pending migrations (dialect-specific bookkeeping). */
+  migrate(db: Kysely<DevicegateDatabase>): Promise<void>
+}
+
+/** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
+const DEVICE_GRANT_RETENTION_SECONDS = 86_400
+
+export class KyselyStore implements Store {
+  readonly kind: string
+  readonly #db: Kysely<DevicegateDatabase>
+  readonly #classify: (error: unknown) => StoreErrorKind
+  readonly #migrate: (db: Kysely<DevicegateDatabase>) => Promise<void>
+
+  constructor(options: KyselyStoreOptions) {
+    this.kind = options.kind
+    this.#db = options.db
+    this.#classify = options.classifyError
+    this.#migrate = options.migrate
+  }
+
+  /** Runs `fn`, turning driver errors into the store's stable error types. */
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (error) {
+      switch (this.#classify(error)) {
+        case 'conflict':
+          throw new StoreConflictError(errorMessage(error), { cause: error })
+        case 'unavailable':
+          throw new StoreUnavailableError(errorMessage(error), { cause: error })
+        default:
+          throw error
+      }
+    }
+  }
+
+  migrate(): Promise<void> {
+    return this.#guard(() => this.#migrate(this.#db))
+  }
+
+  close(): Promise<void> {
+    return this.#db.destroy()
+  }
+
+  // --- device authorizations (RFC 8628) ---
+
+  createDeviceGrant(grant: DeviceGrantRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db.insertInto('device_grants').values(deviceGrantRow(grant)).execute()
+    })
+  }
+
+  findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('device_grants')
+        .selectAll()
+        .where('device_code_hash', '=', deviceCodeHash)
+        .executeTakeFirst()
+      return row && toDeviceGrant(row)
+    })
+  }
+
+  findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('device_grants')
+        .selectAll()
+        .where('user_code', '=', userCode)
+        .executeTakeFirst()
+      return row && toDeviceGrant(row)
+    })
+  }
+
+  /**
+   * RFC 8628 §3.5 `slow_down`, atomically: a poll at least `interval_seconds` after the previous
+   * one only records the time (one UPDATE); a faster poll adds 5 s to the interval, which stays.
+   * @throws {Error} when no device grant has this id.
+   */
+  registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
+    return this.#guard(async () => {
+      const onTime = await this.#db
+        .updateTable('device_grants')
+        .set({ last_polled_at: now })
+        .where('id', '=', id)
+        .where((eb) =>
+          eb.or([
+            eb('last_polled_at', 'is', null),
+            // last_polled_at + interval <= now: keeps `now` a bigint parameter on PostgreSQL.
+            eb(eb('last_polled_at', '+', eb.ref('interval_seconds')), '<=', now),
+          ]),
+        )
+        .returning('interval_seconds')
+        .executeTakeFirst()
+      if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
+      const tooFast = await this.#db
+        .updateTable('device_grants')
+        .set((eb) => ({ interval_seconds: eb('interval_seconds', '+', 5), last_polled_at: now }))
+        .where('id', '=', id)
+        .returning('interval_seconds')
+        .executeTakeFirst()
+      if (!tooFast) throw new Error(`registerPoll: no device grant with id ${JSON.stringify(id)}`)
+      return { tooFast: true, intervalSeconds: tooFast.interval_seconds }
+    })
+  }
+
+  decideDeviceGrant(
+    id: string,
+    decision: 'approved' | 'denied',
+    subject: string,
+    now: number,
+  ): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('device_grants')
+        .set({ status: decision, subject, decided_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', now)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  redeemDeviceGrant(id: string, now: number, tokens: TokenBundle): Promise<boolean> {
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        // The conditional update is the lock: of racing callers exactly one sees 1 row.
+        const result = await trx
+          .updateTable('device_grants')
+          .set({ status: 'redeemed', grant_id: tokens.grant.id })
+          .where('id', '=', id)
+          .where('status', '=', 'approved')
+          .where('expires_at', '>', now)
+          .executeTakeFirst()
+        if (result.numUpdatedRows === 0n) return false
+        await insertBundle(trx, tokens)
+        return true
+      }),
+    )
+  }
+
+  // --- token families ---
+
+  issueTokens(tokens: TokenBundle): Promise<void> {
+    return this.#guard(() => this.#db.transaction().execute((trx) => insertBundle(trx, tokens)))
+  }
+
+  findGrant(id: string): Promise<GrantRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('grants')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirst()
+      return row && toGrant(row)
+    })
+  }
+
+  findAccessTokenByHash(
+    tokenHash: string,
+  ): Promise<WithGrantState<AccessTokenRecord> | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('access_tokens')
+        .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+        .selectAll('access_tokens')
+        .select('grants.revoked_at as grant_revoked_at')
+        .where('access_tokens.token_hash', '=', tokenHash)
+        .executeTakeFirst()
+      return row && { ...toAccessToken(row), grantRevokedAt: row.grant_revoked_at }
+    })
+  }
+
+  findRefreshTokenByHash(
+    tokenHash: string,
+  ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
+    return this.#guard(() => this.#findRefreshToken(this.#db, tokenHash))
+  }
+
+  async #findRefreshToken(
+    db: Kysely<DevicegateDatabase>,
+    tokenHash: string,
+  ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
+    const row = await db
+      .selectFrom('refresh_tokens')
+      .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+      .selectAll('refresh_tokens')
+      .select('grants.revoked_at as grant_revoked_at')
+      .where('refresh_tokens.token_hash', '=', tokenHash)
+      .executeTakeFirst()
+    return row && { ...toRefreshToken(row), grantRevokedAt: row.grant_revoked_at }
+  }
+
+  /**
+   * RFC 9700 §4.14.2 rotation: one conditional UPDATE marks the old token rotated only while it
+   * and its family are live (the family's `expires_at` included); the new tokens are written in
+   * the same transaction. When nothing was updated the row is read once to name the reason.
+   */
+  rotateRefreshToken(
+    oldTokenHash: string,
+    now: number,
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+  ): Promise<RotationResult> {
+    return this.#guard(async () => {
+      const rotated = await this.#db.transaction().execute(async (trx) => {
+        const result = await trx
+          .updateTable('refresh_tokens')
+          .set({ rotated_at: now })
+          .where('token_hash', '=', oldTokenHash)
+          .where('rotated_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('grants')
+                .select('grants.id')
+                .whereRef('grants.id', '=', 'refresh_tokens.grant_id')
+                .where('grants.revoked_at', 'is', null)
+                .where((g) =>
+                  g.or([g('grants.expires_at', 'is', null), g('grants.expires_at', '>', now)]),
+                ),
+            ),
+          )
+          .executeTakeFirst()
+        if (result.numUpdatedRows === 0n) return false
+        await trx.insertInto('access_tokens').values(accessTokenRow(next.accessToken)).execute()
+        await trx.insertInto('refresh_tokens').values(refreshTokenRow(next.refreshToken)).execute()
+        return true
+      })
+      if (rotated) return { ok: true }
+      const old = await this.#findRefreshToken(this.#db, oldTokenHash)
+      if (!old) return { ok: false, reason: 'unknown' }
+      if (old.rotatedAt !== null) return { ok: false, reason: 'reused' }
+      if (old.revokedAt !== null || old.grantRevokedAt !== null) {
+        return { ok: false, reason: 'revoked' }
+      }
+      return { ok: false, reason: 'expired' }
+    })
+  }
+
+  /** One UPDATE on the family; its tokens are judged through the join on `grants`. */
+  revokeGrant(grantId: string, now: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('id', '=', grantId)
+        .where('revoked_at', 'is', null)
+        .execute()
+    })
+  }
+
+  revokeGrantsBySubject(subject: string, now: number): Promise<number> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('subject', '=', subject)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  revokeGrantsByClient(clientId: string, now: number): Promise<number> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('client_id', '=', clientId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  revokeAccessToken(tokenHash: string, now: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .updateTable('access_tokens')
+        .set({ revoked_at: now })
+        .where('token_hash', '=', tokenHash)
+        .where('revoked_at', 'is', null)
+        .execute()
+    })
+  }
+
+  // --- verification-page sessions ---
+
+  createWebSession(session: WebSessionRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('web_sessions')
+        .values({
+          id_hash: session.idHash,
+          csrf_token: session.csrfToken,
+          subject: session.subject,
+          auth_time: session.authTime,
+          created_at: session.createdAt,
+          expires_at: session.expiresAt,
+        })
+        .execute()
+    })
+  }
+
+  findWebSession(idHash: string, now: number): Promise<WebSessionRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('web_sessions')
+        .selectAll()
+        .where('id_hash', '=', idHash)
+        .where('expires_at', '>', now)
+        .executeTakeFirst()
+      return (
+        row && {
+          idHash: row.id_hash,
+          csrfToken: row.csrf_token,
+          subject: row.subject,
+          authTime: row.auth_time,
+          createdAt: row.created_at,
+          expiresAt: row.expires_at,
+        }
+      )
+    })
+  }
+
+  deleteWebSession(idHash: string): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db.deleteFrom('web_sessions').where('id_hash', '=', idHash).execute()
+    })
+  }
+
+  // --- shared counters (rate limits) ---
+
+  /** One upsert: `INSERT … ON CONFLICT DO UPDATE SET hits = hits + 1 RETURNING hits`. */
+  incrementCounter(key: string, windowSeconds: number, now: number): Promise<number> {
+    return this.#guard(async () => {
+      const windowStart = windowStartOf(windowSeconds, now)
+      const row = await this.#db
+        .insertInto('rate_counters')
+        .values({
+          key,
+          window_seconds: windowSeconds,
+          window_start: windowStart,
+          hits: 1,
+          expires_at: windowStart + windowSeconds,
+        })
+        .onConflict((oc) =>
+          oc
+            .columns(['key', 'window_seconds', 'window_start'])
+            .doUpdateSet((eb) => ({ hits: eb('rate_counters.hits', '+', 1) })),
+        )
+        .returning('hits')
+        .executeTakeFirstOrThrow()
+      return row.hits
+    })
+  }
+
+  readCounter(key: string, windowSeconds: number, now: number): Promise<number> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('rate_counters')
+        .select('hits')
+        .where('key', '=', key)
+        .where('window_seconds', '=', windowSeconds)
+        .where('window_start', '=', windowStartOf(windowSeconds, now))
+        .executeTakeFirst()
+      return row?.hits ?? 0
+    })
+  }
+
+  // --- signing keys ---
+
+  /** All keys, newest first. */
+  listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('signing_keys')
+        .selectAll()
+        .orderBy('created_at', 'desc')
+        .orderBy('kid')
+        .execute()
+      return rows.map((row) => ({
+        kid: row.kid,
+        alg: row.alg,
+        publicJwk: row.public_jwk,
+        privateJwk: row.private_jwk,
+        createdAt: row.created_at,
+        retiredAt: row.retired_at,
+        publishUntil: row.publish_until,
+      }))
+    })
+  }
+
+  insertSigningKey(key: SigningKeyRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('signing_keys')
+        .values({
+          kid: key.kid,
+          alg: key.alg,
+          public_jwk: key.publicJwk,
+          private_jwk: key.privateJwk,
+          created_at: key.createdAt,
+          retired_at: key.retiredAt,
+          publish_until: key.publishUntil,
+        })
+        .execute()
+    })
+  }
+
+  retireSigningKey(kid: string, now: number, publishUntil: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .updateTable('signing_keys')
+        .set({ retired_at: now, publish_until: publishUntil })
+        .where('kid', '=', kid)
+        .execute()
+    })
+  }
+
+  // --- DPoP replay (RFC 9449 §11.1) ---
+
+  /** `INSERT … ON CONFLICT DO NOTHING`: the one caller whose row went in sees true. */
+  rememberDpopJti(key: string, expiresAt: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .insertInto('dpop_jtis')
+        .values({ jti: key, expires_at: expiresAt })
+        .onConflict((oc) => oc.column('jti').doNothing())
+        .executeTakeFirst()
+      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n
+    })
+  }
+
+  /**
+   * Deletes expired web sessions, counters whose window is over, expired DPoP jtis, and device
+   * grants that were never redeemed and expired more than a day ago (redeemed ones stay: their
+   * token family points at them).
+   */
+  purgeExpired(now: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db.deleteFrom('web_sessions').where('expires_at', '<=', now).execute()
+      await this.#db.deleteFrom('rate_counters').where('expires_at', '<=', now).execute()
+      await this.#db.deleteFrom('dpop_jtis').where('expires_at', '<=', now).execute()
+      await this.#db
+        .deleteFrom('device_grants')
+        .where('status', '<>', 'redeemed')
+        .where('expires_at', '<', now - DEVICE_GRANT_RETENTION_SECONDS)
+        .execute()
+    })
+  }
+}
+
+// --- row mapping ---
+
+function windowStartOf(windowSeconds: number, now: number): number {
+  if (!Number.isInteger(windowSeconds) || windowSeconds <= 0) {
+    throw new TypeError(`windowSeconds must be a positive integer, got ${windowSeconds}`)
+  }
+  return Math.floor(now / windowSeconds) * windowSeconds
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+async function insertBundle(trx: Kysely<DevicegateDatabase>, tokens: TokenBundle): Promise<void> {
+  const g = tokens.grant
+  await trx
+    .insertInto('grants')
+    .values({
+      id: g.id,
+      client_id: g.clientId,
+      subject: g.subject,
+      scope: g.scope,
+      created_at: g.createdAt,
+      revoked_at: g.revokedAt,
+      device_grant_id: g.deviceGrantId,
+      expires_at: g.expiresAt,
+      dpop_jkt: g.dpopJkt,
+    })
+    .execute()
+  await trx.insertInto('access_tokens').values(accessTokenRow(tokens.accessToken)).execute()
+  if (tokens.refreshToken) {
+    await trx.insertInto('refresh_tokens').values(refreshTokenRow(tokens.refreshToken)).execute()
+  }
+}
+
+function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
+  return {
+    id: g.id,
+    device_code_hash: g.deviceCodeHash,
+    user_code: g.userCode,
+    client_id: g.clientId,
+    scope: g.scope,
+    status: g.status,
+    created_at: g.createdAt,
+    expires_at: g.expiresAt,
+    interval_seconds: g.intervalSeconds,
+    last_polled_at: g.lastPolledAt,
+    subject: g.subject,
+    decided_at: g.decidedAt,
+    request_ip: g.requestIp,
+    request_user_agent: g.requestUserAgent,
+    dpop_jkt: g.dpopJkt,
+    grant_id: g.grantId,
+  }
+}
+
+function toDeviceGrant(row: Selectable<DeviceGrantsTable>): DeviceGrantRecord {
+  return {
+    id: row.id,
+    deviceCodeHash: row.device_code_hash,
+    userCode: row.user_code,
+    clientId: row.client_id,
+    scope: row.scope,
+    status: row.status as DeviceGrantStatus,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    intervalSeconds: row.interval_seconds,
+    lastPolledAt: row.last_polled_at,
+    subject: row.subject,
+    decidedAt: row.decided_at,
+    requestIp: row.request_ip,
+    requestUserAgent: row.request_user_agent,
+    dpopJkt: row.dpop_jkt,
+    grantId: row.grant_id,
+  }
+}
+
+function toGrant(row: Selectable<GrantsTable>): GrantRecord {
+  return {
+    id: row.id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    createdAt: row.created_at,
+    revokedAt: row.revoked_at,
+    deviceGrantId: row.device_grant_id,
+    expiresAt: row.expires_at,
+    dpopJkt: row.dpop_jkt,
+  }
+}
+
+function accessTokenRow(t: AccessTokenRecord): AccessTokensTable {
+  return {
+    token_hash: t.tokenHash,
+    jti: t.jti,
+    grant_id: t.grantId,
+    client_id: t.clientId,
+    subject: t.subject,
+    scope: t.scope,
+    issued_at: t.issuedAt,
+    expires_at: t.expiresAt,
+    revoked_at: t.revokedAt,
+    format: t.format,
+    dpop_jkt: t.dpopJkt,
+  }
+}
+
+function toAccessToken(row: Selectable<AccessTokensTable>): AccessTokenRecord {
+  return {
+    tokenHash: row.token_hash,
+    jti: row.jti,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    format: row.format as AccessTokenRecord['format'],
+    dpopJkt: row.dpop_jkt,
+  }
+}
+
+function refreshTokenRow(t: RefreshTokenRecord): RefreshTokensTable {
+  return {
+    token_hash: t.tokenHash,
+    id: t.id,
+    grant_id: t.grantId,
+    client_id: t.clientId,
+    subject: t.subject,
+    scope: t.scope,
+    issued_at: t.issuedAt,
+    expires_at: t.expiresAt,
+    rotated_at: t.rotatedAt,
+    revoked_at: t.revokedAt,
+    dpop_jkt: t.dpopJkt,
+  }
+}
+
+function toRefreshToken(row: Selectable<RefreshTokensTable>): RefreshTokenRecord {
+  return {
+    tokenHash: row.token_hash,
+    id: row.id,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    rotatedAt: row.rotated_at,
+    revokedAt: row.revoked_at,
+    dpopJkt: row.dpop_jkt,
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Schema migrations shared by the SQLite and PostgreSQL adapters.
+ *
+ * Written once with Kysely's schema builder, using only types both databases understand:
+ * `text` for identifiers, hashes, status and JSON text; `bigint` for epoch seconds (SQLite gives
+ * it INTEGER affinity; the PostgreSQL pool parses int8 back to `number`); `integer` for small
+ * counts (`interval_seconds`, `hits`). Every lookup column of the hot path is indexed.
+ *
+ * Migrations are append-only: never edit a released one, add the next.
+ */
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
+
+/** All migrations in order. Keys sort lexicographically; Kysely applies them in that order. */
+export const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    // Kysely recommends `Kysely<any>` in migrations: they must not depend on today's types.
+    async up(db: Kysely<any>): Promise<void> {
+      // RFC 8628 §3.1–3.5: one row per device authorization request.
+      await db.schema
+        .createTable('device_grants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('device_code_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('user_code', 'text', (c) => c.notNull().unique())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('interval_seconds', 'integer', (c) => c.notNull())
+        .addColumn('last_polled_at', 'bigint')
+        .addColumn('subject', 'text')
+        .addColumn('decided_at', 'bigint')
+        .addColumn('request_ip', 'text', (c) => c.notNull())
+        .addColumn('request_user_agent', 'text')
+        .addColumn('dpop_jkt', 'text')
+        // No foreign key: the grant row is written after this one is marked redeemed.
+        .addColumn('grant_id', 'text')
+        .execute()
+
+      // Token families (RFC 9700 §4.14.2). Revocation is judged here, through a join.
+      await db.schema
+        .createTable('grants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('device_grant_id', 'text')
+        .addColumn('expires_at', 'bigint')
+        .addColumn('dpop_jkt', 'text')
+        .execute()
+      await db.schema.createIndex('grants_subject_idx').on('grants').column('subject').execute()
+      await db.schema.createIndex('grants_client_id_idx').on('grants').column('client_id').execute()
+
+      await db.schema
+        .createTable('access_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('jti', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'text', (c) => c.notNull().references('grants.id'))
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('issued_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('format', 'text', (c) => c.notNull())
+        .addColumn('dpop_jkt', 'text')
+        .execute()
+      await db.schema
+        .createIndex('access_tokens_grant_id_idx')
+        .on('access_tokens')
+        .column('grant_id')
+        .execute()
+
+      await db.schema
+        .createTable('refresh_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'text', (c) => c.notNull().references('grants.id'))
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('issued_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint')
+        .addColumn('rotated_at', 'bigint')
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('dpop_jkt', 'text')
+        .execute()
+      await db.schema
+        .createIndex('refresh_tokens_grant_id_idx')
+        .on('refresh_tokens')
+        .column('grant_id')
+        .execute()
+
+      await db.schema
+        .createTable('web_sessions')
+        .addColumn('id_hash', 'text', (c) => c.primaryKey())
+        .addColumn('csrf_token', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('auth_time', 'bigint')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute()
+
+      // Fixed-window counters: one row per (key, window length, window start).
+      await db.schema
+        .createTable('rate_counters')
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('window_seconds', 'integer', (c) => c.notNull())
+        .addColumn('window_start', 'bigint', (c) => c.notNull())
+        .addColumn('hits', 'integer', (c) => c.notNull())
+        // window_start + window_seconds, so purging is a plain range delete.
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('rate_counters_pk', ['key', 'window_seconds', 'window_start'])
+        .execute()
+
+      await db.schema
+        .createTable('signing_keys')
+        .addColumn('kid', 'text', (c) => c.primaryKey())
+        .addColumn('alg', 'text', (c) => c.notNull())
+        .addColumn('public_jwk', 'text', (c) => c.notNull())
+        .addColumn('private_jwk', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('retired_at', 'bigint')
+        .addColumn('publish_until', 'bigint')
+        .execute()
+
+      // RFC 9449 §11.1 replay cache.
+      await db.schema
+        .createTable('dpop_jtis')
+        .addColumn('jti', 'text', (c) => c.primaryKey())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      for (const table of [
+        'dpop_jtis',
+        'signing_keys',
+        'rate_counters',
+        'web_sessions',
+        'refresh_tokens',
+        'access_tokens',
+        'grants',
+        'device_grants',
+      ]) {
+        await db.schema.dropTable(table).ifExists().execute()
+      }
+    },
+  },
+}
+
+const provider: MigrationProvider = { getMigrations: async () => migrations }
+
+/**
+ * Applies every pending migration. Idempotent, and safe when several instances start at once
+ * (Kysely takes a lock row in `kysely_migration_lock`).
+ *
+ * @param options.migrationTableSchema PostgreSQL only: the schema holding Kysely's bookkeeping
+ *   tables. Pass the connection's `current_schema()` so that `kysely_migration` tables in other
+ *   schemas of the same database are not mistaken for ours.
+ * @throws the first migration error, unchanged (adapters map it to a store error).
+ */
+export async function migrateToLatest(
+  db: Kysely<any>,
+  options: { migrationTableSchema?: string } = {},
+): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider,
+    ...(options.migrationTableSchema ? { migrationTableSchema: options.migrationTableSchema } : {}),
+  })
+  const { error } = await migrator.migrateToLatest()
+  if (error !== undefined) throw error
+}

@@ -1,0 +1,634 @@
+/**
+ * The one storage contract suite (src/storage/store.ts), run against every adapter on a real
+ * database: SQLite on a temporary file always; PostgreSQL when DEVICEGATE_TEST_PG_URL is set,
+ * each run in its own schema.
+ */
+import { randomBytes, randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openStore } from '../src/storage/index.js'
+import { createPostgresStore } from '../src/storage/postgres.js'
+import {
+  StoreConflictError,
+  StoreUnavailableError,
+  type AccessTokenRecord,
+  type DeviceGrantRecord,
+  type RefreshTokenRecord,
+  type Store,
+  type TokenBundle,
+} from '../src/storage/store.js'
+
+const NOW = 1_750_000_000
+
+interface Adapter {
+  name: string
+  /** Opens a migrated store; a second call opens another, independent instance (own pool). */
+  open(): Promise<Store>
+  /** Whether two instances can race across connections (separate pools). */
+  multiInstance: boolean
+  setup(): Promise<void>
+  teardown(): Promise<void>
+}
+
+const sqliteAdapter = (): Adapter => {
+  let dir = ''
+  return {
+    name: 'sqlite',
+    multiInstance: false,
+    async setup() {
+      dir = await mkdtemp(join(tmpdir(), 'devicegate-store-'))
+    },
+    open: () => openStore(`sqlite:${join(dir, 'nested', 'devicegate.db')}`),
+    async teardown() {
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
+
+const postgresAdapter = (baseUrl: string): Adapter => {
+  const schema = `dg_test_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = () => new pg.Client({ connectionString: baseUrl })
+  const schemaUrl = () => {
+    const url = new URL(baseUrl)
+    url.searchParams.set('options', `-c search_path=${schema}`)
+    return url.toString()
+  }
+  return {
+    name: 'postgres',
+    multiInstance: true,
+    async setup() {
+      const client = admin()
+      await client.connect()
+      await client.query(`create schema ${schema}`)
+      await client.end()
+    },
+    open: () => openStore(schemaUrl()),
+    async teardown() {
+      const client = admin()
+      await client.connect()
+      await client.query(`drop schema if exists ${schema} cascade`)
+      await client.end()
+    },
+  }
+}
+
+if (!PG_URL) {
+  console.warn(
+    'PostgreSQL contract tests SKIPPED: set DEVICEGATE_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run them',
+  )
+}
+
+const ADAPTERS: Array<{ adapter: Adapter; run: boolean }> = [
+  { adapter: sqliteAdapter(), run: true },
+  { adapter: postgresAdapter(PG_URL ?? 'postgres://unset/unset'), run: Boolean(PG_URL) },
+]
+
+// --- fixtures ---
+
+const id = (prefix: string) => `${prefix}_${randomUUID()}`
+const hash = () => randomBytes(32).toString('hex')
+const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ'
+const userCode = () =>
+  Array.from(randomBytes(8), (b) => USER_CODE_ALPHABET[b % USER_CODE_ALPHABET.length]).join('')
+
+function deviceGrant(over: Partial<DeviceGrantRecord> = {}): DeviceGrantRecord {
+  return {
+    id: id('dg'),
+    deviceCodeHash: hash(),
+    userCode: userCode(),
+    clientId: 'cli',
+    scope: 'openid profile',
+    status: 'pending',
+    createdAt: NOW,
+    expiresAt: NOW + 600,
+    intervalSeconds: 5,
+    lastPolledAt: null,
+    subject: null,
+    decidedAt: null,
+    requestIp: '203.0.113.7',
+    requestUserAgent: 'curl/8',
+    dpopJkt: null,
+    grantId: null,
+    ...over,
+  }
+}
+
+function accessToken(grantId: string, over: Partial<AccessTokenRecord> = {}): AccessTokenRecord {
+  return {
+    tokenHash: hash(),
+    jti: id('jti'),
+    grantId,
+    clientId: 'cli',
+    subject: 'alice',
+    scope: 'openid',
+    issuedAt: NOW,
+    expiresAt: NOW + 300,
+    revokedAt: null,
+    format: 'jwt',
+    dpopJkt: null,
+    ...over,
+  }
+}
+
+function refreshToken(grantId: string, over: Partial<RefreshTokenRecord> = {}): RefreshTokenRecord {
+  return {
+    tokenHash: hash(),
+    id: id('rt'),
+    grantId,
+    clientId: 'cli',
+    subject: 'alice',
+    scope: 'openid',
+    issuedAt: NOW,
+    expiresAt: NOW + 86_400,
+    rotatedAt: null,
+    revokedAt: null,
+    dpopJkt: null,
+    ...over,
+  }
+}
+
+function bundle(
+  over: { subject?: string | null; clientId?: string; grantExpiresAt?: number | null } = {},
+): TokenBundle {
+  const grantId = id('g')
+  const subject = over.subject === undefined ? 'alice' : over.subject
+  const clientId = over.clientId ?? 'cli'
+  return {
+    grant: {
+      id: grantId,
+      clientId,
+      subject,
+      scope: 'openid',
+      createdAt: NOW,
+      revokedAt: null,
+      deviceGrantId: null,
+      expiresAt: over.grantExpiresAt === undefined ? NOW + 30 * 86_400 : over.grantExpiresAt,
+      dpopJkt: null,
+    },
+    accessToken: accessToken(grantId, { subject, clientId }),
+    refreshToken: refreshToken(grantId, { subject, clientId }),
+  }
+}
+
+const nextTokens = (grantId: string) => ({
+  accessToken: accessToken(grantId),
+  refreshToken: refreshToken(grantId),
+})
+
+for (const { adapter, run } of ADAPTERS) {
+  const suite = run ? describe : describe.skip
+
+  suite(`${adapter.name} store contract`, () => {
+    let store: Store
+
+    beforeAll(async () => {
+      await adapter.setup()
+      store = await adapter.open()
+    })
+    afterAll(async () => {
+      await store?.close()
+      await adapter.teardown()
+    })
+
+    async function approvedGrant(over: Partial<DeviceGrantRecord> = {}) {
+      const g = deviceGrant(over)
+      await store.createDeviceGrant(g)
+      expect(await store.decideDeviceGrant(g.id, 'approved', 'alice', NOW + 10)).toBe(true)
+      return g
+    }
+
+    describe('migrations', () => {
+      it('are idempotent: migrating an up-to-date database changes nothing', async () => {
+        await store.migrate()
+        const again = await adapter.open()
+        await again.close()
+      })
+    })
+
+    describe('device authorizations (RFC 8628 §3.1–3.5)', () => {
+      it('finds a created device grant by device code hash and by user code', async () => {
+        const g = deviceGrant({ dpopJkt: 'jkt-1', requestUserAgent: null })
+        await store.createDeviceGrant(g)
+        expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toEqual(g)
+        expect(await store.findDeviceGrantByUserCode(g.userCode)).toEqual(g)
+        expect(await store.findDeviceGrantByDeviceCodeHash(hash())).toBeUndefined()
+        expect(await store.findDeviceGrantByUserCode('ZZZZZZZZ')).toBeUndefined()
+      })
+
+      it('rejects a user-code collision with StoreConflictError', async () => {
+        const g = deviceGrant()
+        await store.createDeviceGrant(g)
+        const clash = store.createDeviceGrant(deviceGrant({ userCode: g.userCode }))
+        await expect(clash).rejects.toBeInstanceOf(StoreConflictError)
+        await expect(clash).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' })
+      })
+
+      it('rejects a device-code-hash collision with StoreConflictError', async () => {
+        const g = deviceGrant()
+        await store.createDeviceGrant(g)
+        await expect(
+          store.createDeviceGrant(deviceGrant({ deviceCodeHash: g.deviceCodeHash })),
+        ).rejects.toBeInstanceOf(StoreConflictError)
+      })
+
+      it('adds 5 seconds to the interval on a too-fast poll and keeps it for later polls', async () => {
+        const g = deviceGrant({ intervalSeconds: 5 })
+        await store.createDeviceGrant(g)
+        expect(await store.registerPoll(g.id, NOW)).toEqual({ tooFast: false, intervalSeconds: 5 })
+        expect(await store.registerPoll(g.id, NOW)).toEqual({ tooFast: true, intervalSeconds: 10 })
+        // 5 s later is enough for the old interval but not for the grown one.
+        expect(await store.registerPoll(g.id, NOW + 5)).toEqual({
+          tooFast: true,
+          intervalSeconds: 15,
+        })
+        expect(await store.registerPoll(g.id, NOW + 20)).toEqual({
+          tooFast: false,
+          intervalSeconds: 15,
+        })
+        const stored = await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)
+        expect(stored).toMatchObject({ intervalSeconds: 15, lastPolledAt: NOW + 20 })
+      })
+
+      it('counts exactly one on-time poll among concurrent polls', async () => {
+        const g = deviceGrant({ intervalSeconds: 5 })
+        await store.createDeviceGrant(g)
+        const results = await Promise.all(
+          Array.from({ length: 10 }, () => store.registerPoll(g.id, NOW)),
+        )
+        expect(results.filter((r) => !r.tooFast)).toHaveLength(1)
+        const stored = await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)
+        expect(stored?.intervalSeconds).toBe(5 + 9 * 5)
+      })
+
+      it('records a decision only once', async () => {
+        const g = deviceGrant()
+        await store.createDeviceGrant(g)
+        expect(await store.decideDeviceGrant(g.id, 'denied', 'bob', NOW + 1)).toBe(true)
+        expect(await store.decideDeviceGrant(g.id, 'approved', 'alice', NOW + 2)).toBe(false)
+        expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({
+          status: 'denied',
+          subject: 'bob',
+          decidedAt: NOW + 1,
+        })
+      })
+
+      it('refuses a decision after the device grant expired', async () => {
+        const g = deviceGrant({ expiresAt: NOW + 60 })
+        await store.createDeviceGrant(g)
+        expect(await store.decideDeviceGrant(g.id, 'approved', 'alice', NOW + 60)).toBe(false)
+        expect((await store.findDeviceGrantByUserCode(g.userCode))?.status).toBe('pending')
+      })
+
+      it('redeems an approved device grant and writes its token family', async () => {
+        const g = await approvedGrant()
+        const tokens = bundle()
+        tokens.grant.deviceGrantId = g.id
+        expect(await store.redeemDeviceGrant(g.id, NOW + 20, tokens)).toBe(true)
+        expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({
+          status: 'redeemed',
+          grantId: tokens.grant.id,
+        })
+        expect(await store.findGrant(tokens.grant.id)).toEqual(tokens.grant)
+        expect(await store.findAccessTokenByHash(tokens.accessToken.tokenHash)).toEqual({
+          ...tokens.accessToken,
+          grantRevokedAt: null,
+        })
+        expect(await store.findRefreshTokenByHash(tokens.refreshToken!.tokenHash)).toEqual({
+          ...tokens.refreshToken,
+          grantRevokedAt: null,
+        })
+      })
+
+      it('does not redeem a pending or denied device grant', async () => {
+        const pending = deviceGrant()
+        await store.createDeviceGrant(pending)
+        expect(await store.redeemDeviceGrant(pending.id, NOW, bundle())).toBe(false)
+        const denied = deviceGrant()
+        await store.createDeviceGrant(denied)
+        await store.decideDeviceGrant(denied.id, 'denied', 'alice', NOW)
+        const tokens = bundle()
+        expect(await store.redeemDeviceGrant(denied.id, NOW, tokens)).toBe(false)
+        expect(await store.findGrant(tokens.grant.id)).toBeUndefined()
+      })
+
+      it('redeems an approved device grant exactly once under 50 concurrent calls', async () => {
+        const g = await approvedGrant()
+        const attempts = Array.from({ length: 50 }, () => bundle())
+        const results = await Promise.all(
+          attempts.map((tokens) => store.redeemDeviceGrant(g.id, NOW + 20, tokens)),
+        )
+        expect(results.filter(Boolean)).toHaveLength(1)
+        const winner = attempts[results.indexOf(true)]!
+        const losers = attempts.filter((_, i) => !results[i])
+        expect(await store.findGrant(winner.grant.id)).toBeDefined()
+        for (const loser of losers.slice(0, 5)) {
+          expect(await store.findGrant(loser.grant.id)).toBeUndefined()
+          expect(await store.findAccessTokenByHash(loser.accessToken.tokenHash)).toBeUndefined()
+        }
+      })
+
+      it.runIf(adapter.multiInstance)(
+        'redeems exactly once when two store instances (two pools) race',
+        async () => {
+          const other = await adapter.open()
+          try {
+            for (let round = 0; round < 5; round++) {
+              const g = await approvedGrant()
+              const results = await Promise.all(
+                Array.from({ length: 20 }, (_, i) =>
+                  (i % 2 ? other : store).redeemDeviceGrant(g.id, NOW + 20, bundle()),
+                ),
+              )
+              expect(results.filter(Boolean)).toHaveLength(1)
+            }
+          } finally {
+            await other.close()
+          }
+        },
+      )
+
+      it('does not redeem an approved device grant after it expired', async () => {
+        const g = await approvedGrant({ expiresAt: NOW + 60 })
+        const tokens = bundle()
+        expect(await store.redeemDeviceGrant(g.id, NOW + 60, tokens)).toBe(false)
+        expect(await store.findGrant(tokens.grant.id)).toBeUndefined()
+        expect((await store.findDeviceGrantByUserCode(g.userCode))?.status).toBe('approved')
+      })
+    })
+
+    describe('refresh-token rotation (RFC 9700 §4.14.2)', () => {
+      it('rotates a live token once and writes the next tokens', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        const next = nextTokens(b.grant.id)
+        expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, next)).toEqual({
+          ok: true,
+        })
+        expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({
+          rotatedAt: NOW + 10,
+        })
+        expect(await store.findRefreshTokenByHash(next.refreshToken.tokenHash)).toMatchObject({
+          rotatedAt: null,
+          grantRevokedAt: null,
+        })
+        expect(await store.findAccessTokenByHash(next.accessToken.tokenHash)).toBeDefined()
+      })
+
+      it('reports reuse of a rotated token and writes nothing', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id))
+        const replay = nextTokens(b.grant.id)
+        expect(
+          await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 20, replay),
+        ).toEqual({ ok: false, reason: 'reused' })
+        expect(await store.findRefreshTokenByHash(replay.refreshToken.tokenHash)).toBeUndefined()
+        expect(await store.findAccessTokenByHash(replay.accessToken.tokenHash)).toBeUndefined()
+      })
+
+      it('reports a revoked family as revoked', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        await store.revokeGrant(b.grant.id, NOW + 5)
+        expect(
+          await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id)),
+        ).toEqual({ ok: false, reason: 'revoked' })
+      })
+
+      it('reports an expired token and an expired family as expired', async () => {
+        const b = bundle()
+        b.refreshToken!.expiresAt = NOW + 100
+        await store.issueTokens(b)
+        expect(
+          await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 100, nextTokens(b.grant.id)),
+        ).toEqual({ ok: false, reason: 'expired' })
+
+        const family = bundle({ grantExpiresAt: NOW + 50 })
+        family.refreshToken!.expiresAt = null
+        await store.issueTokens(family)
+        expect(
+          await store.rotateRefreshToken(
+            family.refreshToken!.tokenHash,
+            NOW + 50,
+            nextTokens(family.grant.id),
+          ),
+        ).toEqual({ ok: false, reason: 'expired' })
+      })
+
+      it('reports an unknown token as unknown', async () => {
+        expect(await store.rotateRefreshToken(hash(), NOW, nextTokens(id('g')))).toEqual({
+          ok: false,
+          reason: 'unknown',
+        })
+      })
+
+      it('lets exactly one of 20 concurrent rotations of the same token win', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id)),
+          ),
+        )
+        expect(results.filter((r) => r.ok)).toHaveLength(1)
+        expect(results.filter((r) => !r.ok && r.reason === 'reused')).toHaveLength(19)
+      })
+    })
+
+    describe('revocation', () => {
+      it('revokes a whole family: its tokens show grantRevokedAt', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        await store.revokeGrant(b.grant.id, NOW + 7)
+        expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+          revokedAt: null,
+          grantRevokedAt: NOW + 7,
+        })
+        expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({
+          grantRevokedAt: NOW + 7,
+        })
+        // Revoking again keeps the first revocation time.
+        await store.revokeGrant(b.grant.id, NOW + 9)
+        expect((await store.findGrant(b.grant.id))?.revokedAt).toBe(NOW + 7)
+      })
+
+      it('revokes every live family of a subject and returns how many', async () => {
+        const subject = id('user')
+        const families = [bundle({ subject }), bundle({ subject }), bundle({ subject })]
+        for (const f of families) await store.issueTokens(f)
+        const bystander = bundle()
+        await store.issueTokens(bystander)
+        await store.revokeGrant(families[0]!.grant.id, NOW)
+        expect(await store.revokeGrantsBySubject(subject, NOW + 1)).toBe(2)
+        expect(await store.revokeGrantsBySubject(subject, NOW + 2)).toBe(0)
+        expect((await store.findGrant(bystander.grant.id))?.revokedAt).toBeNull()
+        expect(
+          (await store.findAccessTokenByHash(families[2]!.accessToken.tokenHash))?.grantRevokedAt,
+        ).toBe(NOW + 1)
+      })
+
+      it('revokes every live family of a client and returns how many', async () => {
+        const clientId = id('client')
+        await store.issueTokens(bundle({ clientId }))
+        await store.issueTokens(bundle({ clientId, subject: null }))
+        expect(await store.revokeGrantsByClient(clientId, NOW)).toBe(2)
+      })
+
+      it('revokes one access token without touching its family', async () => {
+        const b = bundle()
+        await store.issueTokens(b)
+        await store.revokeAccessToken(b.accessToken.tokenHash, NOW + 3)
+        expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+          revokedAt: NOW + 3,
+          grantRevokedAt: null,
+        })
+      })
+
+      it('writes a client_credentials family without refresh token', async () => {
+        const b = bundle({ subject: null })
+        delete b.refreshToken
+        b.accessToken.format = 'opaque'
+        await store.issueTokens(b)
+        expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+          subject: null,
+          format: 'opaque',
+        })
+      })
+    })
+
+    describe('web sessions', () => {
+      it('finds a session until it expires and forgets a deleted one', async () => {
+        const s = {
+          idHash: hash(),
+          csrfToken: 'csrf',
+          subject: 'alice',
+          authTime: NOW,
+          createdAt: NOW,
+          expiresAt: NOW + 100,
+        }
+        await store.createWebSession(s)
+        expect(await store.findWebSession(s.idHash, NOW + 99)).toEqual(s)
+        expect(await store.findWebSession(s.idHash, NOW + 100)).toBeUndefined()
+        await store.deleteWebSession(s.idHash)
+        expect(await store.findWebSession(s.idHash, NOW)).toBeUndefined()
+      })
+    })
+
+    describe('rate counters', () => {
+      it('counts per aligned fixed window', async () => {
+        const key = id('ip')
+        const start = 1_750_000_020 // multiple of 60
+        expect(await store.readCounter(key, 60, start)).toBe(0)
+        expect(await store.incrementCounter(key, 60, start)).toBe(1)
+        expect(await store.incrementCounter(key, 60, start + 59)).toBe(2)
+        expect(await store.readCounter(key, 60, start + 30)).toBe(2)
+        expect(await store.incrementCounter(key, 60, start + 60)).toBe(1)
+        // Another window length is another counter.
+        expect(await store.incrementCounter(key, 3600, start)).toBe(1)
+      })
+
+      it('loses no increments under concurrency', async () => {
+        const key = id('ip')
+        const counts = await Promise.all(
+          Array.from({ length: 30 }, () => store.incrementCounter(key, 60, NOW)),
+        )
+        expect([...counts].sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+      })
+    })
+
+    describe('signing keys', () => {
+      it('inserts, lists newest first, rejects a duplicate kid and retires', async () => {
+        const key = (kid: string, createdAt: number) => ({
+          kid,
+          alg: 'ES256',
+          publicJwk: '{"kty":"EC"}',
+          privateJwk: '{"kty":"EC","d":"x"}',
+          createdAt,
+          retiredAt: null,
+          publishUntil: null,
+        })
+        const older = key(id('kid'), NOW)
+        const newer = key(id('kid'), NOW + 10)
+        await store.insertSigningKey(older)
+        await store.insertSigningKey(newer)
+        await expect(store.insertSigningKey(older)).rejects.toBeInstanceOf(StoreConflictError)
+        await store.retireSigningKey(older.kid, NOW + 20, NOW + 3620)
+        const keys = (await store.listSigningKeys()).filter((k) =>
+          [older.kid, newer.kid].includes(k.kid),
+        )
+        expect(keys).toEqual([newer, { ...older, retiredAt: NOW + 20, publishUntil: NOW + 3620 }])
+      })
+    })
+
+    describe('DPoP replay cache (RFC 9449 §11.1)', () => {
+      it('accepts a jti once and reports the replay', async () => {
+        const jti = id('jti')
+        expect(await store.rememberDpopJti(jti, NOW + 60)).toBe(true)
+        expect(await store.rememberDpopJti(jti, NOW + 60)).toBe(false)
+      })
+
+      it('accepts exactly one of concurrent duplicates', async () => {
+        const jti = id('jti')
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () => store.rememberDpopJti(jti, NOW + 60)),
+        )
+        expect(results.filter(Boolean)).toHaveLength(1)
+      })
+    })
+
+    describe('purgeExpired', () => {
+      it('deletes expired sessions, counters, jtis and old unredeemed device grants only', async () => {
+        const later = NOW + 10 * 86_400
+        const liveSession = { idHash: hash(), csrfToken: 'c', subject: null, authTime: null, createdAt: NOW, expiresAt: later + 1 }
+        const deadSession = { ...liveSession, idHash: hash(), expiresAt: later }
+        await store.createWebSession(liveSession)
+        await store.createWebSession(deadSession)
+        const key = id('ip')
+        await store.incrementCounter(key, 60, later - 60)
+        await store.incrementCounter(key, 60, later)
+        const oldJti = id('jti')
+        const liveJti = id('jti')
+        await store.rememberDpopJti(oldJti, later)
+        await store.rememberDpopJti(liveJti, later + 60)
+
+        const stale = deviceGrant({ expiresAt: later - 86_400 - 1 })
+        const recent = deviceGrant({ expiresAt: later - 60 })
+        await store.createDeviceGrant(stale)
+        await store.createDeviceGrant(recent)
+        const redeemed = await approvedGrant({ expiresAt: NOW + 600 })
+        expect(await store.redeemDeviceGrant(redeemed.id, NOW + 20, bundle())).toBe(true)
+
+        await store.purgeExpired(later)
+
+        expect(await store.findWebSession(liveSession.idHash, NOW)).toBeDefined()
+        expect(await store.findWebSession(deadSession.idHash, NOW)).toBeUndefined()
+        expect(await store.readCounter(key, 60, later - 60)).toBe(0)
+        expect(await store.readCounter(key, 60, later)).toBe(1)
+        expect(await store.rememberDpopJti(oldJti, later + 60)).toBe(true)
+        expect(await store.rememberDpopJti(liveJti, later + 60)).toBe(false)
+        expect(await store.findDeviceGrantByUserCode(stale.userCode)).toBeUndefined()
+        expect(await store.findDeviceGrantByUserCode(recent.userCode)).toBeDefined()
+        expect(await store.findDeviceGrantByUserCode(redeemed.userCode)).toBeDefined()
+      })
+    })
+  })
+}
+
+describe.runIf(Boolean(PG_URL))('postgres store availability', () => {
+  it('reports an unreachable server as StoreUnavailableError', async () => {
+    const store = await createPostgresStore('postgres://postgres@127.0.0.1:1/none', {
+      connectionTimeoutMillis: 2_000,
+    })
+    try {
+      await expect(store.findGrant('x')).rejects.toBeInstanceOf(StoreUnavailableError)
+      await expect(store.migrate()).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
+    } finally {
+      await store.close()
+    }
+  })
+})
