@@ -105,6 +105,7 @@ beforeEach(async () => {
     clients: { get: (id) => (id === CLIENT.id ? CLIENT : undefined) },
     users: createUserDirectory(users),
     scopeDescriptions: { 'projects:read': 'Read your projects' },
+    issuerOrigin: 'http://localhost',
     codeEntryMaxFailures: MAX_FAILURES,
     codeEntryWindowSeconds: WINDOW,
     sessionTtlSeconds: 3600,

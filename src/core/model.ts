@@ -64,3 +64,19 @@ export function parseScope(scope: string | undefined): string[] {
   if (scope === undefined) return []
   return [...new Set(scope.split(' ').filter((s) => s.length > 0))]
 }
+
+/** Read access to registered clients, cached in memory. */
+export interface ClientDirectory {
+  get(clientId: string): Client | undefined
+}
+
+/** Read access to the built-in user store. */
+export interface UserDirectory {
+  get(username: string): User | undefined
+  /**
+   * Checks a password against the user's argon2id hash. Runs a dummy verification for unknown
+   * users so the response time does not reveal which usernames exist.
+   * @returns the user when the password is right and the account is enabled.
+   */
+  authenticate(username: string, password: string): Promise<User | undefined>
+}

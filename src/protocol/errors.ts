@@ -22,11 +22,6 @@ export const OAUTH_ERRORS = {
   use_dpop_nonce: { status: 400, rfc: 'RFC 9449 §8' }, // + DPoP-Nonce header
   invalid_token: { status: 401, rfc: 'RFC 6750 §3.1' },
   insufficient_scope: { status: 403, rfc: 'RFC 6750 §3.1' },
-  not_found: { status: 404, rfc: 'RFC 9110 §15.5.5' },
-  method_not_allowed: { status: 405, rfc: 'RFC 9110 §15.5.6' },
-  unsupported_media_type: { status: 415, rfc: 'RFC 9110 §15.5.16' },
-  payload_too_large: { status: 413, rfc: 'RFC 9110 §15.5.14' },
-  too_many_requests: { status: 429, rfc: 'RFC 6585 §4' },
   server_error: { status: 500, rfc: 'RFC 6749 §5.2' },
   temporarily_unavailable: { status: 503, rfc: 'RFC 6749 §4.1.2.1' },
 } as const satisfies Record<string, { status: number; rfc: string }>
@@ -41,6 +36,11 @@ export interface OAuthErrorExtra {
   detail?: string
   /** Headers the response must carry (`WWW-Authenticate`, `DPoP-Nonce`, `Retry-After`). */
   headers?: Record<string, string>
+  /**
+   * Overrides the catalogue status for transport-level failures that still answer with an OAuth
+   * body: 404 and 405 for unknown routes, 413 for an oversized body, 429 for rate limits.
+   */
+  status?: number
 }
 
 /**
@@ -61,7 +61,7 @@ export class OAuthError extends Error {
 
   /** HTTP status for this error code. */
   get status(): number {
-    return OAUTH_ERRORS[this.error].status
+    return this.extra.status ?? OAUTH_ERRORS[this.error].status
   }
 
   /** The JSON body of RFC 6749 §5.2. */

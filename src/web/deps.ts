@@ -1,27 +1,15 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { Client, User } from '../core/model.js'
+import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 
-/** Read access to registered clients, cached in memory. */
-export interface ClientDirectory {
-  get(clientId: string): Client | undefined
-}
-
-/** Read access to the built-in user store. */
-export interface UserDirectory {
-  get(username: string): User | undefined
-  /**
-   * Checks a password against the user's argon2id hash. Runs a dummy verification for unknown
-   * users so the response time does not reveal which usernames exist.
-   * @returns the user when the password is right and the account is enabled.
-   */
-  authenticate(username: string, password: string): Promise<User | undefined>
-}
+export type { ClientDirectory, UserDirectory }
 
 /** What the verification pages (RFC 8628 §3.3) need; built by the composition root. */
 export interface VerificationDeps {
   store: Store
+  /** Origin of the issuer URL (`https://auth.example.com`); browsers' `Origin` must equal it. */
+  issuerOrigin: string
   clock: Clock
   random: Random
   clients: ClientDirectory

@@ -129,7 +129,8 @@ export async function registerVerificationPages(
     if (session === undefined) return false
     if (request.headers['sec-fetch-site'] === 'cross-site') return false
     const origin = request.headers.origin
-    if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) return false
+    // The configured issuer is the public origin (behind a TLS proxy fastify itself sees http).
+    if (origin !== undefined && origin !== deps.issuerOrigin && origin !== `${request.protocol}://${request.host}`) return false
     const token = form.csrf_token
     if (typeof token !== 'string' || token.length === 0) return false
     return constantTimeEqual(token, session.record.csrfToken)

@@ -1,0 +1,66 @@
+// Plain-text report of a bench run.
+
+export function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
+  if (!v.length) return null
+  const mid = v.length >> 1
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
+}
+
+const fmtInt = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'))
+const fmtMs = (x) => (x == null ? '-' : x < 10 ? x.toFixed(2) : x.toFixed(1))
+const fmtRatio = (x) => (x == null ? '-' : `${x.toFixed(2)}×`)
+const fmtMB = (b) => (b == null ? '-' : `${(b / 1048576).toFixed(1)} MB`)
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+export function printReport(r) {
+  const out = []
+  out.push('')
+  out.push(`devicegate bench — ${r.startedAt}, ${r.machine.cpus} CPUs (${r.machine.model}), Node ${r.machine.node}`)
+  out.push(`${r.config.rounds} round(s) × ${r.config.durationSeconds} s, ${r.config.connections} connections, ${r.config.warmupSeconds} s warm-up; medians over rounds`)
+  out.push('Targets:')
+  for (const [n, d] of Object.entries(r.targets)) out.push(`  ${n.padEnd(14)} ${d}`)
+  out.push('')
+
+  const rows = []
+  for (const s of Object.values(r.scenarios)) {
+    for (const [name, v] of Object.entries(s)) {
+      if (name === 'title' || name === 'ratios') continue
+      const cls = Object.entries(v.counts).map(([k, n]) => `${k}=${fmtInt(n)}`).join(' ')
+      const errs = Object.entries(v.errors).map(([k, n]) => `${k}=${fmtInt(n)}`).join(' ')
+      rows.push([s.title, name, fmtInt(v.rps), fmtMs(v.p50), fmtMs(v.p99), fmtInt(v.errorCount), [cls, errs && `errors: ${errs}`].filter(Boolean).join('; ')])
+    }
+  }
+  if (rows.length) {
+    out.push(table(['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'responses'], rows))
+    out.push('')
+    const ratioRows = Object.values(r.scenarios).map((s) => [s.title, fmtRatio(s.ratios.devicegate_over_peer), fmtRatio(s.ratios.devicegate_over_limit), fmtRatio(s.ratios.peer_over_limit)])
+    out.push(table(['scenario', 'devicegate/peer', 'devicegate/limit', 'peer/limit'], ratioRows))
+    out.push('')
+  }
+
+  const { e, f, g } = r.extra
+  if (e) {
+    out.push(`(e) memory: RSS idle and after ${fmtInt(e.deviceCodes)} pending device codes`)
+    out.push(table(['target', 'idle', 'after', 'per 1,000 codes', 'create req/s'], Object.entries(e.targets).map(([n, v]) => [n, fmtMB(v.idleRss), fmtMB(v.afterRss), fmtMB(v.perThousand), fmtInt(v.createRps)])))
+    out.push('')
+  }
+  if (f) {
+    out.push(`(f) growth, devicegate: ${f.description}`)
+    out.push(table(['live tokens', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors'], f.rows.map((x) => [fmtInt(x.liveTokens), x.title, fmtInt(x.rps), fmtMs(x.p50), fmtMs(x.p99), fmtInt(x.errorCount)])))
+    for (const [k, v] of Object.entries(f.ratios)) out.push(`  ${k}: p50 ${fmtRatio(v.p50)}, p99 ${fmtRatio(v.p99)}, req/s ${fmtRatio(v.rps)} (largest / smallest)`)
+    out.push('')
+  }
+  if (g) {
+    out.push(`(g) revoke all grants of one user: ${fmtInt(g.grants)} grants in ${g.seconds.toFixed(3)} s via ${g.method}`)
+    out.push('')
+  }
+  for (const w of r.warnings) out.push(`WARNING: ${w}`)
+  for (const n of r.notes) out.push(`note: ${n}`)
+  console.log(out.join('\n'))
+}

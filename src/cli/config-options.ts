@@ -1,0 +1,78 @@
+/**
+ * Options shared by every command that needs the server configuration.
+ */
+import { randomBytes } from 'node:crypto'
+import { InvalidArgumentError, type Command } from 'commander'
+import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides } from '../config/load.js'
+import { StoreUnavailableError } from '../storage/store.js'
+
+/** Parses a TCP port option. */
+export function parsePort(value: string): number {
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new InvalidArgumentError('expected an integer between 0 and 65535')
+  return port
+}
+
+/** Parsed `--config/--dev/--host/--port/--issuer/--data-dir`. */
+export interface ConfigOptions {
+  config?: string
+  dev?: boolean
+  host?: string
+  port?: number
+  issuer?: string
+  dataDir?: string
+}
+
+/** Adds the configuration options to a command. */
+export function withConfigOptions(command: Command): Command {
+  return command
+    .option('-c, --config <file>', 'YAML configuration file')
+    .option('--dev', 'development preset: SQLite in ./data, demo client and user (not for production)')
+    .option('--host <host>', 'interface to listen on (overrides listen.host)')
+    .option('--port <port>', 'TCP port (overrides listen.port)', parsePort)
+    .option('--issuer <url>', 'issuer URL (overrides issuer)')
+    .option('--data-dir <dir>', 'data directory (overrides data_dir)')
+}
+
+/** Demo secrets the `--dev` preset generated (to be shown once), or none when taken from the environment. */
+export interface DevSecrets {
+  generatedPassword?: string
+  generatedClientSecret?: string
+}
+
+/**
+ * Resolves the configuration from options.
+ * @throws {ConfigError} when neither `--config` nor `--dev` is given, or the file is invalid.
+ */
+export async function configFromOptions(opts: ConfigOptions): Promise<{ config: Config; dev: DevSecrets }> {
+  const overrides: ConfigOverrides = {
+    ...(opts.host !== undefined ? { host: opts.host } : {}),
+    ...(opts.port !== undefined ? { port: opts.port } : {}),
+    ...(opts.issuer !== undefined ? { issuer: opts.issuer } : {}),
+    ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+  }
+  if (opts.config && opts.dev) throw new ConfigError('use either --config or --dev, not both')
+  if (opts.config) return { config: await resolveConfig(await loadConfigFile(opts.config), overrides), dev: {} }
+  if (!opts.dev) throw new ConfigError('give --config <file> or --dev')
+  const envPassword = process.env[DEV_ENV.password]
+  const envSecret = process.env[DEV_ENV.clientSecret]
+  const password = envPassword || randomBytes(12).toString('base64url')
+  const clientSecret = envSecret || randomBytes(24).toString('base64url')
+  const { file, env } = devConfigFile({ password, clientSecret })
+  const config = await resolveConfig(file, overrides, env)
+  return {
+    config,
+    dev: {
+      ...(envPassword ? {} : { generatedPassword: password }),
+      ...(envSecret ? {} : { generatedClientSecret: clientSecret }),
+    },
+  }
+}
+
+/** Prints a start-up failure without a stack and exits non-zero. */
+export function exitWithError(err: unknown): never {
+  if (err instanceof ConfigError) process.stderr.write(`devicegate: ${err.message}\n`)
+  else if (err instanceof StoreUnavailableError) process.stderr.write(`devicegate: database unavailable: ${err.message}\n`)
+  else process.stderr.write(`devicegate: ${(err as Error)?.stack ?? String(err)}\n`)
+  process.exit(1)
+}

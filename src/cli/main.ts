@@ -1,0 +1,17 @@
+/**
+ * The `devicegate` command.
+ */
+import { Command } from 'commander'
+import { registerKeysCommands } from './keys.js'
+import { registerServeCommand } from './serve.js'
+import { registerUtilityCommands } from './utility.js'
+
+const program = new Command()
+  .name('devicegate')
+  .description('OAuth 2.0 Device Authorization Grant (RFC 8628) server built for identity governance')
+  .showHelpAfterError()
+registerServeCommand(program)
+registerKeysCommands(program)
+registerUtilityCommands(program)
+
+await program.parseAsync(process.argv)

@@ -1,0 +1,45 @@
+/**
+ * `devicegate serve`.
+ */
+import type { Command } from 'commander'
+import { createServer } from '../server.js'
+import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+
+/** Registers `serve`. */
+export function registerServeCommand(program: Command): void {
+  withConfigOptions(program.command('serve').description('start the authorization server')).action(async (opts: ConfigOptions) => {
+    try {
+      const { config, dev } = await configFromOptions(opts)
+      const server = await createServer(config)
+      if (opts.dev) server.app.log.warn('--dev: demo client and user; not for production')
+      await server.app.listen({ host: config.host, port: config.port })
+      const address = server.app.server.address()
+      const port = typeof address === 'object' && address ? address.port : config.port
+      if (opts.dev) {
+        // The generated demo secrets are shown once, by design, so a person can try a login.
+        const lines = [
+          '',
+          `devicegate (dev) listening on ${config.issuer.replace(`:${config.port}`, `:${port}`)}`,
+          `  issuer:         ${config.issuer}`,
+          `  data:           ${config.storageUrl}`,
+          '  demo user:      demo' + (dev.generatedPassword ? `  password: ${dev.generatedPassword}` : '  (password from DEVICEGATE_DEMO_PASSWORD)'),
+          '  public client:  demo-cli (device flow; scopes read write offline_access)',
+          '  machine client: demo-api' + (dev.generatedClientSecret ? `  secret: ${dev.generatedClientSecret}` : '  (secret from DEVICEGATE_DEMO_CLIENT_SECRET)'),
+          '',
+          `  try: curl -s -d client_id=demo-cli -d "scope=read offline_access" ${config.issuer}/device_authorization`,
+          `       then open ${config.issuer}/device in a browser, sign in as demo and approve.`,
+          '',
+        ]
+        process.stdout.write(lines.join('\n') + '\n')
+      }
+      const stop = async () => {
+        await server.close()
+        process.exit(0)
+      }
+      process.once('SIGINT', () => void stop())
+      process.once('SIGTERM', () => void stop())
+    } catch (err) {
+      exitWithError(err)
+    }
+  })
+}

@@ -1,0 +1,47 @@
+/**
+ * `devicegate hash-secret`, `devicegate check-config`, `devicegate migrate`.
+ */
+import type { Command } from 'commander'
+import { loadConfigFile } from '../config/load.js'
+import { openStore } from '../storage/index.js'
+import { hashPassword } from '../web/user-directory.js'
+import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+}
+
+/** Registers the utility commands. */
+export function registerUtilityCommands(program: Command): void {
+  program
+    .command('hash-secret')
+    .description('read a password or client secret on stdin and print its argon2id hash for the config file')
+    .action(async () => {
+      const secret = await readStdin()
+      if (!secret) exitWithError(new Error('nothing on stdin'))
+      process.stdout.write(`${await hashPassword(secret)}\n`)
+    })
+  program
+    .command('check-config <file>')
+    .description('validate a configuration file')
+    .action(async (file: string) => {
+      try {
+        await loadConfigFile(file)
+        process.stdout.write(`${file}: ok\n`)
+      } catch (err) {
+        exitWithError(err)
+      }
+    })
+  withConfigOptions(program.command('migrate').description('apply database migrations')).action(async (opts: ConfigOptions) => {
+    try {
+      const { config } = await configFromOptions(opts)
+      const store = await openStore(config.storageUrl)
+      await store.close()
+      process.stdout.write(`migrated ${config.storageUrl.replace(/\/\/[^@]*@/, '//***@')}\n`)
+    } catch (err) {
+      exitWithError(err)
+    }
+  })
+}

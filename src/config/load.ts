@@ -1,0 +1,223 @@
+/**
+ * Loading and resolving configuration: YAML file (or the `--dev` preset) → validated → frozen
+ * {@link Config}. Read once at start-up.
+ */
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, resolve } from 'node:path'
+import { hash as argon2Hash } from '@node-rs/argon2'
+import { parse as parseYaml } from 'yaml'
+import type { z } from 'zod'
+import { GRANT_TYPES, OFFLINE_ACCESS, type Client, type ClientAuthMethod, type User } from '../core/model.js'
+import { configSchema, type ConfigFile } from './schema.js'
+
+/** The resolved, frozen configuration every other module reads. */
+export interface Config {
+  /** Issuer URL without trailing slash (RFC 8414 §2). */
+  readonly issuer: string
+  readonly host: string
+  readonly port: number
+  readonly dataDir: string
+  /** `sqlite:PATH` or `postgres://…`. */
+  readonly storageUrl: string
+  readonly trustedProxies: readonly string[]
+  readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
+  readonly verification: {
+    readonly maxFailedEntries: number
+    readonly windowSeconds: number
+    readonly sessionTtlSeconds: number
+  }
+  readonly scopeDescriptions: Readonly<Record<string, string>>
+  readonly clients: readonly Client[]
+  readonly users: readonly User[]
+  readonly logLevel: ConfigFile['log_level']
+}
+
+/** Start-up configuration problem; `message` names the field and the problem. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  readonly code = 'ERR_CONFIG'
+}
+
+/** Command-line overrides (`--port`, `--host`, `--issuer`, `--data-dir`). */
+export interface ConfigOverrides {
+  host?: string
+  port?: number
+  issuer?: string
+  dataDir?: string
+}
+
+/** Formats zod issues as `clients[2].access_token_ttl_seconds: expected …, got "1h"`. */
+export function formatConfigIssues(error: z.ZodError, input: unknown): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.reduce<string>(
+        (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)),
+        '',
+      )
+      let got = input as unknown
+      for (const key of issue.path) got = got != null && typeof got === 'object' ? (got as Record<PropertyKey, unknown>)[key] : undefined
+      const shown = got === undefined || (typeof got === 'object' && got !== null) ? '' : `, got ${JSON.stringify(got)}`
+      return `${path || '(root)'}: ${issue.message}${shown}`
+    })
+    .join('\n')
+}
+
+/** Validates a parsed YAML/JSON document. @throws {ConfigError} naming every bad field. */
+export function parseConfig(input: unknown): ConfigFile {
+  const result = configSchema.safeParse(input ?? {})
+  if (!result.success) throw new ConfigError(`invalid configuration:\n${formatConfigIssues(result.error, input)}`)
+  return result.data
+}
+
+/** Reads and validates a YAML configuration file. @throws {ConfigError} */
+export async function loadConfigFile(path: string): Promise<ConfigFile> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    doc = parseYaml(text)
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid YAML: ${(err as Error).message}`)
+  }
+  return parseConfig(doc)
+}
+
+function secretFromEnv(env: Readonly<Record<string, string | undefined>>, name: string, field: string): string {
+  const value = env[name]
+  if (!value) throw new ConfigError(`${field}: environment variable ${name} is not set`)
+  return value
+}
+
+/**
+ * Resolves a validated file into the runtime {@link Config}: defaults that depend on other fields,
+ * secrets from `env` (default: `process.env`) hashed with argon2id (the plain value is dropped), paths made
+ * absolute, everything frozen.
+ * @throws {ConfigError} when a referenced environment variable is missing.
+ */
+export async function resolveConfig(
+  file: ConfigFile,
+  overrides: ConfigOverrides = {},
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<Config> {
+  const host = overrides.host ?? file.listen.host
+  const port = overrides.port ?? file.listen.port
+  const dataDir = resolve(overrides.dataDir ?? file.data_dir)
+  const issuer = (overrides.issuer ?? file.issuer ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, '')
+  if (overrides.issuer !== undefined) {
+    const checked = configSchema.shape.issuer.safeParse(overrides.issuer)
+    if (!checked.success) throw new ConfigError(`--issuer: ${checked.error.issues[0]?.message ?? 'invalid URL'}`)
+  }
+  const envUrl = env.DATABASE_URL
+  const storageUrl = file.storage.url ?? envUrl ?? `sqlite:${resolve(dataDir, 'devicegate.db')}`
+  const sqlitePath = storageUrl.startsWith('sqlite:') ? storageUrl.slice('sqlite:'.length) : undefined
+  const finalStorageUrl = sqlitePath !== undefined && !isAbsolute(sqlitePath) ? `sqlite:${resolve(sqlitePath)}` : storageUrl
+
+  const clients = await Promise.all(
+    file.clients.map(async (c, i): Promise<Client> => {
+      const isConfidential = c.type === 'confidential'
+      const secretHash =
+        c.client_secret_hash ??
+        (c.client_secret_env ? await argon2Hash(secretFromEnv(env, c.client_secret_env, `clients[${i}].client_secret_env`)) : undefined)
+      const authMethods: ClientAuthMethod[] = isConfidential
+        ? (c.token_endpoint_auth_methods ?? ['client_secret_basic', 'client_secret_post'])
+        : ['none']
+      return Object.freeze({
+        id: c.client_id,
+        name: c.name ?? c.client_id,
+        isConfidential,
+        ...(secretHash ? { secretHash } : {}),
+        authMethods: Object.freeze(authMethods),
+        grantTypes: Object.freeze([...c.grant_types]),
+        scopes: Object.freeze([...c.scopes]),
+        defaultScopes: Object.freeze(c.default_scopes ?? c.scopes.filter((s) => s !== OFFLINE_ACCESS)),
+        accessTokenFormat: c.access_token_format,
+        accessTokenTtlSeconds: c.access_token_ttl_seconds,
+        refreshTokenTtlSeconds: c.refresh_token_ttl_seconds,
+        deviceCodeTtlSeconds: c.device_code_ttl_seconds,
+        pollIntervalSeconds: c.poll_interval_seconds,
+        canIntrospect: c.introspection,
+        disabled: c.disabled,
+      })
+    }),
+  )
+  const users = await Promise.all(
+    file.users.map(async (u, i): Promise<User> =>
+      Object.freeze({
+        username: u.username,
+        displayName: u.display_name ?? u.username,
+        passwordHash: u.password_hash ?? (await argon2Hash(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
+        disabled: u.disabled,
+      }),
+    ),
+  )
+  return Object.freeze({
+    issuer,
+    host,
+    port,
+    dataDir,
+    storageUrl: finalStorageUrl,
+    trustedProxies: Object.freeze([...file.trusted_proxies]),
+    signingAlg: file.signing.alg,
+    verification: Object.freeze({
+      maxFailedEntries: file.verification.max_failed_entries,
+      windowSeconds: file.verification.window_seconds,
+      sessionTtlSeconds: file.verification.session_ttl_seconds,
+    }),
+    scopeDescriptions: Object.freeze({ ...file.scopes }),
+    clients: Object.freeze(clients),
+    users: Object.freeze(users),
+    logLevel: file.log_level,
+  })
+}
+
+/** Environment variables the `--dev` preset reads for its demo secrets. */
+export const DEV_ENV = {
+  password: 'DEVICEGATE_DEMO_PASSWORD',
+  clientSecret: 'DEVICEGATE_DEMO_CLIENT_SECRET',
+} as const
+
+/**
+ * The `--dev` preset: SQLite in ./data, public client `demo-cli` (device_code + refresh_token;
+ * read, write, offline_access), confidential client `demo-api` (client_credentials; may
+ * introspect), user `demo`. Secrets come from {@link DEV_ENV} or are generated; generated ones are
+ * returned so the CLI can show them once.
+ */
+export function devConfigFile(secrets: { password: string; clientSecret: string }): {
+  file: ConfigFile
+  env: Record<string, string>
+} {
+  const env = { DEVICEGATE_DEV_DEMO_PASSWORD: secrets.password, DEVICEGATE_DEV_DEMO_CLIENT_SECRET: secrets.clientSecret }
+  const file = parseConfig({
+    data_dir: './data',
+    scopes: {
+      read: 'Read your data',
+      write: 'Change your data',
+      offline_access: 'Stay signed in on the device (a refresh token)',
+    },
+    clients: [
+      {
+        client_id: 'demo-cli',
+        name: 'Demo CLI',
+        type: 'public',
+        grant_types: [GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken],
+        scopes: ['read', 'write', OFFLINE_ACCESS],
+        default_scopes: ['read'],
+      },
+      {
+        client_id: 'demo-api',
+        name: 'Demo API',
+        type: 'confidential',
+        client_secret_env: 'DEVICEGATE_DEV_DEMO_CLIENT_SECRET',
+        grant_types: [GRANT_TYPES.clientCredentials],
+        scopes: ['read'],
+        introspection: true,
+      },
+    ],
+    users: [{ username: 'demo', display_name: 'Demo User', password_env: 'DEVICEGATE_DEV_DEMO_PASSWORD' }],
+  })
+  return { file, env }
+}

@@ -1,0 +1,157 @@
+/**
+ * The configuration schema: one zod schema yields the typed, frozen {@link Config}.
+ *
+ * The file is YAML with snake_case keys (see `examples/devicegate.yaml` and the README's
+ * configuration reference). Every option documents its default and unit.
+ */
+import { z } from 'zod'
+import { GRANT_TYPES } from '../core/model.js'
+
+const seconds = (min: number, max: number) =>
+  z.number().int().min(min).max(max)
+
+const grantTypeSchema = z.enum([
+  GRANT_TYPES.deviceCode,
+  GRANT_TYPES.refreshToken,
+  GRANT_TYPES.clientCredentials,
+])
+
+const scopeToken = z
+  .string()
+  .regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token is printable ASCII without space, " or \\ (RFC 6749 §3.3)')
+
+/** One registered client (RFC 6749 §2). */
+export const clientSchema = z
+  .object({
+    /** Public identifier (RFC 6749 §2.2). */
+    client_id: z.string().min(1).max(200).regex(/^[\x21-\x7E]+$/, 'printable ASCII without spaces'),
+    /** Name shown to approvers. Default: the client_id. */
+    name: z.string().min(1).max(200).optional(),
+    /** `public` (no secret, e.g. a CLI) or `confidential`. Default: public. */
+    type: z.enum(['public', 'confidential']).default('public'),
+    /** argon2id PHC hash of the secret (`devicegate hash-secret` prints one). */
+    client_secret_hash: z.string().startsWith('$argon2').optional(),
+    /** Name of an environment variable holding the secret; hashed at start-up, never stored. */
+    client_secret_env: z.string().optional(),
+    /** Client authentication methods (RFC 8414 §2). Default: none for public, client_secret_basic + client_secret_post for confidential. */
+    token_endpoint_auth_methods: z.array(z.enum(['client_secret_basic', 'client_secret_post'])).optional(),
+    /** Grant types this client may use. Default: device_code + refresh_token. */
+    grant_types: z.array(grantTypeSchema).min(1).default([GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken]),
+    /** Scopes the client may request. */
+    scopes: z.array(scopeToken).default([]),
+    /** Scopes granted when a request names none. Default: all of `scopes` except offline_access. */
+    default_scopes: z.array(scopeToken).optional(),
+    /** RFC 9068 JWT or opaque handle. Default: jwt. */
+    access_token_format: z.enum(['jwt', 'opaque']).default('jwt'),
+    /** Access-token lifetime in seconds, 60–86400. Default: 600. */
+    access_token_ttl_seconds: seconds(60, 86_400).default(600),
+    /** Refresh-token family lifetime in seconds, 300–31536000. Default: 2592000 (30 days). */
+    refresh_token_ttl_seconds: seconds(300, 31_536_000).default(2_592_000),
+    /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds, 10–1800. Default: 600. */
+    device_code_ttl_seconds: seconds(10, 1800).default(600),
+    /** Polling interval (RFC 8628 §3.2) in seconds, 1–60. Default: 5. */
+    poll_interval_seconds: seconds(1, 60).default(5),
+    /** May call introspection (RFC 7662) for any client's tokens. Default: false. */
+    introspection: z.boolean().default(false),
+    /** A disabled client cannot authenticate and its tokens are inactive. Default: false. */
+    disabled: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.type === 'confidential' && !c.client_secret_hash && !c.client_secret_env)
+      ctx.addIssue({ code: 'custom', message: 'a confidential client needs client_secret_hash or client_secret_env', path: ['client_secret_hash'] })
+    if (c.type === 'public' && (c.client_secret_hash || c.client_secret_env))
+      ctx.addIssue({ code: 'custom', message: 'a public client has no secret', path: ['client_secret_hash'] })
+    if (c.type === 'public' && c.grant_types.includes(GRANT_TYPES.clientCredentials))
+      ctx.addIssue({ code: 'custom', message: 'client_credentials requires a confidential client (RFC 6749 §4.4)', path: ['grant_types'] })
+    for (const [i, s] of (c.default_scopes ?? []).entries())
+      if (!c.scopes.includes(s)) ctx.addIssue({ code: 'custom', message: `"${s}" is not in scopes`, path: ['default_scopes', i] })
+  })
+
+/** One user of the built-in user store. */
+export const userSchema = z
+  .object({
+    username: z.string().min(1).max(100).regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only'),
+    /** Shown on the pages. Default: the username. */
+    display_name: z.string().min(1).max(200).optional(),
+    /** argon2id PHC hash (`devicegate hash-secret` prints one). */
+    password_hash: z.string().startsWith('$argon2').optional(),
+    /** Name of an environment variable holding the password; hashed at start-up. */
+    password_env: z.string().optional(),
+    disabled: z.boolean().default(false),
+  })
+  .strict()
+  .refine((u) => u.password_hash || u.password_env, { message: 'needs password_hash or password_env', path: ['password_hash'] })
+
+const ipOrCidr = z.string().refine((v) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(v), 'expected an IP address or CIDR, e.g. 10.0.0.0/8')
+
+/** The whole configuration file. */
+export const configSchema = z
+  .object({
+    /** Issuer identifier (RFC 8414 §2): https URL without query or fragment. Default: http://HOST:PORT. */
+    issuer: z
+      .string()
+      .url()
+      .refine((v) => !v.includes('?') && !v.includes('#'), 'an issuer has no query or fragment (RFC 8414 §2)')
+      .optional(),
+    listen: z
+      .object({
+        /** Interface to bind. Default: 127.0.0.1. */
+        host: z.string().default('127.0.0.1'),
+        /** TCP port, 0–65535. Default: 8080. */
+        port: z.number().int().min(0).max(65_535).default(8080),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080 }),
+    /** Directory for the SQLite database. Default: ./data. */
+    data_dir: z.string().default('./data'),
+    storage: z
+      .object({
+        /** `sqlite:PATH` or `postgres://…`. Default: sqlite in data_dir. `DATABASE_URL` overrides. */
+        url: z.string().optional(),
+      })
+      .strict()
+      .default({}),
+    /** Proxies whose X-Forwarded-For is believed (IPs or CIDRs). Default: none. */
+    trusted_proxies: z.array(ipOrCidr).default([]),
+    signing: z
+      .object({
+        /** JWS algorithm for access tokens (RFC 9068). Default: ES256. */
+        alg: z.enum(['ES256', 'EdDSA', 'RS256', 'PS256']).default('ES256'),
+      })
+      .strict()
+      .default({ alg: 'ES256' }),
+    verification: z
+      .object({
+        /** Failed user-code entries allowed per session, and per IP or account, per window (RFC 8628 §5.1). Default: 5. */
+        max_failed_entries: z.number().int().min(1).max(1000).default(5),
+        /** Rate-limit window in seconds. Default: 600. */
+        window_seconds: seconds(10, 86_400).default(600),
+        /** Sign-in session lifetime in seconds. Default: 3600. */
+        session_ttl_seconds: seconds(60, 86_400).default(3600),
+      })
+      .strict()
+      .default({ max_failed_entries: 5, window_seconds: 600, session_ttl_seconds: 3600 }),
+    /** Plain-language descriptions of scopes for the review page. */
+    scopes: z.record(scopeToken, z.string().max(200)).default({}),
+    clients: z.array(clientSchema).default([]),
+    users: z.array(userSchema).default([]),
+    /** Log level. Default: info. */
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>()
+    for (const [i, cl] of c.clients.entries()) {
+      if (seen.has(cl.client_id)) ctx.addIssue({ code: 'custom', message: `duplicate client_id "${cl.client_id}"`, path: ['clients', i, 'client_id'] })
+      seen.add(cl.client_id)
+    }
+    const users = new Set<string>()
+    for (const [i, u] of c.users.entries()) {
+      if (users.has(u.username)) ctx.addIssue({ code: 'custom', message: `duplicate username "${u.username}"`, path: ['users', i, 'username'] })
+      users.add(u.username)
+    }
+  })
+
+/** The configuration file as written (after defaults). */
+export type ConfigFile = z.infer<typeof configSchema>

@@ -1,0 +1,161 @@
+/**
+ * The fastify application: wiring only. Parses requests, calls protocol handlers, renders their
+ * results and errors. Decides nothing.
+ */
+import cookie from '@fastify/cookie'
+import helmet from '@fastify/helmet'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
+import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
+import { verifyDpopProof } from '../protocol/dpop.js'
+import { OAuthError } from '../protocol/errors.js'
+import { handleIntrospection } from '../protocol/introspection.js'
+import { ENDPOINTS } from '../protocol/metadata.js'
+import { readParams, type FormBody } from '../protocol/params.js'
+import { handleRevocation } from '../protocol/revocation.js'
+import { handleTokenRequest } from '../protocol/token.js'
+import { StoreUnavailableError } from '../storage/store.js'
+import type { VerificationDeps } from '../web/deps.js'
+import { VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates.js'
+import { registerVerificationPages } from '../web/verification.js'
+import { createClientAddressResolver } from './client-address.js'
+import './request-context.js'
+
+/** Largest accepted request body, in bytes. OAuth requests are a few hundred bytes. */
+export const BODY_LIMIT_BYTES = 64 * 1024
+
+/** Everything the app needs; built by `server.ts`. */
+export interface AppDeps {
+  protocol: ProtocolDeps
+  web: Omit<VerificationDeps, 'logger'>
+  /** RFC 8414 metadata document, built once. */
+  metadata: Record<string, unknown>
+  trustedProxies: readonly string[]
+  logger: FastifyBaseLogger
+  /** Checks the store is reachable, for `/healthz`. */
+  healthCheck: () => Promise<void>
+}
+
+/** Parses `application/x-www-form-urlencoded` into a {@link FormBody}; repeats become arrays. */
+export function parseFormBody(text: string): FormBody {
+  const body: FormBody = Object.create(null)
+  for (const [name, value] of new URLSearchParams(text)) {
+    const prev = body[name]
+    body[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
+  }
+  return body
+}
+
+function contextOf(request: FastifyRequest): RequestContext {
+  return {
+    clientIp: request.clientIp,
+    userAgent: request.headers['user-agent'],
+    authorization: request.headers.authorization,
+  }
+}
+
+function paramsOf(request: FastifyRequest) {
+  return readParams(request.body as FormBody | undefined, request.query as Record<string, unknown>)
+}
+
+/** Renders an {@link OAuthError} as RFC 6749 §5.2 JSON. */
+function sendOAuthError(reply: FastifyReply, err: OAuthError): FastifyReply {
+  for (const [name, value] of Object.entries(err.extra.headers ?? {})) reply.header(name, value)
+  return reply
+    .status(err.status)
+    .header('cache-control', 'no-store')
+    .header('pragma', 'no-cache')
+    .type('application/json')
+    .send(err.toJSON())
+}
+
+/** Maps anything thrown to the OAuth error the client sees; logs what it hides. */
+function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
+  if (err instanceof OAuthError) return err
+  if (err instanceof StoreUnavailableError) {
+    request.log.error({ err }, 'store unavailable')
+    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable', { headers: { 'Retry-After': '5' } })
+  }
+  const e = err as { statusCode?: number; code?: string }
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    const description =
+      e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is too large' : e.statusCode === 415 ? 'unsupported content type' : 'malformed request'
+    return new OAuthError('invalid_request', description, { status: e.statusCode, cause: err })
+  }
+  request.log.error({ err }, 'unhandled error')
+  return new OAuthError('server_error', 'the server encountered an unexpected error')
+}
+
+/**
+ * Builds the HTTP application.
+ *
+ * Security headers on every response (helmet): CSP with `frame-ancestors 'none'`,
+ * `X-Frame-Options: DENY`, no referrer, nosniff. Every response is `Cache-Control: no-store` and
+ * `Pragma: no-cache` (RFC 6749 §5.1) except metadata and JWKS, which may be cached for 5 minutes.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const resolveClientIp = createClientAddressResolver(deps.trustedProxies)
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: false,
+    return503OnClosing: true,
+  })
+
+  app.decorateRequest('clientIp', '')
+  app.addHook('onRequest', async (request, reply) => {
+    request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+  })
+
+  // Only form bodies are parsed. Any other media type is read (within the limit) and discarded,
+  // so the endpoint answers `invalid_request` itself rather than 415 from the framework.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, text, done) => {
+    done(null, parseFormBody(text as string))
+  })
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, _body, done) => done(null, undefined))
+
+  await app.register(cookie)
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: Object.fromEntries(Object.entries(VERIFICATION_PAGE_CSP_DIRECTIVES).map(([k, v]) => [k, [...v]])),
+    },
+    frameguard: { action: 'deny' },
+    hsts: deps.protocol.issuer.startsWith('https:') ? { maxAge: 31_536_000 } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  })
+
+  app.setErrorHandler((err, request, reply) => sendOAuthError(reply, toOAuthError(err, request)))
+  app.setNotFoundHandler((request, reply) =>
+    sendOAuthError(reply, new OAuthError('invalid_request', `no endpoint ${request.method} ${request.url.split('?')[0]!.slice(0, 100)}`, { status: 404 })),
+  )
+
+  const { protocol } = deps
+  const cacheable = (reply: FastifyReply) => reply.header('cache-control', 'public, max-age=300').removeHeader('pragma')
+
+  app.get(ENDPOINTS.metadata, async (_req, reply) => cacheable(reply).send(deps.metadata))
+  app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(protocol.keys.jwks()))
+  app.get('/healthz', async (_req, reply) => {
+    await deps.healthCheck()
+    return reply.send({ status: 'ok' })
+  })
+
+  app.post(ENDPOINTS.deviceAuthorization, async (request) => handleDeviceAuthorization(paramsOf(request), contextOf(request), protocol))
+  app.post(ENDPOINTS.token, async (request) => {
+    const params = paramsOf(request)
+    const proof = request.headers.dpop
+    const dpop = proof === undefined ? null : await verifyDpopProof(proof, request.method, protocol.issuer + ENDPOINTS.token, protocol)
+    return handleTokenRequest(params, contextOf(request), dpop?.jkt ?? null, protocol)
+  })
+  app.post(ENDPOINTS.revocation, async (request, reply) => {
+    await handleRevocation(paramsOf(request), contextOf(request), protocol)
+    return reply.status(200).send()
+  })
+  app.post(ENDPOINTS.introspection, async (request) => handleIntrospection(paramsOf(request), contextOf(request), protocol))
+
+  await registerVerificationPages(app, { ...deps.web, logger: app.log })
+  return app
+}

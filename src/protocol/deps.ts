@@ -1,0 +1,26 @@
+import type { ClientDirectory } from '../core/model.js'
+import type { Clock, Random } from '../core/ports.js'
+import type { Store } from '../storage/store.js'
+import type { SecretVerifier } from './clients.js'
+import type { KeyRing } from './keys.js'
+
+/** Dependencies shared by the protocol handlers; built once by the composition root. */
+export interface ProtocolDeps {
+  /** Issuer URL without trailing slash. */
+  issuer: string
+  store: Store
+  clock: Clock
+  random: Random
+  clients: ClientDirectory
+  secrets: SecretVerifier
+  keys: KeyRing
+}
+
+/** What every protocol request carries besides its parameters. */
+export interface RequestContext {
+  /** The caller's address, derived once by the HTTP layer. */
+  clientIp: string
+  userAgent: string | undefined
+  /** The raw Authorization header (client authentication). */
+  authorization: string | undefined
+}

@@ -1,0 +1,101 @@
+/**
+ * DPoP proof verification (RFC 9449 §4.3) at the authorization server, with `jose`.
+ */
+import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
+import type { Clock } from '../core/ports.js'
+import type { Store } from '../storage/store.js'
+import { sha256Hex } from '../system.js'
+import { OAuthError } from './errors.js'
+
+/** Asymmetric algorithms accepted in DPoP proofs (RFC 9449 §4.3 check 5; never `none` or HMAC). */
+export const DPOP_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+
+/** How old a proof's `iat` may be, in seconds (RFC 9449 §11.1). */
+export const DPOP_MAX_AGE_SECONDS = 60
+/** How far in the future a proof's `iat` may be (clock skew), in seconds. */
+export const DPOP_MAX_SKEW_SECONDS = 5
+
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const
+
+/** A verified proof. */
+export interface VerifiedDpopProof {
+  /** RFC 7638 SHA-256 thumbprint of the proof's public key (`cnf.jkt`). */
+  jkt: string
+  jti: string
+  iat: number
+}
+
+/**
+ * Normalises an HTTP URI for `htu` comparison (RFC 9449 §4.3 check 9): syntax-based and
+ * scheme-based normalisation (RFC 3986 §6.2.2–6.2.3: case of scheme and host, default port,
+ * percent-encoding case, dot segments) by the WHATWG URL parser, then query and fragment dropped.
+ * @returns undefined when `uri` is not an absolute http(s) URI.
+ */
+export function normalizeHtu(uri: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(uri)
+  } catch {
+    return undefined
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
+  return `${url.protocol}//${url.host}${url.pathname}`
+}
+
+const fail = (description: string) => new OAuthError('invalid_dpop_proof', description)
+
+/**
+ * Verifies the `DPoP` header of a request, RFC 9449 §4.3 checks 1–11 and the §11.1 replay rule:
+ * one header; a JWS with `typ: dpop+jwt`, an allowed asymmetric `alg` and a public `jwk` that
+ * verifies it; `htm` equal to the method (case-sensitive); `htu` equal to the request URI after
+ * normalisation; `iat` within 60 s in the past and 5 s in the future; `jti` never seen before
+ * for this key (remembered through the Store, so the rule holds across instances). The replay
+ * check runs last, so a rejected proof does not burn its `jti`.
+ *
+ * @param header The `DPoP` header value(s) as received.
+ * @param method The request method, e.g. `POST`.
+ * @param requestUri The absolute URI of the request under the issuer (no query).
+ * @throws {OAuthError} `invalid_dpop_proof` naming the failed check.
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
+ */
+export async function verifyDpopProof(
+  header: string | string[],
+  method: string,
+  requestUri: string,
+  deps: { store: Store; clock: Clock },
+): Promise<VerifiedDpopProof> {
+  if (Array.isArray(header)) {
+    if (header.length !== 1) throw fail('exactly one DPoP header is allowed')
+    header = header[0]!
+  }
+  if (header.includes(',') || header.split('.').length !== 3) throw fail('the DPoP proof is not a compact JWS')
+  let alg: string | undefined
+  let jwk: JWK | undefined
+  try {
+    const h = decodeProtectedHeader(header)
+    alg = h.alg
+    jwk = h.jwk as JWK | undefined
+  } catch {
+    throw fail('the DPoP proof is not a compact JWS')
+  }
+  if (!alg || !(DPOP_ALGS as readonly string[]).includes(alg)) throw fail('unsupported DPoP proof "alg"')
+  if (!jwk || typeof jwk !== 'object') throw fail('the DPoP proof has no "jwk" header')
+  if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw fail('the DPoP proof "jwk" must be a public key')
+  let payload: Record<string, unknown>
+  try {
+    ;({ payload } = await jwtVerify(header, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...DPOP_ALGS] }))
+  } catch (err) {
+    throw fail(`the DPoP proof is invalid: ${(err as { code?: string }).code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? '"typ" must be dpop+jwt' : 'bad signature or header'}`)
+  }
+  const { jti, htm, htu, iat } = payload
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw fail('the DPoP proof needs a "jti"')
+  if (htm !== method) throw fail('the DPoP proof "htm" does not match the request method')
+  if (typeof htu !== 'string' || normalizeHtu(htu) !== normalizeHtu(requestUri)) throw fail('the DPoP proof "htu" does not match the request URI')
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
+  const now = deps.clock.nowSeconds()
+  if (iat < now - DPOP_MAX_AGE_SECONDS || iat > now + DPOP_MAX_SKEW_SECONDS) throw fail('the DPoP proof "iat" is outside the acceptance window')
+  const jkt = await calculateJwkThumbprint(jwk, 'sha256')
+  const fresh = await deps.store.rememberDpopJti(sha256Hex(`${jkt}\0${jti}`), Math.ceil(iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS)
+  if (!fresh) throw fail('the DPoP proof has been used before')
+  return { jkt, jti, iat }
+}

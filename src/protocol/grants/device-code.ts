@@ -1,0 +1,86 @@
+/**
+ * The device_code grant: Device Access Token Request and Response (RFC 8628 §3.4–3.5).
+ */
+import { deviceGrantState } from '../../core/device-grant.js'
+import { GRANT_TYPES, OFFLINE_ACCESS, parseScope } from '../../core/model.js'
+import type { TokenBundle } from '../../storage/store.js'
+import { randomToken, sha256Hex } from '../../system.js'
+import type { ProtocolDeps } from '../deps.js'
+import { OAuthError } from '../errors.js'
+import { requireParam } from '../params.js'
+import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
+import type { GrantInput } from './types.js'
+
+export const grantType = GRANT_TYPES.deviceCode
+export const parameters = ['device_code'] as const
+
+/**
+ * Answers one poll of the token endpoint for a device code.
+ *
+ * Outcomes follow RFC 8628 §3.5: `slow_down` first, when polled faster than the current interval,
+ * which then grows by 5 seconds for this device code and stays grown — so a client's accidental
+ * double poll can never reach the replay rule below; then `authorization_pending` until the user
+ * decides, `access_denied`, `expired_token` (also for an approved code never redeemed in time).
+ * An approved code yields tokens exactly once, across concurrent polls and instances. A later
+ * presentation of a redeemed code gets `invalid_grant` and revokes the token family that code
+ * issued (as RFC 6749 §4.1.2 advises for a reused authorization code).
+ *
+ * @throws {OAuthError} the errors above; `invalid_grant` when the code is unknown, already
+ *   redeemed or another client's; `invalid_request` without `device_code`.
+ * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.5
+ */
+export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
+  const { client } = input
+  const deviceCode = requireParam(input.params, 'device_code')
+  const grant = await deps.store.findDeviceGrantByDeviceCodeHash(sha256Hex(deviceCode))
+  if (!grant || grant.clientId !== client.id)
+    throw new OAuthError('invalid_grant', '"device_code" is invalid', { detail: grant ? 'issued to another client' : 'unknown' })
+  const now = deps.clock.nowSeconds()
+  const poll = await deps.store.registerPoll(grant.id, now)
+  if (poll.tooFast)
+    throw new OAuthError('slow_down', `poll no more than once every ${poll.intervalSeconds} seconds`)
+
+  switch (deviceGrantState(grant, now)) {
+    case 'redeemed':
+      if (grant.grantId) await deps.store.revokeGrant(grant.grantId, now)
+      throw new OAuthError('invalid_grant', '"device_code" has already been used', { detail: 'replay; token family revoked' })
+    case 'denied':
+      throw new OAuthError('access_denied', 'the user denied the request')
+    case 'expired':
+      throw new OAuthError('expired_token', '"device_code" has expired')
+    case 'pending':
+      throw new OAuthError('authorization_pending', 'the user has not yet approved the request')
+    case 'approved':
+      break
+  }
+
+  const grantId = randomToken(deps.random, 16)
+  const subject = grant.subject
+  const familyExpiresAt = now + client.refreshTokenTtlSeconds
+  const claims = { client, subject, scope: grant.scope, grantId, dpopJkt: input.dpopJkt }
+  const access = await mintAccessToken(claims, deps)
+  const wantsRefresh = parseScope(grant.scope).includes(OFFLINE_ACCESS) && client.grantTypes.includes(GRANT_TYPES.refreshToken)
+  const refresh = wantsRefresh ? mintRefreshToken({ ...claims, expiresAt: familyExpiresAt }, deps) : undefined
+  const bundle: TokenBundle = {
+    grant: {
+      id: grantId,
+      clientId: client.id,
+      subject,
+      scope: grant.scope,
+      createdAt: now,
+      revokedAt: null,
+      deviceGrantId: grant.id,
+      expiresAt: refresh ? familyExpiresAt : access.record.expiresAt,
+      dpopJkt: input.dpopJkt,
+    },
+    accessToken: access.record,
+    ...(refresh ? { refreshToken: refresh.record } : {}),
+  }
+  if (!(await deps.store.redeemDeviceGrant(grant.id, now, bundle))) {
+    // Lost a race with a concurrent poll, or expired in between: never a second token response.
+    throw now >= grant.expiresAt
+      ? new OAuthError('expired_token', '"device_code" has expired')
+      : new OAuthError('invalid_grant', '"device_code" has already been used')
+  }
+  return tokenResponse(access, refresh)
+}

@@ -1,0 +1,63 @@
+/**
+ * The refresh_token grant (RFC 6749 §6) with rotation on every use and reuse detection that
+ * revokes the whole token family (RFC 9700 §4.14.2).
+ */
+import { GRANT_TYPES, parseScope } from '../../core/model.js'
+import { sha256Hex } from '../../system.js'
+import type { ProtocolDeps } from '../deps.js'
+import { OAuthError } from '../errors.js'
+import { requireParam } from '../params.js'
+import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
+import type { GrantInput } from './types.js'
+
+export const grantType = GRANT_TYPES.refreshToken
+export const parameters = ['refresh_token', 'scope'] as const
+
+/**
+ * Exchanges a refresh token for a new access token and a new refresh token.
+ *
+ * The presented token is marked used atomically before the new ones exist; presenting a used
+ * token again is reuse: the family is revoked, so both the attacker's and the victim's tokens
+ * stop working (RFC 9700 §4.14.2). A `scope` parameter may narrow the new access token, never
+ * widen it (RFC 6749 §6); the refresh token keeps the family's scope.
+ *
+ * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
+ *   `invalid_scope`, `invalid_request`.
+ * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14.2
+ */
+export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
+  const { client } = input
+  const presented = requireParam(input.params, 'refresh_token')
+  const tokenHash = sha256Hex(presented)
+  const current = await deps.store.findRefreshTokenByHash(tokenHash)
+  const invalid = (detail: string) => new OAuthError('invalid_grant', '"refresh_token" is invalid', { detail })
+  if (!current || current.clientId !== client.id) throw invalid(current ? 'issued to another client' : 'unknown')
+  const now = deps.clock.nowSeconds()
+  if (current.rotatedAt !== null) {
+    await deps.store.revokeGrant(current.grantId, now)
+    throw invalid('refresh token reuse; token family revoked')
+  }
+  if (current.revokedAt !== null || current.grantRevokedAt !== null) throw invalid('revoked')
+  if (current.expiresAt !== null && now >= current.expiresAt) throw invalid('expired')
+  // RFC 9449 §5: a DPoP-bound refresh token needs a proof with the same key.
+  if (current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt)
+    throw new OAuthError('invalid_grant', '"refresh_token" is bound to another key', { detail: 'dpop key mismatch' })
+
+  const familyScope = parseScope(current.scope)
+  let scope = current.scope
+  if (input.params.scope !== undefined) {
+    const requested = parseScope(input.params.scope)
+    for (const s of requested)
+      if (!familyScope.includes(s)) throw new OAuthError('invalid_scope', `scope "${s.slice(0, 64)}" exceeds the original grant`)
+    scope = requested.join(' ')
+  }
+  const claims = { client, subject: current.subject, grantId: current.grantId, dpopJkt: current.dpopJkt ?? input.dpopJkt }
+  const access = await mintAccessToken({ ...claims, scope }, deps)
+  const refresh = mintRefreshToken({ ...claims, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
+  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })
+  if (!rotated.ok) {
+    if (rotated.reason === 'reused') await deps.store.revokeGrant(current.grantId, now)
+    throw invalid(rotated.reason)
+  }
+  return tokenResponse(access, refresh)
+}

@@ -1,0 +1,65 @@
+/**
+ * Token Introspection Endpoint (RFC 7662).
+ */
+import { authenticateClient } from './clients.js'
+import type { ProtocolDeps, RequestContext } from './deps.js'
+import { OAuthError } from './errors.js'
+import { requireParam, type Params } from './params.js'
+import { findToken, isTokenActive } from './token-lookup.js'
+
+/** Introspection response (RFC 7662 §2.2). */
+export type IntrospectionResponse =
+  | { active: false }
+  | {
+      active: true
+      scope: string
+      client_id: string
+      sub: string
+      exp: number
+      iat: number
+      jti: string
+      iss: string
+      token_type: 'Bearer' | 'DPoP' | 'refresh_token'
+      cnf?: { jkt: string }
+    }
+
+/**
+ * Answers an introspection request.
+ *
+ * Only authenticated confidential clients may call it (RFC 7662 §2.1). A client allowed to
+ * introspect (`introspection: true`) sees any token; any other confidential client sees only its
+ * own tokens, and others' tokens answer `active: false` — nothing about a token leaks to a
+ * caller that may not know it. Expired, revoked, rotated and unknown tokens answer only
+ * `{ active: false }`.
+ *
+ * @throws {OAuthError} `invalid_client` for unauthenticated or public callers; `invalid_request`
+ *   without `token`.
+ * @see https://www.rfc-editor.org/rfc/rfc7662#section-2.2
+ */
+export async function handleIntrospection(params: Params, ctx: RequestContext, deps: ProtocolDeps): Promise<IntrospectionResponse> {
+  const caller = await authenticateClient({ authorization: ctx.authorization, params }, deps.clients, deps.secrets)
+  if (!caller.isConfidential)
+    throw new OAuthError('invalid_client', 'introspection requires an authenticated confidential client', {
+      headers: { 'WWW-Authenticate': 'Basic realm="devicegate", charset="UTF-8"' },
+    })
+  const token = requireParam(params, 'token')
+  const found = await findToken(deps.store, token, params.token_type_hint)
+  const now = deps.clock.nowSeconds()
+  if (!found || !isTokenActive(found, now)) return { active: false }
+  const r = found.record
+  if (!caller.canIntrospect && r.clientId !== caller.id) return { active: false }
+  const owner = deps.clients.get(r.clientId)
+  if (!owner || owner.disabled) return { active: false }
+  return {
+    active: true,
+    scope: r.scope,
+    client_id: r.clientId,
+    sub: r.subject ?? r.clientId,
+    exp: r.expiresAt ?? 0,
+    iat: r.issuedAt,
+    jti: found.kind === 'access_token' ? found.record.jti : found.record.id,
+    iss: deps.issuer,
+    token_type: found.kind === 'refresh_token' ? 'refresh_token' : r.dpopJkt ? 'DPoP' : 'Bearer',
+    ...(r.dpopJkt ? { cnf: { jkt: r.dpopJkt } } : {}),
+  }
+}

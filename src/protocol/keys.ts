@@ -1,0 +1,114 @@
+/**
+ * Signing keys for access tokens and the JWKS endpoint (RFC 7517, RFC 8414 `jwks_uri`).
+ *
+ * Keys are persisted in the Store so every instance signs with, and publishes, the same keys.
+ * Rotation keeps the retired key published until the last token it signed has expired.
+ */
+import { exportJWK, generateKeyPair, importJWK, calculateJwkThumbprint, type JWK, type CryptoKey } from 'jose'
+import type { Clock } from '../core/ports.js'
+import { StoreConflictError, type SigningKeyRecord, type Store } from '../storage/store.js'
+
+/** The key that signs new tokens. */
+export interface ActiveSigningKey {
+  readonly kid: string
+  readonly alg: string
+  readonly privateKey: CryptoKey
+}
+
+/** How often an instance re-reads keys so rotations on other instances are seen (seconds). */
+const RELOAD_SECONDS = 60
+
+/**
+ * Loads, creates and rotates signing keys.
+ */
+export class KeyRing {
+  #records: SigningKeyRecord[] = []
+  #active: ActiveSigningKey | undefined
+  #jwks: { keys: JWK[] } = { keys: [] }
+  #loadedAt = 0
+
+  private constructor(
+    private readonly store: Store,
+    private readonly alg: string,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Loads keys, generating the first one when the store has none. */
+  static async open(store: Store, alg: string, clock: Clock): Promise<KeyRing> {
+    const ring = new KeyRing(store, alg, clock)
+    await ring.reload()
+    if (!ring.#active) {
+      await ring.#insertNewKey()
+      await ring.reload()
+    }
+    return ring
+  }
+
+  /** Re-reads keys from the store. */
+  async reload(): Promise<void> {
+    const now = this.clock.nowSeconds()
+    const records = await this.store.listSigningKeys()
+    const current = records.filter((r) => r.retiredAt === null && r.alg === this.alg).sort((a, b) => b.createdAt - a.createdAt)[0]
+    this.#records = records
+    this.#active = current
+      ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(current.privateJwk) as JWK, current.alg)) as CryptoKey }
+      : undefined
+    this.#jwks = {
+      keys: records
+        .filter((r) => r.retiredAt === null || (r.publishUntil ?? 0) > now)
+        .map((r) => ({ ...(JSON.parse(r.publicJwk) as JWK), kid: r.kid, alg: r.alg, use: 'sig' })),
+    }
+    this.#loadedAt = now
+  }
+
+  async #insertNewKey(): Promise<string> {
+    const { publicKey, privateKey } = await generateKeyPair(this.alg, { extractable: true })
+    const publicJwk = await exportJWK(publicKey)
+    const kid = await calculateJwkThumbprint(publicJwk)
+    try {
+      await this.store.insertSigningKey({
+        kid,
+        alg: this.alg,
+        publicJwk: JSON.stringify(publicJwk),
+        privateJwk: JSON.stringify(await exportJWK(privateKey)),
+        createdAt: this.clock.nowSeconds(),
+        retiredAt: null,
+        publishUntil: null,
+      })
+    } catch (err) {
+      if (!(err instanceof StoreConflictError)) throw err
+    }
+    return kid
+  }
+
+  /** The key to sign with now; re-reads the store at most every 60 s. */
+  async activeKey(): Promise<ActiveSigningKey> {
+    if (this.clock.nowSeconds() - this.#loadedAt >= RELOAD_SECONDS) await this.reload()
+    if (!this.#active) throw new Error('no active signing key')
+    return this.#active
+  }
+
+  /** The public JWK Set (RFC 7517 §5): the active key and retired keys still in use. */
+  jwks(): { keys: JWK[] } {
+    return this.#jwks
+  }
+
+  /** All key records (for `devicegate keys list`). */
+  records(): readonly SigningKeyRecord[] {
+    return this.#records
+  }
+
+  /**
+   * Creates a new signing key and retires the current ones, which stay published for
+   * `publishSeconds` (the longest access-token lifetime) so tokens they signed still verify.
+   * @returns the new key id.
+   */
+  async rotate(publishSeconds: number): Promise<string> {
+    const now = this.clock.nowSeconds()
+    const old = this.#records.filter((r) => r.retiredAt === null)
+    const kid = await this.#insertNewKey()
+    for (const r of old) await this.store.retireSigningKey(r.kid, now, now + publishSeconds)
+    await this.reload()
+    return kid
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Request parameters of the OAuth endpoints (RFC 6749 §3.1–3.2).
+ *
+ * The HTTP layer parses `application/x-www-form-urlencoded` bodies into a {@link FormBody}; any
+ * other media type leaves the body `undefined`. Here the protocol rules apply: form body only,
+ * no parameter more than once, and a parameter sent without a value is treated as omitted.
+ */
+import { OAuthError } from './errors.js'
+
+/** A parsed form body: a repeated name yields an array of its values. */
+export type FormBody = Record<string, string | string[]>
+
+/** Parameters with repeats rejected and empty values dropped. */
+export type Params = Readonly<Record<string, string | undefined>>
+
+/**
+ * Reads the request parameters of an OAuth endpoint.
+ * @throws {OAuthError} `invalid_request` when the body is not form-encoded, when any parameter
+ *   repeats (RFC 6749 §3.2), or when parameters are sent in the query string (RFC 6749 §2.3.1).
+ */
+export function readParams(body: FormBody | undefined, query: Record<string, unknown> | undefined): Params {
+  if (query && Object.keys(query).length > 0)
+    throw new OAuthError('invalid_request', 'parameters must be sent in the form-encoded request body, not in the URI')
+  if (body === undefined)
+    throw new OAuthError('invalid_request', 'the request body must be application/x-www-form-urlencoded')
+  const params: Record<string, string | undefined> = Object.create(null)
+  for (const [name, value] of Object.entries(body)) {
+    if (Array.isArray(value)) throw new OAuthError('invalid_request', `"${name}" must not be included more than once`)
+    params[name] = value === '' ? undefined : value
+  }
+  return params
+}
+
+/** Returns the parameter or throws `invalid_request` naming it. */
+export function requireParam(params: Params, name: string): string {
+  const value = params[name]
+  if (value === undefined) throw new OAuthError('invalid_request', `"${name}" is required`)
+  return value
+}

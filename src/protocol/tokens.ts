@@ -1,0 +1,135 @@
+/**
+ * Minting access tokens (RFC 9068 JWT or opaque) and refresh tokens, and the token response
+ * (RFC 6749 §5.1).
+ */
+import { SignJWT } from 'jose'
+import type { Client } from '../core/model.js'
+import type { Clock, Random } from '../core/ports.js'
+import type { AccessTokenRecord, RefreshTokenRecord } from '../storage/store.js'
+import { randomToken, sha256Hex } from '../system.js'
+import type { KeyRing } from './keys.js'
+
+/** Prefix of opaque access tokens, so secret scanners can recognise leaked ones. */
+export const OPAQUE_ACCESS_TOKEN_PREFIX = 'dga_'
+/** Prefix of refresh tokens, so secret scanners can recognise leaked ones. */
+export const REFRESH_TOKEN_PREFIX = 'dgr_'
+
+/** What minting needs from the composition root. */
+export interface TokenMinterDeps {
+  issuer: string
+  keys: KeyRing
+  clock: Clock
+  random: Random
+}
+
+/** Facts the new access token states. */
+export interface AccessTokenClaims {
+  client: Client
+  /** Resource owner; null for client_credentials (then `sub` is the client_id, RFC 9068 §2.2). */
+  subject: string | null
+  scope: string
+  grantId: string
+  /** RFC 7638 thumbprint for `cnf.jkt` (RFC 9449 §6.1), or null for a bearer token. */
+  dpopJkt: string | null
+  /** Upper bound on `exp` (epoch seconds), e.g. the family's end of life. */
+  notAfter?: number
+}
+
+/** A minted token: the string for the client, the record (hash only) for the store. */
+export interface Minted<R> {
+  token: string
+  record: R
+}
+
+/**
+ * Mints an access token. JWTs follow RFC 9068 §2 (`typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
+ * `scope`, `jti`, `iat`, `exp`, plus `cnf.jkt` when bound). Either way only the SHA-256 of the
+ * token string is stored.
+ */
+export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMinterDeps): Promise<Minted<AccessTokenRecord>> {
+  const now = deps.clock.nowSeconds()
+  const exp = Math.min(now + claims.client.accessTokenTtlSeconds, claims.notAfter ?? Number.MAX_SAFE_INTEGER)
+  const jti = randomToken(deps.random, 16)
+  let token: string
+  if (claims.client.accessTokenFormat === 'jwt') {
+    const key = await deps.keys.activeKey()
+    token = await new SignJWT({
+      client_id: claims.client.id,
+      scope: claims.scope,
+      ...(claims.dpopJkt ? { cnf: { jkt: claims.dpopJkt } } : {}),
+    })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+      .setIssuer(deps.issuer)
+      .setSubject(claims.subject ?? claims.client.id)
+      .setAudience(deps.issuer)
+      .setJti(jti)
+      .setIssuedAt(now)
+      .setExpirationTime(exp)
+      .sign(key.privateKey)
+  } else {
+    token = OPAQUE_ACCESS_TOKEN_PREFIX + randomToken(deps.random, 32)
+  }
+  return {
+    token,
+    record: {
+      tokenHash: sha256Hex(token),
+      jti,
+      grantId: claims.grantId,
+      clientId: claims.client.id,
+      subject: claims.subject,
+      scope: claims.scope,
+      issuedAt: now,
+      expiresAt: exp,
+      revokedAt: null,
+      format: claims.client.accessTokenFormat,
+      dpopJkt: claims.dpopJkt,
+    },
+  }
+}
+
+/** Mints an opaque refresh token (256 bits) that expires with its family at `expiresAt`. */
+export function mintRefreshToken(
+  claims: Omit<AccessTokenClaims, 'notAfter'> & { expiresAt: number },
+  deps: Pick<TokenMinterDeps, 'clock' | 'random'>,
+): Minted<RefreshTokenRecord> {
+  const token = REFRESH_TOKEN_PREFIX + randomToken(deps.random, 32)
+  return {
+    token,
+    record: {
+      tokenHash: sha256Hex(token),
+      id: randomToken(deps.random, 16),
+      grantId: claims.grantId,
+      clientId: claims.client.id,
+      subject: claims.subject,
+      scope: claims.scope,
+      issuedAt: deps.clock.nowSeconds(),
+      expiresAt: claims.expiresAt,
+      rotatedAt: null,
+      revokedAt: null,
+      dpopJkt: claims.dpopJkt,
+    },
+  }
+}
+
+/** The successful token response of RFC 6749 §5.1 (with `token_type: DPoP` per RFC 9449 §5). */
+export interface TokenResponse {
+  access_token: string
+  token_type: 'Bearer' | 'DPoP'
+  expires_in: number
+  scope: string
+  refresh_token?: string
+}
+
+/** Builds the RFC 6749 §5.1 response body. */
+export function tokenResponse(
+  access: Minted<AccessTokenRecord>,
+  refresh: Minted<RefreshTokenRecord> | undefined,
+): TokenResponse {
+  return {
+    access_token: access.token,
+    token_type: access.record.dpopJkt ? 'DPoP' : 'Bearer',
+    expires_in: access.record.expiresAt - access.record.issuedAt,
+    scope: access.record.scope,
+    ...(refresh ? { refresh_token: refresh.token } : {}),
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Composition root: the only place that wires config → store → protocol → http.
+ */
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import type { Config } from './config/load.js'
+import { buildApp } from './http/app.js'
+import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
+import type { ProtocolDeps } from './protocol/deps.js'
+import { DPOP_ALGS } from './protocol/dpop.js'
+import { KeyRing } from './protocol/keys.js'
+import { buildMetadata } from './protocol/metadata.js'
+import { SUPPORTED_GRANT_TYPES } from './protocol/token.js'
+import { openStore } from './storage/index.js'
+import type { Store } from './storage/store.js'
+import { systemClock, systemRandom } from './system.js'
+import { createUserDirectory } from './web/user-directory.js'
+
+/** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers.dpop',
+  'res.headers["set-cookie"]',
+  '*.access_token',
+  '*.refresh_token',
+  '*.device_code',
+  '*.user_code',
+  '*.client_secret',
+  '*.password',
+  '*.token',
+]
+
+/** Creates the pino logger with secrets redacted and query strings (which may carry a user code) dropped. */
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: {
+        req: (req: { method: string; url: string; clientIp?: string }) => ({
+          method: req.method,
+          url: req.url.split('?')[0],
+          clientIp: req.clientIp,
+        }),
+      },
+    },
+    destination as never,
+  )
+}
+
+/** A built, not yet listening, devicegate server. */
+export interface DevicegateServer {
+  app: FastifyInstance
+  store: Store
+  keys: KeyRing
+  config: Config
+  /** Stops background work, closes the HTTP server and the store. */
+  close(): Promise<void>
+}
+
+/** Options for {@link createServer}. */
+export interface CreateServerOptions {
+  logger?: Logger
+  /** Opened store to use instead of `config.storageUrl` (tests). */
+  store?: Store
+  clock?: ProtocolDeps['clock']
+}
+
+/** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
+const PURGE_EVERY_MS = 60_000
+
+/**
+ * Builds the server from a resolved configuration: opens and migrates the store, loads or
+ * creates signing keys, and builds the HTTP app.
+ * @throws {StoreUnavailableError} when the database cannot be reached.
+ */
+export async function createServer(config: Config, options: CreateServerOptions = {}): Promise<DevicegateServer> {
+  const logger = options.logger ?? createLogger(config.logLevel)
+  const clock = options.clock ?? systemClock
+  const store = options.store ?? (await openStore(config.storageUrl))
+  const keys = await KeyRing.open(store, config.signingAlg, clock)
+  const clients = createClientDirectory(config.clients)
+  const protocol: ProtocolDeps = {
+    issuer: config.issuer,
+    store,
+    clock,
+    random: systemRandom,
+    clients,
+    secrets: new SecretVerifier(),
+    keys,
+  }
+  const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
+  const app = await buildApp({
+    protocol,
+    web: {
+      store,
+      issuerOrigin: new URL(config.issuer).origin,
+      clock,
+      random: systemRandom,
+      clients,
+      users: createUserDirectory(config.users),
+      scopeDescriptions: config.scopeDescriptions,
+      codeEntryMaxFailures: config.verification.maxFailedEntries,
+      codeEntryWindowSeconds: config.verification.windowSeconds,
+      sessionTtlSeconds: config.verification.sessionTtlSeconds,
+    },
+    metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
+    trustedProxies: config.trustedProxies,
+    logger,
+    healthCheck: async () => {
+      await store.readCounter('healthz', 60, clock.nowSeconds())
+    },
+  })
+  const purge = setInterval(() => {
+    store.purgeExpired(clock.nowSeconds()).catch((err: unknown) => logger.warn({ err }, 'purge failed'))
+  }, PURGE_EVERY_MS)
+  purge.unref()
+  return {
+    app,
+    store,
+    keys,
+    config,
+    async close() {
+      clearInterval(purge)
+      await app.close()
+      if (!options.store) await store.close()
+    },
+  }
+}
+
+export type { Config } from './config/load.js'
+export { resolveConfig, loadConfigFile, parseConfig, devConfigFile } from './config/load.js'
