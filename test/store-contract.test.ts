@@ -16,6 +16,7 @@ import {
   StoreUnavailableError,
   type AccessTokenRecord,
   type DeviceGrantRecord,
+  type DeviceRecord,
   type RefreshTokenRecord,
   type Store,
   type TokenBundle,
@@ -614,6 +615,139 @@ for (const { adapter, run } of ADAPTERS) {
         expect(await store.findDeviceGrantByUserCode(stale.userCode)).toBeUndefined()
         expect(await store.findDeviceGrantByUserCode(recent.userCode)).toBeDefined()
         expect(await store.findDeviceGrantByUserCode(redeemed.userCode)).toBeDefined()
+      })
+    })
+
+    describe('resource indicators (RFC 8707) on device grants, families and access tokens', () => {
+      it('round-trips resources and leaves them absent when none were given', async () => {
+        const g = deviceGrant({ resources: ['https://api.example/', 'https://b.example/x'] })
+        await store.createDeviceGrant(g)
+        expect((await store.findDeviceGrantByUserCode(g.userCode))?.resources).toEqual(['https://api.example/', 'https://b.example/x'])
+        const plain = deviceGrant()
+        await store.createDeviceGrant(plain)
+        expect((await store.findDeviceGrantByUserCode(plain.userCode))?.resources).toBeUndefined()
+
+        const b = bundle()
+        b.grant.resources = ['https://api.example/']
+        b.accessToken.resources = ['https://api.example/']
+        await store.issueTokens(b)
+        expect((await store.findGrant(b.grant.id))?.resources).toEqual(['https://api.example/'])
+        expect((await store.findAccessTokenByHash(b.accessToken.tokenHash))?.resources).toEqual(['https://api.example/'])
+      })
+    })
+
+    describe('server secrets', () => {
+      it('keeps the first value stored under a name; later candidates are ignored', async () => {
+        const name = id('secret')
+        expect(await store.ensureServerSecret(name, 'first', NOW)).toBe('first')
+        expect(await store.ensureServerSecret(name, 'second', NOW + 1)).toBe('first')
+      })
+
+      it.runIf(adapter.multiInstance)('agrees on one value when instances race', async () => {
+        const other = await adapter.open()
+        try {
+          const name = id('secret')
+          const values = await Promise.all(
+            Array.from({ length: 10 }, (_, i) => (i % 2 ? store : other).ensureServerSecret(name, `v${i}`, NOW)),
+          )
+          expect(new Set(values).size).toBe(1)
+        } finally {
+          await other.close()
+        }
+      })
+    })
+
+    describe('revocation feed', () => {
+      it('lists tokens revoked directly or with their family since a time, unexpired only', async () => {
+        const since = NOW + 100
+        const direct = bundle()
+        const family = bundle()
+        const before = bundle()
+        const expired = bundle()
+        const live = bundle()
+        for (const b of [direct, family, before, expired, live]) await store.issueTokens(b)
+        await store.revokeAccessToken(direct.accessToken.tokenHash, since + 5)
+        await store.revokeGrant(family.grant.id, since)
+        await store.revokeGrant(before.grant.id, since - 1)
+        await store.revokeGrant(expired.grant.id, since + 1)
+
+        const feed = await store.listRevocationsSince(since, NOW + 300 - 1)
+        const jtis = feed.accessTokens.map((t) => t.jti)
+        expect(jtis).toContain(direct.accessToken.jti)
+        expect(jtis).toContain(family.accessToken.jti)
+        expect(jtis).toContain(expired.accessToken.jti)
+        expect(jtis).not.toContain(before.accessToken.jti)
+        expect(jtis).not.toContain(live.accessToken.jti)
+        expect(feed.accessTokens.find((t) => t.jti === direct.accessToken.jti)).toEqual({
+          jti: direct.accessToken.jti,
+          revokedAt: since + 5,
+          expiresAt: NOW + 300,
+        })
+        const grantIds = feed.grants.map((g) => g.id)
+        expect(grantIds).toContain(family.grant.id)
+        expect(grantIds).not.toContain(before.grant.id)
+        expect(grantIds).not.toContain(direct.grant.id)
+
+        // At exp the token no longer needs listing: the resource server refuses it anyway.
+        const after = await store.listRevocationsSince(since, NOW + 300)
+        expect(after.accessTokens.map((t) => t.jti)).not.toContain(expired.accessToken.jti)
+      })
+    })
+
+    describe('trusted device registry', () => {
+      const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
+        jkt: id('jkt'),
+        label: 'laptop',
+        registeredAt: NOW,
+        registeredBy: 'admin',
+        retiredAt: null,
+        ...over,
+      })
+
+      it('registers, finds, labels, lists newest first and refuses a duplicate jkt', async () => {
+        const a = device({ registeredAt: NOW - 10 })
+        const b = device()
+        await store.registerDevice(a)
+        await store.registerDevice(b)
+        await expect(store.registerDevice({ ...a, label: 'again' })).rejects.toBeInstanceOf(StoreConflictError)
+        expect(await store.findDevice(a.jkt)).toEqual(a)
+        expect(await store.findDevice('unknown')).toBeUndefined()
+        expect(await store.labelDevice(a.jkt, 'build agent')).toBe(true)
+        expect(await store.labelDevice('unknown', 'x')).toBe(false)
+        expect((await store.findDevice(a.jkt))?.label).toBe('build agent')
+        const listed = (await store.listDevices()).map((d) => d.jkt)
+        expect(listed.indexOf(b.jkt)).toBeLessThan(listed.indexOf(a.jkt))
+      })
+
+      it('retires once', async () => {
+        const d = device()
+        await store.registerDevice(d)
+        expect(await store.retireDevice(d.jkt, NOW + 5)).toBe(true)
+        expect(await store.retireDevice(d.jkt, NOW + 6)).toBe(false)
+        expect((await store.findDevice(d.jkt))?.retiredAt).toBe(NOW + 5)
+      })
+
+      it('lists and revokes the families and tokens bound to a key, and only those', async () => {
+        const jkt = id('jkt')
+        const bound = bundle()
+        bound.grant.dpopJkt = jkt
+        bound.accessToken.dpopJkt = jkt
+        bound.refreshToken!.dpopJkt = jkt
+        // A bearer family whose later access token was bound (refresh with a proof).
+        const mixed = bundle()
+        mixed.accessToken.dpopJkt = jkt
+        const other = bundle()
+        other.grant.dpopJkt = id('jkt')
+        for (const b of [bound, mixed, other]) await store.issueTokens(b)
+
+        expect((await store.listGrantsByDpopJkt(jkt)).map((g) => g.id)).toEqual([bound.grant.id])
+        expect(await store.revokeGrantsByDpopJkt(jkt, NOW + 10)).toBe(1)
+        expect(await store.revokeGrantsByDpopJkt(jkt, NOW + 11)).toBe(0)
+        expect((await store.findGrant(bound.grant.id))?.revokedAt).toBe(NOW + 10)
+        expect((await store.findAccessTokenByHash(mixed.accessToken.tokenHash))?.revokedAt).toBe(NOW + 10)
+        expect((await store.findRefreshTokenByHash(bound.refreshToken!.tokenHash))?.revokedAt).toBe(NOW + 10)
+        expect((await store.findGrant(mixed.grant.id))?.revokedAt).toBeNull()
+        expect((await store.findGrant(other.grant.id))?.revokedAt).toBeNull()
       })
     })
   })

@@ -14,9 +14,11 @@ import {
   StoreUnavailableError,
   type AccessTokenRecord,
   type DeviceGrantRecord,
+  type DeviceRecord,
   type DeviceGrantStatus,
   type GrantRecord,
   type RefreshTokenRecord,
+  type RevocationsSince,
   type RotationResult,
   type SigningKeyRecord,
   type Store,
@@ -44,6 +46,8 @@ export interface DeviceGrantsTable {
   request_user_agent: string | null
   dpop_jkt: string | null
   grant_id: string | null
+  /** Added by migration 002: RFC 8707 resources, space-delimited. */
+  resources: string | null
 }
 
 export interface GrantsTable {
@@ -56,6 +60,8 @@ export interface GrantsTable {
   device_grant_id: string | null
   expires_at: number | null
   dpop_jkt: string | null
+  /** Added by migration 002. */
+  resources: string | null
 }
 
 export interface AccessTokensTable {
@@ -70,6 +76,8 @@ export interface AccessTokensTable {
   revoked_at: number | null
   format: string
   dpop_jkt: string | null
+  /** Added by migration 002. */
+  resources: string | null
 }
 
 export interface RefreshTokensTable {
@@ -118,6 +126,20 @@ export interface DpopJtisTable {
   expires_at: number
 }
 
+export interface ServerSecretsTable {
+  name: string
+  value: string
+  created_at: number
+}
+
+export interface DevicesTable {
+  jkt: string
+  label: string
+  registered_at: number
+  registered_by: string | null
+  retired_at: number | null
+}
+
 export interface DevicegateDatabase {
   device_grants: DeviceGrantsTable
   grants: GrantsTable
@@ -127,6 +149,8 @@ export interface DevicegateDatabase {
   rate_counters: RateCountersTable
   signing_keys: SigningKeysTable
   dpop_jtis: DpopJtisTable
+  server_secrets: ServerSecretsTable
+  devices: DevicesTable
 }
 
 /** How an adapter sorts a driver error. */
@@ -574,6 +598,156 @@ export class KyselyStore implements Store {
     })
   }
 
+  // --- server-wide secrets ---
+
+  ensureServerSecret(name: string, candidate: string, now: number): Promise<string> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('server_secrets')
+        .values({ name, value: candidate, created_at: now })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute()
+      const row = await this.#db
+        .selectFrom('server_secrets')
+        .select('value')
+        .where('name', '=', name)
+        .executeTakeFirstOrThrow()
+      return row.value
+    })
+  }
+
+  // --- revocation feed ---
+
+  /** Two indexed reads: tokens revoked directly or through their family, and families. */
+  listRevocationsSince(since: number, now: number): Promise<RevocationsSince> {
+    return this.#guard(async () => {
+      const tokens = await this.#db
+        .selectFrom('access_tokens')
+        .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+        .select([
+          'access_tokens.jti as jti',
+          'access_tokens.expires_at as expires_at',
+          'access_tokens.revoked_at as token_revoked_at',
+          'grants.revoked_at as grant_revoked_at',
+        ])
+        .where('access_tokens.expires_at', '>', now)
+        .where((eb) =>
+          eb.or([eb('access_tokens.revoked_at', '>=', since), eb('grants.revoked_at', '>=', since)]),
+        )
+        .execute()
+      const grants = await this.#db
+        .selectFrom('grants')
+        .select(['id', 'revoked_at'])
+        .where('revoked_at', '>=', since)
+        .execute()
+      return {
+        accessTokens: tokens.map((t) => ({
+          jti: t.jti,
+          revokedAt: Math.min(
+            ...[t.token_revoked_at, t.grant_revoked_at].filter((v): v is number => v !== null).map(Number),
+          ),
+          expiresAt: Number(t.expires_at),
+        })),
+        grants: grants.map((g) => ({ id: g.id, revokedAt: Number(g.revoked_at) })),
+      }
+    })
+  }
+
+  // --- trusted device registry ---
+
+  registerDevice(device: DeviceRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('devices')
+        .values({
+          jkt: device.jkt,
+          label: device.label,
+          registered_at: device.registeredAt,
+          registered_by: device.registeredBy,
+          retired_at: device.retiredAt,
+        })
+        .execute()
+    })
+  }
+
+  findDevice(jkt: string): Promise<DeviceRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('devices').selectAll().where('jkt', '=', jkt).executeTakeFirst()
+      return row && toDevice(row)
+    })
+  }
+
+  listDevices(): Promise<DeviceRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('devices')
+        .selectAll()
+        .orderBy('registered_at', 'desc')
+        .orderBy('jkt')
+        .execute()
+      return rows.map(toDevice)
+    })
+  }
+
+  labelDevice(jkt: string, label: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db.updateTable('devices').set({ label }).where('jkt', '=', jkt).executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  retireDevice(jkt: string, now: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('devices')
+        .set({ retired_at: now })
+        .where('jkt', '=', jkt)
+        .where('retired_at', 'is', null)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  listGrantsByDpopJkt(jkt: string): Promise<GrantRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('grants')
+        .selectAll()
+        .where('dpop_jkt', '=', jkt)
+        .orderBy('created_at', 'desc')
+        .orderBy('id')
+        .execute()
+      return rows.map(toGrant)
+    })
+  }
+
+  revokeGrantsByDpopJkt(jkt: string, now: number): Promise<number> {
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        const result = await trx
+          .updateTable('grants')
+          .set({ revoked_at: now })
+          .where('dpop_jkt', '=', jkt)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst()
+        await trx
+          .updateTable('access_tokens')
+          .set({ revoked_at: now })
+          .where('dpop_jkt', '=', jkt)
+          .where('revoked_at', 'is', null)
+          .where('expires_at', '>', now)
+          .execute()
+        await trx
+          .updateTable('refresh_tokens')
+          .set({ revoked_at: now })
+          .where('dpop_jkt', '=', jkt)
+          .where('revoked_at', 'is', null)
+          .execute()
+        return Number(result.numUpdatedRows)
+      }),
+    )
+  }
+
   /**
    * Deletes expired web sessions, counters whose window is over, expired DPoP jtis, and device
    * grants that were never redeemed and expired more than a day ago (redeemed ones stay: their
@@ -603,6 +777,8 @@ function windowStartOf(windowSeconds: number, now: number): number {
 }
 
 function errorMessage(error: unknown): string {
+  // Node reports a failed connect to several addresses as an AggregateError with no message.
+  if (error instanceof AggregateError && !error.message) return error.errors.map(errorMessage).join('; ')
   return error instanceof Error ? error.message : String(error)
 }
 
@@ -620,6 +796,7 @@ async function insertBundle(trx: Kysely<DevicegateDatabase>, tokens: TokenBundle
       device_grant_id: g.deviceGrantId,
       expires_at: g.expiresAt,
       dpop_jkt: g.dpopJkt,
+      resources: joinResources(g.resources),
     })
     .execute()
   await trx.insertInto('access_tokens').values(accessTokenRow(tokens.accessToken)).execute()
@@ -646,6 +823,7 @@ function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
     request_user_agent: g.requestUserAgent,
     dpop_jkt: g.dpopJkt,
     grant_id: g.grantId,
+    resources: joinResources(g.resources),
   }
 }
 
@@ -667,6 +845,7 @@ function toDeviceGrant(row: Selectable<DeviceGrantsTable>): DeviceGrantRecord {
     requestUserAgent: row.request_user_agent,
     dpopJkt: row.dpop_jkt,
     grantId: row.grant_id,
+    ...splitResources(row.resources),
   }
 }
 
@@ -681,6 +860,7 @@ function toGrant(row: Selectable<GrantsTable>): GrantRecord {
     deviceGrantId: row.device_grant_id,
     expiresAt: row.expires_at,
     dpopJkt: row.dpop_jkt,
+    ...splitResources(row.resources),
   }
 }
 
@@ -697,6 +877,7 @@ function accessTokenRow(t: AccessTokenRecord): AccessTokensTable {
     revoked_at: t.revokedAt,
     format: t.format,
     dpop_jkt: t.dpopJkt,
+    resources: joinResources(t.resources),
   }
 }
 
@@ -713,6 +894,7 @@ function toAccessToken(row: Selectable<AccessTokensTable>): AccessTokenRecord {
     revokedAt: row.revoked_at,
     format: row.format as AccessTokenRecord['format'],
     dpopJkt: row.dpop_jkt,
+    ...splitResources(row.resources),
   }
 }
 
@@ -745,5 +927,24 @@ function toRefreshToken(row: Selectable<RefreshTokensTable>): RefreshTokenRecord
     rotatedAt: row.rotated_at,
     revokedAt: row.revoked_at,
     dpopJkt: row.dpop_jkt,
+  }
+}
+
+/** RFC 8707 resources as stored: space-delimited (an absolute URI contains no space), null for none. */
+function joinResources(resources: readonly string[] | undefined): string | null {
+  return resources && resources.length > 0 ? resources.join(' ') : null
+}
+
+function splitResources(value: string | null): { resources?: string[] } {
+  return value ? { resources: value.split(' ') } : {}
+}
+
+function toDevice(row: Selectable<DevicesTable>): DeviceRecord {
+  return {
+    jkt: row.jkt,
+    label: row.label,
+    registeredAt: row.registered_at,
+    registeredBy: row.registered_by,
+    retiredAt: row.retired_at,
   }
 }

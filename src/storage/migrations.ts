@@ -148,6 +148,46 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  /**
+   * DPoP and audience restriction (issue 4): server-wide secrets (the DPoP nonce key, RFC 9449
+   * §8), resource indicators on device grants, families and access tokens (RFC 8707), the trusted
+   * device registry keyed by DPoP key thumbprint (RFC 7638), and indexes for the revocation feed.
+   */
+  '002_dpop_resources_devices': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('server_secrets')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute()
+      // RFC 8707 resource indicators, space-delimited absolute URIs (a URI has no spaces); null = none.
+      await db.schema.alterTable('device_grants').addColumn('resources', 'text').execute()
+      await db.schema.alterTable('grants').addColumn('resources', 'text').execute()
+      await db.schema.alterTable('access_tokens').addColumn('resources', 'text').execute()
+      await db.schema
+        .createTable('devices')
+        .addColumn('jkt', 'text', (c) => c.primaryKey())
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('registered_at', 'bigint', (c) => c.notNull())
+        .addColumn('registered_by', 'text')
+        .addColumn('retired_at', 'bigint')
+        .execute()
+      await db.schema.createIndex('grants_dpop_jkt_idx').on('grants').column('dpop_jkt').execute()
+      await db.schema.createIndex('grants_revoked_at_idx').on('grants').column('revoked_at').execute()
+      await db.schema.createIndex('access_tokens_revoked_at_idx').on('access_tokens').column('revoked_at').execute()
+      await db.schema.createIndex('access_tokens_dpop_jkt_idx').on('access_tokens').column('dpop_jkt').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      for (const index of ['access_tokens_dpop_jkt_idx', 'access_tokens_revoked_at_idx', 'grants_revoked_at_idx', 'grants_dpop_jkt_idx'])
+        await db.schema.dropIndex(index).ifExists().execute()
+      await db.schema.dropTable('devices').ifExists().execute()
+      await db.schema.alterTable('access_tokens').dropColumn('resources').execute()
+      await db.schema.alterTable('grants').dropColumn('resources').execute()
+      await db.schema.alterTable('device_grants').dropColumn('resources').execute()
+      await db.schema.dropTable('server_secrets').ifExists().execute()
+    },
+  },
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

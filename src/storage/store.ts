@@ -39,6 +39,8 @@ export interface DeviceGrantRecord {
   dpopJkt: string | null
   /** Token family created at redemption. */
   grantId: string | null
+  /** RFC 8707 resource indicators requested at device authorization; absent or empty = none. */
+  resources?: readonly string[]
 }
 
 /** A token family: everything issued from one authorization (RFC 9700 §4.14.2). */
@@ -55,6 +57,8 @@ export interface GrantRecord {
   /** Refresh tokens of the family expire at this time, whatever the rotation. */
   expiresAt: number | null
   dpopJkt: string | null
+  /** RFC 8707 resources the family may obtain tokens for; absent or empty = none (aud is the issuer). */
+  resources?: readonly string[]
 }
 
 /** An issued access token (JWT per RFC 9068 or opaque). */
@@ -72,6 +76,8 @@ export interface AccessTokenRecord {
   format: 'jwt' | 'opaque'
   /** `cnf.jkt` (RFC 9449 §6) when DPoP-bound. */
   dpopJkt: string | null
+  /** The token's audience when resource indicators were used (RFC 8707 §2); absent or empty = the issuer. */
+  resources?: readonly string[]
 }
 
 /** An opaque refresh token; rotated on every use (RFC 9700 §4.14.2). */
@@ -132,6 +138,28 @@ export interface SigningKeyRecord {
   retiredAt: number | null
   /** Keep publishing in the JWKS until this time (last token signed + its lifetime). */
   publishUntil: number | null
+}
+
+/** A trusted device, known by the RFC 7638 thumbprint of its DPoP key. */
+export interface DeviceRecord {
+  /** SHA-256 JWK thumbprint (base64url) of the device's DPoP public key (RFC 9449 §6.1 `jkt`). */
+  jkt: string
+  /** Name shown to administrators, e.g. `build-agent-07`. */
+  label: string
+  registeredAt: number
+  /** Administrator who registered it, if known. */
+  registeredBy: string | null
+  /** When it was retired (its tokens revoked); null while trusted. */
+  retiredAt: number | null
+}
+
+/**
+ * What the revocation feed reports since a given time: access tokens revoked one by one or with
+ * their family, still unexpired, by `jti` (a JWT carries no family id), and revoked family ids.
+ */
+export interface RevocationsSince {
+  accessTokens: { jti: string; revokedAt: number; expiresAt: number }[]
+  grants: { id: string; revokedAt: number }[]
 }
 
 /** Thrown when a unique constraint is hit (e.g. a user-code collision). `code`: ERR_STORE_CONFLICT. */
@@ -241,6 +269,39 @@ export interface Store {
    * (a replay), atomically across instances.
    */
   rememberDpopJti(key: string, expiresAt: number): Promise<boolean>
+
+  // --- server-wide secrets (e.g. the DPoP nonce key, RFC 9449 §8) ---
+  /**
+   * Returns the secret stored under `name`, storing `candidate` first when there is none, in one
+   * `INSERT … ON CONFLICT DO NOTHING` followed by a read: every instance ends up with the same value.
+   */
+  ensureServerSecret(name: string, candidate: string, now: number): Promise<string>
+
+  // --- revocation feed (resource servers) ---
+  /**
+   * Access tokens that were revoked (themselves or through their family) at or after `since` and
+   * are still unexpired at `now`, and families revoked at or after `since`.
+   */
+  listRevocationsSince(since: number, now: number): Promise<RevocationsSince>
+
+  // --- trusted device registry (keyed by DPoP jkt) ---
+  /** @throws {StoreConflictError} when a device with this jkt exists (retired or not). */
+  registerDevice(device: DeviceRecord): Promise<void>
+  findDevice(jkt: string): Promise<DeviceRecord | undefined>
+  /** All devices, newest first. */
+  listDevices(): Promise<DeviceRecord[]>
+  /** @returns false when no device has this jkt. */
+  labelDevice(jkt: string, label: string): Promise<boolean>
+  /** Marks a device retired. @returns false when unknown or already retired. */
+  retireDevice(jkt: string, now: number): Promise<boolean>
+  /** Token families bound to a DPoP key (`grants.dpop_jkt`), newest first. */
+  listGrantsByDpopJkt(jkt: string): Promise<GrantRecord[]>
+  /**
+   * Revokes every live family bound to the key and every live access token bound to it (an
+   * access token may be bound although its family is not), in one transaction.
+   * @returns the number of families revoked by this call.
+   */
+  revokeGrantsByDpopJkt(jkt: string, now: number): Promise<number>
 
   /** Deletes rows that can never matter again (expired sessions, counters, jtis). */
   purgeExpired(now: number): Promise<void>
