@@ -137,6 +137,7 @@ export async function resolveConfig(
         accessTokenFormat: c.access_token_format,
         accessTokenTtlSeconds: c.access_token_ttl_seconds,
         refreshTokenTtlSeconds: c.refresh_token_ttl_seconds,
+        refreshTokenIssuance: c.refresh_token_issuance,
         deviceCodeTtlSeconds: c.device_code_ttl_seconds,
         pollIntervalSeconds: c.poll_interval_seconds,
         canIntrospect: c.introspection,

@@ -47,6 +47,12 @@ export const clientSchema = z
     access_token_ttl_seconds: seconds(60, 86_400).default(600),
     /** Refresh-token family lifetime in seconds, 300–31536000. Default: 2592000 (30 days). */
     refresh_token_ttl_seconds: seconds(300, 31_536_000).default(2_592_000),
+    /**
+     * When redeeming a device code issues a refresh token (the client also needs the refresh_token
+     * grant): `offline_access` only when the granted scope includes offline_access; `always` on
+     * every redemption. Default: offline_access.
+     */
+    refresh_token_issuance: z.enum(['offline_access', 'always']).default('offline_access'),
     /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds, 10–1800. Default: 600. */
     device_code_ttl_seconds: seconds(10, 1800).default(600),
     /** Polling interval (RFC 8628 §3.2) in seconds, 1–60. Default: 5. */

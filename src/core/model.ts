@@ -36,6 +36,11 @@ export interface Client {
   readonly accessTokenTtlSeconds: number
   /** Refresh-token lifetime in seconds, counted from the first issue of the token family. */
   readonly refreshTokenTtlSeconds: number
+  /**
+   * When the device_code grant issues a refresh token: `offline_access` only when the granted scope
+   * includes offline_access; `always` on every redemption. Absent: offline_access.
+   */
+  readonly refreshTokenIssuance?: 'offline_access' | 'always'
   /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds. */
   readonly deviceCodeTtlSeconds: number
   /** Minimum polling interval (`interval`, RFC 8628 §3.2) in seconds. */

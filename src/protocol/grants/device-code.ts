@@ -59,7 +59,9 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const familyExpiresAt = now + client.refreshTokenTtlSeconds
   const claims = { client, subject, scope: grant.scope, grantId, dpopJkt: input.dpopJkt }
   const access = await mintAccessToken(claims, deps)
-  const wantsRefresh = parseScope(grant.scope).includes(OFFLINE_ACCESS) && client.grantTypes.includes(GRANT_TYPES.refreshToken)
+  const wantsRefresh =
+    client.grantTypes.includes(GRANT_TYPES.refreshToken) &&
+    (client.refreshTokenIssuance === 'always' || parseScope(grant.scope).includes(OFFLINE_ACCESS))
   const refresh = wantsRefresh ? mintRefreshToken({ ...claims, expiresAt: familyExpiresAt }, deps) : undefined
   const bundle: TokenBundle = {
     grant: {
