@@ -30,6 +30,16 @@ export interface Config {
   readonly clients: readonly Client[]
   readonly users: readonly User[]
   readonly logLevel: ConfigFile['log_level']
+  /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
+  readonly policy?: { readonly file?: string; readonly watch: boolean }
+  /** IP database for country/ASN conditions. */
+  readonly geo?: {
+    readonly countryDb?: string
+    readonly asnDb?: string
+    readonly networks: readonly { cidr: string; country?: string; asn?: number; asOrg?: string }[]
+  }
+  /** Device posture assertion verification; absent: `device_posture` is recorded as not configured. */
+  readonly devicePosture?: { readonly keyFile: string; readonly issuer: string; readonly audience: string; readonly maxAgeSeconds: number }
 }
 
 /** Start-up configuration problem; `message` names the field and the problem. */
@@ -142,6 +152,7 @@ export async function resolveConfig(
         pollIntervalSeconds: c.poll_interval_seconds,
         canIntrospect: c.introspection,
         disabled: c.disabled,
+        riskTier: c.risk_tier,
       })
     }),
   )
@@ -152,6 +163,9 @@ export async function resolveConfig(
         displayName: u.display_name ?? u.username,
         passwordHash: u.password_hash ?? (await argon2Hash(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
         disabled: u.disabled,
+        groups: Object.freeze([...u.groups]),
+        risk: u.risk,
+        ...(u.mfa ? { totpSecret: secretFromEnv(env, u.mfa.totp_secret_env, `users[${i}].mfa.totp_secret_env`) } : {}),
       }),
     ),
   )
@@ -172,6 +186,26 @@ export async function resolveConfig(
     clients: Object.freeze(clients),
     users: Object.freeze(users),
     logLevel: file.log_level,
+    policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
+    geo: Object.freeze({
+      ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),
+      ...(file.geo.asn_db !== undefined ? { asnDb: resolve(file.geo.asn_db) } : {}),
+      networks: Object.freeze(
+        file.geo.networks.map((n) =>
+          Object.freeze({ cidr: n.cidr, ...(n.country ? { country: n.country } : {}), ...(n.asn !== undefined ? { asn: n.asn } : {}), ...(n.as_org ? { asOrg: n.as_org } : {}) }),
+        ),
+      ),
+    }),
+    ...(file.device_posture
+      ? {
+          devicePosture: Object.freeze({
+            keyFile: resolve(file.device_posture.key_file),
+            issuer: file.device_posture.issuer,
+            audience: file.device_posture.audience ?? issuer,
+            maxAgeSeconds: file.device_posture.max_age_seconds,
+          }),
+        }
+      : {}),
   })
 }
 

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { GRANT_TYPES } from '../core/model.js'
+import { RISK_TIERS } from '../policy/schema.js'
 
 const seconds = (min: number, max: number) =>
   z.number().int().min(min).max(max)
@@ -61,6 +62,8 @@ export const clientSchema = z
     introspection: z.boolean().default(false),
     /** A disabled client cannot authenticate and its tokens are inactive. Default: false. */
     disabled: z.boolean().default(false),
+    /** Risk tier for conditional approval: low, standard, high or admin. Default: standard. */
+    risk_tier: z.enum(RISK_TIERS).default('standard'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -85,6 +88,18 @@ export const userSchema = z
     /** Name of an environment variable holding the password; hashed at start-up. */
     password_env: z.string().optional(),
     disabled: z.boolean().default(false),
+    /** Groups, for policy conditions and the device-flow block. Default: none. */
+    groups: z.array(z.string().min(1).max(100)).default([]),
+    /** Risk attribute for policy conditions, 0 (none) to 100. Default: 0. */
+    risk: z.number().int().min(0).max(100).default(0),
+    /** Second factor (RFC 6238 TOTP). Enrolments made with `devicegate users enroll-totp` are kept in the database and take precedence. */
+    mfa: z
+      .object({
+        /** Name of an environment variable holding the base32 TOTP secret. */
+        totp_secret_env: z.string().min(1),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((u) => u.password_hash || u.password_env, { message: 'needs password_hash or password_env', path: ['password_hash'] })
@@ -138,6 +153,53 @@ export const configSchema = z
       })
       .strict()
       .default({ max_failed_entries: 5, window_seconds: 600, session_ttl_seconds: 3600 }),
+    /** Conditional approval (see the README, "Policies and conditional approval"). */
+    policy: z
+      .object({
+        /** Policy YAML file; reloaded when it changes and on SIGHUP. Default: none (the built-in baseline). */
+        file: z.string().min(1).optional(),
+        /** Watch the file for changes. Default: true. */
+        watch: z.boolean().default(true),
+      })
+      .strict()
+      .default({ watch: true }),
+    /** IP database for country and ASN conditions. Default: none (every address unknown). */
+    geo: z
+      .object({
+        /** MaxMind DB file with countries (GeoLite2-Country, @ip-location-db/geolite2-country-mmdb). */
+        country_db: z.string().min(1).optional(),
+        /** MaxMind DB file with autonomous systems (GeoLite2-ASN or an ip-location-db asn file). */
+        asn_db: z.string().min(1).optional(),
+        /** Networks no public database knows (office, VPN): consulted first. */
+        networks: z
+          .array(
+            z
+              .object({
+                cidr: ipOrCidr,
+                country: z.string().regex(/^[A-Z]{2}$/, 'ISO 3166-1 alpha-2, upper case').optional(),
+                asn: z.number().int().min(0).max(4_294_967_295).optional(),
+                as_org: z.string().max(200).optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+      })
+      .strict()
+      .default({ networks: [] }),
+    /** Device posture assertions (`device_posture` on the device authorization request). Default: not accepted. */
+    device_posture: z
+      .object({
+        /** JWKS (JSON) or PEM public key of the device-management system. */
+        key_file: z.string().min(1),
+        /** Required `iss`. */
+        issuer: z.string().min(1),
+        /** Required `aud`. Default: the devicegate issuer. */
+        audience: z.string().min(1).optional(),
+        /** Oldest acceptable assertion (`iat`), in seconds, 60–2592000. Default: 86400. */
+        max_age_seconds: seconds(60, 2_592_000).default(86_400),
+      })
+      .strict()
+      .optional(),
     /** Plain-language descriptions of scopes for the review page. */
     scopes: z.record(scopeToken, z.string().max(200)).default({}),
     clients: z.array(clientSchema).default([]),

@@ -49,6 +49,8 @@ export interface Client {
   readonly canIntrospect: boolean
   /** Disabled clients fail authentication and their tokens are inactive. */
   readonly disabled: boolean
+  /** Risk tier for conditional approval (`policy/`). Absent: standard. */
+  readonly riskTier?: 'low' | 'standard' | 'high' | 'admin'
 }
 
 /** A user of the built-in user store. */
@@ -59,6 +61,12 @@ export interface User {
   /** argon2id PHC string. */
   readonly passwordHash: string
   readonly disabled: boolean
+  /** Groups, for policy conditions. Absent: none. */
+  readonly groups?: readonly string[]
+  /** Risk attribute for policy conditions, 0–100. Absent: 0. */
+  readonly risk?: number
+  /** Base32 TOTP secret (RFC 6238) from configuration; database enrolments take precedence. */
+  readonly totpSecret?: string
 }
 
 /** Scope that asks for a refresh token (OpenID Connect Core §11, used the same way here). */
