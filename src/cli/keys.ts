@@ -40,7 +40,7 @@ export function registerKeysCommands(program: Command): void {
   ).action((opts: ConfigOptions) =>
     withKeyRing(opts, async (ring, ttl) => {
       const kid = await ring.rotate(ttl)
-      process.stdout.write(`new signing key ${kid}; previous keys stay published for ${ttl} s; running instances pick it up within 60 s\n`)
+      process.stdout.write(`new signing key ${kid}; every instance publishes it now and signs with it within 60 s; previous keys stay published for ${ttl + 60} s\n`)
     }),
   )
 }

@@ -19,6 +19,12 @@ export interface Config {
   readonly dataDir: string
   /** `sqlite:PATH` or `postgres://…`. */
   readonly storageUrl: string
+  /** PostgreSQL pool settings (unset: the adapter's defaults). */
+  readonly storagePool: {
+    readonly poolSize?: number
+    readonly connectionTimeoutMillis?: number
+    readonly statementTimeoutMillis?: number
+  }
   readonly trustedProxies: readonly string[]
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
   readonly verification: {
@@ -179,6 +185,11 @@ export async function resolveConfig(
     signingAlg: file.signing.alg,
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,
+    storagePool: Object.freeze({
+      ...(file.storage.pool_size !== undefined ? { poolSize: file.storage.pool_size } : {}),
+      ...(file.storage.connect_timeout_seconds !== undefined ? { connectionTimeoutMillis: file.storage.connect_timeout_seconds * 1000 } : {}),
+      ...(file.storage.query_timeout_seconds !== undefined ? { statementTimeoutMillis: file.storage.query_timeout_seconds * 1000 } : {}),
+    }),
       windowSeconds: file.verification.window_seconds,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),

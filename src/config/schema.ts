@@ -128,8 +128,14 @@ export const configSchema = z
     data_dir: z.string().default('./data'),
     storage: z
       .object({
-        /** `sqlite:PATH` or `postgres://…`. Default: sqlite in data_dir. `DATABASE_URL` overrides. */
+        /** `sqlite:PATH` or `postgres://…`. Default: `DATABASE_URL`, else SQLite in data_dir. */
         url: z.string().optional(),
+        /** PostgreSQL: connections per instance, 1–1000. Default: 10. Keep instances × pool_size below the server's max_connections. */
+        pool_size: z.number().int().min(1).max(1000).optional(),
+        /** PostgreSQL: longest wait for a connection (new, or free in a busy pool) before answering 503, in seconds, 1–60. Default: 5. */
+        connect_timeout_seconds: seconds(1, 60).optional(),
+        /** PostgreSQL: longest a query may run (server statement_timeout; the client gives up 1 s later), in seconds, 1–300. Default: 5. */
+        query_timeout_seconds: seconds(1, 300).optional(),
       })
       .strict()
       .default({}),

@@ -137,7 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const cacheable = (reply: FastifyReply) => reply.header('cache-control', 'public, max-age=300').removeHeader('pragma')
 
   app.get(ENDPOINTS.metadata, async (_req, reply) => cacheable(reply).send(deps.metadata))
-  app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(protocol.keys.jwks()))
+  app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(await protocol.keys.jwks()))
   app.get('/healthz', async (_req, reply) => {
     await deps.healthCheck()
     return reply.send({ status: 'ok' })

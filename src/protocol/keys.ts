@@ -3,10 +3,15 @@
  *
  * Keys are persisted in the Store so every instance signs with, and publishes, the same keys.
  * Rotation keeps the retired key published until the last token it signed has expired.
+ *
+ * Across instances: the JWKS is read through to the store, so a rotation (on any instance or by
+ * `devicegate keys rotate`) is published everywhere at once; each instance switches its signing
+ * key on its next reload, at most {@link RELOAD_SECONDS} later, and the retired key stays
+ * published that much longer to cover tokens it signs meanwhile.
  */
 import { exportJWK, generateKeyPair, importJWK, calculateJwkThumbprint, type JWK, type CryptoKey } from 'jose'
 import type { Clock } from '../core/ports.js'
-import { StoreConflictError, type SigningKeyRecord, type Store } from '../storage/store.js'
+import { StoreConflictError, StoreUnavailableError, type SigningKeyRecord, type Store } from '../storage/store.js'
 
 /** The key that signs new tokens. */
 export interface ActiveSigningKey {
@@ -15,7 +20,11 @@ export interface ActiveSigningKey {
   readonly privateKey: CryptoKey
 }
 
-/** How often an instance re-reads keys so rotations on other instances are seen (seconds). */
+/**
+ * How often an instance re-reads its signing key so rotations elsewhere are seen (seconds).
+ * The JWKS is read from the store on every request, so a new key is published by every
+ * instance before any instance signs with it.
+ */
 const RELOAD_SECONDS = 60
 
 /**
@@ -48,16 +57,17 @@ export class KeyRing {
   async reload(): Promise<void> {
     const now = this.clock.nowSeconds()
     const records = await this.store.listSigningKeys()
-    const current = records.filter((r) => r.retiredAt === null && r.alg === this.alg).sort((a, b) => b.createdAt - a.createdAt)[0]
+    // The oldest unretired key signs: instances that started together on an empty store and each
+    // created a first key agree on one (the others stay published until the next rotation), and
+    // a rotation takes effect when it retires the previous key. kid breaks ties.
+    const current = records
+      .filter((r) => r.retiredAt === null && r.alg === this.alg)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0))[0]
     this.#records = records
     this.#active = current
       ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(current.privateJwk) as JWK, current.alg)) as CryptoKey }
       : undefined
-    this.#jwks = {
-      keys: records
-        .filter((r) => r.retiredAt === null || (r.publishUntil ?? 0) > now)
-        .map((r) => ({ ...(JSON.parse(r.publicJwk) as JWK), kid: r.kid, alg: r.alg, use: 'sig' })),
-    }
+    this.#jwks = publishedJwks(records, now)
     this.#loadedAt = now
   }
 
@@ -88,8 +98,17 @@ export class KeyRing {
     return this.#active
   }
 
-  /** The public JWK Set (RFC 7517 §5): the active key and retired keys still in use. */
-  jwks(): { keys: JWK[] } {
+  /**
+   * The public JWK Set (RFC 7517 §5): the active key and retired keys still in use. Read from the
+   * store on every call, so every instance publishes a new key at once; when the store cannot
+   * be read, the last set read is served (keys outlive an outage).
+   */
+  async jwks(): Promise<{ keys: JWK[] }> {
+    try {
+      this.#jwks = publishedJwks(await this.store.listSigningKeys(), this.clock.nowSeconds())
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err
+    }
     return this.#jwks
   }
 
@@ -107,8 +126,18 @@ export class KeyRing {
     const now = this.clock.nowSeconds()
     const old = this.#records.filter((r) => r.retiredAt === null)
     const kid = await this.#insertNewKey()
-    for (const r of old) await this.store.retireSigningKey(r.kid, now, now + publishSeconds)
+    // Other instances keep signing with the old key until their next reload.
+    for (const r of old) await this.store.retireSigningKey(r.kid, now, now + publishSeconds + RELOAD_SECONDS)
     await this.reload()
     return kid
+  }
+}
+
+/** Public JWKs of the keys to publish at `now`: unretired ones and retired ones still in use. */
+function publishedJwks(records: readonly SigningKeyRecord[], now: number): { keys: JWK[] } {
+  return {
+    keys: records
+      .filter((r) => r.retiredAt === null || (r.publishUntil ?? 0) > now)
+      .map((r) => ({ ...(JSON.parse(r.publicJwk) as JWK), kid: r.kid, alg: r.alg, use: 'sig' })),
   }
 }

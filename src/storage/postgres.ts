@@ -7,17 +7,34 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { KyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import { migrateToLatest } from './migrations.js'
-import type { Store } from './store.js'
+import { StoreUnavailableError, type Store } from './store.js'
 
 /** PostgreSQL type OID of `int8` / `bigint`. */
 const INT8_OID = 20
+
+/**
+ * Pool defaults (the configuration's `storage.pool_size`, `storage.connect_timeout_seconds` and
+ * `storage.query_timeout_seconds` override them).
+ */
+export const POSTGRES_POOL_DEFAULTS = {
+  /** Connections per instance. Keep instances × poolSize under the server's `max_connections`. */
+  poolSize: 10,
+  /** Longest wait for a connection (a new one, or a free one from a busy pool). Milliseconds. */
+  connectionTimeoutMillis: 5_000,
+  /**
+   * Longest a statement may run: the server's `statement_timeout`. The client gives up one
+   * second later on its own (a server that stopped answering) and drops that connection.
+   * Milliseconds.
+   */
+  statementTimeoutMillis: 5_000,
+} as const
 
 export interface PostgresStoreOptions {
   /** Maximum connections in the pool. Default: 10. */
   poolSize?: number
   /** Time to wait for a connection from the pool or the server. Milliseconds. Default: 5000. */
   connectionTimeoutMillis?: number
-  /** Server-side `statement_timeout`. Milliseconds. Default: 10000. */
+  /** Server-side `statement_timeout`; the client-side read timeout is 1000 ms more. Milliseconds. Default: 5000. */
   statementTimeoutMillis?: number
 }
 
@@ -38,20 +55,27 @@ export async function createPostgresStore(
   const types = new pg.TypeOverrides()
   // Epoch seconds are far below 2^53: Number is exact.
   types.setTypeParser(INT8_OID, Number)
+  const statementTimeoutMillis = opts.statementTimeoutMillis ?? POSTGRES_POOL_DEFAULTS.statementTimeoutMillis
   const pool = new pg.Pool({
     connectionString: url,
-    max: opts.poolSize ?? 10,
-    connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 5_000,
-    statement_timeout: opts.statementTimeoutMillis ?? 10_000,
+    max: opts.poolSize ?? POSTGRES_POOL_DEFAULTS.poolSize,
+    connectionTimeoutMillis: opts.connectionTimeoutMillis ?? POSTGRES_POOL_DEFAULTS.connectionTimeoutMillis,
+    statement_timeout: statementTimeoutMillis,
+    // A server that stops answering (network partition, frozen host) never sends the
+    // statement_timeout error: the client gives up on its own a second later.
+    query_timeout: statementTimeoutMillis + 1_000,
+    keepAlive: true,
     // A transaction left open by a crashed request must not hold row locks forever.
     idle_in_transaction_session_timeout: 30_000,
     idleTimeoutMillis: 30_000,
+    fallback_application_name: 'devicegate',
     types,
   })
   // An idle client losing its connection (server restart, 57P01) emits 'error' on the pool;
   // unhandled, that would crash the process. The next query gets a fresh connection or fails
   // with StoreUnavailableError.
   pool.on('error', () => {})
+  pool.on('connect', (client) => hardenClient(client))
   const db = new Kysely<DevicegateDatabase>({ dialect: new PostgresDialect({ pool }) })
   return new KyselyStore({
     kind: 'postgres',
@@ -62,10 +86,32 @@ export async function createPostgresStore(
         kdb,
       )
       const schema = rows[0]?.schema
-      if (!schema) throw new Error('PostgreSQL: no current schema; check search_path')
+      if (!schema) throw new StoreUnavailableError('no current schema: the schema named in search_path does not exist')
       await migrateToLatest(kdb, { migrationTableSchema: schema })
     },
   })
+}
+
+/**
+ * Makes a lost connection harmless while a request holds it: pg emits 'error' on a checked-out
+ * client whose socket died (the pool listens only while it is idle), which would crash the
+ * process. After a client-side read timeout the connection is in an unknown state (a reply may
+ * still arrive), so it is destroyed; the pool drops it instead of lending it out again.
+ */
+function hardenClient(client: pg.PoolClient): void {
+  client.on('error', () => {})
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  ;(client as { query: unknown }).query = (...args: unknown[]) => {
+    const result = query(...args)
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if (error instanceof Error && error.message === 'Query read timeout') {
+          ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+        }
+      })
+    }
+    return result
+  }
 }
 
 const UNAVAILABLE_NODE_CODES = new Set([
@@ -80,7 +126,7 @@ const UNAVAILABLE_NODE_CODES = new Set([
 ])
 
 const UNAVAILABLE_MESSAGES =
-  /timeout exceeded when trying to connect|Connection terminated|connection error and is not queryable|Client was closed and is not queryable|Query read timeout/i
+  /timeout exceeded when trying to connect|Connection terminated|connection error and is not queryable|Client was closed and is not queryable|Query read timeout|timeout expired|Connection terminated due to connection timeout/i
 
 /** Sorts pg and Node network errors. */
 export function classifyPostgresError(error: unknown): StoreErrorKind {
@@ -88,11 +134,14 @@ export function classifyPostgresError(error: unknown): StoreErrorKind {
   if (code === '23505') return 'conflict'
   if (typeof code === 'string') {
     if (UNAVAILABLE_NODE_CODES.has(code)) return 'unavailable'
-    // Class 08 connection exception; 53 insufficient resources (too many connections);
-    // 57P01–57P03 shutdown / cannot connect now; 57014 statement timeout; 25006 read-only
-    // (failover in progress).
+    // Class 08 connection exception; 28 invalid authorization (wrong password, no such role);
+    // 3D000 no such database; 53 insufficient resources (too many connections); 57P01–57P03
+    // shutdown / cannot connect now; 57014 statement timeout; 25006 read-only (failover in
+    // progress). None of these is the client's fault: it may retry later.
     if (
       code.startsWith('08') ||
+      code.startsWith('28') ||
+      code === '3D000' ||
       code.startsWith('53') ||
       code.startsWith('57P') ||
       code === '57014' ||
