@@ -3,6 +3,7 @@
  */
 import { Command } from 'commander'
 import { registerKeysCommands } from './keys.js'
+import { registerLoginCommands } from './login.js'
 import { registerServeCommand } from './serve.js'
 import { registerUtilityCommands } from './utility.js'
 
@@ -13,5 +14,6 @@ const program = new Command()
 registerServeCommand(program)
 registerKeysCommands(program)
 registerUtilityCommands(program)
+registerLoginCommands(program)
 
 await program.parseAsync(process.argv)

@@ -25,6 +25,12 @@ export interface Config {
     readonly connectionTimeoutMillis?: number
     readonly statementTimeoutMillis?: number
   }
+  /** PostgreSQL pool settings (unset: the adapter's defaults). */
+  readonly storagePool: {
+    readonly poolSize?: number
+    readonly connectionTimeoutMillis?: number
+    readonly statementTimeoutMillis?: number
+  }
   readonly trustedProxies: readonly string[]
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
   readonly verification: {
@@ -181,6 +187,11 @@ export async function resolveConfig(
     port,
     dataDir,
     storageUrl: finalStorageUrl,
+    storagePool: Object.freeze({
+      ...(file.storage.pool_size !== undefined ? { poolSize: file.storage.pool_size } : {}),
+      ...(file.storage.connect_timeout_seconds !== undefined ? { connectionTimeoutMillis: file.storage.connect_timeout_seconds * 1000 } : {}),
+      ...(file.storage.query_timeout_seconds !== undefined ? { statementTimeoutMillis: file.storage.query_timeout_seconds * 1000 } : {}),
+    }),
     trustedProxies: Object.freeze([...file.trusted_proxies]),
     signingAlg: file.signing.alg,
     verification: Object.freeze({

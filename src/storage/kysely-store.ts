@@ -24,6 +24,7 @@ import {
   type Store,
   type TokenBundle,
   type WebSessionRecord,
+  type DeviceGrantPolicyRecord,
   type WithGrantState,
 } from './store.js'
 
@@ -99,8 +100,26 @@ export interface WebSessionsTable {
   csrf_token: string
   subject: string | null
   auth_time: number | null
+  /** Added by migration 004. */
+  mfa_at: number | null
   created_at: number
   expires_at: number
+}
+
+/** Conditional approval per device authorization (migration 004). */
+export interface DeviceGrantPolicyTable {
+  device_grant_id: string
+  posture_json: string | null
+  decision: string | null
+  explanation_json: string | null
+  decided_at: number | null
+}
+
+/** TOTP enrolments of built-in users (migration 004). */
+export interface TotpSecretsTable {
+  username: string
+  secret: string
+  created_at: number
 }
 
 export interface RateCountersTable {
@@ -149,6 +168,8 @@ export interface DevicegateDatabase {
   rate_counters: RateCountersTable
   signing_keys: SigningKeysTable
   dpop_jtis: DpopJtisTable
+  device_grant_policy: DeviceGrantPolicyTable
+  totp_secrets: TotpSecretsTable
   server_secrets: ServerSecretsTable
   devices: DevicesTable
 }
@@ -461,6 +482,7 @@ export class KyselyStore implements Store {
           csrf_token: session.csrfToken,
           subject: session.subject,
           auth_time: session.authTime,
+          mfa_at: session.mfaAt ?? null,
           created_at: session.createdAt,
           expires_at: session.expiresAt,
         })
@@ -482,6 +504,7 @@ export class KyselyStore implements Store {
           csrfToken: row.csrf_token,
           subject: row.subject,
           authTime: row.auth_time,
+          mfaAt: row.mfa_at,
           createdAt: row.created_at,
           expiresAt: row.expires_at,
         }
@@ -492,6 +515,86 @@ export class KyselyStore implements Store {
   deleteWebSession(idHash: string): Promise<void> {
     return this.#guard(async () => {
       await this.#db.deleteFrom('web_sessions').where('id_hash', '=', idHash).execute()
+    })
+  }
+
+  markWebSessionMfa(idHash: string, now: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('web_sessions')
+        .set({ mfa_at: now })
+        .where('id_hash', '=', idHash)
+        .where('expires_at', '>', now)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  // --- conditional approval (policy) ---
+
+  saveDevicePosture(deviceGrantId: string, postureJson: string): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('device_grant_policy')
+        .values({ device_grant_id: deviceGrantId, posture_json: postureJson, decision: null, explanation_json: null, decided_at: null })
+        .onConflict((oc) => oc.column('device_grant_id').doUpdateSet({ posture_json: postureJson }))
+        .execute()
+    })
+  }
+
+  saveDeviceGrantDecision(deviceGrantId: string, decision: 'allow' | 'deny' | 'step_up', explanationJson: string, now: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('device_grant_policy')
+        .values({ device_grant_id: deviceGrantId, posture_json: null, decision, explanation_json: explanationJson, decided_at: now })
+        .onConflict((oc) => oc.column('device_grant_id').doUpdateSet({ decision, explanation_json: explanationJson, decided_at: now }))
+        .execute()
+    })
+  }
+
+  findDeviceGrantPolicy(deviceGrantId: string): Promise<DeviceGrantPolicyRecord | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('device_grant_policy').selectAll().where('device_grant_id', '=', deviceGrantId).executeTakeFirst()
+      return (
+        row && {
+          deviceGrantId: row.device_grant_id,
+          postureJson: row.posture_json,
+          decision: row.decision as DeviceGrantPolicyRecord['decision'],
+          explanationJson: row.explanation_json,
+          decidedAt: row.decided_at,
+        }
+      )
+    })
+  }
+
+  saveTotpSecret(username: string, secret: string, now: number): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('totp_secrets')
+        .values({ username, secret, created_at: now })
+        .onConflict((oc) => oc.column('username').doUpdateSet({ secret, created_at: now }))
+        .execute()
+    })
+  }
+
+  findTotpSecret(username: string): Promise<{ secret: string; createdAt: number } | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('totp_secrets').select(['secret', 'created_at']).where('username', '=', username).executeTakeFirst()
+      return row && { secret: row.secret, createdAt: row.created_at }
+    })
+  }
+
+  revokeOtherSessions(subject: string, clientId: string, keepGrantId: string, now: number): Promise<number> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('subject', '=', subject)
+        .where('client_id', '=', clientId)
+        .where('id', '<>', keepGrantId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
     })
   }
 

@@ -188,6 +188,38 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('server_secrets').ifExists().execute()
     },
   },
+  /**
+   * Conditional approval (issue 3): when the approver completed MFA in a sign-in session, the
+   * posture and explained policy decision of each device authorization (matched rules, reason
+   * codes, IP/country/ASN of both sides), and TOTP enrolments of built-in users (RFC 6238; the
+   * secret must be readable to verify codes, so it is stored as is — protect the database).
+   */
+  '004_policy_mfa': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('web_sessions').addColumn('mfa_at', 'bigint').execute()
+      await db.schema
+        .createTable('device_grant_policy')
+        .addColumn('device_grant_id', 'text', (c) => c.primaryKey())
+        .addColumn('posture_json', 'text')
+        .addColumn('decision', 'text')
+        .addColumn('explanation_json', 'text')
+        .addColumn('decided_at', 'bigint')
+        .execute()
+      await db.schema
+        .createTable('totp_secrets')
+        .addColumn('username', 'text', (c) => c.primaryKey())
+        .addColumn('secret', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute()
+      await db.schema.createIndex('grants_subject_client_idx').on('grants').columns(['subject', 'client_id']).execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropIndex('grants_subject_client_idx').ifExists().execute()
+      await db.schema.dropTable('totp_secrets').ifExists().execute()
+      await db.schema.dropTable('device_grant_policy').ifExists().execute()
+      await db.schema.alterTable('web_sessions').dropColumn('mfa_at').execute()
+    },
+  },
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

@@ -121,8 +121,25 @@ export interface WebSessionRecord {
   subject: string | null
   /** When the user signed in (epoch seconds). */
   authTime: number | null
+  /** When the user completed MFA in this sign-in (epoch seconds); absent or null: not done. */
+  mfaAt?: number | null
   createdAt: number
   expiresAt: number
+}
+
+/**
+ * Conditional-approval record of one device authorization (issue 3): the verified device posture
+ * from the request, and the explained policy decision from the approval (`policy/`).
+ */
+export interface DeviceGrantPolicyRecord {
+  deviceGrantId: string
+  /** Verified posture facts (`PostureFacts`) as JSON text, or null when none was sent. */
+  postureJson: string | null
+  /** Decision at approval, or null before. */
+  decision: 'allow' | 'deny' | 'step_up' | null
+  /** The explained decision (`PolicyDecision`: rules, reason codes, both sides' IP/country/ASN) as JSON. */
+  explanationJson: string | null
+  decidedAt: number | null
 }
 
 /** A JWS signing key (the private half never leaves the server). */
@@ -246,6 +263,23 @@ export interface Store {
   createWebSession(session: WebSessionRecord): Promise<void>
   findWebSession(idHash: string, now: number): Promise<WebSessionRecord | undefined>
   deleteWebSession(idHash: string): Promise<void>
+  /** Records that the session's user completed MFA at `now` (RFC 6238 TOTP). @returns false when the session is gone. */
+  markWebSessionMfa(idHash: string, now: number): Promise<boolean>
+
+  // --- conditional approval (policy) ---
+  /** Stores the verified posture of a device authorization request (JSON text). */
+  saveDevicePosture(deviceGrantId: string, postureJson: string): Promise<void>
+  /** Stores (or replaces) the explained policy decision of a device authorization. */
+  saveDeviceGrantDecision(deviceGrantId: string, decision: 'allow' | 'deny' | 'step_up', explanationJson: string, now: number): Promise<void>
+  findDeviceGrantPolicy(deviceGrantId: string): Promise<DeviceGrantPolicyRecord | undefined>
+  /** Stores a user's TOTP secret (base32), replacing any previous enrolment. */
+  saveTotpSecret(username: string, secret: string, now: number): Promise<void>
+  findTotpSecret(username: string): Promise<{ secret: string; createdAt: number } | undefined>
+  /**
+   * Revokes every live token family of one user at one client except `keepGrantId` (the
+   * `single_session` constraint) in one UPDATE. @returns the number revoked.
+   */
+  revokeOtherSessions(subject: string, clientId: string, keepGrantId: string, now: number): Promise<number>
 
   // --- shared counters (rate limits) ---
   /**

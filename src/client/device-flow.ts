@@ -1,0 +1,200 @@
+/**
+ * The Device Authorization Grant from the device's side (RFC 8628 §3.1–3.5): start the
+ * authorization, show the code, poll the token endpoint.
+ */
+import type { AuthorizationServerMetadata } from './discovery.js'
+import type { DpopKey } from './dpop.js'
+import { ClientError, OAuthResponseError } from './errors.js'
+import { errorFromResponse, postForm, type FetchLike } from './http.js'
+import { requestToken, type TokenSet } from './token-request.js'
+
+/** The device authorization grant type (RFC 8628 §3.4). */
+export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code'
+/** Polling interval when the server names none, in seconds (RFC 8628 §3.2). */
+export const DEFAULT_INTERVAL_SECONDS = 5
+/** What `slow_down` adds to the interval, in seconds, for all later polls (RFC 8628 §3.5). */
+export const SLOW_DOWN_SECONDS = 5
+/** Longest wait between polls after network failures (exponential backoff cap), in seconds. */
+export const MAX_BACKOFF_SECONDS = 60
+
+/** Time for the device flow: injectable so tests can move it without sleeping. */
+export interface FlowClock {
+  /** Now, epoch seconds (may be fractional). */
+  nowSeconds(): number
+  /** Waits `seconds`; rejects with `signal.reason` when aborted. */
+  sleep(seconds: number, signal?: AbortSignal): Promise<void>
+}
+
+/** The real clock. */
+export const systemFlowClock: FlowClock = {
+  nowSeconds: () => Date.now() / 1000,
+  sleep: (seconds, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      const onAbort = () => {
+        clearTimeout(timer)
+        reject(signal!.reason)
+      }
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }, Math.max(0, seconds * 1000))
+      signal?.addEventListener('abort', onAbort, { once: true })
+    }),
+}
+
+/** A Device Authorization Response (RFC 8628 §3.2) in SDK spelling. */
+export interface DeviceAuthorization {
+  /** Secret: never show it. Sent back when polling. */
+  deviceCode: string
+  /** What the user types on the verification page, e.g. `BDWP-HQPK`. */
+  userCode: string
+  /** Where the user goes (`verification_uri`). */
+  verificationUri: string
+  /** The same page with the code filled in (`verification_uri_complete`), for a QR code or link. */
+  verificationUriComplete?: string
+  /** Lifetime of the codes as the server gave it, in seconds (`expires_in`). */
+  expiresInSeconds: number
+  /** When the codes expire, epoch seconds (local clock). */
+  expiresAt: number
+  /** Minimum seconds between polls (`interval`, default 5). */
+  intervalSeconds: number
+}
+
+/** Options shared by the device-flow calls. */
+export interface FlowOptions {
+  fetch?: FetchLike
+  signal?: AbortSignal
+  clock?: FlowClock
+}
+
+/** Options for {@link startDeviceAuthorization}. */
+export interface StartDeviceAuthorizationOptions extends FlowOptions {
+  clientId: string
+  /** Space-separated scopes; omitted means the server's default for the client. */
+  scope?: string
+  /** Extra request parameters (e.g. `resource`, RFC 8707). */
+  extraParams?: Record<string, string>
+}
+
+/**
+ * Requests a device code and user code (RFC 8628 §3.1) as a public client.
+ *
+ * @throws {OAuthResponseError} e.g. `invalid_client` (unknown client), `unauthorized_client`
+ *   (client may not use the device flow), `invalid_scope`.
+ * @throws {ClientError} `ERR_NETWORK`, `ERR_BAD_RESPONSE` (required members missing).
+ * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.2
+ */
+export async function startDeviceAuthorization(
+  metadata: Pick<AuthorizationServerMetadata, 'device_authorization_endpoint'>,
+  opts: StartDeviceAuthorizationOptions,
+): Promise<DeviceAuthorization> {
+  const url = metadata.device_authorization_endpoint
+  const clock = opts.clock ?? systemFlowClock
+  const form: Record<string, string> = { ...opts.extraParams, client_id: opts.clientId }
+  if (opts.scope) form.scope = opts.scope
+  const res = await postForm(opts.fetch ?? globalThis.fetch, url, form, opts.signal ? { signal: opts.signal } : {})
+  if (res.status !== 200) throw errorFromResponse(url, res)
+  const b = (typeof res.body === 'object' && res.body !== null ? res.body : {}) as Record<string, unknown>
+  // `verification_url` is a pre-standard spelling some servers still send.
+  const verificationUri = b.verification_uri ?? b.verification_url
+  const expiresIn = Number(b.expires_in)
+  if (typeof b.device_code !== 'string' || typeof b.user_code !== 'string' || typeof verificationUri !== 'string' || !(expiresIn > 0))
+    throw new ClientError('ERR_BAD_RESPONSE', `${url} answered without device_code, user_code, verification_uri and expires_in (RFC 8628 §3.2)`)
+  const interval = b.interval === undefined ? DEFAULT_INTERVAL_SECONDS : Number(b.interval)
+  const auth: DeviceAuthorization = {
+    deviceCode: b.device_code,
+    userCode: b.user_code,
+    verificationUri,
+    expiresInSeconds: expiresIn,
+    expiresAt: Math.floor(clock.nowSeconds()) + expiresIn,
+    intervalSeconds: Number.isFinite(interval) && interval > 0 ? interval : DEFAULT_INTERVAL_SECONDS,
+  }
+  if (typeof b.verification_uri_complete === 'string') auth.verificationUriComplete = b.verification_uri_complete
+  return auth
+}
+
+/** What {@link PollOptions.onProgress} receives while waiting. */
+export interface PollProgress {
+  /** Seconds until the codes expire (whole seconds, never negative). */
+  secondsLeft: number
+  /** Current polling interval in seconds (grows with `slow_down` and network backoff). */
+  intervalSeconds: number
+  /** Token requests sent so far. */
+  polls: number
+}
+
+/** Options for {@link pollForToken}. */
+export interface PollOptions extends FlowOptions {
+  clientId: string
+  /** Sign each poll with this key so the tokens are DPoP-bound (RFC 9449 §5). */
+  dpopKey?: DpopKey | undefined
+  /** Called at least once a second while waiting, and after every poll. */
+  onProgress?: (progress: PollProgress) => void
+}
+
+/**
+ * Polls the token endpoint until the user decides or the codes expire (RFC 8628 §3.4–3.5).
+ *
+ * Waits `interval` seconds before each request. `authorization_pending`: keep polling.
+ * `slow_down`: add 5 seconds to the interval for this and every later poll. A network failure
+ * doubles the interval (exponential backoff, capped at 60 s, RFC 8628 §3.5) and polling goes on.
+ * When the local deadline passes first, the result is `expired_token` with `status` 0.
+ *
+ * @returns the token response.
+ * @throws {OAuthResponseError} `access_denied` (the user said no), `expired_token`, or any other
+ *   error the server sends (`invalid_grant`, `invalid_client`, …).
+ * @throws the signal's reason when aborted (a `DOMException` named `AbortError` by default).
+ * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.5
+ */
+export async function pollForToken(
+  metadata: Pick<AuthorizationServerMetadata, 'token_endpoint'>,
+  authorization: DeviceAuthorization,
+  opts: PollOptions,
+): Promise<TokenSet> {
+  const clock = opts.clock ?? systemFlowClock
+  const fetchImpl = opts.fetch ?? globalThis.fetch
+  let intervalSeconds = authorization.intervalSeconds
+  let polls = 0
+  const secondsLeft = () => Math.max(0, Math.ceil(authorization.expiresAt - clock.nowSeconds()))
+  const report = () => opts.onProgress?.({ secondsLeft: secondsLeft(), intervalSeconds, polls })
+  for (;;) {
+    opts.signal?.throwIfAborted()
+    // Wait out the interval in steps of at most one second so progress stays live.
+    const pollAt = clock.nowSeconds() + intervalSeconds
+    for (let now = clock.nowSeconds(); now < pollAt; now = clock.nowSeconds()) {
+      if (now >= authorization.expiresAt) break
+      report()
+      await clock.sleep(Math.min(1, pollAt - now, authorization.expiresAt - now), opts.signal)
+    }
+    if (clock.nowSeconds() >= authorization.expiresAt)
+      throw new OAuthResponseError({ error: 'expired_token', error_description: 'the device code expired before it was approved' }, 0)
+    try {
+      polls++
+      return await requestToken({
+        tokenEndpoint: metadata.token_endpoint,
+        form: { grant_type: DEVICE_CODE_GRANT_TYPE, device_code: authorization.deviceCode, client_id: opts.clientId },
+        dpopKey: opts.dpopKey,
+        fetch: fetchImpl,
+        signal: opts.signal,
+        nowSeconds: clock.nowSeconds(),
+      })
+    } catch (err) {
+      if (err instanceof OAuthResponseError && err.error === 'authorization_pending') {
+        report()
+        continue
+      }
+      if (err instanceof OAuthResponseError && err.error === 'slow_down') {
+        intervalSeconds += SLOW_DOWN_SECONDS
+        report()
+        continue
+      }
+      if (err instanceof ClientError && err.code === 'ERR_NETWORK') {
+        intervalSeconds = Math.min(intervalSeconds * 2, Math.max(MAX_BACKOFF_SECONDS, intervalSeconds))
+        report()
+        continue
+      }
+      throw err
+    }
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The OS credential store (macOS Keychain, Windows Credential Manager, Secret Service on Linux)
+ * through `@napi-rs/keyring`, loaded lazily so a missing native binary means "no keyring", not a crash.
+ */
+import { assertRecordName, type TokenStore } from './store.js'
+import { ClientError } from './errors.js'
+
+/** The subset of `@napi-rs/keyring`'s `Entry` the store uses. */
+interface KeyringEntry {
+  getPassword(): string | null
+  setPassword(password: string): void
+  deletePassword(): boolean
+}
+type EntryConstructor = new (service: string, account: string) => KeyringEntry
+
+/** Records in the OS keyring: one entry per record, service `devicegate`, account = record name. */
+export class KeyringTokenStore implements TokenStore {
+  readonly kind = 'keyring'
+  readonly location: string
+  readonly #Entry: EntryConstructor
+  readonly #service: string
+
+  constructor(Entry: EntryConstructor, service: string) {
+    this.#Entry = Entry
+    this.#service = service
+    this.location = `OS keyring, service "${service}"`
+  }
+
+  #entry(name: string): KeyringEntry {
+    assertRecordName(name)
+    return new this.#Entry(this.#service, name)
+  }
+
+  #fail(op: string, err: unknown): ClientError {
+    return new ClientError('ERR_KEYRING_UNAVAILABLE', `the OS keyring failed to ${op}: ${(err as Error)?.message ?? err}`, { cause: err })
+  }
+
+  async get(name: string): Promise<string | undefined> {
+    const entry = this.#entry(name)
+    try {
+      return entry.getPassword() ?? undefined
+    } catch (err) {
+      if (/no (matching )?entry/i.test((err as Error)?.message ?? '')) return undefined
+      throw this.#fail('read', err)
+    }
+  }
+  async set(name: string, value: string): Promise<void> {
+    const entry = this.#entry(name)
+    try {
+      entry.setPassword(value)
+    } catch (err) {
+      throw this.#fail('write', err)
+    }
+  }
+  async delete(name: string): Promise<void> {
+    const entry = this.#entry(name)
+    try {
+      entry.deletePassword()
+    } catch (err) {
+      if (/no (matching )?entry/i.test((err as Error)?.message ?? '')) return
+      throw this.#fail('delete', err)
+    }
+  }
+}
+
+/**
+ * Loads `@napi-rs/keyring` and proves the keyring works with a write, read and delete of a probe
+ * record (the library itself loads fine on machines with no Secret Service).
+ */
+export async function openKeyringStore(service: string): Promise<{ ok: true; store: KeyringTokenStore } | { ok: false; reason: string }> {
+  let Entry: EntryConstructor
+  try {
+    ;({ Entry } = (await import('@napi-rs/keyring')) as unknown as { Entry: EntryConstructor })
+  } catch (err) {
+    return { ok: false, reason: `@napi-rs/keyring did not load: ${(err as Error)?.message ?? err}` }
+  }
+  const store = new KeyringTokenStore(Entry, service)
+  const probe = `probe-${process.pid}-${Date.now()}`
+  try {
+    await store.set(probe, 'probe')
+    const back = await store.get(probe)
+    await store.delete(probe)
+    if (back !== 'probe') return { ok: false, reason: 'a probe record did not read back' }
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause
+    return { ok: false, reason: cause?.message ?? (err as Error).message }
+  }
+  return { ok: true, store }
+}
