@@ -8,6 +8,7 @@ import { buildApp } from './http/app.js'
 import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
 import type { ProtocolDeps } from './protocol/deps.js'
 import { DPOP_ALGS } from './protocol/dpop.js'
+import { DpopNonces } from './protocol/dpop-nonce.js'
 import { KeyRing } from './protocol/keys.js'
 import { buildMetadata } from './protocol/metadata.js'
 import { SUPPORTED_GRANT_TYPES } from './protocol/token.js'
@@ -89,6 +90,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     clients,
     secrets: new SecretVerifier(),
     keys,
+    ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
   const app = await buildApp({

@@ -38,6 +38,8 @@ export interface Config {
     readonly windowSeconds: number
     readonly sessionTtlSeconds: number
   }
+  /** DPoP server settings (RFC 9449 §8). */
+  readonly dpop: { readonly requireNonce: boolean }
   readonly scopeDescriptions: Readonly<Record<string, string>>
   readonly clients: readonly Client[]
   readonly users: readonly User[]
@@ -165,6 +167,8 @@ export async function resolveConfig(
         canIntrospect: c.introspection,
         disabled: c.disabled,
         riskTier: c.risk_tier,
+        requiresDpop: c.dpop.required,
+        resources: Object.freeze([...c.resources]),
       })
     }),
   )
@@ -204,6 +208,7 @@ export async function resolveConfig(
       windowSeconds: file.verification.window_seconds,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),
+    dpop: Object.freeze({ requireNonce: file.dpop.require_nonce }),
     scopeDescriptions: Object.freeze({ ...file.scopes }),
     clients: Object.freeze(clients),
     users: Object.freeze(users),

@@ -21,6 +21,15 @@ const scopeToken = z
   .string()
   .regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token is printable ASCII without space, " or \\ (RFC 6749 §3.3)')
 
+/** An RFC 8707 §2 resource indicator: an absolute URI without a fragment. */
+export const resourceUri = z.string().refine((v) => {
+  try {
+    return !v.includes('#') && !/\s/.test(v) && new URL(v).protocol.length > 1
+  } catch {
+    return false
+  }
+}, 'a resource is an absolute URI without fragment (RFC 8707 §2)')
+
 /** One registered client (RFC 6749 §2). */
 export const clientSchema = z
   .object({
@@ -64,6 +73,20 @@ export const clientSchema = z
     disabled: z.boolean().default(false),
     /** Risk tier for conditional approval: low, standard, high or admin. Default: standard. */
     risk_tier: z.enum(RISK_TIERS).default('standard'),
+    /** Sender-constrained tokens (RFC 9449). */
+    dpop: z
+      .object({
+        /** Token requests must carry a DPoP proof; bearer requests get `invalid_dpop_proof` (RFC 9449 §5). Default: false. */
+        required: z.boolean().default(false),
+      })
+      .strict()
+      .default({ required: false }),
+    /**
+     * Resource servers (absolute URIs without fragment) this client may request tokens for with the
+     * RFC 8707 `resource` parameter; tokens then carry that `aud`. Others get `invalid_target`.
+     * Default: none (requests naming a resource are refused; `aud` is the issuer).
+     */
+    resources: z.array(resourceUri).default([]),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -206,6 +229,18 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /** DPoP (RFC 9449) at the token and device authorization endpoints. */
+    dpop: z
+      .object({
+        /**
+         * Every DPoP proof must carry a server nonce (RFC 9449 §8); a proof without a current one
+         * gets `use_dpop_nonce` and a `DPoP-Nonce` header. Nonces live 60–120 s and are valid on every
+         * instance. Default: false.
+         */
+        require_nonce: z.boolean().default(false),
+      })
+      .strict()
+      .default({ require_nonce: false }),
     /** Plain-language descriptions of scopes for the review page. */
     scopes: z.record(scopeToken, z.string().max(200)).default({}),
     clients: z.array(clientSchema).default([]),

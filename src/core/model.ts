@@ -51,6 +51,10 @@ export interface Client {
   readonly disabled: boolean
   /** Risk tier for conditional approval (`policy/`). Absent: standard. */
   readonly riskTier?: 'low' | 'standard' | 'high' | 'admin'
+  /** Token requests must carry a DPoP proof (RFC 9449 §5). Absent: false. */
+  readonly requiresDpop?: boolean
+  /** RFC 8707 resources this client may request tokens for. Absent or empty: none. */
+  readonly resources?: readonly string[]
 }
 
 /** A user of the built-in user store. */

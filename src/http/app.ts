@@ -143,12 +143,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.send({ status: 'ok' })
   })
 
-  app.post(ENDPOINTS.deviceAuthorization, async (request) => handleDeviceAuthorization(paramsOf(request), contextOf(request), protocol))
-  app.post(ENDPOINTS.token, async (request) => {
-    const params = paramsOf(request)
+  // RFC 9449 §8: when nonces are required, every answer of the two DPoP endpoints (errors too)
+  // carries a current nonce, so a client learns it before it needs it.
+  const offerDpopNonce = (reply: FastifyReply) => {
+    if (protocol.dpopNonces) reply.header('DPoP-Nonce', protocol.dpopNonces.current())
+  }
+  /** Verifies the request's `DPoP` header, if any, against `path` (RFC 9449 §4.3); null when absent. */
+  const dpopJktOf = async (request: FastifyRequest, path: string): Promise<string | null> => {
     const proof = request.headers.dpop
-    const dpop = proof === undefined ? null : await verifyDpopProof(proof, request.method, protocol.issuer + ENDPOINTS.token, protocol)
-    return handleTokenRequest(params, contextOf(request), dpop?.jkt ?? null, protocol)
+    return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + path, protocol)).jkt
+  }
+  app.post(ENDPOINTS.deviceAuthorization, async (request, reply) => {
+    offerDpopNonce(reply)
+    const params = paramsOf(request)
+    const dpopJkt = await dpopJktOf(request, ENDPOINTS.deviceAuthorization)
+    return handleDeviceAuthorization(params, contextOf(request), protocol, dpopJkt)
+  })
+  app.post(ENDPOINTS.token, async (request, reply) => {
+    offerDpopNonce(reply)
+    const params = paramsOf(request)
+    const dpopJkt = await dpopJktOf(request, ENDPOINTS.token)
+    return handleTokenRequest(params, contextOf(request), dpopJkt, protocol)
   })
   app.post(ENDPOINTS.revocation, async (request, reply) => {
     await handleRevocation(paramsOf(request), contextOf(request), protocol)

@@ -2,6 +2,7 @@ import type { ClientDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import type { SecretVerifier } from './clients.js'
+import type { DpopNonces } from './dpop-nonce.js'
 import type { KeyRing } from './keys.js'
 
 /** Dependencies shared by the protocol handlers; built once by the composition root. */
@@ -14,6 +15,8 @@ export interface ProtocolDeps {
   clients: ClientDirectory
   secrets: SecretVerifier
   keys: KeyRing
+  /** Set when DPoP proofs must carry a server nonce (RFC 9449 §8, `dpop.require_nonce`). */
+  dpopNonces?: DpopNonces
 }
 
 /** What every protocol request carries besides its parameters. */

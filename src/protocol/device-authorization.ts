@@ -24,27 +24,56 @@ export interface DeviceAuthorizationResponse {
 /** Path of the verification page (RFC 8628 §3.3). */
 export const VERIFICATION_PATH = '/device'
 
+/** An RFC 7638 SHA-256 JWK thumbprint: 43 base64url characters (RFC 9449 §10). */
+const JKT_PATTERN = /^[A-Za-z0-9_-]{43}$/
+
+/**
+ * Binds the device code to a DPoP key — a devicegate extension of RFC 8628, modelled on the
+ * `dpop_jkt` authorization request parameter of RFC 9449 §10. The key comes from a DPoP proof on
+ * the device authorization request (already verified, `htu` = this endpoint) or from a `dpop_jkt`
+ * parameter; when both are sent they must name the same key. A bound device code is redeemed only
+ * with a proof made with that key, so a stolen device code is worthless. Clients that send neither
+ * get an unbound code, exactly as in RFC 8628.
+ *
+ * @returns the thumbprint to store, or null.
+ * @throws {OAuthError} `invalid_request` for a malformed `dpop_jkt`; `invalid_dpop_proof` when the
+ *   proof's key differs from `dpop_jkt`.
+ */
+export function resolveDeviceCodeBinding(params: Params, proofJkt: string | null): string | null {
+  const requested = params.dpop_jkt
+  if (requested === undefined) return proofJkt
+  if (!JKT_PATTERN.test(requested)) throw new OAuthError('invalid_request', '"dpop_jkt" must be a base64url SHA-256 JWK thumbprint')
+  if (proofJkt !== null && proofJkt !== requested)
+    throw new OAuthError('invalid_dpop_proof', 'the DPoP proof key does not match "dpop_jkt"')
+  return requested
+}
+
 /**
  * Handles a Device Authorization Request.
  *
  * Public clients identify with `client_id`; confidential clients authenticate (RFC 8628 §3.1).
+ * A DPoP proof or `dpop_jkt` binds the device code to the client's key
+ * ({@link resolveDeviceCodeBinding}, a devicegate extension).
  * The `device_code` carries 256 bits of randomness and is stored only as its SHA-256; the
  * `user_code` follows RFC 8628 §6.1. `interval` is always present, so the value the client uses is
  * the value enforced.
  *
+ * @param proofJkt Thumbprint of a verified DPoP proof on the request (RFC 9449 §4), or null.
  * @throws {OAuthError} `invalid_client`, `unauthorized_client` (client lacks the device_code
- *   grant), `invalid_scope`, `invalid_request`.
+ *   grant), `invalid_scope`, `invalid_request`, `invalid_dpop_proof`.
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.2
  */
 export async function handleDeviceAuthorization(
   params: Params,
   ctx: RequestContext,
   deps: ProtocolDeps,
+  proofJkt: string | null = null,
 ): Promise<DeviceAuthorizationResponse> {
   const client = await authenticateClient({ authorization: ctx.authorization, params }, deps.clients, deps.secrets)
   if (!client.grantTypes.includes(GRANT_TYPES.deviceCode))
     throw new OAuthError('unauthorized_client', 'this client may not use the device authorization grant')
   const scope = resolveRequestedScope(client, params.scope)
+  const dpopJkt = resolveDeviceCodeBinding(params, proofJkt)
   const now = deps.clock.nowSeconds()
   const deviceCode = randomToken(deps.random, 32)
   for (let attempt = 0; ; attempt++) {
@@ -65,7 +94,7 @@ export async function handleDeviceAuthorization(
         decidedAt: null,
         requestIp: ctx.clientIp,
         requestUserAgent: ctx.userAgent?.slice(0, 512) ?? null,
-        dpopJkt: null,
+        dpopJkt,
         grantId: null,
       })
       const verificationUri = deps.issuer + VERIFICATION_PATH

@@ -5,6 +5,7 @@ import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, 
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
+import type { DpopNonces } from './dpop-nonce.js'
 import { OAuthError } from './errors.js'
 
 /** Asymmetric algorithms accepted in DPoP proofs (RFC 9449 §4.3 check 5; never `none` or HMAC). */
@@ -49,20 +50,22 @@ const fail = (description: string) => new OAuthError('invalid_dpop_proof', descr
  * one header; a JWS with `typ: dpop+jwt`, an allowed asymmetric `alg` and a public `jwk` that
  * verifies it; `htm` equal to the method (case-sensitive); `htu` equal to the request URI after
  * normalisation; `iat` within 60 s in the past and 5 s in the future; `jti` never seen before
- * for this key (remembered through the Store, so the rule holds across instances). The replay
- * check runs last, so a rejected proof does not burn its `jti`.
+ * for this key (remembered through the Store, so the rule holds across instances). When the
+ * server requires nonces (`deps.dpopNonces`), a proof without a current `nonce` gets
+ * `use_dpop_nonce` with a fresh `DPoP-Nonce` header (RFC 9449 §8). The replay check runs last,
+ * so a rejected proof does not burn its `jti`.
  *
  * @param header The `DPoP` header value(s) as received.
  * @param method The request method, e.g. `POST`.
  * @param requestUri The absolute URI of the request under the issuer (no query).
- * @throws {OAuthError} `invalid_dpop_proof` naming the failed check.
+ * @throws {OAuthError} `invalid_dpop_proof` naming the failed check; `use_dpop_nonce`.
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
  */
 export async function verifyDpopProof(
   header: string | string[],
   method: string,
   requestUri: string,
-  deps: { store: Store; clock: Clock },
+  deps: { store: Store; clock: Clock; dpopNonces?: DpopNonces | undefined },
 ): Promise<VerifiedDpopProof> {
   if (Array.isArray(header)) {
     if (header.length !== 1) throw fail('exactly one DPoP header is allowed')
@@ -87,13 +90,17 @@ export async function verifyDpopProof(
   } catch (err) {
     throw fail(`the DPoP proof is invalid: ${(err as { code?: string }).code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? '"typ" must be dpop+jwt' : 'bad signature or header'}`)
   }
-  const { jti, htm, htu, iat } = payload
+  const { jti, htm, htu, iat, nonce } = payload
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw fail('the DPoP proof needs a "jti"')
   if (htm !== method) throw fail('the DPoP proof "htm" does not match the request method')
   if (typeof htu !== 'string' || normalizeHtu(htu) !== normalizeHtu(requestUri)) throw fail('the DPoP proof "htu" does not match the request URI')
   if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
   const now = deps.clock.nowSeconds()
   if (iat < now - DPOP_MAX_AGE_SECONDS || iat > now + DPOP_MAX_SKEW_SECONDS) throw fail('the DPoP proof "iat" is outside the acceptance window')
+  if (deps.dpopNonces && (typeof nonce !== 'string' || !deps.dpopNonces.isValid(nonce)))
+    throw new OAuthError('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', {
+      headers: { 'DPoP-Nonce': deps.dpopNonces.current() },
+    })
   const jkt = await calculateJwkThumbprint(jwk, 'sha256')
   const fresh = await deps.store.rememberDpopJti(sha256Hex(`${jkt}\0${jti}`), Math.ceil(iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS)
   if (!fresh) throw fail('the DPoP proof has been used before')

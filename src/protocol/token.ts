@@ -23,7 +23,8 @@ export const SUPPORTED_GRANT_TYPES: readonly string[] = [...GRANTS.keys()]
  *
  * Order of checks: `grant_type` present (`invalid_request`) and known (`unsupported_grant_type`),
  * then client authentication (`invalid_client`), then whether this client may use the grant
- * (`unauthorized_client`), then the grant's own rules.
+ * (`unauthorized_client`), then whether a client that requires DPoP sent a proof
+ * (`invalid_dpop_proof`), then the grant's own rules.
  *
  * @param dpopJkt Thumbprint of a verified DPoP proof on the request, or null.
  * @throws {OAuthError}
@@ -42,5 +43,8 @@ export async function handleTokenRequest(
   const client = await authenticateClient({ authorization: ctx.authorization, params }, deps.clients, deps.secrets)
   if (!client.grantTypes.includes(type as never))
     throw new OAuthError('unauthorized_client', `this client may not use the ${type} grant`)
+  // RFC 9449 §5 (cf. `dpop_bound_access_tokens`, §5.2): such a client's bearer requests are refused.
+  if (client.requiresDpop && dpopJkt === null)
+    throw new OAuthError('invalid_dpop_proof', 'this client must send a DPoP proof')
   return grant.handle({ client, params, ctx, dpopJkt }, deps)
 }

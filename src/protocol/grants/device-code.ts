@@ -26,7 +26,8 @@ export const parameters = ['device_code'] as const
  * issued (as RFC 6749 §4.1.2 advises for a reused authorization code).
  *
  * @throws {OAuthError} the errors above; `invalid_grant` when the code is unknown, already
- *   redeemed or another client's; `invalid_request` without `device_code`.
+ *   redeemed, another client's, or bound to a DPoP key (devicegate extension) and the request
+ *   carries no proof by that key; `invalid_request` without `device_code`.
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.5
  */
 export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
@@ -35,6 +36,13 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const grant = await deps.store.findDeviceGrantByDeviceCodeHash(sha256Hex(deviceCode))
   if (!grant || grant.clientId !== client.id)
     throw new OAuthError('invalid_grant', '"device_code" is invalid', { detail: grant ? 'issued to another client' : 'unknown' })
+  // devicegate extension of RFC 8628: a device code bound to a DPoP key at device authorization
+  // is redeemed only with a proof by that key. Checked before the poll is recorded, so a thief's
+  // attempt changes nothing for the rightful client.
+  if (grant.dpopJkt !== null && grant.dpopJkt !== input.dpopJkt)
+    throw new OAuthError('invalid_grant', '"device_code" is bound to another DPoP key', {
+      detail: input.dpopJkt === null ? 'bound device code redeemed without a DPoP proof' : 'dpop key mismatch',
+    })
   const now = deps.clock.nowSeconds()
   const poll = await deps.store.registerPoll(grant.id, now)
   if (poll.tooFast)

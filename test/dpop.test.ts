@@ -1,0 +1,321 @@
+/**
+ * DPoP at the authorization server (RFC 9449): every proof check of §4.3, server nonces (§8),
+ * bound tokens (§5, §6), bound device codes (devicegate extension of RFC 8628), clients that
+ * require DPoP, and introspection of bound tokens (RFC 7662 + RFC 9449 §6.2).
+ */
+import { decodeJwt } from 'jose'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parseConfig } from '../src/config/load.js'
+import { DPOP_NONCE_SLOT_SECONDS } from '../src/protocol/dpop-nonce.js'
+import { dpopKey, makeProof, type DpopKey, type ProofOptions } from './support/dpop.js'
+import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+
+async function configWithDpopClient(extra: Record<string, unknown> = {}) {
+  const base = await fixtureConfigFile()
+  return parseConfig({
+    ...base,
+    ...extra,
+    clients: [
+      ...base.clients,
+      {
+        client_id: 'dpop-only',
+        name: 'DPoP-only CLI',
+        type: 'public',
+        grant_types: [DEVICE_GRANT, 'refresh_token'],
+        scopes: ['read', 'offline_access'],
+        dpop: { required: true },
+      },
+    ],
+  })
+}
+
+let t: TestServer
+let k1: DpopKey
+let k2: DpopKey
+beforeAll(async () => {
+  t = await startTestServer({ config: await configWithDpopClient() })
+  k1 = await dpopKey()
+  k2 = await dpopKey()
+})
+afterAll(async () => t?.close())
+
+const tokenUrl = () => `${t.url}/token`
+const proof = (key: DpopKey, opts: Partial<ProofOptions> = {}) =>
+  makeProof(key, { htu: tokenUrl(), now: t.clock.nowSeconds(), ...opts })
+
+async function authorize(form: Record<string, string> = {}, headers: Record<string, string> = {}, clientId = 'cli') {
+  const res = await postForm(`${t.url}/device_authorization`, { client_id: clientId, scope: 'read offline_access', ...form }, headers)
+  expect(res.status).toBe(200)
+  return res.json as { device_code: string; user_code: string }
+}
+
+async function approved(form: Record<string, string> = {}, headers: Record<string, string> = {}, clientId = 'cli') {
+  const flow = await authorize(form, headers, clientId)
+  await approveAs(t.url, flow.user_code)
+  return flow
+}
+
+const redeem = (deviceCode: string, dpop?: string, clientId = 'cli') =>
+  postForm(tokenUrl(), { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId }, dpop ? { DPoP: dpop } : {})
+
+function expectDpopError(res: { status: number; headers: Headers; json: any }, error = 'invalid_dpop_proof') {
+  expect(res.status).toBe(400)
+  expect(res.headers.get('cache-control')).toBe('no-store')
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/)
+  expect(res.json).toMatchObject({ error })
+}
+
+describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
+  // Each row breaks exactly one thing; every rejection must leave the device code redeemable.
+  const BAD_PROOFS: Array<[string, () => Promise<string>]> = [
+    ['not a JWS at all', async () => 'not-a-jwt'],
+    ['two proofs joined in one header value', async () => `${await proof(k1)}, ${await proof(k1)}`],
+    ['typ missing', () => proof(k1, { typ: null })],
+    ['typ JWT instead of dpop+jwt (check 4)', () => proof(k1, { typ: 'JWT' })],
+    ['alg none (check 5)', () => proof(k1, { alg: 'none' })],
+    ['alg HS256, a symmetric algorithm (check 5)', () => proof(k1, { alg: 'HS256' })],
+    ['no jwk header (check 6)', () => proof(k1, { jwk: null })],
+    ['a private jwk: the "d" member is present (check 6)', () => proof(k1, { jwk: k1.privateJwk })],
+    ['a symmetric jwk (check 6)', () => proof(k1, { jwk: { kty: 'oct', k: 'c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0' } })],
+    ['signed by another key than the embedded jwk (check 7)', () => proof(k2, { jwk: k1.jwk })],
+    ['a corrupted signature (check 7)', () => proof(k1, { badSignature: true })],
+    ['htm GET for a POST (check 8)', () => proof(k1, { htm: 'GET' })],
+    ['htm in lower case: methods are case-sensitive (check 8)', () => proof(k1, { htm: 'post' })],
+    ['htm missing (check 8)', () => proof(k1, { omit: ['htm'] })],
+    ['htu names the revocation endpoint (check 9)', () => proof(k1, { htu: `${t.url}/revoke` })],
+    ['htu with another scheme (check 9, RFC 3986 §6.2.3 does not equate them)', () => proof(k1, { htu: tokenUrl().replace('http:', 'https:') })],
+    ['htu with another port (check 9)', () => proof(k1, { htu: `http://127.0.0.1:1/token` })],
+    ['htu missing (check 9)', () => proof(k1, { omit: ['htu'] })],
+    ['iat 10 minutes old (check 11, §11.1)', () => proof(k1, { iatOffset: -600 })],
+    ['iat 61 s old (check 11)', () => proof(k1, { iatOffset: -61 })],
+    ['iat 60 s in the future (check 11)', () => proof(k1, { iatOffset: 60 })],
+    ['iat missing (check 11)', () => proof(k1, { omit: ['iat'] })],
+    ['jti missing (check 10)', () => proof(k1, { omit: ['jti'] })],
+  ]
+
+  let deviceCode = ''
+  beforeAll(async () => {
+    deviceCode = (await approved()).device_code
+  })
+
+  for (const [name, make] of BAD_PROOFS) {
+    it(`answers 400 invalid_dpop_proof with no-store for ${name}`, async () => {
+      const res = await redeem(deviceCode, await make())
+      expectDpopError(res)
+    })
+  }
+
+  it('answers invalid_dpop_proof when the request carries two DPoP headers', async () => {
+    const headers = new Headers({ 'content-type': 'application/x-www-form-urlencoded' })
+    headers.append('DPoP', await proof(k1))
+    headers.append('DPoP', await proof(k1))
+    const res = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers,
+      body: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: 'cli' }),
+    })
+    expect(res.status).toBe(400)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect((await res.json()) as object).toMatchObject({ error: 'invalid_dpop_proof' })
+  })
+
+  it('accepts an htu that differs only by scheme/host case and dot segments (RFC 3986 §6.2.2), after all the rejections', async () => {
+    const htu = tokenUrl().replace('http://', 'HTTP://').replace('/token', '/x/../token')
+    const res = await redeem(deviceCode, await proof(k1, { htu }))
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(res.json.token_type).toBe('DPoP')
+    expect(decodeJwt(res.json.access_token).cnf).toEqual({ jkt: k1.jkt })
+  })
+})
+
+describe('RFC 9449 §11.1 replay (case C27)', () => {
+  it('declines a proof already used on another request and leaves the second device code redeemable', async () => {
+    const first = await approved()
+    const second = await approved()
+    const p1 = await proof(k1)
+    expect((await redeem(first.device_code, p1)).status).toBe(200)
+    expectDpopError(await redeem(second.device_code, p1))
+    // Same jti in a new proof: still a replay.
+    const jti = JSON.parse(Buffer.from(p1.split('.')[1]!, 'base64url').toString()).jti as string
+    expectDpopError(await redeem(second.device_code, await proof(k1, { jti })))
+    const ok = await redeem(second.device_code, await proof(k1))
+    expect(ok.status).toBe(200)
+    expect(ok.json.token_type).toBe('DPoP')
+  })
+
+  it('remembers a jti across server instances sharing the store', async () => {
+    const p = await proof(k1, { htu: `${t.url}/token` })
+    const flow = await approved()
+    expect((await redeem(flow.device_code, p)).status).toBe(200)
+    // A second instance on the same database.
+    const { createServer } = await import('../src/server.js')
+    const other = await createServer(t.server.config, { clock: t.clock, logger: (await import('../src/server.js')).createLogger('silent') })
+    try {
+      const flow2 = await approved()
+      const res = await other.app.inject({
+        method: 'POST',
+        url: '/token',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: p },
+        payload: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: flow2.device_code, client_id: 'cli' }).toString(),
+      })
+      expect(res.statusCode).toBe(400)
+      expect(res.json()).toMatchObject({ error: 'invalid_dpop_proof' })
+    } finally {
+      await other.close()
+    }
+  })
+})
+
+describe('device code bound to a DPoP key (devicegate extension of RFC 8628)', () => {
+  const daUrl = () => `${t.url}/device_authorization`
+
+  it('binds with a proof on the device authorization request; another key, or none, gets invalid_grant without consuming the code', async () => {
+    const flow = await approved({}, { DPoP: await makeProof(k1, { htu: daUrl(), now: t.clock.nowSeconds() }) })
+    const stolen = await redeem(flow.device_code, await proof(k2))
+    expect(stolen.status).toBe(400)
+    expect(stolen.headers.get('cache-control')).toBe('no-store')
+    expect(stolen.json).toMatchObject({ error: 'invalid_grant' })
+    expect((await redeem(flow.device_code)).json).toMatchObject({ error: 'invalid_grant' })
+    // The thief's attempts registered no poll: the rightful client is not slowed down either.
+    const ok = await redeem(flow.device_code, await proof(k1))
+    expect(ok.status).toBe(200)
+    expect(ok.json.token_type).toBe('DPoP')
+  })
+
+  it('binds with a dpop_jkt parameter', async () => {
+    const flow = await approved({ dpop_jkt: k1.jkt })
+    expect((await redeem(flow.device_code, await proof(k2))).json).toMatchObject({ error: 'invalid_grant' })
+    expect((await redeem(flow.device_code, await proof(k1))).status).toBe(200)
+  })
+
+  it('refuses a dpop_jkt that differs from the proof key, and a malformed dpop_jkt', async () => {
+    const mismatch = await postForm(
+      daUrl(),
+      { client_id: 'cli', dpop_jkt: k2.jkt },
+      { DPoP: await makeProof(k1, { htu: daUrl(), now: t.clock.nowSeconds() }) },
+    )
+    expectDpopError(mismatch)
+    const malformed = await postForm(daUrl(), { client_id: 'cli', dpop_jkt: 'abc' })
+    expect(malformed.status).toBe(400)
+    expect(malformed.json).toMatchObject({ error: 'invalid_request' })
+  })
+
+  it('checks the proof on the device authorization request against that endpoint (htu = token endpoint is refused)', async () => {
+    expectDpopError(await postForm(daUrl(), { client_id: 'cli' }, { DPoP: await proof(k1) }))
+  })
+
+  it('leaves clients that send nothing unbound: bearer tokens as in RFC 8628', async () => {
+    const flow = await approved()
+    const res = await redeem(flow.device_code)
+    expect(res.status).toBe(200)
+    expect(res.json.token_type).toBe('Bearer')
+    expect(decodeJwt(res.json.access_token).cnf).toBeUndefined()
+  })
+})
+
+describe('RFC 9449 §5 bound refresh tokens of public clients', () => {
+  it('refuses a stolen DPoP refresh token used with another key or with none, and keeps it working for its key', async () => {
+    const flow = await approved()
+    const tokens = (await redeem(flow.device_code, await proof(k1))).json
+    expect(tokens.refresh_token).toBeTruthy()
+    const refresh = (dpop?: string) =>
+      postForm(tokenUrl(), { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: 'cli' }, dpop ? { DPoP: dpop } : {})
+    const stolen = await refresh(await proof(k2))
+    expect(stolen.status).toBe(400)
+    expect(stolen.json).toMatchObject({ error: 'invalid_grant' })
+    expect((await refresh()).json).toMatchObject({ error: 'invalid_grant' })
+    const ok = await refresh(await proof(k1))
+    expect(ok.status).toBe(200)
+    expect(ok.json.token_type).toBe('DPoP')
+    expect(decodeJwt(ok.json.access_token).cnf).toEqual({ jkt: k1.jkt })
+  })
+})
+
+describe('clients that require DPoP (dpop.required)', () => {
+  it('refuses a bearer token request with invalid_dpop_proof and accepts a proof', async () => {
+    const flow = await approved({}, {}, 'dpop-only')
+    expectDpopError(await redeem(flow.device_code, undefined, 'dpop-only'))
+    const ok = await redeem(flow.device_code, await proof(k1), 'dpop-only')
+    expect(ok.status).toBe(200)
+    expect(ok.json.token_type).toBe('DPoP')
+  })
+})
+
+describe('RFC 7662 introspection of a DPoP-bound token', () => {
+  it('returns token_type DPoP and cnf.jkt', async () => {
+    const flow = await approved()
+    const { access_token } = (await redeem(flow.device_code, await proof(k1))).json
+    const res = await postForm(`${t.url}/introspect`, { token: access_token }, { authorization: basic('rs', FIXTURE.rsSecret) })
+    expect(res.json).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt: k1.jkt } })
+  })
+})
+
+describe('RFC 8414 metadata', () => {
+  it('lists dpop_signing_alg_values_supported', async () => {
+    const res = await fetch(`${t.url}/.well-known/oauth-authorization-server`)
+    expect(((await res.json()) as { dpop_signing_alg_values_supported: string[] }).dpop_signing_alg_values_supported).toEqual(['ES256', 'EdDSA', 'RS256', 'PS256'])
+  })
+})
+
+describe('RFC 9449 §8 server nonces (dpop.require_nonce)', () => {
+  let n: TestServer
+  beforeAll(async () => {
+    n = await startTestServer({ config: await configWithDpopClient({ dpop: { require_nonce: true } }) })
+  })
+  afterAll(async () => n?.close())
+
+  const nProof = (opts: Partial<ProofOptions> = {}) => makeProof(k1, { htu: `${n.url}/token`, now: n.clock.nowSeconds(), ...opts })
+  const nRedeem = (deviceCode: string, dpop: string) =>
+    postForm(`${n.url}/token`, { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: 'cli' }, { DPoP: dpop })
+
+  async function nApproved() {
+    const res = await postForm(`${n.url}/device_authorization`, { client_id: 'cli', scope: 'read' })
+    await approveAs(n.url, res.json.user_code)
+    return { deviceCode: res.json.device_code as string, nonce: res.headers.get('dpop-nonce') }
+  }
+
+  it('offers a DPoP-Nonce on the device authorization response', async () => {
+    const { nonce } = await nApproved()
+    expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/)
+  })
+
+  it('answers use_dpop_nonce with a DPoP-Nonce header for a proof without nonce, then accepts the nonce', async () => {
+    const { deviceCode } = await nApproved()
+    const res = await nRedeem(deviceCode, await nProof())
+    expectDpopError(res, 'use_dpop_nonce')
+    const nonce = res.headers.get('dpop-nonce')
+    expect(nonce).toBeTruthy()
+    const ok = await nRedeem(deviceCode, await nProof({ nonce: nonce! }))
+    expect(ok.status).toBe(200)
+    expect(ok.json.token_type).toBe('DPoP')
+    expect(ok.headers.get('dpop-nonce')).toBeTruthy()
+  })
+
+  it('answers use_dpop_nonce for an unknown nonce and for one two slots old; accepts one from the previous slot', async () => {
+    const { deviceCode, nonce } = await nApproved()
+    expectDpopError(await nRedeem(deviceCode, await nProof({ nonce: 'made-up-nonce' })), 'use_dpop_nonce')
+    n.clock.advance(DPOP_NONCE_SLOT_SECONDS)
+    const previous = await nRedeem(deviceCode, await nProof({ nonce: nonce! }))
+    expect(previous.status).toBe(200)
+    n.clock.advance(DPOP_NONCE_SLOT_SECONDS)
+    const { deviceCode: second } = await nApproved()
+    expectDpopError(await nRedeem(second, await nProof({ nonce: nonce! })), 'use_dpop_nonce')
+  })
+
+  it('accepts a nonce issued by another instance sharing the store', async () => {
+    const { createServer, createLogger } = await import('../src/server.js')
+    const other = await createServer(n.server.config, { clock: n.clock, logger: createLogger('silent') })
+    try {
+      const res = await other.app.inject({ method: 'POST', url: '/device_authorization', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'client_id=cli' })
+      const nonce = res.headers['dpop-nonce'] as string
+      const { deviceCode } = await nApproved()
+      const ok = await nRedeem(deviceCode, await nProof({ nonce }))
+      expect(ok.status).toBe(200)
+    } finally {
+      await other.close()
+    }
+  })
+})
