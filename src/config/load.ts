@@ -25,12 +25,6 @@ export interface Config {
     readonly connectionTimeoutMillis?: number
     readonly statementTimeoutMillis?: number
   }
-  /** PostgreSQL pool settings (unset: the adapter's defaults). */
-  readonly storagePool: {
-    readonly poolSize?: number
-    readonly connectionTimeoutMillis?: number
-    readonly statementTimeoutMillis?: number
-  }
   readonly trustedProxies: readonly string[]
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
   readonly verification: {
@@ -200,11 +194,6 @@ export async function resolveConfig(
     signingAlg: file.signing.alg,
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,
-    storagePool: Object.freeze({
-      ...(file.storage.pool_size !== undefined ? { poolSize: file.storage.pool_size } : {}),
-      ...(file.storage.connect_timeout_seconds !== undefined ? { connectionTimeoutMillis: file.storage.connect_timeout_seconds * 1000 } : {}),
-      ...(file.storage.query_timeout_seconds !== undefined ? { statementTimeoutMillis: file.storage.query_timeout_seconds * 1000 } : {}),
-    }),
       windowSeconds: file.verification.window_seconds,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),
