@@ -10,6 +10,7 @@ import { hash } from '@node-rs/argon2'
 import type { ConfigFile } from '../../src/config/schema.js'
 import { parseConfig, resolveConfig } from '../../src/config/load.js'
 import type { Clock } from '../../src/core/ports.js'
+import type { Logger } from 'pino'
 import { createLogger, createServer, type DevicegateServer } from '../../src/server.js'
 
 /** A clock tests can move; starts at the real time. */
@@ -50,12 +51,12 @@ export async function fixtureConfigFile(overrides: Partial<Record<string, unknow
   return parseConfig({
     scopes: { read: 'Read your data', write: 'Change your data', admin: 'Administer everything', offline_access: 'Stay signed in' },
     clients: [
-      { client_id: 'cli', name: 'Test CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], default_scopes: ['read'] },
-      { client_id: 'short-cli', name: 'Short CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], device_code_ttl_seconds: 15 },
+      { client_id: 'cli', name: 'Test CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], default_scopes: ['read'], refresh_token_issuance: 'always' },
+      { client_id: 'short-cli', name: 'Short CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], device_code_ttl_seconds: 15, refresh_token_issuance: 'always' },
       { client_id: 'opaque-cli', name: 'Opaque CLI', type: 'public', grant_types: device, scopes: ['read', 'offline_access'], access_token_format: 'opaque' },
-      { client_id: 'conf', name: 'Confidential App', type: 'confidential', client_secret_hash: h.confSecret, grant_types: [...device, 'client_credentials'], scopes: ['read', 'write', 'offline_access'] },
-      { client_id: 'client-b', name: 'Client B', type: 'confidential', client_secret_hash: h.clientBSecret, grant_types: device, scopes: ['read', 'write', 'offline_access'] },
-      { client_id: 'rs', name: 'Resource Server', type: 'confidential', client_secret_hash: h.rsSecret, grant_types: ['client_credentials'], scopes: ['read'], introspection: true },
+      { client_id: 'conf', name: 'Confidential App', type: 'confidential', client_secret_hash: h.confSecret, grant_types: [...device, 'client_credentials'], scopes: ['read', 'write', 'offline_access'], refresh_token_issuance: 'always' },
+      { client_id: 'client-b', name: 'Client B', type: 'confidential', client_secret_hash: h.clientBSecret, grant_types: device, scopes: ['read', 'write', 'offline_access'], refresh_token_issuance: 'always' },
+      { client_id: 'rs', name: 'Resource Server', type: 'confidential', client_secret_hash: h.rsSecret, grant_types: ['client_credentials'], scopes: ['read', 'admin'], default_scopes: ['read'], introspection: true },
     ],
     users: [
       { username: 'alice', display_name: 'Alice', password_hash: h.password },
@@ -68,8 +69,10 @@ export async function fixtureConfigFile(overrides: Partial<Record<string, unknow
 
 export interface TestServer {
   server: DevicegateServer
-  /** Base URL, e.g. http://127.0.0.1:41234 (also the issuer). */
+  /** Base URL to connect to, e.g. http://127.0.0.1:41234 (also the issuer unless `issuer` was given). */
   url: string
+  /** The issuer the server announces (RFC 8414 `issuer`). */
+  issuer: string
   clock: TestClock
   close(): Promise<void>
 }
@@ -77,8 +80,13 @@ export interface TestServer {
 /**
  * Starts a listening server on 127.0.0.1 with a random port and a fresh SQLite file.
  * @param opts.storageUrl use this store instead (e.g. PostgreSQL).
+ * @param opts.issuer announce this issuer instead of the listening address, as a deployment behind
+ *   a TLS-terminating proxy does (e.g. `https://devicegate.test`); tests still connect to `url`.
+ * @param opts.logger capture the server's logs (default: silent).
  */
-export async function startTestServer(opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock } = {}): Promise<TestServer> {
+export async function startTestServer(
+  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger } = {},
+): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'devicegate-test-'))
   const clock = opts.clock ?? new TestClock()
   const file = opts.config ?? (await fixtureConfigFile())
@@ -92,13 +100,14 @@ export async function startTestServer(opts: { config?: ConfigFile; storageUrl?: 
   })
   const config = await resolveConfig(
     { ...file, storage: { url: opts.storageUrl ?? `sqlite:${join(dir, 'devicegate.db')}` } },
-    { host: '127.0.0.1', port, issuer: `http://127.0.0.1:${port}`, dataDir: dir },
+    { host: '127.0.0.1', port, issuer: opts.issuer ?? `http://127.0.0.1:${port}`, dataDir: dir },
   )
-  const server = await createServer(config, { clock, logger: createLogger('silent') })
+  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent') })
   await server.app.listen({ host: '127.0.0.1', port })
   return {
     server,
     url: `http://127.0.0.1:${port}`,
+    issuer: config.issuer,
     clock,
     async close() {
       await server.close()
