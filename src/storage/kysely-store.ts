@@ -504,7 +504,7 @@ export class KyselyStore implements Store {
           csrfToken: row.csrf_token,
           subject: row.subject,
           authTime: row.auth_time,
-          mfaAt: row.mfa_at,
+          ...(row.mfa_at !== null ? { mfaAt: row.mfa_at } : {}),
           createdAt: row.created_at,
           expiresAt: row.expires_at,
         }
