@@ -67,7 +67,17 @@ export class KeyringTokenStore implements TokenStore {
  * Loads `@napi-rs/keyring` and proves the keyring works with a write, read and delete of a probe
  * record (the library itself loads fine on machines with no Secret Service).
  */
-export async function openKeyringStore(service: string): Promise<{ ok: true; store: KeyringTokenStore } | { ok: false; reason: string }> {
+export async function openKeyringStore(
+  service: string,
+  opts: { requireSecretService?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ ok: true; store: KeyringTokenStore } | { ok: false; reason: string }> {
+  // On Linux the library falls back to the kernel keyring (keyutils) when there is no Secret
+  // Service. That keyring is per login session, is lost at reboot, and on headless machines
+  // answers erratically (AccessDenied on one call, success on the next), so a login could land in
+  // it and the next command not find it. Automatic selection therefore wants a D-Bus session.
+  const env = opts.env ?? process.env
+  if (opts.requireSecretService && process.platform === 'linux' && !env.DBUS_SESSION_BUS_ADDRESS)
+    return { ok: false, reason: 'no D-Bus session, so no Secret Service (DBUS_SESSION_BUS_ADDRESS is not set)' }
   let Entry: EntryConstructor
   try {
     ;({ Entry } = (await import('@napi-rs/keyring')) as unknown as { Entry: EntryConstructor })

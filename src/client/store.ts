@@ -77,7 +77,8 @@ export interface OpenedTokenStore {
 /**
  * Opens a store by kind. `auto` probes the OS keyring (a write, read and delete of a probe
  * record) and falls back to the encrypted file store when the keyring cannot be used, e.g. on a
- * headless Linux without a Secret Service.
+ * headless Linux without a Secret Service (on Linux, `auto` wants a D-Bus session: the kernel
+ * keyring the library would use otherwise does not survive a reboot).
  *
  * @throws {ClientError} `ERR_KEYRING_UNAVAILABLE` when `keyring` is asked for explicitly and cannot
  *   be used; `ERR_INVALID_ARGUMENT` for an unknown kind.
@@ -94,7 +95,7 @@ export async function openTokenStore(opts: OpenTokenStoreOptions = {}): Promise<
     case 'keyring':
     case 'auto': {
       const { openKeyringStore } = await import('./keyring-store.js')
-      const probe = await openKeyringStore(opts.service ?? 'devicegate')
+      const probe = await openKeyringStore(opts.service ?? 'devicegate', { requireSecretService: kind === 'auto', ...(opts.env ? { env: opts.env } : {}) })
       if (probe.ok) return { store: probe.store }
       if (kind === 'keyring') throw new ClientError('ERR_KEYRING_UNAVAILABLE', `the OS keyring cannot be used: ${probe.reason}`)
       return { store: file(), fallbackReason: `the OS keyring cannot be used (${probe.reason}); using the encrypted file store` }
