@@ -9,6 +9,7 @@ import { authenticateClient } from './clients.js'
 import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
+import { readResources, resolveResources } from './resources.js'
 import { resolveRequestedScope } from './scope.js'
 
 /** The Device Authorization Response (RFC 8628 §3.2). */
@@ -60,7 +61,8 @@ export function resolveDeviceCodeBinding(params: Params, proofJkt: string | null
  *
  * @param proofJkt Thumbprint of a verified DPoP proof on the request (RFC 9449 §4), or null.
  * @throws {OAuthError} `invalid_client`, `unauthorized_client` (client lacks the device_code
- *   grant), `invalid_scope`, `invalid_request`, `invalid_dpop_proof`.
+ *   grant), `invalid_scope`, `invalid_request`, `invalid_dpop_proof`, `invalid_target` (a
+ *   `resource` the client may not use, RFC 8707 §2).
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.2
  */
 export async function handleDeviceAuthorization(
@@ -74,6 +76,8 @@ export async function handleDeviceAuthorization(
     throw new OAuthError('unauthorized_client', 'this client may not use the device authorization grant')
   const scope = resolveRequestedScope(client, params.scope)
   const dpopJkt = resolveDeviceCodeBinding(params, proofJkt)
+  // RFC 8707 §2: the resources the tokens will be for; the token request may narrow them.
+  const resources = resolveResources(client, readResources(params))
   const now = deps.clock.nowSeconds()
   const deviceCode = randomToken(deps.random, 32)
   for (let attempt = 0; ; attempt++) {
@@ -96,6 +100,7 @@ export async function handleDeviceAuthorization(
         requestUserAgent: ctx.userAgent?.slice(0, 512) ?? null,
         dpopJkt,
         grantId: null,
+        ...(resources.length > 0 ? { resources } : {}),
       })
       const verificationUri = deps.issuer + VERIFICATION_PATH
       return {

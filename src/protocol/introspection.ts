@@ -6,6 +6,7 @@ import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
 import { requireParam, type Params } from './params.js'
 import { findToken, isTokenActive } from './token-lookup.js'
+import { audienceOf } from './tokens.js'
 
 /** Introspection response (RFC 7662 §2.2). */
 export type IntrospectionResponse =
@@ -21,6 +22,8 @@ export type IntrospectionResponse =
       iss: string
       token_type: 'Bearer' | 'DPoP' | 'refresh_token'
       cnf?: { jkt: string }
+      /** RFC 8707 resources of an audience-restricted access token. */
+      aud?: string | string[]
     }
 
 /**
@@ -59,6 +62,7 @@ export async function handleIntrospection(params: Params, ctx: RequestContext, d
     iat: r.issuedAt,
     jti: found.kind === 'access_token' ? found.record.jti : found.record.id,
     iss: deps.issuer,
+    ...(found.kind === 'access_token' && found.record.resources?.length ? { aud: audienceOf(found.record.resources, deps.issuer) } : {}),
     token_type: found.kind === 'refresh_token' ? 'refresh_token' : r.dpopJkt ? 'DPoP' : 'Bearer',
     ...(r.dpopJkt ? { cnf: { jkt: r.dpopJkt } } : {}),
   }

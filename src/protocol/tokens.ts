@@ -31,6 +31,8 @@ export interface AccessTokenClaims {
   grantId: string
   /** RFC 7638 thumbprint for `cnf.jkt` (RFC 9449 §6.1), or null for a bearer token. */
   dpopJkt: string | null
+  /** RFC 8707 resources: the token's `aud`. Absent or empty: the issuer. */
+  resources?: readonly string[]
   /** Upper bound on `exp` (epoch seconds), e.g. the family's end of life. */
   notAfter?: number
 }
@@ -43,7 +45,8 @@ export interface Minted<R> {
 
 /**
  * Mints an access token. JWTs follow RFC 9068 §2 (`typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
- * `scope`, `jti`, `iat`, `exp`, plus `cnf.jkt` when bound). Either way only the SHA-256 of the
+ * `scope`, `jti`, `iat`, `exp`, plus `cnf.jkt` when bound). `aud` is the RFC 8707 resources when
+ * requested, else the issuer. Either way only the SHA-256 of the
  * token string is stored.
  */
 export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMinterDeps): Promise<Minted<AccessTokenRecord>> {
@@ -61,7 +64,7 @@ export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMint
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
       .setIssuer(deps.issuer)
       .setSubject(claims.subject ?? claims.client.id)
-      .setAudience(deps.issuer)
+      .setAudience(audienceOf(claims.resources, deps.issuer))
       .setJti(jti)
       .setIssuedAt(now)
       .setExpirationTime(exp)
@@ -83,8 +86,18 @@ export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMint
       revokedAt: null,
       format: claims.client.accessTokenFormat,
       dpopJkt: claims.dpopJkt,
+      ...(claims.resources && claims.resources.length > 0 ? { resources: [...claims.resources] } : {}),
     },
   }
+}
+
+/**
+ * The `aud` of an access token (RFC 9068 §3, RFC 8707 §2): the requested resources (a string for
+ * one, an array for several), or the issuer when none were requested.
+ */
+export function audienceOf(resources: readonly string[] | undefined, issuer: string): string | string[] {
+  if (!resources || resources.length === 0) return issuer
+  return resources.length === 1 ? resources[0]! : [...resources]
 }
 
 /** Mints an opaque refresh token (256 bits) that expires with its family at `expiresAt`. */

@@ -5,6 +5,7 @@ import { GRANT_TYPES } from '../../core/model.js'
 import { randomToken } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
+import { readResources, resolveResources } from '../resources.js'
 import { resolveRequestedScope } from '../scope.js'
 import { mintAccessToken, tokenResponse, type TokenResponse } from '../tokens.js'
 import type { GrantInput } from './types.js'
@@ -23,7 +24,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const scope = resolveRequestedScope(client, input.params.scope)
   const now = deps.clock.nowSeconds()
   const grantId = randomToken(deps.random, 16)
-  const access = await mintAccessToken({ client, subject: null, scope, grantId, dpopJkt: input.dpopJkt }, deps)
+  const resources = resolveResources(client, readResources(input.params))
+  const access = await mintAccessToken({ client, subject: null, scope, grantId, dpopJkt: input.dpopJkt, resources }, deps)
   await deps.store.issueTokens({
     grant: {
       id: grantId,
@@ -35,6 +37,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       deviceGrantId: null,
       expiresAt: access.record.expiresAt,
       dpopJkt: input.dpopJkt,
+      resources,
     },
     accessToken: access.record,
   })

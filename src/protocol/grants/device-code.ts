@@ -8,6 +8,7 @@ import { randomToken, sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { requireParam } from '../params.js'
+import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
 import type { GrantInput } from './types.js'
 
@@ -43,6 +44,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     throw new OAuthError('invalid_grant', '"device_code" is bound to another DPoP key', {
       detail: input.dpopJkt === null ? 'bound device code redeemed without a DPoP proof' : 'dpop key mismatch',
     })
+  // RFC 8707 §2.2: a `resource` here may narrow what the device authorization named.
+  const resources = resolveResources(client, readResources(input.params), grant.resources)
   const now = deps.clock.nowSeconds()
   const poll = await deps.store.registerPoll(grant.id, now)
   if (poll.tooFast)
@@ -65,7 +68,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const grantId = randomToken(deps.random, 16)
   const subject = grant.subject
   const familyExpiresAt = now + client.refreshTokenTtlSeconds
-  const claims = { client, subject, scope: grant.scope, grantId, dpopJkt: input.dpopJkt }
+  const claims = { client, subject, scope: grant.scope, grantId, dpopJkt: input.dpopJkt, resources }
   const access = await mintAccessToken(claims, deps)
   const wantsRefresh =
     client.grantTypes.includes(GRANT_TYPES.refreshToken) &&
@@ -82,6 +85,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       deviceGrantId: grant.id,
       expiresAt: refresh ? familyExpiresAt : access.record.expiresAt,
       dpopJkt: input.dpopJkt,
+      // The family keeps what was authorized, so a refresh may ask for any of it again.
+      resources: grant.resources?.length ? grant.resources : resources,
     },
     accessToken: access.record,
     ...(refresh ? { refreshToken: refresh.record } : {}),

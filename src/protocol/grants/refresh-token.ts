@@ -7,6 +7,7 @@ import { sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { requireParam } from '../params.js'
+import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
 import type { GrantInput } from './types.js'
 
@@ -22,7 +23,7 @@ export const parameters = ['refresh_token', 'scope'] as const
  * widen it (RFC 6749 §6); the refresh token keeps the family's scope.
  *
  * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
- *   `invalid_scope`, `invalid_request`.
+ *   `invalid_scope`, `invalid_target` (RFC 8707 §2), `invalid_request`.
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14.2
  */
 export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
@@ -51,8 +52,11 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       if (!familyScope.includes(s)) throw new OAuthError('invalid_scope', `scope "${s.slice(0, 64)}" exceeds the original grant`)
     scope = requested.join(' ')
   }
+  // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
+  const family = await deps.store.findGrant(current.grantId)
+  const resources = resolveResources(client, readResources(input.params), family?.resources)
   const claims = { client, subject: current.subject, grantId: current.grantId, dpopJkt: current.dpopJkt ?? input.dpopJkt }
-  const access = await mintAccessToken({ ...claims, scope }, deps)
+  const access = await mintAccessToken({ ...claims, scope, resources }, deps)
   const refresh = mintRefreshToken({ ...claims, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
   const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })
   if (!rotated.ok) {
