@@ -90,7 +90,7 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
  * Builds the HTTP application.
  *
  * Security headers on every response (helmet): CSP with `frame-ancestors 'none'`,
- * `X-Frame-Options: DENY`, no referrer, nosniff. Every response is `Cache-Control: no-store` and
+ * `X-Frame-Options: DENY`, no referrer to other origins, nosniff. Every response is `Cache-Control: no-store` and
  * `Pragma: no-cache` (RFC 6749 §5.1) except metadata and JWKS, which may be cached for 5 minutes.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -124,7 +124,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     frameguard: { action: 'deny' },
     hsts: deps.protocol.issuer.startsWith('https:') ? { maxAge: 31_536_000 } : false,
-    referrerPolicy: { policy: 'no-referrer' },
+    // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` on the pages'
+    // own form posts, which the CSRF origin check must refuse. Other sites still get no Referer
+    // (verification_uri_complete carries the user code).
+    referrerPolicy: { policy: 'same-origin' },
     crossOriginResourcePolicy: { policy: 'same-origin' },
   })
 

@@ -119,7 +119,7 @@ function layout({ title, body, tone, signedInAs }: LayoutOptions): string {
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
+        <meta name="referrer" content="same-origin" />
         <title>${title} · Device sign-in</title>
         ${STYLE_ELEMENT}
       </head>
