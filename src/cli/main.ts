@@ -2,6 +2,7 @@
  * The `devicegate` command.
  */
 import { Command } from 'commander'
+import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
 import { registerServeCommand } from './serve.js'
@@ -13,6 +14,7 @@ const program = new Command()
   .showHelpAfterError()
 registerServeCommand(program)
 registerKeysCommands(program)
+registerDevicesCommands(program)
 registerUtilityCommands(program)
 registerLoginCommands(program)
 
