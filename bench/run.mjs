@@ -98,9 +98,14 @@ async function probeSizes(t, states) {
   sizes.source = t.name
 }
 
+let journalChecked = false
 async function runRound(round, t) {
   const tag = `r${round}`
   const inst = await t.start({ runDir, tag, sizes })
+  if (t.name === 'devicegate' && !journalChecked) {
+    journalChecked = true
+    notes.push(`devicegate SQLite file header says journal mode: ${inst.journalMode} (synchronous=NORMAL per src/storage/sqlite.ts; not visible from outside the process)`)
+  }
   try {
     const states = {}
     for (const s of throughputIds) {

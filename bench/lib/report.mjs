@@ -47,12 +47,12 @@ export function printReport(r) {
   const { e, f, g } = r.extra
   if (e) {
     out.push(`(e) memory: RSS idle and after ${fmtInt(e.deviceCodes)} pending device codes`)
-    out.push(table(['target', 'idle', 'after', 'per 1,000 codes', 'create req/s'], Object.entries(e.targets).map(([n, v]) => [n, fmtMB(v.idleRss), fmtMB(v.afterRss), fmtMB(v.perThousand), fmtInt(v.createRps)])))
+    out.push(table(['target', 'RSS idle', 'RSS after', 'RSS per 1,000 codes', 'data files after', 'created', 'create req/s'], Object.entries(e.targets).map(([n, v]) => [n, fmtMB(v.idleRss), fmtMB(v.afterRss), fmtMB(v.perThousand), v.dbBytes == null ? 'n/a (in memory)' : fmtMB(v.dbBytes), fmtInt(v.created), fmtInt(v.createRps)])))
     out.push('')
   }
   if (f) {
     out.push(`(f) growth, devicegate: ${f.description}`)
-    out.push(table(['live tokens', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors'], f.rows.map((x) => [fmtInt(x.liveTokens), x.title, fmtInt(x.rps), fmtMs(x.p50), fmtMs(x.p99), fmtInt(x.errorCount)])))
+    out.push(table(['live tokens', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'seeded in'], f.rows.map((x) => [fmtInt(x.liveTokens), x.title, fmtInt(x.rps), fmtMs(x.p50), fmtMs(x.p99), fmtInt(x.errorCount), `${x.seedSeconds.toFixed(1)} s`])))
     for (const [k, v] of Object.entries(f.ratios)) out.push(`  ${k}: p50 ${fmtRatio(v.p50)}, p99 ${fmtRatio(v.p99)}, req/s ${fmtRatio(v.rps)} (largest / smallest)`)
     out.push('')
   }

@@ -1,6 +1,6 @@
 // The three targets: how to start each, its endpoints and clients, and how to approve a device
 // flow on it (to obtain refresh tokens for scenario d).
-import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -39,6 +39,17 @@ export function findSqliteFile(dataDir) {
   return f ? join(dataDir, f) : null
 }
 
+/** 'wal' when the SQLite file header says WAL (bytes 18–19 = 2), else 'rollback'; null without a file. */
+export function sqliteJournalMode(dataDir) {
+  const file = findSqliteFile(dataDir)
+  if (!file) return null
+  const header = Buffer.alloc(20)
+  const fd = openSync(file, 'r')
+  readSync(fd, header, 0, 20, 0)
+  closeSync(fd)
+  return header[18] === 2 && header[19] === 2 ? 'wal' : 'rollback'
+}
+
 export const devicegate = {
   name: 'devicegate',
   describe: () =>
@@ -59,6 +70,7 @@ export const devicegate = {
     const meta = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()
     return {
       name: 'devicegate',
+      journalMode: sqliteJournalMode(dataDir),
       child,
       pid: child.pid,
       origin,

@@ -1,5 +1,6 @@
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
+import type { PolicyService } from '../policy/service.js'
 import type { Store } from '../storage/store.js'
 import type { SecretVerifier } from './clients.js'
 import type { DpopNonces } from './dpop-nonce.js'
@@ -15,6 +16,8 @@ export interface ProtocolDeps {
   clients: ClientDirectory
   secrets: SecretVerifier
   keys: KeyRing
+  /** Conditional approval (issue 3); absent: no policy checks at the token endpoint. */
+  policy?: PolicyService
   /** Set when DPoP proofs must carry a server nonce (RFC 9449 §8, `dpop.require_nonce`). */
   dpopNonces?: DpopNonces
 }

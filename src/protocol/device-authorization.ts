@@ -17,7 +17,8 @@ export interface DeviceAuthorizationResponse {
   device_code: string
   user_code: string
   verification_uri: string
-  verification_uri_complete: string
+  /** Omitted when the client's policy requires the code to be typed (kiosk, `disallow_verification_uri_complete`). */
+  verification_uri_complete?: string
   expires_in: number
   interval: number
 }
@@ -79,19 +80,27 @@ export async function handleDeviceAuthorization(
   // RFC 8707 §2: the resources the tokens will be for; the token request may narrow them.
   const resources = resolveResources(client, readResources(params))
   const now = deps.clock.nowSeconds()
+  // Conditional approval (issue 3): the flow block and the client's profile apply before any code
+  // exists; a posture assertion (devicegate extension) is verified now and kept for the approval.
+  const settings = deps.policy?.settings(client.id)
+  if (deps.policy?.isClientBlocked(client.id))
+    throw new OAuthError('unauthorized_client', 'the device flow is blocked for this client by policy')
+  const ttlSeconds = Math.min(client.deviceCodeTtlSeconds, settings?.deviceCodeTtlSeconds ?? Number.MAX_SAFE_INTEGER)
+  const posture = params.device_posture === undefined ? undefined : await deps.policy?.verifyPosture(params.device_posture, now)
   const deviceCode = randomToken(deps.random, 32)
   for (let attempt = 0; ; attempt++) {
     const userCode = generateUserCode(deps.random)
     try {
+      const id = randomToken(deps.random, 16)
       await deps.store.createDeviceGrant({
-        id: randomToken(deps.random, 16),
+        id,
         deviceCodeHash: sha256Hex(deviceCode),
         userCode,
         clientId: client.id,
         scope,
         status: 'pending',
         createdAt: now,
-        expiresAt: now + client.deviceCodeTtlSeconds,
+        expiresAt: now + ttlSeconds,
         intervalSeconds: client.pollIntervalSeconds,
         lastPolledAt: null,
         subject: null,
@@ -102,13 +111,15 @@ export async function handleDeviceAuthorization(
         grantId: null,
         ...(resources.length > 0 ? { resources } : {}),
       })
+      if (posture) await deps.store.saveDevicePosture(id, JSON.stringify(posture))
       const verificationUri = deps.issuer + VERIFICATION_PATH
       return {
         device_code: deviceCode,
         user_code: formatUserCode(userCode),
         verification_uri: verificationUri,
-        verification_uri_complete: `${verificationUri}?user_code=${formatUserCode(userCode)}`,
-        expires_in: client.deviceCodeTtlSeconds,
+        // RFC 8628 §3.2 makes it optional; a policy that requires a typed code omits it.
+        ...(settings?.requireTypedCode ? {} : { verification_uri_complete: `${verificationUri}?user_code=${formatUserCode(userCode)}` }),
+        expires_in: ttlSeconds,
         interval: client.pollIntervalSeconds,
       }
     } catch (err) {

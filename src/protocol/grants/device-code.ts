@@ -7,6 +7,7 @@ import type { TokenBundle } from '../../storage/store.js'
 import { randomToken, sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
+import { enforcePolicyAtRedemption } from '../policy-enforcement.js'
 import { requireParam } from '../params.js'
 import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
@@ -65,21 +66,24 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       break
   }
 
+  // Conditional approval (issue 3): decided again now, and its constraints shape the tokens.
+  const shaped = await enforcePolicyAtRedemption(deps, { client, grant, dpopJkt: input.dpopJkt, now })
   const grantId = randomToken(deps.random, 16)
   const subject = grant.subject
-  const familyExpiresAt = now + client.refreshTokenTtlSeconds
-  const claims = { client, subject, scope: grant.scope, grantId, dpopJkt: input.dpopJkt, resources }
+  const familyExpiresAt = Math.min(now + client.refreshTokenTtlSeconds, shaped.familyNotAfter)
+  const claims = { client, subject, scope: shaped.scope, grantId, dpopJkt: input.dpopJkt, notAfter: shaped.accessNotAfter, resources }
   const access = await mintAccessToken(claims, deps)
   const wantsRefresh =
+    shaped.refreshAllowed &&
     client.grantTypes.includes(GRANT_TYPES.refreshToken) &&
-    (client.refreshTokenIssuance === 'always' || parseScope(grant.scope).includes(OFFLINE_ACCESS))
+    (client.refreshTokenIssuance === 'always' || parseScope(shaped.scope).includes(OFFLINE_ACCESS))
   const refresh = wantsRefresh ? mintRefreshToken({ ...claims, expiresAt: familyExpiresAt }, deps) : undefined
   const bundle: TokenBundle = {
     grant: {
       id: grantId,
       clientId: client.id,
       subject,
-      scope: grant.scope,
+      scope: shaped.scope,
       createdAt: now,
       revokedAt: null,
       deviceGrantId: grant.id,
@@ -97,5 +101,6 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       ? new OAuthError('expired_token', '"device_code" has expired')
       : new OAuthError('invalid_grant', '"device_code" has already been used')
   }
+  if (shaped.singleSession && subject !== null) await deps.store.revokeOtherSessions(subject, client.id, grantId, now)
   return tokenResponse(access, refresh)
 }

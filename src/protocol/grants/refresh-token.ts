@@ -6,6 +6,7 @@ import { GRANT_TYPES, parseScope } from '../../core/model.js'
 import { sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
+import { enforcePolicyAtRefresh, narrowScope } from '../policy-enforcement.js'
 import { requireParam } from '../params.js'
 import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
@@ -44,6 +45,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   if (current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt)
     throw new OAuthError('invalid_grant', '"refresh_token" is bound to another key', { detail: 'dpop key mismatch' })
 
+  // Conditional approval (issue 3): policy, account and client as they are now decide again.
+  const shaped = await enforcePolicyAtRefresh(deps, { client, grantId: current.grantId, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
   const familyScope = parseScope(current.scope)
   let scope = current.scope
   if (input.params.scope !== undefined) {
@@ -55,7 +58,14 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
   const family = await deps.store.findGrant(current.grantId)
   const resources = resolveResources(client, readResources(input.params), family?.resources)
-  const claims = { client, subject: current.subject, grantId: current.grantId, dpopJkt: current.dpopJkt ?? input.dpopJkt }
+  if (shaped?.decision) scope = narrowScope(scope, shaped.decision.constraints)
+  const claims = {
+    client,
+    subject: current.subject,
+    grantId: current.grantId,
+    dpopJkt: current.dpopJkt ?? input.dpopJkt,
+    ...(shaped ? { notAfter: shaped.accessNotAfter } : {}),
+  }
   const access = await mintAccessToken({ ...claims, scope, resources }, deps)
   const refresh = mintRefreshToken({ ...claims, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
   const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })

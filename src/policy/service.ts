@@ -1,0 +1,138 @@
+/**
+ * The policy at run time: builds {@link PolicyFacts} from requests and stored records, and asks
+ * the compiled policy in force. Everything here is cheap and in memory except the device-registry
+ * check; nothing runs per poll before approval (see `protocol/policy-enforcement.ts`).
+ */
+import type { Client, ClientDirectory, User } from '../core/model.js'
+import type { ClientPolicySettings, CompiledPolicy } from './compile.js'
+import { evaluate } from './evaluate.js'
+import type { GeoLookup } from './geo.js'
+import type { PolicySource } from './holder.js'
+import type { NetworkFacts, PolicyDecision, PolicyFacts, PolicyPhase, PostureFacts } from './model.js'
+import type { PostureVerifier } from './posture.js'
+
+/** The trusted device registry (DPoP issue): is this key thumbprint a registered, live device? */
+export interface DeviceRegistry {
+  isRegisteredDevice(jkt: string): Promise<boolean>
+}
+
+/** What {@link PolicyService} needs; built by the composition root. */
+export interface PolicyServiceDeps {
+  source: PolicySource
+  geo: GeoLookup
+  /** Absent: posture assertions are recorded as `invalid` with error `not_configured`. */
+  posture?: PostureVerifier | undefined
+  /** Absent: registration is unknown (counts as not registered). */
+  devices?: DeviceRegistry | undefined
+  users: { get(username: string): User | undefined }
+  clients: ClientDirectory
+}
+
+/** Input of {@link PolicyService.decide}. */
+export interface DecideInput {
+  phase: PolicyPhase
+  /** Epoch seconds. */
+  now: number
+  client: Client
+  /** The approver, or null when nobody is signed in. */
+  username: string | null
+  mfaDone: boolean
+  requestIp: string
+  approverIp: string | null
+  posture: PostureFacts
+  /** The requesting device's DPoP key thumbprint, if known. */
+  dpopJkt: string | null
+}
+
+/** Parses a stored explanation; undefined when it is missing or unreadable. */
+export function parseStoredDecision(json: string | null | undefined): PolicyDecision | undefined {
+  if (!json) return undefined
+  try {
+    const d = JSON.parse(json) as PolicyDecision
+    return d && typeof d === 'object' && d.facts && typeof d.facts === 'object' ? d : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export class PolicyService {
+  readonly #deps: PolicyServiceDeps
+
+  constructor(deps: PolicyServiceDeps) {
+    this.#deps = deps
+  }
+
+  /** The compiled policy in force; read once per decision. */
+  current(): CompiledPolicy {
+    return this.#deps.source.current()
+  }
+
+  /** Per-client settings (profile, typed code, code TTL cap) of the policy in force. */
+  settings(clientId: string): ClientPolicySettings {
+    return this.current().clientSettings(clientId)
+  }
+
+  /** Whether the device flow is blocked for this client (checked at device authorization). */
+  isClientBlocked(clientId: string): boolean {
+    return this.current().blockDeviceFlow.clients.has(clientId)
+  }
+
+  /** Address plus what the IP database knows about it. */
+  network(ip: string): NetworkFacts {
+    const g = this.#deps.geo.lookup(ip)
+    return { ip, country: g.country, asn: g.asn, asOrg: g.asOrg }
+  }
+
+  /** Verifies a `device_posture` assertion; never throws. */
+  async verifyPosture(jwt: string, now: number): Promise<PostureFacts> {
+    if (!this.#deps.posture) return { status: 'invalid', error: 'not_configured' }
+    return this.#deps.posture.verify(jwt, now)
+  }
+
+  /** The approver as the policy sees them now; an unknown account counts as disabled. */
+  userFacts(username: string | null): PolicyFacts['user'] {
+    if (username === null) return null
+    const u = this.#deps.users.get(username)
+    if (!u) return { username, groups: [], risk: 100, disabled: true }
+    return { username: u.username, groups: [...(u.groups ?? [])], risk: u.risk ?? 0, disabled: u.disabled }
+  }
+
+  async #deviceFacts(jkt: string | null): Promise<PolicyFacts['device']> {
+    if (jkt === null || !this.#deps.devices) return { jkt, registered: null }
+    return { jkt, registered: await this.#deps.devices.isRegisteredDevice(jkt) }
+  }
+
+  /** Builds the facts and evaluates them against `policy` (default: the policy in force). */
+  async decide(input: DecideInput, policy: CompiledPolicy = this.current()): Promise<PolicyDecision> {
+    const facts: PolicyFacts = {
+      phase: input.phase,
+      now: input.now,
+      client: { id: input.client.id, tier: input.client.riskTier ?? 'standard' },
+      user: this.userFacts(input.username),
+      mfaDone: input.mfaDone,
+      request: this.network(input.requestIp),
+      approver: input.approverIp === null ? null : this.network(input.approverIp),
+      posture: input.posture,
+      device: await this.#deviceFacts(input.dpopJkt),
+    }
+    return evaluate(policy, facts)
+  }
+
+  /**
+   * Decides again for a stored approval (redemption, refresh): the approval-time facts about both
+   * networks, the posture and MFA are kept; the account (status, groups, risk), the client's tier,
+   * the device registration, the time and the policy are current.
+   */
+  async reevaluate(stored: PolicyDecision, input: { phase: PolicyPhase; now: number; client: Client; dpopJkt: string | null }): Promise<PolicyDecision> {
+    const f = stored.facts
+    const facts: PolicyFacts = {
+      ...f,
+      phase: input.phase,
+      now: input.now,
+      client: { id: input.client.id, tier: input.client.riskTier ?? 'standard' },
+      user: this.userFacts(f.user?.username ?? null),
+      device: await this.#deviceFacts(input.dpopJkt ?? f.device.jkt),
+    }
+    return evaluate(this.current(), facts)
+  }
+}
