@@ -132,9 +132,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
 
   app.setErrorHandler((err, request, reply) => sendOAuthError(reply, toOAuthError(err, request)))
-  app.setNotFoundHandler((request, reply) =>
-    sendOAuthError(reply, new OAuthError('invalid_request', `no endpoint ${request.method} ${request.url.split('?')[0]!.slice(0, 100)}`, { status: 404 })),
-  )
+  // A known path asked with another method is 405 with `Allow` (RFC 9110 §15.5.6), not 404.
+  const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!
+    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }))
+    if (allowed.length > 0)
+      return sendOAuthError(reply, new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path}`, { status: 405, headers: { Allow: allowed.join(', ') } }))
+    return sendOAuthError(reply, new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }))
+  })
 
   const { protocol } = deps
   const cacheable = (reply: FastifyReply) => reply.header('cache-control', 'public, max-age=300').removeHeader('pragma')
