@@ -75,13 +75,16 @@ export async function authenticateClient(
   secrets: SecretVerifier,
 ): Promise<Client> {
   const { authorization, params } = input
-  const basic = /^Basic\s+(\S+)\s*$/i.exec(authorization ?? '')
-  if (basic) {
+  // Any Basic header is an authentication attempt: one that is malformed (no credentials, extra
+  // tokens, not base64, no colon) fails rather than being ignored in favour of `client_id`.
+  if (/^Basic(\s|$)/i.test(authorization ?? '')) {
     const fail = (detail: string) => new OAuthError('invalid_client', 'client authentication failed', { headers: BASIC_CHALLENGE, detail })
     let id: string
     let secret: string
     try {
-      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8')
+      const credentials = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(authorization!)?.[1]
+      if (credentials === undefined) throw new Error('not base64 token68')
+      const decoded = Buffer.from(credentials, 'base64').toString('utf8')
       const colon = decoded.indexOf(':')
       if (colon < 0) throw new Error('no colon')
       id = decodeBasicPart(decoded.slice(0, colon))
