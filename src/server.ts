@@ -16,6 +16,11 @@ import { openStore } from './storage/index.js'
 import type { Store } from './storage/store.js'
 import { systemClock, systemRandom } from './system.js'
 import { createUserDirectory } from './web/user-directory.js'
+import { isRegisteredDevice } from './governance/devices.js'
+import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
+import { PolicyHolder } from './policy/holder.js'
+import { loadPostureVerifier } from './policy/posture.js'
+import { PolicyService } from './policy/service.js'
 
 /** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
 export const REDACT_PATHS = [
@@ -56,6 +61,9 @@ export interface DevicegateServer {
   store: Store
   keys: KeyRing
   config: Config
+  /** Conditional approval: the policy in force (reloadable) and the service that applies it. */
+  policy: PolicyService
+  policyHolder: PolicyHolder
   /** Stops background work, closes the HTTP server and the store. */
   close(): Promise<void>
 }
@@ -66,6 +74,8 @@ export interface CreateServerOptions {
   /** Opened store to use instead of `config.storageUrl` (tests). */
   store?: Store
   clock?: ProtocolDeps['clock']
+  /** IP → country/ASN lookup to use instead of the configured databases (tests). */
+  geo?: GeoLookup
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -81,7 +91,20 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const store = options.store ?? (await openStore(config.storageUrl, config.storagePool))
   const keys = await KeyRing.open(store, config.signingAlg, clock)
+  // Conditional approval (issue 3): policy file (or the built-in baseline), IP database, posture key.
+  const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
+  const mmdb =
+    config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
+  const policy = new PolicyService({
+    source: policyHolder,
+    geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
+    posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
+    devices: { isRegisteredDevice: (jkt) => isRegisteredDevice(store, jkt) },
+    users: { get: (username) => policyUsers.get(username) },
+    clients: createClientDirectory(config.clients),
+  })
   const clients = createClientDirectory(config.clients)
+  const policyUsers = createUserDirectory(config.users)
   const protocol: ProtocolDeps = {
     issuer: config.issuer,
     store,
@@ -90,6 +113,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     clients,
     secrets: new SecretVerifier(),
     keys,
+    policy,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
@@ -106,6 +130,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
       codeEntryMaxFailures: config.verification.maxFailedEntries,
       codeEntryWindowSeconds: config.verification.windowSeconds,
       sessionTtlSeconds: config.verification.sessionTtlSeconds,
+      policy,
+      totpIssuerLabel: new URL(config.issuer).host,
     },
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,
@@ -123,8 +149,11 @@ export async function createServer(config: Config, options: CreateServerOptions 
     store,
     keys,
     config,
+    policy,
+    policyHolder,
     async close() {
       clearInterval(purge)
+      policyHolder.close()
       await app.close()
       if (!options.store) await store.close()
     },

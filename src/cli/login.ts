@@ -76,6 +76,8 @@ export function describeFailure(err: unknown, ctx: { clientId?: string; issuer?:
         return `client "${ctx.clientId ?? '?'}" may not use the device flow at ${ctx.issuer ?? 'this server'} (unauthorized_client${detail})`
       case 'invalid_scope':
         return `the server refused the requested scope (invalid_scope${detail}); check --scope`
+      case 'invalid_dpop_proof':
+        return `the server rejected this installation's DPoP proof${detail}; if that is about time ("iat"), check this computer's clock`
       case 'temporarily_unavailable':
       case 'server_error':
         return `the server failed (${err.error}${detail}); try again later`

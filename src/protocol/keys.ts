@@ -27,6 +27,12 @@ export interface ActiveSigningKey {
  */
 const RELOAD_SECONDS = 60
 
+/** Server-secret name (+ alg) under which starting instances agree on the first key. */
+const BOOTSTRAP_SECRET_PREFIX = 'signing_key_bootstrap:'
+/** How long an instance that lost the bootstrap claim waits for the winner's key: 20 × 250 ms. */
+const BOOTSTRAP_WAIT_ATTEMPTS = 20
+const BOOTSTRAP_WAIT_MS = 250
+
 /**
  * Loads, creates and rotates signing keys.
  */
@@ -42,14 +48,30 @@ export class KeyRing {
     private readonly clock: Clock,
   ) {}
 
-  /** Loads keys, generating the first one when the store has none. */
+  /**
+   * Loads keys, generating the first one when the store has none for `alg`.
+   *
+   * Instances that start together on an empty store agree on one first key: each claims the
+   * bootstrap slot for `alg` with its candidate's kid (first writer wins, atomically); only the
+   * winner inserts its key, the others wait for it to appear. A claim whose key never appears
+   * (its instance died) or is long retired (the slot is from an earlier key) is ignored.
+   */
   static async open(store: Store, alg: string, clock: Clock): Promise<KeyRing> {
     const ring = new KeyRing(store, alg, clock)
     await ring.reload()
-    if (!ring.#active) {
-      await ring.#insertNewKey()
-      await ring.reload()
+    if (ring.#active) return ring
+    const candidate = await ring.#generateKey()
+    const winner = await store.ensureServerSecret(`${BOOTSTRAP_SECRET_PREFIX}${alg}`, candidate.kid, clock.nowSeconds())
+    if (winner !== candidate.kid) {
+      for (let attempt = 0; attempt < BOOTSTRAP_WAIT_ATTEMPTS; attempt++) {
+        await ring.reload()
+        if (ring.#active) return ring
+        if (ring.#records.some((r) => r.kid === winner && r.retiredAt !== null)) break
+        await new Promise((r) => setTimeout(r, BOOTSTRAP_WAIT_MS))
+      }
     }
+    await ring.#insertKey(candidate)
+    await ring.reload()
     return ring
   }
 
@@ -57,12 +79,10 @@ export class KeyRing {
   async reload(): Promise<void> {
     const now = this.clock.nowSeconds()
     const records = await this.store.listSigningKeys()
-    // The oldest unretired key signs: instances that started together on an empty store and each
-    // created a first key agree on one (the others stay published until the next rotation), and
-    // a rotation takes effect when it retires the previous key. kid breaks ties.
+    // Newest first; kid breaks ties so that every instance picks the same key.
     const current = records
       .filter((r) => r.retiredAt === null && r.alg === this.alg)
-      .sort((a, b) => a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0))[0]
+      .sort((a, b) => b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0))[0]
     this.#records = records
     this.#active = current
       ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(current.privateJwk) as JWK, current.alg)) as CryptoKey }
@@ -71,24 +91,31 @@ export class KeyRing {
     this.#loadedAt = now
   }
 
-  async #insertNewKey(): Promise<string> {
+  async #generateKey(): Promise<SigningKeyRecord> {
     const { publicKey, privateKey } = await generateKeyPair(this.alg, { extractable: true })
     const publicJwk = await exportJWK(publicKey)
-    const kid = await calculateJwkThumbprint(publicJwk)
+    return {
+      kid: await calculateJwkThumbprint(publicJwk),
+      alg: this.alg,
+      publicJwk: JSON.stringify(publicJwk),
+      privateJwk: JSON.stringify(await exportJWK(privateKey)),
+      createdAt: this.clock.nowSeconds(),
+      retiredAt: null,
+      publishUntil: null,
+    }
+  }
+
+  async #insertKey(record: SigningKeyRecord): Promise<string> {
     try {
-      await this.store.insertSigningKey({
-        kid,
-        alg: this.alg,
-        publicJwk: JSON.stringify(publicJwk),
-        privateJwk: JSON.stringify(await exportJWK(privateKey)),
-        createdAt: this.clock.nowSeconds(),
-        retiredAt: null,
-        publishUntil: null,
-      })
+      await this.store.insertSigningKey({ ...record, createdAt: this.clock.nowSeconds() })
     } catch (err) {
       if (!(err instanceof StoreConflictError)) throw err
     }
-    return kid
+    return record.kid
+  }
+
+  async #insertNewKey(): Promise<string> {
+    return this.#insertKey(await this.#generateKey())
   }
 
   /** The key to sign with now; re-reads the store at most every 60 s. */

@@ -39,13 +39,41 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
   } catch (error) {
     throw new StoreUnavailableError(`cannot open SQLite database ${filePath}`, { cause: error })
   }
-  const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database }) })
+  const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) })
   return new KyselyStore({
     kind: 'sqlite',
     db,
     classifyError: classifySqliteError,
     migrate: (kdb) => migrateToLatest(kdb),
   })
+}
+
+/** Most distinct SQL texts kept prepared. The store issues a few dozen; the bound guards misuse. */
+const STATEMENT_CACHE_SIZE = 500
+
+/**
+ * Kysely's SQLite driver prepares every statement on every call, which profiles show as a large
+ * share of each request. Kysely compiles the same query shape to the same SQL text, so prepared
+ * statements are cached by that text and reused (better-sqlite3 statements are reusable and the
+ * connection is used synchronously, one statement at a time).
+ */
+function withStatementCache(database: Database.Database): { close(): void; prepare(sql: string): Database.Statement } {
+  const cache = new Map<string, Database.Statement>()
+  return {
+    close: () => {
+      cache.clear()
+      database.close()
+    },
+    prepare: (sql) => {
+      let statement = cache.get(sql)
+      if (statement === undefined) {
+        statement = database.prepare(sql)
+        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+        cache.set(sql, statement)
+      }
+      return statement
+    },
+  }
 }
 
 /** Sorts better-sqlite3 errors by their (extended) result code. */

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
+import type { PolicyService } from '../policy/service.js'
 import type { Store } from '../storage/store.js'
 
 export type { ClientDirectory, UserDirectory }
@@ -22,5 +23,9 @@ export interface VerificationDeps {
   codeEntryWindowSeconds: number
   /** Sign-in sessions last this long, in seconds. Default: 3600. */
   sessionTtlSeconds: number
+  /** Conditional approval (issue 3); absent: every signed-in user may approve. */
+  policy?: PolicyService
+  /** Issuer name shown in authenticator apps for TOTP enrolment. Default: devicegate. */
+  totpIssuerLabel?: string
   logger: FastifyBaseLogger
 }

@@ -27,6 +27,8 @@ import { formatUserCode, normalizeUserCode } from '../core/user-code.js'
 import type { DeviceGrantRecord, WebSessionRecord } from '../storage/store.js'
 import { constantTimeEqual, randomToken, sha256Hex } from '../system.js'
 import type { VerificationDeps } from './deps.js'
+import type { PolicyDecision, PostureFacts } from '../policy/model.js'
+import { checkTotpCode, findUserTotpSecret, newTotpSecret, totpUri } from './mfa.js'
 import {
   formatDuration,
   renderCodeEntryPage,
@@ -34,6 +36,9 @@ import {
   renderResultPage,
   renderReviewPage,
   renderSignInPage,
+  renderPolicyDeniedPage,
+  renderTotpEnrolPage,
+  type ReviewPolicyView,
 } from './templates.js'
 
 /** Name of the verification-page session cookie. */
@@ -238,6 +243,7 @@ export async function registerVerificationPages(
     grant: DeviceGrantRecord,
     client: Client,
     now: number,
+    policyView?: ReviewPolicyView,
   ): string {
     return renderReviewPage({
       csrfToken: session.record.csrfToken,
@@ -256,7 +262,91 @@ export async function registerVerificationPages(
       now,
       requestIp: grant.requestIp,
       requestUserAgent: grant.requestUserAgent,
+      ...(policyView ? { policy: policyView } : {}),
     })
+  }
+
+  // --- conditional approval (issue 3) ---------------------------------------------------------
+
+  /** MFA counts only when done in this sign-in (the session is rotated at sign-in). */
+  function isMfaDone(record: WebSessionRecord): boolean {
+    return record.mfaAt != null && record.authTime !== null && record.mfaAt >= record.authTime
+  }
+
+  /** Evaluates the policy for this approver approving this request now; undefined without a policy. */
+  async function decideForApproval(
+    request: FastifyRequest,
+    session: Session & { user: User },
+    grant: DeviceGrantRecord,
+    client: Client,
+    now: number,
+  ): Promise<PolicyDecision | undefined> {
+    if (!deps.policy) return undefined
+    const record = await store.findDeviceGrantPolicy(grant.id)
+    let posture: PostureFacts = { status: 'absent' }
+    if (record?.postureJson) {
+      try {
+        posture = JSON.parse(record.postureJson) as PostureFacts
+      } catch {
+        posture = { status: 'invalid', error: 'unreadable' }
+      }
+    }
+    return deps.policy.decide({
+      phase: 'approval',
+      now,
+      client,
+      username: session.user.username,
+      mfaDone: isMfaDone(session.record),
+      requestIp: grant.requestIp,
+      approverIp: request.clientIp,
+      posture,
+      dpopJkt: grant.dpopJkt,
+    })
+  }
+
+  /** Characters of the code a high-risk approval must type, or undefined for one click. */
+  function confirmSuffix(client: Client): number | undefined {
+    const configured = deps.policy?.settings(client.id).confirmCode
+    const tier = client.riskTier ?? 'standard'
+    return (configured ?? (tier === 'high' || tier === 'admin')) ? 4 : undefined
+  }
+
+  function policyView(d: PolicyDecision, client: Client, error?: string): ReviewPolicyView {
+    const locationMismatch = d.proximityMismatch.includes('country') || d.proximityMismatch.includes('asn')
+    const decisive = d.reasons.filter((r) => r.effect === d.decision || (d.decision === 'step_up' && r.effect === 'step_up'))
+    return {
+      riskTier: d.facts.client.tier,
+      request: d.facts.request,
+      approver: d.facts.approver ?? { ip: 'unknown', country: null, asn: null, asOrg: null },
+      locationMismatch,
+      decision: d.decision,
+      reasonCodes: (d.decision === 'allow' ? [] : decisive).map((r) => r.code),
+      message: decisive.find((r) => r.message !== undefined)?.message,
+      // The proximity warning has its own, stronger box.
+      warnings: d.reasons.filter((r) => r.effect === 'warn' && r.message !== undefined && !(locationMismatch && r.code === 'proximity_mismatch')).map((r) => r.message!),
+      confirmSuffixLength: d.decision === 'allow' ? confirmSuffix(client) : undefined,
+      error,
+    }
+  }
+
+  async function renderReview(
+    request: FastifyRequest,
+    session: Session & { user: User },
+    grant: DeviceGrantRecord,
+    client: Client,
+    now: number,
+    error?: string,
+  ): Promise<string> {
+    const d = await decideForApproval(request, session, grant, client, now)
+    return reviewPage(session, grant, client, now, d && policyView(d, client, error))
+  }
+
+  /**
+   * Proof that a code reached the sign-in form by typing, for clients whose policy refuses
+   * verification_uri_complete: bound to the new session's secret CSRF token, so a link cannot carry it.
+   */
+  function typedCodeProof(record: WebSessionRecord, userCode: string): string {
+    return sha256Hex(`typed:${record.csrfToken}:${userCode}`).slice(0, 32)
   }
 
   // --- code lookup ----------------------------------------------------------------------------
@@ -341,9 +431,29 @@ export async function registerVerificationPages(
     session: Session,
     raw: string,
     now: number,
+    viaLink = false,
+    typedProof?: string,
   ) {
     const found = await lookUpCode(request, reply, session, raw, now)
     if (found === undefined) return reply
+    // Kiosk / disallow_verification_uri_complete: a code arriving in a link (a QR code, a phishing
+    // message) is not shown; the approver types the code from the device they hold.
+    if (
+      viaLink &&
+      deps.policy?.settings(found.client.id).requireTypedCode &&
+      !(typedProof !== undefined && constantTimeEqual(typedProof, typedCodeProof(session.record, found.grant.userCode)))
+    ) {
+      logger.info({ event: 'verification.link_refused', grantId: found.grant.id, clientId: found.client.id, ip: request.clientIp }, 'verification_uri_complete refused by policy')
+      return send(
+        reply,
+        400,
+        renderCodeEntryPage({
+          csrfToken: session.record.csrfToken,
+          signedInAs: session.user?.username,
+          message: 'For this app, type the code shown on your device yourself; links with a code are not accepted.',
+        }),
+      )
+    }
     if (session.user === undefined) {
       return send(
         reply,
@@ -358,7 +468,7 @@ export async function registerVerificationPages(
     return send(
       reply,
       200,
-      reviewPage({ ...session, user: session.user }, found.grant, found.client, now),
+      await renderReview(request, { ...session, user: session.user }, found.grant, found.client, now),
     )
   }
 
@@ -379,7 +489,8 @@ export async function registerVerificationPages(
       )
     }
     // verification_uri_complete (RFC 8628 §3.3.1): looked up like a typed code, never approved.
-    return showCode(request, reply, session, typeof raw === 'string' ? raw : '', now)
+    const typed = (request.query as Record<string, unknown>).typed
+    return showCode(request, reply, session, typeof raw === 'string' ? raw : '', now, true, typeof typed === 'string' ? typed : undefined)
   })
 
   app.post('/device', async (request, reply) => {
@@ -439,6 +550,37 @@ export async function registerVerificationPages(
     if (found === undefined) return reply
     const user = session.user
     const outcome = decision === 'approve' ? 'approved' : 'denied'
+    // Conditional approval (issue 3), decided on the server when the button is pressed: the review
+    // page may be stale and a hand-made POST must not skip MFA, the confirmation or a deny.
+    const policyDecision = await decideForApproval(request, { ...session, user }, found.grant, found.client, now)
+    if (policyDecision && outcome === 'approved') {
+      if (policyDecision.decision === 'step_up') {
+        logger.warn({ event: 'verification.approve_without_mfa', grantId: found.grant.id, subject: user.username, ip: request.clientIp }, 'approval refused: MFA required')
+        return send(reply, 403, reviewPage({ ...session, user }, found.grant, found.client, now, policyView(policyDecision, found.client, 'Complete the second factor before approving.')))
+      }
+      const suffix = policyDecision.decision === 'allow' ? confirmSuffix(found.client) : undefined
+      if (suffix !== undefined) {
+        const typedChars = typeof form.confirm_code === 'string' ? (normalizeUserCode(`XXXX${form.confirm_code}`.slice(-8).padStart(8, 'X')) ?? '') : ''
+        if (!constantTimeEqual(typedChars.slice(-suffix), found.grant.userCode.slice(-suffix))) {
+          await countFailure(codeEntryKeys(request, session), deps.codeEntryWindowSeconds, now)
+          return send(reply, 400, reviewPage({ ...session, user }, found.grant, found.client, now, policyView(policyDecision, found.client, 'The characters you typed do not match the code on your device.')))
+        }
+      }
+    }
+    if (policyDecision) {
+      // The explanation is stored with the device grant, whatever was decided (issue 3 §4).
+      await store.saveDeviceGrantDecision(found.grant.id, policyDecision.decision, JSON.stringify(policyDecision), now)
+      if (policyDecision.decision === 'deny' && outcome === 'approved') {
+        await store.decideDeviceGrant(found.grant.id, 'denied', user.username, now)
+        const reasonCodes = policyDecision.reasons.filter((r) => r.effect === 'deny').map((r) => r.code)
+        logger.info(
+          { event: 'device_code.denied_by_policy', grantId: found.grant.id, clientId: found.client.id, subject: user.username, ip: request.clientIp, reasons: reasonCodes },
+          'device authorization denied by policy',
+        )
+        const message = policyDecision.reasons.find((r) => r.effect === 'deny' && r.message !== undefined)?.message
+        return send(reply, 403, renderPolicyDeniedPage({ clientName: found.client.name, signedInAs: user.username, message, reasonCodes }))
+      }
+    }
     const decided = await store.decideDeviceGrant(found.grant.id, outcome, user.username, now)
     if (!decided) {
       // Lost a race with another decision or with expiry; nothing was recorded by this call.
@@ -463,6 +605,101 @@ export async function registerVerificationPages(
         signedInAs: user.username,
       }),
     )
+  })
+
+  // --- second factor (RFC 6238 TOTP) ----------------------------------------------------------
+
+  /**
+   * `POST /device/mfa` — `totp`, `csrf_token`, and either `user_code` (step-up during an approval:
+   * back to the review page) or `next=enroll` (before re-enrolment). Records `mfa_at` on the session.
+   */
+  app.post('/device/mfa', async (request, reply) => {
+    const now = clock.nowSeconds()
+    const form = readForm(request)
+    const session = await loadSession(request, now)
+    if (!isTrustedPost(request, session, form) || session === undefined) {
+      return sendForbidden(reply, request, 'csrf')
+    }
+    const rawCode = typeof form.user_code === 'string' ? form.user_code : undefined
+    if (session.user === undefined) {
+      return send(reply, 401, renderSignInPage({ csrfToken: session.record.csrfToken, userCode: rawCode === undefined ? undefined : normalizeUserCode(rawCode), message: 'Sign in first.' }))
+    }
+    const user = session.user
+    const found = rawCode === undefined ? undefined : await lookUpCode(request, reply, session, rawCode, now)
+    if (rawCode !== undefined && found === undefined) return reply
+    const secret = await findUserTotpSecret(store, user)
+    if (secret === undefined) {
+      // Never offer enrolment here: a password alone must not be enough to add an authenticator.
+      return send(
+        reply,
+        403,
+        renderErrorPage({
+          title: 'Second factor not set up',
+          message: 'This request needs a code from an authenticator app, and none is set up for your account.',
+          detail: 'Ask an administrator to set one up for you (devicegate users enroll-totp). It cannot be set up during an approval.',
+          signedInAs: user.username,
+        }),
+      )
+    }
+    const result = await checkTotpCode(store, user.username, secret, typeof form.totp === 'string' ? form.totp : '', now)
+    if (result !== 'ok') {
+      logger.info({ event: 'verification.mfa_failed', subject: user.username, result, ip: request.clientIp }, 'second factor failed')
+      const message = result === 'locked' ? 'Too many wrong codes. Try again later.' : 'That code is not right (or was already used). Enter the current code from your authenticator app.'
+      if (found === undefined) return send(reply, result === 'locked' ? 429 : 400, renderErrorPage({ title: 'Second factor failed', message, signedInAs: user.username }))
+      const d = await decideForApproval(request, { ...session, user }, found.grant, found.client, now)
+      return send(reply, result === 'locked' ? 429 : 400, reviewPage({ ...session, user }, found.grant, found.client, now, d && policyView(d, found.client, message)))
+    }
+    await store.markWebSessionMfa(session.record.idHash, now)
+    logger.info({ event: 'verification.mfa_completed', subject: user.username, ip: request.clientIp }, 'second factor completed')
+    const updated = { ...session, user, record: { ...session.record, mfaAt: now } }
+    if (found === undefined) return reply.code(303).header('cache-control', 'no-store').header('location', '/device/mfa/enroll').send()
+    return send(reply, 200, await renderReview(request, updated, found.grant, found.client, now))
+  })
+
+  /**
+   * `GET /device/mfa/enroll` — self-service re-enrolment of the authenticator, only for a session
+   * that completed MFA in this sign-in; otherwise it asks for the current authenticator's code first.
+   * Users with no authenticator at all are enrolled by an administrator (`devicegate users enroll-totp`).
+   */
+  app.get('/device/mfa/enroll', async (request, reply) => {
+    const now = clock.nowSeconds()
+    const session = await ensureSession(request, reply, now)
+    if (session.user === undefined) return send(reply, 401, renderSignInPage({ csrfToken: session.record.csrfToken, message: 'Sign in first.' }))
+    if (!isMfaDone(session.record)) {
+      return send(
+        reply,
+        403,
+        renderErrorPage({
+          title: 'Confirm your current authenticator',
+          message: 'Setting up a new authenticator needs a sign-in that completed the second factor.',
+          detail: 'Sign in again and complete the second factor, or ask an administrator.',
+          signedInAs: session.user.username,
+        }),
+      )
+    }
+    const secret = newTotpSecret()
+    return send(reply, 200, renderTotpEnrolPage({ csrfToken: session.record.csrfToken, signedInAs: session.user.username, secret, uri: totpUri(deps.totpIssuerLabel ?? 'devicegate', session.user.username, secret) }))
+  })
+
+  /** `POST /device/mfa/enroll` — `secret`, `totp`: saves the new authenticator once its code verifies. */
+  app.post('/device/mfa/enroll', async (request, reply) => {
+    const now = clock.nowSeconds()
+    const form = readForm(request)
+    const session = await loadSession(request, now)
+    if (!isTrustedPost(request, session, form) || session === undefined) return sendForbidden(reply, request, 'csrf')
+    if (session.user === undefined || !isMfaDone(session.record)) {
+      return send(reply, 403, renderErrorPage({ title: 'Not allowed', message: 'Setting up a new authenticator needs a sign-in that completed the second factor.' }))
+    }
+    const secret = typeof form.secret === 'string' && /^[A-Z2-7]{16,128}$/.test(form.secret) ? form.secret : undefined
+    const code = typeof form.totp === 'string' ? form.totp : ''
+    const user = session.user
+    if (secret === undefined || (await checkTotpCode(store, user.username, secret, code, now)) !== 'ok') {
+      const fresh = secret ?? newTotpSecret()
+      return send(reply, 400, renderTotpEnrolPage({ csrfToken: session.record.csrfToken, signedInAs: user.username, secret: fresh, uri: totpUri(deps.totpIssuerLabel ?? 'devicegate', user.username, fresh), message: 'That code does not match. Enter the code the new authenticator shows.' }))
+    }
+    await store.saveTotpSecret(user.username, secret, now)
+    logger.info({ event: 'verification.totp_enrolled', subject: user.username, ip: request.clientIp }, 'authenticator enrolled')
+    return send(reply, 200, renderErrorPage({ title: 'Authenticator saved', message: 'Your new authenticator is set up. Use it from now on.', signedInAs: user.username }))
   })
 
   app.post('/device/sign-in', async (request, reply) => {
@@ -511,13 +748,17 @@ export async function registerVerificationPages(
     }
 
     // Rotate: a new cookie value and CSRF token, the pre-sign-in session gone (no fixation).
-    await startSession(reply, now, user)
+    const fresh = await startSession(reply, now, user)
     await store.deleteWebSession(session.record.idHash)
     logger.info(
       { event: 'verification.signed_in', subject: user.username, ip: request.clientIp },
       'signed in',
     )
-    const location = canonical === undefined ? '/device' : `/device?user_code=${canonical}`
+    // The code reached this form typed (or after the typed-code check): say so, unforgeably.
+    const typedOnly =
+      canonical !== undefined && deps.policy !== undefined && deps.policy.settings((await store.findDeviceGrantByUserCode(canonical))?.clientId ?? '').requireTypedCode
+    const location =
+      canonical === undefined ? '/device' : `/device?user_code=${canonical}${typedOnly ? `&typed=${typedCodeProof(fresh.record, canonical)}` : ''}`
     return reply.code(303).header('cache-control', 'no-store').header('location', location).send()
   })
 }
