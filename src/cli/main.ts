@@ -2,6 +2,7 @@
  * The `devicegate` command.
  */
 import { Command } from 'commander'
+import { registerGovernanceCommands } from './governance.js'
 import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
@@ -16,6 +17,7 @@ registerServeCommand(program)
 registerKeysCommands(program)
 registerDevicesCommands(program)
 registerUtilityCommands(program)
+registerGovernanceCommands(program)
 registerLoginCommands(program)
 
 await program.parseAsync(process.argv)
