@@ -14,6 +14,7 @@ import { SCENARIOS, runLoad } from './lib/load.mjs'
 import { scenarioMemory, scenarioGrowth, scenarioRevokeBySubject } from './lib/extra.mjs'
 import { printReport, median } from './lib/report.mjs'
 import { loadAverage } from './lib/proc.mjs'
+import { benchPgUrl, registerPostgresTargets } from './postgres.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -27,13 +28,16 @@ const { values: opts } = parseArgs({
     'keep-data': { type: 'boolean', default: false },
     'growth-sizes': { type: 'string', default: '10000,1000000' },
     'oidc-adapter': { type: 'string', default: 'map' },
+    store: { type: 'string', default: 'sqlite' },
+    'pg-url': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--rounds 3] [--duration 10] [--connections 32] [--warmup 2]
        [--scenarios a,b,c,d,e,f,g] [--targets devicegate,oidc-provider,limit] [--out FILE]
-       [--growth-sizes 10000,1000000] [--oidc-adapter map|default] [--keep-data]`)
+       [--growth-sizes 10000,1000000] [--oidc-adapter map|default] [--keep-data]
+       [--store postgres [--pg-url URL]]   adds devicegate-pg and devicegate-pg-x2 (see bench/postgres.mjs)`)
   process.exit(0)
 }
 
@@ -48,6 +52,9 @@ const config = {
 const BUSY_OTHER_CORES = 0.25 // warn when other processes used more than a quarter of a core
 
 let targetNames = opts.targets.split(',').map((s) => s.trim())
+if (opts.store === 'postgres') {
+  for (const n of registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']))) if (!targetNames.includes(n)) targetNames.push(n)
+} else if (opts.store !== 'sqlite') throw new TypeError(`--store: expected sqlite or postgres, got "${opts.store}"`)
 const notes = []
 const warnings = []
 const log = (...a) => console.error(...a)

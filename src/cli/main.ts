@@ -2,7 +2,6 @@
  * The `devicegate` command.
  */
 import { Command } from 'commander'
-import { registerGovernanceCommands } from './governance.js'
 import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
@@ -17,7 +16,6 @@ registerServeCommand(program)
 registerKeysCommands(program)
 registerDevicesCommands(program)
 registerUtilityCommands(program)
-registerGovernanceCommands(program)
 registerLoginCommands(program)
 
 await program.parseAsync(process.argv)

@@ -1,15 +1,38 @@
 /**
  * `devicegate serve`.
  */
+import { createServer as createNetServer } from 'node:net'
 import type { Command } from 'commander'
-import { createServer } from '../server.js'
+import { createServer, type Config } from '../server.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+
+/**
+ * `--port 0` asks for any free port. The default issuer (`http://HOST:0`) must then name the port
+ * actually used, or the metadata (RFC 8414) and every URI the server hands out point nowhere:
+ * a free port is reserved first and the issuer built with it. An issuer given explicitly is kept.
+ */
+async function withConcretePort(config: Config): Promise<Config> {
+  const issuer = new URL(config.issuer)
+  if (config.port !== 0 || issuer.port !== '0') return config
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = createNetServer()
+    probe.once('error', reject)
+    probe.listen(0, config.host, () => {
+      const bound = (probe.address() as { port: number }).port
+      probe.close(() => resolve(bound))
+    })
+  })
+  issuer.port = String(port)
+  return Object.freeze({ ...config, port, issuer: issuer.href.replace(/\/$/, '') })
+}
 
 /** Registers `serve`. */
 export function registerServeCommand(program: Command): void {
   withConfigOptions(program.command('serve').description('start the authorization server')).action(async (opts: ConfigOptions) => {
     try {
-      const { config, dev } = await configFromOptions(opts)
+      const resolved = await configFromOptions(opts)
+      const config = await withConcretePort(resolved.config)
+      const dev = resolved.dev
       const server = await createServer(config)
       if (opts.dev) server.app.log.warn('--dev: demo client and user; not for production')
       await server.app.listen({ host: config.host, port: config.port })

@@ -34,11 +34,6 @@ export interface AppDeps {
   logger: FastifyBaseLogger
   /** Checks the store is reachable, for `/healthz`. */
   healthCheck: () => Promise<void>
-  /**
-   * Called with the root instance before the protocol routes are added (governance: metrics
-   * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
-   */
-  plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
 }
 
 /** Parses `application/x-www-form-urlencoded` into a {@link FormBody}; repeats become arrays. */
@@ -137,7 +132,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
 
   app.setErrorHandler((err, request, reply) => sendOAuthError(reply, toOAuthError(err, request)))
-  for (const plugin of deps.plugins ?? []) await plugin(app)
   // A known path asked with another method is 405 with `Allow` (RFC 9110 §15.5.6), not 404.
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {

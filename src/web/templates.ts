@@ -75,6 +75,8 @@ dt{font-weight:600;color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
 ul.scopes{margin:.25rem 0 .5rem;padding-left:1.25rem}
 .warning{background:var(--warn-bg);border-radius:.5rem;padding:.65rem .8rem;margin:1rem 0 0;font-weight:600}
+.danger{border:2px solid var(--danger);color:var(--danger)}
+.tier-high,.tier-admin{color:var(--danger);font-weight:700}
 .error h1{color:var(--danger)}
 .success h1{color:var(--ok)}
 .signed-in{text-align:right}
@@ -235,6 +237,45 @@ export interface ReviewView {
   now: number
   requestIp: string
   requestUserAgent: string | null
+  /** Conditional approval (issue 3): locations, risk tier and the policy's decision. */
+  policy?: ReviewPolicyView
+}
+
+/** Where one side of the flow is, for the review page. */
+export interface LocationView {
+  ip: string
+  country: string | null
+  asn: number | null
+  asOrg: string | null
+}
+
+/** What the policy adds to the review page (draft-ietf-oauth-cross-device-security mitigations). */
+export interface ReviewPolicyView {
+  riskTier: 'low' | 'standard' | 'high' | 'admin'
+  request: LocationView
+  approver: LocationView
+  /** Country or network (ASN) of the two sides are known and differ: show the strong warning. */
+  locationMismatch: boolean
+  decision: 'allow' | 'deny' | 'step_up'
+  /** Reason codes of the decision (deny and step_up ones), shown small for support. */
+  reasonCodes: string[]
+  /** Shown for deny and step_up. */
+  message?: string | undefined
+  /** Other warnings from `warn` rules. */
+  warnings: string[]
+  /** Approval needs the code's last N characters typed (high-risk apps); the page hides them. */
+  confirmSuffixLength?: number | undefined
+  /** A problem with the last submission (wrong confirmation, wrong MFA code). */
+  error?: string | undefined
+}
+
+const TIER_LABEL = { low: 'Low', standard: 'Standard', high: 'High', admin: 'Administrative' } as const
+
+/** `203.0.113.9 · US · AS7922 Comcast`, with "unknown" where the IP database knows nothing. */
+export function describeLocation(l: LocationView): string {
+  const country = l.country ?? 'country unknown'
+  const network = l.asn === null ? 'network unknown' : `AS${l.asn}${l.asOrg ? ` ${l.asOrg}` : ''}`
+  return `${l.ip} · ${country} · ${network}`
 }
 
 /**
@@ -244,11 +285,16 @@ export interface ReviewView {
 export function renderReviewPage(view: ReviewView): string {
   const ago = formatDuration(Math.max(0, view.now - view.requestedAt))
   const left = formatDuration(Math.max(0, view.expiresAt - view.now))
+  const p = view.policy
+  const suffix = p?.confirmSuffixLength
+  // For a high-risk app the code's last characters are not shown: the approver reads them from
+  // the device they hold, which a phished approver (holding no device) cannot do.
+  const codeShown = suffix === undefined ? view.userCodeDisplay : view.userCodeDisplay.slice(0, view.userCodeDisplay.length - suffix) + '•'.repeat(suffix)
   return layout({
     title: `Allow ${view.clientName}?`,
     signedInAs: view.signedInAs,
     body: html`<h1>Allow <strong>${view.clientName}</strong> to access your account?</h1>
-      <p>Code: <span class="code-display">${view.userCodeDisplay}</span></p>
+      <p>Code: <span class="code-display">${codeShown}</span></p>
       <p>Check that this is the code shown on your device.</p>
       <h2 class="muted">It will be able to</h2>
       <ul class="scopes">
@@ -261,8 +307,15 @@ export function renderReviewPage(view: ReviewView): string {
             >${formatUtc(view.requestedAt)}</time
           >)
         </dd>
-        <dt>From IP address</dt>
-        <dd>${view.requestIp}</dd>
+        ${p === undefined
+          ? html`<dt>From IP address</dt>
+              <dd>${view.requestIp}</dd>`
+          : html`<dt>App risk tier</dt>
+              <dd><span class="tier-${p.riskTier}">${TIER_LABEL[p.riskTier]}</span></dd>
+              <dt>Requested from</dt>
+              <dd>${describeLocation(p.request)}</dd>
+              <dt>You are approving from</dt>
+              <dd>${describeLocation(p.approver)}</dd>`}
         <dt>Device software</dt>
         <dd>${view.requestUserAgent ?? 'Not reported'}</dd>
         <dt>Expires in</dt>
@@ -270,13 +323,90 @@ export function renderReviewPage(view: ReviewView): string {
           ${left} (<time datetime="${toIso(view.expiresAt)}">${formatUtc(view.expiresAt)}</time>)
         </dd>
       </dl>
+      ${p?.locationMismatch
+        ? html`<p class="warning danger" role="alert" id="location_warning">
+            Warning: this request was started from a different location
+            (${p.request.country ?? 'unknown country'}, ${p.request.asn === null ? 'unknown network' : `AS${p.request.asn}`}) than
+            the one you are using now (${p.approver.country ?? 'unknown country'},
+            ${p.approver.asn === null ? 'unknown network' : `AS${p.approver.asn}`}). Someone may be trying to trick you into
+            signing them in. Deny unless you are holding that device.
+          </p>`
+        : ''}
+      ${(p?.warnings ?? []).map((w) => html`<p class="warning">${w}</p>`)}
       <p class="warning">Only approve if you started this on a device you are holding.</p>
-      <form method="post" action="/device">
-        ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
-        <div class="actions">
-          <button name="decision" value="approve">Approve</button>
-          <button name="decision" value="deny">Deny</button>
-        </div>
+      ${p?.error === undefined ? '' : html`<p class="warning danger" role="alert" id="form_error">${p.error}</p>`}
+      ${p?.decision === 'deny'
+        ? html`<div class="warning danger" role="alert" id="policy_denied">
+            <p>This request cannot be approved. ${p.message ?? ''}</p>
+            <p class="muted">Reason: <code>${p.reasonCodes.join(', ')}</code></p>
+          </div>
+          <form method="post" action="/device">
+            ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
+            <div class="actions"><button name="decision" value="deny">Deny</button></div>
+          </form>`
+        : p?.decision === 'step_up'
+          ? html`<div class="warning" id="step_up">
+                <p>${p.message ?? 'This app requires a second factor.'}</p>
+                <p class="muted">Reason: <code>${p.reasonCodes.join(', ')}</code></p>
+              </div>
+              <form method="post" action="/device/mfa">
+                ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
+                <label for="totp">Code from your authenticator app</label>
+                <input type="text" id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" maxlength="7" required />
+                <div class="actions"><button type="submit" class="primary" name="action" value="verify">Verify</button></div>
+              </form>
+              <form method="post" action="/device">
+                ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
+                <div class="actions"><button name="decision" value="deny">Deny</button></div>
+              </form>`
+          : html`<form method="post" action="/device">
+              ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
+              ${suffix === undefined
+                ? ''
+                : html`<label for="confirm_code">Type the last ${suffix} characters of the code shown on your device</label>
+                    <input type="text" id="confirm_code" name="confirm_code" class="code" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="${suffix + 2}" required />`}
+              <div class="actions">
+                <button name="decision" value="approve">Approve</button>
+                <button name="decision" value="deny">Deny</button>
+              </div>
+            </form>`}`,
+  })
+}
+
+/** After an approval the policy refused (the request is recorded as denied). */
+export function renderPolicyDeniedPage(input: { clientName: string; signedInAs: string; message: string | undefined; reasonCodes: string[] }): string {
+  return layout({
+    title: 'Request not allowed',
+    tone: 'error',
+    signedInAs: input.signedInAs,
+    body: html`<h1>Request not allowed</h1>
+      <p role="alert" id="policy_denied">
+        <strong>${input.clientName}</strong> was not given access. ${input.message ?? 'Your organisation’s policy does not allow this request.'}
+      </p>
+      <p class="muted">Reason: <code>${input.reasonCodes.join(', ')}</code></p>
+      <p><a href="/device">Enter a code</a></p>`,
+  })
+}
+
+/** Self-service TOTP enrolment, only for sessions that already completed MFA. */
+export function renderTotpEnrolPage(input: { csrfToken: string; signedInAs: string; secret: string; uri: string; message?: string | undefined }): string {
+  return layout({
+    title: 'Set up a new authenticator',
+    signedInAs: input.signedInAs,
+    body: html`<h1>Set up a new authenticator</h1>
+      <p>Add this account to your authenticator app with the key below (or the link), then enter the code it shows.</p>
+      ${input.message === undefined ? '' : html`<p class="warning" role="alert">${input.message}</p>`}
+      <dl>
+        <dt>Key</dt>
+        <dd><code>${input.secret}</code></dd>
+        <dt>Link</dt>
+        <dd><a href="${input.uri}">${input.uri}</a></dd>
+      </dl>
+      <form method="post" action="/device/mfa/enroll">
+        ${hidden('csrf_token', input.csrfToken)} ${hidden('secret', input.secret)}
+        <label for="totp">Code from the new authenticator</label>
+        <input type="text" id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" maxlength="7" required />
+        <div class="actions"><button type="submit" class="primary">Save authenticator</button></div>
       </form>`,
   })
 }

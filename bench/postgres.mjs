@@ -1,0 +1,173 @@
+// PostgreSQL mode of the bench (issue 8): devicegate on PostgreSQL, one instance and two
+// instances behind a round-robin TCP proxy, next to the SQLite target of run.mjs.
+//
+//   node bench/run.mjs --store postgres [--pg-url postgres://postgres@127.0.0.1:5432/test]
+//        [--rounds 1 --duration 5 --scenarios b,c]
+//
+// Targets added: devicegate-pg (one `devicegate serve`), devicegate-pg-x2 (two, same config and
+// issuer, one fresh schema, a TCP proxy handing each new connection to the next instance: the
+// load generator's keep-alive connections are split evenly, as an L4 load balancer would).
+// Every (round, target) gets a fresh schema, dropped at stop. The database server is not a child
+// of the bench, so its CPU shows as "other processes" in the report.
+//
+// Run directly, this file is that proxy: node bench/postgres.mjs proxy PORT HOST:PORT,HOST:PORT
+import { writeFileSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { randomBytes } from 'node:crypto'
+import { ROOT, DEMO_PASSWORD, DEMO_CLIENT_SECRET } from './lib/targets.mjs'
+import { freePort, startProcess, stopProcess } from './lib/proc.mjs'
+import { Browser, csrfToken, mapLimit } from './lib/http.mjs'
+
+const HOST = '127.0.0.1'
+
+/** The PostgreSQL URL for the bench: --pg-url, else DEVICEGATE_BENCH_PG_URL, DEVICEGATE_TEST_PG_URL, DATABASE_URL. */
+export function benchPgUrl(flag) {
+  return flag || process.env.DEVICEGATE_BENCH_PG_URL || process.env.DEVICEGATE_TEST_PG_URL || process.env.DATABASE_URL || ''
+}
+
+async function withPg(pgUrl, fn) {
+  const { default: pg } = await import('pg')
+  const client = new pg.Client({ connectionString: pgUrl })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** The `--dev` preset's clients and user, on PostgreSQL in `schema`, as a config file. */
+async function writeConfig(runDir, tag, pgUrl, schema) {
+  const { devConfigFile } = await import(pathToFileURL(join(ROOT, 'dist', 'config', 'load.js')).href)
+  const { stringify } = await import('yaml')
+  const { file, env } = devConfigFile({ password: DEMO_PASSWORD, clientSecret: DEMO_CLIENT_SECRET })
+  const url = new URL(pgUrl)
+  url.searchParams.set('options', `-c search_path=${schema}`)
+  const path = join(runDir, `devicegate-pg-${tag}.yaml`)
+  writeFileSync(path, stringify({ ...file, storage: { url: url.toString() } }))
+  return { path, env }
+}
+
+/** Approves device flows on the verification pages (sessions live in the database, so any instance serves them). */
+async function approve(origin, userCodes) {
+  const signIn = async (userCode) => {
+    const b = new Browser(origin)
+    const page = await b.request(`/device?user_code=${encodeURIComponent(userCode)}`)
+    const csrf = csrfToken(page.text)
+    if (!csrf) throw new Error(`devicegate-pg /device: no csrf_token (status ${page.status})`)
+    const res = await b.request('/device/sign-in', { method: 'POST', fields: { username: 'demo', password: DEMO_PASSWORD, csrf_token: csrf, user_code: userCode }, follow: false })
+    if (res.status !== 303) throw new Error(`devicegate-pg sign-in answered ${res.status}`)
+    return b
+  }
+  const lanes = []
+  for (let i = 0; i < Math.min(4, userCodes.length); i++) lanes.push(await signIn(userCodes[i]))
+  await mapLimit(userCodes, lanes.length, async (code, _i, lane) => {
+    const b = lanes[lane]
+    const page = await b.request(`/device?user_code=${encodeURIComponent(code)}`)
+    const res = await b.request('/device', { method: 'POST', fields: { user_code: code, csrf_token: csrfToken(page.text), decision: 'approve' } })
+    if (res.status >= 400) throw new Error(`devicegate-pg approve answered ${res.status}`)
+  })
+}
+
+function pgTarget(name, instances, pgUrl) {
+  return {
+    name,
+    describe: () =>
+      `devicegate on PostgreSQL (${new URL(pgUrl).host}), ${instances === 1 ? 'one instance' : `${instances} instances behind a round-robin TCP proxy`}; --dev clients, pool 10 per instance, fresh schema`,
+    async start({ runDir, tag }) {
+      const schema = `dg_bench_${tag}_${randomBytes(4).toString('hex')}`.toLowerCase()
+      await withPg(pgUrl, (c) => c.query(`create schema ${schema}`))
+      const children = []
+      const stop = async () => {
+        for (const c of children.reverse()) await stopProcess(c)
+        await withPg(pgUrl, (c) => c.query(`drop schema if exists ${schema} cascade`)).catch(() => {})
+      }
+      try {
+        const { path, env } = await writeConfig(runDir, `${name}-${tag}`, pgUrl, schema)
+        const ports = []
+        for (let i = 0; i < instances; i++) ports.push(await freePort(HOST))
+        const publicPort = instances === 1 ? ports[0] : await freePort(HOST)
+        const origin = `http://${HOST}:${publicPort}`
+        // One after the other: the first migrates the schema and creates the signing key.
+        for (const [i, port] of ports.entries()) {
+          children.push(
+            await startProcess({
+              cmd: process.execPath,
+              args: ['bin/devicegate.js', 'serve', '--config', path, '--host', HOST, '--port', String(port), '--issuer', origin],
+              cwd: ROOT,
+              env,
+              logFile: join(runDir, `${name}-${tag}-${i}.log`),
+              readyUrl: `http://${HOST}:${port}/healthz`,
+            }),
+          )
+        }
+        if (instances > 1) {
+          children.push(
+            await startProcess({
+              cmd: process.execPath,
+              args: ['bench/postgres.mjs', 'proxy', String(publicPort), ports.map((p) => `${HOST}:${p}`).join(',')],
+              cwd: ROOT,
+              logFile: join(runDir, `${name}-${tag}-proxy.log`),
+              readyUrl: `${origin}/healthz`,
+            }),
+          )
+        }
+        const meta = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()
+        return {
+          name,
+          child: children[0],
+          pid: children[0].pid,
+          origin,
+          endpoints: {
+            deviceAuthorization: meta.device_authorization_endpoint,
+            token: meta.token_endpoint,
+            introspection: meta.introspection_endpoint,
+            revocation: meta.revocation_endpoint,
+          },
+          publicClientId: 'demo-cli',
+          confidentialClient: { id: 'demo-api', secret: DEMO_CLIENT_SECRET },
+          deviceScope: 'read',
+          refreshScope: 'read offline_access',
+          ccScope: 'read',
+          approve: (userCodes) => approve(origin, userCodes),
+          stop,
+        }
+      } catch (err) {
+        await stop()
+        throw err
+      }
+    },
+  }
+}
+
+/**
+ * Adds the PostgreSQL targets to `targets` (run.mjs's TARGETS).
+ * @returns their names, or throws when no PostgreSQL URL is known.
+ */
+export function registerPostgresTargets(targets, pgUrl) {
+  if (!pgUrl) throw new Error('--store postgres: give --pg-url or set DEVICEGATE_BENCH_PG_URL / DEVICEGATE_TEST_PG_URL')
+  targets['devicegate-pg'] = pgTarget('devicegate-pg', 1, pgUrl)
+  targets['devicegate-pg-x2'] = pgTarget('devicegate-pg-x2', 2, pgUrl)
+  return ['devicegate-pg', 'devicegate-pg-x2']
+}
+
+/** The round-robin TCP proxy: each accepted connection goes to the next backend. */
+function runProxy(port, backends) {
+  let next = 0
+  createServer((down) => {
+    const [host, p] = backends[next++ % backends.length].split(':')
+    const up = connect(Number(p), host)
+    down.setNoDelay(true)
+    up.setNoDelay(true)
+    down.pipe(up).pipe(down)
+    down.on('error', () => up.destroy())
+    up.on('error', () => down.destroy())
+  }).listen(port, HOST)
+  process.on('SIGTERM', () => process.exit(0))
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === 'proxy') {
+  runProxy(Number(process.argv[3]), process.argv[4].split(','))
+}
