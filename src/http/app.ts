@@ -13,7 +13,6 @@ import { handleIntrospection } from '../protocol/introspection.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
 import { readParams, type FormBody } from '../protocol/params.js'
 import { handleRevocation } from '../protocol/revocation.js'
-import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
 import { handleTokenRequest } from '../protocol/token.js'
 import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
@@ -180,8 +179,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.status(200).send()
   })
   app.post(ENDPOINTS.introspection, async (request) => handleIntrospection(paramsOf(request), contextOf(request), protocol))
-  // devicegate's revocation feed for resource servers that verify JWTs locally.
-  app.get(REVOCATION_FEED_PATH, async (request) => handleRevocationFeed(request.query as Record<string, unknown>, contextOf(request), protocol))
 
   await registerVerificationPages(app, { ...deps.web, logger: app.log })
   return app
