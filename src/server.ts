@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { Config } from './config/load.js'
+import { startGovernance, type Governance } from './governance/index.js'
 import { buildApp } from './http/app.js'
 import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
 import type { ProtocolDeps } from './protocol/deps.js'
@@ -64,6 +65,8 @@ export interface DevicegateServer {
   /** Conditional approval: the policy in force (reloadable) and the service that applies it. */
   policy: PolicyService
   policyHolder: PolicyHolder
+  /** Audit log, detectors, revocation, admin API (issue 5). */
+  governance: Governance
   /** Stops background work, closes the HTTP server and the store. */
   close(): Promise<void>
 }
@@ -103,7 +106,15 @@ export async function createServer(config: Config, options: CreateServerOptions 
     users: { get: (username) => policyUsers.get(username) },
     clients: createClientDirectory(config.clients),
   })
-  const clients = createClientDirectory(config.clients)
+  const governance = await startGovernance({
+    config,
+    store,
+    clock,
+    logger,
+    clients: createClientDirectory(config.clients),
+    users: createUserDirectory(config.users),
+  })
+  const clients = governance.clients
   const policyUsers = createUserDirectory(config.users)
   const protocol: ProtocolDeps = {
     issuer: config.issuer,
@@ -113,6 +124,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     clients,
     secrets: new SecretVerifier(),
     keys,
+    events: governance.events,
     policy,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
@@ -125,7 +137,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
       clock,
       random: systemRandom,
       clients,
-      users: createUserDirectory(config.users),
+      users: governance.users,
+      events: governance.events,
       scopeDescriptions: config.scopeDescriptions,
       codeEntryMaxFailures: config.verification.maxFailedEntries,
       codeEntryWindowSeconds: config.verification.windowSeconds,
@@ -135,6 +148,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     },
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,
+    plugins: governance.httpPlugins,
     logger,
     healthCheck: async () => {
       await store.readCounter('healthz', 60, clock.nowSeconds())
@@ -151,10 +165,12 @@ export async function createServer(config: Config, options: CreateServerOptions 
     config,
     policy,
     policyHolder,
+    governance,
     async close() {
       clearInterval(purge)
       policyHolder.close()
       await app.close()
+      await governance.close()
       if (!options.store) await store.close()
     },
   }

@@ -2,7 +2,7 @@
  * Type-level tests of the public SDK surface (`devicegate/client`): what callers can rely on,
  * and what the compiler must refuse. Checked by `tsc` (typecheck) and run by vitest.
  */
-import { describe, expectTypeOf, it } from 'vitest'
+import { describe, expect, expectTypeOf, it } from 'vitest'
 import {
   ClientError,
   DeviceClient,
@@ -69,5 +69,19 @@ describe('public SDK types', () => {
     expectTypeOf<DeviceClient['getAccessToken']>().returns.resolves.toEqualTypeOf<{ accessToken: string; tokenType: string; expiresAt?: number }>()
     // @ts-expect-error dpop mode is auto | required | off
     void new DeviceClient({ issuer: 'https://as.example', clientId: 'cli', store: new MemoryTokenStore(), dpop: true })
+  })
+})
+
+describe('SDK boundary', () => {
+  it('src/client imports no server code (only protocol/errors.ts types)', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs')
+    const dir = new URL('../src/client/', import.meta.url)
+    const offenders: string[] = []
+    for (const file of readdirSync(dir)) {
+      const text = readFileSync(new URL(file, dir), 'utf8')
+      for (const m of text.matchAll(/^\s*import\s+(type\s+)?[^'"]*from\s+'(\.\.\/[^']+)'/gm))
+        if (!(m[1] && m[2] === '../protocol/errors.js')) offenders.push(`${file}: ${m[0].trim()}`)
+    }
+    expect(offenders).toEqual([])
   })
 })

@@ -11,8 +11,12 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore } from '../src/storage/index.js'
 import { createPostgresStore } from '../src/storage/postgres.js'
+import { chainHash } from '../src/governance/audit.js'
 import {
   StoreConflictError,
+  type AnomalyRecord,
+  type AuditEventBody,
+  type NewAuditEvent,
   StoreUnavailableError,
   type AccessTokenRecord,
   type DeviceGrantRecord,
@@ -748,6 +752,210 @@ for (const { adapter, run } of ADAPTERS) {
         expect((await store.findRefreshTokenByHash(bound.refreshToken!.tokenHash))?.revokedAt).toBe(NOW + 10)
         expect((await store.findGrant(mixed.grant.id))?.revokedAt).toBeNull()
         expect((await store.findGrant(other.grant.id))?.revokedAt).toBeNull()
+      })
+    })
+
+    describe('governance (issue 5)', () => {
+      const chain = (prev: string, e: AuditEventBody) => chainHash(prev, e)
+      const event = (type: string, over: Partial<NewAuditEvent> = {}): NewAuditEvent => ({
+        time: NOW,
+        type,
+        actor: 'alice',
+        clientId: 'cli',
+        subject: 'alice',
+        ip: '203.0.113.7',
+        grantId: null,
+        details: '{}',
+        ...over,
+      })
+
+      it('appends audit events with contiguous seq and a hash chain, and moves the head', async () => {
+        const before = await store.readAuditHead()
+        const written = await store.appendAuditEvents([event('token.issued'), event('token.refreshed')], chain)
+        expect(written.map((r) => r.seq)).toEqual([before.seq + 1, before.seq + 2])
+        expect(written[0]!.prevHash).toBe(before.hash)
+        expect(written[1]!.prevHash).toBe(written[0]!.hash)
+        expect(written[1]!.hash).toBe(chainHash(written[0]!.hash, written[1]!))
+        expect(await store.readAuditHead()).toEqual({ seq: before.seq + 2, hash: written[1]!.hash })
+        const listed = await store.listAuditEvents({ afterSeq: before.seq, limit: 10 })
+        expect(listed).toEqual(written)
+        expect(await store.appendAuditEvents([], chain)).toEqual([])
+      })
+
+      // SQLite: one process holds one connection per store, and better-sqlite3 waits for a lock
+      // synchronously, so two connections in one process would deadlock; there the concurrency is
+      // within one instance. PostgreSQL runs two pools (two instances).
+      it('serialises concurrent appends (two instances where the adapter allows): one chain, nothing lost', async () => {
+        const other = adapter.multiInstance ? await adapter.open() : store
+        try {
+          const before = await store.readAuditHead()
+          await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              (i % 2 === 0 ? store : other).appendAuditEvents([event('admin.action', { details: `{"i":${i}}` }), event('admin.action')], chain),
+            ),
+          )
+          const rows = await store.listAuditEvents({ afterSeq: before.seq, limit: 100 })
+          expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => before.seq + 1 + i))
+          let prev = before.hash
+          for (const r of rows) {
+            expect(r.prevHash).toBe(prev)
+            expect(r.hash).toBe(chainHash(prev, r))
+            prev = r.hash
+          }
+          expect((await store.readAuditHead()).hash).toBe(prev)
+        } finally {
+          if (other !== store) await other.close()
+        }
+      })
+
+      it('lists audit events since a time and keeps one checkpoint per seq', async () => {
+        const [late] = await store.appendAuditEvents([event('session.signed_in', { time: NOW + 5000 })], chain)
+        const since = await store.listAuditEvents({ sinceTime: NOW + 5000, limit: 10 })
+        expect(since.map((r) => r.seq)).toContain(late!.seq)
+        expect(since.every((r) => r.time >= NOW + 5000)).toBe(true)
+        await store.insertAuditCheckpoint({ seq: late!.seq, hash: late!.hash, time: NOW, signature: 'a' })
+        await store.insertAuditCheckpoint({ seq: late!.seq, hash: 'other', time: NOW + 1, signature: 'b' })
+        const cps = (await store.listAuditCheckpoints()).filter((c) => c.seq === late!.seq)
+        expect(cps).toEqual([{ seq: late!.seq, hash: late!.hash, time: NOW, signature: 'a' }])
+      })
+
+      it('stores an anomaly once per dedupe key and lists anomalies since a time', async () => {
+        const key = id('dedupe')
+        const anomaly = (over: Partial<AnomalyRecord> = {}): AnomalyRecord => ({
+          id: id('an'),
+          kind: 'slow_down_ignored',
+          time: NOW + 7000,
+          dedupeKey: key,
+          clientId: 'cli',
+          subject: null,
+          grantId: null,
+          ip: '203.0.113.7',
+          action: 'alert',
+          details: '{}',
+          ...over,
+        })
+        expect(await store.insertAnomaly(anomaly())).toBe(true)
+        expect(await store.insertAnomaly(anomaly())).toBe(false)
+        expect(await store.insertAnomaly(anomaly({ dedupeKey: null }))).toBe(true)
+        expect(await store.insertAnomaly(anomaly({ dedupeKey: null }))).toBe(true)
+        const listed = await store.listAnomalies({ sinceTime: NOW + 7000, kind: 'slow_down_ignored', limit: 10 })
+        expect(listed).toHaveLength(3)
+        expect(await store.listAnomalies({ sinceTime: NOW + 7001, limit: 10 })).toEqual([])
+      })
+
+      it('upserts, lists and clears principal overrides', async () => {
+        const user = id('user')
+        await store.setPrincipalOverride({ kind: 'user', id: user, state: 'disabled', changedAt: NOW, changedBy: 'admin:ops' })
+        await store.setPrincipalOverride({ kind: 'user', id: user, state: 'deleted', changedAt: NOW + 1, changedBy: null })
+        const mine = (await store.listPrincipalOverrides()).filter((o) => o.id === user)
+        expect(mine).toEqual([{ kind: 'user', id: user, state: 'deleted', changedAt: NOW + 1, changedBy: null }])
+        expect(await store.clearPrincipalOverride('user', user)).toBe(true)
+        expect(await store.clearPrincipalOverride('user', user)).toBe(false)
+      })
+
+      it('revokes families by filter in one call, effective at once for token lookups', async () => {
+        const subject = id('subj')
+        const client = id('client')
+        const a = bundle({ subject })
+        const b = bundle({ subject, clientId: client })
+        const c = bundle({ subject: id('other') })
+        for (const x of [a, b, c]) await store.issueTokens(x)
+        await expect(store.revokeGrantsWhere({}, NOW)).rejects.toBeInstanceOf(TypeError)
+        await expect(store.revokeGrantsWhere({ revoked: false }, NOW)).rejects.toBeInstanceOf(TypeError)
+        expect(await store.countGrants({ subject, revoked: false })).toBe(2)
+        expect(await store.revokeGrantsWhere({ subject, clientId: client }, NOW + 1)).toBe(1)
+        expect((await store.findAccessTokenByHash(b.accessToken.tokenHash))?.grantRevokedAt).toBe(NOW + 1)
+        expect((await store.findRefreshTokenByHash(a.refreshToken!.tokenHash))?.grantRevokedAt).toBeNull()
+        expect(await store.revokeGrantsWhere({ ids: [a.grant.id, b.grant.id, 'missing'] }, NOW + 2)).toBe(1)
+        expect(await store.revokeGrantsWhere({ ids: [] }, NOW + 2)).toBe(0)
+        expect((await store.findGrant(c.grant.id))?.revokedAt).toBeNull()
+        expect(await store.countGrants({ subject, revoked: true })).toBe(2)
+      })
+
+      it('revokes everything created before a time (kill switch) with one UPDATE', async () => {
+        const subject = id('kill')
+        const old = bundle({ subject })
+        old.grant.createdAt = NOW - 100_000
+        const recent = bundle({ subject })
+        for (const x of [old, recent]) await store.issueTokens(x)
+        await store.revokeGrantsWhere({ createdBefore: NOW - 50_000 }, NOW + 3)
+        expect((await store.findGrant(old.grant.id))?.revokedAt).toBe(NOW + 3)
+        expect((await store.findGrant(recent.grant.id))?.revokedAt).toBeNull()
+      })
+
+      it('revokes families minted from device authorizations, by id list or request address', async () => {
+        const subject = id('phish')
+        const ip = `198.51.100.${Math.floor(Math.random() * 200) + 1}`
+        const dg = await approvedGrant({ requestIp: ip })
+        const fam = bundle({ subject })
+        fam.grant.deviceGrantId = dg.id
+        await store.issueTokens(fam)
+        const other = bundle({ subject })
+        await store.issueTokens(other)
+        expect(await store.countGrants({ requestIp: ip })).toBe(1)
+        expect(await store.revokeGrantsWhere({ deviceGrantIds: [dg.id] }, NOW + 4)).toBe(1)
+        expect(await store.revokeGrantsWhere({ requestIp: ip }, NOW + 5)).toBe(0)
+        expect((await store.findGrant(other.grant.id))?.revokedAt).toBeNull()
+      })
+
+      it('lists grant summaries with issuance facts, newest first, keyset-paged, and a lineage', async () => {
+        const subject = id('inv')
+        const dg = await approvedGrant({ requestIp: '192.0.2.44', requestUserAgent: 'dg-test' })
+        const fams = [bundle({ subject }), bundle({ subject }), bundle({ subject })]
+        fams.forEach((f, i) => (f.grant.createdAt = NOW + i))
+        fams[2]!.grant.deviceGrantId = dg.id
+        for (const f of fams) await store.issueTokens(f)
+        const first = await store.listGrantSummaries({ subject }, { limit: 2 })
+        expect(first.map((g) => g.id)).toEqual([fams[2]!.grant.id, fams[1]!.grant.id])
+        expect(first[0]).toMatchObject({ requestIp: '192.0.2.44', requestUserAgent: 'dg-test', requestedAt: NOW, approvedAt: NOW + 10, lastUsedAt: null })
+        const last = first[1]!
+        const second = await store.listGrantSummaries({ subject }, { limit: 2, after: { createdAt: last.createdAt, id: last.id } })
+        expect(second.map((g) => g.id)).toEqual([fams[0]!.grant.id])
+        await store.rotateRefreshToken(fams[2]!.refreshToken!.tokenHash, NOW + 20, nextTokens(fams[2]!.grant.id))
+        const lineage = await store.findGrantLineage(fams[2]!.grant.id)
+        expect(lineage?.deviceGrant?.id).toBe(dg.id)
+        expect(lineage?.accessTokens).toHaveLength(2)
+        expect(lineage?.refreshTokens).toHaveLength(2)
+        expect(lineage?.refreshTokens.find((r) => r.id === fams[2]!.refreshToken!.id)?.rotatedAt).toBe(NOW + 20)
+        expect(await store.findGrantLineage('missing')).toBeUndefined()
+      })
+
+      it('records last use at most once per interval', async () => {
+        const fam = bundle({ subject: id('touch') })
+        await store.issueTokens(fam)
+        expect(await store.touchGrant(fam.grant.id, NOW + 100, '192.0.2.1', 60)).toBe(true)
+        expect(await store.touchGrant(fam.grant.id, NOW + 130, '192.0.2.2', 60)).toBe(false)
+        expect(await store.touchGrant(fam.grant.id, NOW + 160, '192.0.2.3', 60)).toBe(true)
+        const [row] = await store.listGrantSummaries({ ids: [fam.grant.id] }, { limit: 1 })
+        expect(row).toMatchObject({ lastUsedAt: NOW + 160, lastUsedIp: '192.0.2.3' })
+        expect(await store.countGrants({ ids: [fam.grant.id], lastUsedBefore: NOW + 161 })).toBe(1)
+        expect(await store.countGrants({ ids: [fam.grant.id], lastUsedBefore: NOW + 160 })).toBe(0)
+      })
+
+      it('lists and denies open device authorizations by filter; counts pending ones', async () => {
+        const client = id('dgclient')
+        const pending = deviceGrant({ clientId: client, createdAt: NOW + 50, expiresAt: NOW + 650 })
+        await store.createDeviceGrant(pending)
+        const approved = await approvedGrant({ clientId: client, createdAt: NOW + 51 })
+        expect((await store.listDeviceGrants({ clientId: client }, 10)).map((g) => g.id)).toEqual([pending.id, approved.id])
+        expect((await store.listDeviceGrants({ clientId: client, subject: 'alice' }, 10)).map((g) => g.id)).toEqual([approved.id])
+        const pendingBefore = await store.countPendingDeviceGrants(NOW + 60)
+        await expect(store.denyOpenDeviceGrants({}, NOW)).rejects.toBeInstanceOf(TypeError)
+        expect(await store.denyOpenDeviceGrants({ clientId: client }, NOW + 60)).toBe(2)
+        expect(await store.countPendingDeviceGrants(NOW + 60)).toBe(pendingBefore - 1)
+        expect((await store.findDeviceGrantByUserCode(approved.userCode))?.status).toBe('denied')
+        expect(await store.redeemDeviceGrant(approved.id, NOW + 61, bundle())).toBe(false)
+      })
+
+      it('lists the owners of live families', async () => {
+        const subject = id('owner')
+        const fam = bundle({ subject, clientId: id('ownerclient') })
+        await store.issueTokens(fam)
+        const owners = await store.listLiveGrantOwners()
+        expect(owners.subjects).toContain(subject)
+        expect(owners.clientIds).toContain(fam.grant.clientId)
+        await store.revokeGrant(fam.grant.id, NOW)
+        expect((await store.listLiveGrantOwners()).subjects).not.toContain(subject)
       })
     })
   })

@@ -2,9 +2,11 @@
  * The `devicegate` command.
  */
 import { Command } from 'commander'
+import { registerGovernanceCommands } from './governance.js'
 import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
+import { registerPolicyCommands } from './policy.js'
 import { registerServeCommand } from './serve.js'
 import { registerUtilityCommands } from './utility.js'
 
@@ -16,6 +18,8 @@ registerServeCommand(program)
 registerKeysCommands(program)
 registerDevicesCommands(program)
 registerUtilityCommands(program)
+registerGovernanceCommands(program)
 registerLoginCommands(program)
+registerPolicyCommands(program)
 
 await program.parseAsync(process.argv)

@@ -8,6 +8,7 @@ import { hash as argon2Hash } from '@node-rs/argon2'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { GRANT_TYPES, OFFLINE_ACCESS, type Client, type ClientAuthMethod, type User } from '../core/model.js'
+import { resolveGovernanceConfig, type GovernanceConfig } from './governance.js'
 import { configSchema, type ConfigFile } from './schema.js'
 
 /** The resolved, frozen configuration every other module reads. */
@@ -38,6 +39,8 @@ export interface Config {
   readonly clients: readonly Client[]
   readonly users: readonly User[]
   readonly logLevel: ConfigFile['log_level']
+  /** Audit log, anomaly detectors, admin API, metrics. */
+  readonly governance: GovernanceConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }
   /** IP database for country/ASN conditions. */
@@ -202,6 +205,7 @@ export async function resolveConfig(
     clients: Object.freeze(clients),
     users: Object.freeze(users),
     logLevel: file.log_level,
+    governance: resolveGovernanceConfig(file.governance, dataDir),
     policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),

@@ -5,6 +5,7 @@
  * configuration reference). Every option documents its default and unit.
  */
 import { z } from 'zod'
+import { governanceSchema } from './governance.js'
 import { GRANT_TYPES } from '../core/model.js'
 import { RISK_TIERS } from '../policy/schema.js'
 
@@ -247,6 +248,8 @@ export const configSchema = z
     users: z.array(userSchema).default([]),
     /** Log level. Default: info. */
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Audit log, anomaly detectors, admin API and metrics (see `config/governance.ts`). */
+    governance: governanceSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -13,6 +13,7 @@ import { handleIntrospection } from '../protocol/introspection.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
 import { readParams, type FormBody } from '../protocol/params.js'
 import { handleRevocation } from '../protocol/revocation.js'
+import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
 import { handleTokenRequest } from '../protocol/token.js'
 import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
@@ -34,6 +35,11 @@ export interface AppDeps {
   logger: FastifyBaseLogger
   /** Checks the store is reachable, for `/healthz`. */
   healthCheck: () => Promise<void>
+  /**
+   * Called with the root instance before the protocol routes are added (governance: metrics
+   * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
+   */
+  plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
 }
 
 /** Parses `application/x-www-form-urlencoded` into a {@link FormBody}; repeats become arrays. */
@@ -132,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
 
   app.setErrorHandler((err, request, reply) => sendOAuthError(reply, toOAuthError(err, request)))
+  for (const plugin of deps.plugins ?? []) await plugin(app)
   // A known path asked with another method is 405 with `Allow` (RFC 9110 §15.5.6), not 404.
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {
@@ -179,6 +186,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.status(200).send()
   })
   app.post(ENDPOINTS.introspection, async (request) => handleIntrospection(paramsOf(request), contextOf(request), protocol))
+  // devicegate's revocation feed for resource servers that verify JWTs locally.
+  app.get(REVOCATION_FEED_PATH, async (request) => handleRevocationFeed(request.query as Record<string, unknown>, contextOf(request), protocol))
 
   await registerVerificationPages(app, { ...deps.web, logger: app.log })
   return app

@@ -1,3 +1,4 @@
+import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { PolicyService } from '../policy/service.js'
@@ -8,6 +9,8 @@ import type { KeyRing } from './keys.js'
 
 /** Dependencies shared by the protocol handlers; built once by the composition root. */
 export interface ProtocolDeps {
+  /** Receives domain events (audit log, anomaly detectors, metrics); absent = dropped. */
+  events?: EventSink
   /** Issuer URL without trailing slash. */
   issuer: string
   store: Store

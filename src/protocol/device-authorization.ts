@@ -112,6 +112,13 @@ export async function handleDeviceAuthorization(
         ...(resources.length > 0 ? { resources } : {}),
       })
       if (posture) await deps.store.saveDevicePosture(id, JSON.stringify(posture))
+      await deps.events?.record({
+        type: 'device_authorization.requested',
+        actor: `client:${client.id}`,
+        clientId: client.id,
+        ip: ctx.clientIp,
+        details: { deviceGrantId: id, scope, dpopBound: dpopJkt !== null, userAgent: ctx.userAgent?.slice(0, 200) ?? null },
+      })
       const verificationUri = deps.issuer + VERIFICATION_PATH
       return {
         device_code: deviceCode,

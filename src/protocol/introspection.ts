@@ -1,6 +1,7 @@
 /**
  * Token Introspection Endpoint (RFC 7662).
  */
+import { isIP } from 'node:net'
 import { authenticateClient } from './clients.js'
 import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
@@ -33,7 +34,9 @@ export type IntrospectionResponse =
  * introspect (`introspection: true`) sees any token; any other confidential client sees only its
  * own tokens, and others' tokens answer `active: false` — nothing about a token leaks to a
  * caller that may not know it. Expired, revoked, rotated and unknown tokens answer only
- * `{ active: false }`.
+ * `{ active: false }`. A caller allowed to introspect may add `client_ip` (RFC 7662 §2.1 allows
+ * further context parameters): the address the token was presented from, recorded as the
+ * family's last use and checked by the new-network anomaly detector.
  *
  * @throws {OAuthError} `invalid_client` for unauthenticated or public callers; `invalid_request`
  *   without `token`.
@@ -53,6 +56,19 @@ export async function handleIntrospection(params: Params, ctx: RequestContext, d
   if (!caller.canIntrospect && r.clientId !== caller.id) return { active: false }
   const owner = deps.clients.get(r.clientId)
   if (!owner || owner.disabled) return { active: false }
+  // Last use for the inventory and the new-network detector: a signal, written at most once a
+  // minute per family. RFC 7662 §2.1 lets the resource server add context; devicegate reads an
+  // optional `client_ip` (the address the token was presented from) from trusted introspectors.
+  const presentedFrom = caller.canIntrospect && params.client_ip !== undefined && isIP(params.client_ip) !== 0 ? params.client_ip : null
+  await deps.events?.record({
+    type: 'token.used',
+    actor: `client:${caller.id}`,
+    clientId: r.clientId,
+    subject: r.subject,
+    ip: presentedFrom,
+    grantId: r.grantId,
+    details: { via: 'introspection', tokenType: found.kind },
+  })
   return {
     active: true,
     scope: r.scope,

@@ -29,4 +29,14 @@ export async function handleRevocation(params: Params, ctx: RequestContext, deps
   const now = deps.clock.nowSeconds()
   if (found.kind === 'refresh_token') await deps.store.revokeGrant(found.record.grantId, now)
   else if (found.record.revokedAt === null) await deps.store.revokeAccessToken(found.record.tokenHash, now)
+  else return
+  await deps.events?.record({
+    type: 'token.revoked',
+    actor: `client:${client.id}`,
+    clientId: client.id,
+    subject: found.record.subject,
+    ip: ctx.clientIp,
+    grantId: found.record.grantId,
+    details: { via: 'rfc7009', tokenType: found.kind, scope: found.kind === 'refresh_token' ? 'grant' : 'token' },
+  })
 }

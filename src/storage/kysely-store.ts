@@ -8,11 +8,22 @@
  * Adapters supply the dialect, an error classifier (unique violation → {@link StoreConflictError},
  * lost database → {@link StoreUnavailableError}) and how to migrate.
  */
-import type { Kysely, Selectable } from 'kysely'
+import { sql, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import {
   StoreConflictError,
   StoreUnavailableError,
   type AccessTokenRecord,
+  type AnomalyRecord,
+  type AuditCheckpointRecord,
+  type AuditEventBody,
+  type AuditEventRecord,
+  type DeviceGrantFilter,
+  type GrantFilter,
+  type GrantLineage,
+  type GrantSummary,
+  type NewAuditEvent,
+  type PrincipalKind,
+  type PrincipalOverrideRecord,
   type DeviceGrantRecord,
   type DeviceRecord,
   type DeviceGrantStatus,
@@ -63,6 +74,9 @@ export interface GrantsTable {
   dpop_jkt: string | null
   /** Added by migration 002. */
   resources: string | null
+  /** Added by migration 003: last use reported by refresh or introspection. */
+  last_used_at: number | null
+  last_used_ip: string | null
 }
 
 export interface AccessTokensTable {
@@ -159,7 +173,61 @@ export interface DevicesTable {
   retired_at: number | null
 }
 
+/** Migration 003: the hash-chained audit log. */
+export interface AuditEventsTable {
+  seq: number
+  time: number
+  type: string
+  actor: string | null
+  client_id: string | null
+  subject: string | null
+  ip: string | null
+  grant_id: string | null
+  details: string
+  prev_hash: string
+  hash: string
+}
+
+export interface AuditHeadTable {
+  id: number
+  seq: number
+  hash: string
+}
+
+export interface AuditCheckpointsTable {
+  seq: number
+  hash: string
+  time: number
+  signature: string
+}
+
+export interface AnomaliesTable {
+  id: string
+  kind: string
+  time: number
+  dedupe_key: string | null
+  client_id: string | null
+  subject: string | null
+  grant_id: string | null
+  ip: string | null
+  action: string
+  details: string
+}
+
+export interface PrincipalOverridesTable {
+  kind: string
+  id: string
+  state: string
+  changed_at: number
+  changed_by: string | null
+}
+
 export interface DevicegateDatabase {
+  audit_events: AuditEventsTable
+  audit_head: AuditHeadTable
+  audit_checkpoints: AuditCheckpointsTable
+  anomalies: AnomaliesTable
+  principal_overrides: PrincipalOverridesTable
   device_grants: DeviceGrantsTable
   grants: GrantsTable
   access_tokens: AccessTokensTable
@@ -851,6 +919,372 @@ export class KyselyStore implements Store {
     )
   }
 
+  // --- governance: audit log (issue 5) ---
+
+  /**
+   * The head row is updated first (`seq = seq + n … RETURNING`), which takes its row lock on
+   * PostgreSQL and the write lock on SQLite: a concurrent appender waits, then sees this
+   * transaction's head. Hashes are computed in between, inside the transaction.
+   */
+  appendAuditEvents(
+    events: readonly NewAuditEvent[],
+    chain: (prevHash: string, event: AuditEventBody) => string,
+  ): Promise<AuditEventRecord[]> {
+    if (events.length === 0) return Promise.resolve([])
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        const head = await trx
+          .updateTable('audit_head')
+          .set((eb) => ({ seq: eb('seq', '+', events.length) }))
+          .where('id', '=', 1)
+          .returning(['seq', 'hash'])
+          .executeTakeFirstOrThrow()
+        let seq = Number(head.seq) - events.length
+        let prevHash = head.hash
+        const records: AuditEventRecord[] = events.map((e) => {
+          const body: AuditEventBody = { ...e, seq: ++seq }
+          const hash = chain(prevHash, body)
+          const record = { ...body, prevHash, hash }
+          prevHash = hash
+          return record
+        })
+        for (let i = 0; i < records.length; i += 200) {
+          await trx
+            .insertInto('audit_events')
+            .values(records.slice(i, i + 200).map(auditEventRow))
+            .execute()
+        }
+        await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute()
+        return records
+      }),
+    )
+  }
+
+  readAuditHead(): Promise<{ seq: number; hash: string }> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('audit_head')
+        .select(['seq', 'hash'])
+        .where('id', '=', 1)
+        .executeTakeFirstOrThrow()
+      return { seq: Number(row.seq), hash: row.hash }
+    })
+  }
+
+  listAuditEvents(query: { afterSeq?: number; sinceTime?: number; limit: number }): Promise<AuditEventRecord[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('audit_events').selectAll()
+      if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq)
+      if (query.sinceTime !== undefined) q = q.where('time', '>=', query.sinceTime)
+      const rows = await q.orderBy('seq').limit(query.limit).execute()
+      return rows.map(toAuditEvent)
+    })
+  }
+
+  insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('audit_checkpoints')
+        .values({ ...checkpoint })
+        .onConflict((oc) => oc.column('seq').doNothing())
+        .execute()
+    })
+  }
+
+  listAuditCheckpoints(): Promise<AuditCheckpointRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute()
+      return rows.map((r) => ({ seq: Number(r.seq), hash: r.hash, time: Number(r.time), signature: r.signature }))
+    })
+  }
+
+  // --- governance: anomalies, overrides, inventory, central revocation (issue 5) ---
+
+  insertAnomaly(anomaly: AnomalyRecord): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .insertInto('anomalies')
+        .values({
+          id: anomaly.id,
+          kind: anomaly.kind,
+          time: anomaly.time,
+          dedupe_key: anomaly.dedupeKey,
+          client_id: anomaly.clientId,
+          subject: anomaly.subject,
+          grant_id: anomaly.grantId,
+          ip: anomaly.ip,
+          action: anomaly.action,
+          details: anomaly.details,
+        })
+        .onConflict((oc) => oc.column('dedupe_key').doNothing())
+        .executeTakeFirst()
+      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n
+    })
+  }
+
+  listAnomalies(query: { sinceTime: number; kind?: string; limit: number }): Promise<AnomalyRecord[]> {
+    return this.#guard(async () => {
+      let q = this.#db.selectFrom('anomalies').selectAll().where('time', '>=', query.sinceTime)
+      if (query.kind !== undefined) q = q.where('kind', '=', query.kind)
+      const rows = await q.orderBy('time').orderBy('id').limit(query.limit).execute()
+      return rows.map((r) => ({
+        id: r.id,
+        kind: r.kind,
+        time: Number(r.time),
+        dedupeKey: r.dedupe_key,
+        clientId: r.client_id,
+        subject: r.subject,
+        grantId: r.grant_id,
+        ip: r.ip,
+        action: r.action,
+        details: r.details,
+      }))
+    })
+  }
+
+  setPrincipalOverride(override: PrincipalOverrideRecord): Promise<void> {
+    return this.#guard(async () => {
+      await this.#db
+        .insertInto('principal_overrides')
+        .values({
+          kind: override.kind,
+          id: override.id,
+          state: override.state,
+          changed_at: override.changedAt,
+          changed_by: override.changedBy,
+        })
+        .onConflict((oc) =>
+          oc.columns(['kind', 'id']).doUpdateSet({
+            state: override.state,
+            changed_at: override.changedAt,
+            changed_by: override.changedBy,
+          }),
+        )
+        .execute()
+    })
+  }
+
+  clearPrincipalOverride(kind: PrincipalKind, id: string): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .deleteFrom('principal_overrides')
+        .where('kind', '=', kind)
+        .where('id', '=', id)
+        .executeTakeFirst()
+      return result.numDeletedRows > 0n
+    })
+  }
+
+  listPrincipalOverrides(): Promise<PrincipalOverrideRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('principal_overrides').selectAll().orderBy('kind').orderBy('id').execute()
+      return rows.map((r) => ({
+        kind: r.kind as PrincipalKind,
+        id: r.id,
+        state: r.state as PrincipalOverrideRecord['state'],
+        changedAt: Number(r.changed_at),
+        changedBy: r.changed_by,
+      }))
+    })
+  }
+
+  /** One UPDATE per chunk of at most 500 listed ids (a bound-parameter limit), in one transaction. */
+  revokeGrantsWhere(filter: GrantFilter, now: number): Promise<number> {
+    if (!hasGrantCriterion(filter)) {
+      return Promise.reject(new TypeError('revokeGrantsWhere: the filter names no criterion'))
+    }
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        let revoked = 0
+        for (const chunk of chunkGrantFilter(filter)) {
+          const result = await trx
+            .updateTable('grants')
+            .set({ revoked_at: now })
+            .where('revoked_at', 'is', null)
+            .where((eb) => grantFilterExpression(eb, chunk))
+            .executeTakeFirst()
+          revoked += Number(result.numUpdatedRows)
+        }
+        return revoked
+      }),
+    )
+  }
+
+  countGrants(filter: GrantFilter): Promise<number> {
+    return this.#guard(async () => {
+      let total = 0
+      for (const chunk of chunkGrantFilter(filter)) {
+        const row = await this.#db
+          .selectFrom('grants')
+          .select((eb) => eb.fn.countAll<number | string>().as('n'))
+          .where((eb) => grantFilterExpression(eb, chunk))
+          .executeTakeFirstOrThrow()
+        total += Number(row.n)
+      }
+      return total
+    })
+  }
+
+  listGrantSummaries(
+    filter: GrantFilter,
+    page: { limit: number; after?: { createdAt: number; id: string } },
+  ): Promise<GrantSummary[]> {
+    if ((filter.ids?.length ?? 0) > 500 || (filter.deviceGrantIds?.length ?? 0) > 500) {
+      return Promise.reject(new TypeError('listGrantSummaries: at most 500 ids per call'))
+    }
+    return this.#guard(async () => {
+      let q = this.#db
+        .selectFrom('grants')
+        .leftJoin('device_grants', 'device_grants.id', 'grants.device_grant_id')
+        .selectAll('grants')
+        .select([
+          'device_grants.request_ip as dg_request_ip',
+          'device_grants.request_user_agent as dg_request_user_agent',
+          'device_grants.created_at as dg_created_at',
+          'device_grants.decided_at as dg_decided_at',
+        ])
+        .where((eb) => grantFilterExpression(eb as unknown as ExpressionBuilder<DevicegateDatabase, 'grants'>, filter))
+      const after = page.after
+      if (after !== undefined) {
+        q = q.where((eb) =>
+          eb.or([
+            eb('grants.created_at', '<', after.createdAt),
+            eb.and([eb('grants.created_at', '=', after.createdAt), eb('grants.id', '>', after.id)]),
+          ]),
+        )
+      }
+      const rows = await q.orderBy('grants.created_at', 'desc').orderBy('grants.id').limit(page.limit).execute()
+      return rows.map((row) => ({
+        ...toGrant(row),
+        lastUsedAt: row.last_used_at === null ? null : Number(row.last_used_at),
+        lastUsedIp: row.last_used_ip,
+        requestIp: row.dg_request_ip,
+        requestUserAgent: row.dg_request_user_agent,
+        requestedAt: row.dg_created_at === null ? null : Number(row.dg_created_at),
+        approvedAt: row.dg_decided_at === null ? null : Number(row.dg_decided_at),
+      }))
+    })
+  }
+
+  findGrantLineage(grantId: string): Promise<GrantLineage | undefined> {
+    return this.#guard(async () => {
+      const [grant] = await this.listGrantSummaries({ ids: [grantId] }, { limit: 1 })
+      if (grant === undefined) return undefined
+      const deviceGrant =
+        grant.deviceGrantId === null
+          ? undefined
+          : await this.#db.selectFrom('device_grants').selectAll().where('id', '=', grant.deviceGrantId).executeTakeFirst()
+      const access = await this.#db
+        .selectFrom('access_tokens')
+        .select(['jti', 'issued_at', 'expires_at', 'revoked_at', 'dpop_jkt'])
+        .where('grant_id', '=', grantId)
+        .orderBy('issued_at')
+        .orderBy('jti')
+        .execute()
+      const refresh = await this.#db
+        .selectFrom('refresh_tokens')
+        .select(['id', 'issued_at', 'expires_at', 'rotated_at', 'revoked_at'])
+        .where('grant_id', '=', grantId)
+        .orderBy('issued_at')
+        .orderBy('id')
+        .execute()
+      return {
+        grant,
+        deviceGrant: deviceGrant && toDeviceGrant(deviceGrant),
+        accessTokens: access.map((a) => ({
+          jti: a.jti,
+          issuedAt: Number(a.issued_at),
+          expiresAt: Number(a.expires_at),
+          revokedAt: a.revoked_at === null ? null : Number(a.revoked_at),
+          dpopJkt: a.dpop_jkt,
+        })),
+        refreshTokens: refresh.map((r) => ({
+          id: r.id,
+          issuedAt: Number(r.issued_at),
+          expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+          rotatedAt: r.rotated_at === null ? null : Number(r.rotated_at),
+          revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+        })),
+      }
+    })
+  }
+
+  touchGrant(grantId: string, now: number, ip: string | null, minIntervalSeconds: number): Promise<boolean> {
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ last_used_at: now, last_used_ip: ip })
+        .where('id', '=', grantId)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', now - minIntervalSeconds)]))
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  listDeviceGrants(filter: DeviceGrantFilter, limit: number): Promise<DeviceGrantRecord[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('device_grants')
+        .selectAll()
+        .where((eb) => deviceGrantFilterExpression(eb, filter))
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(limit)
+        .execute()
+      return rows.map(toDeviceGrant)
+    })
+  }
+
+  denyOpenDeviceGrants(filter: DeviceGrantFilter, now: number): Promise<number> {
+    const criteria = [filter.ids, filter.clientId, filter.subject, filter.createdFrom, filter.createdTo]
+    if (criteria.every((c) => c === undefined)) {
+      return Promise.reject(new TypeError('denyOpenDeviceGrants: the filter names no criterion'))
+    }
+    return this.#guard(async () => {
+      const result = await this.#db
+        .updateTable('device_grants')
+        .set((eb) => ({ status: 'denied', decided_at: eb.fn.coalesce('decided_at', eb.val(now)) }))
+        .where('status', 'in', ['pending', 'approved'])
+        .where((eb) => deviceGrantFilterExpression(eb, filter))
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  countPendingDeviceGrants(now: number): Promise<number> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('device_grants')
+        .select((eb) => eb.fn.countAll<number | string>().as('n'))
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', now)
+        .executeTakeFirstOrThrow()
+      return Number(row.n)
+    })
+  }
+
+  listLiveGrantOwners(): Promise<{ subjects: string[]; clientIds: string[] }> {
+    return this.#guard(async () => {
+      const subjects = await this.#db
+        .selectFrom('grants')
+        .select('subject')
+        .distinct()
+        .where('revoked_at', 'is', null)
+        .where('subject', 'is not', null)
+        .execute()
+      const clients = await this.#db
+        .selectFrom('grants')
+        .select('client_id')
+        .distinct()
+        .where('revoked_at', 'is', null)
+        .execute()
+      return {
+        subjects: subjects.map((r) => r.subject!).sort(),
+        clientIds: clients.map((r) => r.client_id).sort(),
+      }
+    })
+  }
+
   /**
    * Deletes expired web sessions, counters whose window is over, expired DPoP jtis, and device
    * grants that were never redeemed and expired more than a day ago (redeemed ones stay: their
@@ -1050,4 +1484,108 @@ function toDevice(row: Selectable<DevicesTable>): DeviceRecord {
     registeredBy: row.registered_by,
     retiredAt: row.retired_at,
   }
+}
+
+// --- governance helpers (issue 5) ---
+
+function auditEventRow(r: AuditEventRecord): AuditEventsTable {
+  return {
+    seq: r.seq,
+    time: r.time,
+    type: r.type,
+    actor: r.actor,
+    client_id: r.clientId,
+    subject: r.subject,
+    ip: r.ip,
+    grant_id: r.grantId,
+    details: r.details,
+    prev_hash: r.prevHash,
+    hash: r.hash,
+  }
+}
+
+function toAuditEvent(row: Selectable<AuditEventsTable>): AuditEventRecord {
+  return {
+    seq: Number(row.seq),
+    time: Number(row.time),
+    type: row.type,
+    actor: row.actor,
+    clientId: row.client_id,
+    subject: row.subject,
+    ip: row.ip,
+    grantId: row.grant_id,
+    details: row.details,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  }
+}
+
+/** Whether a filter selects something narrower than "every family" (revocation must). */
+function hasGrantCriterion(f: GrantFilter): boolean {
+  return [f.ids, f.subject, f.clientId, f.dpopJkt, f.createdBefore, f.createdFrom, f.deviceGrantIds, f.requestIp, f.lastUsedBefore].some(
+    (c) => c !== undefined,
+  )
+}
+
+/** Splits id lists into chunks of 500, keeping the other criteria on every chunk. */
+function chunkGrantFilter(f: GrantFilter): GrantFilter[] {
+  const CHUNK = 500
+  if (f.ids !== undefined && f.ids.length > CHUNK) {
+    const out: GrantFilter[] = []
+    for (let i = 0; i < f.ids.length; i += CHUNK) out.push(...chunkGrantFilter({ ...f, ids: f.ids.slice(i, i + CHUNK) }))
+    return out
+  }
+  if (f.deviceGrantIds !== undefined && f.deviceGrantIds.length > CHUNK) {
+    const out: GrantFilter[] = []
+    for (let i = 0; i < f.deviceGrantIds.length; i += CHUNK) out.push({ ...f, deviceGrantIds: f.deviceGrantIds.slice(i, i + CHUNK) })
+    return out
+  }
+  return [f]
+}
+
+const NEVER = sql<SqlBool>`1 = 0`
+
+function grantFilterExpression(eb: ExpressionBuilder<DevicegateDatabase, 'grants'>, f: GrantFilter): Expression<SqlBool> {
+  const parts: Expression<SqlBool>[] = []
+  if (f.ids !== undefined) parts.push(f.ids.length === 0 ? NEVER : eb('grants.id', 'in', [...f.ids]))
+  if (f.subject !== undefined) parts.push(eb('grants.subject', '=', f.subject))
+  if (f.clientId !== undefined) parts.push(eb('grants.client_id', '=', f.clientId))
+  if (f.dpopJkt !== undefined) parts.push(eb('grants.dpop_jkt', '=', f.dpopJkt))
+  if (f.createdBefore !== undefined) parts.push(eb('grants.created_at', '<', f.createdBefore))
+  if (f.createdFrom !== undefined) parts.push(eb('grants.created_at', '>=', f.createdFrom))
+  if (f.deviceGrantIds !== undefined) {
+    parts.push(f.deviceGrantIds.length === 0 ? NEVER : eb('grants.device_grant_id', 'in', [...f.deviceGrantIds]))
+  }
+  if (f.requestIp !== undefined) {
+    parts.push(
+      eb(
+        'grants.device_grant_id',
+        'in',
+        eb.selectFrom('device_grants').select('device_grants.id').where('device_grants.request_ip', '=', f.requestIp),
+      ),
+    )
+  }
+  if (f.revoked === true) parts.push(eb('grants.revoked_at', 'is not', null))
+  if (f.revoked === false) parts.push(eb('grants.revoked_at', 'is', null))
+  if (f.unexpiredAt !== undefined) {
+    const at = f.unexpiredAt
+    parts.push(eb.or([eb('grants.expires_at', 'is', null), eb('grants.expires_at', '>', at)]))
+  }
+  if (f.lastUsedBefore !== undefined) {
+    parts.push(eb(eb.fn.coalesce('grants.last_used_at', 'grants.created_at'), '<', f.lastUsedBefore))
+  }
+  return eb.and(parts)
+}
+
+function deviceGrantFilterExpression(
+  eb: ExpressionBuilder<DevicegateDatabase, 'device_grants'>,
+  f: DeviceGrantFilter,
+): Expression<SqlBool> {
+  const parts: Expression<SqlBool>[] = []
+  if (f.ids !== undefined) parts.push(f.ids.length === 0 ? NEVER : eb('device_grants.id', 'in', [...f.ids]))
+  if (f.clientId !== undefined) parts.push(eb('device_grants.client_id', '=', f.clientId))
+  if (f.subject !== undefined) parts.push(eb('device_grants.subject', '=', f.subject))
+  if (f.createdFrom !== undefined) parts.push(eb('device_grants.created_at', '>=', f.createdFrom))
+  if (f.createdTo !== undefined) parts.push(eb('device_grants.created_at', '<', f.createdTo))
+  return eb.and(parts)
 }

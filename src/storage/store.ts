@@ -337,6 +337,195 @@ export interface Store {
    */
   revokeGrantsByDpopJkt(jkt: string, now: number): Promise<number>
 
+  // --- governance: audit log (issue 5) ---
+  /**
+   * Appends events to the hash-chained audit log in one transaction that first updates the
+   * chain-head row (`audit_head`), which locks it: appends from several instances are serialised
+   * and every event gets the next `seq` and the hash of its predecessor. `chain(prevHash, event)`
+   * computes an event's hash (SHA-256 over the predecessor's hash and the event's canonical JSON);
+   * it runs inside the transaction. Returns the stored records, in order.
+   */
+  appendAuditEvents(
+    events: readonly NewAuditEvent[],
+    chain: (prevHash: string, event: AuditEventBody) => string,
+  ): Promise<AuditEventRecord[]>
+  /** The chain head: last `seq` (0 when empty) and its hash (64 zeros when empty). */
+  readAuditHead(): Promise<{ seq: number; hash: string }>
+  /** Events in `seq` order with `seq > afterSeq` (default 0) and `time >= sinceTime`, at most `limit`. */
+  listAuditEvents(query: { afterSeq?: number; sinceTime?: number; limit: number }): Promise<AuditEventRecord[]>
+  /** Stores a signed checkpoint of the chain head; a second one for the same `seq` is ignored. */
+  insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>
+  /** Every checkpoint, in `seq` order. */
+  listAuditCheckpoints(): Promise<AuditCheckpointRecord[]>
+
+  // --- governance: anomalies, principal overrides, inventory, central revocation (issue 5) ---
+  /** Stores an anomaly. @returns false (nothing stored) when its `dedupeKey` was seen before. */
+  insertAnomaly(anomaly: AnomalyRecord): Promise<boolean>
+  /** Anomalies with `time >= sinceTime`, oldest first, at most `limit`. */
+  listAnomalies(query: { sinceTime: number; kind?: string; limit: number }): Promise<AnomalyRecord[]>
+  /** Sets (upserts) the administrator override of a configured user or client. */
+  setPrincipalOverride(override: PrincipalOverrideRecord): Promise<void>
+  /** Removes an override (the configured state applies again). @returns false when there was none. */
+  clearPrincipalOverride(kind: PrincipalKind, id: string): Promise<boolean>
+  listPrincipalOverrides(): Promise<PrincipalOverrideRecord[]>
+  /**
+   * Revokes every live family matching `filter` in one UPDATE (chunked by 500 ids when `ids` or
+   * `deviceGrantIds` are given). Tokens are judged through the join on `grants`, so this takes
+   * effect at once for introspection, refresh and the revocation feed.
+   * @returns the number of families revoked by this call.
+   * @throws {TypeError} when the filter names no criterion (use `createdBefore` to revoke all).
+   */
+  revokeGrantsWhere(filter: GrantFilter, now: number): Promise<number>
+  /** Counts families matching `filter`. */
+  countGrants(filter: GrantFilter): Promise<number>
+  /**
+   * Families matching `filter` with their issuance facts, newest first (`createdAt` desc, `id`),
+   * keyset-paged: pass the last row's `createdAt` and `id` as `after`.
+   */
+  listGrantSummaries(
+    filter: GrantFilter,
+    page: { limit: number; after?: { createdAt: number; id: string } },
+  ): Promise<GrantSummary[]>
+  /** One family with its lineage: device authorization, access and refresh tokens (oldest first). */
+  findGrantLineage(grantId: string): Promise<GrantLineage | undefined>
+  /**
+   * Records the last use of a family unless one was recorded less than `minIntervalSeconds` ago
+   * (one conditional UPDATE). @returns true when this call wrote.
+   */
+  touchGrant(grantId: string, now: number, ip: string | null, minIntervalSeconds: number): Promise<boolean>
+  /** Device authorizations matching `filter`, oldest first, at most `limit` (phishing remediation). */
+  listDeviceGrants(filter: DeviceGrantFilter, limit: number): Promise<DeviceGrantRecord[]>
+  /**
+   * Denies undecided or approved-but-unredeemed device authorizations matching `filter`, so they
+   * can never be redeemed. @returns how many changed. @throws {TypeError} on an empty filter.
+   */
+  denyOpenDeviceGrants(filter: DeviceGrantFilter, now: number): Promise<number>
+  /** Pending, unexpired device authorizations at `now` (the metrics gauge). */
+  countPendingDeviceGrants(now: number): Promise<number>
+  /** Distinct subjects and client ids that still have live families (start-up orphan check). */
+  listLiveGrantOwners(): Promise<{ subjects: string[]; clientIds: string[] }>
+
   /** Deletes rows that can never matter again (expired sessions, counters, jtis). */
   purgeExpired(now: number): Promise<void>
+}
+
+// --- governance (issue 5) ---
+
+/** The hashed part of an audit record: everything but the two hashes. */
+export interface AuditEventBody {
+  /** Position in the chain, from 1, without gaps. */
+  seq: number
+  /** Epoch seconds. */
+  time: number
+  /** `noun.verb` in the past tense, e.g. `device_code.approved`. */
+  type: string
+  /** Who acted: a username, `client:<id>`, `admin:<client id>`, `system`, or null. */
+  actor: string | null
+  clientId: string | null
+  subject: string | null
+  ip: string | null
+  grantId: string | null
+  /** Canonical JSON (RFC 8785) of the details object; never a token, code or secret value. */
+  details: string
+}
+
+/** An audit record as stored: the body plus `prevHash` and `hash` (hex SHA-256). */
+export interface AuditEventRecord extends AuditEventBody {
+  prevHash: string
+  hash: string
+}
+
+/** An event to append; the store assigns `seq` and the hashes. */
+export type NewAuditEvent = Omit<AuditEventBody, 'seq'>
+
+/** A signed statement that the chain had `hash` at `seq` at `time`. */
+export interface AuditCheckpointRecord {
+  seq: number
+  hash: string
+  time: number
+  /** base64url HMAC-SHA256 over `seq.hash.time`, with a key kept outside the database. */
+  signature: string
+}
+
+/** A detected anomaly and the action taken. */
+export interface AnomalyRecord {
+  id: string
+  /** Stable detector name, e.g. `refresh_token_reuse`. */
+  kind: string
+  time: number
+  /** At most one anomaly per key (e.g. one per grant and network); null = never de-duplicated. */
+  dedupeKey: string | null
+  clientId: string | null
+  subject: string | null
+  grantId: string | null
+  ip: string | null
+  /** `alert`, `revoke_grant` or `revoke_user`. */
+  action: string
+  /** JSON text. */
+  details: string
+}
+
+export type PrincipalKind = 'user' | 'client'
+
+/** An administrator's override of a user or client that comes from configuration. */
+export interface PrincipalOverrideRecord {
+  kind: PrincipalKind
+  id: string
+  state: 'disabled' | 'deleted'
+  changedAt: number
+  changedBy: string | null
+}
+
+/** Criteria for token families; all given criteria must hold. */
+export interface GrantFilter {
+  ids?: readonly string[]
+  subject?: string
+  clientId?: string
+  dpopJkt?: string
+  /** `created_at < createdBefore` (the kill switch). */
+  createdBefore?: number
+  /** `created_at >= createdFrom`. */
+  createdFrom?: number
+  /** Families minted from these device authorizations. */
+  deviceGrantIds?: readonly string[]
+  /** Families whose device authorization came from exactly this address. */
+  requestIp?: string
+  /** true: only unrevoked families; false: only revoked ones. */
+  revoked?: boolean
+  /** Only families not yet at their end of life at this time (epoch seconds). */
+  unexpiredAt?: number
+  /** `coalesce(last_used_at, created_at) < lastUsedBefore` (dormant families). */
+  lastUsedBefore?: number
+}
+
+/** A family with the facts of its issuance (inventory row). */
+export interface GrantSummary extends GrantRecord {
+  lastUsedAt: number | null
+  lastUsedIp: string | null
+  /** Device authorization request: address, user agent, time; null for client_credentials. */
+  requestIp: string | null
+  requestUserAgent: string | null
+  requestedAt: number | null
+  /** When the user approved the device authorization. */
+  approvedAt: number | null
+}
+
+/** A family and everything issued from it. */
+export interface GrantLineage {
+  grant: GrantSummary
+  deviceGrant: DeviceGrantRecord | undefined
+  accessTokens: { jti: string; issuedAt: number; expiresAt: number; revokedAt: number | null; dpopJkt: string | null }[]
+  refreshTokens: { id: string; issuedAt: number; expiresAt: number | null; rotatedAt: number | null; revokedAt: number | null }[]
+}
+
+/** Criteria for device authorizations (phishing remediation). */
+export interface DeviceGrantFilter {
+  ids?: readonly string[]
+  clientId?: string
+  /** The approving (or denying) user. */
+  subject?: string
+  /** `created_at >= createdFrom`. */
+  createdFrom?: number
+  /** `created_at < createdTo`. */
+  createdTo?: number
 }

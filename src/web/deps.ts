@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import type { EventSink } from '../core/events.js'
 import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { PolicyService } from '../policy/service.js'
@@ -8,6 +9,8 @@ export type { ClientDirectory, UserDirectory }
 
 /** What the verification pages (RFC 8628 §3.3) need; built by the composition root. */
 export interface VerificationDeps {
+  /** Receives domain events (audit log, anomaly detectors, metrics); absent = dropped. */
+  events?: EventSink
   store: Store
   /** Origin of the issuer URL (`https://auth.example.com`); browsers' `Origin` must equal it. */
   issuerOrigin: string

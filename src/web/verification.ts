@@ -389,6 +389,14 @@ export async function registerVerificationPages(
     const grant =
       canonical === undefined ? undefined : await store.findDeviceGrantByUserCode(canonical)
     const problem = classify(grant, now)
+    await deps.events?.record({
+      type: 'user_code.looked_up',
+      actor: session.user?.username ?? null,
+      clientId: grant?.clientId ?? null,
+      subject: session.user?.username ?? null,
+      ip: request.clientIp,
+      details: { outcome: problem ?? 'found', deviceGrantId: grant?.id ?? null, session: session.record.idHash.slice(0, 16) },
+    })
     if (problem !== undefined || grant === undefined) {
       await countFailure(keys, windowSeconds, now)
       logger.info(
@@ -596,6 +604,14 @@ export async function registerVerificationPages(
       },
       `device authorization ${outcome}`,
     )
+    await deps.events?.record({
+      type: `device_code.${outcome}`,
+      actor: user.username,
+      clientId: found.client.id,
+      subject: user.username,
+      ip: request.clientIp,
+      details: { deviceGrantId: found.grant.id, scope: found.grant.scope, requestIp: found.grant.requestIp, requestedAt: found.grant.createdAt },
+    })
     return send(
       reply,
       200,
@@ -733,6 +749,13 @@ export async function registerVerificationPages(
         : undefined
     if (user === undefined) {
       await store.incrementCounter(limiterKey, SIGN_IN_WINDOW_SECONDS, now)
+      const known = username.length <= MAX_USERNAME_LENGTH && deps.users.get(username) !== undefined
+      await deps.events?.record({
+        type: 'session.sign_in_failed',
+        subject: known ? username : null,
+        ip: request.clientIp,
+        details: { knownUser: known },
+      })
       logger.info({ event: 'verification.sign_in_failed', ip: request.clientIp }, 'sign-in failed')
       return send(
         reply,
@@ -754,6 +777,7 @@ export async function registerVerificationPages(
       { event: 'verification.signed_in', subject: user.username, ip: request.clientIp },
       'signed in',
     )
+    await deps.events?.record({ type: 'session.signed_in', actor: user.username, subject: user.username, ip: request.clientIp })
     // The code reached this form typed (or after the typed-code check): say so, unforgeably.
     const typedOnly =
       canonical !== undefined && deps.policy !== undefined && deps.policy.settings((await store.findDeviceGrantByUserCode(canonical))?.clientId ?? '').requireTypedCode

@@ -41,5 +41,13 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     },
     accessToken: access.record,
   })
+  await deps.events?.record({
+    type: 'token.issued',
+    actor: `client:${client.id}`,
+    clientId: client.id,
+    ip: input.ctx.clientIp,
+    grantId,
+    details: { grantType, scope, jti: access.record.jti, refreshToken: false, dpopBound: input.dpopJkt !== null },
+  })
   return tokenResponse(access, undefined)
 }

@@ -49,12 +49,29 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const resources = resolveResources(client, readResources(input.params), grant.resources)
   const now = deps.clock.nowSeconds()
   const poll = await deps.store.registerPoll(grant.id, now)
-  if (poll.tooFast)
+  if (poll.tooFast) {
+    // A signal, not an audit record: a client hammering the endpoint must not write per poll.
+    await deps.events?.record({
+      type: 'device_code.polled_too_fast',
+      clientId: client.id,
+      ip: input.ctx.clientIp,
+      details: { deviceGrantId: grant.id, intervalSeconds: poll.intervalSeconds, slowDowns: Math.round((poll.intervalSeconds - client.pollIntervalSeconds) / 5) },
+    })
     throw new OAuthError('slow_down', `poll no more than once every ${poll.intervalSeconds} seconds`)
+  }
 
   switch (deviceGrantState(grant, now)) {
     case 'redeemed':
       if (grant.grantId) await deps.store.revokeGrant(grant.grantId, now)
+      await deps.events?.record({
+        type: 'device_code.replayed',
+        actor: `client:${client.id}`,
+        clientId: client.id,
+        subject: grant.subject,
+        ip: input.ctx.clientIp,
+        grantId: grant.grantId,
+        details: { deviceGrantId: grant.id, familyRevoked: grant.grantId !== null },
+      })
       throw new OAuthError('invalid_grant', '"device_code" has already been used', { detail: 'replay; token family revoked' })
     case 'denied':
       throw new OAuthError('access_denied', 'the user denied the request')
@@ -102,5 +119,14 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       : new OAuthError('invalid_grant', '"device_code" has already been used')
   }
   if (shaped.singleSession && subject !== null) await deps.store.revokeOtherSessions(subject, client.id, grantId, now)
+  await deps.events?.record({
+    type: 'token.issued',
+    actor: `client:${client.id}`,
+    clientId: client.id,
+    subject,
+    ip: input.ctx.clientIp,
+    grantId,
+    details: { grantType, deviceGrantId: grant.id, scope: bundle.grant.scope, jti: access.record.jti, refreshToken: refresh !== undefined, dpopBound: input.dpopJkt !== null },
+  })
   return tokenResponse(access, refresh)
 }

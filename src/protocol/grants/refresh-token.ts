@@ -35,15 +35,36 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const invalid = (detail: string) => new OAuthError('invalid_grant', '"refresh_token" is invalid', { detail })
   if (!current || current.clientId !== client.id) throw invalid(current ? 'issued to another client' : 'unknown')
   const now = deps.clock.nowSeconds()
+  const reuseDetected = () =>
+    deps.events?.record({
+      type: 'refresh_token.reuse_detected',
+      actor: `client:${client.id}`,
+      clientId: client.id,
+      subject: current.subject,
+      ip: input.ctx.clientIp,
+      grantId: current.grantId,
+      details: { refreshTokenId: current.id, familyRevoked: true },
+    })
   if (current.rotatedAt !== null) {
     await deps.store.revokeGrant(current.grantId, now)
+    await reuseDetected()
     throw invalid('refresh token reuse; token family revoked')
   }
   if (current.revokedAt !== null || current.grantRevokedAt !== null) throw invalid('revoked')
   if (current.expiresAt !== null && now >= current.expiresAt) throw invalid('expired')
   // RFC 9449 §5: a DPoP-bound refresh token needs a proof with the same key.
-  if (current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt)
+  if (current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt) {
+    await deps.events?.record({
+      type: 'dpop_proof.rejected',
+      actor: `client:${client.id}`,
+      clientId: client.id,
+      subject: current.subject,
+      ip: input.ctx.clientIp,
+      grantId: current.grantId,
+      details: { reason: 'key_mismatch', boundJkt: current.dpopJkt, presentedJkt: input.dpopJkt, tokenType: 'refresh_token' },
+    })
     throw new OAuthError('invalid_grant', '"refresh_token" is bound to another key', { detail: 'dpop key mismatch' })
+  }
 
   // Conditional approval (issue 3): policy, account and client as they are now decide again.
   const shaped = await enforcePolicyAtRefresh(deps, { client, grantId: current.grantId, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
@@ -70,8 +91,20 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const refresh = mintRefreshToken({ ...claims, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
   const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })
   if (!rotated.ok) {
-    if (rotated.reason === 'reused') await deps.store.revokeGrant(current.grantId, now)
+    if (rotated.reason === 'reused') {
+      await deps.store.revokeGrant(current.grantId, now)
+      await reuseDetected()
+    }
     throw invalid(rotated.reason)
   }
+  await deps.events?.record({
+    type: 'token.refreshed',
+    actor: `client:${client.id}`,
+    clientId: client.id,
+    subject: current.subject,
+    ip: input.ctx.clientIp,
+    grantId: current.grantId,
+    details: { scope, jti: access.record.jti, previousRefreshTokenId: current.id, refreshTokenId: refresh.record.id },
+  })
   return tokenResponse(access, refresh)
 }

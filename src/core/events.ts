@@ -1,0 +1,61 @@
+/**
+ * Domain events: the one small interface through which protocol handlers and pages report what
+ * happened. The governance layer implements it (audit log, anomaly detectors, metrics); unit
+ * tests leave it out (no-op).
+ *
+ * Event types are `noun.verb` in the past tense. Most are state changes and are written to the
+ * audit log. {@link SIGNAL_EVENT_TYPES} are observations on hot paths (a poll answered
+ * `slow_down`, a token presented): they feed detectors and are never written one per request.
+ */
+
+/** Every event type devicegate emits. */
+export const EVENT_TYPES = [
+  'device_authorization.requested',
+  'user_code.looked_up',
+  'session.signed_in',
+  'session.sign_in_failed',
+  'device_code.approved',
+  'device_code.denied',
+  'device_code.replayed',
+  'token.issued',
+  'token.refreshed',
+  'token.revoked',
+  'refresh_token.reuse_detected',
+  'dpop_proof.rejected',
+  'anomaly.raised',
+  'admin.action',
+  // signals (not audited one by one)
+  'device_code.polled_too_fast',
+  'token.used',
+] as const
+export type EventType = (typeof EVENT_TYPES)[number]
+
+/** Observations that feed detectors and metrics only; see the module comment. */
+export const SIGNAL_EVENT_TYPES: ReadonlySet<EventType> = new Set<EventType>(['device_code.polled_too_fast', 'token.used'])
+
+/**
+ * One event. Identifiers only: never a token, code, secret or password value (the audit log
+ * strips detail keys that name one).
+ */
+export interface DomainEvent {
+  type: EventType
+  /** Who acted: a username, `client:<id>`, `admin:<client id>`, `system`. */
+  actor?: string | null
+  clientId?: string | null
+  subject?: string | null
+  /** Address of the request that caused the event. */
+  ip?: string | null
+  /** Token family id (`grants.id`). */
+  grantId?: string | null
+  /** Further facts, JSON-serialisable (e.g. `{ scope, deviceGrantId, reason }`). */
+  details?: Record<string, unknown>
+}
+
+/** Receives domain events. Implementations never throw: failures are logged. */
+export interface EventSink {
+  /** Resolves once the event is durable where it must be (the audit log) and detectors ran. */
+  record(event: DomainEvent): Promise<void>
+}
+
+/** An {@link EventSink} that drops everything (unit tests, tools). */
+export const NO_EVENTS: EventSink = { record: async () => {} }

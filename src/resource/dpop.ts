@@ -1,0 +1,128 @@
+/**
+ * DPoP proof checks at a resource server (RFC 9449 §4.3, §7) and the proof replay cache
+ * (§11.1). Self-contained: the resource helper imports no authorization-server code.
+ */
+import { createHash } from 'node:crypto'
+import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
+
+/** Asymmetric algorithms accepted in DPoP proofs by default (never `none` or HMAC). */
+export const DEFAULT_DPOP_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const
+
+/**
+ * A bounded in-memory set of proof identifiers with a time-to-live: a `Map` in insertion order,
+ * so the oldest entry is evicted first when full. Entries live until their own expiry.
+ */
+export class ReplayCache {
+  readonly #entries = new Map<string, number>()
+  constructor(readonly maxEntries = 100_000) {}
+
+  /**
+   * Remembers `key` until `expiresAtMs`.
+   * @returns false when `key` is already remembered and unexpired (a replay).
+   */
+  remember(key: string, expiresAtMs: number, nowMs: number): boolean {
+    const seen = this.#entries.get(key)
+    if (seen !== undefined && seen > nowMs) return false
+    this.#entries.delete(key)
+    // Drop expired entries from the old end, then make room.
+    for (const [k, exp] of this.#entries) {
+      if (exp > nowMs && this.#entries.size < this.maxEntries) break
+      this.#entries.delete(k)
+    }
+    this.#entries.set(key, expiresAtMs)
+    return true
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+}
+
+/**
+ * Normalises an http(s) URI for `htu` comparison (RFC 9449 §4.3 check 9 with RFC 3986 §6.2.2–6.2.3
+ * syntax- and scheme-based normalisation); query and fragment are ignored.
+ */
+export function normalizeHtu(uri: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(uri)
+  } catch {
+    return undefined
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
+  return `${url.protocol}//${url.host}${url.pathname}`
+}
+
+/** base64url SHA-256 of the access token: the `ath` claim (RFC 9449 §4.2). */
+export function accessTokenHash(token: string): string {
+  return createHash('sha256').update(token).digest('base64url')
+}
+
+/** Why a proof was refused; the caller turns it into `invalid_dpop_proof`. */
+export class DpopProofError extends Error {
+  override readonly name = 'DpopProofError'
+}
+
+/** Options of {@link verifyResourceDpopProof}. */
+export interface ResourceDpopOptions {
+  algorithms: readonly string[]
+  /** Oldest accepted `iat`, in seconds before now. */
+  maxAgeSeconds: number
+  /** Latest accepted `iat`, in seconds after now. */
+  maxSkewSeconds: number
+  replay: ReplayCache
+  nowMs: number
+}
+
+/**
+ * Verifies a DPoP proof presented with a DPoP-bound access token (RFC 9449 §7.1 and §4.3 checks
+ * 1–12): one compact JWS; `typ: dpop+jwt`; an allowed asymmetric `alg`; a public `jwk` that
+ * verifies the signature; `htm` = method; `htu` = request URI (normalised, no query); `iat`
+ * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
+ * `jti` never seen before within the window (remembered only once everything else passed).
+ *
+ * @throws {DpopProofError} naming the failed check.
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ */
+export async function verifyResourceDpopProof(
+  proof: string,
+  request: { method: string; uri: string; accessToken: string; boundJkt: string },
+  options: ResourceDpopOptions,
+): Promise<{ jkt: string; jti: string }> {
+  const fail = (message: string) => new DpopProofError(message)
+  if (proof.includes(',') || proof.split('.').length !== 3) throw fail('the DPoP proof is not a single compact JWS')
+  let alg: string | undefined
+  let jwk: JWK | undefined
+  try {
+    const header = decodeProtectedHeader(proof)
+    alg = header.alg
+    jwk = header.jwk as JWK | undefined
+  } catch {
+    throw fail('the DPoP proof is not a compact JWS')
+  }
+  if (!alg || !options.algorithms.includes(alg)) throw fail('unsupported DPoP proof "alg"')
+  if (!jwk || typeof jwk !== 'object') throw fail('the DPoP proof has no "jwk" header')
+  if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw fail('the DPoP proof "jwk" must be a public key')
+  let payload: Record<string, unknown>
+  try {
+    ;({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...options.algorithms] }))
+  } catch (err) {
+    throw fail((err as { code?: string }).code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? 'the DPoP proof "typ" must be dpop+jwt' : 'the DPoP proof signature is invalid')
+  }
+  const { jti, htm, htu, iat, ath } = payload
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw fail('the DPoP proof needs a "jti"')
+  if (htm !== request.method) throw fail('the DPoP proof "htm" does not match the request method')
+  if (typeof htu !== 'string' || normalizeHtu(htu) === undefined || normalizeHtu(htu) !== normalizeHtu(request.uri))
+    throw fail('the DPoP proof "htu" does not match the request URI')
+  const nowSeconds = Math.floor(options.nowMs / 1000)
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
+  if (iat < nowSeconds - options.maxAgeSeconds || iat > nowSeconds + options.maxSkewSeconds) throw fail('the DPoP proof "iat" is outside the acceptance window')
+  if (ath !== accessTokenHash(request.accessToken)) throw fail('the DPoP proof "ath" does not match the access token')
+  const jkt = await calculateJwkThumbprint(jwk, 'sha256')
+  if (jkt !== request.boundJkt) throw fail('the DPoP proof key is not the key the access token is bound to')
+  const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000
+  if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs)) throw fail('the DPoP proof has been used before')
+  return { jkt, jti }
+}
