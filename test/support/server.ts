@@ -10,6 +10,7 @@ import { hash } from '@node-rs/argon2'
 import type { ConfigFile } from '../../src/config/schema.js'
 import { parseConfig, resolveConfig } from '../../src/config/load.js'
 import type { Clock } from '../../src/core/ports.js'
+import type { GeoLookup } from '../../src/policy/geo.js'
 import type { Logger } from 'pino'
 import { createLogger, createServer, type DevicegateServer } from '../../src/server.js'
 
@@ -85,7 +86,7 @@ export interface TestServer {
  * @param opts.logger capture the server's logs (default: silent).
  */
 export async function startTestServer(
-  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger } = {},
+  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger; geo?: GeoLookup } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'devicegate-test-'))
   const clock = opts.clock ?? new TestClock()
@@ -102,7 +103,7 @@ export async function startTestServer(
     { ...file, storage: { url: opts.storageUrl ?? `sqlite:${join(dir, 'devicegate.db')}` } },
     { host: '127.0.0.1', port, issuer: opts.issuer ?? `http://127.0.0.1:${port}`, dataDir: dir },
   )
-  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent') })
+  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent'), ...(opts.geo ? { geo: opts.geo } : {}) })
   await server.app.listen({ host: '127.0.0.1', port })
   return {
     server,
