@@ -1,0 +1,106 @@
+/**
+ * Conditional approval in a real browser (headless Chromium, no JavaScript on the pages): a
+ * step_up approval with TOTP, a denied approval with its reason, and the proximity warning when
+ * request and approval come from different countries. Each side's address is set with
+ * X-Forwarded-For through 127.0.0.1, the configured trusted proxy; the IP database is a fake.
+ */
+import type { Browser } from 'playwright-core'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { HAVE_CHROMIUM, launchChromium } from './support/browser.js'
+import { NET, PASSWORD, startDeviceFlow, startPolicyServer, type PolicyTestServer } from './support/policy-fixture.js'
+import { postForm } from './support/server.js'
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+
+describe.skipIf(!HAVE_CHROMIUM)('conditional approval in Chromium', () => {
+  let browser: Browser
+  let t: PolicyTestServer
+  beforeAll(async () => {
+    browser = await launchChromium()
+  }, 120_000)
+  afterAll(async () => {
+    await browser?.close()
+  })
+  beforeEach(async () => {
+    t = await startPolicyServer()
+  })
+  afterEach(async () => {
+    await t.close()
+  })
+
+  async function openAs(ip: string, username: string, userCode: string) {
+    const context = await browser.newContext({ extraHTTPHeaders: { 'X-Forwarded-For': ip } })
+    const page = await context.newPage()
+    await page.goto(`${t.url}/device`)
+    await page.getByLabel('Code').fill(userCode)
+    await page.getByRole('button', { name: 'Continue' }).click()
+    await page.getByLabel('Username').fill(username)
+    await page.getByLabel('Password').fill(PASSWORD)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    return { context, page }
+  }
+
+  async function poll(clientId: string, deviceCode: string) {
+    t.clock.advance(10)
+    return postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId })
+  }
+
+  it('step_up: the admin app asks for a TOTP code, then a typed confirmation, then approves', async () => {
+    const flow = await startDeviceFlow(t.url, 'admin-cli', 'admin', NET.home)
+    const { context, page } = await openAs(NET.homePhone, 'alice', flow.json.user_code)
+    try {
+      await expect.poll(() => page.getByText('This app requires a second factor').count()).toBe(1)
+      expect(await page.getByRole('button', { name: 'Approve' }).count()).toBe(0)
+      await page.getByLabel('Code from your authenticator app').fill(await t.totp())
+      await page.getByRole('button', { name: 'Verify' }).click()
+      await page.getByLabel(/Type the last 4 characters/).fill(flow.json.user_code.slice(-4))
+      await page.getByRole('button', { name: 'Approve' }).click()
+      await page.getByRole('heading', { level: 1, name: 'Device approved' }).waitFor({ timeout: 10_000 })
+    } finally {
+      await context.close()
+    }
+    const res = await poll('admin-cli', flow.json.device_code)
+    expect(res.status).toBe(200)
+    expect(res.json.scope).toBe('admin')
+  })
+
+  it('deny: a high-risk approver sees the reason and no Approve button', async () => {
+    const flow = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
+    const { context, page } = await openAs(NET.homePhone, 'carol', flow.json.user_code)
+    try {
+      const alert = page.locator('#policy_denied')
+      await alert.waitFor()
+      expect(await alert.textContent()).toContain('Your account is under review by the security team.')
+      expect(await alert.textContent()).toContain('user_risk_too_high')
+      expect(await page.getByRole('button', { name: 'Approve' }).count()).toBe(0)
+      await page.getByRole('button', { name: 'Deny' }).click()
+      await page.getByRole('heading', { level: 1, name: 'Denied' }).waitFor({ timeout: 10_000 })
+    } finally {
+      await context.close()
+    }
+    expect((await poll('cli', flow.json.device_code)).json.error).toBe('access_denied')
+  })
+
+  it('proximity: request from DE, approval from the US shows the strong warning with both locations', async () => {
+    const flow = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
+    const { context, page } = await openAs(NET.abroad, 'alice', flow.json.user_code)
+    try {
+      const warning = page.getByRole('alert').filter({ hasText: 'different location' })
+      await warning.waitFor()
+      const text = (await warning.textContent())!.replace(/\s+/g, ' ')
+      expect(text).toContain('(DE, AS3320)')
+      expect(text).toContain('(US, AS7922)')
+      expect(await page.getByText('198.51.100.10 · DE · AS3320 Deutsche Telekom').count()).toBe(1)
+      expect(await page.getByText('203.0.113.9 · US · AS7922 Comcast').count()).toBe(1)
+      expect(await page.getByText('Only approve if you started this on a device you are holding.').count()).toBe(1)
+      // Standard tier: a warning, not a denial.
+      await page.getByRole('button', { name: 'Approve' }).click()
+      await page.getByRole('heading', { level: 1, name: 'Device approved' }).waitFor({ timeout: 10_000 })
+    } finally {
+      await context.close()
+    }
+    const res = await poll('cli', flow.json.device_code)
+    expect(res.status).toBe(200)
+    expect(res.json.expires_in).toBe(120)
+  })
+})
