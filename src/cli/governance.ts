@@ -3,9 +3,14 @@
  * and user/client commands over the same functions the admin API uses.
  */
 import { createWriteStream } from 'node:fs'
+import { userInfo } from 'node:os'
 import { InvalidArgumentError, type Command } from 'commander'
 import type { Config } from '../config/load.js'
-import { exportAuditLog, loadCheckpointKey, verifyAuditLog } from '../governance/audit.js'
+import { AuditLog, exportAuditLog, loadCheckpointKey, verifyAuditLog } from '../governance/audit.js'
+import { GovernanceEvents } from '../governance/events.js'
+import { listInventory } from '../governance/inventory.js'
+import { RevocationService, type RevocationTarget } from '../governance/revocation.js'
+import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
 import type { Store } from '../storage/store.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
@@ -82,7 +87,154 @@ export function registerAuditCommands(program: Command): void {
   )
 }
 
+/** The actor CLI actions are audited as: `cli:<operating-system user>`. */
+function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`
+  } catch {
+    return 'cli'
+  }
+}
+
+/** Events from CLI actions go to the same audit log (flushed and checkpointed before exit). */
+async function cliEvents(store: Store, config: Config): Promise<{ events: GovernanceEvents; close(): Promise<void> }> {
+  const a = config.governance.audit
+  const audit = a.enabled
+    ? new AuditLog({
+        store,
+        clock: systemClock,
+        checkpointKey: await loadCheckpointKey({ envName: a.checkpointKeyEnv, keyFile: a.checkpointKeyFile }),
+        checkpointFile: a.checkpointFile,
+        onError: (err) => process.stderr.write(`devicegate: audit write failed: ${(err as Error).message}\n`),
+      })
+    : undefined
+  return {
+    events: new GovernanceEvents(audit),
+    async close() {
+      await audit?.flush()
+      await audit?.checkpoint()
+    },
+  }
+}
+
+const iso = (t: number | null) => (t === null ? '-' : new Date(t * 1000).toISOString().replace('.000Z', 'Z'))
+
+/** Registers `tokens list`. */
+export function registerTokensCommands(program: Command): void {
+  const tokens = program.command('tokens').description('token inventory')
+  withConfigOptions(
+    tokens
+      .command('list')
+      .description('list token families (newest first) with subject, client, scopes, origin and last use')
+      .option('--user <username>', 'only this subject')
+      .option('--client <client_id>', 'only this client')
+      .option('--status <status>', 'active or revoked')
+      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--cursor <cursor>', 'continue after a previous page')
+      .option('--json', 'JSON Lines instead of a table'),
+  ).action((opts: ConfigOptions & { user?: string; client?: string; status?: string; limit: number; cursor?: string; json?: boolean }) =>
+    withStore(opts, async (store) => {
+      if (opts.status !== undefined && opts.status !== 'active' && opts.status !== 'revoked') throw new InvalidArgumentError('--status: active or revoked')
+      const page = await listInventory(store, systemClock, {
+        ...(opts.user !== undefined ? { subject: opts.user } : {}),
+        ...(opts.client !== undefined ? { clientId: opts.client } : {}),
+        ...(opts.status !== undefined ? { status: opts.status as 'active' | 'revoked' } : {}),
+        limit: opts.limit,
+        ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
+      })
+      for (const i of page.items) {
+        process.stdout.write(
+          opts.json
+            ? JSON.stringify(i) + '\n'
+            : `${i.grant_id}  ${i.status.padEnd(7)}  ${(i.subject ?? '-').padEnd(16)}  ${i.client_id.padEnd(16)}  ${iso(i.created_at)}  from ${i.device_authorization?.request_ip ?? '-'}  last use ${iso(i.last_used_at)} ${i.last_used_ip ?? ''}  [${i.scope}]\n`,
+        )
+      }
+      if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
+    }),
+  )
+}
+
+/** Registers `revoke`. */
+export function registerRevokeCommand(program: Command): void {
+  withConfigOptions(
+    program
+      .command('revoke')
+      .description('central revocation: families of a user, client, grant, DPoP key, everything before a time, or approvals matching a pattern')
+      .option('--user <username>', 'every family of this user (and their approved, unredeemed device codes)')
+      .option('--client <client_id>', 'every family of this client')
+      .option('--grant <grant_id>', 'one family')
+      .option('--jkt <thumbprint>', 'every family bound to this DPoP key (RFC 7638 thumbprint)')
+      .option('--before <time>', 'kill switch: every family issued before this time (ISO 8601 or epoch seconds)', parseTimeOption)
+      .option('--token-stdin', 'the family of the token read from standard input')
+      .option('--request-ip <ip_or_cidr>', 'phishing remediation: families minted from device authorizations requested from here')
+      .option('--approved-by <username>', 'phishing remediation: … approved by this user')
+      .option('--pattern-client <client_id>', 'phishing remediation: … of this client')
+      .option('--from <time>', 'phishing remediation: … requested at or after this time', parseTimeOption)
+      .option('--to <time>', 'phishing remediation: … requested before this time', parseTimeOption)
+      .option('--reason <text>', 'recorded in the audit log')
+      .option('--dry-run', 'list what would be revoked; change nothing'),
+  ).action(
+    (
+      opts: ConfigOptions & {
+        user?: string
+        client?: string
+        grant?: string
+        jkt?: string
+        before?: number
+        tokenStdin?: boolean
+        requestIp?: string
+        approvedBy?: string
+        patternClient?: string
+        from?: number
+        to?: number
+        reason?: string
+        dryRun?: boolean
+      },
+    ) =>
+      withStore(opts, async (store, config) => {
+        const targets: RevocationTarget[] = []
+        if (opts.user !== undefined) targets.push({ kind: 'user', subject: opts.user })
+        if (opts.client !== undefined) targets.push({ kind: 'client', clientId: opts.client })
+        if (opts.grant !== undefined) targets.push({ kind: 'grant', grantId: opts.grant })
+        if (opts.jkt !== undefined) targets.push({ kind: 'jkt', jkt: opts.jkt })
+        if (opts.before !== undefined) targets.push({ kind: 'before', time: opts.before })
+        if (opts.tokenStdin) {
+          const chunks: Buffer[] = []
+          for await (const c of process.stdin) chunks.push(c as Buffer)
+          targets.push({ kind: 'token', token: Buffer.concat(chunks).toString('utf8').trim() })
+        }
+        const pattern = {
+          ...(opts.requestIp !== undefined ? { requestIp: opts.requestIp } : {}),
+          ...(opts.approvedBy !== undefined ? { approvedBy: opts.approvedBy } : {}),
+          ...(opts.patternClient !== undefined ? { clientId: opts.patternClient } : {}),
+          ...(opts.from !== undefined ? { from: opts.from } : {}),
+          ...(opts.to !== undefined ? { to: opts.to } : {}),
+        }
+        if (Object.keys(pattern).length > 0) targets.push({ kind: 'pattern', pattern })
+        if (targets.length !== 1) throw new InvalidArgumentError('give exactly one of --user, --client, --grant, --jkt, --before, --token-stdin, or pattern options')
+        const { events, close } = await cliEvents(store, config)
+        try {
+          const started = process.hrtime.bigint()
+          const result = await new RevocationService(store, systemClock, events).revoke(targets[0]!, {
+            actor: cliActor(),
+            dryRun: opts.dryRun ?? false,
+            ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
+          })
+          const ms = Number(process.hrtime.bigint() - started) / 1e6
+          for (const g of result.listed) process.stdout.write(`${g.id}  ${g.subject ?? '-'}  ${g.clientId}  ${iso(g.createdAt)}  from ${g.requestIp ?? '-'}\n`)
+          process.stdout.write(
+            `${result.dryRun ? 'would revoke' : 'revoked'} ${result.grants} token families and ${result.dryRun ? 'deny' : 'denied'} ${result.deviceAuthorizations} open device authorizations (${ms.toFixed(0)} ms)\n`,
+          )
+        } finally {
+          await close()
+        }
+      }),
+  )
+}
+
 /** Registers every governance command. */
 export function registerGovernanceCommands(program: Command): void {
   registerAuditCommands(program)
+  registerTokensCommands(program)
+  registerRevokeCommand(program)
 }

@@ -12,6 +12,8 @@ import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
+import { createLastUseTracker } from './inventory.js'
+import { RevocationService } from './revocation.js'
 
 /** What {@link startGovernance} needs. */
 export interface GovernanceOptions {
@@ -27,6 +29,7 @@ export interface GovernanceOptions {
 /** Running governance services. */
 export interface Governance {
   events: GovernanceEvents
+  revocation: RevocationService
   /** The audit log, unless disabled. */
   audit: AuditLog | undefined
   clients: ClientDirectory
@@ -60,9 +63,12 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     timers.push(t)
   }
   if (audit) every(g.audit.checkpointEverySeconds, () => audit.checkpoint())
+  const revocation = new RevocationService(store, clock, events)
+  events.listen(createLastUseTracker(store, clock, g.lastUseEverySeconds))
 
   return {
     events,
+    revocation,
     audit,
     clients: options.clients,
     users: options.users,

@@ -1213,7 +1213,7 @@ export class KyselyStore implements Store {
     return this.#guard(async () => {
       const result = await this.#db
         .updateTable('grants')
-        .set({ last_used_at: now, last_used_ip: ip })
+        .set((eb) => ({ last_used_at: now, last_used_ip: ip === null ? eb.ref('last_used_ip') : ip }))
         .where('id', '=', grantId)
         .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', now - minIntervalSeconds)]))
         .executeTakeFirst()
@@ -1240,15 +1240,25 @@ export class KyselyStore implements Store {
     if (criteria.every((c) => c === undefined)) {
       return Promise.reject(new TypeError('denyOpenDeviceGrants: the filter names no criterion'))
     }
-    return this.#guard(async () => {
-      const result = await this.#db
-        .updateTable('device_grants')
-        .set((eb) => ({ status: 'denied', decided_at: eb.fn.coalesce('decided_at', eb.val(now)) }))
-        .where('status', 'in', ['pending', 'approved'])
-        .where((eb) => deviceGrantFilterExpression(eb, filter))
-        .executeTakeFirst()
-      return Number(result.numUpdatedRows)
-    })
+    const chunks: DeviceGrantFilter[] = []
+    if (filter.ids !== undefined && filter.ids.length > 500) {
+      for (let i = 0; i < filter.ids.length; i += 500) chunks.push({ ...filter, ids: filter.ids.slice(i, i + 500) })
+    } else chunks.push(filter)
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        let denied = 0
+        for (const chunk of chunks) {
+          const result = await trx
+            .updateTable('device_grants')
+            .set((eb) => ({ status: 'denied', decided_at: eb.fn.coalesce('decided_at', eb.val(now)) }))
+            .where('status', 'in', ['pending', 'approved'])
+            .where((eb) => deviceGrantFilterExpression(eb, chunk))
+            .executeTakeFirst()
+          denied += Number(result.numUpdatedRows)
+        }
+        return denied
+      }),
+    )
   }
 
   countPendingDeviceGrants(now: number): Promise<number> {

@@ -390,14 +390,16 @@ export interface Store {
   findGrantLineage(grantId: string): Promise<GrantLineage | undefined>
   /**
    * Records the last use of a family unless one was recorded less than `minIntervalSeconds` ago
-   * (one conditional UPDATE). @returns true when this call wrote.
+   * (one conditional UPDATE). A null `ip` keeps the address recorded before. @returns true when
+   * this call wrote.
    */
   touchGrant(grantId: string, now: number, ip: string | null, minIntervalSeconds: number): Promise<boolean>
   /** Device authorizations matching `filter`, oldest first, at most `limit` (phishing remediation). */
   listDeviceGrants(filter: DeviceGrantFilter, limit: number): Promise<DeviceGrantRecord[]>
   /**
    * Denies undecided or approved-but-unredeemed device authorizations matching `filter`, so they
-   * can never be redeemed. @returns how many changed. @throws {TypeError} on an empty filter.
+   * can never be redeemed (id lists are chunked by 500, in one transaction). @returns how many
+   * changed. @throws {TypeError} on an empty filter.
    */
   denyOpenDeviceGrants(filter: DeviceGrantFilter, now: number): Promise<number>
   /** Pending, unexpired device authorizations at `now` (the metrics gauge). */

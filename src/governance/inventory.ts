@@ -1,0 +1,147 @@
+/**
+ * Token inventory (issue 5 §2): every token family with its lineage (device authorization →
+ * approval → access and refresh tokens → each refresh), subject, client, scopes, requesting
+ * address, issue time, expiry, last use and where from; filters and keyset paging. Also the
+ * last-use tracker that keeps `grants.last_used_at` / `last_used_ip` current cheaply.
+ */
+import type { DomainEvent } from '../core/events.js'
+import type { Clock } from '../core/ports.js'
+import type { GrantFilter, GrantLineage, GrantSummary, Store } from '../storage/store.js'
+
+/** Inventory query (wire names in the admin API map onto these). */
+export interface InventoryQuery {
+  subject?: string
+  clientId?: string
+  dpopJkt?: string
+  /** Exact address of the device authorization request. */
+  requestIp?: string
+  /** `active` (not revoked, not past end of life), `revoked`, or any. */
+  status?: 'active' | 'revoked'
+  /** Families created at or after this time (epoch seconds). */
+  createdFrom?: number
+  /** Families created before this time (epoch seconds). */
+  createdBefore?: number
+  /** Page size, 1–1000. Default: 100. */
+  limit?: number
+  /** Opaque cursor from the previous page's `next_cursor`. */
+  cursor?: string
+}
+
+/** One inventory row as the admin API and `devicegate tokens list` show it (times: epoch seconds). */
+export interface InventoryItem {
+  grant_id: string
+  status: 'active' | 'revoked' | 'expired'
+  subject: string | null
+  client_id: string
+  scope: string
+  created_at: number
+  expires_at: number | null
+  revoked_at: number | null
+  dpop_jkt: string | null
+  device_authorization: { id: string; request_ip: string | null; user_agent: string | null; requested_at: number | null; approved_at: number | null } | null
+  last_used_at: number | null
+  last_used_ip: string | null
+}
+
+/** Thrown for a cursor that was not produced by this server. */
+export class InvalidCursorError extends Error {
+  override readonly name = 'InvalidCursorError'
+  readonly code = 'ERR_INVALID_CURSOR'
+}
+
+function encodeCursor(g: GrantSummary): string {
+  return Buffer.from(JSON.stringify([g.createdAt, g.id])).toString('base64url')
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown]
+    if (Number.isInteger(createdAt) && typeof id === 'string') return { createdAt: createdAt as number, id }
+  } catch {
+    // fall through
+  }
+  throw new InvalidCursorError('invalid cursor')
+}
+
+/** Maps a family to its inventory row. */
+export function toInventoryItem(g: GrantSummary, now: number): InventoryItem {
+  return {
+    grant_id: g.id,
+    status: g.revokedAt !== null ? 'revoked' : g.expiresAt !== null && g.expiresAt <= now ? 'expired' : 'active',
+    subject: g.subject,
+    client_id: g.clientId,
+    scope: g.scope,
+    created_at: g.createdAt,
+    expires_at: g.expiresAt,
+    revoked_at: g.revokedAt,
+    dpop_jkt: g.dpopJkt,
+    device_authorization:
+      g.deviceGrantId === null
+        ? null
+        : { id: g.deviceGrantId, request_ip: g.requestIp, user_agent: g.requestUserAgent, requested_at: g.requestedAt, approved_at: g.approvedAt },
+    last_used_at: g.lastUsedAt,
+    last_used_ip: g.lastUsedIp,
+  }
+}
+
+/**
+ * One page of the inventory, newest first.
+ * @throws {InvalidCursorError} for a cursor that does not decode.
+ */
+export async function listInventory(store: Store, clock: Clock, q: InventoryQuery): Promise<{ items: InventoryItem[]; next_cursor: string | null }> {
+  const now = clock.nowSeconds()
+  const limit = Math.min(1000, Math.max(1, q.limit ?? 100))
+  const filter: GrantFilter = {
+    ...(q.subject !== undefined ? { subject: q.subject } : {}),
+    ...(q.clientId !== undefined ? { clientId: q.clientId } : {}),
+    ...(q.dpopJkt !== undefined ? { dpopJkt: q.dpopJkt } : {}),
+    ...(q.requestIp !== undefined ? { requestIp: q.requestIp } : {}),
+    ...(q.createdFrom !== undefined ? { createdFrom: q.createdFrom } : {}),
+    ...(q.createdBefore !== undefined ? { createdBefore: q.createdBefore } : {}),
+    ...(q.status === 'active' ? { revoked: false, unexpiredAt: now } : q.status === 'revoked' ? { revoked: true } : {}),
+  }
+  const rows = await store.listGrantSummaries(filter, { limit: limit + 1, ...(q.cursor !== undefined ? { after: decodeCursor(q.cursor) } : {}) })
+  const page = rows.slice(0, limit)
+  return { items: page.map((g) => toInventoryItem(g, now)), next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null }
+}
+
+/** A family's lineage in wire shape, or undefined when unknown. */
+export async function describeLineage(store: Store, clock: Clock, grantId: string): Promise<Record<string, unknown> | undefined> {
+  const lineage: GrantLineage | undefined = await store.findGrantLineage(grantId)
+  if (lineage === undefined) return undefined
+  const d = lineage.deviceGrant
+  return {
+    ...toInventoryItem(lineage.grant, clock.nowSeconds()),
+    lineage: {
+      device_authorization:
+        d === undefined
+          ? null
+          : { id: d.id, client_id: d.clientId, scope: d.scope, request_ip: d.requestIp, user_agent: d.requestUserAgent, requested_at: d.createdAt, status: d.status, dpop_jkt: d.dpopJkt },
+      approval: d === undefined || d.decidedAt === null ? null : { subject: d.subject, decided_at: d.decidedAt },
+      access_tokens: lineage.accessTokens.map((a) => ({ jti: a.jti, issued_at: a.issuedAt, expires_at: a.expiresAt, revoked_at: a.revokedAt, dpop_jkt: a.dpopJkt })),
+      refresh_tokens: lineage.refreshTokens.map((r) => ({ id: r.id, issued_at: r.issuedAt, expires_at: r.expiresAt, rotated_at: r.rotatedAt, revoked_at: r.revokedAt })),
+    },
+  }
+}
+
+/**
+ * Listener that records a family's last use from `token.used` (introspection) and
+ * `token.refreshed` events. Cheap on the hot path: an in-memory map skips families written less
+ * than `everySeconds` ago by this process (unless the address changed), and the store's
+ * conditional UPDATE skips those another instance wrote; so at most one write per family per
+ * interval and instance. The map is bounded (cleared at 100,000 entries).
+ */
+export function createLastUseTracker(store: Store, clock: Clock, everySeconds: number): (event: DomainEvent) => Promise<void> {
+  const written = new Map<string, { at: number; ip: string | null }>()
+  return async (event) => {
+    if ((event.type !== 'token.used' && event.type !== 'token.refreshed') || !event.grantId) return
+    const now = clock.nowSeconds()
+    const ip = event.ip ?? null
+    const last = written.get(event.grantId)
+    if (last !== undefined && now - last.at < everySeconds && (ip === null || ip === last.ip)) return
+    if (written.size >= 100_000) written.clear()
+    written.set(event.grantId, { at: now, ip })
+    // A changed address is worth a write even inside the interval (the detectors compare it).
+    await store.touchGrant(event.grantId, now, ip, last !== undefined && ip !== last.ip ? 0 : everySeconds)
+  }
+}
