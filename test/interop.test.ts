@@ -78,9 +78,10 @@ describe.skipIf(!HAVE_CHROMIUM)('interop: real clients, real browser (RFC 8628 Â
     const device = await client.initiateDeviceAuthorization(config, { scope: 'read offline_access' })
     expect(device.user_code).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/)
     expect(device.interval).toBe(5)
-    const polling = client.pollDeviceAuthorizationGrant(config, device)
-    await approveInBrowser({ url: device.verification_uri_complete!, expectCode: device.user_code })
-    const tokens = await polling
+    const [tokens] = await Promise.all([
+      client.pollDeviceAuthorizationGrant(config, device),
+      approveInBrowser({ url: device.verification_uri_complete!, expectCode: device.user_code }),
+    ])
     expect(tokens.token_type).toBe('bearer') // oauth4webapi lower-cases token_type
     expect(tokens.scope).toBe('read offline_access')
     expect(tokens.refresh_token).toMatch(/^dgr_/)
@@ -115,25 +116,26 @@ describe.skipIf(!HAVE_CHROMIUM)('interop: real clients, real browser (RFC 8628 Â
       typeCode: device.user_code.toLowerCase().replace('-', ''),
       expectCode: device.user_code,
     })
-    let interval = device.interval ?? 5
-    let tokens: oauth.TokenEndpointResponse | undefined
     const pollErrors: string[] = []
-    while (tokens === undefined) {
-      await new Promise((r) => setTimeout(r, interval * 1000))
-      try {
-        tokens = await oauth.processDeviceCodeResponse(
-          as,
-          conf,
-          await oauth.deviceCodeGrantRequest(as, conf, confAuth, device.device_code, insecure),
-        )
-      } catch (err) {
-        if (!(err instanceof oauth.ResponseBodyError)) throw err
-        pollErrors.push(err.error)
-        if (err.error === 'slow_down') interval += 5
-        else if (err.error !== 'authorization_pending') throw err
+    const poll = async (): Promise<oauth.TokenEndpointResponse> => {
+      let interval = device.interval ?? 5
+      for (;;) {
+        await new Promise((r) => setTimeout(r, interval * 1000))
+        try {
+          return await oauth.processDeviceCodeResponse(
+            as,
+            conf,
+            await oauth.deviceCodeGrantRequest(as, conf, confAuth, device.device_code, insecure),
+          )
+        } catch (err) {
+          if (!(err instanceof oauth.ResponseBodyError)) throw err
+          pollErrors.push(err.error)
+          if (err.error === 'slow_down') interval += 5
+          else if (err.error !== 'authorization_pending') throw err
+        }
       }
     }
-    await approval
+    const [, tokens] = await Promise.all([approval, poll()])
     expect(pollErrors.every((e) => e === 'authorization_pending')).toBe(true)
     expect(tokens.token_type).toBe('bearer')
     expect(tokens.scope).toBe('read write')
