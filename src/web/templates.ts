@@ -317,7 +317,7 @@ export function renderReviewPage(view: ReviewView): string {
               <dt>You are approving from</dt>
               <dd>${describeLocation(p.approver)}</dd>`}
         <dt>Device software</dt>
-        <dd>${view.requestUserAgent ?? 'Not reported'}</dd>
+        <dd>${view.requestUserAgent?.trim() ? view.requestUserAgent : 'Not reported'}</dd>
         <dt>Expires in</dt>
         <dd>
           ${left} (<time datetime="${toIso(view.expiresAt)}">${formatUtc(view.expiresAt)}</time>)
