@@ -234,6 +234,7 @@ describe('audit events of a device flow', () => {
       'token.issued',
       'token.refreshed',
       'refresh_token.reuse_detected',
+      'anomaly.raised',
     ])
     const approved = events.find((e) => e.type === 'device_code.approved')!
     expect(approved).toMatchObject({ actor: 'alice', subject: 'alice', clientId: 'cli', ip: '127.0.0.1' })

@@ -10,9 +10,12 @@ import type { EventSink } from '../core/events.js'
 import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
+import { systemRandom } from '../system.js'
+import { AnomalyEngine } from './anomalies.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
 import { createLastUseTracker } from './inventory.js'
+import { governedClientDirectory, governedUserDirectory, OVERRIDE_REFRESH_SECONDS, PrincipalAdmin, PrincipalOverrides } from './principals.js'
 import { RevocationService } from './revocation.js'
 
 /** What {@link startGovernance} needs. */
@@ -30,6 +33,9 @@ export interface GovernanceOptions {
 export interface Governance {
   events: GovernanceEvents
   revocation: RevocationService
+  anomalies: AnomalyEngine
+  overrides: PrincipalOverrides
+  principals: PrincipalAdmin
   /** The audit log, unless disabled. */
   audit: AuditLog | undefined
   clients: ClientDirectory
@@ -65,13 +71,30 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
   if (audit) every(g.audit.checkpointEverySeconds, () => audit.checkpoint())
   const revocation = new RevocationService(store, clock, events)
   events.listen(createLastUseTracker(store, clock, g.lastUseEverySeconds))
+  const anomalies = new AnomalyEngine({ store, clock, random: systemRandom, config: g.anomalies, events, revocation })
+  events.listen(anomalies.listener)
+  if (g.anomalies.dormantGrant.enabled) every(g.anomalies.dormantGrant.sweepEverySeconds, () => anomalies.sweepDormant())
+
+  const overrides = new PrincipalOverrides(store)
+  await overrides.refresh()
+  every(OVERRIDE_REFRESH_SECONDS, () => overrides.refresh())
+  const clients = governedClientDirectory(options.clients, overrides)
+  const users = governedUserDirectory(options.users, overrides)
+  const principals = new PrincipalAdmin(overrides, anomalies, events, clock, {
+    user: (id) => options.users.get(id) !== undefined,
+    client: (id) => options.clients.get(id) !== undefined,
+  })
+  await revokeOrphansAtStartUp(store, anomalies, clients, users)
 
   return {
     events,
     revocation,
+    anomalies,
+    overrides,
+    principals,
     audit,
-    clients: options.clients,
-    users: options.users,
+    clients,
+    users,
     httpPlugins: [],
     async close() {
       for (const t of timers) clearInterval(t)
@@ -80,6 +103,25 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
         await audit.checkpoint()
       }
     },
+  }
+}
+
+/**
+ * Start-up check for configuration changes: live families whose user or client is gone from the
+ * configuration, disabled there, or disabled/deleted by an administrator are revoked now
+ * (`orphaned_token`), so a removal made by editing the configuration takes effect at start-up.
+ */
+async function revokeOrphansAtStartUp(store: Store, anomalies: AnomalyEngine, clients: ClientDirectory, users: UserDirectory): Promise<void> {
+  const owners = await store.listLiveGrantOwners()
+  for (const subject of owners.subjects) {
+    const user = users.get(subject)
+    if (user === undefined) await anomalies.orphan('user', subject, 'removed_from_config', 'system')
+    else if (user.disabled) await anomalies.orphan('user', subject, 'disabled', 'system')
+  }
+  for (const clientId of owners.clientIds) {
+    const client = clients.get(clientId)
+    if (client === undefined) await anomalies.orphan('client', clientId, 'removed_from_config', 'system')
+    else if (client.disabled) await anomalies.orphan('client', clientId, 'disabled', 'system')
   }
 }
 
