@@ -7,7 +7,10 @@ import { userInfo } from 'node:os'
 import { InvalidArgumentError, type Command } from 'commander'
 import type { Config } from '../config/load.js'
 import { AuditLog, exportAuditLog, loadCheckpointKey, verifyAuditLog } from '../governance/audit.js'
+import { AnomalyEngine } from '../governance/anomalies.js'
 import { GovernanceEvents } from '../governance/events.js'
+import { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
+import { systemRandom } from '../system.js'
 import { listInventory } from '../governance/inventory.js'
 import { RevocationService, type RevocationTarget } from '../governance/revocation.js'
 import { systemClock } from '../system.js'
@@ -232,9 +235,53 @@ export function registerRevokeCommand(program: Command): void {
   )
 }
 
+/**
+ * Registers `users disable|delete|enable USER` and `clients disable|delete|enable CLIENT`: the
+ * override is stored, the principal's live families are revoked at once (`orphaned_token`), and a
+ * running server applies the override itself within a few seconds.
+ */
+export function registerPrincipalCommands(program: Command): void {
+  for (const kind of ['user', 'client'] as const) {
+    const name = `${kind}s`
+    const group =
+      program.commands.find((c) => c.name() === name) ??
+      program.command(name).description(kind === 'user' ? 'built-in user store' : 'configured clients')
+    for (const [verb, state] of [
+      ['disable', 'disabled'],
+      ['delete', 'deleted'],
+      ['enable', 'enabled'],
+    ] as const) {
+      withConfigOptions(
+        group
+          .command(`${verb} <${kind === 'user' ? 'username' : 'client_id'}>`)
+          .description(`${verb} a configured ${kind}${state === 'enabled' ? '' : '; revokes its token families at once'}`),
+      ).action((id: string, opts: ConfigOptions) =>
+        withStore(opts, async (store, config) => {
+          const { events, close } = await cliEvents(store, config)
+          try {
+            const revocation = new RevocationService(store, systemClock, events)
+            const anomalies = new AnomalyEngine({ store, clock: systemClock, random: systemRandom, config: config.governance.anomalies, events, revocation })
+            const overrides = new PrincipalOverrides(store)
+            const admin = new PrincipalAdmin(overrides, anomalies, events, systemClock, {
+              user: (u) => config.users.some((x) => x.username === u),
+              client: (c) => config.clients.some((x) => x.id === c),
+            })
+            const revoked = await admin.change(kind, id, state, cliActor())
+            if (revoked === undefined) throw new InvalidArgumentError(`no ${kind} "${id}" in the configuration`)
+            process.stdout.write(`${kind} ${id} ${state}; ${revoked} token families revoked\n`)
+          } finally {
+            await close()
+          }
+        }),
+      )
+    }
+  }
+}
+
 /** Registers every governance command. */
 export function registerGovernanceCommands(program: Command): void {
   registerAuditCommands(program)
   registerTokensCommands(program)
   registerRevokeCommand(program)
+  registerPrincipalCommands(program)
 }

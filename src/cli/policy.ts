@@ -141,7 +141,8 @@ export function registerPolicyCommands(program: Command): void {
     }
   })
 
-  const users = program.command('users').description('built-in user store')
+  // Shared with `users disable|delete|enable` (cli/governance.ts): whichever registers first creates it.
+  const users = program.commands.find((c) => c.name() === 'users') ?? program.command('users').description('built-in user store')
   withConfigOptions(
     users
       .command('enroll-totp <username>')

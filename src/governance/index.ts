@@ -11,6 +11,7 @@ import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { systemRandom } from '../system.js'
+import { registerAdminApi } from './admin-api.js'
 import { AnomalyEngine } from './anomalies.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
@@ -95,7 +96,9 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     audit,
     clients,
     users,
-    httpPlugins: [],
+    httpPlugins: g.admin.enabled
+      ? [(app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope })]
+      : [],
     async close() {
       for (const t of timers) clearInterval(t)
       if (audit) {
