@@ -16,6 +16,7 @@ import { AnomalyEngine } from './anomalies.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
 import { createLastUseTracker } from './inventory.js'
+import { Metrics } from './metrics.js'
 import { governedClientDirectory, governedUserDirectory, OVERRIDE_REFRESH_SECONDS, PrincipalAdmin, PrincipalOverrides } from './principals.js'
 import { RevocationService } from './revocation.js'
 
@@ -37,6 +38,8 @@ export interface Governance {
   anomalies: AnomalyEngine
   overrides: PrincipalOverrides
   principals: PrincipalAdmin
+  /** Prometheus metrics, unless disabled. */
+  metrics: Metrics | undefined
   /** The audit log, unless disabled. */
   audit: AuditLog | undefined
   clients: ClientDirectory
@@ -86,6 +89,11 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     client: (id) => options.clients.get(id) !== undefined,
   })
   await revokeOrphansAtStartUp(store, anomalies, clients, users)
+  const metrics = g.metrics.enabled ? new Metrics(store, clock) : undefined
+  if (metrics) events.listen(metrics.listener)
+  const httpPlugins: ((app: FastifyInstance) => Promise<void>)[] = []
+  if (metrics) httpPlugins.push((app) => metrics.register(app))
+  if (g.admin.enabled) httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope }))
 
   return {
     events,
@@ -96,9 +104,8 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     audit,
     clients,
     users,
-    httpPlugins: g.admin.enabled
-      ? [(app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope })]
-      : [],
+    metrics,
+    httpPlugins,
     async close() {
       for (const t of timers) clearInterval(t)
       if (audit) {

@@ -1,0 +1,134 @@
+/**
+ * Prometheus metrics at `/metrics` (issue 5 §6), on their own prom-client Registry (nothing
+ * global, so several servers in one process — tests — do not collide).
+ *
+ * - `devicegate_http_requests_total{endpoint,outcome}`: `endpoint` is the route pattern
+ *   (`/token`, `/admin/api/grants/:id`, `unmatched`), `outcome` the OAuth error code
+ *   (RFC 6749 §5.2, e.g. `authorization_pending`, `slow_down`, `invalid_grant`), `ok`, or
+ *   `http_<status>` for pages and non-OAuth failures.
+ * - `devicegate_http_request_duration_seconds{endpoint}`: latency histogram.
+ * - `devicegate_pending_device_codes`: pending, unexpired device authorizations, counted by one
+ *   indexed query at scrape time.
+ * - `devicegate_approvals_total`, `devicegate_denials_total`, `devicegate_tokens_issued_total{grant_type}`,
+ *   `devicegate_tokens_refreshed_total`, `devicegate_revocations_total{via}`,
+ *   `devicegate_refresh_token_reuse_total`, `devicegate_anomalies_total{kind}`: from domain events.
+ *
+ * Per-request cost: two timestamps, one map lookup for the label children, one counter
+ * increment and one histogram observation.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { DomainEvent } from '../core/events.js'
+import type { Clock } from '../core/ports.js'
+import { OAuthError } from '../protocol/errors.js'
+import type { Store } from '../storage/store.js'
+
+/** Path of the metrics endpoint. */
+export const METRICS_PATH = '/metrics'
+
+const START = Symbol('devicegate.metrics.start')
+const OUTCOME = Symbol('devicegate.metrics.outcome')
+type Tracked = FastifyRequest & { [START]?: number; [OUTCOME]?: string }
+
+/** The metrics of one server. */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly #requests: Counter<'endpoint' | 'outcome'>
+  readonly #duration: Histogram<'endpoint'>
+  readonly #approvals: Counter
+  readonly #denials: Counter
+  readonly #issued: Counter<'grant_type'>
+  readonly #refreshed: Counter
+  readonly #revocations: Counter<'via'>
+  readonly #reuse: Counter
+  readonly #anomalies: Counter<'kind'>
+  /** label children cached by `endpoint\0outcome`, so a request costs no label hashing. */
+  readonly #children = new Map<string, { inc(): void }>()
+  readonly #timers = new Map<string, { observe(v: number): void }>()
+
+  constructor(store: Store, clock: Clock) {
+    const registers = [this.registry]
+    this.#requests = new Counter({ name: 'devicegate_http_requests_total', help: 'HTTP requests by route and outcome (OAuth error code, ok, or http_<status>)', labelNames: ['endpoint', 'outcome'], registers })
+    this.#duration = new Histogram({
+      name: 'devicegate_http_request_duration_seconds',
+      help: 'HTTP request latency by route',
+      labelNames: ['endpoint'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    })
+    new Gauge({
+      name: 'devicegate_pending_device_codes',
+      help: 'Pending, unexpired device authorizations (RFC 8628), counted at scrape time',
+      registers,
+      async collect() {
+        this.set(await store.countPendingDeviceGrants(clock.nowSeconds()))
+      },
+    })
+    this.#approvals = new Counter({ name: 'devicegate_approvals_total', help: 'Device authorizations approved', registers })
+    this.#denials = new Counter({ name: 'devicegate_denials_total', help: 'Device authorizations denied', registers })
+    this.#issued = new Counter({ name: 'devicegate_tokens_issued_total', help: 'Token families issued, by grant type', labelNames: ['grant_type'], registers })
+    this.#refreshed = new Counter({ name: 'devicegate_tokens_refreshed_total', help: 'Refresh token rotations', registers })
+    this.#revocations = new Counter({ name: 'devicegate_revocations_total', help: 'Revocations by path (rfc7009, central)', labelNames: ['via'], registers })
+    this.#reuse = new Counter({ name: 'devicegate_refresh_token_reuse_total', help: 'Refresh token reuse detected (RFC 9700 §4.14.2)', registers })
+    this.#anomalies = new Counter({ name: 'devicegate_anomalies_total', help: 'Anomalies raised, by detector', labelNames: ['kind'], registers })
+  }
+
+  /** Event listener: counts approvals, denials, tokens, revocations, reuse and anomalies. */
+  readonly listener = (event: DomainEvent): void => {
+    switch (event.type) {
+      case 'device_code.approved':
+        this.#approvals.inc()
+        return
+      case 'device_code.denied':
+        this.#denials.inc()
+        return
+      case 'token.issued':
+        this.#issued.labels(String(event.details?.grantType ?? 'unknown')).inc()
+        return
+      case 'token.refreshed':
+        this.#refreshed.inc()
+        return
+      case 'token.revoked':
+        this.#revocations.labels(String(event.details?.via ?? 'unknown')).inc()
+        return
+      case 'refresh_token.reuse_detected':
+        this.#reuse.inc()
+        return
+      case 'anomaly.raised':
+        this.#anomalies.labels(String(event.details?.kind ?? 'unknown')).inc()
+        return
+      default:
+        return
+    }
+  }
+
+  #observe(request: Tracked, reply: FastifyReply): void {
+    const endpoint = request.routeOptions.url ?? 'unmatched'
+    const status = reply.statusCode
+    const outcome = request[OUTCOME] ?? (status < 400 ? 'ok' : `http_${status}`)
+    const key = `${endpoint}\0${outcome}`
+    let child = this.#children.get(key)
+    if (child === undefined) this.#children.set(key, (child = this.#requests.labels(endpoint, outcome)))
+    child.inc()
+    const start = request[START]
+    if (start !== undefined) {
+      let timer = this.#timers.get(endpoint)
+      if (timer === undefined) this.#timers.set(endpoint, (timer = this.#duration.labels(endpoint)))
+      timer.observe((performance.now() - start) / 1000)
+    }
+  }
+
+  /** Adds the hooks (on the root instance, so every route is measured) and `GET /metrics`. */
+  async register(app: FastifyInstance): Promise<void> {
+    app.addHook('onRequest', async (request) => {
+      ;(request as Tracked)[START] = performance.now()
+    })
+    app.addHook('onError', async (request, _reply, error) => {
+      const e = error as { statusCode?: number }
+      ;(request as Tracked)[OUTCOME] =
+        error instanceof OAuthError ? error.error : typeof e.statusCode === 'number' && e.statusCode < 500 ? 'invalid_request' : 'server_error'
+    })
+    app.addHook('onResponse', async (request, reply) => this.#observe(request as Tracked, reply))
+    app.get(METRICS_PATH, async (_request, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()))
+  }
+}
