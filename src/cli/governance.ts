@@ -40,6 +40,10 @@ export async function withStore(opts: ConfigOptions, fn: (store: Store, config: 
       await store.close()
     }
   } catch (err) {
+    if (err instanceof InvalidArgumentError) {
+      process.stderr.write(`devicegate: ${err.message}\n`)
+      process.exit(1)
+    }
     exitWithError(err)
   }
 }
