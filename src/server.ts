@@ -98,14 +98,6 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
-  const policy = new PolicyService({
-    source: policyHolder,
-    geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
-    posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
-    devices: { isRegisteredDevice: (jkt) => isRegisteredDevice(store, jkt) },
-    users: { get: (username) => policyUsers.get(username) },
-    clients: createClientDirectory(config.clients),
-  })
   const governance = await startGovernance({
     config,
     store,
@@ -115,7 +107,14 @@ export async function createServer(config: Config, options: CreateServerOptions 
     users: createUserDirectory(config.users),
   })
   const clients = governance.clients
-  const policyUsers = createUserDirectory(config.users)
+  const policy = new PolicyService({
+    source: policyHolder,
+    geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
+    posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
+    devices: { isRegisteredDevice: (jkt) => isRegisteredDevice(store, jkt) },
+    users: governance.users,
+    clients,
+  })
   const protocol: ProtocolDeps = {
     issuer: config.issuer,
     store,
@@ -124,8 +123,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
     clients,
     secrets: new SecretVerifier(),
     keys,
-    events: governance.events,
     policy,
+    events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
