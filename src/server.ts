@@ -52,7 +52,9 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
         }),
       },
     },
-    destination as never,
+    // Asynchronous writes to stdout: lines written while a write is in flight go out together, so
+    // logging never blocks a request on a write system call. `close()` flushes.
+    (destination ?? pino.destination({ dest: 1, sync: false })) as never,
   )
 }
 
@@ -171,6 +173,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
       await app.close()
       await governance.close()
       if (!options.store) await store.close()
+      logger.flush()
     },
   }
 }

@@ -237,14 +237,32 @@ describe('RFC 6749 §5.2 invalid_client', () => {
     expect(unknown.headers.get('www-authenticate')).toMatch(/^Basic /)
   })
 
-  it('answers 401 without a challenge when the secret came in the body or the client is unknown', async () => {
+  it('answers every 401 with a Basic challenge, also when the secret came in the body or the client is unknown (RFC 9110 §15.5.2)', async () => {
     const post = await postForm(`${t.url}/token`, { grant_type: 'client_credentials', client_id: 'conf', client_secret: 'wrong-secret' })
     expect(post.status).toBe(401)
     expect(post.json.error).toBe('invalid_client')
-    expect(post.headers.get('www-authenticate')).toBeNull()
+    expect(post.headers.get('www-authenticate')).toMatch(/^Basic /)
     const unknown = await postForm(`${t.url}/device_authorization`, { client_id: 'nobody' })
     expect(unknown.status).toBe(401)
     expect(unknown.json.error).toBe('invalid_client')
+    expect(unknown.headers.get('www-authenticate')).toMatch(/^Basic /)
+    const bearer = await postForm(`${t.url}/token`, { grant_type: 'client_credentials', client_id: 'conf' }, { authorization: 'Bearer not-a-client-credential' })
+    expect(bearer.status).toBe(401)
+    expect(bearer.headers.get('www-authenticate')).toMatch(/^Basic /)
+  })
+
+  it('refuses a compressed body with 415 invalid_request instead of parsing the bytes as a form (RFC 9110 §8.4)', async () => {
+    const res = await postForm(`${t.url}/device_authorization`, { client_id: 'cli' }, { 'content-encoding': 'gzip' })
+    expect(res.status).toBe(415)
+    expect(res.json.error).toBe('invalid_request')
+    expect(res.headers.get('cache-control')).toBe('no-store')
+  })
+
+  it('keeps error_description inside the RFC 6749 §5.2 character set, even when echoing input', async () => {
+    const res = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'r\u00e9ad "x"' })
+    expect(res.status).toBe(400)
+    expect(res.json.error).toBe('invalid_scope')
+    expect(res.json.error_description).toMatch(/^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/)
   })
 
   it('refuses a confidential client that sends no secret', async () => {
@@ -383,7 +401,7 @@ describe('secrets at rest and in logs', () => {
     await postForm(`${t.url}/token`, { grant_type: 'client_credentials' }, { authorization: basic('conf', 'a-wrong-secret-value') })
     await revoke(next.refresh_token!)
     const text = logLines.join('\n')
-    expect(text).toContain('"url":"/token"') // requests are logged …
+    expect(text).toContain('"path":"/token"') // requests are logged …
     for (const secret of [tokens.access_token, tokens.refresh_token!, next.access_token, next.refresh_token!, FIXTURE.confSecret, FIXTURE.rsSecret, FIXTURE.password, 'a-wrong-secret-value', basic('rs', FIXTURE.rsSecret).slice(6)])
       expect(text.includes(secret), 'a secret reached the logs').toBe(false)
   })

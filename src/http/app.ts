@@ -4,7 +4,7 @@
  */
 import cookie from '@fastify/cookie'
 import helmet from '@fastify/helmet'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
 import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
 import { verifyDpopProof } from '../protocol/dpop.js'
@@ -24,6 +24,9 @@ import './request-context.js'
 
 /** Largest accepted request body, in bytes. OAuth requests are a few hundred bytes. */
 export const BODY_LIMIT_BYTES = 64 * 1024
+
+/** Longest time to receive a whole request, in milliseconds. */
+export const REQUEST_TIMEOUT_MS = 30_000
 
 /** Everything the app needs; built by `server.ts`. */
 export interface AppDeps {
@@ -66,7 +69,7 @@ function paramsOf(request: FastifyRequest) {
 
 /** Renders an {@link OAuthError} as RFC 6749 §5.2 JSON. */
 function sendOAuthError(reply: FastifyReply, err: OAuthError): FastifyReply {
-  for (const [name, value] of Object.entries(err.extra.headers ?? {})) reply.header(name, value)
+  for (const [name, value] of Object.entries(err.headers)) reply.header(name, value)
   return reply
     .status(err.status)
     .header('cache-control', 'no-store')
@@ -106,12 +109,28 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: false,
     return503OnClosing: true,
+    // A client that stops sending its body is cut off (408) instead of holding a socket forever.
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    routerOptions: { ignoreTrailingSlash: true },
+    // One access-log line per request (onResponse, below) instead of fastify's two, written after
+    // the client address is known.
+    logController: new LogController({ disableRequestLogging: true }),
   })
 
   app.decorateRequest('clientIp', '')
   app.addHook('onRequest', async (request, reply) => {
     request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+    // Bodies are parsed as sent; a compressed body would be read as garbage (RFC 9110 §8.4).
+    const encoding = request.headers['content-encoding']
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
+      throw new OAuthError('invalid_request', 'content-encoding is not supported', { status: 415 })
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, clientIp: request.clientIp },
+      'request',
+    )
   })
 
   // Only form bodies are parsed. Any other media type is read (within the limit) and discarded,

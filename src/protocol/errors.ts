@@ -7,7 +7,8 @@
  */
 export const OAUTH_ERRORS = {
   invalid_request: { status: 400, rfc: 'RFC 6749 §5.2' },
-  invalid_client: { status: 401, rfc: 'RFC 6749 §5.2' }, // + WWW-Authenticate when Basic was used
+  // RFC 9110 §15.5.2: every 401 carries a challenge; RFC 6749 §5.2 names Basic for clients.
+  invalid_client: { status: 401, rfc: 'RFC 6749 §5.2', headers: { 'WWW-Authenticate': 'Basic realm="devicegate", charset="UTF-8"' } },
   invalid_grant: { status: 400, rfc: 'RFC 6749 §5.2' },
   unauthorized_client: { status: 400, rfc: 'RFC 6749 §5.2' },
   unsupported_grant_type: { status: 400, rfc: 'RFC 6749 §5.2' },
@@ -24,7 +25,7 @@ export const OAUTH_ERRORS = {
   insufficient_scope: { status: 403, rfc: 'RFC 6750 §3.1' },
   server_error: { status: 500, rfc: 'RFC 6749 §5.2' },
   temporarily_unavailable: { status: 503, rfc: 'RFC 6749 §4.1.2.1' },
-} as const satisfies Record<string, { status: number; rfc: string }>
+} as const satisfies Record<string, { status: number; rfc: string; headers?: Record<string, string> }>
 
 /** Every error code devicegate puts on the wire. */
 export type OAuthErrorCode = keyof typeof OAUTH_ERRORS
@@ -64,12 +65,27 @@ export class OAuthError extends Error {
     return this.extra.status ?? OAUTH_ERRORS[this.error].status
   }
 
-  /** The JSON body of RFC 6749 §5.2. */
+  /** Response headers: the catalogue's (e.g. the 401 challenge), overridden by `extra.headers`. */
+  get headers(): Record<string, string> {
+    const entry = OAUTH_ERRORS[this.error]
+    return { ...('headers' in entry ? entry.headers : {}), ...this.extra.headers }
+  }
+
+  /**
+   * The JSON body of RFC 6749 §5.2. `error_description` is limited to the characters that section
+   * allows (%x20-21 / %x23-5B / %x5D-7E): double quotes become single quotes, backslashes become
+   * slashes, and anything else outside printable ASCII (including echoed user input) becomes `?`.
+   */
   toJSON(): { error: OAuthErrorCode; error_description?: string } {
     return this.description === undefined
       ? { error: this.error }
-      : { error: this.error, error_description: this.description }
+      : { error: this.error, error_description: toDescriptionCharset(this.description) }
   }
+}
+
+/** Maps text into the `error_description` character set of RFC 6749 §5.2. */
+export function toDescriptionCharset(text: string): string {
+  return text.replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7E]/g, '?')
 }
 
 /** Returns true when `value` is an {@link OAuthError}. */
