@@ -8,7 +8,7 @@
  * Adapters supply the dialect, an error classifier (unique violation → {@link StoreConflictError},
  * lost database → {@link StoreUnavailableError}) and how to migrate.
  */
-import { sql, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import { sql, type Compilable, type CompiledQuery, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import {
   StoreConflictError,
   StoreUnavailableError,
@@ -254,6 +254,34 @@ export interface KyselyStoreOptions {
   migrate(db: Kysely<DevicegateDatabase>): Promise<void>
 }
 
+/**
+ * A query compiled once and executed many times with new parameter values.
+ *
+ * Kysely rebuilds and recompiles the operation tree on every call; on the hot paths (a poll, an
+ * introspection) that is about a tenth of the request. The query is built once with sentinel
+ * values, and each compiled parameter that is a sentinel is replaced by the matching argument at
+ * execution, so parameter order and repetition in the SQL do not matter.
+ */
+class PreparedQuery<Row> {
+  readonly #compiled: CompiledQuery<Row>
+  readonly #slots: readonly number[]
+
+  constructor(arity: number, build: (...sentinels: string[]) => Compilable<Row>) {
+    const sentinels = Array.from({ length: arity }, (_, i) => `\u0000devicegate-param-${i}\u0000`)
+    this.#compiled = build(...sentinels).compile()
+    this.#slots = this.#compiled.parameters.map((p) => sentinels.indexOf(p as string))
+    if (this.#slots.filter((i) => i >= 0).length < arity) throw new TypeError('PreparedQuery: a parameter was not bound')
+  }
+
+  /** Runs the query with `args` in place of the sentinels. */
+  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number)[]): Promise<Row[]> {
+    const fixed = this.#compiled.parameters
+    const parameters = this.#slots.map((slot, i) => (slot >= 0 ? args[slot] : fixed[i]))
+    const result = await db.executeQuery<Row>({ ...this.#compiled, parameters })
+    return result.rows
+  }
+}
+
 /** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
 
@@ -268,6 +296,58 @@ export class KyselyStore implements Store {
     this.#db = options.db
     this.#classify = options.classifyError
     this.#migrate = options.migrate
+    const db = this.#db
+    this.#hot = {
+      deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
+        db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
+      ),
+      accessTokenByHash: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('access_tokens')
+          .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+          .selectAll('access_tokens')
+          .select('grants.revoked_at as grant_revoked_at')
+          .where('access_tokens.token_hash', '=', hash),
+      ),
+      refreshTokenByHash: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('refresh_tokens')
+          .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+          .selectAll('refresh_tokens')
+          .select('grants.revoked_at as grant_revoked_at')
+          .where('refresh_tokens.token_hash', '=', hash),
+      ),
+      pollOnTime: new PreparedQuery(2, (now, id) =>
+        db
+          .updateTable('device_grants')
+          .set({ last_polled_at: sql<number>`${now}` })
+          .where('id', '=', id)
+          .where((eb) =>
+            eb.or([
+              eb('last_polled_at', 'is', null),
+              // last_polled_at + interval <= now: keeps `now` a bigint parameter on PostgreSQL.
+              eb(eb('last_polled_at', '+', eb.ref('interval_seconds')), '<=', sql<number>`${now}`),
+            ]),
+          )
+          .returning('interval_seconds'),
+      ),
+      pollTooFast: new PreparedQuery(2, (now, id) =>
+        db
+          .updateTable('device_grants')
+          .set((eb) => ({ interval_seconds: eb('interval_seconds', '+', 5), last_polled_at: sql<number>`${now}` }))
+          .where('id', '=', id)
+          .returning('interval_seconds'),
+      ),
+    }
+  }
+
+  /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
+  readonly #hot: {
+    deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
+    accessTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['access_tokens']> & { grant_revoked_at: number | null }>
+    refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
+    pollOnTime: PreparedQuery<{ interval_seconds: number }>
+    pollTooFast: PreparedQuery<{ interval_seconds: number }>
   }
 
   /** Runs `fn`, turning driver errors into the store's stable error types. */
@@ -304,11 +384,7 @@ export class KyselyStore implements Store {
 
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
     return this.#guard(async () => {
-      const row = await this.#db
-        .selectFrom('device_grants')
-        .selectAll()
-        .where('device_code_hash', '=', deviceCodeHash)
-        .executeTakeFirst()
+      const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
       return row && toDeviceGrant(row)
     })
   }
@@ -331,26 +407,9 @@ export class KyselyStore implements Store {
    */
   registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
     return this.#guard(async () => {
-      const onTime = await this.#db
-        .updateTable('device_grants')
-        .set({ last_polled_at: now })
-        .where('id', '=', id)
-        .where((eb) =>
-          eb.or([
-            eb('last_polled_at', 'is', null),
-            // last_polled_at + interval <= now: keeps `now` a bigint parameter on PostgreSQL.
-            eb(eb('last_polled_at', '+', eb.ref('interval_seconds')), '<=', now),
-          ]),
-        )
-        .returning('interval_seconds')
-        .executeTakeFirst()
+      const [onTime] = await this.#hot.pollOnTime.execute(this.#db, now, id)
       if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
-      const tooFast = await this.#db
-        .updateTable('device_grants')
-        .set((eb) => ({ interval_seconds: eb('interval_seconds', '+', 5), last_polled_at: now }))
-        .where('id', '=', id)
-        .returning('interval_seconds')
-        .executeTakeFirst()
+      const [tooFast] = await this.#hot.pollTooFast.execute(this.#db, now, id)
       if (!tooFast) throw new Error(`registerPoll: no device grant with id ${JSON.stringify(id)}`)
       return { tooFast: true, intervalSeconds: tooFast.interval_seconds }
     })
@@ -413,13 +472,7 @@ export class KyselyStore implements Store {
     tokenHash: string,
   ): Promise<WithGrantState<AccessTokenRecord> | undefined> {
     return this.#guard(async () => {
-      const row = await this.#db
-        .selectFrom('access_tokens')
-        .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
-        .selectAll('access_tokens')
-        .select('grants.revoked_at as grant_revoked_at')
-        .where('access_tokens.token_hash', '=', tokenHash)
-        .executeTakeFirst()
+      const [row] = await this.#hot.accessTokenByHash.execute(this.#db, tokenHash)
       return row && { ...toAccessToken(row), grantRevokedAt: row.grant_revoked_at }
     })
   }
@@ -434,13 +487,7 @@ export class KyselyStore implements Store {
     db: Kysely<DevicegateDatabase>,
     tokenHash: string,
   ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
-    const row = await db
-      .selectFrom('refresh_tokens')
-      .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
-      .selectAll('refresh_tokens')
-      .select('grants.revoked_at as grant_revoked_at')
-      .where('refresh_tokens.token_hash', '=', tokenHash)
-      .executeTakeFirst()
+    const [row] = await this.#hot.refreshTokenByHash.execute(db, tokenHash)
     return row && { ...toRefreshToken(row), grantRevokedAt: row.grant_revoked_at }
   }
 
