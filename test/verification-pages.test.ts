@@ -488,16 +488,32 @@ describe('RFC 8628 §3.3 review and decision', () => {
     expect(await statusOf(grant)).toEqual({ status: 'pending', subject: null })
   })
 
-  it('an already decided code shows a "used" page and a second decision is refused', async () => {
+  it('a code decided by someone else shows a "used" page and a second decision is refused', async () => {
     const grant = await createGrant()
     const demo = await signIn('demo', 'demo-pass')
+    const mallory = await signIn('mallory', 'mallory-pass')
     expect((await decide(demo, grant.userCode, 'approve')).statusCode).toBe(200)
-    const again = await enterCode(demo, grant.userCode)
+    const again = await enterCode(mallory, grant.userCode)
     expect(again.statusCode).toBe(400)
     expect(again.body).toContain('already been used')
     expect(again.body).not.toContain(APPROVE_BUTTON)
-    const flip = await decide(demo, grant.userCode, 'deny')
+    const flip = await decide(mallory, grant.userCode, 'deny')
     expect(flip.statusCode).toBe(400)
+    expect(await statusOf(grant)).toEqual({ status: 'approved', subject: 'demo' })
+  })
+
+  it('a code this user decided shows "already approved by you" again; a contrary decision is refused with 409', async () => {
+    const grant = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    expect((await decide(demo, grant.userCode, 'approve')).statusCode).toBe(200)
+    const back = await enterCode(demo, grant.userCode)
+    expect(back.statusCode).toBe(200)
+    expect(back.body).toContain('<h1>Device approved</h1>')
+    expect(back.body).toContain('You already approved this request.')
+    expect(back.body).not.toContain(APPROVE_BUTTON)
+    const flip = await decide(demo, grant.userCode, 'deny')
+    expect(flip.statusCode).toBe(409)
+    expect(flip.body).toContain('You already approved this request.')
     expect(await statusOf(grant)).toEqual({ status: 'approved', subject: 'demo' })
   })
 
@@ -583,6 +599,23 @@ describe('RFC 6749 §10.12 CSRF protection of the decision (C19)', () => {
     )
     expect(res.statusCode).toBe(403)
     expect(await statusOf(grant)).toEqual({ status: 'pending', subject: null })
+  })
+
+  it('C19 refuses an Origin that matches only a forged Host header (DNS rebinding), accepts the issuer origin', async () => {
+    const grant = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    const rebound = await decide(demo, grant.userCode, 'approve', {
+      origin: 'http://rebind.attacker.example',
+      host: 'rebind.attacker.example',
+    })
+    expect(rebound.statusCode).toBe(403)
+    expect(await statusOf(grant)).toEqual({ status: 'pending', subject: null })
+    const ok = await decide(demo, grant.userCode, 'approve', {
+      origin: 'http://localhost',
+      host: 'rebind.attacker.example',
+    })
+    expect(ok.statusCode).toBe(200)
+    expect(await statusOf(grant)).toEqual({ status: 'approved', subject: 'demo' })
   })
 
   it('C19 the legitimate same-origin approval still works (the PR #1002 regression)', async () => {
@@ -678,6 +711,196 @@ describe('RFC 8628 §5.1 user-code entry rate limit (C15)', () => {
     expect(blocked.statusCode).toBe(429)
     h.clock.now += Number(blocked.headers['retry-after'])
     expect((await enterCode(mallory, grant.userCode)).statusCode).toBe(200)
+  })
+})
+
+describe('RFC 8628 §5.1: an attacker cannot lock out users behind the same IP (C15)', () => {
+  it('offers Sign in on the code-entry page; GET /device/sign-in shows the sign-in form without a code', async () => {
+    const entry = await h.app.inject({ method: 'GET', url: '/device' })
+    expect(entry.statusCode).toBe(200)
+    expect(entry.body).toMatch(/<a href="\/device\/sign-in">Sign in<\/a>/)
+    const cookie = `${SESSION_COOKIE}=${sessionCookieOf(entry)}`
+    const page = await h.app.inject({ method: 'GET', url: '/device/sign-in', headers: { cookie } })
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['cache-control']).toBe('no-store')
+    expect(page.body).toContain('action="/device/sign-in"')
+    expect(page.body).toContain(`name="csrf_token" value="${csrfOf(entry.body)}"`)
+    expect(page.body).not.toContain('name="user_code"')
+    // A code in the URL is ignored: a link must not reach the typed-code path through sign-in.
+    const withCode = await h.app.inject({ method: 'GET', url: '/device/sign-in?user_code=BCDFGHJK', headers: { cookie } })
+    expect(withCode.body).not.toContain('name="user_code"')
+  })
+
+  it('C15 a signed-out user behind an IP locked by junk codes is told to sign in, and then continues', async () => {
+    const ip = '198.51.100.20'
+    const grant = await createGrant()
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      const attacker = await openAnonymous(ip)
+      expect((await enterCode(attacker, unissuedCode(grant.userCode), ip)).statusCode).toBe(400)
+    }
+    const victim = await openAnonymous(ip)
+    const blocked = await enterCode(victim, grant.userCode, ip)
+    expect(blocked.statusCode).toBe(429)
+    expect(blocked.body).toContain('id="sign_in_to_continue"')
+    expect(blocked.body).toContain('<a href="/device/sign-in">sign in</a> to continue')
+    // Following that link and signing in from the same IP escapes the per-IP limit.
+    const form = await h.app.inject({ method: 'GET', url: '/device/sign-in', headers: { cookie: victim.cookie }, remoteAddress: ip })
+    expect(form.statusCode).toBe(200)
+    const res = await postForm('/device/sign-in', victim, { username: 'demo', password: 'demo-pass' }, {}, ip)
+    expect(res.statusCode).toBe(303)
+    const cookie = `${SESSION_COOKIE}=${sessionCookieOf(res)}`
+    const page = await h.app.inject({ method: 'GET', url: '/device', headers: { cookie }, remoteAddress: ip })
+    const demo = { cookie, csrf: csrfOf(page.body) }
+    expectReviewPage(await enterCode(demo, grant.userCode, ip), grant)
+    // Signed-out entry on that IP stays limited (per IP and per session).
+    const other = await openAnonymous(ip)
+    expect((await enterCode(other, grant.userCode, ip)).statusCode).toBe(429)
+  })
+
+  it('C15 a 429 for a signed-in user offers Sign out, not sign-in', async () => {
+    const mallory = await signIn('mallory', 'mallory-pass')
+    for (let i = 0; i < MAX_FAILURES; i++) await enterCode(mallory, 'BBBB-BBBB')
+    const blocked = await enterCode(mallory, 'BBBB-BBBB')
+    expect(blocked.statusCode).toBe(429)
+    expect(blocked.body).not.toContain('id="sign_in_to_continue"')
+    expect(blocked.body).toContain('action="/device/sign-out"')
+  })
+})
+
+describe('RFC 8628 §5.1: legitimate actions are not failed code entries', () => {
+  it('a double click on Approve shows the result again and never counts as a failure', async () => {
+    const grant = await createGrant()
+    const next = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    expect((await decide(demo, grant.userCode, 'approve')).statusCode).toBe(200)
+    for (let i = 0; i <= MAX_FAILURES; i++) {
+      const again = await decide(demo, grant.userCode, 'approve')
+      expect(again.statusCode).toBe(200)
+      expect(again.body).toContain('You already approved this request.')
+    }
+    expectReviewPage(await enterCode(demo, next.userCode), next)
+  })
+
+  it('Back after deciding (the code again, typed or via its link) never counts as a failure', async () => {
+    const grant = await createGrant()
+    const next = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    expect((await decide(demo, grant.userCode, 'deny')).statusCode).toBe(200)
+    for (let i = 0; i <= MAX_FAILURES; i++) {
+      const typed = await enterCode(demo, formatUserCode(grant.userCode).toLowerCase())
+      expect(typed.statusCode).toBe(200)
+      expect(typed.body).toContain('You already denied this request.')
+      const link = await h.app.inject({ method: 'GET', url: `/device?user_code=${grant.userCode}`, headers: { cookie: demo.cookie } })
+      expect(link.statusCode).toBe(200)
+      expect(link.body).toContain('You already denied this request.')
+    }
+    expectReviewPage(await enterCode(demo, next.userCode), next)
+    expect(await statusOf(grant)).toEqual({ status: 'denied', subject: 'demo' })
+  })
+
+  it('a code decided by someone else counts as a failure', async () => {
+    const decided = await createGrant()
+    const next = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    expect((await decide(demo, decided.userCode, 'approve')).statusCode).toBe(200)
+    const mallory = await signIn('mallory', 'mallory-pass')
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      expect((await enterCode(mallory, decided.userCode)).statusCode).toBe(400)
+    }
+    expect((await enterCode(mallory, next.userCode)).statusCode).toBe(429)
+  })
+
+  it('failed links count for the session and the IP, not against the signed-in account', async () => {
+    const ip = '203.0.113.50'
+    const grant = await createGrant()
+    const victim = await signIn('demo', 'demo-pass', ip)
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      const res = await h.app.inject({ method: 'GET', url: `/device?user_code=${unissuedCode(grant.userCode)}`, headers: { cookie: victim.cookie }, remoteAddress: ip })
+      expect(res.statusCode).toBe(400)
+    }
+    // The session and the IP are counted ...
+    expect((await enterCode(victim, grant.userCode, ip)).statusCode).toBe(429)
+    const anonymous = await openAnonymous(ip)
+    expect((await enterCode(anonymous, grant.userCode, ip)).statusCode).toBe(429)
+    // ... the account is not: a new session of the same account, typing, is not blocked.
+    const fresh = await signIn('demo', 'demo-pass', ip)
+    expectReviewPage(await enterCode(fresh, grant.userCode, ip), grant)
+  })
+
+  it('a signed-in guesser cannot escape the limit with links and fresh sessions', async () => {
+    const ip = '203.0.113.60'
+    const grant = await createGrant()
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      const mallory = await signIn('mallory', 'mallory-pass', ip)
+      const res = await h.app.inject({ method: 'GET', url: `/device?user_code=${unissuedCode(grant.userCode)}`, headers: { cookie: mallory.cookie }, remoteAddress: ip })
+      expect(res.statusCode).toBe(400)
+    }
+    const mallory = await signIn('mallory', 'mallory-pass', ip)
+    const blocked = await h.app.inject({ method: 'GET', url: `/device?user_code=${grant.userCode}`, headers: { cookie: mallory.cookie }, remoteAddress: ip })
+    expect(blocked.statusCode).toBe(429)
+    expect(blocked.body).not.toContain(APPROVE_BUTTON)
+  })
+})
+
+describe('sign-out, sign-in spraying, and the code field', () => {
+  it('shows a named Sign out button to a signed-in user; it deletes the session', async () => {
+    const grant = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    const review = await enterCode(demo, grant.userCode)
+    const signOutForm = /<form method="post" action="\/device\/sign-out">\s*<input type="hidden" name="csrf_token" value="([^"]+)" \/>\s*<button type="submit" id="sign_out">Sign out<\/button>/
+    expect(signOutForm.exec(review.body)?.[1]).toBe(demo.csrf)
+    const entry = await h.app.inject({ method: 'GET', url: '/device', headers: { cookie: demo.cookie } })
+    expect(entry.body).toMatch(signOutForm)
+    const anonymous = await h.app.inject({ method: 'GET', url: '/device' })
+    expect(anonymous.body).not.toContain('/device/sign-out')
+
+    // Without the CSRF token nothing happens.
+    expect((await postForm('/device/sign-out', { cookie: demo.cookie }, {})).statusCode).toBe(403)
+    const idHash = sha256Hex(demo.cookie.slice(SESSION_COOKIE.length + 1))
+    expect(await h.store.findWebSession(idHash, h.clock.now)).toBeDefined()
+
+    const out = await postForm('/device/sign-out', demo, {})
+    expect(out.statusCode).toBe(303)
+    expect(out.headers.location).toBe('/device')
+    expect(out.headers['cache-control']).toBe('no-store')
+    const cleared = out.cookies.find((c) => c.name === SESSION_COOKIE)
+    expect(cleared?.value).toBe('')
+    expect(await h.store.findWebSession(idHash, h.clock.now)).toBeUndefined()
+    expect((await decide(demo, grant.userCode, 'approve')).statusCode).toBe(403)
+    const after = await h.app.inject({ method: 'GET', url: '/device', headers: { cookie: demo.cookie } })
+    expect(after.body).not.toContain('Signed in as')
+    expect(await statusOf(grant)).toEqual({ status: 'pending', subject: null })
+  })
+
+  it('limits failed sign-ins per IP across usernames (spraying): 30 failures, then 429 even for a right password', async () => {
+    const ip = '192.0.2.77'
+    const anon = await openAnonymous(ip)
+    for (let i = 0; i < 30; i++) {
+      const res = await postForm('/device/sign-in', anon, { username: `user${i}`, password: 'Summer2025!' }, {}, ip)
+      expect(res.statusCode).toBe(401)
+    }
+    const blocked = await postForm('/device/sign-in', anon, { username: 'demo', password: 'demo-pass' }, {}, ip)
+    expect(blocked.statusCode).toBe(429)
+    expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
+    const elsewhere = await openAnonymous('192.0.2.78')
+    expect((await postForm('/device/sign-in', elsewhere, { username: 'demo', password: 'demo-pass' }, {}, '192.0.2.78')).statusCode).toBe(303)
+  })
+
+  it('keeps what was typed in the field after a failed entry, escaped', async () => {
+    const anon = await openAnonymous()
+    const res = await enterCode(anon, 'bcdf-ghj"><script>x</script>')
+    expect(res.statusCode).toBe(400)
+    expect(res.body).toContain('value="bcdf-ghj&quot;&gt;&lt;script&gt;x&lt;/script&gt;"')
+    expect(res.body).not.toContain('<script>')
+  })
+
+  it('C16 accepts a full-width code with a pasted zero-width space', async () => {
+    const grant = await createGrant()
+    const demo = await signIn('demo', 'demo-pass')
+    const fullWidth = [...formatUserCode(grant.userCode)]
+      .map((ch) => String.fromCodePoint(ch.codePointAt(0)! + 0xfee0))
+      .join('')
+    expectReviewPage(await enterCode(demo, `\u200b${fullWidth}\ufeff`), grant)
   })
 })
 

@@ -79,7 +79,10 @@ ul.scopes{margin:.25rem 0 .5rem;padding-left:1.25rem}
 .tier-high,.tier-admin{color:var(--danger);font-weight:700}
 .error h1{color:var(--danger)}
 .success h1{color:var(--ok)}
-.signed-in{text-align:right}
+.signed-in{display:flex;flex-wrap:wrap;justify-content:flex-end;align-items:center;gap:.5rem}
+.signed-in p{margin:0}
+.signed-in form{margin:0}
+.signed-in button{flex:0 0 auto;min-height:2.75rem}
 @media (max-width:30rem){main{padding:.5rem}.card{padding:1rem}dl{grid-template-columns:1fr}dt{margin-top:.35rem}}
 `
 
@@ -107,15 +110,32 @@ export const VERIFICATION_PAGE_CSP = Object.entries(VERIFICATION_PAGE_CSP_DIRECT
 
 const STYLE_ELEMENT = new SafeHtml(`<style>${PAGE_CSS}</style>`)
 
+/** Who is signed in, and the session's CSRF token for the Sign out form shown on every page. */
+export interface SignedIn {
+  username: string
+  csrfToken: string
+}
+
 interface LayoutOptions {
   title: string
   body: SafeHtml
   /** Extra class on the card, e.g. `error` or `success`. */
   tone?: 'error' | 'success'
-  signedInAs?: string | undefined
+  signedIn?: SignedIn | undefined
 }
 
-function layout({ title, body, tone, signedInAs }: LayoutOptions): string {
+/** "Signed in as …" and a named Sign out button (`POST /device/sign-out`, CSRF-protected). */
+function signedInBar(signedIn: SignedIn): SafeHtml {
+  return html`<div class="muted signed-in">
+    <p>Signed in as <strong>${signedIn.username}</strong></p>
+    <form method="post" action="/device/sign-out">
+      ${hidden('csrf_token', signedIn.csrfToken)}
+      <button type="submit" id="sign_out">Sign out</button>
+    </form>
+  </div>`
+}
+
+function layout({ title, body, tone, signedIn }: LayoutOptions): string {
   return html`<!doctype html>
     <html lang="en">
       <head>
@@ -127,7 +147,7 @@ function layout({ title, body, tone, signedInAs }: LayoutOptions): string {
       </head>
       <body>
         <main>
-          ${signedInAs === undefined ? '' : html`<p class="muted signed-in">Signed in as <strong>${signedInAs}</strong></p>`}
+          ${signedIn === undefined ? '' : signedInBar(signedIn)}
           <div class="card${tone === undefined ? '' : ` ${tone}`}">${body}</div>
         </main>
       </body>
@@ -138,17 +158,22 @@ function hidden(name: string, value: string): SafeHtml {
   return html`<input type="hidden" name="${name}" value="${value}" />`
 }
 
-/** `GET /device`: the code-entry form (RFC 8628 §3.3). */
+/**
+ * `GET /device`: the code-entry form (RFC 8628 §3.3). A signed-out visitor is also offered
+ * "Sign in" first: signed-in code entry is rate-limited per account rather than per IP address,
+ * so a user behind a shared address that someone else's guessing has blocked can still continue.
+ */
 export function renderCodeEntryPage(input: {
   csrfToken: string
-  signedInAs?: string | undefined
+  signedIn?: SignedIn | undefined
   /** Shown above the form, e.g. after an invalid code. */
-  message?: string
-  value?: string
+  message?: string | undefined
+  /** What the user typed, kept in the field after a failed entry. */
+  value?: string | undefined
 }): string {
   return layout({
     title: 'Connect a device',
-    signedInAs: input.signedInAs,
+    signedIn: input.signedIn,
     body: html`<h1>Connect a device</h1>
       <p>Enter the code shown on your device.</p>
       ${input.message === undefined ? '' : html`<p class="warning" role="alert">${input.message}</p>`}
@@ -173,7 +198,12 @@ export function renderCodeEntryPage(input: {
           8 letters, for example BDFG-HJKL. Case and dashes do not matter.
         </p>
         <div class="actions"><button type="submit" class="primary">Continue</button></div>
-      </form>`,
+      </form>
+      ${input.signedIn === undefined
+        ? html`<p class="muted" id="sign_in_first">
+            Have an account here? <a href="/device/sign-in">Sign in</a> first, then enter the code.
+          </p>`
+        : ''}`,
   })
 }
 
@@ -292,7 +322,7 @@ export function renderReviewPage(view: ReviewView): string {
   const codeShown = suffix === undefined ? view.userCodeDisplay : view.userCodeDisplay.slice(0, view.userCodeDisplay.length - suffix) + '•'.repeat(suffix)
   return layout({
     title: `Allow ${view.clientName}?`,
-    signedInAs: view.signedInAs,
+    signedIn: { username: view.signedInAs, csrfToken: view.csrfToken },
     body: html`<h1>Allow <strong>${view.clientName}</strong> to access your account?</h1>
       <p>Code: <span class="code-display">${codeShown}</span></p>
       <p>Check that this is the code shown on your device.</p>
@@ -374,11 +404,11 @@ export function renderReviewPage(view: ReviewView): string {
 }
 
 /** After an approval the policy refused (the request is recorded as denied). */
-export function renderPolicyDeniedPage(input: { clientName: string; signedInAs: string; message: string | undefined; reasonCodes: string[] }): string {
+export function renderPolicyDeniedPage(input: { clientName: string; signedIn: SignedIn; message: string | undefined; reasonCodes: string[] }): string {
   return layout({
     title: 'Request not allowed',
     tone: 'error',
-    signedInAs: input.signedInAs,
+    signedIn: input.signedIn,
     body: html`<h1>Request not allowed</h1>
       <p role="alert" id="policy_denied">
         <strong>${input.clientName}</strong> was not given access. ${input.message ?? 'Your organisation’s policy does not allow this request.'}
@@ -392,7 +422,7 @@ export function renderPolicyDeniedPage(input: { clientName: string; signedInAs: 
 export function renderTotpEnrolPage(input: { csrfToken: string; signedInAs: string; secret: string; uri: string; message?: string | undefined }): string {
   return layout({
     title: 'Set up a new authenticator',
-    signedInAs: input.signedInAs,
+    signedIn: { username: input.signedInAs, csrfToken: input.csrfToken },
     body: html`<h1>Set up a new authenticator</h1>
       <p>Add this account to your authenticator app with the key below (or the link), then enter the code it shows.</p>
       ${input.message === undefined ? '' : html`<p class="warning" role="alert">${input.message}</p>`}
@@ -411,18 +441,25 @@ export function renderTotpEnrolPage(input: { csrfToken: string; signedInAs: stri
   })
 }
 
-/** After a decision was recorded. */
+/**
+ * After a decision was recorded; again (with `alreadyDecided`) when the same user comes back to a
+ * code they decided: a double click, Back, or a re-submitted form.
+ */
 export function renderResultPage(input: {
   decision: 'approved' | 'denied'
   clientName: string
-  signedInAs: string
+  signedIn: SignedIn
+  /** The decision was recorded earlier by this user, not by this request. */
+  alreadyDecided?: boolean
 }): string {
+  const already = input.alreadyDecided === true
   if (input.decision === 'approved') {
     return layout({
       title: 'Device approved',
       tone: 'success',
-      signedInAs: input.signedInAs,
+      signedIn: input.signedIn,
       body: html`<h1>Device approved</h1>
+        ${already ? html`<p role="status" id="already_decided">You already approved this request.</p>` : ''}
         <p>
           You approved <strong>${input.clientName}</strong>. Return to your device; it will continue
           on its own.
@@ -432,8 +469,9 @@ export function renderResultPage(input: {
   }
   return layout({
     title: 'Request denied',
-    signedInAs: input.signedInAs,
+    signedIn: input.signedIn,
     body: html`<h1>Denied</h1>
+      ${already ? html`<p role="status" id="already_decided">You already denied this request.</p>` : ''}
       <p>
         <strong>${input.clientName}</strong> was not given access. The device will be told the
         request was denied.
@@ -444,20 +482,30 @@ export function renderResultPage(input: {
   })
 }
 
-/** An error page: no forms that change state, one link back to the code-entry page. */
+/**
+ * An error page: no forms that change state except Sign out, one link back to the code-entry page,
+ * and with `offerSignIn` a link to sign in (for a signed-out visitor an IP-wide limit has blocked).
+ */
 export function renderErrorPage(input: {
   title: string
   message: string
-  detail?: string
-  signedInAs?: string | undefined
+  detail?: string | undefined
+  signedIn?: SignedIn | undefined
+  offerSignIn?: boolean
 }): string {
   return layout({
     title: input.title,
     tone: 'error',
-    signedInAs: input.signedInAs,
+    signedIn: input.signedIn,
     body: html`<h1>${input.title}</h1>
       <p role="alert">${input.message}</p>
       ${input.detail === undefined ? '' : html`<p class="muted">${input.detail}</p>`}
+      ${input.offerSignIn === true
+        ? html`<p id="sign_in_to_continue">
+            You can <a href="/device/sign-in">sign in</a> to continue: once you are signed in,
+            attempts are counted for your account, not for everyone on your network.
+          </p>`
+        : ''}
       <p><a href="/device">Enter a code</a></p>`,
   })
 }

@@ -8,12 +8,15 @@
  *                                   review page, but never decides anything by itself.
  * - `POST /device`                  `user_code`, `csrf_token` → sign-in or review page;
  *                                   with `decision=approve|deny` → records the decision.
+ * - `GET  /device/sign-in`          the sign-in form without a code (sign in first, then enter it).
  * - `POST /device/sign-in`          `username`, `password`, `csrf_token`, optional `user_code`
  *                                   → 303 back to `/device[?user_code=…]` with a new session.
+ * - `POST /device/sign-out`         `csrf_token` → deletes the session, 303 to `/device`.
  *
- * Protections: a synchronizer CSRF token bound to the `dg_session` cookie, plus Origin and
- * Sec-Fetch-Site checks (RFC 6749 §10.12); session rotation at sign-in (no fixation); code-entry
- * rate limiting before any lookup (RFC 8628 §5.1); failed sign-ins limited per IP and username;
+ * Protections: a synchronizer CSRF token bound to the `dg_session` cookie, plus Origin (must be
+ * the configured issuer's) and Sec-Fetch-Site checks (RFC 6749 §10.12); session rotation at
+ * sign-in (no fixation); code-entry rate limiting before any lookup (RFC 8628 §5.1); failed
+ * sign-ins limited per IP and username and per IP;
  * the review page shows app, scopes, origin IP, user agent and time of the request so a user can
  * spot remote phishing (RFC 8628 §5.4). Framing is forbidden by the HTTP layer's headers.
  *
@@ -30,6 +33,7 @@ import type { VerificationDeps } from './deps.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import { checkTotpCode, findUserTotpSecret, newTotpSecret, totpUri } from './mfa.js'
 import {
+  type SignedIn,
   formatDuration,
   renderCodeEntryPage,
   renderErrorPage,
@@ -45,12 +49,19 @@ import {
 export const SESSION_COOKIE = 'dg_session'
 /** Failed sign-ins allowed per client IP and username in one window. */
 export const SIGN_IN_MAX_FAILURES = 10
+/**
+ * Failed sign-ins allowed per client IP over all usernames in one window, so one address cannot
+ * spray a password across many accounts (each IP+username pair stays under its own limit).
+ */
+export const SIGN_IN_MAX_FAILURES_PER_IP = 30
 /** Window of the sign-in limiter in seconds. */
 export const SIGN_IN_WINDOW_SECONDS = 600
 
 /** Longest username and password considered; longer input is a failed sign-in (bounds argon2 work). */
 const MAX_USERNAME_LENGTH = 256
 const MAX_PASSWORD_LENGTH = 1024
+/** Longest typed code kept in the field after a failed entry. */
+const MAX_KEPT_CODE_LENGTH = 64
 
 type Form = Record<string, string | string[] | undefined>
 
@@ -60,8 +71,21 @@ interface Session {
   user: User | undefined
 }
 
-/** Why a code cannot be reviewed or decided; each is a failed code entry for RFC 8628 §5.1. */
+/**
+ * Why a code cannot be reviewed or decided; each is a failed code entry for RFC 8628 §5.1. A code
+ * this session's user decided is not a problem: it shows that decision again (double click, Back).
+ */
 type CodeProblem = 'invalid' | 'expired' | 'used'
+
+/** How a code reached the server: typed into the form (POST) or in a followed link (GET). */
+type CodeSource = 'typed' | 'link'
+
+/** The decision recorded for a grant that is no longer pending. */
+function recordedOutcome(grant: DeviceGrantRecord): 'approved' | 'denied' | undefined {
+  if (grant.status === 'approved' || grant.status === 'redeemed') return 'approved'
+  if (grant.status === 'denied') return 'denied'
+  return undefined
+}
 
 /**
  * Registers the verification routes. The caller has already registered @fastify/cookie,
@@ -74,6 +98,8 @@ export async function registerVerificationPages(
   deps: VerificationDeps,
 ): Promise<void> {
   const { store, clock, logger } = deps
+  // Programmer misuse (not an origin) fails here, at start-up.
+  const issuerOrigin = new URL(deps.issuerOrigin).origin
 
   // --- sessions -------------------------------------------------------------------------------
 
@@ -112,6 +138,13 @@ export async function registerVerificationPages(
     return { record, user }
   }
 
+  /** What the pages need to show "Signed in as" and the Sign out button; undefined when signed out. */
+  function signedInOf(session: Session): SignedIn | undefined {
+    return session.user === undefined
+      ? undefined
+      : { username: session.user.username, csrfToken: session.record.csrfToken }
+  }
+
   async function ensureSession(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -121,10 +154,25 @@ export async function registerVerificationPages(
   }
 
   /**
+   * Whether an `Origin` header names the configured issuer's origin. Only configuration is trusted:
+   * the request's own Host (or X-Forwarded-Host) is chosen by whoever sends it, so comparing with it
+   * would let a DNS-rebinding page pass. The header is parsed so that an explicit default port
+   * (`http://localhost:80`) matches like the serialised origin does.
+   */
+  function isIssuerOrigin(origin: string): boolean {
+    if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i.test(origin)) return false
+    try {
+      return new URL(origin).origin === issuerOrigin
+    } catch {
+      return false
+    }
+  }
+
+  /**
    * A state-changing POST is accepted only from this origin with this session's CSRF token
-   * (RFC 6749 §10.12). The Origin header, when a browser sends it, must be ours; a browser's
-   * `Sec-Fetch-Site: cross-site` is refused outright. SameSite=Lax on the cookie is defence in
-   * depth, not the control.
+   * (RFC 6749 §10.12). The Origin header, when a browser sends it, must be the issuer's; a
+   * browser's `Sec-Fetch-Site: cross-site` is refused outright. SameSite=Lax on the cookie is
+   * defence in depth, not the control.
    */
   function isTrustedPost(
     request: FastifyRequest,
@@ -135,7 +183,7 @@ export async function registerVerificationPages(
     if (request.headers['sec-fetch-site'] === 'cross-site') return false
     const origin = request.headers.origin
     // The configured issuer is the public origin (behind a TLS proxy fastify itself sees http).
-    if (origin !== undefined && origin !== deps.issuerOrigin && origin !== `${request.protocol}://${request.host}`) return false
+    if (origin !== undefined && !isIssuerOrigin(origin)) return false
     const token = form.csrf_token
     if (typeof token !== 'string' || token.length === 0) return false
     return constantTimeEqual(token, session.record.csrfToken)
@@ -144,17 +192,30 @@ export async function registerVerificationPages(
   // --- rate limiting (RFC 8628 §5.1) ----------------------------------------------------------
 
   /**
-   * Counters that limit failed code entries from one source. Always per session. For anonymous
-   * sessions also per client IP, because a fresh cookie is free. For signed-in sessions per user
-   * account instead of per IP: a signed-in user is accountable by account, and an IP-wide lock
-   * would let one attacker behind a shared NAT or proxy lock out every colleague behind the same
-   * address — a lockout an attacker could trigger for everyone, which we must not allow.
+   * Counters that limit failed code entries from one source: `check` are read before a lookup
+   * (any one at the limit blocks), `count` are incremented after a failed one.
+   *
+   * - Signed out: per session and per client IP, because a fresh cookie is free.
+   * - Signed in, typed: per session and per user account instead of per IP. A signed-in user is
+   *   accountable by account, and an IP-wide lock would let one attacker behind a shared NAT or
+   *   proxy lock out every colleague behind the same address; signing in is how such a colleague
+   *   escapes the IP-wide limit (the pages offer it).
+   * - Signed in, followed link (`GET /device?user_code=…`): counted per session and per IP, not
+   *   against the account, so crafted links sent to a victim cannot lock the victim's account.
+   *   Checked also per IP (and per account), or a signed-in guesser could use links and sign in
+   *   again for a fresh session every few tries; a blocked link still leaves typing the code.
    */
-  function codeEntryKeys(request: FastifyRequest, session: Session): string[] {
-    const keys = [`code_entry:session:${session.record.idHash}`]
-    if (session.user !== undefined) keys.push(`code_entry:user:${session.user.username}`)
-    else keys.push(`code_entry:ip:${request.clientIp}`)
-    return keys
+  function codeEntryKeys(
+    request: FastifyRequest,
+    session: Session,
+    source: CodeSource,
+  ): { check: string[]; count: string[] } {
+    const bySession = `code_entry:session:${session.record.idHash}`
+    const byIp = `code_entry:ip:${request.clientIp}`
+    if (session.user === undefined) return { check: [bySession, byIp], count: [bySession, byIp] }
+    const byUser = `code_entry:user:${session.user.username}`
+    if (source === 'link') return { check: [bySession, byIp, byUser], count: [bySession, byIp] }
+    return { check: [bySession, byUser], count: [bySession, byUser] }
   }
 
   /** Seconds until the current fixed window (aligned to multiples of its length) ends. */
@@ -204,24 +265,36 @@ export async function registerVerificationPages(
     )
   }
 
+  /**
+   * 429 with Retry-After (RFC 6585 §4). For code entry (`session` given) a signed-out visitor is
+   * told they can sign in to continue, since the IP-wide limit does not apply once signed in; a
+   * signed-in one who followed a link is told to type the code instead.
+   */
   function sendTooManyRequests(
     reply: FastifyReply,
     retryAfterSeconds: number,
-    signedInAs?: string,
+    codeEntry?: { session: Session; source: CodeSource },
   ) {
     reply.header('retry-after', String(retryAfterSeconds))
+    const signedIn = codeEntry === undefined ? undefined : signedInOf(codeEntry.session)
     return send(
       reply,
       429,
       renderErrorPage({
         title: 'Too many attempts',
         message: `Too many attempts. Try again in ${formatDuration(retryAfterSeconds)}.`,
-        signedInAs,
+        detail:
+          signedIn !== undefined && codeEntry?.source === 'link'
+            ? 'If you opened a link, enter the code shown on your device yourself instead.'
+            : undefined,
+        signedIn,
+        offerSignIn: codeEntry !== undefined && signedIn === undefined,
       }),
     )
   }
 
-  function sendCodeProblem(reply: FastifyReply, session: Session, problem: CodeProblem) {
+  /** Code entry again, with what was typed kept (escaped by the template) when it was typed. */
+  function sendCodeProblem(reply: FastifyReply, session: Session, problem: CodeProblem, typed?: string) {
     const message = {
       invalid: 'That code is not valid. Check the code shown on your device and try again.',
       expired: 'That code has expired. Start again on your device to get a new code.',
@@ -232,8 +305,34 @@ export async function registerVerificationPages(
       400,
       renderCodeEntryPage({
         csrfToken: session.record.csrfToken,
-        signedInAs: session.user?.username,
+        signedIn: signedInOf(session),
         message,
+        value: typed?.slice(0, MAX_KEPT_CODE_LENGTH),
+      }),
+    )
+  }
+
+  /**
+   * The result page again, for a code this session's user already decided: a double click on
+   * Approve, Back after deciding, or a re-submitted form. 200 when nothing contradicts the recorded
+   * decision; 409 when the submission asked for the other one (which is not recorded).
+   */
+  function sendAlreadyDecided(
+    reply: FastifyReply,
+    session: Session & { user: User },
+    grant: DeviceGrantRecord,
+    outcome: 'approved' | 'denied',
+    requested?: 'approved' | 'denied',
+  ) {
+    const client = deps.clients.get(grant.clientId)
+    return send(
+      reply,
+      requested === undefined || requested === outcome ? 200 : 409,
+      renderResultPage({
+        decision: outcome,
+        clientName: client?.name ?? grant.clientId,
+        signedIn: { username: session.user.username, csrfToken: session.record.csrfToken },
+        alreadyDecided: true,
       }),
     )
   }
@@ -361,7 +460,12 @@ export async function registerVerificationPages(
   /**
    * The limiter check, the lookup and the failure count for one submitted code (RFC 8628 §5.1).
    * The check runs before the lookup, so while a source is blocked a correct code gets the
-   * same 429 as a wrong one.
+   * same 429 as a wrong one. Failures are unknown, malformed and expired codes and codes decided
+   * by someone else; a code this user decided shows that decision again and is not a failure.
+   * When it returns undefined, the reply has been sent.
+   *
+   * @param source `link` for `GET /device?user_code=…`, which never counts against an account.
+   * @param requested The decision being submitted, if any (for the "already decided" page).
    */
   async function lookUpCode(
     request: FastifyRequest,
@@ -369,10 +473,12 @@ export async function registerVerificationPages(
     session: Session,
     raw: string,
     now: number,
+    source: CodeSource = 'typed',
+    requested?: 'approved' | 'denied',
   ): Promise<{ grant: DeviceGrantRecord; client: Client } | undefined> {
-    const keys = codeEntryKeys(request, session)
+    const keys = codeEntryKeys(request, session, source)
     const { codeEntryMaxFailures: max, codeEntryWindowSeconds: windowSeconds } = deps
-    const retryAfter = await blockedFor(keys, max, windowSeconds, now)
+    const retryAfter = await blockedFor(keys.check, max, windowSeconds, now)
     if (retryAfter !== undefined) {
       logger.warn(
         {
@@ -382,23 +488,40 @@ export async function registerVerificationPages(
         },
         'user-code entry blocked by rate limit',
       )
-      sendTooManyRequests(reply, retryAfter, session.user?.username)
+      sendTooManyRequests(reply, retryAfter, { session, source })
       return undefined
     }
     const canonical = normalizeUserCode(raw)
     const grant =
       canonical === undefined ? undefined : await store.findDeviceGrantByUserCode(canonical)
-    const problem = classify(grant, now)
+    const decidedByYou =
+      grant !== undefined && session.user !== undefined && grant.subject === session.user.username
+        ? recordedOutcome(grant)
+        : undefined
+    const problem = decidedByYou === undefined ? classify(grant, now) : undefined
     await deps.events?.record({
       type: 'user_code.looked_up',
       actor: session.user?.username ?? null,
       clientId: grant?.clientId ?? null,
       subject: session.user?.username ?? null,
       ip: request.clientIp,
-      details: { outcome: problem ?? 'found', deviceGrantId: grant?.id ?? null, session: session.record.idHash.slice(0, 16) },
+      details: {
+        outcome: problem ?? 'found',
+        deviceGrantId: grant?.id ?? null,
+        session: session.record.idHash.slice(0, 16),
+        ...(decidedByYou === undefined ? {} : { alreadyDecided: decidedByYou }),
+      },
     })
+    if (decidedByYou !== undefined && grant !== undefined && session.user !== undefined) {
+      logger.info(
+        { event: 'verification.already_decided', grantId: grant.id, outcome: decidedByYou, subject: session.user.username, ip: request.clientIp },
+        'user-code entry for a code this user already decided',
+      )
+      sendAlreadyDecided(reply, { ...session, user: session.user }, grant, decidedByYou, requested)
+      return undefined
+    }
     if (problem !== undefined || grant === undefined) {
-      await countFailure(keys, windowSeconds, now)
+      await countFailure(keys.count, windowSeconds, now)
       logger.info(
         {
           event: 'verification.code_entry_failed',
@@ -409,7 +532,7 @@ export async function registerVerificationPages(
         },
         'user-code entry failed',
       )
-      sendCodeProblem(reply, session, problem ?? 'invalid')
+      sendCodeProblem(reply, session, problem ?? 'invalid', source === 'typed' ? raw : undefined)
       return undefined
     }
     const client = deps.clients.get(grant.clientId)
@@ -424,7 +547,7 @@ export async function registerVerificationPages(
         renderErrorPage({
           title: 'Application unavailable',
           message: 'The application that asked for access is no longer allowed to sign in.',
-          signedInAs: session.user?.username,
+          signedIn: signedInOf(session),
         }),
       )
       return undefined
@@ -442,7 +565,7 @@ export async function registerVerificationPages(
     viaLink = false,
     typedProof?: string,
   ) {
-    const found = await lookUpCode(request, reply, session, raw, now)
+    const found = await lookUpCode(request, reply, session, raw, now, viaLink ? 'link' : 'typed')
     if (found === undefined) return reply
     // Kiosk / disallow_verification_uri_complete: a code arriving in a link (a QR code, a phishing
     // message) is not shown; the approver types the code from the device they hold.
@@ -457,7 +580,7 @@ export async function registerVerificationPages(
         400,
         renderCodeEntryPage({
           csrfToken: session.record.csrfToken,
-          signedInAs: session.user?.username,
+          signedIn: signedInOf(session),
           message: 'For this app, type the code shown on your device yourself; links with a code are not accepted.',
         }),
       )
@@ -492,7 +615,7 @@ export async function registerVerificationPages(
         200,
         renderCodeEntryPage({
           csrfToken: session.record.csrfToken,
-          signedInAs: session.user?.username,
+          signedIn: signedInOf(session),
         }),
       )
     }
@@ -526,7 +649,7 @@ export async function registerVerificationPages(
         400,
         renderCodeEntryPage({
           csrfToken: session.record.csrfToken,
-          signedInAs: session.user?.username,
+          signedIn: signedInOf(session),
           message: 'Enter the code shown on your device.',
         }),
       )
@@ -554,10 +677,11 @@ export async function registerVerificationPages(
     }
     // Re-validate everything: the review page may be stale, the code may have expired or been
     // decided in another tab, and a forged submission must go through the same limiter.
-    const found = await lookUpCode(request, reply, session, raw, now)
+    const outcome = decision === 'approve' ? 'approved' : 'denied'
+    const found = await lookUpCode(request, reply, session, raw, now, 'typed', outcome)
     if (found === undefined) return reply
     const user = session.user
-    const outcome = decision === 'approve' ? 'approved' : 'denied'
+    const signedIn = { username: user.username, csrfToken: session.record.csrfToken }
     // Conditional approval (issue 3), decided on the server when the button is pressed: the review
     // page may be stale and a hand-made POST must not skip MFA, the confirmation or a deny.
     const policyDecision = await decideForApproval(request, { ...session, user }, found.grant, found.client, now)
@@ -570,7 +694,7 @@ export async function registerVerificationPages(
       if (suffix !== undefined) {
         const typedChars = typeof form.confirm_code === 'string' ? (normalizeUserCode(`XXXX${form.confirm_code}`.slice(-8).padStart(8, 'X')) ?? '') : ''
         if (!constantTimeEqual(typedChars.slice(-suffix), found.grant.userCode.slice(-suffix))) {
-          await countFailure(codeEntryKeys(request, session), deps.codeEntryWindowSeconds, now)
+          await countFailure(codeEntryKeys(request, session, 'typed').count, deps.codeEntryWindowSeconds, now)
           return send(reply, 400, reviewPage({ ...session, user }, found.grant, found.client, now, policyView(policyDecision, found.client, 'The characters you typed do not match the code on your device.')))
         }
       }
@@ -586,12 +710,16 @@ export async function registerVerificationPages(
           'device authorization denied by policy',
         )
         const message = policyDecision.reasons.find((r) => r.effect === 'deny' && r.message !== undefined)?.message
-        return send(reply, 403, renderPolicyDeniedPage({ clientName: found.client.name, signedInAs: user.username, message, reasonCodes }))
+        return send(reply, 403, renderPolicyDeniedPage({ clientName: found.client.name, signedIn, message, reasonCodes }))
       }
     }
     const decided = await store.decideDeviceGrant(found.grant.id, outcome, user.username, now)
     if (!decided) {
-      // Lost a race with another decision or with expiry; nothing was recorded by this call.
+      // Lost a race with another decision or with expiry; nothing was recorded by this call. When
+      // the winner was this user (a double click), show their decision; not a failed entry either way.
+      const latest = await store.findDeviceGrantByUserCode(found.grant.userCode)
+      const recorded = latest !== undefined && latest.subject === user.username ? recordedOutcome(latest) : undefined
+      if (latest !== undefined && recorded !== undefined) return sendAlreadyDecided(reply, { ...session, user }, latest, recorded, outcome)
       return sendCodeProblem(reply, session, 'used')
     }
     logger.info(
@@ -618,7 +746,7 @@ export async function registerVerificationPages(
       renderResultPage({
         decision: outcome,
         clientName: found.client.name,
-        signedInAs: user.username,
+        signedIn,
       }),
     )
   })
@@ -653,7 +781,7 @@ export async function registerVerificationPages(
           title: 'Second factor not set up',
           message: 'This request needs a code from an authenticator app, and none is set up for your account.',
           detail: 'Ask an administrator to set one up for you (devicegate users enroll-totp). It cannot be set up during an approval.',
-          signedInAs: user.username,
+          signedIn: signedInOf(session),
         }),
       )
     }
@@ -661,7 +789,7 @@ export async function registerVerificationPages(
     if (result !== 'ok') {
       logger.info({ event: 'verification.mfa_failed', subject: user.username, result, ip: request.clientIp }, 'second factor failed')
       const message = result === 'locked' ? 'Too many wrong codes. Try again later.' : 'That code is not right (or was already used). Enter the current code from your authenticator app.'
-      if (found === undefined) return send(reply, result === 'locked' ? 429 : 400, renderErrorPage({ title: 'Second factor failed', message, signedInAs: user.username }))
+      if (found === undefined) return send(reply, result === 'locked' ? 429 : 400, renderErrorPage({ title: 'Second factor failed', message, signedIn: signedInOf(session) }))
       const d = await decideForApproval(request, { ...session, user }, found.grant, found.client, now)
       return send(reply, result === 'locked' ? 429 : 400, reviewPage({ ...session, user }, found.grant, found.client, now, d && policyView(d, found.client, message)))
     }
@@ -689,7 +817,7 @@ export async function registerVerificationPages(
           title: 'Confirm your current authenticator',
           message: 'Setting up a new authenticator needs a sign-in that completed the second factor.',
           detail: 'Sign in again and complete the second factor, or ask an administrator.',
-          signedInAs: session.user.username,
+          signedIn: signedInOf(session),
         }),
       )
     }
@@ -715,7 +843,42 @@ export async function registerVerificationPages(
     }
     await store.saveTotpSecret(user.username, secret, now)
     logger.info({ event: 'verification.totp_enrolled', subject: user.username, ip: request.clientIp }, 'authenticator enrolled')
-    return send(reply, 200, renderErrorPage({ title: 'Authenticator saved', message: 'Your new authenticator is set up. Use it from now on.', signedInAs: user.username }))
+    return send(reply, 200, renderErrorPage({ title: 'Authenticator saved', message: 'Your new authenticator is set up. Use it from now on.', signedIn: signedInOf(session) }))
+  })
+
+  /**
+   * `GET /device/sign-in` — the sign-in form without a code, linked from the code-entry page and
+   * from the 429 page: signed-in code entry is limited per account, not per IP (RFC 8628 §5.1).
+   * A code is never taken from this URL (a link must not reach the typed-code path).
+   */
+  app.get('/device/sign-in', async (request, reply) => {
+    const now = clock.nowSeconds()
+    const session = await ensureSession(request, reply, now)
+    if (session.user !== undefined) {
+      return reply.code(303).header('cache-control', 'no-store').header('location', '/device').send()
+    }
+    return send(reply, 200, renderSignInPage({ csrfToken: session.record.csrfToken }))
+  })
+
+  /** `POST /device/sign-out` — `csrf_token`: deletes the session and its cookie, 303 to `/device`. */
+  app.post('/device/sign-out', async (request, reply) => {
+    const now = clock.nowSeconds()
+    const form = readForm(request)
+    const session = await loadSession(request, now)
+    const cookieOptions = { httpOnly: true, secure: true, sameSite: 'lax', path: '/' } as const
+    if (session === undefined) {
+      // Already signed out (expired or unknown cookie): nothing to change, so no CSRF check.
+      reply.clearCookie(SESSION_COOKIE, cookieOptions)
+      return reply.code(303).header('cache-control', 'no-store').header('location', '/device').send()
+    }
+    if (!isTrustedPost(request, session, form)) return sendForbidden(reply, request, 'csrf')
+    await store.deleteWebSession(session.record.idHash)
+    reply.clearCookie(SESSION_COOKIE, cookieOptions)
+    logger.info(
+      { event: 'verification.signed_out', subject: session.user?.username ?? null, ip: request.clientIp },
+      'signed out',
+    )
+    return reply.code(303).header('cache-control', 'no-store').header('location', '/device').send()
   })
 
   app.post('/device/sign-in', async (request, reply) => {
@@ -730,11 +893,23 @@ export async function registerVerificationPages(
     const canonical =
       typeof form.user_code === 'string' ? normalizeUserCode(form.user_code) : undefined
 
-    const limiterKey = `sign_in:${request.clientIp}:${sha256Hex(username)}`
-    const count = await store.readCounter(limiterKey, SIGN_IN_WINDOW_SECONDS, now)
-    if (count >= SIGN_IN_MAX_FAILURES) {
+    // Per IP and username (guessing one account's password) and per IP (one password sprayed
+    // over many usernames); either at its limit blocks, even for the right password.
+    const limits = [
+      { key: `sign_in:${request.clientIp}:${sha256Hex(username)}`, max: SIGN_IN_MAX_FAILURES },
+      { key: `sign_in_ip:${request.clientIp}`, max: SIGN_IN_MAX_FAILURES_PER_IP },
+    ]
+    const counts = await Promise.all(
+      limits.map((l) => store.readCounter(l.key, SIGN_IN_WINDOW_SECONDS, now)),
+    )
+    const blockedBy = limits.find((l, i) => (counts[i] ?? 0) >= l.max)
+    if (blockedBy !== undefined) {
       logger.warn(
-        { event: 'verification.sign_in_blocked', ip: request.clientIp },
+        {
+          event: 'verification.sign_in_blocked',
+          ip: request.clientIp,
+          limit: blockedBy.max === SIGN_IN_MAX_FAILURES ? 'ip_username' : 'ip',
+        },
         'sign-in blocked by rate limit',
       )
       return sendTooManyRequests(reply, secondsLeftInWindow(SIGN_IN_WINDOW_SECONDS, now))
@@ -748,7 +923,11 @@ export async function registerVerificationPages(
         ? await deps.users.authenticate(username, password)
         : undefined
     if (user === undefined) {
-      await store.incrementCounter(limiterKey, SIGN_IN_WINDOW_SECONDS, now)
+      await countFailure(
+        limits.map((l) => l.key),
+        SIGN_IN_WINDOW_SECONDS,
+        now,
+      )
       const known = username.length <= MAX_USERNAME_LENGTH && deps.users.get(username) !== undefined
       await deps.events?.record({
         type: 'session.sign_in_failed',

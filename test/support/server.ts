@@ -144,11 +144,31 @@ export function basic(id: string, secret: string): string {
   return 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')
 }
 
-/** A browser-like session on the verification pages: keeps the cookie and the CSRF token. */
+/**
+ * A browser-like session on the verification pages: keeps the cookie and the CSRF token. Its
+ * POSTs carry the `Origin` a browser would send: the public origin, i.e. the issuer's (learnt from
+ * the RFC 8414 metadata unless given), which differs from `baseUrl` behind a proxy or a load balancer.
+ */
 export class PageSession {
   cookie = ''
   csrf = ''
-  constructor(readonly baseUrl: string) {}
+  #origin: string | undefined
+  constructor(
+    readonly baseUrl: string,
+    origin?: string,
+  ) {
+    this.#origin = origin
+  }
+
+  /** The Origin header of this session's POSTs. */
+  async origin(): Promise<string> {
+    if (this.#origin === undefined) {
+      const res = await fetch(`${this.baseUrl}/.well-known/oauth-authorization-server`)
+      const { issuer } = (await res.json()) as { issuer: string }
+      this.#origin = new URL(issuer).origin
+    }
+    return this.#origin
+  }
 
   #absorb(res: Response, body: string): void {
     const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('dg_session='))
@@ -169,7 +189,7 @@ export class PageSession {
   async post(path: string, form: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }> {
     const res = await fetch(this.baseUrl + path, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookie, origin: this.baseUrl },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookie, origin: await this.origin() },
       body: new URLSearchParams({ csrf_token: this.csrf, ...form }).toString(),
       redirect: 'manual',
     })
