@@ -51,9 +51,11 @@ export const SESSION_COOKIE = 'dg_session'
 export const SIGN_IN_MAX_FAILURES = 10
 /**
  * Failed sign-ins allowed per client IP over all usernames in one window, so one address cannot
- * spray a password across many accounts (each IP+username pair stays under its own limit).
+ * spray a password across many accounts (each IP+username pair stays under its own limit). High
+ * enough that honest typos of everyone behind one shared NAT do not reach it; an attacker who does
+ * reach it blocks sign-in from that address only, for one window.
  */
-export const SIGN_IN_MAX_FAILURES_PER_IP = 30
+export const SIGN_IN_MAX_FAILURES_PER_IP = 100
 /** Window of the sign-in limiter in seconds. */
 export const SIGN_IN_WINDOW_SECONDS = 600
 
