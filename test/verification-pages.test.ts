@@ -15,7 +15,7 @@ import type { DeviceGrantRecord, Store } from '../src/storage/store.js'
 import { sha256Hex, systemRandom } from '../src/system.js'
 import { PAGE_CSS, STYLE_HASH_SOURCE, VERIFICATION_PAGE_CSP } from '../src/web/templates.js'
 import { createUserDirectory, hashPassword } from '../src/web/user-directory.js'
-import { registerVerificationPages, SESSION_COOKIE } from '../src/web/verification.js'
+import { registerVerificationPages, SESSION_COOKIE, SIGN_IN_MAX_FAILURES_PER_IP } from '../src/web/verification.js'
 import { createHash } from 'node:crypto'
 
 const T0 = 1_750_000_000
@@ -872,10 +872,10 @@ describe('sign-out, sign-in spraying, and the code field', () => {
     expect(await statusOf(grant)).toEqual({ status: 'pending', subject: null })
   })
 
-  it('limits failed sign-ins per IP across usernames (spraying): 30 failures, then 429 even for a right password', async () => {
+  it(`limits failed sign-ins per IP across usernames (spraying): ${SIGN_IN_MAX_FAILURES_PER_IP} failures, then 429 even for a right password`, async () => {
     const ip = '192.0.2.77'
     const anon = await openAnonymous(ip)
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < SIGN_IN_MAX_FAILURES_PER_IP; i++) {
       const res = await postForm('/device/sign-in', anon, { username: `user${i}`, password: 'Summer2025!' }, {}, ip)
       expect(res.statusCode).toBe(401)
     }
