@@ -7,6 +7,7 @@ import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
 import type { DpopNonces } from './dpop-nonce.js'
 import { OAuthError } from './errors.js'
+import { normalizeHtu } from '../resource/dpop.js'
 
 /** Asymmetric algorithms accepted in DPoP proofs (RFC 9449 §4.3 check 5; never `none` or HMAC). */
 export const DPOP_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
@@ -26,22 +27,9 @@ export interface VerifiedDpopProof {
   iat: number
 }
 
-/**
- * Normalises an HTTP URI for `htu` comparison (RFC 9449 §4.3 check 9): syntax-based and
- * scheme-based normalisation (RFC 3986 §6.2.2–6.2.3: case of scheme and host, default port,
- * percent-encoding case, dot segments) by the WHATWG URL parser, then query and fragment dropped.
- * @returns undefined when `uri` is not an absolute http(s) URI.
- */
-export function normalizeHtu(uri: string): string | undefined {
-  let url: URL
-  try {
-    url = new URL(uri)
-  } catch {
-    return undefined
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
-  return `${url.protocol}//${url.host}${url.pathname}`
-}
+// One htu normalisation (RFC 9449 §4.3 check 9) for the server and the resource helper; the helper
+// is a standalone library, so the server borrows it rather than the other way round.
+export { normalizeHtu }
 
 const fail = (description: string) => new OAuthError('invalid_dpop_proof', description)
 
