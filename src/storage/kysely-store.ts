@@ -406,13 +406,24 @@ export class KyselyStore implements Store {
    * @throws {Error} when no device grant has this id.
    */
   registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
-    return this.#guard(async () => {
-      const [onTime] = await this.#hot.pollOnTime.execute(this.#db, now, id)
+    const record = async (db: Kysely<DevicegateDatabase>) => {
+      const [onTime] = await this.#hot.pollOnTime.execute(db, now, id)
       if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
-      const [tooFast] = await this.#hot.pollTooFast.execute(this.#db, now, id)
+      const [tooFast] = await this.#hot.pollTooFast.execute(db, now, id)
       if (!tooFast) throw new Error(`registerPoll: no device grant with id ${JSON.stringify(id)}`)
       return { tooFast: true, intervalSeconds: tooFast.interval_seconds }
-    })
+    }
+    if (this.kind !== 'postgres') return this.#guard(() => record(this.#db))
+    // Polling is the hottest write. Losing the last poll time in a database crash only forgoes one
+    // slow_down, so on PostgreSQL this one transaction does not wait for its WAL flush
+    // (synchronous_commit off: still atomic and crash-consistent, never corrupt). Every other
+    // write keeps the server's durability setting.
+    return this.#guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL synchronous_commit = off`.execute(trx)
+        return record(trx)
+      }),
+    )
   }
 
   decideDeviceGrant(
