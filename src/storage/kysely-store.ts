@@ -274,7 +274,7 @@ class PreparedQuery<Row> {
   }
 
   /** Runs the query with `args` in place of the sentinels. */
-  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number)[]): Promise<Row[]> {
+  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null)[]): Promise<Row[]> {
     const fixed = this.#compiled.parameters
     const parameters = this.#slots.map((slot, i) => (slot >= 0 ? args[slot] : fixed[i]))
     const result = await db.executeQuery<Row>({ ...this.#compiled, parameters })
@@ -331,6 +331,21 @@ export class KyselyStore implements Store {
           )
           .returning('interval_seconds'),
       ),
+      auditEventInsert: new PreparedQuery(11, (seq, time, type, actor, clientId, subject, ip, grantId, details, prevHash, hash) =>
+        db.insertInto('audit_events').values({
+          seq: sql<number>`${seq}`,
+          time: sql<number>`${time}`,
+          type: type!,
+          actor: actor!,
+          client_id: clientId!,
+          subject: subject!,
+          ip: ip!,
+          grant_id: grantId!,
+          details: details!,
+          prev_hash: prevHash!,
+          hash: hash!,
+        }),
+      ),
       pollTooFast: new PreparedQuery(2, (now, id) =>
         db
           .updateTable('device_grants')
@@ -348,6 +363,7 @@ export class KyselyStore implements Store {
     refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
     pollOnTime: PreparedQuery<{ interval_seconds: number }>
     pollTooFast: PreparedQuery<{ interval_seconds: number }>
+    auditEventInsert: PreparedQuery<unknown>
   }
 
   /** Runs `fn`, turning driver errors into the store's stable error types. */
@@ -1006,11 +1022,19 @@ export class KyselyStore implements Store {
           prevHash = hash
           return record
         })
-        for (let i = 0; i < records.length; i += 200) {
-          await trx
-            .insertInto('audit_events')
-            .values(records.slice(i, i + 200).map(auditEventRow))
-            .execute()
+        if (this.kind === 'postgres') {
+          // Few round trips: multi-row inserts.
+          for (let i = 0; i < records.length; i += 200) {
+            await trx
+              .insertInto('audit_events')
+              .values(records.slice(i, i + 200).map(auditEventRow))
+              .execute()
+          }
+        } else {
+          // In-process SQLite: one prepared single-row insert reused for every record is cheaper than
+          // compiling (and preparing) a new multi-row statement for every batch size.
+          for (const r of records)
+            await this.#hot.auditEventInsert.execute(trx, r.seq, r.time, r.type, r.actor, r.clientId, r.subject, r.ip, r.grantId, r.details, r.prevHash, r.hash)
         }
         await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute()
         return records
