@@ -1,13 +1,12 @@
 /**
  * DPoP proof verification (RFC 9449 §4.3) at the authorization server, with `jose`.
  */
-import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
 import type { DpopNonces } from './dpop-nonce.js'
 import { OAuthError } from './errors.js'
-import { normalizeHtu } from '../resource/dpop.js'
+import { checkDpopProof, DpopProofError, normalizeHtu, type CheckedDpopProof } from '../resource/dpop.js'
 
 /** Asymmetric algorithms accepted in DPoP proofs (RFC 9449 §4.3 check 5; never `none` or HMAC). */
 export const DPOP_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
@@ -17,7 +16,6 @@ export const DPOP_MAX_AGE_SECONDS = 60
 /** How far in the future a proof's `iat` may be (clock skew), in seconds. */
 export const DPOP_MAX_SKEW_SECONDS = 5
 
-const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const
 
 /** A verified proof. */
 export interface VerifiedDpopProof {
@@ -59,37 +57,24 @@ export async function verifyDpopProof(
     if (header.length !== 1) throw fail('exactly one DPoP header is allowed')
     header = header[0]!
   }
-  if (header.includes(',') || header.split('.').length !== 3) throw fail('the DPoP proof is not a compact JWS')
-  let alg: string | undefined
-  let jwk: JWK | undefined
+  let checked: CheckedDpopProof
   try {
-    const h = decodeProtectedHeader(header)
-    alg = h.alg
-    jwk = h.jwk as JWK | undefined
-  } catch {
-    throw fail('the DPoP proof is not a compact JWS')
-  }
-  if (!alg || !(DPOP_ALGS as readonly string[]).includes(alg)) throw fail('unsupported DPoP proof "alg"')
-  if (!jwk || typeof jwk !== 'object') throw fail('the DPoP proof has no "jwk" header')
-  if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw fail('the DPoP proof "jwk" must be a public key')
-  let payload: Record<string, unknown>
-  try {
-    ;({ payload } = await jwtVerify(header, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...DPOP_ALGS] }))
+    checked = await checkDpopProof(header, { method, uri: requestUri }, {
+      algorithms: DPOP_ALGS,
+      maxAgeSeconds: DPOP_MAX_AGE_SECONDS,
+      maxSkewSeconds: DPOP_MAX_SKEW_SECONDS,
+      nowSeconds: deps.clock.nowSeconds(),
+    })
   } catch (err) {
-    throw fail(`the DPoP proof is invalid: ${(err as { code?: string }).code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? '"typ" must be dpop+jwt' : 'bad signature or header'}`)
+    if (err instanceof DpopProofError) throw fail(err.message)
+    throw err
   }
-  const { jti, htm, htu, iat, nonce } = payload
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw fail('the DPoP proof needs a "jti"')
-  if (htm !== method) throw fail('the DPoP proof "htm" does not match the request method')
-  if (typeof htu !== 'string' || normalizeHtu(htu) !== normalizeHtu(requestUri)) throw fail('the DPoP proof "htu" does not match the request URI')
-  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
-  const now = deps.clock.nowSeconds()
-  if (iat < now - DPOP_MAX_AGE_SECONDS || iat > now + DPOP_MAX_SKEW_SECONDS) throw fail('the DPoP proof "iat" is outside the acceptance window')
+  const { jkt, jti, iat } = checked
+  const { nonce } = checked.payload
   if (deps.dpopNonces && (typeof nonce !== 'string' || !deps.dpopNonces.isValid(nonce)))
     throw new OAuthError('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', {
       headers: { 'DPoP-Nonce': deps.dpopNonces.current() },
     })
-  const jkt = await calculateJwkThumbprint(jwk, 'sha256')
   const fresh = await deps.store.rememberDpopJti(sha256Hex(`${jkt}\0${jti}`), Math.ceil(iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS)
   if (!fresh) throw fail('the DPoP proof has been used before')
   return { jkt, jti, iat }

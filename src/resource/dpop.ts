@@ -76,21 +76,32 @@ export interface ResourceDpopOptions {
   nowMs: number
 }
 
+/** A proof that passed {@link checkDpopProof}. */
+export interface CheckedDpopProof {
+  /** RFC 7638 SHA-256 thumbprint of the proof's public key. */
+  jkt: string
+  jti: string
+  /** Epoch seconds. */
+  iat: number
+  payload: Record<string, unknown>
+}
+
 /**
- * Verifies a DPoP proof presented with a DPoP-bound access token (RFC 9449 §7.1 and §4.3 checks
- * 1–12): one compact JWS; `typ: dpop+jwt`; an allowed asymmetric `alg`; a public `jwk` that
- * verifies the signature; `htm` = method; `htu` = request URI (normalised, no query); `iat`
- * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
- * `jti` never seen before within the window (remembered only once everything else passed).
+ * The checks of RFC 9449 §4.3 that every receiver of a proof makes, shared by the authorization
+ * server and the resource helper: one compact JWS (checks 1–2); `typ: dpop+jwt` (4); an allowed
+ * asymmetric `alg`, never `none` or HMAC (5); a public `jwk` that verifies the signature (6–7);
+ * a `jti`; `htm` equal to the method, case-sensitive (8); `htu` equal to the request URI after
+ * normalisation, query and fragment ignored (9); `iat` within `maxAgeSeconds` in the past and
+ * `maxSkewSeconds` in the future (11). Nonces, `ath`, key binding and replay are the caller's.
  *
  * @throws {DpopProofError} naming the failed check.
- * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
  */
-export async function verifyResourceDpopProof(
+export async function checkDpopProof(
   proof: string,
-  request: { method: string; uri: string; accessToken: string; boundJkt: string },
-  options: ResourceDpopOptions,
-): Promise<{ jkt: string; jti: string }> {
+  request: { method: string; uri: string },
+  options: { algorithms: readonly string[]; maxAgeSeconds: number; maxSkewSeconds: number; nowSeconds: number },
+): Promise<CheckedDpopProof> {
   const fail = (message: string) => new DpopProofError(message)
   if (proof.includes(',') || proof.split('.').length !== 3) throw fail('the DPoP proof is not a single compact JWS')
   let alg: string | undefined
@@ -109,18 +120,46 @@ export async function verifyResourceDpopProof(
   try {
     ;({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...options.algorithms] }))
   } catch (err) {
-    throw fail((err as { code?: string }).code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' ? 'the DPoP proof "typ" must be dpop+jwt' : 'the DPoP proof signature is invalid')
+    const e = err as { code?: string; claim?: string }
+    if (e.code !== 'ERR_JWT_CLAIM_VALIDATION_FAILED') throw fail('the DPoP proof signature is invalid')
+    throw fail(e.claim === 'typ' || e.claim === undefined ? 'the DPoP proof "typ" must be dpop+jwt' : `the DPoP proof "${e.claim}" claim is invalid`)
   }
-  const { jti, htm, htu, iat, ath } = payload
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw fail('the DPoP proof needs a "jti"')
+  const { jti, htm, htu, iat } = payload
+  if (typeof jti !== 'string' || jti.length === 0) throw fail('the DPoP proof needs a "jti"')
+  if (jti.length > 256) throw fail('the DPoP proof "jti" is longer than 256 characters')
   if (htm !== request.method) throw fail('the DPoP proof "htm" does not match the request method')
   if (typeof htu !== 'string' || normalizeHtu(htu) === undefined || normalizeHtu(htu) !== normalizeHtu(request.uri))
     throw fail('the DPoP proof "htu" does not match the request URI')
-  const nowSeconds = Math.floor(options.nowMs / 1000)
   if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
-  if (iat < nowSeconds - options.maxAgeSeconds || iat > nowSeconds + options.maxSkewSeconds) throw fail('the DPoP proof "iat" is outside the acceptance window')
+  if (iat < options.nowSeconds - options.maxAgeSeconds || iat > options.nowSeconds + options.maxSkewSeconds)
+    throw fail('the DPoP proof "iat" is outside the acceptance window')
+  return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jti, iat, payload }
+}
+
+/**
+ * Verifies a DPoP proof presented with a DPoP-bound access token (RFC 9449 §7.1 and §4.3 checks
+ * 1–12): one compact JWS; `typ: dpop+jwt`; an allowed asymmetric `alg`; a public `jwk` that
+ * verifies the signature; `htm` = method; `htu` = request URI (normalised, no query); `iat`
+ * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
+ * `jti` never seen before within the window (remembered only once everything else passed).
+ *
+ * @throws {DpopProofError} naming the failed check.
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ */
+export async function verifyResourceDpopProof(
+  proof: string,
+  request: { method: string; uri: string; accessToken: string; boundJkt: string },
+  options: ResourceDpopOptions,
+): Promise<{ jkt: string; jti: string }> {
+  const { jkt, jti, iat, payload } = await checkDpopProof(proof, request, {
+    algorithms: options.algorithms,
+    maxAgeSeconds: options.maxAgeSeconds,
+    maxSkewSeconds: options.maxSkewSeconds,
+    nowSeconds: Math.floor(options.nowMs / 1000),
+  })
+  const fail = (message: string) => new DpopProofError(message)
+  const { ath } = payload
   if (ath !== accessTokenHash(request.accessToken)) throw fail('the DPoP proof "ath" does not match the access token')
-  const jkt = await calculateJwkThumbprint(jwk, 'sha256')
   if (jkt !== request.boundJkt) throw fail('the DPoP proof key is not the key the access token is bound to')
   const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000
   if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs)) throw fail('the DPoP proof has been used before')
