@@ -230,7 +230,9 @@ describe('audit events of a device flow', () => {
       'session.signed_in',
       'user_code.looked_up',
       'user_code.looked_up',
+      'policy.decided',
       'device_code.approved',
+      'policy.decided',
       'token.issued',
       'token.refreshed',
       'refresh_token.reuse_detected',
@@ -238,6 +240,11 @@ describe('audit events of a device flow', () => {
     ])
     const approved = events.find((e) => e.type === 'device_code.approved')!
     expect(approved).toMatchObject({ actor: 'alice', subject: 'alice', clientId: 'cli', ip: '127.0.0.1' })
+    const [atApproval, atRedemption] = events.filter((e) => e.type === 'policy.decided')
+    expect(atApproval).toMatchObject({ actor: 'alice', subject: 'alice', clientId: 'cli' })
+    expect(JSON.parse(atApproval!.details)).toMatchObject({ phase: 'approval', decision: 'allow', deviceGrantId: JSON.parse(approved.details).deviceGrantId, policyId: expect.any(String) })
+    expect(JSON.parse(atApproval!.details).reasons.length).toBeGreaterThan(0)
+    expect(JSON.parse(atRedemption!.details)).toMatchObject({ phase: 'redemption', decision: 'allow' })
     const issued = events.find((e) => e.type === 'token.issued')!
     expect(issued.grantId).toBeTruthy()
     expect(JSON.parse(issued.details)).toMatchObject({ deviceGrantId: JSON.parse(approved.details).deviceGrantId, refreshToken: true })

@@ -17,6 +17,7 @@ export const EVENT_TYPES = [
   'device_code.approved',
   'device_code.denied',
   'device_code.replayed',
+  'policy.decided',
   'token.issued',
   'token.refreshed',
   'token.revoked',

@@ -12,6 +12,7 @@ import { parseStoredDecision } from '../policy/service.js'
 import type { DeviceGrantRecord } from '../storage/store.js'
 import type { ProtocolDeps } from './deps.js'
 import { OAuthError } from './errors.js'
+import { policyDecidedEvent } from '../policy/events.js'
 
 /** How the tokens of one redemption or refresh are shaped. */
 export interface TokenShape {
@@ -98,6 +99,9 @@ export async function enforcePolicyAtRedemption(
           posture: { status: 'absent' },
           dpopJkt: input.dpopJkt,
         })
+  await deps.events?.record(
+    policyDecidedEvent(decision, { phase: 'redemption', clientId: client.id, subject: grant.subject, ip: null, deviceGrantId: grant.id }),
+  )
   if (decision.decision !== 'allow')
     throw new OAuthError('access_denied', 'the authorization is no longer allowed by policy', { detail: refusal(decision) })
   if (decision.constraints.dpopRequired && input.dpopJkt === null)
@@ -136,6 +140,11 @@ export async function enforcePolicyAtRefresh(
         posture: { status: 'absent' },
         dpopJkt: input.dpopJkt,
       })
+  // Refreshes that go on as before are not audited one by one; a refusal is.
+  if (decision.decision !== 'allow' || !decision.constraints.refreshAllowed)
+    await deps.events?.record(
+      policyDecidedEvent(decision, { phase: 'refresh', clientId: input.client.id, subject: family.subject, ip: null, deviceGrantId: family.deviceGrantId, grantId: family.id }),
+    )
   if (decision.decision === 'deny') {
     await deps.store.revokeGrant(family.id, input.now)
     throw new OAuthError('invalid_grant', '"refresh_token" is no longer allowed by policy', { detail: `${refusal(decision)}; family revoked` })

@@ -32,6 +32,7 @@ import { constantTimeEqual, randomToken, sha256Hex } from '../system.js'
 import type { VerificationDeps } from './deps.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import { checkTotpCode, findUserTotpSecret, newTotpSecret, totpUri } from './mfa.js'
+import { policyDecidedEvent } from '../policy/events.js'
 import {
   type SignedIn,
   formatDuration,
@@ -687,6 +688,10 @@ export async function registerVerificationPages(
     // Conditional approval (issue 3), decided on the server when the button is pressed: the review
     // page may be stale and a hand-made POST must not skip MFA, the confirmation or a deny.
     const policyDecision = await decideForApproval(request, { ...session, user }, found.grant, found.client, now)
+    if (policyDecision)
+      await deps.events?.record(
+        policyDecidedEvent(policyDecision, { phase: 'approval', clientId: found.client.id, subject: user.username, ip: request.clientIp, deviceGrantId: found.grant.id }),
+      )
     if (policyDecision && outcome === 'approved') {
       if (policyDecision.decision === 'step_up') {
         logger.warn({ event: 'verification.approve_without_mfa', grantId: found.grant.id, subject: user.username, ip: request.clientIp }, 'approval refused: MFA required')
