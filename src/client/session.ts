@@ -18,21 +18,13 @@ export const DPOP_KEY_RECORD = 'dpop-key'
 export const DEFAULT_REFRESH_MARGIN_SECONDS = 60
 
 /** What the store keeps for one login (record `grant-<account>`, JSON). Holds secrets. */
-export interface StoredGrant {
+export interface StoredGrant extends TokenSet {
   v: 1
   issuer: string
   clientId: string
   tokenEndpoint: string
   revocationEndpoint?: string
   userinfoEndpoint?: string
-  accessToken: string
-  /** `Bearer` or `DPoP`. */
-  tokenType: string
-  /** Epoch seconds; undefined when the server gave no `expires_in`. */
-  expiresAt?: number
-  refreshToken?: string
-  scope?: string
-  idToken?: string
   /** Thumbprint of the DPoP key the tokens are bound to (RFC 9449 §6.1 `jkt`). */
   dpopJkt?: string
   /** When the access token was obtained, epoch seconds. */
