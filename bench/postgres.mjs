@@ -16,9 +16,8 @@ import { createServer, connect } from 'node:net'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { ROOT, DEMO_PASSWORD, DEMO_CLIENT_SECRET } from './lib/targets.mjs'
+import { ROOT, DEMO_PASSWORD, DEMO_CLIENT_SECRET, devicegateEndpoints } from './lib/targets.mjs'
 import { freePort, startProcess, stopProcess } from './lib/proc.mjs'
-import { Browser, csrfToken, mapLimit } from './lib/http.mjs'
 
 const HOST = '127.0.0.1'
 
@@ -48,27 +47,6 @@ async function writeConfig(runDir, tag, pgUrl, schema) {
   const path = join(runDir, `devicegate-pg-${tag}.yaml`)
   writeFileSync(path, stringify({ ...file, storage: { url: url.toString() } }))
   return { path, env }
-}
-
-/** Approves device flows on the verification pages (sessions live in the database, so any instance serves them). */
-async function approve(origin, userCodes) {
-  const signIn = async (userCode) => {
-    const b = new Browser(origin)
-    const page = await b.request(`/device?user_code=${encodeURIComponent(userCode)}`)
-    const csrf = csrfToken(page.text)
-    if (!csrf) throw new Error(`devicegate-pg /device: no csrf_token (status ${page.status})`)
-    const res = await b.request('/device/sign-in', { method: 'POST', fields: { username: 'demo', password: DEMO_PASSWORD, csrf_token: csrf, user_code: userCode }, follow: false })
-    if (res.status !== 303) throw new Error(`devicegate-pg sign-in answered ${res.status}`)
-    return b
-  }
-  const lanes = []
-  for (let i = 0; i < Math.min(4, userCodes.length); i++) lanes.push(await signIn(userCodes[i]))
-  await mapLimit(userCodes, lanes.length, async (code, _i, lane) => {
-    const b = lanes[lane]
-    const page = await b.request(`/device?user_code=${encodeURIComponent(code)}`)
-    const res = await b.request('/device', { method: 'POST', fields: { user_code: code, csrf_token: csrfToken(page.text), decision: 'approve' } })
-    if (res.status >= 400) throw new Error(`devicegate-pg approve answered ${res.status}`)
-  })
 }
 
 function pgTarget(name, instances, pgUrl) {
@@ -114,24 +92,11 @@ function pgTarget(name, instances, pgUrl) {
             }),
           )
         }
-        const meta = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()
         return {
           name,
           child: children[0],
           pid: children[0].pid,
-          origin,
-          endpoints: {
-            deviceAuthorization: meta.device_authorization_endpoint,
-            token: meta.token_endpoint,
-            introspection: meta.introspection_endpoint,
-            revocation: meta.revocation_endpoint,
-          },
-          publicClientId: 'demo-cli',
-          confidentialClient: { id: 'demo-api', secret: DEMO_CLIENT_SECRET },
-          deviceScope: 'read',
-          refreshScope: 'read offline_access',
-          ccScope: 'read',
-          approve: (userCodes) => approve(origin, userCodes),
+          ...(await devicegateEndpoints(origin)),
           stop,
         }
       } catch (err) {

@@ -67,36 +67,46 @@ export const devicegate = {
       logFile: join(runDir, `devicegate-${tag}.log`),
       readyUrl: `${origin}/.well-known/oauth-authorization-server`,
     })
-    const meta = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()
     return {
       name: 'devicegate',
       journalMode: sqliteJournalMode(dataDir),
       child,
       pid: child.pid,
-      origin,
       dataDir,
-      endpoints: {
-        deviceAuthorization: meta.device_authorization_endpoint,
-        token: meta.token_endpoint,
-        introspection: meta.introspection_endpoint,
-        revocation: meta.revocation_endpoint,
-      },
-      publicClientId: 'demo-cli',
-      confidentialClient: { id: 'demo-api', secret: DEMO_CLIENT_SECRET },
-      deviceScope: 'read',
-      refreshScope: 'read offline_access',
-      ccScope: 'read',
-      approve: (userCodes) => approveOnDevicegate(origin, userCodes),
+      ...(await devicegateEndpoints(origin)),
       stop: () => stopProcess(child),
     }
   },
 }
 
 /**
+ * What the scenarios need of a running devicegate (`--dev` clients) at `origin`: its endpoints from
+ * the metadata (RFC 8414), the demo clients and scopes, and a way to approve user codes.
+ */
+export async function devicegateEndpoints(origin) {
+  const meta = await (await fetch(`${origin}/.well-known/oauth-authorization-server`)).json()
+  return {
+    origin,
+    endpoints: {
+      deviceAuthorization: meta.device_authorization_endpoint,
+      token: meta.token_endpoint,
+      introspection: meta.introspection_endpoint,
+      revocation: meta.revocation_endpoint,
+    },
+    publicClientId: 'demo-cli',
+    confidentialClient: { id: 'demo-api', secret: DEMO_CLIENT_SECRET },
+    deviceScope: 'read',
+    refreshScope: 'read offline_access',
+    ccScope: 'read',
+    approve: (userCodes) => approveOnDevicegate(origin, userCodes),
+  }
+}
+
+/**
  * Approves device flows through devicegate's verification pages, as a person would: one sign-in
  * (the session is rotated on sign-in), then one approval form per user code.
  */
-async function approveOnDevicegate(origin, userCodes) {
+export async function approveOnDevicegate(origin, userCodes) {
   const browsers = []
   const signIn = async (userCode) => {
     const b = new Browser(origin)
