@@ -10,7 +10,7 @@ import { hash } from '@node-rs/argon2'
 import { generate } from 'otplib'
 import { parseConfig } from '../../src/config/load.js'
 import { createStaticGeoLookup } from '../../src/policy/geo.js'
-import { startTestServer, type TestServer } from './server.js'
+import { PageSession, startTestServer, type TestServer } from './server.js'
 
 export const PASSWORD = 'correct horse battery staple'
 export const TOTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
@@ -102,45 +102,17 @@ export async function startPolicyServer(policyYaml = TEST_POLICY_YAML): Promise<
 }
 
 /** A browser-like page session whose requests come from `ip` (X-Forwarded-For via the trusted proxy). */
-export class Approver {
-  cookie = ''
-  csrf = ''
+export class Approver extends PageSession {
   constructor(
-    readonly baseUrl: string,
+    baseUrl: string,
     readonly ip: string,
-  ) {}
-
-  #absorb(res: Response, body: string): void {
-    const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('dg_session='))
-    if (setCookie) this.cookie = setCookie.split(';')[0]!
-    const m = /name="csrf_token" value="([^"]+)"/.exec(body)
-    if (m) this.csrf = m[1]!
+  ) {
+    super(baseUrl, baseUrl, { 'x-forwarded-for': ip })
   }
 
-  async get(path: string): Promise<{ status: number; body: string; headers: Headers }> {
-    const res = await fetch(this.baseUrl + path, { headers: { 'x-forwarded-for': this.ip, ...(this.cookie ? { cookie: this.cookie } : {}) }, redirect: 'manual' })
-    const body = await res.text()
-    this.#absorb(res, body)
-    return { status: res.status, body, headers: res.headers }
-  }
-
-  async post(path: string, form: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }> {
-    const res = await fetch(this.baseUrl + path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookie, origin: this.baseUrl, 'x-forwarded-for': this.ip },
-      body: new URLSearchParams({ csrf_token: this.csrf, ...form }).toString(),
-      redirect: 'manual',
-    })
-    const body = await res.text()
-    this.#absorb(res, body)
-    return { status: res.status, body, headers: res.headers }
-  }
-
-  async signIn(username: string): Promise<void> {
-    if (!this.cookie) await this.get('/device')
-    const res = await this.post('/device/sign-in', { username, password: PASSWORD })
-    if (res.status !== 303) throw new Error(`sign-in failed: ${res.status}`)
-    await this.get('/device')
+  /** Signs in with the fixture password. */
+  override signIn(username: string, password: string = PASSWORD): Promise<void> {
+    return super.signIn(username, password)
   }
 
   /** Enters the code (typed) and returns the review page. */

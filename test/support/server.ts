@@ -153,9 +153,14 @@ export class PageSession {
   cookie = ''
   csrf = ''
   #origin: string | undefined
+  /**
+   * @param origin The Origin header of POSTs; default: the issuer's origin from the metadata.
+   * @param headers Sent with every request (e.g. `X-Forwarded-For` through a trusted proxy).
+   */
   constructor(
     readonly baseUrl: string,
     origin?: string,
+    readonly headers: Record<string, string> = {},
   ) {
     this.#origin = origin
   }
@@ -179,7 +184,7 @@ export class PageSession {
 
   /** GETs a page path (e.g. `/device?user_code=…`). */
   async get(path: string): Promise<{ status: number; body: string; headers: Headers }> {
-    const res = await fetch(this.baseUrl + path, { headers: this.cookie ? { cookie: this.cookie } : {}, redirect: 'manual' })
+    const res = await fetch(this.baseUrl + path, { headers: { ...this.headers, ...(this.cookie ? { cookie: this.cookie } : {}) }, redirect: 'manual' })
     const body = await res.text()
     this.#absorb(res, body)
     return { status: res.status, body, headers: res.headers }
@@ -189,7 +194,7 @@ export class PageSession {
   async post(path: string, form: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }> {
     const res = await fetch(this.baseUrl + path, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookie, origin: await this.origin() },
+      headers: { ...this.headers, 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookie, origin: await this.origin() },
       body: new URLSearchParams({ csrf_token: this.csrf, ...form }).toString(),
       redirect: 'manual',
     })
