@@ -122,6 +122,7 @@ describe('central revocation', () => {
 
 describe('inventory', () => {
   it('shows families with lineage, origin and last use (from introspection with client_ip, at most once a minute)', async () => {
+    t.clock.freeze() // last use is compared to the second; real time must not tick between request and check
     t.clock.advance(5) // a creation second of its own: the newest family below is this one
     const tok = await login('mallory', '203.0.113.77')
     await introspect(tok.access_token, { client_ip: '192.0.2.9' })

@@ -17,12 +17,20 @@ import { createLogger, createServer, type DevicegateServer } from '../../src/ser
 /** A clock tests can move; starts at the real time. */
 export class TestClock implements Clock {
   #offset = 0
+  #frozenAt: number | undefined
   nowSeconds(): number {
-    return Math.floor(Date.now() / 1000) + this.#offset
+    return (this.#frozenAt ?? Math.floor(Date.now() / 1000)) + this.#offset
   }
   /** Moves time forward by `seconds`. */
   advance(seconds: number): void {
     this.#offset += seconds
+  }
+  /**
+   * Stops the clock at the current second, so a test that compares rendered durations
+   * ("8 minutes") is not moved by the real time its requests take. `advance` still works.
+   */
+  freeze(): void {
+    this.#frozenAt ??= Math.floor(Date.now() / 1000)
   }
 }
 
