@@ -60,6 +60,15 @@ export const SIGN_IN_MAX_FAILURES_PER_IP = 100
 /** Window of the sign-in limiter in seconds. */
 export const SIGN_IN_WINDOW_SECONDS = 600
 
+/**
+ * The challenge of every 401 page: RFC 9110 §11.6.1 and §15.5.2 require one on each 401. The pages
+ * ask for credentials with an HTML form, not HTTP authentication, so the scheme is `Form`: no
+ * browser implements it, so none answers with a credentials dialog (as it would for Basic), and
+ * the page itself is shown.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-15.5.2
+ */
+export const SIGN_IN_CHALLENGE = 'Form realm="devicegate"'
+
 /** Longest username and password considered; longer input is a failed sign-in (bounds argon2 work). */
 const MAX_USERNAME_LENGTH = 256
 const MAX_PASSWORD_LENGTH = 1024
@@ -243,7 +252,9 @@ export async function registerVerificationPages(
 
   // --- rendering ------------------------------------------------------------------------------
 
+  /** Sends a page with no-store; a 401 also gets {@link SIGN_IN_CHALLENGE} (RFC 9110 §15.5.2). */
   function send(reply: FastifyReply, status: number, page: string): FastifyReply {
+    if (status === 401) reply.header('www-authenticate', SIGN_IN_CHALLENGE)
     return reply
       .code(status)
       .header('cache-control', 'no-store')
