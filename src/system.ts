@@ -2,15 +2,33 @@
  * Production implementations of the core ports and the hashing primitives every layer shares.
  * The only module (with `protocol/jose` users) that touches `node:crypto` for randomness and digests.
  */
-import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, randomFillSync, randomInt, timingSafeEqual } from 'node:crypto'
 import type { Clock, Random } from './core/ports.js'
 
 /** Wall clock in whole epoch seconds. */
 export const systemClock: Clock = { nowSeconds: () => Math.floor(Date.now() / 1000) }
 
-/** CSPRNG from node:crypto. */
+/** Bytes drawn from the CSPRNG at once; small requests are served from them. */
+const RANDOM_POOL_BYTES = 4096
+let randomPool = Buffer.alloc(0)
+let randomPoolOffset = 0
+
+/**
+ * CSPRNG from node:crypto. Requests of up to 4 KiB are cut from a pool filled 4 KiB at a time
+ * (as Node does for `randomUUID`): one call into the CSPRNG per ~100 tokens instead of one per
+ * token. Each byte is handed out once, as a copy.
+ */
 export const systemRandom: Random = {
-  bytes: (n) => randomBytes(n),
+  bytes: (n) => {
+    if (n > RANDOM_POOL_BYTES) return randomBytes(n)
+    if (randomPoolOffset + n > randomPool.length) {
+      randomPool = randomFillSync(Buffer.allocUnsafe(RANDOM_POOL_BYTES))
+      randomPoolOffset = 0
+    }
+    const out = Buffer.from(randomPool.subarray(randomPoolOffset, randomPoolOffset + n))
+    randomPoolOffset += n
+    return out
+  },
   int: (max) => randomInt(max),
 }
 

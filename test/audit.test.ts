@@ -193,6 +193,27 @@ describe('audit log verification', () => {
   })
 })
 
+describe('audit log group commit', () => {
+  it('writes an event appended the moment an earlier one is confirmed (a listener reacting to it): never stranded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devicegate-audit-'))
+    const store = await openStore(`sqlite:${join(dir, 'audit.db')}`)
+    try {
+      const log = new AuditLog({ store, clock: { nowSeconds: () => 1_750_000_000 } })
+      const start = (await store.readAuditHead()).seq
+      let second: Promise<void> | undefined
+      await log.append({ type: 'token.issued', clientId: 'cli', details: {} }).then(() => {
+        second = log.append({ type: 'anomaly.raised', clientId: 'cli', details: {} })
+      })
+      const timeout = new Promise<'stranded'>((resolve) => setTimeout(() => resolve('stranded'), 2_000).unref())
+      expect(await Promise.race([second!.then(() => 'written'), timeout])).toBe('written')
+      expect((await store.listAuditEvents({ afterSeq: start, limit: 10 })).map((e) => e.type)).toEqual(['token.issued', 'anomaly.raised'])
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('audit events of a device flow', () => {
   let t: TestServer
   beforeAll(async () => {

@@ -207,6 +207,9 @@ describe('RFC 6749 §4.4 client_credentials', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('cache-control')).toBe('no-store')
     expect(res.headers.get('pragma')).toBe('no-cache')
+    // JSON is never sniffed as HTML; the page-only headers (CSP, cookies) stay on the pages.
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(res.headers.get('content-security-policy')).toBeNull()
     expect(res.json).toMatchObject({ token_type: 'Bearer', expires_in: 600, scope: 'read write' })
     expect(res.json.refresh_token).toBeUndefined()
     expect(decodeJwtPayload(res.json.access_token)).toMatchObject({ sub: 'conf', client_id: 'conf' })

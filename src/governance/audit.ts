@@ -12,8 +12,8 @@
  * `audit_checkpoints` table and (optionally) to a JSON Lines file; a log that ends before a
  * signed checkpoint's `seq` was cut short.
  *
- * Appends are group-committed: events recorded while a batch is being written go into the next
- * batch, one transaction each (see `Store.appendAuditEvents` for the cross-instance lock).
+ * Appends are group-committed: events recorded in the same turn of the event loop, or while a
+ * batch is being written, go into one batch, one transaction each (see `Store.appendAuditEvents` for the cross-instance lock).
  *
  * @see https://www.rfc-editor.org/rfc/rfc8785
  */
@@ -233,9 +233,7 @@ export class AuditLog {
     const record = this.toNewEvent(event)
     return new Promise<void>((resolve) => {
       this.#queue.push({ event: record, done: resolve })
-      this.#draining ??= this.#drain().finally(() => {
-        this.#draining = undefined
-      })
+      this.#draining ??= this.#drain()
     })
   }
 
@@ -244,21 +242,33 @@ export class AuditLog {
     while (this.#draining) await this.#draining
   }
 
+  /**
+   * Writes queued events until the queue is empty. `#draining` is cleared in the same synchronous
+   * step as the last emptiness check, so an event appended at any moment is either seen by this
+   * loop or starts the next one (never stranded in the queue).
+   */
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue
-      this.#queue = []
-      try {
-        await this.#store.appendAuditEvents(
-          batch.map((b) => b.event),
-          chainHash,
-        )
-        this.#sinceCheckpoint += batch.length
-      } catch (err) {
-        this.#onError(err)
+    try {
+      while (this.#queue.length > 0) {
+        // Let every request whose I/O is ready in this turn of the event loop add its event first:
+        // one commit for all of them instead of one each.
+        await new Promise((resolve) => setImmediate(resolve))
+        const batch = this.#queue
+        this.#queue = []
+        try {
+          await this.#store.appendAuditEvents(
+            batch.map((b) => b.event),
+            chainHash,
+          )
+          this.#sinceCheckpoint += batch.length
+        } catch (err) {
+          this.#onError(err)
+        }
+        for (const b of batch) b.done()
+        if (this.#sinceCheckpoint >= CHECKPOINT_EVERY_EVENTS) await this.checkpoint()
       }
-      for (const b of batch) b.done()
-      if (this.#sinceCheckpoint >= CHECKPOINT_EVERY_EVENTS) await this.checkpoint()
+    } finally {
+      this.#draining = undefined
     }
   }
 

@@ -8,7 +8,8 @@
  * Adapters supply the dialect, an error classifier (unique violation → {@link StoreConflictError},
  * lost database → {@link StoreUnavailableError}) and how to migrate.
  */
-import { sql, type Compilable, type CompiledQuery, type Expression, type ExpressionBuilder, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import { sql, type Compilable, type CompiledQuery, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import { InMemoryPollTimes } from './poll-times.js'
 import {
   StoreConflictError,
   StoreUnavailableError,
@@ -252,6 +253,21 @@ export interface KyselyStoreOptions {
   classifyError(error: unknown): StoreErrorKind
   /** Applies pending migrations (dialect-specific bookkeeping). */
   migrate(db: Kysely<DevicegateDatabase>): Promise<void>
+  /**
+   * Where RFC 8628 §3.5 poll times are decided: `database` (each poll is one conditional UPDATE;
+   * holds across instances) or `memory` (one process owns the database: decided in memory and
+   * written back in batches, see {@link InMemoryPollTimes}). Default `database`.
+   */
+  pollTimes?: 'database' | 'memory'
+  /**
+   * When the adapter commits writes in groups: resolves once the writes issued so far are
+   * committed (undefined when none are pending). Every store call waits for it before it returns.
+   */
+  settled?: () => Promise<void> | undefined
+  /** Runs before the connection closes (e.g. stops a checkpointer). */
+  beforeClose?: () => Promise<void>
+  /** Receives failures of background writes (poll write-back); default: ignored. */
+  onBackgroundError?: (error: unknown) => void
 }
 
 /**
@@ -282,6 +298,31 @@ class PreparedQuery<Row> {
   }
 }
 
+/**
+ * An INSERT of one whole row, compiled (see {@link PreparedQuery}) on first use for the columns
+ * of that first row. Rows must come from one mapper function, so every row has the same columns;
+ * a row with other columns is refused rather than written in part.
+ */
+class PreparedInsert<Row extends object> {
+  readonly #build: (row: Row) => Compilable<unknown>
+  #columns: readonly (keyof Row & string)[] | undefined
+  #query: PreparedQuery<unknown> | undefined
+
+  constructor(build: (row: Row) => Compilable<unknown>) {
+    this.#build = build
+  }
+
+  /** @throws {TypeError} when `row` has other columns than the first row inserted. */
+  async execute(db: Kysely<DevicegateDatabase>, row: Row): Promise<void> {
+    const columns = (this.#columns ??= Object.keys(row) as (keyof Row & string)[])
+    this.#query ??= new PreparedQuery(columns.length, (...sentinels) =>
+      this.#build(Object.fromEntries(columns.map((c, i) => [c, sentinels[i]])) as Row),
+    )
+    if (Object.keys(row).length !== columns.length) throw new TypeError('PreparedInsert: the row has other columns')
+    await this.#query.execute(db, ...columns.map((c) => (row[c] ?? null) as string | number | null))
+  }
+}
+
 /** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
 
@@ -290,12 +331,18 @@ export class KyselyStore implements Store {
   readonly #db: Kysely<DevicegateDatabase>
   readonly #classify: (error: unknown) => StoreErrorKind
   readonly #migrate: (db: Kysely<DevicegateDatabase>) => Promise<void>
+  readonly #beforeClose: (() => Promise<void>) | undefined
+  readonly #settled: (() => Promise<void> | undefined) | undefined
+  /** Set when poll times are kept in memory (`pollTimes: 'memory'`). */
+  readonly #pollTimes: InMemoryPollTimes | undefined
 
   constructor(options: KyselyStoreOptions) {
     this.kind = options.kind
     this.#db = options.db
     this.#classify = options.classifyError
     this.#migrate = options.migrate
+    this.#beforeClose = options.beforeClose
+    this.#settled = options.settled
     const db = this.#db
     this.#hot = {
       deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
@@ -346,6 +393,19 @@ export class KyselyStore implements Store {
           hash: hash!,
         }),
       ),
+      deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
+      grantInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['grants']>) => db.insertInto('grants').values(row)),
+      accessTokenInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['access_tokens']>) => db.insertInto('access_tokens').values(row)),
+      refreshTokenInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['refresh_tokens']>) => db.insertInto('refresh_tokens').values(row)),
+      pollState: new PreparedQuery(1, (id) =>
+        db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
+      ),
+      pollWriteBack: new PreparedQuery(3, (lastPolledAt, interval, id) =>
+        db
+          .updateTable('device_grants')
+          .set({ last_polled_at: sql<number>`${lastPolledAt}`, interval_seconds: sql<number>`${interval}` })
+          .where('id', '=', id),
+      ),
       pollTooFast: new PreparedQuery(2, (now, id) =>
         db
           .updateTable('device_grants')
@@ -354,6 +414,20 @@ export class KyselyStore implements Store {
           .returning('interval_seconds'),
       ),
     }
+    this.#pollTimes =
+      options.pollTimes === 'memory'
+        ? new InMemoryPollTimes(
+            async (id) => {
+              const [row] = await this.#hot.pollState.execute(this.#db, id)
+              return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
+            },
+            (changes) =>
+              this.#db.transaction().execute(async (trx) => {
+                for (const [id, p] of changes) await this.#hot.pollWriteBack.execute(trx, p.lastPolledAt, p.intervalSeconds, id)
+              }),
+            options.onBackgroundError ?? (() => {}),
+          )
+        : undefined
   }
 
   /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
@@ -363,13 +437,24 @@ export class KyselyStore implements Store {
     refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
     pollOnTime: PreparedQuery<{ interval_seconds: number }>
     pollTooFast: PreparedQuery<{ interval_seconds: number }>
+    pollState: PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>
+    deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
+    grantInsert: PreparedInsert<Insertable<DevicegateDatabase['grants']>>
+    accessTokenInsert: PreparedInsert<Insertable<DevicegateDatabase['access_tokens']>>
+    refreshTokenInsert: PreparedInsert<Insertable<DevicegateDatabase['refresh_tokens']>>
+    pollWriteBack: PreparedQuery<unknown>
     auditEventInsert: PreparedQuery<unknown>
   }
 
-  /** Runs `fn`, turning driver errors into the store's stable error types. */
+  /**
+   * Runs `fn`, then waits until its writes are committed (group commit, see
+   * `KyselyStoreOptions.settled`); turns driver errors into the store's stable error types.
+   */
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn()
+      const result = await fn()
+      await this.#settled?.()
+      return result
     } catch (error) {
       switch (this.#classify(error)) {
         case 'conflict':
@@ -386,22 +471,24 @@ export class KyselyStore implements Store {
     return this.#guard(() => this.#migrate(this.#db))
   }
 
-  close(): Promise<void> {
-    return this.#db.destroy()
+  async close(): Promise<void> {
+    await this.#pollTimes?.flush()
+    await this.#beforeClose?.()
+    await this.#db.destroy()
   }
 
   // --- device authorizations (RFC 8628) ---
 
   createDeviceGrant(grant: DeviceGrantRecord): Promise<void> {
     return this.#guard(async () => {
-      await this.#db.insertInto('device_grants').values(deviceGrantRow(grant)).execute()
+      await this.#hot.deviceGrantInsert.execute(this.#db, deviceGrantRow(grant))
     })
   }
 
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
     return this.#guard(async () => {
       const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
-      return row && toDeviceGrant(row)
+      return row && this.#deviceGrant(row)
     })
   }
 
@@ -412,7 +499,7 @@ export class KyselyStore implements Store {
         .selectAll()
         .where('user_code', '=', userCode)
         .executeTakeFirst()
-      return row && toDeviceGrant(row)
+      return row && this.#deviceGrant(row)
     })
   }
 
@@ -422,6 +509,7 @@ export class KyselyStore implements Store {
    * @throws {Error} when no device grant has this id.
    */
   registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
+    if (this.#pollTimes) return this.#guard(() => this.#pollTimes!.register(id, now))
     const record = async (db: Kysely<DevicegateDatabase>) => {
       const [onTime] = await this.#hot.pollOnTime.execute(db, now, id)
       if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
@@ -440,6 +528,20 @@ export class KyselyStore implements Store {
         return record(trx)
       }),
     )
+  }
+
+  /** Writes a new token family: the grant, its access token and its refresh token, if any. */
+  async #insertBundle(trx: Kysely<DevicegateDatabase>, tokens: TokenBundle): Promise<void> {
+    await this.#hot.grantInsert.execute(trx, grantRow(tokens.grant))
+    await this.#hot.accessTokenInsert.execute(trx, accessTokenRow(tokens.accessToken))
+    if (tokens.refreshToken) await this.#hot.refreshTokenInsert.execute(trx, refreshTokenRow(tokens.refreshToken))
+  }
+
+  /** A device grant row as a record, with the poll state held in memory when it is newer. */
+  #deviceGrant(row: Selectable<DeviceGrantsTable>): DeviceGrantRecord {
+    const record = toDeviceGrant(row)
+    const poll = this.#pollTimes?.current(record.id)
+    return poll ? { ...record, lastPolledAt: poll.lastPolledAt, intervalSeconds: poll.intervalSeconds } : record
   }
 
   decideDeviceGrant(
@@ -472,7 +574,7 @@ export class KyselyStore implements Store {
           .where('expires_at', '>', now)
           .executeTakeFirst()
         if (result.numUpdatedRows === 0n) return false
-        await insertBundle(trx, tokens)
+        await this.#insertBundle(trx, tokens)
         return true
       }),
     )
@@ -481,7 +583,7 @@ export class KyselyStore implements Store {
   // --- token families ---
 
   issueTokens(tokens: TokenBundle): Promise<void> {
-    return this.#guard(() => this.#db.transaction().execute((trx) => insertBundle(trx, tokens)))
+    return this.#guard(() => this.#db.transaction().execute((trx) => this.#insertBundle(trx, tokens)))
   }
 
   findGrant(id: string): Promise<GrantRecord | undefined> {
@@ -551,8 +653,8 @@ export class KyselyStore implements Store {
           )
           .executeTakeFirst()
         if (result.numUpdatedRows === 0n) return false
-        await trx.insertInto('access_tokens').values(accessTokenRow(next.accessToken)).execute()
-        await trx.insertInto('refresh_tokens').values(refreshTokenRow(next.refreshToken)).execute()
+        await this.#hot.accessTokenInsert.execute(trx, accessTokenRow(next.accessToken))
+        await this.#hot.refreshTokenInsert.execute(trx, refreshTokenRow(next.refreshToken))
         return true
       })
       if (rotated) return { ok: true }
@@ -1272,7 +1374,7 @@ export class KyselyStore implements Store {
         .execute()
       return {
         grant,
-        deviceGrant: deviceGrant && toDeviceGrant(deviceGrant),
+        deviceGrant: deviceGrant && this.#deviceGrant(deviceGrant),
         accessTokens: access.map((a) => ({
           jti: a.jti,
           issuedAt: Number(a.issued_at),
@@ -1313,7 +1415,7 @@ export class KyselyStore implements Store {
         .orderBy('id')
         .limit(limit)
         .execute()
-      return rows.map(toDeviceGrant)
+      return rows.map((row) => this.#deviceGrant(row))
     })
   }
 
@@ -1411,26 +1513,18 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-async function insertBundle(trx: Kysely<DevicegateDatabase>, tokens: TokenBundle): Promise<void> {
-  const g = tokens.grant
-  await trx
-    .insertInto('grants')
-    .values({
-      id: g.id,
-      client_id: g.clientId,
-      subject: g.subject,
-      scope: g.scope,
-      created_at: g.createdAt,
-      revoked_at: g.revokedAt,
-      device_grant_id: g.deviceGrantId,
-      expires_at: g.expiresAt,
-      dpop_jkt: g.dpopJkt,
-      resources: joinResources(g.resources),
-    })
-    .execute()
-  await trx.insertInto('access_tokens').values(accessTokenRow(tokens.accessToken)).execute()
-  if (tokens.refreshToken) {
-    await trx.insertInto('refresh_tokens').values(refreshTokenRow(tokens.refreshToken)).execute()
+function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grants']> {
+  return {
+    id: g.id,
+    client_id: g.clientId,
+    subject: g.subject,
+    scope: g.scope,
+    created_at: g.createdAt,
+    revoked_at: g.revokedAt,
+    device_grant_id: g.deviceGrantId,
+    expires_at: g.expiresAt,
+    dpop_jkt: g.dpopJkt,
+    resources: joinResources(g.resources),
   }
 }
 

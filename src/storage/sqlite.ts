@@ -9,6 +9,7 @@ import Database from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
 import { KyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import { migrateToLatest } from './migrations.js'
+import { startCheckpointer, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js'
 import { StoreUnavailableError, type Store } from './store.js'
 
 /** How long a writer waits for another connection's lock before failing. Milliseconds. */
@@ -22,13 +23,19 @@ const BUSY_TIMEOUT_MS = 5_000
  * crash of the process, but the last transactions before an operating-system crash or power
  * loss may be lost (the database itself stays consistent). That trade buys much faster commits;
  * use PostgreSQL where that loss is not acceptable. Also set: `busy_timeout` (5 s) and
- * `foreign_keys=ON`.
+ * `foreign_keys=ON`. WAL checkpoints run in a worker thread, off the request path
+ * ({@link startCheckpointer}).
+ *
+ * One process serves from the file (several instances need PostgreSQL), so RFC 8628 §3.5 poll
+ * times are decided in memory and written back within a second (`pollTimes: 'memory'`); other
+ * processes (the CLI) may still open the file.
  *
  * @param filePath Path of the database file, or `:memory:` for a private in-memory database.
  * @throws {StoreUnavailableError} when the file cannot be created or opened.
  */
 export async function createSqliteStore(filePath: string): Promise<Store> {
   let database: Database.Database
+  let checkpointer: Checkpointer | undefined
   try {
     if (filePath !== ':memory:') await mkdir(dirname(resolve(filePath)), { recursive: true })
     database = new Database(filePath)
@@ -36,15 +43,25 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
     database.pragma('synchronous = NORMAL')
     database.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
     database.pragma('foreign_keys = ON')
+    if (filePath !== ':memory:') {
+      database.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`)
+      database.pragma('wal_autocheckpoint = 0')
+      // If the worker cannot checkpoint, SQLite's own checkpoints (1,000 pages) take over.
+      checkpointer = startCheckpointer(database.name, BUSY_TIMEOUT_MS, () => database.pragma('wal_autocheckpoint = 1000'))
+    }
   } catch (error) {
     throw new StoreUnavailableError(`cannot open SQLite database ${filePath}`, { cause: error })
   }
-  const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) })
+  const group = new GroupCommit(database)
+  const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: driverHandle(database, group) }) })
   return new KyselyStore({
     kind: 'sqlite',
     db,
     classifyError: classifySqliteError,
     migrate: (kdb) => migrateToLatest(kdb),
+    pollTimes: 'memory',
+    settled: () => group.settled(),
+    ...(checkpointer ? { beforeClose: () => checkpointer.close() } : {}),
   })
 }
 
@@ -52,22 +69,110 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
 const STATEMENT_CACHE_SIZE = 500
 
 /**
- * Kysely's SQLite driver prepares every statement on every call, which profiles show as a large
- * share of each request. Kysely compiles the same query shape to the same SQL text, so prepared
- * statements are cached by that text and reused (better-sqlite3 statements are reusable and the
- * connection is used synchronously, one statement at a time).
+ * Group commit for single-statement writes.
+ *
+ * A commit costs about as much as the insert it commits (the changed pages go to the WAL once
+ * per transaction). A write issued outside an explicit transaction opens a shared transaction
+ * instead of committing alone; every such write of the same turn of the event loop joins it, and
+ * it commits at the end of the turn (`setImmediate`). The store waits for that commit before it
+ * answers ({@link settled}), so a caller is told of success only once its write is committed —
+ * the durability of each write is the same as committing alone.
+ *
+ * A failing statement is undone alone (SQLite rolls back the statement, not the transaction);
+ * if the commit itself fails every write of the batch reports the error. An explicit transaction
+ * (Kysely's `begin`) first commits the open batch, then runs on its own.
  */
-function withStatementCache(database: Database.Database): { close(): void; prepare(sql: string): Database.Statement } {
+class GroupCommit {
+  readonly #database: Database.Database
+  readonly #begin: Database.Statement
+  readonly #commit: Database.Statement
+  #batch: { done: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | undefined
+
+  constructor(database: Database.Database) {
+    this.#database = database
+    this.#begin = database.prepare('BEGIN')
+    this.#commit = database.prepare('COMMIT')
+  }
+
+  /** Called before a statement that writes: joins the open batch or opens one. */
+  beforeWrite(): void {
+    if (this.#database.inTransaction) return
+    this.#begin.run()
+    let resolve!: () => void
+    let reject!: (error: unknown) => void
+    const done = new Promise<void>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    done.catch(() => {}) // reported to each waiter through settled(); never unhandled
+    this.#batch = { done, resolve, reject }
+    setImmediate(() => this.commit())
+  }
+
+  /** Commits the open batch now, if any. */
+  commit(): void {
+    const batch = this.#batch
+    if (batch === undefined) return
+    this.#batch = undefined
+    try {
+      this.#commit.run()
+      batch.resolve()
+    } catch (error) {
+      if (this.#database.inTransaction) this.#database.exec('ROLLBACK')
+      batch.reject(error)
+    }
+  }
+
+  /** Resolves when the writes issued so far are committed; undefined when none are pending. */
+  settled(): Promise<void> | undefined {
+    return this.#batch?.done
+  }
+}
+
+/**
+ * The better-sqlite3 handle Kysely's driver sees. Kysely's SQLite driver prepares every statement
+ * on every call, which profiles show as a large share of each request; Kysely compiles the same
+ * query shape to the same SQL text, so prepared statements are cached by that text and reused
+ * (better-sqlite3 statements are reusable and the connection is used synchronously, one statement
+ * at a time). Writes go through {@link GroupCommit}.
+ */
+function driverHandle(database: Database.Database, group: GroupCommit): { close(): void; prepare(sql: string): Database.Statement } {
   const cache = new Map<string, Database.Statement>()
+  const wrap = (sql: string, statement: Database.Statement): Database.Statement => {
+    // BEGIN counts as read-only to SQLite (sqlite3_stmt_readonly), so it is sorted out first.
+    if (/^\s*begin\b/i.test(sql)) {
+      const begin = statement.run.bind(statement)
+      return { reader: false, run: (...params: unknown[]) => (group.commit(), begin(...params)) } as unknown as Database.Statement
+    }
+    if (statement.readonly) return statement
+    const run = statement.run.bind(statement)
+    const all = statement.all.bind(statement)
+    // What Kysely's driver uses of a statement: `reader`, `run`, `all`, `iterate`.
+    return {
+      reader: statement.reader,
+      readonly: false,
+      run: (...params: unknown[]) => {
+        group.beforeWrite()
+        return run(...params)
+      },
+      // UPDATE … RETURNING is a reader that writes.
+      all: (...params: unknown[]) => {
+        group.beforeWrite()
+        return all(...params)
+      },
+      iterate: statement.iterate.bind(statement),
+    } as unknown as Database.Statement
+  }
   return {
     close: () => {
+      group.commit()
       cache.clear()
       database.close()
     },
     prepare: (sql) => {
       let statement = cache.get(sql)
       if (statement === undefined) {
-        statement = database.prepare(sql)
+        statement = wrap(sql, database.prepare(sql))
         if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!)
         cache.set(sql, statement)
       }

@@ -1,0 +1,87 @@
+/**
+ * WAL checkpoints off the event loop.
+ *
+ * In WAL mode every commit appends the pages it changed to the `-wal` file; a checkpoint copies
+ * them back into the database file and fsyncs it. SQLite runs that checkpoint inside whichever
+ * commit crosses `wal_autocheckpoint` pages — on the request path, with its fsync, while every
+ * other request waits (profiles of device authorization showed checkpoint work as about half of
+ * the cost of each insert). Here the request connection never checkpoints
+ * (`wal_autocheckpoint = 0`); a worker thread with its own connection runs a PASSIVE checkpoint
+ * (it never blocks a writer) every {@link CHECKPOINT_INTERVAL_MS}, and a last one on close.
+ *
+ * Durability is unchanged: commits are still durable against a process crash the moment they
+ * return (they are in the WAL), and the checkpoint still fsyncs before the WAL is reused.
+ */
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+
+/** Time between two checkpoints, in milliseconds. */
+export const CHECKPOINT_INTERVAL_MS = 250
+
+/**
+ * The `-wal` file is cut back to this size (bytes) when it is reset after a checkpoint, so a burst
+ * of writes does not leave a large file behind.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+/** A running checkpointer. */
+export interface Checkpointer {
+  /** Runs a last checkpoint and stops the worker. Never rejects. */
+  close(): Promise<void>
+}
+
+/**
+ * The worker's program (CommonJS, evaluated): opens the file, checkpoints on a timer, and on
+ * `"close"` checkpoints once more with TRUNCATE and exits. Failures are posted to the parent.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const Database = require(workerData.driver)
+const db = new Database(workerData.file, { fileMustExist: true })
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs)
+let failed = false
+const checkpoint = (mode) => {
+  try {
+    db.pragma('wal_checkpoint(' + mode + ')')
+  } catch (err) {
+    if (!failed) parentPort.postMessage({ error: String(err && err.message || err) })
+    failed = true
+  }
+}
+const timer = setInterval(() => checkpoint('PASSIVE'), workerData.intervalMs)
+parentPort.on('message', (message) => {
+  if (message !== 'close') return
+  clearInterval(timer)
+  checkpoint('TRUNCATE')
+  db.close()
+  parentPort.close()
+})
+`
+
+/**
+ * Starts checkpointing `file` from a worker thread. The caller has opened `file` in WAL mode and
+ * set `wal_autocheckpoint = 0` on its own connection.
+ *
+ * @param onError Called once if a checkpoint fails (e.g. the file became unreadable); the caller
+ *   should then turn SQLite's automatic checkpoints back on.
+ */
+export function startCheckpointer(file: string, busyTimeoutMs: number, onError: (message: string) => void): Checkpointer {
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { file, busyTimeoutMs, intervalMs: CHECKPOINT_INTERVAL_MS, driver: createRequire(import.meta.url).resolve('better-sqlite3') },
+  })
+  // The worker never keeps the process alive; close() ends it cleanly.
+  worker.unref()
+  worker.on('message', (m: { error?: string }) => {
+    if (m.error !== undefined) onError(m.error)
+  })
+  worker.on('error', (err) => onError(err.message))
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+  return {
+    close: async () => {
+      worker.ref() // until it has exited: the last checkpoint must not be cut off by process exit
+      worker.postMessage('close')
+      await exited
+    },
+  }
+}

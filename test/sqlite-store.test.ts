@@ -1,0 +1,142 @@
+/**
+ * What the SQLite store does that PostgreSQL does not: poll times decided in memory and written
+ * back (RFC 8628 §3.5 bookkeeping needs no per-poll write), and WAL checkpoints run by a worker
+ * thread rather than inside a request's commit.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openStore, type DeviceGrantRecord, type Store } from '../src/storage/index.js'
+import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
+import { CHECKPOINT_INTERVAL_MS } from '../src/storage/sqlite-checkpointer.js'
+
+const NOW = 1_750_000_000
+let dir: string
+let n = 0
+const file = () => join(dir, `store-${n++}.db`)
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'devicegate-sqlite-'))
+})
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+function deviceGrant(i = 0): DeviceGrantRecord {
+  return {
+    id: `dg_${randomBytes(8).toString('hex')}_${i}`,
+    deviceCodeHash: randomBytes(32).toString('hex'),
+    userCode: Array.from(randomBytes(8), (b) => 'BCDFGHJKLMNPQRSTVWXZ'[b % 20]).join(''),
+    clientId: 'cli',
+    scope: 'read',
+    status: 'pending',
+    createdAt: NOW,
+    expiresAt: NOW + 600,
+    intervalSeconds: 5,
+    lastPolledAt: null,
+    subject: null,
+    decidedAt: null,
+    requestIp: '203.0.113.7',
+    requestUserAgent: 'curl/8',
+    dpopJkt: null,
+    grantId: null,
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('SQLite poll times (RFC 8628 §3.5 slow_down bookkeeping in memory)', () => {
+  it('reads see the grown interval at once, and a reopened store sees it from the row', async () => {
+    const path = file()
+    let store: Store = await openStore(`sqlite:${path}`)
+    const g = deviceGrant()
+    await store.createDeviceGrant(g)
+    expect(await store.registerPoll(g.id, NOW)).toEqual({ tooFast: false, intervalSeconds: 5 })
+    expect(await store.registerPoll(g.id, NOW + 1)).toEqual({ tooFast: true, intervalSeconds: 10 })
+    expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ intervalSeconds: 10, lastPolledAt: NOW + 1 })
+    await store.close()
+    store = await openStore(`sqlite:${path}`)
+    expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ intervalSeconds: 10, lastPolledAt: NOW + 1 })
+    // The grown interval still applies after the restart: 9 s after the last poll is too fast.
+    expect(await store.registerPoll(g.id, NOW + 10)).toEqual({ tooFast: true, intervalSeconds: 15 })
+    await store.close()
+  })
+
+  it('writes poll times back to the row within the write-back delay, without a close', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const g = deviceGrant()
+    await store.createDeviceGrant(g)
+    await store.registerPoll(g.id, NOW)
+    await store.registerPoll(g.id, NOW)
+    await sleep(POLL_WRITE_BACK_MS + 300)
+    const other = await openStore(`sqlite:${path}`) // another process's view: the row only
+    expect(await other.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ intervalSeconds: 10, lastPolledAt: NOW })
+    await other.close()
+    await store.close()
+  })
+
+  it('rejects a poll of an unknown device grant', async () => {
+    const store = await openStore(`sqlite:${file()}`)
+    await expect(store.registerPoll('dg_missing', NOW)).rejects.toThrow(/no device grant/)
+    await store.close()
+  })
+})
+
+describe('SQLite WAL checkpoints (off the request path)', () => {
+  it('copies committed pages into the database file while the store is open', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const before = (await stat(path)).size
+    for (let i = 0; i < 2_000; i++) await store.createDeviceGrant(deviceGrant(i))
+    await sleep(CHECKPOINT_INTERVAL_MS * 4)
+    // The request connection never checkpoints (wal_autocheckpoint = 0); only the worker can
+    // have grown the main file.
+    expect((await stat(path)).size).toBeGreaterThan(before + 100_000)
+    await store.close()
+    // The last checkpoint on close truncates the WAL.
+    expect((await stat(`${path}-wal`).catch(() => ({ size: 0 }))).size).toBe(0)
+  })
+})
+
+describe('SQLite group commit (writes of one event-loop turn share one commit)', () => {
+  it('resolves a write only once it is committed: another connection sees it at once', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const other = await openStore(`sqlite:${path}`)
+    const grants = Array.from({ length: 40 }, (_, i) => deviceGrant(i))
+    await Promise.all(grants.map((g) => store.createDeviceGrant(g)))
+    for (const g of [grants[0]!, grants[39]!]) expect(await other.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ id: g.id })
+    await other.close()
+    await store.close()
+  })
+
+  it('fails a conflicting write alone; the others of its batch are kept', async () => {
+    const store = await openStore(`sqlite:${file()}`)
+    const first = deviceGrant(1)
+    const clash = { ...deviceGrant(2), userCode: first.userCode }
+    const last = deviceGrant(3)
+    const results = await Promise.allSettled([first, clash, last].map((g) => store.createDeviceGrant(g)))
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect((results[1] as PromiseRejectedResult).reason.name).toBe('StoreConflictError')
+    expect(await store.findDeviceGrantByUserCode(first.userCode)).toMatchObject({ id: first.id })
+    expect(await store.findDeviceGrantByDeviceCodeHash(last.deviceCodeHash)).toMatchObject({ id: last.id })
+    expect(await store.findDeviceGrantByDeviceCodeHash(clash.deviceCodeHash)).toBeUndefined()
+    await store.close()
+  })
+
+  it('commits an open batch before an explicit transaction starts', async () => {
+    const store = await openStore(`sqlite:${file()}`)
+    const g = deviceGrant()
+    // createDeviceGrant opens a batch; the audit append in the same turn is an explicit transaction.
+    const [, records] = await Promise.all([
+      store.createDeviceGrant(g),
+      store.appendAuditEvents([{ time: NOW, type: 'test.event', actor: null, clientId: null, subject: null, ip: null, grantId: null, details: '{}' }], () => 'f'.repeat(64)),
+    ])
+    expect(records).toHaveLength(1)
+    expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ id: g.id })
+    await store.close()
+  })
+})
