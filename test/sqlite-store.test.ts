@@ -8,7 +8,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openStore, type DeviceGrantRecord, type Store } from '../src/storage/index.js'
+import { openStore, type DeviceGrantRecord, type Store, type TokenBundle } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
 import { CHECKPOINT_INTERVAL_MS } from '../src/storage/sqlite-checkpointer.js'
 
@@ -42,6 +42,15 @@ function deviceGrant(i = 0): DeviceGrantRecord {
     requestUserAgent: 'curl/8',
     dpopJkt: null,
     grantId: null,
+  }
+}
+
+function tokenBundle(over: { accessTokenHash?: string } = {}): TokenBundle {
+  const grantId = `g_${randomBytes(8).toString('hex')}`
+  const common = { grantId, clientId: 'cli', subject: 'alice', scope: 'read', issuedAt: NOW, revokedAt: null, dpopJkt: null }
+  return {
+    grant: { id: grantId, clientId: 'cli', subject: 'alice', scope: 'read', createdAt: NOW, revokedAt: null, deviceGrantId: null, expiresAt: NOW + 3600, dpopJkt: null },
+    accessToken: { ...common, tokenHash: over.accessTokenHash ?? randomBytes(32).toString('hex'), jti: `jti_${randomBytes(8).toString('hex')}`, expiresAt: NOW + 300, format: 'jwt' },
   }
 }
 
@@ -127,16 +136,31 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
     await store.close()
   })
 
-  it('commits an open batch before an explicit transaction starts', async () => {
+  it('runs an explicit transaction inside the batch: joined when it succeeds, undone alone when it fails', async () => {
     const store = await openStore(`sqlite:${file()}`)
-    const g = deviceGrant()
-    // createDeviceGrant opens a batch; the audit append in the same turn is an explicit transaction.
-    const [, records] = await Promise.all([
-      store.createDeviceGrant(g),
+    const g = deviceGrant(1)
+    await store.createDeviceGrant(g)
+    await store.decideDeviceGrant(g.id, 'approved', 'alice', NOW)
+    const taken = tokenBundle()
+    await store.issueTokens(taken)
+    // The redemption updates the device grant, then hits a taken access-token hash: its whole
+    // transaction must be undone (the device grant stays approved) while the insert of the same
+    // turn is kept, and the audit append (another explicit transaction) commits with them.
+    const clash = tokenBundle({ accessTokenHash: taken.accessToken.tokenHash })
+    const other = deviceGrant(2)
+    const [redeemed, created, audited] = await Promise.allSettled([
+      store.redeemDeviceGrant(g.id, NOW, clash),
+      store.createDeviceGrant(other),
       store.appendAuditEvents([{ time: NOW, type: 'test.event', actor: null, clientId: null, subject: null, ip: null, grantId: null, details: '{}' }], () => 'f'.repeat(64)),
     ])
-    expect(records).toHaveLength(1)
-    expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ id: g.id })
+    expect(redeemed.status).toBe('rejected')
+    expect((redeemed as PromiseRejectedResult).reason.name).toBe('StoreConflictError')
+    expect([created.status, audited.status]).toEqual(['fulfilled', 'fulfilled'])
+    expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ status: 'approved', grantId: null })
+    expect(await store.findDeviceGrantByUserCode(other.userCode)).toMatchObject({ id: other.id })
+    // And the same redemption with fresh tokens succeeds.
+    expect(await store.redeemDeviceGrant(g.id, NOW, tokenBundle())).toBe(true)
+    expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ status: 'redeemed' })
     await store.close()
   })
 })

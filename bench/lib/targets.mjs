@@ -61,7 +61,8 @@ export const devicegate = {
     const origin = `http://${HOST}:${port}`
     const child = await startProcess({
       cmd: process.execPath,
-      args: ['bin/devicegate.js', 'serve', '--dev', '--host', HOST, '--port', String(port), '--data-dir', dataDir],
+      // BENCH_DEVICEGATE_NODE_FLAGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": profile devicegate under load.
+      args: [...(process.env.BENCH_DEVICEGATE_NODE_FLAGS ?? '').split(' ').filter(Boolean), 'bin/devicegate.js', 'serve', '--dev', '--host', HOST, '--port', String(port), '--data-dir', dataDir],
       cwd: ROOT,
       env: { DEVICEGATE_DEMO_PASSWORD: DEMO_PASSWORD, DEVICEGATE_DEMO_CLIENT_SECRET: DEMO_CLIENT_SECRET, ...env },
       logFile: join(runDir, `devicegate-${tag}.log`),

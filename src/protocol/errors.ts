@@ -44,13 +44,27 @@ export interface OAuthErrorExtra {
   status?: number
 }
 
+/** An Error that skips capturing a stack trace (V8 reads `stackTraceLimit` at construction). */
+class StacklessError extends Error {
+  constructor(message: string, options: ErrorOptions) {
+    const stackTraceLimit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    super(message, options)
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
 /**
  * An OAuth error response (RFC 6749 §5.2).
  *
  * `description` is public: short, lower case, no trailing period, no secrets. The HTTP status
  * comes from {@link OAUTH_ERRORS}.
+ *
+ * It carries no stack trace: it is an answer to the client (`authorization_pending` is most of
+ * the polling traffic), not a fault, and capturing a stack was a measurable share of each poll.
+ * A wrapped fault keeps its own stack in `cause`.
  */
-export class OAuthError extends Error {
+export class OAuthError extends StacklessError {
   override readonly name = 'OAuthError'
   constructor(
     readonly error: OAuthErrorCode,

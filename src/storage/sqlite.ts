@@ -69,35 +69,45 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
 const STATEMENT_CACHE_SIZE = 500
 
 /**
- * Group commit for single-statement writes.
+ * Group commit.
  *
- * A commit costs about as much as the insert it commits (the changed pages go to the WAL once
- * per transaction). A write issued outside an explicit transaction opens a shared transaction
- * instead of committing alone; every such write of the same turn of the event loop joins it, and
- * it commits at the end of the turn (`setImmediate`). The store waits for that commit before it
- * answers ({@link settled}), so a caller is told of success only once its write is committed —
- * the durability of each write is the same as committing alone.
+ * A commit costs as much as the writes it commits (the changed pages go to the WAL once per
+ * transaction), so committing each request's writes alone was most of the cost of a device
+ * authorization or a refresh. Instead, the first write of a turn of the event loop opens a
+ * shared transaction; every write of that turn joins it, and it commits at the end of the turn
+ * (`setImmediate`). The store waits for that commit before it answers ({@link settled}), so a
+ * caller is told of success only once its write is committed: durability is the same as
+ * committing alone.
  *
- * A failing statement is undone alone (SQLite rolls back the statement, not the transaction);
- * if the commit itself fails every write of the batch reports the error. An explicit transaction
- * (Kysely's `begin`) first commits the open batch, then runs on its own.
+ * - A failing statement is undone alone (SQLite rolls back the statement, not the transaction).
+ * - An explicit transaction (Kysely's `begin` … `commit` / `rollback`) runs as a SAVEPOINT in the
+ *   shared transaction: atomic and isolated as before (Kysely holds the connection for its
+ *   duration), committed with the others. The shared commit waits until it is released.
+ * - If the commit itself fails, every write of the batch reports the error.
  */
 class GroupCommit {
   readonly #database: Database.Database
-  readonly #begin: Database.Statement
-  readonly #commit: Database.Statement
+  readonly #statements: Record<'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo', Database.Statement>
   #batch: { done: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | undefined
+  /** An explicit transaction (savepoint) is open; the shared commit waits for it. */
+  #explicitOpen = false
 
   constructor(database: Database.Database) {
     this.#database = database
-    this.#begin = database.prepare('BEGIN')
-    this.#commit = database.prepare('COMMIT')
+    this.#statements = {
+      begin: database.prepare('BEGIN'),
+      commit: database.prepare('COMMIT'),
+      rollback: database.prepare('ROLLBACK'),
+      savepoint: database.prepare('SAVEPOINT devicegate_tx'),
+      release: database.prepare('RELEASE devicegate_tx'),
+      rollbackTo: database.prepare('ROLLBACK TO devicegate_tx'),
+    }
   }
 
   /** Called before a statement that writes: joins the open batch or opens one. */
   beforeWrite(): void {
-    if (this.#database.inTransaction) return
-    this.#begin.run()
+    if (this.#batch !== undefined) return
+    this.#statements.begin.run()
     let resolve!: () => void
     let reject!: (error: unknown) => void
     const done = new Promise<void>((res, rej) => {
@@ -109,16 +119,34 @@ class GroupCommit {
     setImmediate(() => this.commit())
   }
 
-  /** Commits the open batch now, if any. */
+  /** Kysely's `begin`: a savepoint in the shared transaction. */
+  beginExplicit(): void {
+    this.beforeWrite()
+    this.#statements.savepoint.run()
+    this.#explicitOpen = true
+  }
+
+  /** Kysely's `commit` (`rollback` when `undo`): ends the savepoint. */
+  endExplicit(undo: boolean): void {
+    this.#explicitOpen = false
+    if (undo) this.#statements.rollbackTo.run()
+    this.#statements.release.run()
+  }
+
+  /** Commits the open batch, unless an explicit transaction is open (then its end does). */
   commit(): void {
     const batch = this.#batch
     if (batch === undefined) return
+    if (this.#explicitOpen) {
+      setImmediate(() => this.commit())
+      return
+    }
     this.#batch = undefined
     try {
-      this.#commit.run()
+      this.#statements.commit.run()
       batch.resolve()
     } catch (error) {
-      if (this.#database.inTransaction) this.#database.exec('ROLLBACK')
+      if (this.#database.inTransaction) this.#statements.rollback.run()
       batch.reject(error)
     }
   }
@@ -134,16 +162,18 @@ class GroupCommit {
  * on every call, which profiles show as a large share of each request; Kysely compiles the same
  * query shape to the same SQL text, so prepared statements are cached by that text and reused
  * (better-sqlite3 statements are reusable and the connection is used synchronously, one statement
- * at a time). Writes go through {@link GroupCommit}.
+ * at a time). Writes and Kysely's transaction statements go through {@link GroupCommit}.
  */
 function driverHandle(database: Database.Database, group: GroupCommit): { close(): void; prepare(sql: string): Database.Statement } {
   const cache = new Map<string, Database.Statement>()
-  const wrap = (sql: string, statement: Database.Statement): Database.Statement => {
-    // BEGIN counts as read-only to SQLite (sqlite3_stmt_readonly), so it is sorted out first.
-    if (/^\s*begin\b/i.test(sql)) {
-      const begin = statement.run.bind(statement)
-      return { reader: false, run: (...params: unknown[]) => (group.commit(), begin(...params)) } as unknown as Database.Statement
-    }
+  const control = (run: () => void) => ({ reader: false, run: () => (run(), { changes: 0, lastInsertRowid: 0 }) }) as unknown as Database.Statement
+  const wrap = (sql: string): Database.Statement => {
+    // Transaction control counts as read-only to SQLite (sqlite3_stmt_readonly): sorted out first.
+    const keyword = /^\s*(begin|commit|end|rollback)\s*(transaction)?\s*;?\s*$/i.exec(sql)?.[1]?.toLowerCase()
+    if (keyword === 'begin') return control(() => group.beginExplicit())
+    if (keyword === 'commit' || keyword === 'end') return control(() => group.endExplicit(false))
+    if (keyword === 'rollback') return control(() => group.endExplicit(true))
+    const statement = database.prepare(sql)
     if (statement.readonly) return statement
     const run = statement.run.bind(statement)
     const all = statement.all.bind(statement)
@@ -172,7 +202,7 @@ function driverHandle(database: Database.Database, group: GroupCommit): { close(
     prepare: (sql) => {
       let statement = cache.get(sql)
       if (statement === undefined) {
-        statement = wrap(sql, database.prepare(sql))
+        statement = wrap(sql)
         if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!)
         cache.set(sql, statement)
       }
