@@ -6,7 +6,7 @@
  */
 import { decodeJwt } from 'jose'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Approver, NET, startDeviceFlow, startPolicyServer, TEST_POLICY_YAML, type PolicyTestServer } from './support/policy-fixture.js'
+import { Approver, NET, PASSWORD, startDeviceFlow, startPolicyServer, TEST_POLICY_YAML, type PolicyTestServer } from './support/policy-fixture.js'
 import { basic, postForm } from './support/server.js'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -229,6 +229,38 @@ describe('device authorization under policy', () => {
     expect(viaLink.body).not.toContain('value="approve"')
     const typed = await page.review(flow.json.user_code)
     expect(typed.body).toContain('value="approve"')
+  })
+
+  it('kiosk: a code typed before signing in reaches the review page after sign-in', async () => {
+    const flow = await startDeviceFlow(t.url, 'kiosk-cli', 'read', NET.home)
+    const page = new Approver(t.url, NET.homePhone)
+    await page.get('/device')
+    const signInPage = await page.review(flow.json.user_code)
+    expect(signInPage.status).toBe(200)
+    expect(signInPage.body).toContain('action="/device/sign-in"')
+    const signedIn = await page.post('/device/sign-in', { username: 'alice', password: PASSWORD, user_code: flow.json.user_code })
+    expect(signedIn.status).toBe(303)
+    const review = await page.get(signedIn.headers.get('location')!)
+    expect(review.status).toBe(200)
+    expect(review.body).toContain('value="approve"')
+  })
+
+  // RFC 8628 §5.1: the sign-in redirect must not tell an unknown code from a kiosk client's code
+  // (it used to carry `typed=` only for codes whose client requires typing, found by a lookup
+  // outside the code-entry limiter).
+  it('sign-in with a code redirects alike whether the code exists or not (no existence oracle)', async () => {
+    const flow = await startDeviceFlow(t.url, 'kiosk-cli', 'read', NET.home)
+    const shapeOf = async (userCode: string) => {
+      const page = new Approver(t.url, NET.homePhone)
+      await page.get('/device')
+      const res = await page.post('/device/sign-in', { username: 'alice', password: PASSWORD, user_code: userCode })
+      expect(res.status).toBe(303)
+      return res.headers.get('location')!.replace(/user_code=[^&]*/, 'user_code=C').replace(/typed=[0-9a-f]+/, 'typed=P')
+    }
+    const unknown = flow.json.user_code === 'BCDF-GHJK' ? 'BCDF-GHJL' : 'BCDF-GHJK'
+    const existing = await shapeOf(flow.json.user_code)
+    expect(existing).toBe('/device?user_code=C&typed=P')
+    expect(await shapeOf(unknown)).toBe(existing)
   })
 
   it('blocks the device flow for a client', async () => {

@@ -341,7 +341,8 @@ describe('RFC 8628 §3.3 sign-in', () => {
     })
     expect(res.statusCode).toBe(303)
     expect(res.headers['cache-control']).toBe('no-store')
-    expect(res.headers.location).toBe(`/device?user_code=${grant.userCode}`)
+    // `typed`: proof the code came through the form, given for every code (RFC 8628 §5.1).
+    expect(res.headers.location).toMatch(new RegExp(`^/device\\?user_code=${grant.userCode}&typed=[0-9a-f]{32}$`))
     const newValue = sessionCookieOf(res)!
     expect(`${SESSION_COOKIE}=${newValue}`).not.toBe(anon.cookie)
     const oldValue = anon.cookie.slice(SESSION_COOKIE.length + 1)

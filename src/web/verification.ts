@@ -10,7 +10,8 @@
  *                                   with `decision=approve|deny` → records the decision.
  * - `GET  /device/sign-in`          the sign-in form without a code (sign in first, then enter it).
  * - `POST /device/sign-in`          `username`, `password`, `csrf_token`, optional `user_code`
- *                                   → 303 back to `/device[?user_code=…]` with a new session.
+ *                                   → 303 back to `/device[?user_code=…&typed=…]` with a new
+ *                                   session (`typed`: proof the code was typed, see below).
  * - `POST /device/sign-out`         `csrf_token` → deletes the session, 303 to `/device`.
  *
  * Protections: a synchronizer CSRF token bound to the `dg_session` cookie, plus Origin (must be
@@ -455,8 +456,10 @@ export async function registerVerificationPages(
   }
 
   /**
-   * Proof that a code reached the sign-in form by typing, for clients whose policy refuses
-   * verification_uri_complete: bound to the new session's secret CSRF token, so a link cannot carry it.
+   * Proof that a code reached the sign-in form by typing (a POST with this session's CSRF token),
+   * for clients whose policy refuses verification_uri_complete: bound to the new session's secret
+   * CSRF token, so a link cannot carry it. Given for every code signed in with, whatever its client,
+   * so the redirect does not tell whether the code exists (RFC 8628 §5.1).
    */
   function typedCodeProof(record: WebSessionRecord, userCode: string): string {
     return sha256Hex(`typed:${record.csrfToken}:${userCode}`).slice(0, 32)
@@ -975,11 +978,12 @@ export async function registerVerificationPages(
       'signed in',
     )
     await deps.events?.record({ type: 'session.signed_in', actor: user.username, subject: user.username, ip: request.clientIp })
-    // The code reached this form typed (or after the typed-code check): say so, unforgeably.
-    const typedOnly =
-      canonical !== undefined && deps.policy !== undefined && deps.policy.settings((await store.findDeviceGrantByUserCode(canonical))?.clientId ?? '').requireTypedCode
+    // The code reached this form typed (or after the typed-code check): say so, unforgeably. The
+    // proof goes with every code, without looking the code up: this lookup would sit outside the
+    // code-entry limiter, and a redirect that differed by the code's client would tell whether
+    // the code exists (RFC 8628 §5.1). `GET /device` checks the proof only where policy needs it.
     const location =
-      canonical === undefined ? '/device' : `/device?user_code=${canonical}${typedOnly ? `&typed=${typedCodeProof(fresh.record, canonical)}` : ''}`
+      canonical === undefined ? '/device' : `/device?user_code=${canonical}&typed=${typedCodeProof(fresh.record, canonical)}`
     return reply.code(303).header('cache-control', 'no-store').header('location', location).send()
   })
 }
