@@ -47,6 +47,18 @@ export function randomToken(random: Random, byteLength = 32): string {
   return Buffer.from(random.bytes(byteLength)).toString('base64url')
 }
 
+/**
+ * An identifier for a stored record (device grant, token family, refresh token, `jti`): 48 bits
+ * of creation time in milliseconds as 12 hex digits, so identifiers sort by creation, then 80
+ * random bits in base64url — 26 characters. New rows then land at the end of the identifier's
+ * index instead of on a random page, so a commit writes fewer pages (measured: about a fifth
+ * less per device authorization). Not a secret: unguessable (80 bits), but it shows its creation
+ * time, which the record holds anyway.
+ */
+export function recordId(random: Random): string {
+  return Date.now().toString(16).padStart(12, '0') + randomToken(random, 10)
+}
+
 /** Constant-time equality of two strings (false on different lengths, without early exit on content). */
 export function constantTimeEqual(a: string, b: string): boolean {
   const ab = Buffer.from(a)

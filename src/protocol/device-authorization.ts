@@ -4,7 +4,7 @@
 import { GRANT_TYPES } from '../core/model.js'
 import { formatUserCode, generateUserCode } from '../core/user-code.js'
 import { StoreConflictError } from '../storage/store.js'
-import { randomToken, sha256Hex } from '../system.js'
+import { randomToken, recordId, sha256Hex } from '../system.js'
 import { authenticateClient } from './clients.js'
 import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
@@ -91,7 +91,7 @@ export async function handleDeviceAuthorization(
   for (let attempt = 0; ; attempt++) {
     const userCode = generateUserCode(deps.random)
     try {
-      const id = randomToken(deps.random, 16)
+      const id = recordId(deps.random)
       await deps.store.createDeviceGrant({
         id,
         deviceCodeHash: sha256Hex(deviceCode),

@@ -6,7 +6,7 @@ import { SignJWT } from 'jose'
 import type { Client } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { AccessTokenRecord, RefreshTokenRecord } from '../storage/store.js'
-import { randomToken, sha256Hex } from '../system.js'
+import { randomToken, recordId, sha256Hex } from '../system.js'
 import type { KeyRing } from './keys.js'
 
 /** Prefix of opaque access tokens, so secret scanners can recognise leaked ones. */
@@ -52,7 +52,7 @@ export interface Minted<R> {
 export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMinterDeps): Promise<Minted<AccessTokenRecord>> {
   const now = deps.clock.nowSeconds()
   const exp = Math.min(now + claims.client.accessTokenTtlSeconds, claims.notAfter ?? Number.MAX_SAFE_INTEGER)
-  const jti = randomToken(deps.random, 16)
+  const jti = recordId(deps.random)
   let token: string
   if (claims.client.accessTokenFormat === 'jwt') {
     const key = await deps.keys.activeKey()
@@ -110,7 +110,7 @@ export function mintRefreshToken(
     token,
     record: {
       tokenHash: sha256Hex(token),
-      id: randomToken(deps.random, 16),
+      id: recordId(deps.random),
       grantId: claims.grantId,
       clientId: claims.client.id,
       subject: claims.subject,

@@ -2,7 +2,7 @@
  * The client_credentials grant (RFC 6749 §4.4) for confidential machine clients.
  */
 import { GRANT_TYPES } from '../../core/model.js'
-import { randomToken } from '../../system.js'
+import { recordId } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { readResources, resolveResources } from '../resources.js'
@@ -23,7 +23,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   if (!client.isConfidential) throw new OAuthError('unauthorized_client', 'client_credentials requires a confidential client')
   const scope = resolveRequestedScope(client, input.params.scope)
   const now = deps.clock.nowSeconds()
-  const grantId = randomToken(deps.random, 16)
+  const grantId = recordId(deps.random)
   const resources = resolveResources(client, readResources(input.params))
   const access = await mintAccessToken({ client, subject: null, scope, grantId, dpopJkt: input.dpopJkt, resources }, deps)
   await deps.store.issueTokens({

@@ -4,7 +4,7 @@
 import { deviceGrantState } from '../../core/device-grant.js'
 import { GRANT_TYPES, OFFLINE_ACCESS, parseScope } from '../../core/model.js'
 import type { TokenBundle } from '../../storage/store.js'
-import { randomToken, sha256Hex } from '../../system.js'
+import { recordId, sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { enforcePolicyAtRedemption } from '../policy-enforcement.js'
@@ -85,7 +85,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
 
   // Conditional approval (issue 3): decided again now, and its constraints shape the tokens.
   const shaped = await enforcePolicyAtRedemption(deps, { client, grant, dpopJkt: input.dpopJkt, now })
-  const grantId = randomToken(deps.random, 16)
+  const grantId = recordId(deps.random)
   const subject = grant.subject
   const familyExpiresAt = Math.min(now + client.refreshTokenTtlSeconds, shaped.familyNotAfter)
   const claims = { client, subject, scope: shaped.scope, grantId, dpopJkt: input.dpopJkt, notAfter: shaped.accessNotAfter, resources }
