@@ -123,6 +123,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     clock,
     random: systemRandom,
     clients,
+    users: governance.users,
     secrets: new SecretVerifier(),
     keys,
     policy,

@@ -222,3 +222,22 @@ describe('orphaned_token', () => {
     }
   })
 })
+
+describe('orphaned_token detector off', () => {
+  let t: TestServer
+  beforeAll(async () => {
+    t = await startTestServer({ config: await governedConfig({ orphaned_token: { enabled: false } }) })
+  })
+  afterAll(async () => t?.close())
+
+  // Nothing denies the approved code when the approver is disabled; redemption still must not
+  // issue tokens on their authority, and says why (RFC 8628 §3.5 access_denied).
+  it('refuses to redeem a code approved by a user disabled since, with its own description', async () => {
+    const auth = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read' })
+    await approveAs(t.url, auth.json.user_code, 'approve', 'mallory')
+    await t.server.governance.principals.change('user', 'mallory', 'disabled', 'admin:test')
+    const res = await postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: auth.json.device_code, client_id: 'cli' })
+    expect(res.status).toBe(400)
+    expect(res.json).toEqual({ error: 'access_denied', error_description: 'the approving user is no longer allowed' })
+  })
+})

@@ -92,6 +92,23 @@ describe('RFC 8628 §3.5 device access token response', () => {
     const res = await poll(device_code)
     expect(res.status).toBe(400)
     expect(res.json.error).toBe('access_denied')
+    expect(res.json.error_description).toBe('the user denied the request')
+  })
+
+  // Reported: a code approved by a user disabled before redemption was answered "the user denied
+  // the request". Still access_denied, but the description says what happened, and no more.
+  it('answers access_denied with its own description when the approving user was disabled before redemption', async () => {
+    const { device_code, user_code } = await authorize()
+    await approveAs(t.url, user_code, 'approve', 'mallory')
+    await t.server.governance.principals.change('user', 'mallory', 'disabled', 'admin:test')
+    try {
+      const res = await poll(device_code)
+      expect(res.status).toBe(400)
+      expect(res.headers.get('cache-control')).toBe('no-store')
+      expect(res.json).toEqual({ error: 'access_denied', error_description: 'the approving user is no longer allowed' })
+    } finally {
+      await t.server.governance.principals.change('user', 'mallory', 'enabled', 'admin:test')
+    }
   })
 
   it('answers expired_token for an approved but unredeemed code past expires_in', async () => {

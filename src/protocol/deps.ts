@@ -1,5 +1,5 @@
 import type { EventSink } from '../core/events.js'
-import type { ClientDirectory } from '../core/model.js'
+import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { PolicyService } from '../policy/service.js'
 import type { Store } from '../storage/store.js'
@@ -17,6 +17,8 @@ export interface ProtocolDeps {
   clock: Clock
   random: Random
   clients: ClientDirectory
+  /** Users as they are now (disabled and deleted accounts applied): approvers may stop being allowed. */
+  users: Pick<UserDirectory, 'get'>
   secrets: SecretVerifier
   keys: KeyRing
   /** Conditional approval (issue 3); absent: no policy checks at the token endpoint. */

@@ -16,13 +16,28 @@ import type { GrantInput } from './types.js'
 export const grantType = GRANT_TYPES.deviceCode
 export const parameters = ['device_code'] as const
 
+/** Whether the user who decided a device code can still act: known and not disabled. */
+function isApproverAllowed(subject: string | null, deps: ProtocolDeps): boolean {
+  if (subject === null) return true
+  const user = deps.users.get(subject)
+  return user !== undefined && !user.disabled
+}
+
+/** RFC 8628 §3.5 `access_denied` for a code whose approver is now disabled or deleted. */
+function approverNotAllowed(subject: string | null): OAuthError {
+  return new OAuthError('access_denied', 'the approving user is no longer allowed', {
+    detail: `approver ${subject ?? '(none)'} is disabled or deleted`,
+  })
+}
+
 /**
  * Answers one poll of the token endpoint for a device code.
  *
  * Outcomes follow RFC 8628 §3.5: `slow_down` first, when polled faster than the current interval,
  * which then grows by 5 seconds for this device code and stays grown — so a client's accidental
  * double poll can never reach the replay rule below; then `authorization_pending` until the user
- * decides, `access_denied`, `expired_token` (also for an approved code never redeemed in time).
+ * decides, `access_denied` (described apart when the approver has since been disabled or deleted),
+ * `expired_token` (also for an approved code never redeemed in time).
  * An approved code yields tokens exactly once, across concurrent polls and instances. A later
  * presentation of a redeemed code gets `invalid_grant` and revokes the token family that code
  * issued (as RFC 6749 §4.1.2 advises for a reused authorization code).
@@ -74,6 +89,9 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       })
       throw new OAuthError('invalid_grant', '"device_code" has already been used', { detail: 'replay; token family revoked' })
     case 'denied':
+      // Disabling or deleting the approver denies their open device codes (central revocation):
+      // say so rather than blame the user; only that the account can no longer act is told.
+      if (!isApproverAllowed(grant.subject, deps)) throw approverNotAllowed(grant.subject)
       throw new OAuthError('access_denied', 'the user denied the request')
     case 'expired':
       throw new OAuthError('expired_token', '"device_code" has expired')
@@ -83,6 +101,9 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       break
   }
 
+  // The approver may have been disabled or deleted since (with the orphaned_token detector off,
+  // nothing denied the code then): no tokens on their authority.
+  if (!isApproverAllowed(grant.subject, deps)) throw approverNotAllowed(grant.subject)
   // Conditional approval (issue 3): decided again now, and its constraints shape the tokens.
   const shaped = await enforcePolicyAtRedemption(deps, { client, grant, dpopJkt: input.dpopJkt, now })
   const grantId = recordId(deps.random)
