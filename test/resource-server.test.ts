@@ -279,15 +279,22 @@ describe('revocation reaches the resource server', () => {
 })
 
 describe('GET /revocations (the revocation feed)', () => {
-  it('requires Basic authentication of a client allowed to introspect', async () => {
+  it('answers 401 invalid_client with a Basic challenge without valid Basic credentials', async () => {
     const none = await fetch(`${t.url}/revocations?since=0`)
     expect(none.status).toBe(401)
     expect(none.headers.get('www-authenticate')).toMatch(/^Basic/)
     expect(((await none.json()) as { error: string }).error).toBe('invalid_client')
-    const notAllowed = await fetch(`${t.url}/revocations?since=0`, { headers: { authorization: basic('conf', FIXTURE.confSecret) } })
-    expect(notAllowed.status).toBe(401)
     const wrong = await fetch(`${t.url}/revocations?since=0`, { headers: { authorization: basic('rs', 'wrong') } })
     expect(wrong.status).toBe(401)
+    expect(wrong.headers.get('www-authenticate')).toMatch(/^Basic/)
+  })
+
+  it('answers 403 unauthorized_client, without a challenge, to an authenticated client not allowed to introspect', async () => {
+    const res = await fetch(`${t.url}/revocations?since=0`, { headers: { authorization: basic('conf', FIXTURE.confSecret) } })
+    expect(res.status).toBe(403)
+    expect(res.headers.get('www-authenticate')).toBeNull()
+    expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(((await res.json()) as { error: string }).error).toBe('unauthorized_client')
   })
 
   it('answers invalid_request for a malformed since', async () => {

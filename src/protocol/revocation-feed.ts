@@ -29,8 +29,10 @@ export interface RevocationFeedResponse {
  * `since` is epoch seconds (default 0: every revoked, unexpired token). Revocation times are whole
  * seconds and the set is `revoked_at >= since`, so passing the previous `now` never misses one.
  *
- * @throws {OAuthError} `invalid_client` (401) without valid Basic credentials or for a client not
- *   allowed to introspect; `invalid_request` for a malformed `since`.
+ * @throws {OAuthError} `invalid_client` (401, Basic challenge) without valid Basic credentials;
+ *   `unauthorized_client` (403, RFC 6749 §5.2 code with the RFC 9110 §15.5.4 status) for an
+ *   authenticated client not allowed to introspect; `invalid_request` for a malformed `since`.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-15.5.4
  */
 export async function handleRevocationFeed(
   query: Record<string, unknown> | undefined,
@@ -41,8 +43,10 @@ export async function handleRevocationFeed(
   if (!/^Basic\s/i.test(ctx.authorization ?? ''))
     throw new OAuthError('invalid_client', 'the revocation feed requires HTTP Basic client authentication', { headers: challenge })
   const caller = await authenticateClient({ authorization: ctx.authorization, params: {} }, deps.clients, deps.secrets)
+  // Authenticated but not allowed: credentials again would not help, so no 401 and no challenge
+  // (RFC 9110 §15.5.4).
   if (!caller.isConfidential || !caller.canIntrospect)
-    throw new OAuthError('invalid_client', 'this client may not read the revocation feed', { headers: challenge, detail: 'needs introspection: true' })
+    throw new OAuthError('unauthorized_client', 'this client may not read the revocation feed', { status: 403, detail: 'needs introspection: true' })
   const raw = query?.since
   if (Array.isArray(raw)) throw new OAuthError('invalid_request', '"since" must not be included more than once')
   const sinceText = raw === undefined || raw === '' ? '0' : String(raw)
