@@ -321,6 +321,27 @@ describe('RFC 9449 DPoP proofs at the token endpoint', () => {
     expect(decodeProtectedHeader(seen[0]!.headers.dpop as string).typ).toBe('dpop+jwt')
   })
 
+  it('refuses a Bearer reply to a poll with a proof when the metadata advertises DPoP', async () => {
+    clock = new VirtualClock()
+    const { key } = await DpopKey.generate()
+    script = [success]
+    const err = await pollForToken({ ...meta(), dpop_signing_alg_values_supported: ['ES256'] }, authorization(), { clientId: 'cli', clock, dpopKey: key }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ClientError)
+    expect(err).toMatchObject({ code: 'ERR_BAD_RESPONSE', message: expect.stringContaining('token_type "Bearer"') })
+    expect(seen).toHaveLength(1)
+    expect(seen[0]!.headers.dpop).toBeTypeOf('string')
+  })
+
+  it('accepts a Bearer reply to a poll with a proof when the metadata does not advertise DPoP', async () => {
+    clock = new VirtualClock()
+    const { key } = await DpopKey.generate()
+    script = [success, { status: 200, body: { ...success.body as object, token_type: 'dpop' } }]
+    expect((await pollForToken(meta(), authorization(), { clientId: 'cli', clock, dpopKey: key })).tokenType).toBe('Bearer')
+    // token_type is case insensitive (RFC 6749 §5.1).
+    const dpop = await pollForToken({ ...meta(), dpop_signing_alg_values_supported: ['ES256'] }, authorization(), { clientId: 'cli', clock, dpopKey: key })
+    expect(dpop.tokenType).toBe('dpop')
+  })
+
   it('does not loop when the server keeps asking for the same nonce', async () => {
     clock = new VirtualClock()
     const { key } = await DpopKey.generate()

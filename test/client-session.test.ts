@@ -167,6 +167,23 @@ describe('refresh with rotation', () => {
     }
   })
 
+  it('refuses a refresh of a DPoP-bound grant answered with token_type Bearer (RFC 9449 §5)', async () => {
+    let downgrade = false
+    const fetch = async (input: string | URL, init?: RequestInit) => {
+      const res = await globalThis.fetch(input, init)
+      if (!downgrade || !String(input).endsWith('/token') || res.status !== 200) return res
+      const body = (await res.json()) as Record<string, unknown>
+      return new Response(JSON.stringify({ ...body, token_type: 'Bearer' }), { status: 200, headers: { 'content-type': 'application/json' } })
+    }
+    const { client, store, grant } = await loggedIn({ fetch })
+    expect(grant.dpopJkt).toBeDefined()
+    downgrade = true
+    const err = await client.refresh().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ClientError)
+    expect(err).toMatchObject({ code: 'ERR_BAD_RESPONSE' })
+    expect((await readStoredGrant(store, client.account))!.accessToken).toBe(grant.accessToken)
+  })
+
   it('shares one refresh between concurrent callers, so rotation never looks like reuse', async () => {
     const { client, grant } = await loggedIn()
     const results = await Promise.all([client.refresh(), client.refresh(), client.getAccessToken({ forceRefresh: true })])

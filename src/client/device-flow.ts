@@ -2,7 +2,7 @@
  * The Device Authorization Grant from the device's side (RFC 8628 §3.1–3.5): start the
  * authorization, show the code, poll the token endpoint.
  */
-import type { AuthorizationServerMetadata } from './discovery.js'
+import { advertisesDpop, type AuthorizationServerMetadata } from './discovery.js'
 import type { DpopKey } from './dpop.js'
 import { ClientError, OAuthResponseError } from './errors.js'
 import { errorFromResponse, postForm, type FetchLike } from './http.js'
@@ -140,15 +140,19 @@ export interface PollOptions extends FlowOptions {
  * `slow_down`: add 5 seconds to the interval for this and every later poll. A network failure
  * doubles the interval (exponential backoff, capped at 60 s, RFC 8628 §3.5) and polling goes on.
  * When the local deadline passes first, the result is `expired_token` with `status` 0.
+ * With `opts.dpopKey` every poll carries a proof, and when `metadata` lists
+ * `dpop_signing_alg_values_supported` the tokens must come back DPoP-bound (RFC 9449 §5).
  *
  * @returns the token response.
  * @throws {OAuthResponseError} `access_denied` (the user said no), `expired_token`, or any other
  *   error the server sends (`invalid_grant`, `invalid_client`, …).
+ * @throws {ClientError} `ERR_BAD_RESPONSE` for a malformed reply, or a Bearer reply to a poll
+ *   with a DPoP proof from a server whose metadata advertises DPoP.
  * @throws the signal's reason when aborted (a `DOMException` named `AbortError` by default).
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.5
  */
 export async function pollForToken(
-  metadata: Pick<AuthorizationServerMetadata, 'token_endpoint'>,
+  metadata: Pick<AuthorizationServerMetadata, 'token_endpoint' | 'dpop_signing_alg_values_supported'>,
   authorization: DeviceAuthorization,
   opts: PollOptions,
 ): Promise<TokenSet> {
@@ -175,6 +179,7 @@ export async function pollForToken(
         tokenEndpoint: metadata.token_endpoint,
         form: { grant_type: DEVICE_CODE_GRANT_TYPE, device_code: authorization.deviceCode, client_id: opts.clientId },
         dpopKey: opts.dpopKey,
+        serverDoesDpop: advertisesDpop(metadata),
         fetch: fetchImpl,
         signal: opts.signal,
         nowSeconds: clock.nowSeconds(),

@@ -98,6 +98,14 @@ export async function discover(issuer: string, opts: DiscoverOptions = {}): Prom
   throw new ClientError('ERR_DISCOVERY', `no authorization server metadata for ${issuer}: tried ${tried.join(', ')}`)
 }
 
+/**
+ * True when the server does DPoP at all: its metadata lists `dpop_signing_alg_values_supported`
+ * (RFC 9449 §5.1). Such a server must answer a request with a proof by a DPoP-bound token.
+ */
+export function advertisesDpop(metadata: Pick<AuthorizationServerMetadata, 'dpop_signing_alg_values_supported'>): boolean {
+  return Array.isArray(metadata.dpop_signing_alg_values_supported) && metadata.dpop_signing_alg_values_supported.length > 0
+}
+
 /** True when the server lists ES256 for DPoP proofs (RFC 9449 §5.1), the algorithm the SDK uses. */
 export function supportsDpop(metadata: AuthorizationServerMetadata): boolean {
   return Array.isArray(metadata.dpop_signing_alg_values_supported) && metadata.dpop_signing_alg_values_supported.includes('ES256')

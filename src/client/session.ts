@@ -351,6 +351,8 @@ export class DeviceClient {
         tokenEndpoint: grant.tokenEndpoint,
         form: { grant_type: 'refresh_token', refresh_token: grant.refreshToken, client_id: grant.clientId },
         dpopKey,
+        // A key is used only for a grant whose tokens the server bound to it: it does DPoP.
+        serverDoesDpop: dpopKey !== undefined,
         fetch: this.#fetch,
         signal,
         nowSeconds: this.#clock.nowSeconds(),

@@ -26,6 +26,12 @@ export interface TokenRequestOptions {
   /** Form parameters (grant_type, client_id, …). */
   form: Record<string, string>
   dpopKey?: DpopKey | undefined
+  /**
+   * Whether the server does DPoP, as the caller learnt it: its metadata lists
+   * `dpop_signing_alg_values_supported` (RFC 9449 §5.1), or it bound this grant's tokens before.
+   * With a `dpopKey`, a reply whose `token_type` is not DPoP is then refused.
+   */
+  serverDoesDpop: boolean
   fetch: FetchLike
   signal?: AbortSignal | undefined
   /** Current time in epoch seconds, to turn `expires_in` into `expiresAt`. */
@@ -37,12 +43,16 @@ export interface TokenRequestOptions {
  *
  * With a DPoP key, each attempt carries a fresh proof; a 400 `use_dpop_nonce` with a
  * `DPoP-Nonce` header is retried once with that nonce (RFC 9449 §8). When a proof was sent the
- * server must answer `token_type` DPoP; a Bearer answer is accepted only when the server does not
- * do DPoP, which the caller decided from metadata.
+ * server must answer `token_type` DPoP (RFC 9449 §5); a Bearer answer is accepted only when the
+ * server does not do DPoP (`serverDoesDpop` false: its metadata lacks
+ * `dpop_signing_alg_values_supported`), since such a server ignores the proof.
  *
  * @throws {OAuthResponseError} for RFC 6749 §5.2 error responses (the device flow's pending
  *   states arrive this way too).
- * @throws {ClientError} `ERR_NETWORK`, `ERR_BAD_RESPONSE`.
+ * @throws {ClientError} `ERR_NETWORK`; `ERR_BAD_RESPONSE` for a malformed reply, and for an
+ *   unbound (e.g. Bearer) token from a server that does DPoP in answer to a request with a proof
+ *   (the token is not kept: it would not be bound to the key, a downgrade).
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-5
  */
 export async function requestToken(opts: TokenRequestOptions): Promise<TokenSet> {
   for (let attempt = 0; ; attempt++) {
@@ -50,7 +60,16 @@ export async function requestToken(opts: TokenRequestOptions): Promise<TokenSet>
     if (opts.dpopKey) headers.DPoP = await opts.dpopKey.proof({ method: 'POST', url: opts.tokenEndpoint })
     const res = await postForm(opts.fetch, opts.tokenEndpoint, opts.form, { headers, ...(opts.signal ? { signal: opts.signal } : {}) })
     const newNonce = opts.dpopKey?.rememberNonce(opts.tokenEndpoint, res.headers) ?? false
-    if (res.status === 200) return parseTokenResponse(opts.tokenEndpoint, res.body, opts.nowSeconds)
+    if (res.status === 200) {
+      const tokens = parseTokenResponse(opts.tokenEndpoint, res.body, opts.nowSeconds)
+      // RFC 6749 §5.1: token_type is case insensitive.
+      if (opts.dpopKey && opts.serverDoesDpop && tokens.tokenType.toLowerCase() !== 'dpop')
+        throw new ClientError(
+          'ERR_BAD_RESPONSE',
+          `${opts.tokenEndpoint} answered token_type "${tokens.tokenType}" to a request with a DPoP proof, although the server does DPoP (dpop_signing_alg_values_supported); the unbound token was not accepted (RFC 9449 §5)`,
+        )
+      return tokens
+    }
     const err = errorFromResponse(opts.tokenEndpoint, res)
     if (err instanceof OAuthResponseError && err.error === 'use_dpop_nonce' && newNonce && attempt === 0) continue
     throw err
