@@ -9,7 +9,7 @@
 import { parseScope, type Client } from '../core/model.js'
 import type { Constraints, PolicyDecision } from '../policy/model.js'
 import { parseStoredDecision } from '../policy/service.js'
-import type { DeviceGrantRecord } from '../storage/store.js'
+import type { DeviceGrantRecord, GrantRecord } from '../storage/store.js'
 import type { ProtocolDeps } from './deps.js'
 import { OAuthError } from './errors.js'
 import { policyDecidedEvent } from '../policy/events.js'
@@ -112,6 +112,7 @@ export async function enforcePolicyAtRedemption(
 /**
  * Decides again at a refresh of a token family that came from the device flow.
  *
+ * @param input.family The refreshed token family as stored (undefined when it is gone).
  * @returns the shape, or undefined when the family did not come from a device authorization
  *   with a recorded decision, or no policy service is configured (nothing to re-check).
  * @throws {OAuthError} `invalid_grant` when the policy now denies (the family is revoked) or
@@ -119,12 +120,11 @@ export async function enforcePolicyAtRedemption(
  */
 export async function enforcePolicyAtRefresh(
   deps: ProtocolDeps,
-  input: { client: Client; grantId: string; scope: string; dpopJkt: string | null; now: number },
+  input: { client: Client; family: GrantRecord | undefined; scope: string; dpopJkt: string | null; now: number },
 ): Promise<TokenShape | undefined> {
-  const policy = deps.policy
-  if (!policy) return undefined
-  const family = await deps.store.findGrant(input.grantId)
-  if (!family?.deviceGrantId) return undefined
+  const { policy } = deps
+  const { family } = input
+  if (!policy || !family?.deviceGrantId) return undefined
   const record = await deps.store.findDeviceGrantPolicy(family.deviceGrantId)
   const stored = parseStoredDecision(record?.explanationJson)
   const decision = stored

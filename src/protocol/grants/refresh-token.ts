@@ -67,7 +67,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   }
 
   // Conditional approval (issue 3): policy, account and client as they are now decide again.
-  const shaped = await enforcePolicyAtRefresh(deps, { client, grantId: current.grantId, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
+  const family = await deps.store.findGrant(current.grantId)
+  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
   const familyScope = parseScope(current.scope)
   let scope = current.scope
   if (input.params.scope !== undefined) {
@@ -77,7 +78,6 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     scope = requested.join(' ')
   }
   // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
-  const family = await deps.store.findGrant(current.grantId)
   const resources = resolveResources(client, readResources(input.params), family?.resources)
   if (shaped?.decision) scope = narrowScope(scope, shaped.decision.constraints)
   const claims = {
