@@ -397,6 +397,29 @@ export class KyselyStore implements Store {
       grantInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['grants']>) => db.insertInto('grants').values(row)),
       accessTokenInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['access_tokens']>) => db.insertInto('access_tokens').values(row)),
       refreshTokenInsert: new PreparedInsert((row: Insertable<DevicegateDatabase['refresh_tokens']>) => db.insertInto('refresh_tokens').values(row)),
+      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
+      deviceGrantPolicyById: new PreparedQuery(1, (id) => db.selectFrom('device_grant_policy').selectAll().where('device_grant_id', '=', id)),
+      // RFC 9700 §4.14.2: marks the token rotated only while it and its family are live.
+      rotateRefreshToken: new PreparedQuery(2, (now, tokenHash) =>
+        db
+          .updateTable('refresh_tokens')
+          .set({ rotated_at: sql<number>`${now}` })
+          .where('token_hash', '=', tokenHash)
+          .where('rotated_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<number>`${now}`)]))
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('grants')
+                .select('grants.id')
+                .whereRef('grants.id', '=', 'refresh_tokens.grant_id')
+                .where('grants.revoked_at', 'is', null)
+                .where((g) => g.or([g('grants.expires_at', 'is', null), g('grants.expires_at', '>', sql<number>`${now}`)])),
+            ),
+          )
+          .returning('refresh_tokens.id'),
+      ),
       pollState: new PreparedQuery(1, (id) =>
         db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
       ),
@@ -438,6 +461,9 @@ export class KyselyStore implements Store {
     pollOnTime: PreparedQuery<{ interval_seconds: number }>
     pollTooFast: PreparedQuery<{ interval_seconds: number }>
     pollState: PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>
+    grantById: PreparedQuery<Selectable<DevicegateDatabase['grants']>>
+    deviceGrantPolicyById: PreparedQuery<Selectable<DevicegateDatabase['device_grant_policy']>>
+    rotateRefreshToken: PreparedQuery<{ id: string }>
     deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
     grantInsert: PreparedInsert<Insertable<DevicegateDatabase['grants']>>
     accessTokenInsert: PreparedInsert<Insertable<DevicegateDatabase['access_tokens']>>
@@ -588,11 +614,7 @@ export class KyselyStore implements Store {
 
   findGrant(id: string): Promise<GrantRecord | undefined> {
     return this.#guard(async () => {
-      const row = await this.#db
-        .selectFrom('grants')
-        .selectAll()
-        .where('id', '=', id)
-        .executeTakeFirst()
+      const [row] = await this.#hot.grantById.execute(this.#db, id)
       return row && toGrant(row)
     })
   }
@@ -632,27 +654,8 @@ export class KyselyStore implements Store {
   ): Promise<RotationResult> {
     return this.#guard(async () => {
       const rotated = await this.#db.transaction().execute(async (trx) => {
-        const result = await trx
-          .updateTable('refresh_tokens')
-          .set({ rotated_at: now })
-          .where('token_hash', '=', oldTokenHash)
-          .where('rotated_at', 'is', null)
-          .where('revoked_at', 'is', null)
-          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-          .where((eb) =>
-            eb.exists(
-              eb
-                .selectFrom('grants')
-                .select('grants.id')
-                .whereRef('grants.id', '=', 'refresh_tokens.grant_id')
-                .where('grants.revoked_at', 'is', null)
-                .where((g) =>
-                  g.or([g('grants.expires_at', 'is', null), g('grants.expires_at', '>', now)]),
-                ),
-            ),
-          )
-          .executeTakeFirst()
-        if (result.numUpdatedRows === 0n) return false
+        const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash)
+        if (rotatedRows.length === 0) return false
         await this.#hot.accessTokenInsert.execute(trx, accessTokenRow(next.accessToken))
         await this.#hot.refreshTokenInsert.execute(trx, refreshTokenRow(next.refreshToken))
         return true
@@ -798,7 +801,7 @@ export class KyselyStore implements Store {
 
   findDeviceGrantPolicy(deviceGrantId: string): Promise<DeviceGrantPolicyRecord | undefined> {
     return this.#guard(async () => {
-      const row = await this.#db.selectFrom('device_grant_policy').selectAll().where('device_grant_id', '=', deviceGrantId).executeTakeFirst()
+      const [row] = await this.#hot.deviceGrantPolicyById.execute(this.#db, deviceGrantId)
       return (
         row && {
           deviceGrantId: row.device_grant_id,
