@@ -26,9 +26,8 @@ import type { Store } from '../storage/store.js'
 /** Path of the metrics endpoint. */
 export const METRICS_PATH = '/metrics'
 
-const START = Symbol('devicegate.metrics.start')
 const OUTCOME = Symbol('devicegate.metrics.outcome')
-type Tracked = FastifyRequest & { [START]?: number; [OUTCOME]?: string }
+type Tracked = FastifyRequest & { [OUTCOME]?: string }
 
 /** The metrics of one server. */
 export class Metrics {
@@ -110,25 +109,24 @@ export class Metrics {
     let child = this.#children.get(key)
     if (child === undefined) this.#children.set(key, (child = this.#requests.labels(endpoint, outcome)))
     child.inc()
-    const start = request[START]
-    if (start !== undefined) {
-      let timer = this.#timers.get(endpoint)
-      if (timer === undefined) this.#timers.set(endpoint, (timer = this.#duration.labels(endpoint)))
-      timer.observe((performance.now() - start) / 1000)
-    }
+    let timer = this.#timers.get(endpoint)
+    if (timer === undefined) this.#timers.set(endpoint, (timer = this.#duration.labels(endpoint)))
+    timer.observe(reply.elapsedTime / 1000) // fastify times every request from its arrival, in ms
   }
 
   /** Adds the hooks (on the root instance, so every route is measured) and `GET /metrics`. */
   async register(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', async (request) => {
-      ;(request as Tracked)[START] = performance.now()
-    })
-    app.addHook('onError', async (request, _reply, error) => {
+    // Callback-style hooks: on every request, an async hook's promise is measurable overhead.
+    app.addHook('onError', (request, _reply, error, done) => {
       const e = error as { statusCode?: number }
       ;(request as Tracked)[OUTCOME] =
         error instanceof OAuthError ? error.error : typeof e.statusCode === 'number' && e.statusCode < 500 ? 'invalid_request' : 'server_error'
+      done()
     })
-    app.addHook('onResponse', async (request, reply) => this.#observe(request as Tracked, reply))
+    app.addHook('onResponse', (request, reply, done) => {
+      this.#observe(request as Tracked, reply)
+      done()
+    })
     app.get(METRICS_PATH, async (_request, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()))
   }
 }
