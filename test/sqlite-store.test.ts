@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type DeviceGrantRecord, type Store, type TokenBundle } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
-import { CHECKPOINT_INTERVAL_MS } from '../src/storage/sqlite-checkpointer.js'
+import { CHECKPOINT_INTERVAL_MS, WAL_SIZE_LIMIT_BYTES } from '../src/storage/sqlite-checkpointer.js'
 
 const NOW = 1_750_000_000
 let dir: string
@@ -107,6 +107,18 @@ describe('SQLite WAL checkpoints (off the request path)', () => {
     await store.close()
     // The last checkpoint on close truncates the WAL.
     expect((await stat(`${path}-wal`).catch(() => ({ size: 0 }))).size).toBe(0)
+  })
+
+  it('starts the WAL over under a steady stream of commits instead of letting it grow', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    // One commit per write, never a quiet moment: ~8 pages per commit, well over 100 MB of WAL
+    // frames in all if the WAL never started over.
+    const until = Date.now() + 3_000
+    for (let i = 0; Date.now() < until; i++) await store.createDeviceGrant(deviceGrant(i))
+    const wal = (await stat(`${path}-wal`)).size
+    expect(wal).toBeLessThanOrEqual(WAL_SIZE_LIMIT_BYTES)
+    await store.close()
   })
 })
 

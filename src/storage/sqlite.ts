@@ -52,7 +52,13 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
   } catch (error) {
     throw new StoreUnavailableError(`cannot open SQLite database ${filePath}`, { cause: error })
   }
-  const group = new GroupCommit(database)
+  // Starts the WAL over when the checkpointer asks (see sqlite-checkpointer.ts): one checkpoint
+  // here, right after a commit, of the few frames written since the worker's last pass.
+  const group = new GroupCommit(database, () => {
+    if (!checkpointer?.resetDue()) return
+    checkpointer.resetDone()
+    database.pragma('wal_checkpoint(PASSIVE)')
+  })
   const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: driverHandle(database, group) }) })
   return new KyselyStore({
     kind: 'sqlite',
@@ -92,8 +98,12 @@ class GroupCommit {
   /** An explicit transaction (savepoint) is open; the shared commit waits for it. */
   #explicitOpen = false
 
-  constructor(database: Database.Database) {
+  readonly #afterCommit: () => void
+
+  /** @param afterCommit Runs after each successful shared commit (WAL upkeep). */
+  constructor(database: Database.Database, afterCommit: () => void = () => {}) {
     this.#database = database
+    this.#afterCommit = afterCommit
     this.#statements = {
       begin: database.prepare('BEGIN'),
       commit: database.prepare('COMMIT'),
@@ -106,7 +116,12 @@ class GroupCommit {
 
   /** Called before a statement that writes: joins the open batch or opens one. */
   beforeWrite(): void {
-    if (this.#batch !== undefined) return
+    if (this.#batch !== undefined) {
+      if (this.#database.inTransaction) return
+      // SQLite rolled the whole transaction back (disk full, I/O error): its writes are lost, and
+      // every caller waiting on it hears so; this write starts a new batch.
+      this.#settle(new Error('the shared SQLite transaction was rolled back by an earlier error'))
+    }
     this.#statements.begin.run()
     let resolve!: () => void
     let reject!: (error: unknown) => void
@@ -133,22 +148,37 @@ class GroupCommit {
     this.#statements.release.run()
   }
 
-  /** Commits the open batch, unless an explicit transaction is open (then its end does). */
+  /** Commits the open batch; while an explicit transaction is open, tries again next turn. */
   commit(): void {
-    const batch = this.#batch
-    if (batch === undefined) return
+    if (this.#batch === undefined) return
     if (this.#explicitOpen) {
       setImmediate(() => this.commit())
       return
     }
-    this.#batch = undefined
     try {
       this.#statements.commit.run()
-      batch.resolve()
     } catch (error) {
-      if (this.#database.inTransaction) this.#statements.rollback.run()
-      batch.reject(error)
+      try {
+        if (this.#database.inTransaction) this.#statements.rollback.run()
+      } finally {
+        this.#settle(error)
+      }
+      return
     }
+    this.#settle()
+    try {
+      this.#afterCommit()
+    } catch {
+      // WAL upkeep failing does not touch committed data; the checkpointer tries again.
+    }
+  }
+
+  /** Ends the open batch: its waiters resolve, or reject with `error`. */
+  #settle(error?: unknown): void {
+    const batch = this.#batch
+    this.#batch = undefined
+    if (error === undefined) batch?.resolve()
+    else batch?.reject(error)
   }
 
   /** Resolves when the writes issued so far are committed; undefined when none are pending. */
