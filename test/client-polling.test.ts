@@ -6,11 +6,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { decodeProtectedHeader, EmbeddedJWK, jwtVerify } from 'jose'
+import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   ClientError,
+  DeviceClient,
   DpopKey,
+  MemoryTokenStore,
   OAuthResponseError,
   discover,
   pollForToken,
@@ -255,6 +257,79 @@ describe('RFC 8628 §3.1–3.2 device authorization request', () => {
     clock = new VirtualClock()
     script = [{ status: 401, body: { error: 'invalid_client', error_description: 'client authentication failed' } }]
     await expect(startDeviceAuthorization(meta(), { clientId: 'nope', clock })).rejects.toMatchObject({ error: 'invalid_client', status: 401 })
+  })
+})
+
+describe('device code bound to the DPoP key with dpop_jkt (devicegate extension, RFC 9449 §10 parameter)', () => {
+  const issued: Reply = { status: 200, body: { device_code: 'dc-1', user_code: 'BCDF-GHJK', verification_uri: 'http://127.0.0.1/device', expires_in: 600, interval: 5 } }
+  const dpopSuccess: Reply = { status: 200, body: { ...(success.body as object), token_type: 'DPoP' } }
+
+  it('sends dpop_jkt = the key\'s RFC 7638 thumbprint, given the key or the thumbprint, and remembers it', async () => {
+    clock = new VirtualClock()
+    const { key } = await DpopKey.generate()
+    const jkt = await calculateJwkThumbprint(key.publicJwk as JWK, 'sha256')
+    script = [issued, issued]
+    const byKey = await startDeviceAuthorization(meta(), { clientId: 'cli', clock, dpopKey: key })
+    const byThumbprint = await startDeviceAuthorization(meta(), { clientId: 'cli', clock, dpopKey: jkt })
+    expect(seen.map((s) => Object.fromEntries(s.form))).toEqual([{ client_id: 'cli', dpop_jkt: jkt }, { client_id: 'cli', dpop_jkt: jkt }])
+    expect(byKey.dpopJkt).toBe(jkt)
+    expect(byThumbprint.dpopJkt).toBe(jkt)
+  })
+
+  it('sends no dpop_jkt without a key', async () => {
+    clock = new VirtualClock()
+    script = [issued]
+    const auth = await startDeviceAuthorization(meta(), { clientId: 'cli', clock })
+    expect(seen[0]!.form.has('dpop_jkt')).toBe(false)
+    expect(auth.dpopJkt).toBeUndefined()
+  })
+
+  it('refuses a malformed thumbprint (TypeError) without sending anything', async () => {
+    clock = new VirtualClock()
+    await expect(startDeviceAuthorization(meta(), { clientId: 'cli', clock, dpopKey: 'abc' })).rejects.toBeInstanceOf(TypeError)
+    expect(seen).toEqual([])
+  })
+
+  it('refuses to poll a bound code without its key or with another key (TypeError), sending nothing', async () => {
+    clock = new VirtualClock()
+    const { key } = await DpopKey.generate()
+    const { key: other } = await DpopKey.generate()
+    const bound = authorization({ dpopJkt: key.thumbprint })
+    await expect(pollForToken(meta(), bound, { clientId: 'cli', clock })).rejects.toBeInstanceOf(TypeError)
+    await expect(pollForToken(meta(), bound, { clientId: 'cli', clock, dpopKey: other })).rejects.toBeInstanceOf(TypeError)
+    expect(seen).toEqual([])
+  })
+
+  it('DeviceClient.login sends dpop_jkt equal to the thumbprint of the key its polls\' proofs carry when the server advertises DPoP', async () => {
+    clock = new VirtualClock()
+    metadataDoc = { ...meta(), dpop_signing_alg_values_supported: ['ES256'] }
+    script = [issued, pending, dpopSuccess]
+    const client = new DeviceClient({ issuer: base, clientId: 'cli', store: new MemoryTokenStore(), clock })
+    const session = await client.login({ onPrompt: () => {} })
+    const [authorize, ...polls] = seen
+    expect(authorize!.path).toBe('/device_authorization')
+    expect(polls).toHaveLength(2)
+    for (const poll of polls) {
+      const jwk = decodeProtectedHeader(poll.headers.dpop as string).jwk as JWK
+      expect(authorize!.form.get('dpop_jkt')).toBe(await calculateJwkThumbprint(jwk, 'sha256'))
+    }
+    expect(authorize!.form.get('dpop_jkt')).toBe((await client.dpopKey()).thumbprint)
+    expect(session.dpopJkt).toBe(authorize!.form.get('dpop_jkt'))
+  })
+
+  it('DeviceClient.login sends no dpop_jkt when the server does not advertise DPoP, or DPoP is off', async () => {
+    clock = new VirtualClock()
+    metadataDoc = meta()
+    script = [issued, success]
+    await new DeviceClient({ issuer: base, clientId: 'cli', store: new MemoryTokenStore(), clock }).login({ onPrompt: () => {} })
+    metadataDoc = { ...meta(), dpop_signing_alg_values_supported: ['ES256'] }
+    script = [issued, success]
+    await new DeviceClient({ issuer: base, clientId: 'cli', store: new MemoryTokenStore(), clock, dpop: 'off' }).login({ onPrompt: () => {} })
+    expect(seen.map((s) => s.path)).toEqual(['/device_authorization', '/token', '/device_authorization', '/token'])
+    for (const s of seen) {
+      expect(s.form.has('dpop_jkt')).toBe(false)
+      expect(s.headers.dpop).toBeUndefined()
+    }
   })
 })
 

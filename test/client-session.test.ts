@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   ClientError,
   DeviceClient,
+  DpopKey,
   MemoryTokenStore,
   OAuthResponseError,
   readStoredGrant,
@@ -90,6 +91,30 @@ describe('device login against devicegate', () => {
     expect(decodeJwt(grant.accessToken)).toMatchObject({ sub: 'alice', client_id: 'cli', cnf: { jkt: key.thumbprint } })
     expect(await introspect(grant.accessToken)).toMatchObject({ active: true, sub: 'alice', cnf: { jkt: key.thumbprint } })
     expect(grant.revocationEndpoint).toBe(`${ts.url}/revoke`)
+  })
+
+  it('binds the device code to the installation key: a stolen code is refused without a proof or with another key (invalid_grant), the SDK\'s login completes', async () => {
+    const { client, store } = newClient()
+    const { key: thief } = await DpopKey.generate()
+    const token = `${ts.url}/token`
+    const attempts: { status: number; json: any }[] = []
+    const session = await client.login({
+      onPrompt: async (a) => {
+        await approveAs(ts.url, a.userCode)
+        // The user has approved: the code is now worth stealing.
+        const form = { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: a.deviceCode, client_id: 'cli' }
+        attempts.push(await postForm(token, form))
+        attempts.push(await postForm(token, form, { DPoP: await thief.proof({ method: 'POST', url: token }) }))
+      },
+    })
+    expect(attempts.map((r) => [r.status, r.json.error])).toEqual([
+      [400, 'invalid_grant'],
+      [400, 'invalid_grant'],
+    ])
+    const key = await client.dpopKey()
+    expect(session).toMatchObject({ tokenType: 'DPoP', dpopJkt: key.thumbprint })
+    const grant = (await readStoredGrant(store, client.account))!
+    expect(await introspect(grant.accessToken)).toMatchObject({ active: true, sub: 'alice', cnf: { jkt: key.thumbprint } })
   })
 
   it('uses Bearer tokens when DPoP is off', async () => {

@@ -59,6 +59,11 @@ export interface DeviceAuthorization {
   expiresAt: number
   /** Minimum seconds between polls (`interval`, default 5). */
   intervalSeconds: number
+  /**
+   * RFC 7638 SHA-256 thumbprint sent as `dpop_jkt` when the code was requested (devicegate
+   * extension): a server that knows the parameter redeems the code only with a proof by that key.
+   */
+  dpopJkt?: string
 }
 
 /** Options shared by the device-flow calls. */
@@ -75,11 +80,28 @@ export interface StartDeviceAuthorizationOptions extends FlowOptions {
   scope?: string
   /** Extra request parameters (e.g. `resource`, RFC 8707). */
   extraParams?: Record<string, string>
+  /**
+   * Bind the device code to this DPoP key, or to the key with this RFC 7638 SHA-256 thumbprint
+   * (base64url, 43 characters): sent as `dpop_jkt` (RFC 9449 §10 spelling). Poll with the same
+   * key. Default: unbound, as in RFC 8628.
+   */
+  dpopKey?: DpopKey | string | undefined
 }
+
+/** A base64url SHA-256 digest: what `dpop_jkt` carries (RFC 9449 §10, RFC 7638 §3). */
+const JKT_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
 /**
  * Requests a device code and user code (RFC 8628 §3.1) as a public client.
  *
+ * With `opts.dpopKey` the request carries `dpop_jkt`, the key's RFC 7638 thumbprint, which binds
+ * the device code to that key on devicegate (an extension of RFC 8628 borrowing RFC 9449 §10's
+ * parameter): a stolen device code is then useless without the private key. Servers that do not
+ * know the parameter ignore it (RFC 6749 §3.1), so it is sent whenever the caller asks; callers
+ * that want to be conservative pass a key only when the metadata advertises DPoP, as
+ * `DeviceClient.login` does.
+ *
+ * @throws {TypeError} when `opts.dpopKey` is a string that is not a base64url SHA-256 thumbprint.
  * @throws {OAuthResponseError} e.g. `invalid_client` (unknown client), `unauthorized_client`
  *   (client may not use the device flow), `invalid_scope`.
  * @throws {ClientError} `ERR_NETWORK`, `ERR_BAD_RESPONSE` (required members missing).
@@ -93,6 +115,11 @@ export async function startDeviceAuthorization(
   const clock = opts.clock ?? systemFlowClock
   const form: Record<string, string> = { ...opts.extraParams, client_id: opts.clientId }
   if (opts.scope) form.scope = opts.scope
+  const dpopJkt = typeof opts.dpopKey === 'string' ? opts.dpopKey : opts.dpopKey?.thumbprint
+  if (dpopJkt !== undefined) {
+    if (!JKT_PATTERN.test(dpopJkt)) throw new TypeError('dpopKey: expected a DpopKey or a base64url SHA-256 JWK thumbprint (RFC 7638)')
+    form.dpop_jkt = dpopJkt
+  }
   const res = await postForm(opts.fetch ?? globalThis.fetch, url, form, opts.signal ? { signal: opts.signal } : {})
   if (res.status !== 200) throw errorFromResponse(url, res)
   const b = (typeof res.body === 'object' && res.body !== null ? res.body : {}) as Record<string, unknown>
@@ -111,6 +138,7 @@ export async function startDeviceAuthorization(
     intervalSeconds: Number.isFinite(interval) && interval > 0 ? interval : DEFAULT_INTERVAL_SECONDS,
   }
   if (typeof b.verification_uri_complete === 'string') auth.verificationUriComplete = b.verification_uri_complete
+  if (dpopJkt !== undefined) auth.dpopJkt = dpopJkt
   return auth
 }
 
@@ -142,12 +170,15 @@ export interface PollOptions extends FlowOptions {
  * When the local deadline passes first, the result is `expired_token` with `status` 0.
  * With `opts.dpopKey` every poll carries a proof, and when `metadata` lists
  * `dpop_signing_alg_values_supported` the tokens must come back DPoP-bound (RFC 9449 §5).
+ * A code requested with `dpop_jkt` must be polled with that key.
  *
  * @returns the token response.
  * @throws {OAuthResponseError} `access_denied` (the user said no), `expired_token`, or any other
  *   error the server sends (`invalid_grant`, `invalid_client`, …).
  * @throws {ClientError} `ERR_BAD_RESPONSE` for a malformed reply, or a Bearer reply to a poll
  *   with a DPoP proof from a server whose metadata advertises DPoP.
+ * @throws {TypeError} when `authorization.dpopJkt` is set and `opts.dpopKey` is another key or
+ *   none (the server would only answer `invalid_grant`); nothing is sent.
  * @throws the signal's reason when aborted (a `DOMException` named `AbortError` by default).
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.5
  */
@@ -156,6 +187,8 @@ export async function pollForToken(
   authorization: DeviceAuthorization,
   opts: PollOptions,
 ): Promise<TokenSet> {
+  if (authorization.dpopJkt !== undefined && opts.dpopKey?.thumbprint !== authorization.dpopJkt)
+    throw new TypeError('the device code is bound to a DPoP key (dpop_jkt): poll with that key as opts.dpopKey')
   const clock = opts.clock ?? systemFlowClock
   const fetchImpl = opts.fetch ?? globalThis.fetch
   let intervalSeconds = authorization.intervalSeconds

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import { decodeJwt, type JWTPayload } from 'jose'
-import { discover, supportsDpop, type AuthorizationServerMetadata } from './discovery.js'
+import { advertisesDpop, discover, supportsDpop, type AuthorizationServerMetadata } from './discovery.js'
 import { pollForToken, startDeviceAuthorization, systemFlowClock, type DeviceAuthorization, type FlowClock, type PollProgress } from './device-flow.js'
 import { DpopKey, isResourceNonceChallenge, type DpopPrivateJwk } from './dpop.js'
 import { ClientError, OAuthResponseError } from './errors.js'
@@ -225,7 +225,10 @@ export class DeviceClient {
    * Runs the device flow (RFC 8628 §3) and stores the result.
    *
    * DPoP: with mode `auto`, proofs are sent when the metadata lists ES256 in
-   * `dpop_signing_alg_values_supported`; `required` fails when it does not.
+   * `dpop_signing_alg_values_supported`; `required` fails when it does not. When proofs are sent,
+   * the device authorization request also carries `dpop_jkt` (the key's RFC 7638 thumbprint), so
+   * on devicegate the device code can only be redeemed with this installation's key (a devicegate
+   * extension of RFC 8628; other servers ignore the parameter, RFC 6749 §3.1).
    *
    * @returns the token-free view of the new login.
    * @throws {OAuthResponseError} `access_denied`, `expired_token`, `invalid_client`,
@@ -243,6 +246,8 @@ export class DeviceClient {
       clientId: this.clientId,
       fetch: this.#fetch,
       clock: this.#clock,
+      // Only to servers that advertise DPoP, to stay conservative with the others.
+      ...(dpopKey && advertisesDpop(metadata) ? { dpopKey } : {}),
       ...(this.#opts.scope ? { scope: this.#opts.scope } : {}),
       ...(opts.extraParams ? { extraParams: opts.extraParams } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
