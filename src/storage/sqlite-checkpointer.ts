@@ -51,7 +51,9 @@ export interface Checkpointer {
 /**
  * The worker's program (CommonJS, evaluated): opens the file, checkpoints on a timer, posts
  * `{ reset: true }` and pauses when a long WAL has been copied back (`"resume"` ends the pause),
- * and on `"close"` checkpoints once more with TRUNCATE and exits. Failures are posted to the parent.
+ * and on `"close"` checkpoints once more and exits. Failures are posted to the parent. That last
+ * pass is PASSIVE too: a short-lived process (a CLI command) must not hold up a server that shares
+ * the file; the last connection to close (SQLite's own rule) copies the rest and removes the WAL.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads')
@@ -79,7 +81,7 @@ parentPort.on('message', (message) => {
   if (message === 'resume') paused = false
   if (message !== 'close') return
   clearInterval(timer)
-  checkpoint('TRUNCATE')
+  checkpoint('PASSIVE')
   db.close()
   parentPort.close()
 })
