@@ -179,6 +179,7 @@ for (const s of throughputIds) {
     }
     summary[s][t.name] = {
       rps: median(rs.map((r) => r.rps)),
+      mean: median(rs.map((r) => r.mean)),
       p50: median(rs.map((r) => r.p50)),
       p99: median(rs.map((r) => r.p99)),
       errorCount: Object.values(errors).reduce((a, b) => a + b, 0),

@@ -175,7 +175,7 @@ export async function scenarioGrowth({ runDir, log, config, warnings }) {
         if (config.warmupSeconds > 0) await runLoad({ ...common, spec: SCENARIOS[s].request(inst, state), durationSeconds: config.warmupSeconds })
         const r = await runLoad({ ...common, spec: SCENARIOS[s].request(inst, state), durationSeconds: config.durationSeconds })
         if (r.cpu.otherCores > 0.25) warnings.push(`(f) ${n} tokens, ${SCENARIOS[s].title}: other processes were busy (${r.cpu.otherCores.toFixed(2)} cores)`)
-        rows.push({ liveTokens: n, scenario: s, title: SCENARIOS[s].title, seedSeconds: seeded.seconds, rps: r.rps, p50: r.p50, p99: r.p99, errorCount: r.errorCount, counts: r.counts, errors: r.errors })
+        rows.push({ liveTokens: n, scenario: s, title: SCENARIOS[s].title, seedSeconds: seeded.seconds, rps: r.rps, mean: r.mean, p50: r.p50, p99: r.p99, errorCount: r.errorCount, counts: r.counts, errors: r.errors })
         log(`  (f) ${n} tokens ${SCENARIOS[s].title}: ${Math.round(r.rps)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`)
       }
     } finally {
@@ -188,7 +188,7 @@ export async function scenarioGrowth({ runDir, log, config, warnings }) {
   for (const s of ['c', 'b']) {
     const a = rows.find((x) => x.liveTokens === small && x.scenario === s)
     const b = rows.find((x) => x.liveTokens === large && x.scenario === s)
-    if (a && b && large !== small) ratios[SCENARIOS[s].title] = { p50: b.p50 / a.p50, p99: b.p99 / a.p99, rps: b.rps / a.rps }
+    if (a && b && large !== small) ratios[SCENARIOS[s].title] = { mean: b.mean / a.mean, p50: b.p50 / a.p50, p99: b.p99 / a.p99, rps: b.rps / a.rps }
   }
   return {
     description: 'N grants + N live access tokens (client demo-api) + N pending device codes seeded into SQLite; 1,000 real tokens/codes measured (1 round each)',

@@ -33,11 +33,11 @@ export function printReport(r) {
       if (name === 'title' || name === 'ratios') continue
       const cls = Object.entries(v.counts).map(([k, n]) => `${k}=${fmtInt(n)}`).join(' ')
       const errs = Object.entries(v.errors).map(([k, n]) => `${k}=${fmtInt(n)}`).join(' ')
-      rows.push([s.title, name, fmtInt(v.rps), fmtMs(v.p50), fmtMs(v.p99), fmtInt(v.errorCount), [cls, errs && `errors: ${errs}`].filter(Boolean).join('; ')])
+      rows.push([s.title, name, fmtInt(v.rps), fmtMs(v.mean), fmtMs(v.p50), fmtMs(v.p99), fmtInt(v.errorCount), [cls, errs && `errors: ${errs}`].filter(Boolean).join('; ')])
     }
   }
   if (rows.length) {
-    out.push(table(['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'responses'], rows))
+    out.push(table(['scenario', 'target', 'req/s', 'mean ms', 'p50 ms', 'p99 ms', 'errors', 'responses'], rows))
     out.push('')
     const ratioRows = Object.values(r.scenarios).map((s) => [s.title, fmtRatio(s.ratios.devicegate_over_peer), fmtRatio(s.ratios.devicegate_over_limit), fmtRatio(s.ratios.peer_over_limit)])
     out.push(table(['scenario', 'devicegate/peer', 'devicegate/limit', 'peer/limit'], ratioRows))
@@ -52,8 +52,8 @@ export function printReport(r) {
   }
   if (f) {
     out.push(`(f) growth, devicegate: ${f.description}`)
-    out.push(table(['live tokens', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'seeded in'], f.rows.map((x) => [fmtInt(x.liveTokens), x.title, fmtInt(x.rps), fmtMs(x.p50), fmtMs(x.p99), fmtInt(x.errorCount), `${x.seedSeconds.toFixed(1)} s`])))
-    for (const [k, v] of Object.entries(f.ratios)) out.push(`  ${k}: p50 ${fmtRatio(v.p50)}, p99 ${fmtRatio(v.p99)}, req/s ${fmtRatio(v.rps)} (largest / smallest)`)
+    out.push(table(['live tokens', 'scenario', 'req/s', 'mean ms', 'p50 ms', 'p99 ms', 'errors', 'seeded in'], f.rows.map((x) => [fmtInt(x.liveTokens), x.title, fmtInt(x.rps), fmtMs(x.mean), fmtMs(x.p50), fmtMs(x.p99), fmtInt(x.errorCount), `${x.seedSeconds.toFixed(1)} s`])))
+    for (const [k, v] of Object.entries(f.ratios)) out.push(`  ${k}: mean latency ${fmtRatio(v.mean)}, p50 ${fmtRatio(v.p50)}, p99 ${fmtRatio(v.p99)} (whole ms), req/s ${fmtRatio(v.rps)} (largest / smallest)`)
     out.push('')
   }
   if (g) {
