@@ -3,16 +3,15 @@
  * back (RFC 8628 §3.5 bookkeeping needs no per-poll write), and WAL checkpoints run by a worker
  * thread rather than inside a request's commit.
  */
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openStore, type DeviceGrantRecord, type Store, type TokenBundle } from '../src/storage/index.js'
+import { openStore, type Store } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
 import { CHECKPOINT_INTERVAL_MS, WAL_SIZE_LIMIT_BYTES } from '../src/storage/sqlite-checkpointer.js'
+import { bundle, deviceGrant, NOW } from './support/store-fixtures.js'
 
-const NOW = 1_750_000_000
 let dir: string
 let n = 0
 const file = () => join(dir, `store-${n++}.db`)
@@ -23,36 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
-
-function deviceGrant(i = 0): DeviceGrantRecord {
-  return {
-    id: `dg_${randomBytes(8).toString('hex')}_${i}`,
-    deviceCodeHash: randomBytes(32).toString('hex'),
-    userCode: Array.from(randomBytes(8), (b) => 'BCDFGHJKLMNPQRSTVWXZ'[b % 20]).join(''),
-    clientId: 'cli',
-    scope: 'read',
-    status: 'pending',
-    createdAt: NOW,
-    expiresAt: NOW + 600,
-    intervalSeconds: 5,
-    lastPolledAt: null,
-    subject: null,
-    decidedAt: null,
-    requestIp: '203.0.113.7',
-    requestUserAgent: 'curl/8',
-    dpopJkt: null,
-    grantId: null,
-  }
-}
-
-function tokenBundle(over: { accessTokenHash?: string } = {}): TokenBundle {
-  const grantId = `g_${randomBytes(8).toString('hex')}`
-  const common = { grantId, clientId: 'cli', subject: 'alice', scope: 'read', issuedAt: NOW, revokedAt: null, dpopJkt: null }
-  return {
-    grant: { id: grantId, clientId: 'cli', subject: 'alice', scope: 'read', createdAt: NOW, revokedAt: null, deviceGrantId: null, expiresAt: NOW + 3600, dpopJkt: null },
-    accessToken: { ...common, tokenHash: over.accessTokenHash ?? randomBytes(32).toString('hex'), jti: `jti_${randomBytes(8).toString('hex')}`, expiresAt: NOW + 300, format: 'jwt' },
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -99,7 +68,7 @@ describe('SQLite WAL checkpoints (off the request path)', () => {
     const path = file()
     const store = await openStore(`sqlite:${path}`)
     const before = (await stat(path)).size
-    for (let i = 0; i < 2_000; i++) await store.createDeviceGrant(deviceGrant(i))
+    for (let i = 0; i < 2_000; i++) await store.createDeviceGrant(deviceGrant())
     await sleep(CHECKPOINT_INTERVAL_MS * 4)
     // The request connection never checkpoints (wal_autocheckpoint = 0); only the worker can
     // have grown the main file.
@@ -115,7 +84,7 @@ describe('SQLite WAL checkpoints (off the request path)', () => {
     // One commit per write, never a quiet moment: ~8 pages per commit, well over 100 MB of WAL
     // frames in all if the WAL never started over.
     const until = Date.now() + 3_000
-    for (let i = 0; Date.now() < until; i++) await store.createDeviceGrant(deviceGrant(i))
+    while (Date.now() < until) await store.createDeviceGrant(deviceGrant())
     // Without the reset it passes 1 GB here; with it, one worker tick's worth of frames over the
     // reset size (ticks come later on a busy machine, hence the margin).
     const wal = (await stat(`${path}-wal`)).size
@@ -129,7 +98,7 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
     const path = file()
     const store = await openStore(`sqlite:${path}`)
     const other = await openStore(`sqlite:${path}`)
-    const grants = Array.from({ length: 40 }, (_, i) => deviceGrant(i))
+    const grants = Array.from({ length: 40 }, () => deviceGrant())
     await Promise.all(grants.map((g) => store.createDeviceGrant(g)))
     for (const g of [grants[0]!, grants[39]!]) expect(await other.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ id: g.id })
     await other.close()
@@ -138,9 +107,9 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
 
   it('fails a conflicting write alone; the others of its batch are kept', async () => {
     const store = await openStore(`sqlite:${file()}`)
-    const first = deviceGrant(1)
-    const clash = { ...deviceGrant(2), userCode: first.userCode }
-    const last = deviceGrant(3)
+    const first = deviceGrant()
+    const clash = { ...deviceGrant(), userCode: first.userCode }
+    const last = deviceGrant()
     const results = await Promise.allSettled([first, clash, last].map((g) => store.createDeviceGrant(g)))
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
     expect((results[1] as PromiseRejectedResult).reason.name).toBe('StoreConflictError')
@@ -152,16 +121,17 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
 
   it('runs an explicit transaction inside the batch: joined when it succeeds, undone alone when it fails', async () => {
     const store = await openStore(`sqlite:${file()}`)
-    const g = deviceGrant(1)
+    const g = deviceGrant()
     await store.createDeviceGrant(g)
     await store.decideDeviceGrant(g.id, 'approved', 'alice', NOW)
-    const taken = tokenBundle()
+    const taken = bundle()
     await store.issueTokens(taken)
     // The redemption updates the device grant, then hits a taken access-token hash: its whole
     // transaction must be undone (the device grant stays approved) while the insert of the same
     // turn is kept, and the audit append (another explicit transaction) commits with them.
-    const clash = tokenBundle({ accessTokenHash: taken.accessToken.tokenHash })
-    const other = deviceGrant(2)
+    const fresh = bundle()
+    const clash = { ...fresh, accessToken: { ...fresh.accessToken, tokenHash: taken.accessToken.tokenHash } }
+    const other = deviceGrant()
     const [redeemed, created, audited] = await Promise.allSettled([
       store.redeemDeviceGrant(g.id, NOW, clash),
       store.createDeviceGrant(other),
@@ -173,7 +143,7 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
     expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ status: 'approved', grantId: null })
     expect(await store.findDeviceGrantByUserCode(other.userCode)).toMatchObject({ id: other.id })
     // And the same redemption with fresh tokens succeeds.
-    expect(await store.redeemDeviceGrant(g.id, NOW, tokenBundle())).toBe(true)
+    expect(await store.redeemDeviceGrant(g.id, NOW, bundle())).toBe(true)
     expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ status: 'redeemed' })
     await store.close()
   })

@@ -3,7 +3,7 @@
  * database: SQLite on a temporary file always; PostgreSQL when DEVICEGATE_TEST_PG_URL is set,
  * each run in its own schema.
  */
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,15 +18,11 @@ import {
   type AuditEventBody,
   type NewAuditEvent,
   StoreUnavailableError,
-  type AccessTokenRecord,
   type DeviceGrantRecord,
   type DeviceRecord,
-  type RefreshTokenRecord,
   type Store,
-  type TokenBundle,
 } from '../src/storage/store.js'
-
-const NOW = 1_750_000_000
+import { bundle, deviceGrant, hash, id, nextTokens, NOW } from './support/store-fixtures.js'
 
 interface Adapter {
   name: string
@@ -92,98 +88,6 @@ const ADAPTERS: Array<{ adapter: Adapter; run: boolean }> = [
   { adapter: sqliteAdapter(), run: true },
   { adapter: postgresAdapter(PG_URL ?? 'postgres://unset/unset'), run: Boolean(PG_URL) },
 ]
-
-// --- fixtures ---
-
-const id = (prefix: string) => `${prefix}_${randomUUID()}`
-const hash = () => randomBytes(32).toString('hex')
-const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ'
-const userCode = () =>
-  Array.from(randomBytes(8), (b) => USER_CODE_ALPHABET[b % USER_CODE_ALPHABET.length]).join('')
-
-function deviceGrant(over: Partial<DeviceGrantRecord> = {}): DeviceGrantRecord {
-  return {
-    id: id('dg'),
-    deviceCodeHash: hash(),
-    userCode: userCode(),
-    clientId: 'cli',
-    scope: 'openid profile',
-    status: 'pending',
-    createdAt: NOW,
-    expiresAt: NOW + 600,
-    intervalSeconds: 5,
-    lastPolledAt: null,
-    subject: null,
-    decidedAt: null,
-    requestIp: '203.0.113.7',
-    requestUserAgent: 'curl/8',
-    dpopJkt: null,
-    grantId: null,
-    ...over,
-  }
-}
-
-function accessToken(grantId: string, over: Partial<AccessTokenRecord> = {}): AccessTokenRecord {
-  return {
-    tokenHash: hash(),
-    jti: id('jti'),
-    grantId,
-    clientId: 'cli',
-    subject: 'alice',
-    scope: 'openid',
-    issuedAt: NOW,
-    expiresAt: NOW + 300,
-    revokedAt: null,
-    format: 'jwt',
-    dpopJkt: null,
-    ...over,
-  }
-}
-
-function refreshToken(grantId: string, over: Partial<RefreshTokenRecord> = {}): RefreshTokenRecord {
-  return {
-    tokenHash: hash(),
-    id: id('rt'),
-    grantId,
-    clientId: 'cli',
-    subject: 'alice',
-    scope: 'openid',
-    issuedAt: NOW,
-    expiresAt: NOW + 86_400,
-    rotatedAt: null,
-    revokedAt: null,
-    dpopJkt: null,
-    ...over,
-  }
-}
-
-function bundle(
-  over: { subject?: string | null; clientId?: string; grantExpiresAt?: number | null } = {},
-): TokenBundle {
-  const grantId = id('g')
-  const subject = over.subject === undefined ? 'alice' : over.subject
-  const clientId = over.clientId ?? 'cli'
-  return {
-    grant: {
-      id: grantId,
-      clientId,
-      subject,
-      scope: 'openid',
-      createdAt: NOW,
-      revokedAt: null,
-      deviceGrantId: null,
-      expiresAt: over.grantExpiresAt === undefined ? NOW + 30 * 86_400 : over.grantExpiresAt,
-      dpopJkt: null,
-    },
-    accessToken: accessToken(grantId, { subject, clientId }),
-    refreshToken: refreshToken(grantId, { subject, clientId }),
-  }
-}
-
-const nextTokens = (grantId: string) => ({
-  accessToken: accessToken(grantId),
-  refreshToken: refreshToken(grantId),
-})
 
 for (const { adapter, run } of ADAPTERS) {
   const suite = run ? describe : describe.skip
