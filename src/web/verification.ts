@@ -32,7 +32,7 @@ import type { DeviceGrantRecord, WebSessionRecord } from '../storage/store.js'
 import { constantTimeEqual, randomToken, sha256Hex } from '../system.js'
 import type { VerificationDeps } from './deps.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
-import { checkTotpCode, findUserTotpSecret, newTotpSecret, totpUri } from './mfa.js'
+import { checkTotpCode, findUserTotpSecret, newTotpSecret, totpUri } from '../verification/totp.js'
 import { policyDecidedEvent } from '../policy/events.js'
 import {
   type SignedIn,

@@ -1,0 +1,177 @@
+/**
+ * The review and the decision on one device authorization (RFC 8628 §3.3), with conditional
+ * approval's server-side re-check: when the button is pressed the policy is evaluated again, so a
+ * stale review page or a hand-made POST cannot skip the second factor, the typed confirmation or
+ * a deny.
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.3
+ */
+import type { Client, ClientDirectory } from '../core/model.js'
+import type { EventSink } from '../core/events.js'
+import { normalizeUserCode } from '../core/user-code.js'
+import { policyDecidedEvent } from '../policy/events.js'
+import type { PolicyDecision, PostureFacts } from '../policy/model.js'
+import type { PolicyService } from '../policy/service.js'
+import type { DeviceGrantRecord, Store } from '../storage/store.js'
+import { constantTimeEqual } from '../system.js'
+import { alreadyDecided, recordedOutcome, type CodeEntry, type CodeLookupFailure } from './code-entry.js'
+import type { VerificationLogger } from './logger.js'
+import { isMfaDone, type SignedInSession } from './sessions.js'
+
+/** What the review page shows: the request, and the policy's view of approving it now. */
+export interface Review {
+  grant: DeviceGrantRecord
+  client: Client
+  /** Absent without a policy (every signed-in person may approve). */
+  policy?: {
+    decision: PolicyDecision
+    /** Approval needs the code's last N characters typed (high-risk apps); only with `allow`. */
+    confirmSuffixLength: number | undefined
+  }
+}
+
+/** Outcome of {@link Approval.decide}. */
+export type DecisionOutcome =
+  | CodeLookupFailure
+  /** Approval refused until the second factor is done in this sign-in (403). */
+  | { kind: 'step_up_required'; review: Review }
+  /** The typed confirmation characters do not match; counted as a failed code entry (400). */
+  | { kind: 'confirm_mismatch'; review: Review }
+  /** The policy refused the approval; the request is recorded as denied (403). */
+  | { kind: 'denied_by_policy'; client: Client; message: string | undefined; reasonCodes: string[] }
+  /** Another decision or expiry won a race with this one, which recorded nothing: "used". */
+  | { kind: 'race_lost' }
+  | { kind: 'decided'; outcome: 'approved' | 'denied'; client: Client }
+
+export interface ApprovalDeps {
+  store: Store
+  clients: ClientDirectory
+  codeEntry: CodeEntry
+  policy?: PolicyService | undefined
+  events?: EventSink | undefined
+  logger: VerificationLogger
+}
+
+export function createApproval(deps: ApprovalDeps) {
+  const { store, logger, codeEntry } = deps
+
+  /** Characters of the code a high-risk approval must type, or undefined for one click. */
+  function confirmSuffix(client: Client): number | undefined {
+    const configured = deps.policy?.settings(client.id).confirmCode
+    const tier = client.riskTier ?? 'standard'
+    return (configured ?? (tier === 'high' || tier === 'admin')) ? 4 : undefined
+  }
+
+  /** Evaluates the policy for this approver approving this request now; undefined without a policy. */
+  async function evaluate(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number): Promise<PolicyDecision | undefined> {
+    if (!deps.policy) return undefined
+    const record = await store.findDeviceGrantPolicy(grant.id)
+    let posture: PostureFacts = { status: 'absent' }
+    if (record?.postureJson) {
+      try {
+        posture = JSON.parse(record.postureJson) as PostureFacts
+      } catch {
+        posture = { status: 'invalid', error: 'unreadable' }
+      }
+    }
+    return deps.policy.decide({
+      phase: 'approval',
+      now,
+      client,
+      username: session.user.username,
+      mfaDone: isMfaDone(session.record),
+      requestIp: grant.requestIp,
+      approverIp: ip,
+      posture,
+      dpopJkt: grant.dpopJkt,
+    })
+  }
+
+  function reviewOf(grant: DeviceGrantRecord, client: Client, decision: PolicyDecision | undefined): Review {
+    if (decision === undefined) return { grant, client }
+    return { grant, client, policy: { decision, confirmSuffixLength: decision.decision === 'allow' ? confirmSuffix(client) : undefined } }
+  }
+
+  return {
+    /** The review of a found code for this session's person now (one policy evaluation). */
+    async review(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number): Promise<Review> {
+      return reviewOf(grant, client, await evaluate(session, grant, client, ip, now))
+    },
+
+    /**
+     * Records the person's decision on a code, re-validating everything: the code goes through
+     * the code-entry limiter and lookup again (it may have expired or been decided in another tab),
+     * the policy is evaluated again (`policy.decided` recorded) and its explanation stored with the
+     * grant. An approval the policy denies is recorded as denied. One conditional update decides,
+     * so of two racing decisions one wins; the loser sees the winner's decision when it was this
+     * person's, otherwise "used". Records `device_code.approved` or `device_code.denied`.
+     *
+     * @param input.confirmCode What was typed for the code's last characters (high-risk apps).
+     */
+    async decide(
+      input: { session: SignedInSession; rawCode: string; outcome: 'approved' | 'denied'; confirmCode: string | undefined; ip: string },
+      now: number,
+    ): Promise<DecisionOutcome> {
+      const { session, outcome, ip } = input
+      const from = { session, ip, source: 'typed' as const }
+      const found = await codeEntry.lookUp(from, input.rawCode, now, outcome)
+      if (found.kind !== 'found') return found
+      const { grant, client } = found
+      const user = session.user
+      const decision = await evaluate(session, grant, client, ip, now)
+      if (decision)
+        await deps.events?.record(
+          policyDecidedEvent(decision, { phase: 'approval', clientId: client.id, subject: user.username, ip, deviceGrantId: grant.id }),
+        )
+      if (decision && outcome === 'approved') {
+        if (decision.decision === 'step_up') {
+          logger.warn({ event: 'verification.approve_without_mfa', grantId: grant.id, subject: user.username, ip }, 'approval refused: MFA required')
+          return { kind: 'step_up_required', review: reviewOf(grant, client, decision) }
+        }
+        const suffix = decision.decision === 'allow' ? confirmSuffix(client) : undefined
+        if (suffix !== undefined) {
+          const typedChars = input.confirmCode !== undefined ? (normalizeUserCode(`XXXX${input.confirmCode}`.slice(-8).padStart(8, 'X')) ?? '') : ''
+          if (!constantTimeEqual(typedChars.slice(-suffix), grant.userCode.slice(-suffix))) {
+            await codeEntry.limiter.countFailure(from, now)
+            return { kind: 'confirm_mismatch', review: reviewOf(grant, client, decision) }
+          }
+        }
+      }
+      if (decision) {
+        // The explanation is stored with the device grant, whatever was decided (conditional approval).
+        await store.saveDeviceGrantDecision(grant.id, decision.decision, JSON.stringify(decision), now)
+        if (decision.decision === 'deny' && outcome === 'approved') {
+          await store.decideDeviceGrant(grant.id, 'denied', user.username, now)
+          const reasonCodes = decision.reasons.filter((r) => r.effect === 'deny').map((r) => r.code)
+          logger.info(
+            { event: 'device_code.denied_by_policy', grantId: grant.id, clientId: client.id, subject: user.username, ip, reasons: reasonCodes },
+            'device authorization denied by policy',
+          )
+          const message = decision.reasons.find((r) => r.effect === 'deny' && r.message !== undefined)?.message
+          return { kind: 'denied_by_policy', client, message, reasonCodes }
+        }
+      }
+      const decided = await store.decideDeviceGrant(grant.id, outcome, user.username, now)
+      if (!decided) {
+        // Lost a race with another decision or with expiry; nothing was recorded by this call. When
+        // the winner was this person (a double click), show their decision; not a failed entry either way.
+        const latest = await store.findDeviceGrantByUserCode(grant.userCode)
+        const recorded = latest !== undefined && latest.subject === user.username ? recordedOutcome(latest) : undefined
+        if (latest !== undefined && recorded !== undefined) return alreadyDecided(deps.clients, latest, recorded, outcome)
+        return { kind: 'race_lost' }
+      }
+      logger.info({ event: `device_code.${outcome}`, grantId: grant.id, clientId: client.id, subject: user.username, ip }, `device authorization ${outcome}`)
+      await deps.events?.record({
+        type: `device_code.${outcome}`,
+        actor: user.username,
+        clientId: client.id,
+        subject: user.username,
+        ip,
+        details: { deviceGrantId: grant.id, scope: grant.scope, requestIp: grant.requestIp, requestedAt: grant.createdAt },
+      })
+      return { kind: 'decided', outcome, client }
+    },
+  }
+}
+
+export type Approval = ReturnType<typeof createApproval>

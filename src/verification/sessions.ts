@@ -1,0 +1,147 @@
+/**
+ * Web sessions of the verification pages: a random cookie value (only its SHA-256 stored), a
+ * synchronizer CSRF token, and — once signed in — the person and when they signed in and
+ * completed the second factor.
+ *
+ * `establishSession` is the one way a person becomes signed in: password sign-in uses it today,
+ * and any other sign-in method (an upstream OpenID Connect provider) calls it the same way to
+ * rotate the session and return to the code being reviewed.
+ */
+import type { User, UserDirectory } from '../core/model.js'
+import type { EventSink } from '../core/events.js'
+import type { Random } from '../core/ports.js'
+import type { Store, WebSessionRecord } from '../storage/store.js'
+import { randomToken, sha256Hex } from '../system.js'
+import type { VerificationLogger } from './logger.js'
+
+/** A live session and, when signed in and the account still enabled, its person. */
+export interface WebSession {
+  record: WebSessionRecord
+  user: User | undefined
+}
+
+/** A session with a signed-in person. */
+export type SignedInSession = WebSession & { user: User }
+
+/** A new session and the cookie value to send (the value itself is never stored). */
+export interface NewSession {
+  session: WebSession
+  cookieValue: string
+}
+
+/** A session established for a person, and where the browser goes next (a path on this server). */
+export interface EstablishedSession extends NewSession {
+  session: SignedInSession
+  /** `/device`, or `/device?user_code=…&typed=…` to come back to the code's review. */
+  returnTo: string
+}
+
+/** Longest cookie value looked up; longer ones are no session. */
+const MAX_COOKIE_LENGTH = 256
+
+export interface SessionDeps {
+  store: Store
+  random: Random
+  users: UserDirectory
+  events?: EventSink | undefined
+  logger: VerificationLogger
+  /** Sign-in sessions last this long, in seconds. */
+  sessionTtlSeconds: number
+}
+
+/** MFA counts only when done in this sign-in (the session is rotated at sign-in). */
+export function isMfaDone(record: WebSessionRecord): boolean {
+  return record.mfaAt != null && record.authTime !== null && record.mfaAt >= record.authTime
+}
+
+/**
+ * Proof that a code reached the sign-in form by typing (a POST with this session's CSRF token),
+ * for clients whose policy refuses verification_uri_complete: bound to the new session's secret
+ * CSRF token, so a link cannot carry it. Given for every code signed in with, whatever its client,
+ * so the redirect does not tell whether the code exists (RFC 8628 §5.1).
+ */
+export function typedCodeProof(record: WebSessionRecord, userCode: string): string {
+  return sha256Hex(`typed:${record.csrfToken}:${userCode}`).slice(0, 32)
+}
+
+/** Sessions over the store; one store round-trip per load, create or delete. */
+export function createSessions(deps: SessionDeps) {
+  const { store } = deps
+
+  /** Creates a session (anonymous, or signed in at `now`). Stores only the hash of the value. */
+  async function start(now: number, user?: User): Promise<NewSession> {
+    const cookieValue = randomToken(deps.random)
+    const record: WebSessionRecord = {
+      idHash: sha256Hex(cookieValue),
+      csrfToken: randomToken(deps.random),
+      subject: user?.username ?? null,
+      authTime: user === undefined ? null : now,
+      createdAt: now,
+      expiresAt: now + deps.sessionTtlSeconds,
+    }
+    await store.createWebSession(record)
+    return { session: { record, user }, cookieValue }
+  }
+
+  return {
+    start,
+
+    /**
+     * The live session of a cookie value, or undefined (no, malformed, unknown or expired cookie).
+     * A person disabled after signing in is treated as signed out from the next request on.
+     */
+    async load(cookieValue: string | undefined, now: number): Promise<WebSession | undefined> {
+      if (cookieValue === undefined || cookieValue.length === 0 || cookieValue.length > MAX_COOKIE_LENGTH) return undefined
+      const record = await store.findWebSession(sha256Hex(cookieValue), now)
+      if (record === undefined || record.expiresAt <= now) return undefined
+      let user: User | undefined
+      if (record.subject !== null) {
+        const found = deps.users.get(record.subject)
+        if (found !== undefined && !found.disabled) user = found
+      }
+      return { record, user }
+    },
+
+    /**
+     * Signs a person in: a new session (new cookie value and CSRF token) replaces `replacing`, so
+     * a session fixed before sign-in is worth nothing after it; records `session.signed_in`.
+     *
+     * @param person Already authenticated by the caller (password, upstream provider…).
+     * @param options.userCode Canonical user code to return to; the return path then carries
+     *   {@link typedCodeProof}, so only call with a code that reached the server typed in a POST.
+     * @param options.ip The browser's address, for the audit event.
+     */
+    async establishSession(
+      person: User,
+      now: number,
+      options: { replacing?: WebSession | undefined; userCode?: string | undefined; ip: string },
+    ): Promise<EstablishedSession> {
+      const fresh = await start(now, person)
+      if (options.replacing !== undefined) await store.deleteWebSession(options.replacing.record.idHash)
+      deps.logger.info({ event: 'verification.signed_in', subject: person.username, ip: options.ip }, 'signed in')
+      await deps.events?.record({ type: 'session.signed_in', actor: person.username, subject: person.username, ip: options.ip })
+      // The proof goes with every code, without looking the code up: this lookup would sit outside
+      // the code-entry limiter, and a redirect that differed by the code's client would tell
+      // whether the code exists (RFC 8628 §5.1). `GET /device` checks it only where policy needs it.
+      const returnTo =
+        options.userCode === undefined
+          ? '/device'
+          : `/device?user_code=${options.userCode}&typed=${typedCodeProof(fresh.session.record, options.userCode)}`
+      return { session: { record: fresh.session.record, user: person }, cookieValue: fresh.cookieValue, returnTo }
+    },
+
+    /** Ends a session (sign-out); its cookie value is worthless from now on. */
+    async end(session: WebSession, ip: string): Promise<void> {
+      await store.deleteWebSession(session.record.idHash)
+      deps.logger.info({ event: 'verification.signed_out', subject: session.user?.username ?? null, ip }, 'signed out')
+    },
+
+    /** Records that the session's person completed the second factor at `now`. */
+    async markMfaDone(session: SignedInSession, now: number): Promise<SignedInSession> {
+      await store.markWebSessionMfa(session.record.idHash, now)
+      return { ...session, record: { ...session.record, mfaAt: now } }
+    },
+  }
+}
+
+export type Sessions = ReturnType<typeof createSessions>
