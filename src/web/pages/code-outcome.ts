@@ -1,0 +1,73 @@
+/**
+ * The pages for a submitted code that cannot be reviewed, shared by code entry, the decision and
+ * step-up: 429 while the source is blocked (RFC 8628 §5.1), code entry again for an invalid,
+ * expired or used code, the earlier result for a code this person already decided, and the
+ * "application unavailable" page.
+ */
+import type { FastifyReply } from 'fastify'
+import type { CodeLookupFailure, CodeProblem, CodeSource, WebSession } from '../../verification/service.js'
+import { renderCodeEntryPage, renderErrorPage, renderResultPage } from '../templates.js'
+import { sendPage, sendTooManyRequests, signedInOf } from './kit.js'
+
+/** Longest typed code kept in the field after a failed entry. */
+const MAX_KEPT_CODE_LENGTH = 64
+
+const PROBLEM_MESSAGES: Record<CodeProblem, string> = {
+  invalid: 'That code is not valid. Check the code shown on your device and try again.',
+  expired: 'That code has expired. Start again on your device to get a new code.',
+  used: 'That code has already been used. Start again on your device if you still need to sign in.',
+}
+
+/** Code entry again (400), with what was typed kept (escaped by the template) when given. */
+export function sendCodeProblem(reply: FastifyReply, session: WebSession, problem: CodeProblem, typed?: string): FastifyReply {
+  return sendPage(
+    reply,
+    400,
+    renderCodeEntryPage({
+      csrfToken: session.record.csrfToken,
+      signedIn: signedInOf(session),
+      message: PROBLEM_MESSAGES[problem],
+      value: typed?.slice(0, MAX_KEPT_CODE_LENGTH),
+    }),
+  )
+}
+
+/**
+ * Renders a {@link CodeLookupFailure}.
+ * @param typed The code as typed, kept in the field; undefined for a code from a link.
+ */
+export function sendCodeLookupFailure(
+  reply: FastifyReply,
+  session: WebSession,
+  failure: CodeLookupFailure,
+  source: CodeSource,
+  typed: string | undefined,
+): FastifyReply {
+  switch (failure.kind) {
+    case 'blocked':
+      return sendTooManyRequests(reply, failure.retryAfterSeconds, { session, source })
+    case 'problem':
+      return sendCodeProblem(reply, session, failure.problem, source === 'typed' ? typed : undefined)
+    case 'already_decided': {
+      // A double click on Approve, Back after deciding, or a re-submitted form: 200 when nothing
+      // contradicts the recorded decision; 409 when the submission asked for the other one.
+      const signedIn = signedInOf(session)
+      if (signedIn === undefined) throw new TypeError('already_decided needs a signed-in session')
+      return sendPage(
+        reply,
+        failure.conflicts ? 409 : 200,
+        renderResultPage({ decision: failure.outcome, clientName: failure.clientName, signedIn, alreadyDecided: true }),
+      )
+    }
+    case 'client_unavailable':
+      return sendPage(
+        reply,
+        400,
+        renderErrorPage({
+          title: 'Application unavailable',
+          message: 'The application that asked for access is no longer allowed to sign in.',
+          signedIn: signedInOf(session),
+        }),
+      )
+  }
+}
