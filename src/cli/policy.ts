@@ -13,7 +13,7 @@ import { PolicyService } from '../policy/service.js'
 import { openStore } from '../storage/index.js'
 import { systemClock } from '../system.js'
 import { newTotpSecret, totpUri } from '../verification/totp.js'
-import { describeLocation } from '../web/templates.js'
+import { describeLocation } from '../web/templates/review.js'
 import { createUserDirectory } from '../web/user-directory.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 

@@ -18,7 +18,7 @@ import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocati
 import { handleTokenRequest } from '../protocol/token.js'
 import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
-import { VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates.js'
+import { VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates/layout.js'
 import { registerVerificationPages } from '../web/verification.js'
 import { createClientAddressResolver } from './client-address.js'
 import './request-context.js'

@@ -41,7 +41,7 @@ export { SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECON
 /**
  * Registers the verification routes. The caller has already registered @fastify/cookie,
  * @fastify/formbody and the security headers (CSP with `frame-ancestors 'none'`,
- * X-Frame-Options); see `VERIFICATION_PAGE_CSP_DIRECTIVES` in `templates.ts` for the policy
+ * X-Frame-Options); see `VERIFICATION_PAGE_CSP_DIRECTIVES` in `templates/layout.ts` for the policy
  * these pages need.
  *
  * @throws {TypeError} when `deps.issuerOrigin` is not a URL (at start-up).

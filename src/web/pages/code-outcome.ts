@@ -6,7 +6,9 @@
  */
 import type { FastifyReply } from 'fastify'
 import type { CodeLookupFailure, CodeProblem, CodeSource, WebSession } from '../../verification/service.js'
-import { renderCodeEntryPage, renderErrorPage, renderResultPage } from '../templates.js'
+import { renderCodeEntryPage } from '../templates/code-entry.js'
+import { renderErrorPage } from '../templates/error.js'
+import { renderResultPage } from '../templates/result.js'
 import { sendPage, sendTooManyRequests, signedInOf } from './kit.js'
 
 /** Longest typed code kept in the field after a failed entry. */

@@ -9,7 +9,8 @@ import type {} from '../../http/request-context.js'
 import type { Clock } from '../../core/ports.js'
 import type { VerificationService, WebSession } from '../../verification/service.js'
 import type { PostGuard } from '../csrf.js'
-import { formatDuration, renderErrorPage, type SignedIn } from '../templates.js'
+import { renderErrorPage } from '../templates/error.js'
+import { formatDuration, type SignedIn } from '../templates/layout.js'
 
 /** Name of the verification-page session cookie. */
 export const SESSION_COOKIE = 'dg_session'

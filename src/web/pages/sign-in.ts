@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { formatUserCode } from '../../core/user-code.js'
-import { renderSignInPage } from '../templates.js'
+import { renderSignInPage } from '../templates/sign-in.js'
 import {
   ensureSession,
   formString,

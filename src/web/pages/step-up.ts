@@ -6,7 +6,9 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { EnrolmentOutcome, WebSession } from '../../verification/service.js'
-import { renderErrorPage, renderSignInPage, renderTotpEnrolPage } from '../templates.js'
+import { renderErrorPage } from '../templates/error.js'
+import { renderSignInPage } from '../templates/sign-in.js'
+import { renderTotpEnrolPage } from '../templates/totp-enrol.js'
 import { sendCodeLookupFailure } from './code-outcome.js'
 import {
   ensureSession,
