@@ -20,7 +20,7 @@ export interface ReviewView {
   now: number
   requestIp: string
   requestUserAgent: string | null
-  /** Conditional approval (issue 3): locations, risk tier and the policy's decision. */
+  /** Conditional approval: locations, risk tier and the policy's decision. */
   policy?: ReviewPolicyView
 }
 
