@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Issue 5: time `audit verify` over a log of 1,000,000 events (SQLite).
+// Governance: time `audit verify` over a log of 1,000,000 events (SQLite).
 //   npm run build && node bench/audit-verify.mjs [--events 1000000]
 // Appends the events through Store.appendAuditEvents in batches (the group-commit path the server
 // uses), signs a checkpoint, then times verifyAuditLog — what `devicegate audit verify` runs.

@@ -1,4 +1,4 @@
-// PostgreSQL mode of the bench (issue 8): devicegate on PostgreSQL, one instance and two
+// PostgreSQL mode of the bench: devicegate on PostgreSQL, one instance and two
 // instances behind a round-robin TCP proxy, next to the SQLite target of run.mjs.
 //
 //   node bench/run.mjs --store postgres [--pg-url postgres://postgres@127.0.0.1:5432/test]

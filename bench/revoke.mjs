@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Issue 5: time central revocation of one user's 100,000 token families on SQLite.
+// Governance: time central revocation of one user's 100,000 token families on SQLite.
 //   npm run build && node bench/revoke.mjs [--grants 100000]
 // Seeds the families (each with an access and a refresh token) straight into a fresh SQLite file,
 // then times RevocationService.revoke({ kind: 'user' }) — what `devicegate revoke --user` and the

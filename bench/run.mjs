@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// devicegate benchmark (issue 7): devicegate vs node-oidc-provider vs the bare node:http limit.
+// devicegate benchmark: devicegate vs node-oidc-provider vs the bare node:http limit.
 //
 //   npm run bench                       # build, then 3 rounds × 10 s, 32 connections, 2 s warm-up
 //   node bench/run.mjs --rounds 1 --duration 3 --scenarios a,b,c --out bench.json

@@ -67,7 +67,7 @@ export interface DevicegateServer {
   /** Conditional approval: the policy in force (reloadable) and the service that applies it. */
   policy: PolicyService
   policyHolder: PolicyHolder
-  /** Audit log, detectors, revocation, admin API (issue 5). */
+  /** Audit log, detectors, revocation, admin API (governance). */
   governance: Governance
   /** Stops background work, closes the HTTP server and the store. */
   close(): Promise<void>
@@ -96,7 +96,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const store = options.store ?? (await openStore(config.storageUrl, config.storagePool))
   const keys = await KeyRing.open(store, config.signingAlg, clock)
-  // Conditional approval (issue 3): policy file (or the built-in baseline), IP database, posture key.
+  // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO

@@ -1,5 +1,5 @@
 /**
- * Issue 5 §5: the admin API — RFC 6750 bearer authentication with the admin scope (401 / 403),
+ * Governance: the admin API — RFC 6750 bearer authentication with the admin scope (401 / 403),
  * inventory, revocation with dry run, anomalies and audit events since a time, user and client
  * disable, the device registry, and the OpenAPI document.
  */

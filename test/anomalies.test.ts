@@ -1,5 +1,5 @@
 /**
- * Issue 5 §3: every anomaly detector — the trigger, the `anomaly.raised` event, and the action
+ * Governance: every anomaly detector — the trigger, the `anomaly.raised` event, and the action
  * taken — plus orphaned tokens (disable a user or client; a configuration change at start-up).
  */
 import { mkdtempSync, rmSync } from 'node:fs'

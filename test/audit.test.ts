@@ -1,5 +1,5 @@
 /**
- * Issue 5 §1: the tamper-evident audit log. RFC 8785 canonical JSON, the hash chain, signed
+ * Governance: the tamper-evident audit log. RFC 8785 canonical JSON, the hash chain, signed
  * checkpoints, and `audit verify` naming each kind of tampering; the events a device flow writes.
  */
 import { randomBytes } from 'node:crypto'

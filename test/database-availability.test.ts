@@ -1,5 +1,5 @@
 /**
- * Issue 8: what devicegate does when its database is not there.
+ * Availability: what devicegate does when its database is not there.
  *
  * - At start-up: `devicegate serve` exits non-zero with one line naming the database (password
  *   hidden) and the reason, never a stack.

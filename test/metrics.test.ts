@@ -1,5 +1,5 @@
 /**
- * Issue 5 §6: Prometheus metrics at /metrics — requests by endpoint and OAuth outcome, pending
+ * Governance: Prometheus metrics at /metrics — requests by endpoint and OAuth outcome, pending
  * device codes, approvals, denials, tokens, revocations, anomalies, latency.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

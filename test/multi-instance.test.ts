@@ -1,5 +1,5 @@
 /**
- * Issue 8: several stateless instances on one PostgreSQL database behave as one server.
+ * Scale: several stateless instances on one PostgreSQL database behave as one server.
  *
  * Three real `devicegate serve` processes, started together on one fresh schema with the same
  * configuration file and the same issuer (the load balancer's URL), on different ports. Each

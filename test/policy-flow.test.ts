@@ -1,5 +1,5 @@
 /**
- * Conditional approval end to end over HTTP (issue 3): approval-time decisions, MFA step-up that a
+ * Conditional approval end to end over HTTP: approval-time decisions, MFA step-up that a
  * hand-made POST cannot skip, explained decisions stored with the grant, typed confirmation for
  * high-risk apps, kiosk links refused, and enforcement at the token endpoint — constraints on the
  * token and on introspection, a policy changed to deny before redemption, re-evaluation at refresh.

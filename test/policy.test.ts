@@ -1,5 +1,5 @@
 /**
- * Conditional approval (issue 3): the policy schema, evaluate() over every condition, outcome,
+ * Conditional approval: the policy schema, evaluate() over every condition, outcome,
  * profile and the flow block (table-driven: each row names the case, the decision and the exact
  * reason codes), hot reload, the posture verifier and the IP helpers.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 5 §2 and §4: central revocation (user, client, grant, token, DPoP key, kill switch,
+ * Governance: central revocation (user, client, grant, token, DPoP key, kill switch,
  * phishing pattern, dry run), its immediate effect on introspection and refresh, the inventory
  * with last use, and the 100,000-family revocation figure.
  */

@@ -1,5 +1,5 @@
 /**
- * Governance commands (issue 5): `devicegate audit verify|export`, and the revocation, inventory
+ * Governance commands: `devicegate audit verify|export`, and the revocation, inventory
  * and user/client commands over the same functions the admin API uses.
  */
 import { createWriteStream } from 'node:fs'

@@ -15,7 +15,7 @@ import { constants, promises as fs } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import { ClientError } from './errors.js'
-import { assertRecordName, type TokenStore } from './store.js'
+import { assertRecordName, type TokenStore } from './token-store.js'
 
 /** File name of the store key inside the directory. */
 export const KEY_FILE = 'store.key'

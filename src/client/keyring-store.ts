@@ -2,7 +2,7 @@
  * The OS credential store (macOS Keychain, Windows Credential Manager, Secret Service on Linux)
  * through `@napi-rs/keyring`, loaded lazily so a missing native binary means "no keyring", not a crash.
  */
-import { assertRecordName, type TokenStore } from './store.js'
+import { assertRecordName, type TokenStore } from './token-store.js'
 import { ClientError } from './errors.js'
 
 /** The subset of `@napi-rs/keyring`'s `Entry` the store uses. */

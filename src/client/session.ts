@@ -9,7 +9,7 @@ import { pollForToken, startDeviceAuthorization, systemFlowClock, type DeviceAut
 import { DpopKey, isResourceNonceChallenge, type DpopPrivateJwk } from './dpop.js'
 import { ClientError, OAuthResponseError } from './errors.js'
 import { errorFromResponse, postForm, type FetchLike } from './http.js'
-import type { TokenStore } from './store.js'
+import type { TokenStore } from './token-store.js'
 import { requestToken, type TokenSet } from './token-request.js'
 
 /** Name of the installation's DPoP key record in the store. */

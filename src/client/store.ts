@@ -1,57 +1,15 @@
 /**
- * Pluggable secret storage for tokens and the DPoP key, and the factory that picks one.
+ * Pluggable secret storage for tokens and the DPoP key: the factory that picks one (the contract
+ * is in `token-store.ts`).
  *
  * Stores hold opaque string records under short names; the SDK decides what goes in them (JSON
  * with tokens, or the private DPoP JWK). Three come built in: `keyring` (the OS credential store,
  * preferred), `file` (AES-256-GCM files, mode 0600) and `memory` (CI and tests).
  */
 import { ClientError } from './errors.js'
+import { MemoryTokenStore, type TokenStore } from './token-store.js'
 
-/** Record names: 1–128 characters from `A–Z a–z 0–9 . _ -` (safe as file names and keyring accounts). */
-export const RECORD_NAME = /^[A-Za-z0-9._-]{1,128}$/
-
-/**
- * A place to keep secrets. Implementations must make `set` atomic (a reader sees the old value
- * or the new one, never a mix) and durable before it resolves, because the SDK writes a rotated
- * refresh token there before it uses the new access token.
- */
-export interface TokenStore {
-  /** Short name for messages, e.g. `keyring`, `file`, `memory`. */
-  readonly kind: string
-  /** Where records live, for messages (a path or keyring service); never a secret. */
-  readonly location: string
-  /** Reads a record; `undefined` when there is none. */
-  get(name: string): Promise<string | undefined>
-  /** Creates or atomically replaces a record. */
-  set(name: string, value: string): Promise<void>
-  /** Deletes a record; succeeds when there is none. */
-  delete(name: string): Promise<void>
-}
-
-/** Throws a TypeError for a record name outside {@link RECORD_NAME}. */
-export function assertRecordName(name: string): void {
-  if (!RECORD_NAME.test(name)) throw new TypeError(`invalid record name ${JSON.stringify(name)}: expected ${RECORD_NAME}`)
-}
-
-/** Keeps records in this process only: nothing survives exit. For CI and tests. */
-export class MemoryTokenStore implements TokenStore {
-  readonly kind = 'memory'
-  readonly location = 'process memory'
-  readonly #records = new Map<string, string>()
-
-  async get(name: string): Promise<string | undefined> {
-    assertRecordName(name)
-    return this.#records.get(name)
-  }
-  async set(name: string, value: string): Promise<void> {
-    assertRecordName(name)
-    this.#records.set(name, value)
-  }
-  async delete(name: string): Promise<void> {
-    assertRecordName(name)
-    this.#records.delete(name)
-  }
-}
+export { assertRecordName, MemoryTokenStore, RECORD_NAME, type TokenStore } from './token-store.js'
 
 /** The store kinds {@link openTokenStore} knows; `auto` is keyring when usable, else file. */
 export type TokenStoreKind = 'auto' | 'keyring' | 'file' | 'memory'

@@ -1,5 +1,5 @@
 /**
- * The `governance:` section of the configuration (issue 5): audit log, anomaly detectors, admin
+ * The `governance:` section of the configuration: audit log, anomaly detectors, admin
  * API and metrics. Its own module so the main schema only references it.
  */
 import { resolve } from 'node:path'

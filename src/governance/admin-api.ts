@@ -1,5 +1,5 @@
 /**
- * The admin API under `/admin/api` (issue 5 §5): JSON over HTTP, described by the OpenAPI 3.1
+ * The admin API under `/admin/api`: JSON over HTTP, described by the OpenAPI 3.1
  * document at `/admin/api/openapi.json`.
  *
  * Authentication: an access token issued by devicegate itself (RFC 6750 §2.1 `Authorization:

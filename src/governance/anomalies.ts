@@ -1,5 +1,5 @@
 /**
- * Anomaly detectors (issue 5 §3). Each has a stable name — used in `anomaly.raised` audit
+ * Anomaly detectors (governance). Each has a stable name — used in `anomaly.raised` audit
  * events, the `anomalies` table, the admin API and the `devicegate_anomalies_total{kind}` metric —
  * and a configured action:
  *

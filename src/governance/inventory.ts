@@ -1,5 +1,5 @@
 /**
- * Token inventory (issue 5 §2): every token family with its lineage (device authorization →
+ * Token inventory: every token family with its lineage (device authorization →
  * approval → access and refresh tokens → each refresh), subject, client, scopes, requesting
  * address, issue time, expiry, last use and where from; filters and keyset paging. Also the
  * last-use tracker that keeps `grants.last_used_at` / `last_used_ip` current cheaply.

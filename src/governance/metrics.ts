@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics at `/metrics` (issue 5 §6), on their own prom-client Registry (nothing
+ * Prometheus metrics at `/metrics`, on their own prom-client Registry (nothing
  * global, so several servers in one process — tests — do not collide).
  *
  * - `devicegate_http_requests_total{endpoint,outcome}`: `endpoint` is the route pattern

@@ -1,5 +1,5 @@
 /**
- * Administrator overrides of configured users and clients (issue 5 §5). Users and clients come
+ * Administrator overrides of configured users and clients. Users and clients come
  * from configuration; disabling or deleting one at run time is stored in `principal_overrides`,
  * and the directories the protocol handlers and pages use consult it: a disabled or deleted user
  * cannot sign in (and a signed-in session of theirs stops counting), a disabled or deleted client

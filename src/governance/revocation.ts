@@ -1,5 +1,5 @@
 /**
- * Central revocation (issue 5 §4): by token, grant (token family), user, client, DPoP key
+ * Central revocation: by token, grant (token family), user, client, DPoP key
  * thumbprint (RFC 7638 `jkt`), everything issued before a time (the kill switch), and phishing
  * remediation — every family minted from approvals matching a pattern (requesting IP or CIDR,
  * client, approving user, time window). Every kind has a dry run that counts and lists what

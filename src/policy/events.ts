@@ -1,5 +1,5 @@
 /**
- * The audit record of one policy evaluation (issue 5: "policy decision, with its reasons").
+ * The audit record of one policy evaluation (governance audits every policy decision with its reasons).
  */
 import type { DomainEvent } from '../core/events.js'
 import type { PolicyDecision } from './model.js'

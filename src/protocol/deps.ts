@@ -21,7 +21,7 @@ export interface ProtocolDeps {
   users: Pick<UserDirectory, 'get'>
   secrets: SecretVerifier
   keys: KeyRing
-  /** Conditional approval (issue 3); absent: no policy checks at the token endpoint. */
+  /** Conditional approval (`policy/`); absent: no policy checks at the token endpoint. */
   policy?: PolicyService
   /** Set when DPoP proofs must carry a server nonce (RFC 9449 §8, `dpop.require_nonce`). */
   dpopNonces?: DpopNonces

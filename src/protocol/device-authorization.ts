@@ -80,7 +80,7 @@ export async function handleDeviceAuthorization(
   // RFC 8707 §2: the resources the tokens will be for; the token request may narrow them.
   const resources = resolveResources(client, readResources(params))
   const now = deps.clock.nowSeconds()
-  // Conditional approval (issue 3): the flow block and the client's profile apply before any code
+  // Conditional approval: the flow block and the client's profile apply before any code
   // exists; a posture assertion (devicegate extension) is verified now and kept for the approval.
   const settings = deps.policy?.settings(client.id)
   if (deps.policy?.isClientBlocked(client.id))

@@ -1,5 +1,5 @@
 /**
- * Conditional approval at the token endpoint (issue 3): the decision made at approval is taken
+ * Conditional approval at the token endpoint: the decision made at approval is taken
  * again at redemption and at every refresh, with the policy, account and client as they are now,
  * and its constraints shape the issued tokens (lifetime, scope, refresh, DPoP, session length).
  *

@@ -6,7 +6,23 @@
  * it INTEGER affinity; the PostgreSQL pool parses int8 back to `number`); `integer` for small
  * counts (`interval_seconds`, `hits`). Every lookup column of the hot path is indexed.
  *
- * Migrations are append-only: never edit a released one, add the next.
+ * Migrations are append-only: never edit a released one, add the next. They are one ordered list
+ * (each release's migration touches several domains); the tables by domain, and the migrations
+ * that created or changed them:
+ *
+ * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002
+ * - token families (`token-families.ts`): `grants`, `access_tokens`, `refresh_tokens` — 0001;
+ *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004
+ * - web sessions (`web-sessions.ts`): `web_sessions` — 0001; `mfa_at` 004
+ * - rate counters (`rate-counters.ts`): `rate_counters` — 0001
+ * - keys and secrets (`keys-and-secrets.ts`): `signing_keys` — 0001; `server_secrets` — 002
+ * - DPoP replay (`dpop-replay.ts`): `dpop_jtis` — 0001
+ * - trusted devices (`trusted-devices.ts`): `devices` — 002
+ * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003
+ * - governance records (`governance-records.ts`): `anomalies`, `principal_overrides` — 003
+ * - conditional approval (`conditional-approval.ts`): `device_grant_policy`, `totp_secrets` — 004
+ *
+ * A new domain appends its own migration at the end and adds its line here.
  */
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
 
@@ -149,7 +165,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
-   * DPoP and audience restriction (issue 4): server-wide secrets (the DPoP nonce key, RFC 9449
+   * DPoP and audience restriction: server-wide secrets (the DPoP nonce key, RFC 9449
    * §8), resource indicators on device grants, families and access tokens (RFC 8707), the trusted
    * device registry keyed by DPoP key thumbprint (RFC 7638), and indexes for the revocation feed.
    */
@@ -189,7 +205,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
-   * Governance (issue 5): the hash-chained audit log with its chain-head row (the row every
+   * Governance: the hash-chained audit log with its chain-head row (the row every
    * appender locks, so appends are serialised across instances) and signed checkpoints; anomalies
    * with a de-duplication key; administrator overrides of configured users and clients
    * (disabled / deleted); last use of each token family; indexes for inventory and revocation.
@@ -269,7 +285,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
-   * Conditional approval (issue 3): when the approver completed MFA in a sign-in session, the
+   * Conditional approval: when the approver completed MFA in a sign-in session, the
    * posture and explained policy decision of each device authorization (matched rules, reason
    * codes, IP/country/ASN of both sides), and TOTP enrolments of built-in users (RFC 6238; the
    * secret must be readable to verify codes, so it is stored as is — protect the database).

@@ -5,7 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
-import { KyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
+import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import { migrateToLatest } from './migrations.js'
 import { StoreUnavailableError, type Store } from './store.js'
 
@@ -77,7 +77,7 @@ export async function createPostgresStore(
   pool.on('error', () => {})
   pool.on('connect', (client) => hardenClient(client))
   const db = new Kysely<DevicegateDatabase>({ dialect: new PostgresDialect({ pool }) })
-  return new KyselyStore({
+  return createKyselyStore({
     kind: 'postgres',
     db,
     classifyError: classifyPostgresError,

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
-import { KyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
+import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import { migrateToLatest } from './migrations.js'
 import { startCheckpointer, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js'
 import { StoreUnavailableError, type Store } from './store.js'
@@ -60,7 +60,7 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
     database.pragma('wal_checkpoint(PASSIVE)')
   })
   const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: driverHandle(database, group) }) })
-  return new KyselyStore({
+  return createKyselyStore({
     kind: 'sqlite',
     db,
     classifyError: classifySqliteError,

@@ -104,7 +104,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // The approver may have been disabled or deleted since (with the orphaned_token detector off,
   // nothing denied the code then): no tokens on their authority.
   if (!isApproverAllowed(grant.subject, deps)) throw approverNotAllowed(grant.subject)
-  // Conditional approval (issue 3): decided again now, and its constraints shape the tokens.
+  // Conditional approval: decided again now, and its constraints shape the tokens.
   const shaped = await enforcePolicyAtRedemption(deps, { client, grant, dpopJkt: input.dpopJkt, now })
   const grantId = recordId(deps.random)
   const subject = grant.subject

@@ -66,7 +66,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     throw new OAuthError('invalid_grant', '"refresh_token" is bound to another key', { detail: 'dpop key mismatch' })
   }
 
-  // Conditional approval (issue 3): policy, account and client as they are now decide again.
+  // Conditional approval: policy, account and client as they are now decide again.
   const family = await deps.store.findGrant(current.grantId)
   const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
   const familyScope = parseScope(current.scope)

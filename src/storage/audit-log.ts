@@ -1,0 +1,64 @@
+/**
+ * Storage of the governance audit log: hash-chained events (`audit_events`), the chain head every
+ * appender locks (`audit_head`) and signed checkpoints (`audit_checkpoints`). Kysely
+ * implementation: `kysely/audit-log.ts`.
+ */
+
+/** The hashed part of an audit record: everything but the two hashes. */
+export interface AuditEventBody {
+  /** Position in the chain, from 1, without gaps. */
+  seq: number
+  /** Epoch seconds. */
+  time: number
+  /** `noun.verb` in the past tense, e.g. `device_code.approved`. */
+  type: string
+  /** Who acted: a username, `client:<id>`, `admin:<client id>`, `system`, or null. */
+  actor: string | null
+  clientId: string | null
+  subject: string | null
+  ip: string | null
+  grantId: string | null
+  /** Canonical JSON (RFC 8785) of the details object; never a token, code or secret value. */
+  details: string
+}
+
+/** An audit record as stored: the body plus `prevHash` and `hash` (hex SHA-256). */
+export interface AuditEventRecord extends AuditEventBody {
+  prevHash: string
+  hash: string
+}
+
+/** An event to append; the store assigns `seq` and the hashes. */
+export type NewAuditEvent = Omit<AuditEventBody, 'seq'>
+
+/** A signed statement that the chain had `hash` at `seq` at `time`. */
+export interface AuditCheckpointRecord {
+  seq: number
+  hash: string
+  time: number
+  /** base64url HMAC-SHA256 over `seq.hash.time`, with a key kept outside the database. */
+  signature: string
+}
+
+/** The append-only, hash-chained audit log and its checkpoints. */
+export interface AuditLogStore {
+  /**
+   * Appends events to the hash-chained audit log in one transaction that first updates the
+   * chain-head row (`audit_head`), which locks it: appends from several instances are serialised
+   * and every event gets the next `seq` and the hash of its predecessor. `chain(prevHash, event)`
+   * computes an event's hash (SHA-256 over the predecessor's hash and the event's canonical JSON);
+   * it runs inside the transaction. Returns the stored records, in order.
+   */
+  appendAuditEvents(
+    events: readonly NewAuditEvent[],
+    chain: (prevHash: string, event: AuditEventBody) => string,
+  ): Promise<AuditEventRecord[]>
+  /** The chain head: last `seq` (0 when empty) and its hash (64 zeros when empty). */
+  readAuditHead(): Promise<{ seq: number; hash: string }>
+  /** Events in `seq` order with `seq > afterSeq` (default 0) and `time >= sinceTime`, at most `limit`. */
+  listAuditEvents(query: { afterSeq?: number; sinceTime?: number; limit: number }): Promise<AuditEventRecord[]>
+  /** Stores a signed checkpoint of the chain head; a second one for the same `seq` is ignored. */
+  insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>
+  /** Every checkpoint, in `seq` order. */
+  listAuditCheckpoints(): Promise<AuditCheckpointRecord[]>
+}

@@ -1,0 +1,92 @@
+/**
+ * Storage of device authorizations (RFC 8628 §3) and their polling: the `device_grants` table.
+ * Kysely implementation: `kysely/device-grants.ts`.
+ */
+import type { TokenBundle } from './token-families.js'
+
+/** Lifecycle of a device authorization (RFC 8628 §3). Expiry is derived from `expiresAt`. */
+export type DeviceGrantStatus = 'pending' | 'approved' | 'denied' | 'redeemed'
+
+/** A device authorization request and its decision (RFC 8628 §3.1–3.5). */
+export interface DeviceGrantRecord {
+  id: string
+  /** SHA-256 (hex) of the `device_code`. */
+  deviceCodeHash: string
+  /** Canonical user code (8 characters, no dash). */
+  userCode: string
+  clientId: string
+  /** Requested (and, once approved, granted) scope, space-delimited. */
+  scope: string
+  status: DeviceGrantStatus
+  createdAt: number
+  expiresAt: number
+  /** Current minimum polling interval in seconds; grows by 5 on each `slow_down`. */
+  intervalSeconds: number
+  /** Time of the last poll, or null before the first. */
+  lastPolledAt: number | null
+  /** The approving or denying user, once decided. */
+  subject: string | null
+  decidedAt: number | null
+  /** Client address of the device authorization request. */
+  requestIp: string
+  requestUserAgent: string | null
+  /** RFC 7638 thumbprint of the DPoP key the device code is bound to (devicegate extension). */
+  dpopJkt: string | null
+  /** Token family created at redemption. */
+  grantId: string | null
+  /** RFC 8707 resource indicators requested at device authorization; absent or empty = none. */
+  resources?: readonly string[]
+}
+
+/** Criteria for device authorizations (phishing remediation). */
+export interface DeviceGrantFilter {
+  ids?: readonly string[]
+  clientId?: string
+  /** The approving (or denying) user. */
+  subject?: string
+  /** `created_at >= createdFrom`. */
+  createdFrom?: number
+  /** `created_at < createdTo`. */
+  createdTo?: number
+}
+
+/** Device authorizations: creation, lookup, polling, the decision and the one redemption. */
+export interface DeviceGrantStore {
+  /** @throws {StoreConflictError} when the user code or device code hash is taken. */
+  createDeviceGrant(grant: DeviceGrantRecord): Promise<void>
+  findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined>
+  /** Finds by canonical user code. */
+  findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined>
+  /**
+   * Records one poll atomically (RFC 8628 §3.5). When the previous poll was less than the current
+   * interval ago, the interval grows by 5 s and `tooFast` is true. Either way `lastPolledAt`
+   * becomes `now`. Returns the interval in force after this poll.
+   */
+  registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }>
+  /**
+   * Records the user's decision atomically: only a `pending`, unexpired grant changes.
+   * @returns true when this call made the decision.
+   */
+  decideDeviceGrant(
+    id: string,
+    decision: 'approved' | 'denied',
+    subject: string,
+    now: number,
+  ): Promise<boolean>
+  /**
+   * Redeems an approved, unexpired device grant and writes its tokens, in one transaction.
+   * Exactly one caller wins under any concurrency, across instances.
+   * @returns true when this call redeemed it; false when another did, or it expired.
+   */
+  redeemDeviceGrant(id: string, now: number, tokens: TokenBundle): Promise<boolean>
+  /** Device authorizations matching `filter`, oldest first, at most `limit` (phishing remediation). */
+  listDeviceGrants(filter: DeviceGrantFilter, limit: number): Promise<DeviceGrantRecord[]>
+  /**
+   * Denies undecided or approved-but-unredeemed device authorizations matching `filter`, so they
+   * can never be redeemed (id lists are chunked by 500, in one transaction). @returns how many
+   * changed. @throws {TypeError} on an empty filter.
+   */
+  denyOpenDeviceGrants(filter: DeviceGrantFilter, now: number): Promise<number>
+  /** Pending, unexpired device authorizations at `now` (the metrics gauge). */
+  countPendingDeviceGrants(now: number): Promise<number>
+}

@@ -1,0 +1,322 @@
+/**
+ * Device authorizations on Kysely: the `device_grants` table (see ../device-grants.ts).
+ *
+ * Atomic operations are single conditional writes (`UPDATE … WHERE <state> RETURNING`) or one
+ * transaction that starts with such a write, so they stay correct when several processes or
+ * instances race on the same row: there is no read-then-write. Polling (RFC 8628 §3.5) is the
+ * hottest path: its statements are prepared once, and where one process owns the database the
+ * poll times are decided in memory ({@link InMemoryPollTimes}).
+ */
+import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
+import { InMemoryPollTimes } from '../poll-times.js'
+import type { TokenBundle } from '../token-families.js'
+import type { KyselyContext, KyselyStoreOptions } from './context.js'
+import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
+import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
+import type { TokenWriter } from './token-families.js'
+
+/** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
+const DEVICE_GRANT_RETENTION_SECONDS = 86_400
+
+/**
+ * The in-memory poll times of a store whose adapter asked for them (`pollTimes: 'memory'`),
+ * written back through prepared statements and flushed when the store closes; undefined otherwise.
+ */
+export function createPollTimes(
+  ctx: KyselyContext,
+  options: Pick<KyselyStoreOptions, 'pollTimes' | 'onBackgroundError'>,
+): InMemoryPollTimes | undefined {
+  if (options.pollTimes !== 'memory') return undefined
+  const db = ctx.db
+  const pollState = new PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>(1, (id) =>
+    db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
+  )
+  const pollWriteBack = new PreparedQuery<unknown>(3, (lastPolledAt, interval, id) =>
+    db
+      .updateTable('device_grants')
+      .set({ last_polled_at: sql<number>`${lastPolledAt}`, interval_seconds: sql<number>`${interval}` })
+      .where('id', '=', id),
+  )
+  const pollTimes = new InMemoryPollTimes(
+    async (id) => {
+      const [row] = await pollState.execute(db, id)
+      return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
+    },
+    (changes) =>
+      db.transaction().execute(async (trx) => {
+        for (const [id, p] of changes) await pollWriteBack.execute(trx, p.lastPolledAt, p.intervalSeconds, id)
+      }),
+    options.onBackgroundError ?? (() => {}),
+  )
+  ctx.onClose(() => pollTimes.flush())
+  return pollTimes
+}
+
+/** A device grant row as a record, with the poll state held in memory when it is newer. */
+export function toDeviceGrantRecord(row: Selectable<DeviceGrantsTable>, pollTimes: InMemoryPollTimes | undefined): DeviceGrantRecord {
+  const record = toDeviceGrant(row)
+  const poll = pollTimes?.current(record.id)
+  return poll ? { ...record, lastPolledAt: poll.lastPolledAt, intervalSeconds: poll.intervalSeconds } : record
+}
+
+export class KyselyDeviceGrantStore implements DeviceGrantStore {
+  readonly #ctx: KyselyContext
+  readonly #db: Kysely<DevicegateDatabase>
+  readonly #tokens: TokenWriter
+  /** Set when poll times are kept in memory (`pollTimes: 'memory'`). */
+  readonly #pollTimes: InMemoryPollTimes | undefined
+  /** Hot-path statements compiled once (see {@link PreparedQuery}). */
+  readonly #hot: {
+    deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
+    pollOnTime: PreparedQuery<{ interval_seconds: number }>
+    pollTooFast: PreparedQuery<{ interval_seconds: number }>
+    deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
+  }
+
+  /**
+   * @param tokens Writes the token family of a redemption in the redeeming transaction.
+   * @param pollTimes In-memory poll times (see {@link createPollTimes}), or undefined to decide
+   *   every poll in the database.
+   */
+  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: InMemoryPollTimes | undefined) {
+    this.#ctx = ctx
+    this.#db = ctx.db
+    this.#tokens = tokens
+    this.#pollTimes = pollTimes
+    const db = ctx.db
+    this.#hot = {
+      deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
+        db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
+      ),
+      pollOnTime: new PreparedQuery(2, (now, id) =>
+        db
+          .updateTable('device_grants')
+          .set({ last_polled_at: sql<number>`${now}` })
+          .where('id', '=', id)
+          .where((eb) =>
+            eb.or([
+              eb('last_polled_at', 'is', null),
+              // last_polled_at + interval <= now: keeps `now` a bigint parameter on PostgreSQL.
+              eb(eb('last_polled_at', '+', eb.ref('interval_seconds')), '<=', sql<number>`${now}`),
+            ]),
+          )
+          .returning('interval_seconds'),
+      ),
+      pollTooFast: new PreparedQuery(2, (now, id) =>
+        db
+          .updateTable('device_grants')
+          .set((eb) => ({ interval_seconds: eb('interval_seconds', '+', 5), last_polled_at: sql<number>`${now}` }))
+          .where('id', '=', id)
+          .returning('interval_seconds'),
+      ),
+      deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
+    }
+    // Redeemed grants stay: their token family points at them.
+    ctx.onPurge(async (now) => {
+      await this.#db
+        .deleteFrom('device_grants')
+        .where('status', '<>', 'redeemed')
+        .where('expires_at', '<', now - DEVICE_GRANT_RETENTION_SECONDS)
+        .execute()
+    })
+  }
+
+  createDeviceGrant(grant: DeviceGrantRecord): Promise<void> {
+    return this.#ctx.guard(async () => {
+      await this.#hot.deviceGrantInsert.execute(this.#db, deviceGrantRow(grant))
+    })
+  }
+
+  findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
+      return row && toDeviceGrantRecord(row, this.#pollTimes)
+    })
+  }
+
+  findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined> {
+    return this.#ctx.guard(async () => {
+      const row = await this.#db
+        .selectFrom('device_grants')
+        .selectAll()
+        .where('user_code', '=', userCode)
+        .executeTakeFirst()
+      return row && toDeviceGrantRecord(row, this.#pollTimes)
+    })
+  }
+
+  /**
+   * RFC 8628 §3.5 `slow_down`, atomically: a poll at least `interval_seconds` after the previous
+   * one only records the time (one UPDATE); a faster poll adds 5 s to the interval, which stays.
+   * @throws {Error} when no device grant has this id.
+   */
+  registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
+    if (this.#pollTimes) return this.#ctx.guard(() => this.#pollTimes!.register(id, now))
+    const record = async (db: Kysely<DevicegateDatabase>) => {
+      const [onTime] = await this.#hot.pollOnTime.execute(db, now, id)
+      if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
+      const [tooFast] = await this.#hot.pollTooFast.execute(db, now, id)
+      if (!tooFast) throw new Error(`registerPoll: no device grant with id ${JSON.stringify(id)}`)
+      return { tooFast: true, intervalSeconds: tooFast.interval_seconds }
+    }
+    if (this.#ctx.kind !== 'postgres') return this.#ctx.guard(() => record(this.#db))
+    // Polling is the hottest write. Losing the last poll time in a database crash only forgoes one
+    // slow_down, so on PostgreSQL this one transaction does not wait for its WAL flush
+    // (synchronous_commit off: still atomic and crash-consistent, never corrupt). Every other
+    // write keeps the server's durability setting.
+    return this.#ctx.guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        await sql`SET LOCAL synchronous_commit = off`.execute(trx)
+        return record(trx)
+      }),
+    )
+  }
+
+  decideDeviceGrant(
+    id: string,
+    decision: 'approved' | 'denied',
+    subject: string,
+    now: number,
+  ): Promise<boolean> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('device_grants')
+        .set({ status: decision, subject, decided_at: now })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', now)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  redeemDeviceGrant(id: string, now: number, tokens: TokenBundle): Promise<boolean> {
+    return this.#ctx.guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        // The conditional update is the lock: of racing callers exactly one sees 1 row.
+        const result = await trx
+          .updateTable('device_grants')
+          .set({ status: 'redeemed', grant_id: tokens.grant.id })
+          .where('id', '=', id)
+          .where('status', '=', 'approved')
+          .where('expires_at', '>', now)
+          .executeTakeFirst()
+        if (result.numUpdatedRows === 0n) return false
+        await this.#tokens.insertBundle(trx, tokens)
+        return true
+      }),
+    )
+  }
+
+  listDeviceGrants(filter: DeviceGrantFilter, limit: number): Promise<DeviceGrantRecord[]> {
+    return this.#ctx.guard(async () => {
+      const rows = await this.#db
+        .selectFrom('device_grants')
+        .selectAll()
+        .where((eb) => deviceGrantFilterExpression(eb, filter))
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(limit)
+        .execute()
+      return rows.map((row) => toDeviceGrantRecord(row, this.#pollTimes))
+    })
+  }
+
+  denyOpenDeviceGrants(filter: DeviceGrantFilter, now: number): Promise<number> {
+    const criteria = [filter.ids, filter.clientId, filter.subject, filter.createdFrom, filter.createdTo]
+    if (criteria.every((c) => c === undefined)) {
+      return Promise.reject(new TypeError('denyOpenDeviceGrants: the filter names no criterion'))
+    }
+    const chunks: DeviceGrantFilter[] = []
+    if (filter.ids !== undefined && filter.ids.length > 500) {
+      for (let i = 0; i < filter.ids.length; i += 500) chunks.push({ ...filter, ids: filter.ids.slice(i, i + 500) })
+    } else chunks.push(filter)
+    return this.#ctx.guard(() =>
+      this.#db.transaction().execute(async (trx) => {
+        let denied = 0
+        for (const chunk of chunks) {
+          const result = await trx
+            .updateTable('device_grants')
+            .set((eb) => ({ status: 'denied', decided_at: eb.fn.coalesce('decided_at', eb.val(now)) }))
+            .where('status', 'in', ['pending', 'approved'])
+            .where((eb) => deviceGrantFilterExpression(eb, chunk))
+            .executeTakeFirst()
+          denied += Number(result.numUpdatedRows)
+        }
+        return denied
+      }),
+    )
+  }
+
+  countPendingDeviceGrants(now: number): Promise<number> {
+    return this.#ctx.guard(async () => {
+      const row = await this.#db
+        .selectFrom('device_grants')
+        .select((eb) => eb.fn.countAll<number | string>().as('n'))
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', now)
+        .executeTakeFirstOrThrow()
+      return Number(row.n)
+    })
+  }
+}
+
+// --- row mapping ---
+
+function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
+  return {
+    id: g.id,
+    device_code_hash: g.deviceCodeHash,
+    user_code: g.userCode,
+    client_id: g.clientId,
+    scope: g.scope,
+    status: g.status,
+    created_at: g.createdAt,
+    expires_at: g.expiresAt,
+    interval_seconds: g.intervalSeconds,
+    last_polled_at: g.lastPolledAt,
+    subject: g.subject,
+    decided_at: g.decidedAt,
+    request_ip: g.requestIp,
+    request_user_agent: g.requestUserAgent,
+    dpop_jkt: g.dpopJkt,
+    grant_id: g.grantId,
+    resources: joinResources(g.resources),
+  }
+}
+
+function toDeviceGrant(row: Selectable<DeviceGrantsTable>): DeviceGrantRecord {
+  return {
+    id: row.id,
+    deviceCodeHash: row.device_code_hash,
+    userCode: row.user_code,
+    clientId: row.client_id,
+    scope: row.scope,
+    status: row.status as DeviceGrantStatus,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    intervalSeconds: row.interval_seconds,
+    lastPolledAt: row.last_polled_at,
+    subject: row.subject,
+    decidedAt: row.decided_at,
+    requestIp: row.request_ip,
+    requestUserAgent: row.request_user_agent,
+    dpopJkt: row.dpop_jkt,
+    grantId: row.grant_id,
+    ...splitResources(row.resources),
+  }
+}
+
+function deviceGrantFilterExpression(
+  eb: ExpressionBuilder<DevicegateDatabase, 'device_grants'>,
+  f: DeviceGrantFilter,
+): Expression<SqlBool> {
+  const parts: Expression<SqlBool>[] = []
+  if (f.ids !== undefined) parts.push(f.ids.length === 0 ? NEVER : eb('device_grants.id', 'in', [...f.ids]))
+  if (f.clientId !== undefined) parts.push(eb('device_grants.client_id', '=', f.clientId))
+  if (f.subject !== undefined) parts.push(eb('device_grants.subject', '=', f.subject))
+  if (f.createdFrom !== undefined) parts.push(eb('device_grants.created_at', '>=', f.createdFrom))
+  if (f.createdTo !== undefined) parts.push(eb('device_grants.created_at', '<', f.createdTo))
+  return eb.and(parts)
+}

@@ -1,0 +1,237 @@
+/**
+ * Row types of every table, grouped by the domain that owns them (see migrations.ts for the
+ * schema; all times are epoch seconds), and the encodings shared by several tables.
+ */
+
+// --- device grants (device-grants.ts) ---
+
+export interface DeviceGrantsTable {
+  id: string
+  device_code_hash: string
+  user_code: string
+  client_id: string
+  scope: string
+  status: string
+  created_at: number
+  expires_at: number
+  interval_seconds: number
+  last_polled_at: number | null
+  subject: string | null
+  decided_at: number | null
+  request_ip: string
+  request_user_agent: string | null
+  dpop_jkt: string | null
+  grant_id: string | null
+  /** Added by migration 002: RFC 8707 resources, space-delimited. */
+  resources: string | null
+}
+
+// --- token families (token-families.ts; grant-inventory.ts reads them too) ---
+
+export interface GrantsTable {
+  id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  created_at: number
+  revoked_at: number | null
+  device_grant_id: string | null
+  expires_at: number | null
+  dpop_jkt: string | null
+  /** Added by migration 002. */
+  resources: string | null
+  /** Added by migration 003: last use reported by refresh or introspection. */
+  last_used_at: number | null
+  last_used_ip: string | null
+}
+
+export interface AccessTokensTable {
+  token_hash: string
+  jti: string
+  grant_id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  issued_at: number
+  expires_at: number
+  revoked_at: number | null
+  format: string
+  dpop_jkt: string | null
+  /** Added by migration 002. */
+  resources: string | null
+}
+
+export interface RefreshTokensTable {
+  token_hash: string
+  id: string
+  grant_id: string
+  client_id: string
+  subject: string | null
+  scope: string
+  issued_at: number
+  expires_at: number | null
+  rotated_at: number | null
+  revoked_at: number | null
+  dpop_jkt: string | null
+}
+
+// --- web sessions (web-sessions.ts) ---
+
+export interface WebSessionsTable {
+  id_hash: string
+  csrf_token: string
+  subject: string | null
+  auth_time: number | null
+  /** Added by migration 004. */
+  mfa_at: number | null
+  created_at: number
+  expires_at: number
+}
+
+// --- conditional approval (conditional-approval.ts) ---
+
+/** Conditional approval per device authorization (migration 004). */
+export interface DeviceGrantPolicyTable {
+  device_grant_id: string
+  posture_json: string | null
+  decision: string | null
+  explanation_json: string | null
+  decided_at: number | null
+}
+
+/** TOTP enrolments of built-in users (migration 004). */
+export interface TotpSecretsTable {
+  username: string
+  secret: string
+  created_at: number
+}
+
+// --- rate counters (rate-counters.ts) ---
+
+export interface RateCountersTable {
+  key: string
+  window_seconds: number
+  window_start: number
+  hits: number
+  expires_at: number
+}
+
+// --- signing keys and server secrets (keys-and-secrets.ts) ---
+
+export interface SigningKeysTable {
+  kid: string
+  alg: string
+  public_jwk: string
+  private_jwk: string
+  created_at: number
+  retired_at: number | null
+  publish_until: number | null
+}
+
+export interface ServerSecretsTable {
+  name: string
+  value: string
+  created_at: number
+}
+
+// --- DPoP replay (dpop-replay.ts) ---
+
+export interface DpopJtisTable {
+  jti: string
+  expires_at: number
+}
+
+// --- trusted devices (trusted-devices.ts) ---
+
+export interface DevicesTable {
+  jkt: string
+  label: string
+  registered_at: number
+  registered_by: string | null
+  retired_at: number | null
+}
+
+// --- audit log (audit-log.ts) ---
+
+/** Migration 003: the hash-chained audit log. */
+export interface AuditEventsTable {
+  seq: number
+  time: number
+  type: string
+  actor: string | null
+  client_id: string | null
+  subject: string | null
+  ip: string | null
+  grant_id: string | null
+  details: string
+  prev_hash: string
+  hash: string
+}
+
+export interface AuditHeadTable {
+  id: number
+  seq: number
+  hash: string
+}
+
+export interface AuditCheckpointsTable {
+  seq: number
+  hash: string
+  time: number
+  signature: string
+}
+
+// --- governance records (governance-records.ts) ---
+
+export interface AnomaliesTable {
+  id: string
+  kind: string
+  time: number
+  dedupe_key: string | null
+  client_id: string | null
+  subject: string | null
+  grant_id: string | null
+  ip: string | null
+  action: string
+  details: string
+}
+
+export interface PrincipalOverridesTable {
+  kind: string
+  id: string
+  state: string
+  changed_at: number
+  changed_by: string | null
+}
+
+// --- the whole schema ---
+
+/** Every table, as Kysely sees it. A new domain adds its tables here and in migrations.ts. */
+export interface DevicegateDatabase {
+  audit_events: AuditEventsTable
+  audit_head: AuditHeadTable
+  audit_checkpoints: AuditCheckpointsTable
+  anomalies: AnomaliesTable
+  principal_overrides: PrincipalOverridesTable
+  device_grants: DeviceGrantsTable
+  grants: GrantsTable
+  access_tokens: AccessTokensTable
+  refresh_tokens: RefreshTokensTable
+  web_sessions: WebSessionsTable
+  rate_counters: RateCountersTable
+  signing_keys: SigningKeysTable
+  dpop_jtis: DpopJtisTable
+  device_grant_policy: DeviceGrantPolicyTable
+  totp_secrets: TotpSecretsTable
+  server_secrets: ServerSecretsTable
+  devices: DevicesTable
+}
+
+/** RFC 8707 resources as stored: space-delimited (an absolute URI contains no space), null for none. */
+export function joinResources(resources: readonly string[] | undefined): string | null {
+  return resources && resources.length > 0 ? resources.join(' ') : null
+}
+
+export function splitResources(value: string | null): { resources?: string[] } {
+  return value ? { resources: value.split(' ') } : {}
+}

@@ -1,0 +1,386 @@
+/**
+ * Token families on Kysely: `grants`, `access_tokens`, `refresh_tokens` (see ../token-families.ts).
+ *
+ * Rotation (RFC 9700 §4.14.2) is one conditional UPDATE followed by the new tokens' inserts in the
+ * same transaction; revocation is one UPDATE on the family, whose tokens are judged through the
+ * join on `grants`. The lookups by token hash and the inserts are prepared once (hot paths).
+ */
+import { sql, type Insertable, type Kysely, type Selectable } from 'kysely'
+import type {
+  AccessTokenRecord,
+  GrantRecord,
+  RefreshTokenRecord,
+  RevocationsSince,
+  RotationResult,
+  TokenBundle,
+  TokenFamilyStore,
+  WithGrantState,
+} from '../token-families.js'
+import type { KyselyContext } from './context.js'
+import { PreparedInsert, PreparedQuery } from './prepared.js'
+import {
+  joinResources,
+  splitResources,
+  type AccessTokensTable,
+  type DevicegateDatabase,
+  type GrantsTable,
+  type RefreshTokensTable,
+} from './tables.js'
+
+/**
+ * The prepared inserts of a token family, shared with the device grants (a redemption writes its
+ * family in the redeeming transaction).
+ */
+export class TokenWriter {
+  readonly #grantInsert: PreparedInsert<Insertable<DevicegateDatabase['grants']>>
+  readonly #accessTokenInsert: PreparedInsert<Insertable<DevicegateDatabase['access_tokens']>>
+  readonly #refreshTokenInsert: PreparedInsert<Insertable<DevicegateDatabase['refresh_tokens']>>
+
+  constructor(db: Kysely<DevicegateDatabase>) {
+    this.#grantInsert = new PreparedInsert((row: Insertable<DevicegateDatabase['grants']>) => db.insertInto('grants').values(row))
+    this.#accessTokenInsert = new PreparedInsert((row: Insertable<DevicegateDatabase['access_tokens']>) => db.insertInto('access_tokens').values(row))
+    this.#refreshTokenInsert = new PreparedInsert((row: Insertable<DevicegateDatabase['refresh_tokens']>) => db.insertInto('refresh_tokens').values(row))
+  }
+
+  /** Writes a new token family: the grant, its access token and its refresh token, if any. */
+  async insertBundle(trx: Kysely<DevicegateDatabase>, tokens: TokenBundle): Promise<void> {
+    await this.#grantInsert.execute(trx, grantRow(tokens.grant))
+    await this.#accessTokenInsert.execute(trx, accessTokenRow(tokens.accessToken))
+    if (tokens.refreshToken) await this.#refreshTokenInsert.execute(trx, refreshTokenRow(tokens.refreshToken))
+  }
+
+  /** Writes the tokens that replace a rotated refresh token. */
+  async insertRotated(trx: Kysely<DevicegateDatabase>, next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord }): Promise<void> {
+    await this.#accessTokenInsert.execute(trx, accessTokenRow(next.accessToken))
+    await this.#refreshTokenInsert.execute(trx, refreshTokenRow(next.refreshToken))
+  }
+}
+
+export class KyselyTokenFamilyStore implements TokenFamilyStore {
+  readonly #ctx: KyselyContext
+  readonly #db: Kysely<DevicegateDatabase>
+  readonly #writer: TokenWriter
+  /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
+  readonly #hot: {
+    accessTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['access_tokens']> & { grant_revoked_at: number | null }>
+    refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
+    grantById: PreparedQuery<Selectable<DevicegateDatabase['grants']>>
+    rotateRefreshToken: PreparedQuery<{ id: string }>
+  }
+
+  constructor(ctx: KyselyContext, writer: TokenWriter) {
+    this.#ctx = ctx
+    this.#db = ctx.db
+    this.#writer = writer
+    const db = ctx.db
+    this.#hot = {
+      accessTokenByHash: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('access_tokens')
+          .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+          .selectAll('access_tokens')
+          .select('grants.revoked_at as grant_revoked_at')
+          .where('access_tokens.token_hash', '=', hash),
+      ),
+      refreshTokenByHash: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('refresh_tokens')
+          .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+          .selectAll('refresh_tokens')
+          .select('grants.revoked_at as grant_revoked_at')
+          .where('refresh_tokens.token_hash', '=', hash),
+      ),
+      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
+      // RFC 9700 §4.14.2: marks the token rotated only while it and its family are live.
+      rotateRefreshToken: new PreparedQuery(2, (now, tokenHash) =>
+        db
+          .updateTable('refresh_tokens')
+          .set({ rotated_at: sql<number>`${now}` })
+          .where('token_hash', '=', tokenHash)
+          .where('rotated_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<number>`${now}`)]))
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('grants')
+                .select('grants.id')
+                .whereRef('grants.id', '=', 'refresh_tokens.grant_id')
+                .where('grants.revoked_at', 'is', null)
+                .where((g) => g.or([g('grants.expires_at', 'is', null), g('grants.expires_at', '>', sql<number>`${now}`)])),
+            ),
+          )
+          .returning('refresh_tokens.id'),
+      ),
+    }
+  }
+
+  issueTokens(tokens: TokenBundle): Promise<void> {
+    return this.#ctx.guard(() => this.#db.transaction().execute((trx) => this.#writer.insertBundle(trx, tokens)))
+  }
+
+  findGrant(id: string): Promise<GrantRecord | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.grantById.execute(this.#db, id)
+      return row && toGrant(row)
+    })
+  }
+
+  findAccessTokenByHash(
+    tokenHash: string,
+  ): Promise<WithGrantState<AccessTokenRecord> | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.accessTokenByHash.execute(this.#db, tokenHash)
+      return row && { ...toAccessToken(row), grantRevokedAt: row.grant_revoked_at }
+    })
+  }
+
+  findRefreshTokenByHash(
+    tokenHash: string,
+  ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
+    return this.#ctx.guard(() => this.#findRefreshToken(this.#db, tokenHash))
+  }
+
+  async #findRefreshToken(
+    db: Kysely<DevicegateDatabase>,
+    tokenHash: string,
+  ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
+    const [row] = await this.#hot.refreshTokenByHash.execute(db, tokenHash)
+    return row && { ...toRefreshToken(row), grantRevokedAt: row.grant_revoked_at }
+  }
+
+  /**
+   * RFC 9700 §4.14.2 rotation: one conditional UPDATE marks the old token rotated only while it
+   * and its family are live (the family's `expires_at` included); the new tokens are written in
+   * the same transaction. When nothing was updated the row is read once to name the reason.
+   */
+  rotateRefreshToken(
+    oldTokenHash: string,
+    now: number,
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+  ): Promise<RotationResult> {
+    return this.#ctx.guard(async () => {
+      const rotated = await this.#db.transaction().execute(async (trx) => {
+        const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash)
+        if (rotatedRows.length === 0) return false
+        await this.#writer.insertRotated(trx, next)
+        return true
+      })
+      if (rotated) return { ok: true }
+      const old = await this.#findRefreshToken(this.#db, oldTokenHash)
+      if (!old) return { ok: false, reason: 'unknown' }
+      if (old.rotatedAt !== null) return { ok: false, reason: 'reused' }
+      if (old.revokedAt !== null || old.grantRevokedAt !== null) {
+        return { ok: false, reason: 'revoked' }
+      }
+      return { ok: false, reason: 'expired' }
+    })
+  }
+
+  /** One UPDATE on the family; its tokens are judged through the join on `grants`. */
+  revokeGrant(grantId: string, now: number): Promise<void> {
+    return this.#ctx.guard(async () => {
+      await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('id', '=', grantId)
+        .where('revoked_at', 'is', null)
+        .execute()
+    })
+  }
+
+  revokeGrantsBySubject(subject: string, now: number): Promise<number> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('subject', '=', subject)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  revokeGrantsByClient(clientId: string, now: number): Promise<number> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('client_id', '=', clientId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  revokeAccessToken(tokenHash: string, now: number): Promise<void> {
+    return this.#ctx.guard(async () => {
+      await this.#db
+        .updateTable('access_tokens')
+        .set({ revoked_at: now })
+        .where('token_hash', '=', tokenHash)
+        .where('revoked_at', 'is', null)
+        .execute()
+    })
+  }
+
+  revokeOtherSessions(subject: string, clientId: string, keepGrantId: string, now: number): Promise<number> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('subject', '=', subject)
+        .where('client_id', '=', clientId)
+        .where('id', '<>', keepGrantId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
+  touchGrant(grantId: string, now: number, ip: string | null, minIntervalSeconds: number): Promise<boolean> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('grants')
+        .set((eb) => ({ last_used_at: now, last_used_ip: ip === null ? eb.ref('last_used_ip') : ip }))
+        .where('id', '=', grantId)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', now - minIntervalSeconds)]))
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  /** Two indexed reads: tokens revoked directly or through their family, and families. */
+  listRevocationsSince(since: number, now: number): Promise<RevocationsSince> {
+    return this.#ctx.guard(async () => {
+      const tokens = await this.#db
+        .selectFrom('access_tokens')
+        .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+        .select([
+          'access_tokens.jti as jti',
+          'access_tokens.expires_at as expires_at',
+          'access_tokens.revoked_at as token_revoked_at',
+          'grants.revoked_at as grant_revoked_at',
+        ])
+        .where('access_tokens.expires_at', '>', now)
+        .where((eb) =>
+          eb.or([eb('access_tokens.revoked_at', '>=', since), eb('grants.revoked_at', '>=', since)]),
+        )
+        .execute()
+      const grants = await this.#db
+        .selectFrom('grants')
+        .select(['id', 'revoked_at'])
+        .where('revoked_at', '>=', since)
+        .execute()
+      return {
+        accessTokens: tokens.map((t) => ({
+          jti: t.jti,
+          revokedAt: Math.min(
+            ...[t.token_revoked_at, t.grant_revoked_at].filter((v): v is number => v !== null).map(Number),
+          ),
+          expiresAt: Number(t.expires_at),
+        })),
+        grants: grants.map((g) => ({ id: g.id, revokedAt: Number(g.revoked_at) })),
+      }
+    })
+  }
+}
+
+// --- row mapping ---
+
+function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grants']> {
+  return {
+    id: g.id,
+    client_id: g.clientId,
+    subject: g.subject,
+    scope: g.scope,
+    created_at: g.createdAt,
+    revoked_at: g.revokedAt,
+    device_grant_id: g.deviceGrantId,
+    expires_at: g.expiresAt,
+    dpop_jkt: g.dpopJkt,
+    resources: joinResources(g.resources),
+  }
+}
+
+/** A `grants` row as a record (also used by the inventory and the device registry). */
+export function toGrant(row: Selectable<GrantsTable>): GrantRecord {
+  return {
+    id: row.id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    createdAt: row.created_at,
+    revokedAt: row.revoked_at,
+    deviceGrantId: row.device_grant_id,
+    expiresAt: row.expires_at,
+    dpopJkt: row.dpop_jkt,
+    ...splitResources(row.resources),
+  }
+}
+
+function accessTokenRow(t: AccessTokenRecord): AccessTokensTable {
+  return {
+    token_hash: t.tokenHash,
+    jti: t.jti,
+    grant_id: t.grantId,
+    client_id: t.clientId,
+    subject: t.subject,
+    scope: t.scope,
+    issued_at: t.issuedAt,
+    expires_at: t.expiresAt,
+    revoked_at: t.revokedAt,
+    format: t.format,
+    dpop_jkt: t.dpopJkt,
+    resources: joinResources(t.resources),
+  }
+}
+
+function toAccessToken(row: Selectable<AccessTokensTable>): AccessTokenRecord {
+  return {
+    tokenHash: row.token_hash,
+    jti: row.jti,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    format: row.format as AccessTokenRecord['format'],
+    dpopJkt: row.dpop_jkt,
+    ...splitResources(row.resources),
+  }
+}
+
+function refreshTokenRow(t: RefreshTokenRecord): RefreshTokensTable {
+  return {
+    token_hash: t.tokenHash,
+    id: t.id,
+    grant_id: t.grantId,
+    client_id: t.clientId,
+    subject: t.subject,
+    scope: t.scope,
+    issued_at: t.issuedAt,
+    expires_at: t.expiresAt,
+    rotated_at: t.rotatedAt,
+    revoked_at: t.revokedAt,
+    dpop_jkt: t.dpopJkt,
+  }
+}
+
+function toRefreshToken(row: Selectable<RefreshTokensTable>): RefreshTokenRecord {
+  return {
+    tokenHash: row.token_hash,
+    id: row.id,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    subject: row.subject,
+    scope: row.scope,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    rotatedAt: row.rotated_at,
+    revokedAt: row.revoked_at,
+    dpopJkt: row.dpop_jkt,
+  }
+}

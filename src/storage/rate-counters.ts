@@ -1,0 +1,16 @@
+/**
+ * Storage of the shared fixed-window counters behind rate limits (e.g. user-code entry,
+ * RFC 8628 §5.1), shared by every instance: the `rate_counters` table. Kysely implementation:
+ * `kysely/rate-counters.ts`.
+ */
+
+/** Fixed-window counters; windows that are over are deleted by `purgeExpired`. */
+export interface RateCounterStore {
+  /**
+   * Adds one to the counter `key` in the fixed window that contains `now` and returns the new
+   * count. Windows are `windowSeconds` long, aligned to multiples of it.
+   */
+  incrementCounter(key: string, windowSeconds: number, now: number): Promise<number>
+  /** Reads the counter `key` in the current window (0 when absent). */
+  readCounter(key: string, windowSeconds: number, now: number): Promise<number>
+}

@@ -1,0 +1,132 @@
+/**
+ * Storage of token families (RFC 9700 §4.14.2): grants, their access tokens (RFC 9068 JWT or
+ * opaque) and their rotating refresh tokens — the `grants`, `access_tokens` and `refresh_tokens`
+ * tables. Kysely implementation: `kysely/token-families.ts`.
+ */
+
+/** A token family: everything issued from one authorization (RFC 9700 §4.14.2). */
+export interface GrantRecord {
+  id: string
+  clientId: string
+  /** Resource owner; null for client_credentials. */
+  subject: string | null
+  scope: string
+  createdAt: number
+  revokedAt: number | null
+  /** The device authorization the family came from, if any. */
+  deviceGrantId: string | null
+  /** Refresh tokens of the family expire at this time, whatever the rotation. */
+  expiresAt: number | null
+  dpopJkt: string | null
+  /** RFC 8707 resources the family may obtain tokens for; absent or empty = none (aud is the issuer). */
+  resources?: readonly string[]
+}
+
+/** An issued access token (JWT per RFC 9068 or opaque). */
+export interface AccessTokenRecord {
+  /** SHA-256 (hex) of the full token string (JWT or opaque). */
+  tokenHash: string
+  jti: string
+  grantId: string
+  clientId: string
+  subject: string | null
+  scope: string
+  issuedAt: number
+  expiresAt: number
+  revokedAt: number | null
+  format: 'jwt' | 'opaque'
+  /** `cnf.jkt` (RFC 9449 §6) when DPoP-bound. */
+  dpopJkt: string | null
+  /** The token's audience when resource indicators were used (RFC 8707 §2); absent or empty = the issuer. */
+  resources?: readonly string[]
+}
+
+/** An opaque refresh token; rotated on every use (RFC 9700 §4.14.2). */
+export interface RefreshTokenRecord {
+  tokenHash: string
+  id: string
+  grantId: string
+  clientId: string
+  subject: string | null
+  scope: string
+  issuedAt: number
+  expiresAt: number | null
+  /** Set when the token was exchanged; a second use is reuse. */
+  rotatedAt: number | null
+  revokedAt: number | null
+  dpopJkt: string | null
+}
+
+/** A token with the revocation time of its family, read in one query. */
+export type WithGrantState<T> = T & { grantRevokedAt: number | null }
+
+/** What `redeemDeviceGrant` and {@link TokenFamilyStore.issueTokens} write together. */
+export interface TokenBundle {
+  grant: GrantRecord
+  accessToken: AccessTokenRecord
+  refreshToken?: RefreshTokenRecord
+}
+
+/** Outcome of {@link TokenFamilyStore.rotateRefreshToken}. */
+export type RotationResult =
+  | { ok: true }
+  | { ok: false; reason: 'reused' | 'revoked' | 'expired' | 'unknown' }
+
+/**
+ * What the revocation feed reports since a given time: access tokens revoked one by one or with
+ * their family, still unexpired, by `jti` (a JWT carries no family id), and revoked family ids.
+ */
+export interface RevocationsSince {
+  accessTokens: { jti: string; revokedAt: number; expiresAt: number }[]
+  grants: { id: string; revokedAt: number }[]
+}
+
+/** Token families: issuance, lookup by token hash, rotation, revocation and the revocation feed. */
+export interface TokenFamilyStore {
+  /** Writes a new grant with its first tokens (client_credentials). */
+  issueTokens(tokens: TokenBundle): Promise<void>
+  findGrant(id: string): Promise<GrantRecord | undefined>
+  findAccessTokenByHash(tokenHash: string): Promise<WithGrantState<AccessTokenRecord> | undefined>
+  findRefreshTokenByHash(tokenHash: string): Promise<WithGrantState<RefreshTokenRecord> | undefined>
+  /**
+   * Exchanges a refresh token atomically: marks it rotated only when it is live (not rotated,
+   * not revoked, not expired, family not revoked), then writes the new access and refresh token.
+   * A token already rotated yields `reused` and writes nothing (the caller revokes the family).
+   */
+  rotateRefreshToken(
+    oldTokenHash: string,
+    now: number,
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+  ): Promise<RotationResult>
+  /** Revokes a whole token family: every access and refresh token in it becomes inactive. */
+  revokeGrant(grantId: string, now: number): Promise<void>
+  /**
+   * Revokes every live token family of a user (central revocation) in one UPDATE.
+   * @returns the number of families revoked by this call.
+   */
+  revokeGrantsBySubject(subject: string, now: number): Promise<number>
+  /**
+   * Revokes every live token family of a client (central revocation) in one UPDATE.
+   * @returns the number of families revoked by this call.
+   */
+  revokeGrantsByClient(clientId: string, now: number): Promise<number>
+  /** Revokes one access token. */
+  revokeAccessToken(tokenHash: string, now: number): Promise<void>
+  /**
+   * Revokes every live token family of one user at one client except `keepGrantId` (the
+   * `single_session` constraint of conditional approval) in one UPDATE. @returns the number revoked.
+   */
+  revokeOtherSessions(subject: string, clientId: string, keepGrantId: string, now: number): Promise<number>
+  /**
+   * Records the last use of a family unless one was recorded less than `minIntervalSeconds` ago
+   * (one conditional UPDATE). A null `ip` keeps the address recorded before. @returns true when
+   * this call wrote.
+   */
+  touchGrant(grantId: string, now: number, ip: string | null, minIntervalSeconds: number): Promise<boolean>
+  /**
+   * Revocation feed (resource servers): access tokens that were revoked (themselves or through
+   * their family) at or after `since` and are still unexpired at `now`, and families revoked at
+   * or after `since`.
+   */
+  listRevocationsSince(since: number, now: number): Promise<RevocationsSince>
+}

@@ -1,0 +1,223 @@
+/**
+ * Storage contract: token families: issuance, rotation, revocation, revocation feed (src/storage/token-families.ts), on every adapter (test/support/store-contract.ts).
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import { type Store } from '../../src/storage/store.js'
+import { bundle, deviceGrant, hash, id, nextTokens, NOW } from '../support/store-fixtures.js'
+import { describeStoreContract } from '../support/store-contract.js'
+
+describeStoreContract('token families', (contract) => {
+  let store: Store
+  beforeAll(() => {
+    store = contract.store
+  })
+
+  describe('refresh-token rotation (RFC 9700 §4.14.2)', () => {
+    it('rotates a live token once and writes the next tokens', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      const next = nextTokens(b.grant.id)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, next)).toEqual({
+        ok: true,
+      })
+      expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({
+        rotatedAt: NOW + 10,
+      })
+      expect(await store.findRefreshTokenByHash(next.refreshToken.tokenHash)).toMatchObject({
+        rotatedAt: null,
+        grantRevokedAt: null,
+      })
+      expect(await store.findAccessTokenByHash(next.accessToken.tokenHash)).toBeDefined()
+    })
+
+    it('reports reuse of a rotated token and writes nothing', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id))
+      const replay = nextTokens(b.grant.id)
+      expect(
+        await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 20, replay),
+      ).toEqual({ ok: false, reason: 'reused' })
+      expect(await store.findRefreshTokenByHash(replay.refreshToken.tokenHash)).toBeUndefined()
+      expect(await store.findAccessTokenByHash(replay.accessToken.tokenHash)).toBeUndefined()
+    })
+
+    it('reports a revoked family as revoked', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      await store.revokeGrant(b.grant.id, NOW + 5)
+      expect(
+        await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id)),
+      ).toEqual({ ok: false, reason: 'revoked' })
+    })
+
+    it('reports an expired token and an expired family as expired', async () => {
+      const b = bundle()
+      b.refreshToken!.expiresAt = NOW + 100
+      await store.issueTokens(b)
+      expect(
+        await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 100, nextTokens(b.grant.id)),
+      ).toEqual({ ok: false, reason: 'expired' })
+
+      const family = bundle({ grantExpiresAt: NOW + 50 })
+      family.refreshToken!.expiresAt = null
+      await store.issueTokens(family)
+      expect(
+        await store.rotateRefreshToken(
+          family.refreshToken!.tokenHash,
+          NOW + 50,
+          nextTokens(family.grant.id),
+        ),
+      ).toEqual({ ok: false, reason: 'expired' })
+    })
+
+    it('reports an unknown token as unknown', async () => {
+      expect(await store.rotateRefreshToken(hash(), NOW, nextTokens(id('g')))).toEqual({
+        ok: false,
+        reason: 'unknown',
+      })
+    })
+
+    it('lets exactly one of 20 concurrent rotations of the same token win', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id)),
+        ),
+      )
+      expect(results.filter((r) => r.ok)).toHaveLength(1)
+      expect(results.filter((r) => !r.ok && r.reason === 'reused')).toHaveLength(19)
+    })
+  })
+
+  describe('revocation', () => {
+    it('revokes a whole family: its tokens show grantRevokedAt', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      await store.revokeGrant(b.grant.id, NOW + 7)
+      expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+        revokedAt: null,
+        grantRevokedAt: NOW + 7,
+      })
+      expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({
+        grantRevokedAt: NOW + 7,
+      })
+      // Revoking again keeps the first revocation time.
+      await store.revokeGrant(b.grant.id, NOW + 9)
+      expect((await store.findGrant(b.grant.id))?.revokedAt).toBe(NOW + 7)
+    })
+
+    it('revokes every live family of a subject and returns how many', async () => {
+      const subject = id('user')
+      const families = [bundle({ subject }), bundle({ subject }), bundle({ subject })]
+      for (const f of families) await store.issueTokens(f)
+      const bystander = bundle()
+      await store.issueTokens(bystander)
+      await store.revokeGrant(families[0]!.grant.id, NOW)
+      expect(await store.revokeGrantsBySubject(subject, NOW + 1)).toBe(2)
+      expect(await store.revokeGrantsBySubject(subject, NOW + 2)).toBe(0)
+      expect((await store.findGrant(bystander.grant.id))?.revokedAt).toBeNull()
+      expect(
+        (await store.findAccessTokenByHash(families[2]!.accessToken.tokenHash))?.grantRevokedAt,
+      ).toBe(NOW + 1)
+    })
+
+    it('revokes every live family of a client and returns how many', async () => {
+      const clientId = id('client')
+      await store.issueTokens(bundle({ clientId }))
+      await store.issueTokens(bundle({ clientId, subject: null }))
+      expect(await store.revokeGrantsByClient(clientId, NOW)).toBe(2)
+    })
+
+    it('revokes one access token without touching its family', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      await store.revokeAccessToken(b.accessToken.tokenHash, NOW + 3)
+      expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+        revokedAt: NOW + 3,
+        grantRevokedAt: null,
+      })
+    })
+
+    it('writes a client_credentials family without refresh token', async () => {
+      const b = bundle({ subject: null })
+      delete b.refreshToken
+      b.accessToken.format = 'opaque'
+      await store.issueTokens(b)
+      expect(await store.findAccessTokenByHash(b.accessToken.tokenHash)).toMatchObject({
+        subject: null,
+        format: 'opaque',
+      })
+    })
+  })
+
+  describe('resource indicators (RFC 8707) on device grants, families and access tokens', () => {
+    it('round-trips resources and leaves them absent when none were given', async () => {
+      const g = deviceGrant({ resources: ['https://api.example/', 'https://b.example/x'] })
+      await store.createDeviceGrant(g)
+      expect((await store.findDeviceGrantByUserCode(g.userCode))?.resources).toEqual(['https://api.example/', 'https://b.example/x'])
+      const plain = deviceGrant()
+      await store.createDeviceGrant(plain)
+      expect((await store.findDeviceGrantByUserCode(plain.userCode))?.resources).toBeUndefined()
+
+      const b = bundle()
+      b.grant.resources = ['https://api.example/']
+      b.accessToken.resources = ['https://api.example/']
+      await store.issueTokens(b)
+      expect((await store.findGrant(b.grant.id))?.resources).toEqual(['https://api.example/'])
+      expect((await store.findAccessTokenByHash(b.accessToken.tokenHash))?.resources).toEqual(['https://api.example/'])
+    })
+  })
+
+  describe('revocation feed', () => {
+    it('lists tokens revoked directly or with their family since a time, unexpired only', async () => {
+      const since = NOW + 100
+      const direct = bundle()
+      const family = bundle()
+      const before = bundle()
+      const expired = bundle()
+      const live = bundle()
+      for (const b of [direct, family, before, expired, live]) await store.issueTokens(b)
+      await store.revokeAccessToken(direct.accessToken.tokenHash, since + 5)
+      await store.revokeGrant(family.grant.id, since)
+      await store.revokeGrant(before.grant.id, since - 1)
+      await store.revokeGrant(expired.grant.id, since + 1)
+
+      const feed = await store.listRevocationsSince(since, NOW + 300 - 1)
+      const jtis = feed.accessTokens.map((t) => t.jti)
+      expect(jtis).toContain(direct.accessToken.jti)
+      expect(jtis).toContain(family.accessToken.jti)
+      expect(jtis).toContain(expired.accessToken.jti)
+      expect(jtis).not.toContain(before.accessToken.jti)
+      expect(jtis).not.toContain(live.accessToken.jti)
+      expect(feed.accessTokens.find((t) => t.jti === direct.accessToken.jti)).toEqual({
+        jti: direct.accessToken.jti,
+        revokedAt: since + 5,
+        expiresAt: NOW + 300,
+      })
+      const grantIds = feed.grants.map((g) => g.id)
+      expect(grantIds).toContain(family.grant.id)
+      expect(grantIds).not.toContain(before.grant.id)
+      expect(grantIds).not.toContain(direct.grant.id)
+
+      // At exp the token no longer needs listing: the resource server refuses it anyway.
+      const after = await store.listRevocationsSince(since, NOW + 300)
+      expect(after.accessTokens.map((t) => t.jti)).not.toContain(expired.accessToken.jti)
+    })
+  })
+
+  describe('last use', () => {
+    it('records last use at most once per interval', async () => {
+      const fam = bundle({ subject: id('touch') })
+      await store.issueTokens(fam)
+      expect(await store.touchGrant(fam.grant.id, NOW + 100, '192.0.2.1', 60)).toBe(true)
+      expect(await store.touchGrant(fam.grant.id, NOW + 130, '192.0.2.2', 60)).toBe(false)
+      expect(await store.touchGrant(fam.grant.id, NOW + 160, '192.0.2.3', 60)).toBe(true)
+      const [row] = await store.listGrantSummaries({ ids: [fam.grant.id] }, { limit: 1 })
+      expect(row).toMatchObject({ lastUsedAt: NOW + 160, lastUsedIp: '192.0.2.3' })
+      expect(await store.countGrants({ ids: [fam.grant.id], lastUsedBefore: NOW + 161 })).toBe(1)
+      expect(await store.countGrants({ ids: [fam.grant.id], lastUsedBefore: NOW + 160 })).toBe(0)
+    })
+  })
+})
