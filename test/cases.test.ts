@@ -1,10 +1,12 @@
 /**
- * The reported failing inputs of `shared/cases/` (copied to `test/cases/cases.json`, so CI needs
- * no sibling checkout), each run as its own black-box test against a real listening server.
+ * The reported failing inputs of `shared/cases/` (copied to `test/cases/cases.json` and
+ * `test/cases/cases-3.json`, so CI needs no sibling checkout), each run as its own black-box test
+ * against a real listening server.
  *
  * A small interpreter executes the steps exactly as `CASES.md` ("Conventions") describes them:
  * placeholders and filters, HTTP Basic and DPoP notation, captured values, real-time waits
  * (`wait_before_seconds` is a real sleep: these are timing tests, so no TestClock), `repeat`,
+ * CASES-3.md's additions (`query:` on any method, empty forms, `{jkt:K}`, literal credentials),
  * `parallel` and `aggregate`, and browser steps driven through the verification pages. Cases run
  * concurrently, one fresh server each, so the wall time is about that of the longest case.
  *
@@ -15,11 +17,11 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
 import { describe, expect, it, vi } from 'vitest'
 import { USER_CODE_ALPHABET } from '../src/core/user-code.js'
 import { createLogger } from '../src/server.js'
-import { FIXTURE, PageSession, startTestServer, type TestServer } from './support/server.js'
+import { FIXTURE, fixtureConfigFile, PageSession, startTestServer, type TestServer } from './support/server.js'
 
 // ---- the case format (CASES.md "Step and expectation format") ----------------------------------
 
@@ -59,7 +61,11 @@ interface Case {
   steps: Step[]
 }
 
-const CASES = JSON.parse(readFileSync(new URL('./cases/cases.json', import.meta.url), 'utf8')) as Case[]
+/** Every shared case file: part 1 (C01–C48) and part 3 (C49–C64, CASES-3.md). */
+const CASE_FILES = ['cases.json', 'cases-3.json'] as const
+const CASES = CASE_FILES.flatMap(
+  (file) => JSON.parse(readFileSync(new URL(`./cases/${file}`, import.meta.url), 'utf8')) as Case[],
+)
 
 /** The public origin of the server under test (see the file comment). */
 const ISSUER = 'https://devicegate.test'
@@ -96,6 +102,9 @@ const PAGE_NOTES: Record<string, { consent: boolean; contains?: string[] }> = {
   'C16#6': { consent: false },
   'C17#2': { consent: false },
   'C17#3': { consent: true, contains: ['Test CLI', '(read)'] },
+  // RFC 8628 §3.3.1 / §5.4: an earlier approval is never remembered; the page asks again.
+  'C54#5': { consent: true, contains: ['Test CLI', '(read)'] },
+  'C54#7': { consent: true, contains: ['Test CLI', '(read)'] },
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -270,6 +279,8 @@ class Run {
   /** Resolves one placeholder's content (without the braces). */
   async resolve(inner: string, session: Browser | undefined): Promise<string> {
     if (inner.startsWith('dpop ')) return this.dpop(inner.slice(5), session)
+    // `{jkt:K1}`: the RFC 7638 thumbprint of a DPoP key (RFC 9449 §6.1 `cnf.jkt`).
+    if (inner.startsWith('jkt:')) return calculateJwkThumbprint((await this.key(inner.slice(4))).jwk)
     if (inner.startsWith('b64:')) {
       const [a, b] = inner.slice(4).split(':') as [string, string]
       const value = (name: string) => (name === 'wrong-secret' ? name : (FIXTURES[name] ?? String(this.need(name))))
@@ -317,6 +328,15 @@ class Run {
     return undefined
   }
 
+  /** Expands placeholders in every string of a JSON value (request bodies, expected members). */
+  async expandDeep(v: unknown, session?: Browser): Promise<unknown> {
+    if (typeof v === 'string') return this.expand(v, session)
+    if (Array.isArray(v)) return Promise.all(v.map((x) => this.expandDeep(x, session)))
+    if (v !== null && typeof v === 'object')
+      return Object.fromEntries(await Promise.all(Object.entries(v).map(async ([k, x]) => [k, await this.expandDeep(x, session)])))
+    return v
+  }
+
   async send(req: CaseRequest): Promise<Response> {
     const session = this.sessionOf(req)
     const sentHeaders: Record<string, string> = {}
@@ -334,15 +354,7 @@ class Run {
       for (const [k, v] of pairs) form.append(k, await this.expand(v, session))
       body = form.toString()
     } else if (req.json !== undefined) {
-      const expandDeep = async (v: unknown): Promise<unknown> =>
-        typeof v === 'string'
-          ? this.expand(v, session)
-          : Array.isArray(v)
-            ? Promise.all(v.map(expandDeep))
-            : v !== null && typeof v === 'object'
-              ? Object.fromEntries(await Promise.all(Object.entries(v).map(async ([k, x]) => [k, await expandDeep(x)])))
-              : v
-      body = JSON.stringify(await expandDeep(req.json))
+      body = JSON.stringify(await this.expandDeep(req.json, session))
     }
     const res = await fetch(url, { method: req.method, headers: sentHeaders, body, redirect: 'manual' })
     const text = await res.text()
@@ -383,7 +395,7 @@ class Run {
         const actual = String(res.json?.[member] ?? '').split(' ').filter(Boolean).sort()
         expect(actual, `${at}: ${member} (as a set)`).toEqual(expected)
       } else {
-        expect(res.json?.[member], `${at}: body.${member}`).toEqual(typeof want === 'string' ? await this.expand(want) : want)
+        expect(res.json?.[member], `${at}: body.${member}`).toEqual(await this.expandDeep(want))
       }
     }
     // Rules from the Conventions and notes that hold for every response.
@@ -530,12 +542,23 @@ class Run {
   }
 }
 
+/**
+ * The fixture of CASES.md, adjusted where one case needs more (CASES-3.md "Fixture requirements"):
+ * C64 waits out an access token, so the public client gets the shortest lifetime the product
+ * allows (60 s, `clients[].access_token_ttl_seconds`).
+ */
+async function caseConfig(id: string) {
+  const file = await fixtureConfigFile()
+  if (id !== 'C64') return file
+  return { ...file, clients: file.clients.map((c) => (c.client_id === 'cli' ? { ...c, access_token_ttl_seconds: 60 } : c)) }
+}
+
 // Every case is its own test; they run at once (each mostly sleeps), so raise the default of 5.
 vi.setConfig({ maxConcurrency: CASES.length })
 
 describe.concurrent('shared/cases: reported failing inputs (black-box, real time)', () => {
   it('has every case of the shared file', () => {
-    expect(CASES.map((c) => c.id)).toEqual(expect.arrayContaining(['C01', 'C07', 'C15', 'C27', 'C28']))
+    expect(CASES.map((c) => c.id)).toEqual(expect.arrayContaining(['C01', 'C07', 'C15', 'C27', 'C28', 'C49', 'C56', 'C62', 'C64']))
     for (const c of CASES) expect(c.steps.length, c.id).toBeGreaterThan(0)
   })
 
@@ -548,7 +571,7 @@ describe.concurrent('shared/cases: reported failing inputs (black-box, real time
           done()
         },
       })
-      const t = await startTestServer({ issuer: ISSUER, logger: createLogger('trace', sink) })
+      const t = await startTestServer({ issuer: ISSUER, logger: createLogger('trace', sink), config: await caseConfig(c.id) })
       let run: Run | undefined
       try {
         run = new Run(t)

@@ -63,7 +63,7 @@ export async function fixtureConfigFile(overrides: Partial<Record<string, unknow
       { client_id: 'cli', name: 'Test CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], default_scopes: ['read'], refresh_token_issuance: 'always' },
       { client_id: 'short-cli', name: 'Short CLI', type: 'public', grant_types: device, scopes: ['read', 'write', 'offline_access'], device_code_ttl_seconds: 15, refresh_token_issuance: 'always' },
       { client_id: 'opaque-cli', name: 'Opaque CLI', type: 'public', grant_types: device, scopes: ['read', 'offline_access'], access_token_format: 'opaque' },
-      { client_id: 'conf', name: 'Confidential App', type: 'confidential', client_secret_hash: h.confSecret, grant_types: [...device, 'client_credentials'], scopes: ['read', 'write', 'offline_access'], refresh_token_issuance: 'always' },
+      { client_id: 'conf', name: 'Confidential App', type: 'confidential', client_secret_hash: h.confSecret, token_endpoint_auth_methods: ['client_secret_basic', 'client_secret_post'], grant_types: [...device, 'client_credentials'], scopes: ['read', 'write', 'offline_access'], refresh_token_issuance: 'always' },
       { client_id: 'client-b', name: 'Client B', type: 'confidential', client_secret_hash: h.clientBSecret, grant_types: device, scopes: ['read', 'write', 'offline_access'], refresh_token_issuance: 'always' },
       { client_id: 'rs', name: 'Resource Server', type: 'confidential', client_secret_hash: h.rsSecret, grant_types: ['client_credentials'], scopes: ['read', 'admin'], default_scopes: ['read'], introspection: true },
     ],
