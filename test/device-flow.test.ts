@@ -71,11 +71,36 @@ describe('RFC 8628 §3.5 device access token response', () => {
     expect(introspection.json).toEqual({ active: false })
   })
 
-  it('gives a double poll right after redemption slow_down, not invalid_grant, so tokens survive', async () => {
+  it('answers an early poll of an approved code with its tokens, not slow_down (case C56: slow_down is a variant of pending)', async () => {
+    const { device_code, user_code } = await authorize()
+    expect((await poll(device_code)).json.error).toBe('authorization_pending')
+    expect((await poll(device_code)).json.error).toBe('slow_down')
+    expect((await poll(device_code)).json.error).toBe('slow_down') // the interval is now 15 s
+    await approveAs(t.url, user_code)
+    const early = await poll(device_code) // well within the grown interval
+    expect(early.status).toBe(200)
+    expect(early.json.access_token).toEqual(expect.any(String))
+  })
+
+  it('answers a repeat by the same client right after redemption with invalid_grant and revokes nothing (RFC 6749 §4.1.2 duplicate rule)', async () => {
     const { device_code, user_code } = await authorize()
     await approveAs(t.url, user_code)
-    expect((await poll(device_code)).status).toBe(200)
-    expect((await poll(device_code)).json.error).toBe('slow_down')
+    const ok = await poll(device_code)
+    expect(ok.status).toBe(200)
+    const again = await poll(device_code)
+    expect(again.status).toBe(400)
+    expect(again.headers.get('cache-control')).toBe('no-store')
+    expect(again.json.error).toBe('invalid_grant')
+    t.clock.advance(5) // still within one polling interval of the redemption
+    expect((await poll(device_code)).json.error).toBe('invalid_grant')
+    const introspection = await postForm(`${t.url}/introspect`, { token: ok.json.access_token, client_id: 'rs', client_secret: 'rs-secret-0123456789abcdef' })
+    expect(introspection.json.active).toBe(true)
+    const refreshed = await postForm(`${t.url}/token`, { grant_type: 'refresh_token', refresh_token: ok.json.refresh_token, client_id: 'cli' })
+    expect(refreshed.status).toBe(200)
+    const replays = (await t.server.store.listAuditEvents({ afterSeq: 0, limit: 100_000 }))
+      .filter((e) => e.type === 'device_code.replayed')
+      .map((e) => JSON.parse(e.details) as { familyRevoked: boolean; duplicate: boolean })
+    expect(replays).toContainEqual(expect.objectContaining({ familyRevoked: false, duplicate: true }))
   })
 
   it('redeems an approved device code exactly once under 50 concurrent polls', async () => {
@@ -83,7 +108,8 @@ describe('RFC 8628 §3.5 device access token response', () => {
     await approveAs(t.url, user_code)
     const results = await Promise.all(Array.from({ length: 50 }, () => poll(device_code)))
     expect(results.filter((r) => r.status === 200)).toHaveLength(1)
-    for (const r of results.filter((r) => r.status !== 200)) expect(['slow_down', 'invalid_grant']).toContain(r.json.error)
+    // slow_down only throttles pending codes (RFC 8628 §3.5): the losers of the race get invalid_grant.
+    for (const r of results.filter((r) => r.status !== 200)) expect(r.json.error).toBe('invalid_grant')
   })
 
   it('answers access_denied after the user denies', async () => {

@@ -207,6 +207,16 @@ describe('device code bound to a DPoP key (devicegate extension of RFC 8628)', (
     expectDpopError(await postForm(daUrl(), { client_id: 'cli' }, { DPoP: await proof(k1) }))
   })
 
+  it('revokes what a redeemed code issued when it is presented again with another key, even right after redemption (RFC 6749 §4.1.2)', async () => {
+    const flow = await approved()
+    const ok = await redeem(flow.device_code, await proof(k1))
+    expect(ok.status).toBe(200)
+    // Not the redeeming presentation repeated: the key differs (here: none at all).
+    expect((await redeem(flow.device_code)).json).toMatchObject({ error: 'invalid_grant' })
+    const res = await postForm(`${t.url}/introspect`, { token: ok.json.access_token }, { authorization: basic('rs', FIXTURE.rsSecret) })
+    expect(res.json).toEqual({ active: false })
+  })
+
   it('leaves clients that send nothing unbound: bearer tokens as in RFC 8628', async () => {
     const flow = await approved()
     const res = await redeem(flow.device_code)

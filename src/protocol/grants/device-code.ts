@@ -31,16 +31,39 @@ function approverNotAllowed(subject: string | null): OAuthError {
 }
 
 /**
+ * Whether a presentation of a redeemed device code repeats the redeeming poll: the same key
+ * (the family's DPoP thumbprint, or both unbound) within one polling interval of the redemption.
+ * The client is already known to be the same (checked first). Such a repeat is what a client
+ * that double-polls or retries a lost response sends; it gets `invalid_grant` but revokes nothing.
+ *
+ * @param family The token family the code's redemption created (its `createdAt` is the redemption).
+ * @param windowSeconds How long after the redemption a repeat counts as a duplicate, in seconds.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2
+ */
+export function isDuplicateOfRedemption(
+  family: { createdAt: number; dpopJkt: string | null },
+  dpopJkt: string | null,
+  windowSeconds: number,
+  now: number,
+): boolean {
+  return family.dpopJkt === dpopJkt && now - family.createdAt <= windowSeconds
+}
+
+/**
  * Answers one poll of the token endpoint for a device code.
  *
- * Outcomes follow RFC 8628 §3.5: `slow_down` first, when polled faster than the current interval,
- * which then grows by 5 seconds for this device code and stays grown — so a client's accidental
- * double poll can never reach the replay rule below; then `authorization_pending` until the user
- * decides, `access_denied` (described apart when the approver has since been disabled or deleted),
- * `expired_token` (also for an approved code never redeemed in time).
- * An approved code yields tokens exactly once, across concurrent polls and instances. A later
- * presentation of a redeemed code gets `invalid_grant` and revokes the token family that code
- * issued (as RFC 6749 §4.1.2 advises for a reused authorization code).
+ * Outcomes follow RFC 8628 §3.5: while the code is pending, `slow_down` when polled faster than
+ * the current interval (which then grows by 5 seconds for this device code and stays grown), else
+ * `authorization_pending`; `slow_down` is a variant of pending, so an approved code answers with
+ * its tokens even to an early poll. Then `access_denied` (described apart when the approver has
+ * since been disabled or deleted) and `expired_token` (also for an approved code never redeemed
+ * in time). An approved code yields tokens exactly once, across concurrent polls and instances.
+ *
+ * A later presentation of a redeemed code gets `invalid_grant`. It revokes the token family that
+ * code issued (as RFC 6749 §4.1.2 advises for a reused authorization code) unless it repeats the
+ * redeeming poll — same client, same DPoP key (or both unbound), within the client's polling
+ * interval of the redemption ({@link isDuplicateOfRedemption}) — so a double poll or a retried
+ * request cannot cost the client the tokens it just received.
  *
  * @throws {OAuthError} the errors above; `invalid_grant` when the code is unknown, already
  *   redeemed, another client's, or bound to a DPoP key (devicegate extension) and the request
@@ -63,21 +86,28 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // RFC 8707 §2.2: a `resource` here may narrow what the device authorization named.
   const resources = resolveResources(client, readResources(input.params), grant.resources)
   const now = deps.clock.nowSeconds()
-  const poll = await deps.store.registerPoll(grant.id, now)
-  if (poll.tooFast) {
-    // A signal, not an audit record: a client hammering the endpoint must not write per poll.
-    await deps.events?.record({
-      type: 'device_code.polled_too_fast',
-      clientId: client.id,
-      ip: input.ctx.clientIp,
-      details: { deviceGrantId: grant.id, intervalSeconds: poll.intervalSeconds, slowDowns: Math.round((poll.intervalSeconds - client.pollIntervalSeconds) / 5) },
-    })
-    throw new OAuthError('slow_down', `poll no more than once every ${poll.intervalSeconds} seconds`)
+  const state = deviceGrantState(grant, now)
+  // RFC 8628 §3.5: `slow_down` is a variant of `authorization_pending`, so only a pending code is
+  // throttled; an approved code answers with its tokens however early the poll.
+  if (state === 'pending') {
+    const poll = await deps.store.registerPoll(grant.id, now)
+    if (poll.tooFast) {
+      // A signal, not an audit record: a client hammering the endpoint must not write per poll.
+      await deps.events?.record({
+        type: 'device_code.polled_too_fast',
+        clientId: client.id,
+        ip: input.ctx.clientIp,
+        details: { deviceGrantId: grant.id, intervalSeconds: poll.intervalSeconds, slowDowns: Math.round((poll.intervalSeconds - client.pollIntervalSeconds) / 5) },
+      })
+      throw new OAuthError('slow_down', `poll no more than once every ${poll.intervalSeconds} seconds`)
+    }
   }
 
-  switch (deviceGrantState(grant, now)) {
-    case 'redeemed':
-      if (grant.grantId) await deps.store.revokeGrant(grant.grantId, now)
+  switch (state) {
+    case 'redeemed': {
+      const family = grant.grantId === null ? undefined : await deps.store.findGrant(grant.grantId)
+      const duplicate = family !== undefined && isDuplicateOfRedemption(family, input.dpopJkt, client.pollIntervalSeconds, now)
+      if (!duplicate && grant.grantId) await deps.store.revokeGrant(grant.grantId, now)
       await deps.events?.record({
         type: 'device_code.replayed',
         actor: `client:${client.id}`,
@@ -85,9 +115,12 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
         subject: grant.subject,
         ip: input.ctx.clientIp,
         grantId: grant.grantId,
-        details: { deviceGrantId: grant.id, familyRevoked: grant.grantId !== null },
+        details: { deviceGrantId: grant.id, familyRevoked: !duplicate && grant.grantId !== null, duplicate },
       })
-      throw new OAuthError('invalid_grant', '"device_code" has already been used', { detail: 'replay; token family revoked' })
+      throw new OAuthError('invalid_grant', '"device_code" has already been used', {
+        detail: duplicate ? 'repeated by the redeeming client and key; nothing revoked' : 'replay; token family revoked',
+      })
+    }
     case 'denied':
       // Disabling or deleting the approver denies their open device codes (central revocation):
       // say so rather than blame the user; only that the account can no longer act is told.
