@@ -124,7 +124,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
     random: systemRandom,
     clients,
     users: governance.users,
-    secrets: new SecretVerifier(),
+    // The dummy hash for unknown clients costs what the configured secrets cost (issue 16 item 3).
+    secrets: new SecretVerifier(config.clients.find((c) => c.secretHash !== undefined)?.secretHash),
     keys,
     policy,
     events: governance.events,

@@ -2,7 +2,7 @@
  * Client directory and client authentication (RFC 6749 §2.3, §3.2.1).
  */
 import { createHmac, randomBytes } from 'node:crypto'
-import { verify as argon2Verify } from '@node-rs/argon2'
+import { hash as argon2Hash, verify as argon2Verify, type Algorithm } from '@node-rs/argon2'
 import type { Client, ClientDirectory } from '../core/model.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
@@ -15,32 +15,82 @@ export function createClientDirectory(clients: readonly Client[]): ClientDirecto
 
 const BASIC_CHALLENGE = { 'WWW-Authenticate': 'Basic realm="devicegate", charset="UTF-8"' }
 
+/** argon2 cost parameters as `@node-rs/argon2` takes them. */
+interface Argon2Cost {
+  algorithm: Algorithm
+  memoryCost: number
+  timeCost: number
+  parallelism: number
+}
+
+/** argon2id, 19 MiB, 2 passes, 1 lane: the library defaults, which `devicegate hash-secret` uses. */
+const DEFAULT_COST: Argon2Cost = { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 2, parallelism: 1 }
+
+/**
+ * Reads the cost parameters of an argon2 PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`, RFC 9106);
+ * the defaults when absent or unreadable.
+ */
+export function argon2CostOf(phc: string | undefined): Argon2Cost {
+  const m = /^\$argon2(id|i|d)\$(?:v=\d+\$)?m=(\d+),t=(\d+),p=(\d+)\$/.exec(phc ?? '')
+  if (!m) return DEFAULT_COST
+  // `Algorithm` is an ambient const enum (Argon2d = 0, Argon2i = 1, Argon2id = 2).
+  const algorithm = ({ d: 0, i: 1, id: 2 } as const)[m[1] as 'd' | 'i' | 'id'] as Algorithm
+  return { algorithm, memoryCost: Number(m[2]), timeCost: Number(m[3]), parallelism: Number(m[4]) }
+}
+
 /**
  * Verifies client secrets against their argon2id hashes. Successful verifications are remembered
  * (keyed by an HMAC of the secret under a per-process random key, never the secret itself) so the
  * slow hash runs once per client and secret, not on every token or introspection request.
+ *
+ * A presented secret always costs one argon2 verification when it fails: for an unknown or
+ * disabled client, or one not allowed the method, it is checked against a dummy hash made with the
+ * cost parameters of the configured clients' hashes, so an unknown `client_id` answers as slowly
+ * as a wrong secret and the response time does not reveal which clients exist (issue 16 item 3).
  */
 export class SecretVerifier {
   readonly #key = randomBytes(32)
   readonly #verified = new Map<string, true>()
+  readonly #dummyHash: Promise<string>
   static readonly #MAX_ENTRIES = 10_000
 
-  /** @returns true when `secret` matches the client's hash. */
-  async verify(client: Client, secret: string): Promise<boolean> {
-    if (!client.secretHash) return false
+  /**
+   * @param referenceHash A configured client's argon2 PHC string, whose cost parameters the dummy
+   *   hash copies. Default: argon2id, m=19456, t=2, p=1.
+   */
+  constructor(referenceHash?: string) {
+    // Made once, up front, so the first unknown client costs one verification like any other.
+    this.#dummyHash = argon2Hash(randomBytes(16).toString('base64url'), argon2CostOf(referenceHash))
+    this.#dummyHash.catch(() => undefined)
+  }
+
+  /**
+   * @param client The client the request names, or undefined when it is unknown, disabled or
+   *   may not use the method (the secret is then checked against the dummy hash and refused).
+   * @returns true when `secret` matches the client's hash.
+   */
+  async verify(client: Client | undefined, secret: string): Promise<boolean> {
+    if (!client?.secretHash) {
+      await verifySafely(await this.#dummyHash, secret)
+      return false
+    }
     const cacheKey = `${client.id}\0${client.secretHash}\0${createHmac('sha256', this.#key).update(secret).digest('base64')}`
     if (this.#verified.has(cacheKey)) return true
-    let ok = false
-    try {
-      ok = await argon2Verify(client.secretHash, secret)
-    } catch {
-      ok = false
-    }
+    const ok = await verifySafely(client.secretHash, secret)
     if (ok) {
       if (this.#verified.size >= SecretVerifier.#MAX_ENTRIES) this.#verified.clear()
       this.#verified.set(cacheKey, true)
     }
     return ok
+  }
+}
+
+/** argon2 verification that treats a malformed hash as a mismatch (it must never authenticate). */
+async function verifySafely(phc: string, secret: string): Promise<boolean> {
+  try {
+    return await argon2Verify(phc, secret)
+  } catch {
+    return false
   }
 }
 
@@ -96,21 +146,25 @@ export async function authenticateClient(
       throw new OAuthError('invalid_request', 'use only one client authentication method')
     if (params.client_id !== undefined && params.client_id !== id)
       throw new OAuthError('invalid_request', '"client_id" does not match the authenticated client')
-    const client = clients.get(id)
-    if (!client || client.disabled || !client.authMethods.includes('client_secret_basic')) throw fail('unknown, disabled or basic not allowed')
-    if (!(await secrets.verify(client, secret))) throw fail('wrong secret')
-    return client
+    const found = clients.get(id)
+    const client = found && !found.disabled && found.authMethods.includes('client_secret_basic') ? found : undefined
+    // Verified (against a dummy hash when there is no such client) before refusing: same cost.
+    if (!(await secrets.verify(client, secret))) throw fail(client ? 'wrong secret' : 'unknown, disabled or basic not allowed')
+    return client!
   }
   const id = params.client_id
   if (id === undefined) throw new OAuthError('invalid_client', 'client authentication is required', { headers: BASIC_CHALLENGE })
-  const client = clients.get(id)
+  const found = clients.get(id)
   const fail = (detail: string) => new OAuthError('invalid_client', 'client authentication failed', { detail })
-  if (!client || client.disabled) throw fail('unknown or disabled client')
   if (params.client_secret !== undefined) {
-    if (!client.authMethods.includes('client_secret_post')) throw fail('client_secret_post not allowed')
-    if (!(await secrets.verify(client, params.client_secret))) throw fail('wrong secret')
-    return client
+    const client = found && !found.disabled && found.authMethods.includes('client_secret_post') ? found : undefined
+    if (!(await secrets.verify(client, params.client_secret)))
+      throw fail(client ? 'wrong secret' : 'unknown, disabled or client_secret_post not allowed')
+    return client!
   }
+  // No secret presented: nothing slow runs for known and unknown clients alike.
+  const client = found && !found.disabled ? found : undefined
+  if (!client) throw fail('unknown or disabled client')
   if (client.isConfidential) throw fail('confidential client sent no secret')
   return client
 }
