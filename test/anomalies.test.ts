@@ -105,6 +105,30 @@ describe('anomaly detectors', () => {
     expect((await h.introspect(tok.json.access_token)).active).toBe(false)
   })
 
+  it('dpop_key_mismatch: a bound device code polled with another key → audited, event, device authorization denied (issue 16 item 4)', async () => {
+    const key = await dpopKey()
+    const thief = await dpopKey()
+    const headers = { 'x-forwarded-for': '203.0.113.31' }
+    const auth = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read', dpop_jkt: key.jkt }, headers)
+    expect(auth.status).toBe(200)
+    const poll = async (k: typeof key) =>
+      postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: auth.json.device_code, client_id: 'cli' }, { ...headers, dpop: await makeProof(k, { htu: `${t.url}/token`, now: t.clock.nowSeconds() }) })
+    const stolen = await poll(thief)
+    expect(stolen.status).toBe(400)
+    expect(stolen.json.error).toBe('invalid_grant')
+    await t.server.governance.audit!.flush()
+    const rejected = (await t.server.store.listAuditEvents({ afterSeq: 0, limit: 100_000 }))
+      .filter((e) => e.type === 'dpop_proof.rejected')
+      .map((e) => JSON.parse(e.details))
+    expect(rejected).toContainEqual(expect.objectContaining({ reason: 'key_mismatch', tokenType: 'device_code', boundJkt: key.jkt, presentedJkt: thief.jkt }))
+    const events = (await h.raised('dpop_key_mismatch')).filter((e) => e.d.tokenType === 'device_code')
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({ clientId: 'cli', ip: '203.0.113.31', d: { action: 'revoke_grant', deniedDeviceAuthorizations: 1, boundJkt: key.jkt, presentedJkt: thief.jkt } })
+    // The configured action denied the code: the rightful device learns it at its next poll.
+    t.clock.advance(6)
+    expect((await poll(key)).json.error).toBe('access_denied')
+  })
+
   it('slow_down_ignored: a device code polled too fast twice → event, device authorization denied', async () => {
     const auth = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read' }, { 'x-forwarded-for': '192.0.2.200' })
     const poll = () => postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: auth.json.device_code, client_id: 'cli' })

@@ -97,6 +97,7 @@ describe('RFC 8628 §3.5 device access token response', () => {
     expect(introspection.json.active).toBe(true)
     const refreshed = await postForm(`${t.url}/token`, { grant_type: 'refresh_token', refresh_token: ok.json.refresh_token, client_id: 'cli' })
     expect(refreshed.status).toBe(200)
+    await t.server.governance.audit!.flush()
     const replays = (await t.server.store.listAuditEvents({ afterSeq: 0, limit: 100_000 }))
       .filter((e) => e.type === 'device_code.replayed')
       .map((e) => JSON.parse(e.details) as { familyRevoked: boolean; duplicate: boolean })

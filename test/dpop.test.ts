@@ -27,6 +27,14 @@ async function configWithDpopClient(extra: Record<string, unknown> = {}) {
         scopes: ['read', 'offline_access'],
         dpop: { required: true },
       },
+      {
+        client_id: 'bound-cli',
+        name: 'Bound CLI',
+        type: 'public',
+        grant_types: [DEVICE_GRANT, 'refresh_token'],
+        scopes: ['read', 'offline_access'],
+        dpop: { bind_device_code: true },
+      },
     ],
   })
 }
@@ -215,6 +223,20 @@ describe('device code bound to a DPoP key (devicegate extension of RFC 8628)', (
     expect((await redeem(flow.device_code)).json).toMatchObject({ error: 'invalid_grant' })
     const res = await postForm(`${t.url}/introspect`, { token: ok.json.access_token }, { authorization: basic('rs', FIXTURE.rsSecret) })
     expect(res.json).toEqual({ active: false })
+  })
+
+  it('refuses an unbound device authorization with invalid_request for a client with dpop.bind_device_code (issue 16 item 4)', async () => {
+    const unbound = await postForm(daUrl(), { client_id: 'bound-cli', scope: 'read' })
+    expect(unbound.status).toBe(400)
+    expect(unbound.headers.get('cache-control')).toBe('no-store')
+    expect(unbound.json).toMatchObject({ error: 'invalid_request' })
+    expect(unbound.json.error_description).toMatch(/DPoP/)
+    expect(unbound.json.device_code).toBeUndefined()
+    const byJkt = await authorize({ dpop_jkt: k1.jkt }, {}, 'bound-cli')
+    await approveAs(t.url, byJkt.user_code)
+    expect((await redeem(byJkt.device_code, await proof(k1), 'bound-cli')).status).toBe(200)
+    const byProof = await postForm(daUrl(), { client_id: 'bound-cli' }, { DPoP: await makeProof(k2, { htu: daUrl(), now: t.clock.nowSeconds() }) })
+    expect(byProof.status).toBe(200)
   })
 
   it('leaves clients that send nothing unbound: bearer tokens as in RFC 8628', async () => {

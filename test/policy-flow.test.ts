@@ -217,6 +217,20 @@ describe('approval-time decisions on the pages', () => {
 })
 
 describe('device authorization under policy', () => {
+  it('require_bound_device_code: an unbound device authorization is refused with invalid_request; dpop_jkt binds (issue 16 item 4)', async () => {
+    await t.setPolicy(TEST_POLICY_YAML.replace('clients:\n', 'clients:\n  cli: { require_bound_device_code: true }\n'))
+    try {
+      const unbound = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
+      expect(unbound.status).toBe(400)
+      expect(unbound.json.error).toBe('invalid_request')
+      const bound = await startDeviceFlow(t.url, 'cli', 'read', NET.home, { dpop_jkt: 'A'.repeat(43) })
+      expect(bound.status).toBe(200)
+    } finally {
+      await t.setPolicy(TEST_POLICY_YAML)
+    }
+    expect((await startDeviceFlow(t.url, 'cli', 'read', NET.home)).status).toBe(200)
+  })
+
   it('kiosk: no verification_uri_complete, short expiry, links refused, typing works', async () => {
     const flow = await startDeviceFlow(t.url, 'kiosk-cli', 'read', NET.home)
     expect(flow.json.verification_uri_complete).toBeUndefined()

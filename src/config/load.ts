@@ -165,6 +165,7 @@ export async function resolveConfig(
         disabled: c.disabled,
         riskTier: c.risk_tier,
         requiresDpop: c.dpop.required,
+        requiresBoundDeviceCode: c.dpop.bind_device_code,
         resources: Object.freeze([...c.resources]),
       })
     }),

@@ -79,9 +79,15 @@ export const clientSchema = z
       .object({
         /** Token requests must carry a DPoP proof; bearer requests get `invalid_dpop_proof` (RFC 9449 §5). Default: false. */
         required: z.boolean().default(false),
+        /**
+         * The device authorization request must bind the device code to a DPoP key (a DPoP proof or
+         * `dpop_jkt`, devicegate extension of RFC 8628 modelled on RFC 9449 §10); an unbound request
+         * gets `invalid_request`. Default: false.
+         */
+        bind_device_code: z.boolean().default(false),
       })
       .strict()
-      .default({ required: false }),
+      .default({ required: false, bind_device_code: false }),
     /**
      * Resource servers (absolute URIs without fragment) this client may request tokens for with the
      * RFC 8707 `resource` parameter; tokens then carry that `aud`. Others get `invalid_target`.

@@ -53,6 +53,11 @@ export interface Client {
   readonly riskTier?: 'low' | 'standard' | 'high' | 'admin'
   /** Token requests must carry a DPoP proof (RFC 9449 §5). Absent: false. */
   readonly requiresDpop?: boolean
+  /**
+   * The device code must be bound to a DPoP key at device authorization (devicegate extension of
+   * RFC 8628, cf. RFC 9449 §10 `dpop_jkt`). Absent: false.
+   */
+  readonly requiresBoundDeviceCode?: boolean
   /** RFC 8707 resources this client may request tokens for. Absent or empty: none. */
   readonly resources?: readonly string[]
 }

@@ -17,7 +17,7 @@
  * |---|---|
  * | `refresh_token_reuse` | a rotated refresh token presented again (RFC 9700 §4.14.2) |
  * | `token_used_from_new_ip_range` | a family used (refresh, or introspection with `client_ip`) from another network than its device authorization request |
- * | `dpop_key_mismatch` | a DPoP-bound refresh token presented with a proof by another key (RFC 9449 §5) |
+ * | `dpop_key_mismatch` | a DPoP-bound refresh token (RFC 9449 §5) or device code (devicegate extension) presented without a proof by its key |
  * | `slow_down_ignored` | a device code answered `slow_down` `threshold` times (RFC 8628 §3.5): counted from the interval growth stored with the code, no extra write per poll |
  * | `user_code_guessing` | `threshold` wrong user codes from one IP or one session in a window (RFC 8628 §5.1) |
  * | `device_authorization_burst` | more than `per_ip` / `per_client` device authorizations in a window (counted per instance, in memory) |
@@ -185,8 +185,17 @@ export class AnomalyEngine {
         await this.raise({ kind: 'refresh_token_reuse', dedupeKey: `${event.grantId}:${String(details.refreshTokenId)}`, ...who(event), details: { refreshTokenId: details.refreshTokenId } })
         return
       case 'dpop_proof.rejected':
-        if (details.reason === 'key_mismatch')
-          await this.raise({ kind: 'dpop_key_mismatch', dedupeKey: `${event.grantId}:${String(details.presentedJkt)}`, ...who(event), details: { boundJkt: details.boundJkt, presentedJkt: details.presentedJkt } })
+        if (details.reason === 'key_mismatch') {
+          // A bound device code (before redemption there is no grant yet) or a bound refresh token.
+          const deviceGrantId = typeof details.deviceGrantId === 'string' ? details.deviceGrantId : undefined
+          await this.raise({
+            kind: 'dpop_key_mismatch',
+            dedupeKey: `${event.grantId ?? deviceGrantId}:${String(details.presentedJkt)}`,
+            ...who(event),
+            ...(deviceGrantId && !event.grantId ? { deviceGrantId } : {}),
+            details: { boundJkt: details.boundJkt, presentedJkt: details.presentedJkt, tokenType: details.tokenType ?? 'refresh_token' },
+          })
+        }
         return
       case 'device_code.polled_too_fast': {
         const c = this.#o.config.slowDownIgnored

@@ -54,6 +54,8 @@ export interface ClientPolicySettings {
   confirmCode: boolean | undefined
   /** Cap on the device code lifetime in seconds, or null. */
   deviceCodeTtlSeconds: number | null
+  /** The device code must be bound to a DPoP key at device authorization (`require_bound_device_code`). */
+  requireBoundDeviceCode: boolean
 }
 
 /** An immutable, ready-to-evaluate policy. */
@@ -236,10 +238,11 @@ export function compilePolicy(file: PolicyFile, source: string, id: string): Com
         requireTypedCode: (spec?.requireTypedCode ?? false) || (c.disallow_verification_uri_complete ?? false),
         confirmCode: c.confirm_code,
         deviceCodeTtlSeconds: spec?.deviceCodeTtlSeconds ?? null,
+        requireBoundDeviceCode: c.require_bound_device_code ?? false,
       }),
     )
   }
-  const none: ClientPolicySettings = Object.freeze({ profile: null, requireTypedCode: false, confirmCode: undefined, deviceCodeTtlSeconds: null })
+  const none: ClientPolicySettings = Object.freeze({ profile: null, requireTypedCode: false, confirmCode: undefined, deviceCodeTtlSeconds: null, requireBoundDeviceCode: false })
   return Object.freeze({
     id,
     source,

@@ -203,6 +203,12 @@ export const clientPolicySchema = z
     disallow_verification_uri_complete: z.boolean().optional(),
     /** Approvers confirm by typing the code's last characters (default: for high and admin tiers). */
     confirm_code: z.boolean().optional(),
+    /**
+     * The device authorization request must bind the device code to a DPoP key (proof or
+     * `dpop_jkt`); an unbound one gets `invalid_request`. Same as the client's
+     * `dpop.bind_device_code`, either one suffices. Default: false.
+     */
+    require_bound_device_code: z.boolean().optional(),
   })
   .strict()
 

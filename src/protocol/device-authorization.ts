@@ -62,7 +62,8 @@ export function resolveDeviceCodeBinding(params: Params, proofJkt: string | null
  *
  * @param proofJkt Thumbprint of a verified DPoP proof on the request (RFC 9449 §4), or null.
  * @throws {OAuthError} `invalid_client`, `unauthorized_client` (client lacks the device_code
- *   grant), `invalid_scope`, `invalid_request`, `invalid_dpop_proof`, `invalid_target` (a
+ *   grant), `invalid_scope`, `invalid_request` (also: an unbound request from a client with
+ *   `dpop.bind_device_code`), `invalid_dpop_proof`, `invalid_target` (a
  *   `resource` the client may not use, RFC 8707 §2).
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.2
  */
@@ -85,6 +86,10 @@ export async function handleDeviceAuthorization(
   const settings = deps.policy?.settings(client.id)
   if (deps.policy?.isClientBlocked(client.id))
     throw new OAuthError('unauthorized_client', 'the device flow is blocked for this client by policy')
+  // devicegate extension: the client's `dpop.bind_device_code` or the policy's
+  // `require_bound_device_code` makes the key binding mandatory.
+  if (dpopJkt === null && (client.requiresBoundDeviceCode || settings?.requireBoundDeviceCode))
+    throw new OAuthError('invalid_request', 'this client must bind the device code to a DPoP key: send a DPoP proof or "dpop_jkt"')
   const ttlSeconds = Math.min(client.deviceCodeTtlSeconds, settings?.deviceCodeTtlSeconds ?? Number.MAX_SAFE_INTEGER)
   const posture = params.device_posture === undefined ? undefined : await deps.policy?.verifyPosture(params.device_posture, now)
   const deviceCode = randomToken(deps.random, 32)

@@ -79,10 +79,22 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // devicegate extension of RFC 8628: a device code bound to a DPoP key at device authorization
   // is redeemed only with a proof by that key. Checked before the poll is recorded, so a thief's
   // attempt changes nothing for the rightful client.
-  if (grant.dpopJkt !== null && grant.dpopJkt !== input.dpopJkt)
+  // The refusal is audited and raises `dpop_key_mismatch`: a bound code presented without its key
+  // is most likely a stolen one.
+  if (grant.dpopJkt !== null && grant.dpopJkt !== input.dpopJkt) {
+    await deps.events?.record({
+      type: 'dpop_proof.rejected',
+      actor: `client:${client.id}`,
+      clientId: client.id,
+      subject: grant.subject,
+      ip: input.ctx.clientIp,
+      grantId: grant.grantId,
+      details: { reason: 'key_mismatch', boundJkt: grant.dpopJkt, presentedJkt: input.dpopJkt, tokenType: 'device_code', deviceGrantId: grant.id },
+    })
     throw new OAuthError('invalid_grant', '"device_code" is bound to another DPoP key', {
       detail: input.dpopJkt === null ? 'bound device code redeemed without a DPoP proof' : 'dpop key mismatch',
     })
+  }
   // RFC 8707 §2.2: a `resource` here may narrow what the device authorization named.
   const resources = resolveResources(client, readResources(input.params), grant.resources)
   const now = deps.clock.nowSeconds()
