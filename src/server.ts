@@ -69,7 +69,10 @@ export interface DevicegateServer {
   policyHolder: PolicyHolder
   /** Audit log, detectors, revocation, admin API (governance). */
   governance: Governance
-  /** Stops background work, closes the HTTP server and the store. */
+  /**
+   * Stops background work, closes the HTTP server (new requests get 503; requests in flight get
+   * until `listen.shutdown_deadline_seconds`, then their connections are closed) and the store.
+   */
   close(): Promise<void>
 }
 
@@ -156,6 +159,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     healthCheck: async () => {
       await store.readCounter('healthz', 60, clock.nowSeconds())
     },
+    requestTimeoutSeconds: config.http.requestTimeoutSeconds,
   })
   const purge = setInterval(() => {
     store.purgeExpired(clock.nowSeconds()).catch((err: unknown) => logger.warn({ err }, 'purge failed'))
@@ -172,7 +176,18 @@ export async function createServer(config: Config, options: CreateServerOptions 
     async close() {
       clearInterval(purge)
       policyHolder.close()
-      await app.close()
+      // Requests in flight (a slow upload) may finish until the shutdown deadline; then their
+      // connections are closed, so closing never waits on a client (`listen.shutdown_deadline_seconds`).
+      const deadline = setTimeout(() => {
+        logger.warn({ deadlineSeconds: config.http.shutdownDeadlineSeconds }, 'shutdown deadline reached: closing connections in flight')
+        app.server.closeAllConnections()
+      }, config.http.shutdownDeadlineSeconds * 1000)
+      deadline.unref()
+      try {
+        await app.close()
+      } finally {
+        clearTimeout(deadline)
+      }
       await governance.close()
       if (!options.store) await store.close()
       logger.flush()

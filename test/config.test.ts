@@ -54,7 +54,7 @@ describe('config validation names the field and the problem', () => {
 
   it('accepts a minimal file and fills the documented defaults', () => {
     const file = parseConfig({ clients: [{ client_id: 'app', scopes: ['read', 'offline_access'] }] })
-    expect(file.listen).toEqual({ host: '127.0.0.1', port: 8080 })
+    expect(file.listen).toEqual({ host: '127.0.0.1', port: 8080, request_timeout_seconds: 30, shutdown_deadline_seconds: 10 })
     expect(file.clients[0]).toMatchObject({
       type: 'public',
       access_token_format: 'jwt',

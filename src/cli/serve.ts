@@ -56,6 +56,9 @@ export function registerServeCommand(program: Command): void {
         process.stdout.write(lines.join('\n') + '\n')
       }
       const stop = async () => {
+        server.app.log.info({ deadlineSeconds: config.http.shutdownDeadlineSeconds }, 'shutting down')
+        // Should closing itself hang (a store that does not answer), exit anyway a little later.
+        setTimeout(() => process.exit(1), (config.http.shutdownDeadlineSeconds + 5) * 1000).unref()
         await server.close()
         process.exit(0)
       }

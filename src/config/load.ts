@@ -27,6 +27,8 @@ export interface Config {
     readonly statementTimeoutMillis?: number
   }
   readonly trustedProxies: readonly string[]
+  /** HTTP listener limits (`listen.*`), in seconds. */
+  readonly http: { readonly requestTimeoutSeconds: number; readonly shutdownDeadlineSeconds: number }
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
   readonly verification: {
     readonly maxFailedEntries: number
@@ -195,6 +197,7 @@ export async function resolveConfig(
       ...(file.storage.query_timeout_seconds !== undefined ? { statementTimeoutMillis: file.storage.query_timeout_seconds * 1000 } : {}),
     }),
     trustedProxies: Object.freeze([...file.trusted_proxies]),
+    http: Object.freeze({ requestTimeoutSeconds: file.listen.request_timeout_seconds, shutdownDeadlineSeconds: file.listen.shutdown_deadline_seconds }),
     signingAlg: file.signing.alg,
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,

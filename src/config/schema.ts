@@ -151,9 +151,19 @@ export const configSchema = z
         host: z.string().default('127.0.0.1'),
         /** TCP port, 0–65535. Default: 8080. */
         port: z.number().int().min(0).max(65_535).default(8080),
+        /**
+         * Longest time to receive a whole request — headers and body — in seconds, 1–300; a slower
+         * client gets 408 and its connection is closed (checked every second). Default: 30.
+         */
+        request_timeout_seconds: seconds(1, 300).default(30),
+        /**
+         * On SIGTERM/SIGINT, how long requests in flight (e.g. slow uploads) may take before their
+         * connections are closed, in seconds, 1–120. New requests get 503 meanwhile. Default: 10.
+         */
+        shutdown_deadline_seconds: seconds(1, 120).default(10),
       })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080 }),
+      .default({ host: '127.0.0.1', port: 8080, request_timeout_seconds: 30, shutdown_deadline_seconds: 10 }),
     /** Directory for the SQLite database. Default: ./data. */
     data_dir: z.string().default('./data'),
     storage: z

@@ -2,6 +2,7 @@
  * The fastify application: wiring only. Parses requests, calls protocol handlers, renders their
  * results and errors. Decides nothing.
  */
+import type { Duplex } from 'node:stream'
 import cookie from '@fastify/cookie'
 import helmet from '@fastify/helmet'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
@@ -18,7 +19,8 @@ import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocati
 import { handleTokenRequest } from '../protocol/token.js'
 import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
-import { VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates/layout.js'
+import { renderErrorPage } from '../web/templates/error.js'
+import { VERIFICATION_PAGE_CSP, VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates/layout.js'
 import { registerVerificationPages } from '../web/verification.js'
 import { createClientAddressResolver } from './client-address.js'
 import './request-context.js'
@@ -26,8 +28,23 @@ import './request-context.js'
 /** Largest accepted request body, in bytes. OAuth requests are a few hundred bytes. */
 export const BODY_LIMIT_BYTES = 64 * 1024
 
-/** Longest time to receive a whole request, in milliseconds. */
-export const REQUEST_TIMEOUT_MS = 30_000
+/** Default longest time to receive a whole request (headers and body), in seconds (`listen.request_timeout_seconds`). */
+export const REQUEST_TIMEOUT_SECONDS = 30
+
+/**
+ * How often node checks connections for the request and headers timeouts, in milliseconds. Node's
+ * default (30 s) let a slow client hold a socket up to 30 s past the timeout.
+ */
+const CONNECTIONS_CHECK_MS = 1_000
+
+/** Path of the HTML verification pages (RFC 8628 §3.3); everything else speaks JSON. */
+const PAGES_PREFIX = '/device'
+
+/** Whether a request URL is one of the HTML pages, which answer errors with an HTML page. */
+export function isPagePath(url: string): boolean {
+  const path = url.split('?')[0]!
+  return path === PAGES_PREFIX || path.startsWith(`${PAGES_PREFIX}/`)
+}
 
 /** Everything the app needs; built by `server.ts`. */
 export interface AppDeps {
@@ -39,6 +56,8 @@ export interface AppDeps {
   logger: FastifyBaseLogger
   /** Checks the store is reachable, for `/healthz`. */
   healthCheck: () => Promise<void>
+  /** Longest time to receive a whole request, headers and body, in seconds. Default: 30. */
+  requestTimeoutSeconds?: number
   /**
    * Called with the root instance before the protocol routes are added (governance: metrics
    * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
@@ -87,8 +106,75 @@ function sendOAuthError(reply: FastifyReply, err: OAuthError): FastifyReply {
     .status(err.status)
     .header('cache-control', 'no-store')
     .header('pragma', 'no-cache')
+    .header('x-content-type-options', 'nosniff')
     .type('application/json')
     .send(err.toJSON())
+}
+
+/** Page titles for the statuses an error page can have. */
+const ERROR_PAGE_TITLES: Record<number, string> = {
+  400: 'Invalid request',
+  404: 'Page not found',
+  405: 'Method not allowed',
+  408: 'Request timed out',
+  413: 'Request too large',
+  414: 'Address too long',
+  415: 'Unsupported request',
+  503: 'Temporarily unavailable',
+}
+
+/**
+ * Renders an {@link OAuthError} as the pages' HTML error page, with the pages' security headers
+ * (helmet's plugin has not run for a request the framework refused before routing).
+ */
+function sendErrorPage(reply: FastifyReply, err: OAuthError): FastifyReply {
+  for (const [name, value] of Object.entries(err.headers)) if (name !== 'WWW-Authenticate') reply.header(name, value)
+  const title = ERROR_PAGE_TITLES[err.status] ?? (err.status >= 500 ? 'Something went wrong' : 'Invalid request')
+  return reply
+    .status(err.status)
+    .header('cache-control', 'no-store')
+    .header('pragma', 'no-cache')
+    .header('content-security-policy', VERIFICATION_PAGE_CSP)
+    .header('x-frame-options', 'DENY')
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'same-origin')
+    .type('text/html; charset=utf-8')
+    .send(renderErrorPage({ title, message: `${err.description ?? err.error}.` }))
+}
+
+/**
+ * The one error path: everything thrown by a route, a hook, a body parser or the router itself
+ * (bad URL encoding, over-long path parameters) is answered here — RFC 6749 §5.2 JSON with
+ * `Cache-Control: no-store` on the OAuth endpoints, an HTML page on the verification pages.
+ */
+function renderError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const oauth = toOAuthError(err, request)
+  return isPagePath(request.url) ? sendErrorPage(reply, oauth) : sendOAuthError(reply, oauth)
+}
+
+/**
+ * Answers what node's HTTP parser refuses before fastify sees a request (malformed request line or
+ * headers, headers too large, the request timeout) with RFC 6749 §5.2 JSON and no-store, then
+ * closes the connection. The path is unknown here, so there is no HTML variant.
+ * @see https://nodejs.org/api/http.html#event-clienterror
+ */
+export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, reason, description] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'the request was not received in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'the request headers are too large']
+        : [400, 'Bad Request', 'malformed request']
+  const body = JSON.stringify({ error: 'invalid_request', error_description: description })
+  // As node's own handler: only when no response has begun on this socket.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && !inFlight?.headersSent)
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nPragma: no-cache\r\n` +
+        `X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  socket.destroy()
 }
 
 /** Maps anything thrown to the OAuth error the client sees; logs what it hides. */
@@ -101,7 +187,15 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
   const e = err as { statusCode?: number; code?: string }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     const description =
-      e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is too large' : e.statusCode === 415 ? 'unsupported content type' : 'malformed request'
+      e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'the request body is too large'
+        : e.code === 'FST_ERR_BAD_URL'
+          ? 'the request URL is not validly encoded'
+          : e.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? 'a path segment is too long'
+            : e.statusCode === 415
+              ? 'unsupported content type'
+              : 'malformed request'
     return new OAuthError('invalid_request', description, { status: e.statusCode, cause: err })
   }
   request.log.error({ err }, 'unhandled error')
@@ -118,13 +212,25 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const resolveClientIp = createClientAddressResolver(deps.trustedProxies)
+  const requestTimeoutMs = (deps.requestTimeoutSeconds ?? REQUEST_TIMEOUT_SECONDS) * 1000
   const app = Fastify({
     loggerInstance: deps.logger,
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: false,
-    return503OnClosing: true,
-    // A client that stops sending its body is cut off (408) instead of holding a socket forever.
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    // Answered by the onRequest hook below, in our own error format, instead of fastify's JSON.
+    return503OnClosing: false,
+    // A client that sends its headers or its body too slowly is cut off with 408 at the documented
+    // request timeout: node's headers timeout (default 60 s) is aligned with it, and connections
+    // are checked every second instead of every 30 s.
+    requestTimeout: requestTimeoutMs,
+    http: { requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    clientErrorHandler: handleClientError,
+    // Bad URL encoding and over-long path parameters are refused by the router before any route:
+    // they go through the one error path too.
+    frameworkErrors: (err, request, reply) => {
+      request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
+      return renderError(err, request, reply)
+    },
     routerOptions: { ignoreTrailingSlash: true },
     // One access-log line per request (onResponse, below) instead of fastify's two, written after
     // the client address is known.
@@ -132,10 +238,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
 
   app.decorateRequest('clientIp', '')
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
   // Callback-style hooks: on every request, an async hook's promise is measurable overhead.
   app.addHook('onRequest', (request, reply, done) => {
     request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('x-content-type-options', 'nosniff')
+    // Draining for shutdown: a request arriving on a kept-alive connection goes elsewhere.
+    if (closing) {
+      reply.header('connection', 'close')
+      return done(new OAuthError('temporarily_unavailable', 'the server is shutting down', { headers: { 'Retry-After': '5' } }))
+    }
     // Bodies are parsed as sent; a compressed body would be read as garbage (RFC 9110 §8.4).
     const encoding = request.headers['content-encoding']
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
@@ -159,7 +275,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, _body, done) => done(null, undefined))
 
-  app.setErrorHandler((err, request, reply) => sendOAuthError(reply, toOAuthError(err, request)))
+  app.setErrorHandler((err, request, reply) => renderError(err, request, reply))
   for (const plugin of deps.plugins ?? []) await plugin(app)
   // A known path asked with another method is 405 with `Allow` (RFC 9110 §15.5.6), not 404.
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
@@ -167,8 +283,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const path = request.url.split('?')[0]!
     const allowed = methods.filter((method) => app.hasRoute({ url: path, method }))
     if (allowed.length > 0)
-      return sendOAuthError(reply, new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path}`, { status: 405, headers: { Allow: allowed.join(', ') } }))
-    return sendOAuthError(reply, new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }))
+      return renderError(new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path.slice(0, 100)}`, { status: 405, headers: { Allow: allowed.join(', ') } }), request, reply)
+    return renderError(new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }), request, reply)
   })
 
   const { protocol } = deps
