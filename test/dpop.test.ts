@@ -266,6 +266,27 @@ describe('RFC 9449 §5 bound refresh tokens of public clients', () => {
   })
 })
 
+describe('RFC 9449 §5 refresh tokens of confidential clients are not key-bound (case C62)', () => {
+  it('lets a confidential client rotate its DPoP key; each access token is bound to the proof that asked for it', async () => {
+    const conf = { authorization: basic('conf', FIXTURE.confSecret) }
+    const flow = await approved({}, conf, 'conf')
+    const first = await postForm(tokenUrl(), { grant_type: DEVICE_GRANT, device_code: flow.device_code }, { ...conf, DPoP: await proof(k1) })
+    expect(first.status).toBe(200)
+    expect(decodeJwt(first.json.access_token).cnf).toEqual({ jkt: k1.jkt })
+    const refresh = (token: string, dpop?: string) =>
+      postForm(tokenUrl(), { grant_type: 'refresh_token', refresh_token: token }, { ...conf, ...(dpop ? { DPoP: dpop } : {}) })
+    const rotated = await refresh(first.json.refresh_token, await proof(k2))
+    expect(rotated.status).toBe(200)
+    expect(rotated.json.token_type).toBe('DPoP')
+    expect(decodeJwt(rotated.json.access_token).cnf).toEqual({ jkt: k2.jkt })
+    // Without a proof the new access token is a bearer token: bound to no key, as asked.
+    const bearer = await refresh(rotated.json.refresh_token)
+    expect(bearer.status).toBe(200)
+    expect(bearer.json.token_type).toBe('Bearer')
+    expect(decodeJwt(bearer.json.access_token).cnf).toBeUndefined()
+  })
+})
+
 describe('clients that require DPoP (dpop.required)', () => {
   it('refuses a bearer token request with invalid_dpop_proof and accepts a proof', async () => {
     const flow = await approved({}, {}, 'dpop-only')

@@ -160,7 +160,10 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     shaped.refreshAllowed &&
     client.grantTypes.includes(GRANT_TYPES.refreshToken) &&
     (client.refreshTokenIssuance === 'always' || parseScope(shaped.scope).includes(OFFLINE_ACCESS))
-  const refresh = wantsRefresh ? mintRefreshToken({ ...claims, expiresAt: familyExpiresAt }, deps) : undefined
+  // RFC 9449 §5: a public client's refresh token is bound to its DPoP key; a confidential client's
+  // is not (client authentication already sender-constrains it), so it may rotate its key.
+  const refreshJkt = client.isConfidential ? null : input.dpopJkt
+  const refresh = wantsRefresh ? mintRefreshToken({ ...claims, dpopJkt: refreshJkt, expiresAt: familyExpiresAt }, deps) : undefined
   const bundle: TokenBundle = {
     grant: {
       id: grantId,

@@ -23,6 +23,10 @@ export const parameters = ['refresh_token', 'scope'] as const
  * stop working (RFC 9700 §4.14.2). A `scope` parameter may narrow the new access token, never
  * widen it (RFC 6749 §6); the refresh token keeps the family's scope.
  *
+ * DPoP (RFC 9449 §5): a public client's refresh token is bound to its key and needs a proof by
+ * it; a confidential client's is not bound, so it may rotate its key. The new access token is
+ * bound to the key of this request's proof (Bearer without one).
+ *
  * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
  *   `invalid_scope`, `invalid_target` (RFC 8707 §2), `invalid_request`.
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14.2
@@ -52,8 +56,10 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   }
   if (current.revokedAt !== null || current.grantRevokedAt !== null) throw invalid('revoked')
   if (current.expiresAt !== null && now >= current.expiresAt) throw invalid('expired')
-  // RFC 9449 §5: a DPoP-bound refresh token needs a proof with the same key.
-  if (current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt) {
+  // RFC 9449 §5: a public client's DPoP-bound refresh token needs a proof with the same key. A
+  // confidential client's refresh token is never key-bound (its authentication is the binding),
+  // also one stored bound before that rule, so the client may rotate its DPoP key.
+  if (!client.isConfidential && current.dpopJkt !== null && current.dpopJkt !== input.dpopJkt) {
     await deps.events?.record({
       type: 'dpop_proof.rejected',
       actor: `client:${client.id}`,
@@ -68,7 +74,10 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
 
   // Conditional approval: policy, account and client as they are now decide again.
   const family = await deps.store.findGrant(current.grantId)
-  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: current.dpopJkt ?? input.dpopJkt, now })
+  // Each access token is bound to the key of the proof that asked for it (RFC 9449 §5): for a
+  // bound public refresh token that is its key (checked above), otherwise whatever proof came.
+  const accessJkt = input.dpopJkt
+  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: accessJkt, now })
   const familyScope = parseScope(current.scope)
   let scope = current.scope
   if (input.params.scope !== undefined) {
@@ -84,11 +93,12 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     client,
     subject: current.subject,
     grantId: current.grantId,
-    dpopJkt: current.dpopJkt ?? input.dpopJkt,
     ...(shaped ? { notAfter: shaped.accessNotAfter } : {}),
   }
-  const access = await mintAccessToken({ ...claims, scope, resources }, deps)
-  const refresh = mintRefreshToken({ ...claims, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
+  const access = await mintAccessToken({ ...claims, dpopJkt: accessJkt, scope, resources }, deps)
+  // A public client's refresh token stays bound to its key, or is bound by its first proof.
+  const refreshJkt = client.isConfidential ? null : (current.dpopJkt ?? input.dpopJkt)
+  const refresh = mintRefreshToken({ ...claims, dpopJkt: refreshJkt, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
   const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })
   if (!rotated.ok) {
     if (rotated.reason === 'reused') {
