@@ -62,7 +62,16 @@ export function accessTokenHash(token: string): string {
 
 /** Why a proof was refused; the caller turns it into `invalid_dpop_proof`. */
 export class DpopProofError extends Error {
-  override readonly name = 'DpopProofError'
+  override readonly name: string = 'DpopProofError'
+}
+
+/**
+ * A proof that is valid in itself but made with another key than the one the access token is
+ * bound to (`cnf.jkt`): the token is presented by someone who does not hold its key, so the caller
+ * answers `invalid_token` rather than `invalid_dpop_proof` (RFC 9449 §7.1).
+ */
+export class DpopKeyMismatchError extends DpopProofError {
+  override readonly name = 'DpopKeyMismatchError'
 }
 
 /** Options of {@link verifyResourceDpopProof}. */
@@ -143,7 +152,8 @@ export async function checkDpopProof(
  * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
  * `jti` never seen before within the window (remembered only once everything else passed).
  *
- * @throws {DpopProofError} naming the failed check.
+ * @throws {DpopProofError} naming the failed check; {@link DpopKeyMismatchError} (a subclass) when
+ *   the proof is valid but its key is not the token's `cnf.jkt`.
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
  */
 export async function verifyResourceDpopProof(
@@ -160,7 +170,7 @@ export async function verifyResourceDpopProof(
   const fail = (message: string) => new DpopProofError(message)
   const { ath } = payload
   if (ath !== accessTokenHash(request.accessToken)) throw fail('the DPoP proof "ath" does not match the access token')
-  if (jkt !== request.boundJkt) throw fail('the DPoP proof key is not the key the access token is bound to')
+  if (jkt !== request.boundJkt) throw new DpopKeyMismatchError('the access token is bound to another key')
   const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000
   if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs)) throw fail('the DPoP proof has been used before')
   return { jkt, jti }
