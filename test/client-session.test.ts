@@ -143,6 +143,47 @@ describe('device login against devicegate', () => {
   })
 })
 
+describe('a client whose clock is minutes off (issue 16 item 12, RFC 9449 §11.1)', () => {
+  it('learns the server time from the iat refusal, retries once, and logs in with DPoP', async () => {
+    const skewed = await startTestServer()
+    try {
+      skewed.clock.advance(300) // the server's clock is 5 minutes ahead of the client's
+      // Without the correction a proof made now is refused, and the answer states the server's time.
+      const k = await DpopKey.generate()
+      const refused = await fetch(`${skewed.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: await k.key.proof({ method: 'POST', url: `${skewed.url}/token` }) },
+        body: 'grant_type=refresh_token&refresh_token=x&client_id=cli',
+      })
+      expect(refused.status).toBe(400)
+      expect(((await refused.json()) as { error: string }).error).toBe('invalid_dpop_proof')
+      expect(Math.abs(Date.parse(refused.headers.get('date')!) / 1000 - skewed.clock.nowSeconds())).toBeLessThanOrEqual(1)
+
+      const store = new MemoryTokenStore()
+      const client = new DeviceClient({ issuer: skewed.url, clientId: 'cli', scope: 'read offline_access', store, clock: new VirtualClock() })
+      await client.login({ onPrompt: (a) => approveAs(skewed.url, a.userCode) })
+      const grant = (await readStoredGrant(store, client.account))!
+      expect(grant.tokenType).toBe('DPoP')
+      const proofIat = (jwt: string) => decodeJwt(jwt).iat!
+      // The proofs now carry iat on the server's clock.
+      const key = await client.dpopKey()
+      expect(Math.abs(proofIat(await key.proof({ method: 'POST', url: `${skewed.url}/token` })) - skewed.clock.nowSeconds())).toBeLessThanOrEqual(2)
+    } finally {
+      await skewed.close()
+    }
+  })
+
+  it('adjusts only when the server Date differs by more than the tolerance, and only once per difference', async () => {
+    const { key } = await DpopKey.generate()
+    const now = Date.parse('2026-01-01T00:00:00Z')
+    const at = (ms: number) => new Headers({ date: new Date(ms).toUTCString() })
+    expect(key.adjustClock('https://as.example/token', at(now + 1000), now)).toBe(false)
+    expect(key.adjustClock('https://as.example/token', at(now + 300_000), now)).toBe(true)
+    expect(key.adjustClock('https://as.example/token', at(now + 300_000), now)).toBe(false)
+    expect(key.adjustClock('https://as.example/token', new Headers(), now)).toBe(false)
+  })
+})
+
 describe('refresh with rotation', () => {
   it('refreshes within 60 s of expiry, rotating the refresh token in the store', async () => {
     const { client, clock, store, grant } = await loggedIn()

@@ -385,8 +385,9 @@ export class DeviceClient {
   /**
    * `fetch` with the access token: `Authorization: DPoP <token>` plus a proof with `ath`
    * (RFC 9449 §7) for bound tokens, `Authorization: Bearer` (RFC 6750 §2.1) otherwise. Refreshes
-   * first when due; retries once when a resource server asks for a nonce (RFC 9449 §9). Bodies
-   * must be replayable (string, bytes, URLSearchParams) for that retry.
+   * first when due; retries once when a resource server asks for a nonce (RFC 9449 §9), or refuses
+   * the proof while its `Date` shows a clock minutes off ours. Bodies must be replayable (string,
+   * bytes, URLSearchParams) for that retry.
    */
   async fetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
     const target = String(url)
@@ -411,6 +412,9 @@ export class DeviceClient {
       }
       const newNonce = key?.rememberNonce(target, res.headers) ?? false
       if (key && newNonce && attempt === 0 && isResourceNonceChallenge(res.status, res.headers)) continue
+      // A proof refused by a resource server whose clock (its `Date`) is off from ours: once, on its clock.
+      if (key && attempt === 0 && res.status === 401 && /error="invalid_dpop_proof"/.test(res.headers.get('www-authenticate') ?? '') && key.adjustClock(target, res.headers))
+        continue
       return res
     }
   }

@@ -44,7 +44,8 @@ const fail = (description: string) => new OAuthError('invalid_dpop_proof', descr
  * @param header The `DPoP` header value(s) as received.
  * @param method The request method, e.g. `POST`.
  * @param requestUri The absolute URI of the request under the issuer (no query).
- * @throws {OAuthError} `invalid_dpop_proof` naming the failed check; `use_dpop_nonce`.
+ * @throws {OAuthError} `invalid_dpop_proof` naming the failed check (with a `Date` header of the
+ *   server's time when the check was `iat`); `use_dpop_nonce`.
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
  */
 export async function verifyDpopProof(
@@ -66,6 +67,10 @@ export async function verifyDpopProof(
       nowSeconds: deps.clock.nowSeconds(),
     })
   } catch (err) {
+    // On an `iat` refusal the answer states the server's time (RFC 9110 §6.6.1 `Date`, from the
+    // clock that judged the proof), so a client whose clock is off can correct it and retry once.
+    if (err instanceof DpopProofError && err.check === 'iat')
+      throw new OAuthError('invalid_dpop_proof', err.message, { headers: { Date: new Date(deps.clock.nowSeconds() * 1000).toUTCString() } })
     if (err instanceof DpopProofError) throw fail(err.message)
     throw err
   }

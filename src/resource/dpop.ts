@@ -63,6 +63,13 @@ export function accessTokenHash(token: string): string {
 /** Why a proof was refused; the caller turns it into `invalid_dpop_proof`. */
 export class DpopProofError extends Error {
   override readonly name: string = 'DpopProofError'
+  /** @param check The check that failed, when callers answer it differently (`iat`: clock skew). */
+  constructor(
+    message: string,
+    readonly check?: 'iat',
+  ) {
+    super(message)
+  }
 }
 
 /**
@@ -141,7 +148,7 @@ export async function checkDpopProof(
     throw fail('the DPoP proof "htu" does not match the request URI')
   if (typeof iat !== 'number' || !Number.isFinite(iat)) throw fail('the DPoP proof needs an "iat"')
   if (iat < options.nowSeconds - options.maxAgeSeconds || iat > options.nowSeconds + options.maxSkewSeconds)
-    throw fail('the DPoP proof "iat" is outside the acceptance window')
+    throw new DpopProofError('the DPoP proof "iat" is outside the acceptance window', 'iat')
   return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jti, iat, payload }
 }
 
