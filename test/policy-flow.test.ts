@@ -102,6 +102,26 @@ describe('policy re-evaluated at redemption and refresh', () => {
     expect((await introspect(res.json.access_token)).active).toBe(false)
   })
 
+  it('refuses a refresh naming a scope the narrowed policy no longer allows with invalid_scope, and states the narrowed scope when none is named (issue 16 item 13)', async () => {
+    await t.setPolicy(TEST_POLICY_YAML.replace('scopes: [read, offline_access]', 'scopes: [read, write, offline_access]'))
+    const { flow } = await approve('cli', 'read write offline_access')
+    const issued = await poll('cli', flow.json.device_code)
+    expect(issued.status).toBe(200)
+    expect(issued.json.scope).toBe('read write offline_access')
+    await t.setPolicy(TEST_POLICY_YAML) // tight-cli now allows read and offline_access only
+    const refresh = (form: Record<string, string>) =>
+      postForm(`${t.url}/token`, { grant_type: 'refresh_token', refresh_token: issued.json.refresh_token, client_id: 'cli', ...form })
+    const tooMuch = await refresh({ scope: 'read write' })
+    expect(tooMuch.status).toBe(400)
+    expect(tooMuch.headers.get('cache-control')).toBe('no-store')
+    expect(tooMuch.json.error).toBe('invalid_scope')
+    // Nothing was rotated: the same refresh token still works, and the answer says what it got.
+    const narrowed = await refresh({})
+    expect(narrowed.status).toBe(200)
+    expect(narrowed.json.scope).toBe('read offline_access')
+    expect(decodeJwt(narrowed.json.access_token).scope).toBe('read offline_access')
+  })
+
   it('does not evaluate policy on polls before approval (pending stays pending)', async () => {
     const flow = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
     const res = await poll('cli', flow.json.device_code)

@@ -21,14 +21,17 @@ export const parameters = ['refresh_token', 'scope'] as const
  * The presented token is marked used atomically before the new ones exist; presenting a used
  * token again is reuse: the family is revoked, so both the attacker's and the victim's tokens
  * stop working (RFC 9700 §4.14.2). A `scope` parameter may narrow the new access token, never
- * widen it (RFC 6749 §6); the refresh token keeps the family's scope.
+ * widen it (RFC 6749 §6); the refresh token keeps the family's scope. When the policy in force has
+ * narrowed the allowed scopes since the approval, a `scope` parameter naming a scope it no longer
+ * allows is `invalid_scope` (the safer reading: never less than asked for without saying so);
+ * without `scope`, the narrowed scope is issued and the response's `scope` states it.
  *
  * DPoP (RFC 9449 §5): a public client's refresh token is bound to its key and needs a proof by
  * it; a confidential client's is not bound, so it may rotate its key. The new access token is
  * bound to the key of this request's proof (Bearer without one).
  *
  * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
- *   `invalid_scope`, `invalid_target` (RFC 8707 §2), `invalid_request`.
+ *   `invalid_scope` (beyond the original grant, or beyond what the policy now allows), `invalid_target` (RFC 8707 §2), `invalid_request`.
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14.2
  */
 export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
@@ -88,7 +91,17 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   }
   // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
   const resources = resolveResources(client, readResources(input.params), family?.resources)
-  if (shaped?.decision) scope = narrowScope(scope, shaped.decision.constraints)
+  if (shaped?.decision) {
+    // A policy narrowed since the approval. Never silently (README "Scopes"): a scope this request
+    // names that the policy no longer allows is `invalid_scope`, and nothing is rotated; without a
+    // `scope` parameter the narrowed scope is issued and stated in the response (RFC 6749 §5.1).
+    const allowed = narrowScope(scope, shaped.decision.constraints)
+    if (input.params.scope !== undefined) {
+      const refused = parseScope(scope).find((s) => !parseScope(allowed).includes(s))
+      if (refused !== undefined) throw new OAuthError('invalid_scope', `scope "${refused.slice(0, 64)}" is no longer allowed by policy`)
+    }
+    scope = allowed
+  }
   const claims = {
     client,
     subject: current.subject,
