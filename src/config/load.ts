@@ -161,6 +161,7 @@ export async function resolveConfig(
         accessTokenTtlSeconds: c.access_token_ttl_seconds,
         refreshTokenTtlSeconds: c.refresh_token_ttl_seconds,
         refreshTokenIssuance: c.refresh_token_issuance,
+        refreshRetryGraceSeconds: c.refresh_token_retry_grace_seconds,
         deviceCodeTtlSeconds: c.device_code_ttl_seconds,
         pollIntervalSeconds: c.poll_interval_seconds,
         canIntrospect: c.introspection,

@@ -64,6 +64,15 @@ export const clientSchema = z
      * every redemption. Default: offline_access.
      */
     refresh_token_issuance: z.enum(['offline_access', 'always']).default('offline_access'),
+    /**
+     * Rotation leeway (cf. Okta's grace period, Auth0's reuse interval) in seconds, 0–60: a refresh
+     * token presented again within this time of its rotation, by the same client with the same
+     * DPoP key — sender-constrained: a DPoP-bound request or a confidential client — is a retry of
+     * a lost response and gets fresh tokens (the unused first answer is revoked) instead of tripping
+     * reuse detection. Outside it, and always for unbound public clients, reuse revokes the family
+     * (RFC 9700 §4.14.2). 0 turns it off. Default: 10.
+     */
+    refresh_token_retry_grace_seconds: z.number().int().min(0).max(60).default(10),
     /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds, 10–1800. Default: 600. */
     device_code_ttl_seconds: seconds(10, 1800).default(600),
     /** Polling interval (RFC 8628 §3.2) in seconds, 1–60. Default: 5. */

@@ -41,6 +41,11 @@ export interface Client {
    * includes offline_access; `always` on every redemption. Absent: offline_access.
    */
   readonly refreshTokenIssuance?: 'offline_access' | 'always'
+  /**
+   * Seconds after a refresh token's rotation during which a sender-constrained retry (same client,
+   * same DPoP key) gets fresh tokens instead of tripping reuse detection. Absent: 0 (off).
+   */
+  readonly refreshRetryGraceSeconds?: number
   /** Device-code lifetime (`expires_in`, RFC 8628 §3.2) in seconds. */
   readonly deviceCodeTtlSeconds: number
   /** Minimum polling interval (`interval`, RFC 8628 §3.2) in seconds. */

@@ -12,7 +12,8 @@
  *
  * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002
  * - token families (`token-families.ts`): `grants`, `access_tokens`, `refresh_tokens` — 0001;
- *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004
+ *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004;
+ *   `refresh_tokens.rotated_jkt` / `replaced_by` 006
  * - web sessions (`web-sessions.ts`): `web_sessions` — 0001; `mfa_at` 004
  * - rate counters (`rate-counters.ts`): `rate_counters` — 0001
  * - keys and secrets (`keys-and-secrets.ts`): `signing_keys` — 0001; `server_secrets` — 002
@@ -314,6 +315,23 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('totp_secrets').ifExists().execute()
       await db.schema.dropTable('device_grant_policy').ifExists().execute()
       await db.schema.alterTable('web_sessions').dropColumn('mfa_at').execute()
+    },
+  },
+  /**
+   * Refresh retries (RFC 9700 §4.14.2 with a rotation leeway): who rotated a refresh token
+   * (`rotated_jkt`, the DPoP key of that request) and the token that replaced it (`replaced_by`),
+   * so a sender-constrained retry within the grace period is recognised and answered instead of
+   * being taken for reuse.
+   */
+  '006_refresh_rotation_grace': {
+    async up(db: Kysely<any>): Promise<void> {
+      // One column per statement: SQLite's ALTER TABLE adds one at a time.
+      await db.schema.alterTable('refresh_tokens').addColumn('rotated_jkt', 'text').execute()
+      await db.schema.alterTable('refresh_tokens').addColumn('replaced_by', 'text').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('refresh_tokens').dropColumn('replaced_by').execute()
+      await db.schema.alterTable('refresh_tokens').dropColumn('rotated_jkt').execute()
     },
   },
 }

@@ -51,10 +51,14 @@ export interface RefreshTokenRecord {
   scope: string
   issuedAt: number
   expiresAt: number | null
-  /** Set when the token was exchanged; a second use is reuse. */
+  /** Set when the token was exchanged; a second use is reuse (outside the retry grace). */
   rotatedAt: number | null
   revokedAt: number | null
   dpopJkt: string | null
+  /** Thumbprint of the DPoP key of the request that rotated this token; null without one. Absent: not rotated. */
+  rotatedJkt?: string | null
+  /** Id of the refresh token that replaced this one at its rotation (or its retry). */
+  replacedBy?: string | null
 }
 
 /** A token with the revocation time of its family, read in one query. */
@@ -69,8 +73,21 @@ export interface TokenBundle {
 
 /** Outcome of {@link TokenFamilyStore.rotateRefreshToken}. */
 export type RotationResult =
-  | { ok: true }
+  /** `retried`: the token had been rotated; this was a retry within the grace (see `RetryGrace`). */
+  | { ok: true; retried: boolean }
   | { ok: false; reason: 'reused' | 'revoked' | 'expired' | 'unknown' }
+
+/**
+ * When a presentation of an already rotated refresh token is a retry rather than reuse: the same
+ * DPoP key as the rotating request (`dpopJkt`, null = none; callers allow null only for
+ * confidential clients, whose authentication constrains the sender), within `graceSeconds` of the
+ * rotation, while the token that replaced it is still unused.
+ */
+export interface RetryGrace {
+  dpopJkt: string | null
+  /** Seconds after the rotation during which a retry is answered; 0 = never. */
+  graceSeconds: number
+}
 
 /**
  * What the revocation feed reports since a given time: access tokens revoked one by one or with
@@ -89,14 +106,20 @@ export interface TokenFamilyStore {
   findAccessTokenByHash(tokenHash: string): Promise<WithGrantState<AccessTokenRecord> | undefined>
   findRefreshTokenByHash(tokenHash: string): Promise<WithGrantState<RefreshTokenRecord> | undefined>
   /**
-   * Exchanges a refresh token atomically: marks it rotated only when it is live (not rotated,
-   * not revoked, not expired, family not revoked), then writes the new access and refresh token.
-   * A token already rotated yields `reused` and writes nothing (the caller revokes the family).
+   * Exchanges a refresh token atomically: marks it rotated (with the request's DPoP key and its
+   * successor's id) only when it is live (not rotated, not revoked, not expired, family not
+   * revoked), then writes the new access and refresh token.
+   *
+   * A token already rotated is a retry when `grace` allows it ({@link RetryGrace}): in the same
+   * transaction its unused successor is revoked, the new tokens replace it, and the result is
+   * `{ ok: true, retried: true }` — concurrent retries race on one conditional update, so one wins.
+   * Otherwise it yields `reused` and writes nothing (the caller revokes the family).
    */
   rotateRefreshToken(
     oldTokenHash: string,
     now: number,
     next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    grace?: RetryGrace,
   ): Promise<RotationResult>
   /** Revokes a whole token family: every access and refresh token in it becomes inactive. */
   revokeGrant(grantId: string, now: number): Promise<void>

@@ -103,6 +103,8 @@ describeStoreContract('device grants', (contract) => {
       })
       expect(await store.findRefreshTokenByHash(tokens.refreshToken!.tokenHash)).toEqual({
         ...tokens.refreshToken,
+        rotatedJkt: null,
+        replacedBy: null,
         grantRevokedAt: null,
       })
     })

@@ -19,9 +19,12 @@ describeStoreContract('token families', (contract) => {
       const next = nextTokens(b.grant.id)
       expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, next)).toEqual({
         ok: true,
+        retried: false,
       })
       expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({
         rotatedAt: NOW + 10,
+        rotatedJkt: null,
+        replacedBy: next.refreshToken.id,
       })
       expect(await store.findRefreshTokenByHash(next.refreshToken.tokenHash)).toMatchObject({
         rotatedAt: null,
@@ -88,6 +91,51 @@ describeStoreContract('token families', (contract) => {
       )
       expect(results.filter((r) => r.ok)).toHaveLength(1)
       expect(results.filter((r) => !r.ok && r.reason === 'reused')).toHaveLength(19)
+    })
+  })
+
+  describe('refresh retries within the rotation grace (RFC 9700 §4.14.2 leeway)', () => {
+    const grace = (dpopJkt: string | null, graceSeconds = 10) => ({ dpopJkt, graceSeconds })
+
+    it('answers a retry with the rotating key within the grace: the unused first answer is revoked, the new tokens written', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      const first = nextTokens(b.grant.id)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, first, grace('jkt-1'))).toEqual({ ok: true, retried: false })
+      expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({ rotatedJkt: 'jkt-1', replacedBy: first.refreshToken.id })
+      const retry = nextTokens(b.grant.id)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 15, retry, grace('jkt-1'))).toEqual({ ok: true, retried: true })
+      expect(await store.findRefreshTokenByHash(first.refreshToken.tokenHash)).toMatchObject({ revokedAt: NOW + 15, grantRevokedAt: null })
+      expect(await store.findRefreshTokenByHash(retry.refreshToken.tokenHash)).toMatchObject({ revokedAt: null, rotatedAt: null })
+      expect(await store.findAccessTokenByHash(retry.accessToken.tokenHash)).toBeDefined()
+      expect(await store.findRefreshTokenByHash(b.refreshToken!.tokenHash)).toMatchObject({ replacedBy: retry.refreshToken.id })
+    })
+
+    it('reports reuse for another key, after the grace, or once the first answer was used', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      const first = nextTokens(b.grant.id)
+      await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, first, grace('jkt-1'))
+      const reused = { ok: false, reason: 'reused' }
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 12, nextTokens(b.grant.id), grace('jkt-2'))).toEqual(reused)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 12, nextTokens(b.grant.id), grace(null))).toEqual(reused)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 21, nextTokens(b.grant.id), grace('jkt-1'))).toEqual(reused)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 12, nextTokens(b.grant.id), grace('jkt-1', 0))).toEqual(reused)
+      // The client got its answer and used it: presenting the old token again is reuse.
+      await store.rotateRefreshToken(first.refreshToken.tokenHash, NOW + 13, nextTokens(b.grant.id), grace('jkt-1'))
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 14, nextTokens(b.grant.id), grace('jkt-1'))).toEqual(reused)
+      expect(await store.findRefreshTokenByHash(first.refreshToken.tokenHash)).toMatchObject({ revokedAt: null })
+    })
+
+    it('lets exactly one of 10 concurrent retries win', async () => {
+      const b = bundle()
+      await store.issueTokens(b)
+      await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, nextTokens(b.grant.id), grace(null))
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 11, nextTokens(b.grant.id), grace(null))),
+      )
+      expect(results.filter((r) => r.ok)).toHaveLength(1)
+      expect(results.filter((r) => !r.ok && r.reason === 'reused')).toHaveLength(9)
     })
   })
 

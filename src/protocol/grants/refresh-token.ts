@@ -16,11 +16,25 @@ export const grantType = GRANT_TYPES.refreshToken
 export const parameters = ['refresh_token', 'scope'] as const
 
 /**
+ * Whether a presentation of an already rotated refresh token may be a retry of a lost response
+ * (the store decides atomically): within the grace of its rotation, with the key that rotated it.
+ */
+export function isRetryCandidate(
+  token: { rotatedAt: number | null; rotatedJkt?: string | null | undefined },
+  grace: { dpopJkt: string | null; graceSeconds: number },
+  now: number,
+): boolean {
+  return token.rotatedAt !== null && grace.graceSeconds > 0 && now - token.rotatedAt <= grace.graceSeconds && (token.rotatedJkt ?? null) === grace.dpopJkt
+}
+
+/**
  * Exchanges a refresh token for a new access token and a new refresh token.
  *
  * The presented token is marked used atomically before the new ones exist; presenting a used
  * token again is reuse: the family is revoked, so both the attacker's and the victim's tokens
- * stop working (RFC 9700 §4.14.2). A `scope` parameter may narrow the new access token, never
+ * stop working (RFC 9700 §4.14.2). Except a retry: the same client with the same DPoP key (a
+ * sender-constrained presentation) within `refreshRetryGraceSeconds` of the rotation, while the
+ * first answer's refresh token is unused, gets fresh tokens and the first answer is revoked. A `scope` parameter may narrow the new access token, never
  * widen it (RFC 6749 §6); the refresh token keeps the family's scope. When the policy in force has
  * narrowed the allowed scopes since the approval, a `scope` parameter naming a scope it no longer
  * allows is `invalid_scope` (the safer reading: never less than asked for without saying so);
@@ -52,7 +66,11 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       grantId: current.grantId,
       details: { refreshTokenId: current.id, familyRevoked: true },
     })
-  if (current.rotatedAt !== null) {
+  // Rotation leeway: only a sender-constrained presentation (a DPoP proof, or a confidential
+  // client's authentication) can be told apart from a thief's; an unbound public client's cannot.
+  const isSenderConstrained = client.isConfidential || input.dpopJkt !== null
+  const grace = { dpopJkt: input.dpopJkt, graceSeconds: isSenderConstrained ? (client.refreshRetryGraceSeconds ?? 0) : 0 }
+  if (current.rotatedAt !== null && !isRetryCandidate(current, grace, now)) {
     await deps.store.revokeGrant(current.grantId, now)
     await reuseDetected()
     throw invalid('refresh token reuse; token family revoked')
@@ -112,9 +130,13 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // A public client's refresh token stays bound to its key, or is bound by its first proof.
   const refreshJkt = client.isConfidential ? null : (current.dpopJkt ?? input.dpopJkt)
   const refresh = mintRefreshToken({ ...claims, dpopJkt: refreshJkt, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
-  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record })
+  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record }, grace)
   if (!rotated.ok) {
     if (rotated.reason === 'reused') {
+      // Lost a race with a concurrent rotation or retry by the same sender within the grace:
+      // refused, but it is no sign of theft. Anything else is reuse.
+      const latest = await deps.store.findRefreshTokenByHash(tokenHash)
+      if (latest && isRetryCandidate(latest, grace, now)) throw invalid('concurrent retry by the same sender; nothing revoked')
       await deps.store.revokeGrant(current.grantId, now)
       await reuseDetected()
     }
@@ -127,7 +149,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     subject: current.subject,
     ip: input.ctx.clientIp,
     grantId: current.grantId,
-    details: { scope, jti: access.record.jti, previousRefreshTokenId: current.id, refreshTokenId: refresh.record.id },
+    details: { scope, jti: access.record.jti, previousRefreshTokenId: current.id, refreshTokenId: refresh.record.id, retry: rotated.retried },
   })
   return tokenResponse(access, refresh)
 }

@@ -73,6 +73,10 @@ export interface RefreshTokensTable {
   rotated_at: number | null
   revoked_at: number | null
   dpop_jkt: string | null
+  /** DPoP key thumbprint of the request that rotated the token (null: none, or not rotated). */
+  rotated_jkt: string | null
+  /** Id of the refresh token that replaced this one. */
+  replaced_by: string | null
 }
 
 // --- web sessions (web-sessions.ts) ---

@@ -10,6 +10,7 @@ import type {
   AccessTokenRecord,
   GrantRecord,
   RefreshTokenRecord,
+  RetryGrace,
   RevocationsSince,
   RotationResult,
   TokenBundle,
@@ -92,10 +93,10 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
       ),
       grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
       // RFC 9700 §4.14.2: marks the token rotated only while it and its family are live.
-      rotateRefreshToken: new PreparedQuery(2, (now, tokenHash) =>
+      rotateRefreshToken: new PreparedQuery(4, (now, tokenHash, rotatedJkt, replacedBy) =>
         db
           .updateTable('refresh_tokens')
-          .set({ rotated_at: sql<number>`${now}` })
+          .set({ rotated_at: sql<number>`${now}`, rotated_jkt: sql<string | null>`${rotatedJkt}`, replaced_by: replacedBy })
           .where('token_hash', '=', tokenHash)
           .where('rotated_at', 'is', null)
           .where('revoked_at', 'is', null)
@@ -158,23 +159,91 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
     oldTokenHash: string,
     now: number,
     next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    grace?: RetryGrace,
   ): Promise<RotationResult> {
     return this.#ctx.guard(async () => {
       const rotated = await this.#db.transaction().execute(async (trx) => {
-        const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash)
+        const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash, grace?.dpopJkt ?? null, next.refreshToken.id)
         if (rotatedRows.length === 0) return false
         await this.#writer.insertRotated(trx, next)
         return true
       })
-      if (rotated) return { ok: true }
+      if (rotated) return { ok: true, retried: false }
       const old = await this.#findRefreshToken(this.#db, oldTokenHash)
       if (!old) return { ok: false, reason: 'unknown' }
-      if (old.rotatedAt !== null) return { ok: false, reason: 'reused' }
+      if (old.rotatedAt !== null) {
+        if (grace && (await this.#retryRotation(old, now, next, grace))) return { ok: true, retried: true }
+        return { ok: false, reason: 'reused' }
+      }
       if (old.revokedAt !== null || old.grantRevokedAt !== null) {
         return { ok: false, reason: 'revoked' }
       }
       return { ok: false, reason: 'expired' }
     })
+  }
+
+  /**
+   * A retry of a rotated refresh token within the grace (see {@link RetryGrace}), in one
+   * transaction: the successor is revoked only while unused (a used successor means the client got
+   * its answer: this is reuse), then the old token is pointed at the new successor with a
+   * compare-and-set on `replaced_by`, so of concurrent retries exactly one wins; then the new
+   * tokens are written. Any failed condition rolls everything back.
+   * @returns whether the retry was answered.
+   */
+  async #retryRotation(
+    old: WithGrantState<RefreshTokenRecord>,
+    now: number,
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    grace: RetryGrace,
+  ): Promise<boolean> {
+    const previous = old.replacedBy
+    if (
+      grace.graceSeconds <= 0 ||
+      previous === null ||
+      previous === undefined ||
+      old.rotatedAt === null ||
+      now - old.rotatedAt > grace.graceSeconds ||
+      (old.rotatedJkt ?? null) !== grace.dpopJkt ||
+      old.revokedAt !== null ||
+      old.grantRevokedAt !== null
+    )
+      return false
+    const notRetried = new Error('retry condition no longer holds')
+    try {
+      await this.#db.transaction().execute(async (trx) => {
+        const successor = await trx
+          .updateTable('refresh_tokens')
+          .set({ revoked_at: now })
+          .where('id', '=', previous)
+          .where('rotated_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst()
+        if (Number(successor.numUpdatedRows) !== 1) throw notRetried
+        const repointed = await trx
+          .updateTable('refresh_tokens')
+          .set({ replaced_by: next.refreshToken.id })
+          .where('token_hash', '=', old.tokenHash)
+          .where('replaced_by', '=', previous)
+          .where('revoked_at', 'is', null)
+          .where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('grants')
+                .select('grants.id')
+                .whereRef('grants.id', '=', 'refresh_tokens.grant_id')
+                .where('grants.revoked_at', 'is', null)
+                .where((g) => g.or([g('grants.expires_at', 'is', null), g('grants.expires_at', '>', now)])),
+            ),
+          )
+          .executeTakeFirst()
+        if (Number(repointed.numUpdatedRows) !== 1) throw notRetried
+        await this.#writer.insertRotated(trx, next)
+      })
+      return true
+    } catch (err) {
+      if (err === notRetried) return false
+      throw err
+    }
   }
 
   /** One UPDATE on the family; its tokens are judged through the join on `grants`. */
@@ -366,6 +435,8 @@ function refreshTokenRow(t: RefreshTokenRecord): RefreshTokensTable {
     rotated_at: t.rotatedAt,
     revoked_at: t.revokedAt,
     dpop_jkt: t.dpopJkt,
+    rotated_jkt: t.rotatedJkt ?? null,
+    replaced_by: t.replacedBy ?? null,
   }
 }
 
@@ -382,5 +453,7 @@ function toRefreshToken(row: Selectable<RefreshTokensTable>): RefreshTokenRecord
     rotatedAt: row.rotated_at,
     revokedAt: row.revoked_at,
     dpopJkt: row.dpop_jkt,
+    rotatedJkt: row.rotated_jkt,
+    replacedBy: row.replaced_by,
   }
 }
