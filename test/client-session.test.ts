@@ -7,6 +7,9 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createHash } from 'node:crypto'
 import { decodeJwt, EmbeddedJWK, calculateJwkThumbprint, jwtVerify, decodeProtectedHeader, type JWK } from 'jose'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   ClientError,
@@ -16,6 +19,7 @@ import {
   OAuthResponseError,
   readStoredGrant,
   type DeviceClientOptions,
+  type FetchLike,
   type FlowClock,
   type TokenStore,
 } from '../src/client/index.js'
@@ -256,6 +260,37 @@ describe('refresh with rotation', () => {
     expect(new Set(results.map((r) => r.accessToken)).size).toBe(1)
     expect(results[0]!.accessToken).not.toBe(grant.accessToken)
     expect(await introspect(results[0]!.accessToken)).toMatchObject({ active: true })
+  })
+
+  it('shares one refresh across processes through the lock file: one request, no reuse (issue 16 item 10)', async () => {
+    const lockDir = mkdtempSync(join(tmpdir(), 'devicegate-locks-'))
+    try {
+      // Bearer tokens, so a second refresh with the same token would be reuse and revoke the family.
+      const { client, store, clock } = await loggedIn({ dpop: 'off', lockDir })
+      let refreshRequests = 0
+      const counting: FetchLike = async (input, init) => {
+        if (String(input).endsWith('/token') && String(init?.body).includes('grant_type=refresh_token')) refreshRequests++
+        return globalThis.fetch(input, init)
+      }
+      clock.now += 590 // within the 60 s margin of the 600 s token
+      // Two "processes": separate clients (no shared in-memory state) on one store and lock directory.
+      const others = [0, 1, 2].map(() => new DeviceClient({ issuer: ts.url, clientId: 'cli', store, clock, dpop: 'off', lockDir, fetch: counting, account: client.account }))
+      const results = await Promise.all(others.map((c) => c.getAccessToken()))
+      expect(refreshRequests).toBe(1)
+      expect(new Set(results.map((r) => r.accessToken)).size).toBe(1)
+      expect(await introspect(results[0]!.accessToken)).toMatchObject({ active: true })
+    } finally {
+      rmSync(lockDir, { recursive: true, force: true })
+    }
+  })
+
+  it('never refreshes a token younger than half its lifetime, whatever the margin (issue 16 item 10)', async () => {
+    const { client, clock, grant } = await loggedIn({ refreshMarginSeconds: 3600 }) // margin > lifetime (600 s)
+    expect((await client.getAccessToken()).accessToken).toBe(grant.accessToken)
+    clock.now += 299
+    expect((await client.getAccessToken()).accessToken).toBe(grant.accessToken)
+    clock.now += 1
+    expect((await client.getAccessToken()).accessToken).not.toBe(grant.accessToken)
   })
 
   it('on invalid_grant (a reused refresh token) wipes the stored grant and asks for a new login', async () => {

@@ -33,7 +33,7 @@ const proof = async (key: DpopKey) => makeProof(key, { htu: `${t.url}/token`, no
 
 /** A device login of `clientId`, DPoP-bound to `key` when given; returns the token response. */
 async function login(clientId: string, key?: DpopKey, headers: Record<string, string> = {}) {
-  const form = clientId === 'conf' ? { scope: 'read' } : { client_id: clientId, scope: 'read' }
+  const form: Record<string, string> = clientId === 'conf' ? { scope: 'read' } : { client_id: clientId, scope: 'read' }
   const auth = await postForm(`${t.url}/device_authorization`, form, headers)
   expect(auth.status).toBe(200)
   await approveAs(t.url, auth.json.user_code)

@@ -6,12 +6,14 @@
  * script asked for (`whoami` facts, or the token from `devicegate token`). No token is printed
  * unless `token` is asked to, and no stack trace is shown (set DEVICEGATE_DEBUG=1 for one).
  */
+import { join } from 'node:path'
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import {
   ClientError,
   DeviceClient,
   OAuthResponseError,
   decodeClaimsUnverified,
+  defaultConfigDir,
   formatDuration,
   formatInstructions,
   openTokenStore,
@@ -99,6 +101,13 @@ function fail(err: unknown, ctx: { clientId?: string; issuer?: string } = {}): v
   if (process.env.DEVICEGATE_DEBUG && err instanceof Error && err.stack) say(err.stack)
   process.exitCode = (err as Error)?.name === 'AbortError' ? 130 : 1
 }
+
+/**
+ * Parallel commands (`devicegate token` in several scripts at once) share one refresh through a
+ * lock file in the config directory, whatever the store (RFC 9700 §4.14.2: racing with the same
+ * refresh token would look like reuse).
+ */
+const REFRESH_SHARING = { lockDir: join(defaultConfigDir(), 'locks') }
 
 async function openStore(opts: StoreOptions, announce: boolean): Promise<TokenStore> {
   const { store, fallbackReason } = await openTokenStore({ kind: opts.store })
@@ -196,7 +205,7 @@ async function whoami(opts: StoreOptions): Promise<void> {
   let info: SessionInfo | undefined
   try {
     const store = await openStore(opts, false)
-    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile))
+    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), REFRESH_SHARING)
     await client.getAccessToken() // refreshes when due, so what follows describes a live token
     const grant = (await client.storedGrant())!
     info = (await client.session())!
@@ -243,7 +252,7 @@ async function token(opts: StoreOptions & { print?: boolean }): Promise<void> {
       return
     }
     const store = await openStore(opts, false)
-    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile))
+    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), REFRESH_SHARING)
     const { accessToken, tokenType, expiresAt } = await client.getAccessToken()
     say('devicegate: warning: printing an access token. Keep it out of shell history, logs and CI output;')
     say(`  it is valid until ${expiryText(expiresAt)}.${tokenType.toLowerCase() === 'dpop' ? ' It is DPoP-bound: requests also need a proof from this installation\'s key.' : ''}`)

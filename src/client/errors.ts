@@ -65,6 +65,8 @@ export type ClientErrorCode =
   | 'ERR_KEYRING_UNAVAILABLE'
   /** A caller passed something unusable (bad issuer URL, unknown store kind). */
   | 'ERR_INVALID_ARGUMENT'
+  /** Another process held the refresh lock longer than the wait allows (it may be hung). */
+  | 'ERR_LOCKED'
 
 /** A failure that is not an OAuth error response. `message` is fit to show a person. */
 export class ClientError extends Error {

@@ -2,6 +2,7 @@
  * `DeviceClient`: device login, DPoP binding, stored grants, refresh with rotation, authorised
  * requests and logout with revocation — the whole client-side life of a device-flow token.
  */
+import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { decodeJwt, type JWTPayload } from 'jose'
 import { advertisesDpop, discover, supportsDpop, type AuthorizationServerMetadata } from './discovery.js'
@@ -10,12 +11,16 @@ import { DpopKey, isResourceNonceChallenge, type DpopPrivateJwk } from './dpop.j
 import { ClientError, OAuthResponseError } from './errors.js'
 import { errorFromResponse, postForm, type FetchLike } from './http.js'
 import type { TokenStore } from './token-store.js'
+import { withFileLock } from './refresh-lock.js'
 import { requestToken, type TokenSet } from './token-request.js'
 
 /** Name of the installation's DPoP key record in the store. */
 export const DPOP_KEY_RECORD = 'dpop-key'
 /** Refresh this many seconds before the access token expires, by default. */
 export const DEFAULT_REFRESH_MARGIN_SECONDS = 60
+
+/** Default of {@link DeviceClientOptions.minRefreshFraction}: not before half the token's lifetime. */
+export const DEFAULT_MIN_REFRESH_FRACTION = 0.5
 
 /** What the store keeps for one login (record `grant-<account>`, JSON). Holds secrets. */
 export interface StoredGrant extends TokenSet {
@@ -63,6 +68,18 @@ export interface DeviceClientOptions {
   dpop?: DpopMode
   /** Seconds before expiry at which {@link DeviceClient.getAccessToken} refreshes. Default: 60. */
   refreshMarginSeconds?: number
+  /**
+   * {@link DeviceClient.getAccessToken} never refreshes a token younger than this fraction of its
+   * lifetime (`expires_in`), whatever the margin — a 60 s token with the 60 s margin would otherwise
+   * be refreshed on every call. An expired token is always refreshed. 0–1. Default: 0.5.
+   */
+  minRefreshFraction?: number
+  /**
+   * Directory of the cross-process refresh lock (`<account>.refresh.lock`): processes sharing a
+   * store then share one refresh instead of racing with the same refresh token. Default: none
+   * (refreshes are shared within this process only). The CLI uses its config directory.
+   */
+  lockDir?: string
   fetch?: FetchLike
   clock?: FlowClock
 }
@@ -312,9 +329,7 @@ export class DeviceClient {
   async getAccessToken(opts: { signal?: AbortSignal; forceRefresh?: boolean } = {}): Promise<{ accessToken: string; tokenType: string; expiresAt?: number }> {
     let grant = await readStoredGrant(this.store, this.account)
     if (!grant) throw new ClientError('ERR_LOGIN_REQUIRED', 'not logged in; run the device login first')
-    const margin = this.#opts.refreshMarginSeconds ?? DEFAULT_REFRESH_MARGIN_SECONDS
-    const due = grant.expiresAt !== undefined && this.#clock.nowSeconds() >= grant.expiresAt - margin
-    if (opts.forceRefresh || due) grant = await this.refresh(opts.signal)
+    if (opts.forceRefresh || this.#isDue(grant)) grant = await this.refresh(opts.signal)
     return { accessToken: grant.accessToken, tokenType: grant.tokenType, ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}) }
   }
 
@@ -331,10 +346,41 @@ export class DeviceClient {
    * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
    */
   refresh(signal?: AbortSignal): Promise<StoredGrant> {
-    this.#refreshing ??= this.#refresh(signal).finally(() => {
+    this.#refreshing ??= this.#refreshShared(signal).finally(() => {
       this.#refreshing = undefined
     })
     return this.#refreshing
+  }
+
+  /**
+   * Whether {@link getAccessToken} refreshes `grant` now: within the refresh margin of its expiry,
+   * but never before `minRefreshFraction` of its lifetime has passed (unless it has expired).
+   */
+  #isDue(grant: StoredGrant): boolean {
+    if (grant.expiresAt === undefined) return false
+    const now = this.#clock.nowSeconds()
+    if (now >= grant.expiresAt) return true
+    const margin = this.#opts.refreshMarginSeconds ?? DEFAULT_REFRESH_MARGIN_SECONDS
+    const fraction = this.#opts.minRefreshFraction ?? DEFAULT_MIN_REFRESH_FRACTION
+    const lifetime = grant.expiresAt - grant.obtainedAt
+    const earliest = grant.obtainedAt + lifetime * fraction
+    return now >= grant.expiresAt - margin && now >= earliest
+  }
+
+  /**
+   * One refresh shared across processes: under the lock file (when `lockDir` is set), the stored
+   * grant is read again; when another process has rotated it since this one looked and it is not
+   * due, that result is used instead of a second refresh.
+   */
+  async #refreshShared(signal: AbortSignal | undefined): Promise<StoredGrant> {
+    const seen = (await readStoredGrant(this.store, this.account))?.refreshToken
+    const lockDir = this.#opts.lockDir
+    const run = async () => {
+      const current = await readStoredGrant(this.store, this.account)
+      if (current && seen !== undefined && current.refreshToken !== seen && !this.#isDue(current)) return current
+      return this.#refresh(signal)
+    }
+    return lockDir === undefined ? run() : withFileLock(join(lockDir, `${this.account}.refresh.lock`), run)
   }
 
   async #refresh(signal: AbortSignal | undefined): Promise<StoredGrant> {
