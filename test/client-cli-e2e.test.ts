@@ -174,6 +174,22 @@ describe.runIf(HAVE_CHROMIUM)('CLI login against devicegate, approved in Chromiu
     expect(r.stderr).toMatch(/warning: printing an access token\. Keep it out of shell history, logs and CI output/)
   })
 
+  it('parallel token calls share one refresh through the lock file: one new token for all (issue 16 item 10)', async () => {
+    const store = new FileTokenStore({ dir: join(home, 'devicegate') })
+    const grant = (await readStoredGrant(store, ACCOUNT))!
+    // Make the stored token due: 30 s left of a 600 s lifetime.
+    const now = Math.floor(Date.now() / 1000)
+    await store.set(`grant-${ACCOUNT}`, JSON.stringify({ ...grant, obtainedAt: now - 570, expiresAt: now + 30 }))
+    const runs = await Promise.all(Array.from({ length: 4 }, () => cliDone(['token', '--store', 'file'], home)))
+    for (const r of runs) expect(r.code).toBe(0)
+    const printed = new Set(runs.map((r) => r.stdout))
+    expect(printed.size).toBe(1)
+    const [token] = [...printed]
+    expect(token).not.toBe(`${grant.accessToken}\n`)
+    expect(await introspect(token!.trim())).toMatchObject({ active: true })
+    expect(((await readStoredGrant(store, ACCOUNT))!).accessToken).toBe(token!.trim())
+  })
+
   it('logout revokes at the server (introspection says inactive), then deletes locally', async () => {
     const dir = join(home, 'devicegate')
     const grant = (await readStoredGrant(new FileTokenStore({ dir }), ACCOUNT))!
