@@ -34,8 +34,10 @@ export function isRetryCandidate(
  * token again is reuse: the family is revoked, so both the attacker's and the victim's tokens
  * stop working (RFC 9700 §4.14.2). Except a retry: the same client with the same DPoP key (a
  * sender-constrained presentation) within `refreshRetryGraceSeconds` of the rotation, while the
- * first answer's refresh token is unused, gets fresh tokens and the first answer is revoked. A `scope` parameter may narrow the new access token, never
- * widen it (RFC 6749 §6); the refresh token keeps the family's scope. When the policy in force has
+ * first answer's refresh token is unused, gets fresh tokens and the first answer is revoked.
+ *
+ * A `scope` parameter may narrow the new access token, never widen it (RFC 6749 §6); the refresh
+ * token keeps the family's scope. When the policy in force has
  * narrowed the allowed scopes since the approval, a `scope` parameter naming a scope it no longer
  * allows is `invalid_scope` (the safer reading: never less than asked for without saying so);
  * without `scope`, the narrowed scope is issued and the response's `scope` states it.
@@ -45,7 +47,8 @@ export function isRetryCandidate(
  * bound to the key of this request's proof (Bearer without one).
  *
  * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
- *   `invalid_scope` (beyond the original grant, or beyond what the policy now allows), `invalid_target` (RFC 8707 §2), `invalid_request`.
+ *   `invalid_scope` (beyond the original grant, or beyond what the policy now allows),
+ *   `invalid_target` (RFC 8707 §2), `invalid_request`.
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14.2
  */
 export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
