@@ -127,7 +127,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     random: systemRandom,
     clients,
     users: governance.users,
-    // The dummy hash for unknown clients costs what the configured secrets cost (issue 16 item 3).
+    // The dummy hash for unknown clients costs what the configured secrets cost (no timing oracle).
     secrets: new SecretVerifier(config.clients.find((c) => c.secretHash !== undefined)?.secretHash),
     keys,
     policy,

@@ -46,7 +46,7 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
  * A presented secret always costs one argon2 verification when it fails: for an unknown or
  * disabled client, or one not allowed the method, it is checked against a dummy hash made with the
  * cost parameters of the configured clients' hashes, so an unknown `client_id` answers as slowly
- * as a wrong secret and the response time does not reveal which clients exist (issue 16 item 3).
+ * as a wrong secret and the response time does not reveal which clients exist.
  */
 export class SecretVerifier {
   readonly #key = randomBytes(32)
