@@ -4,6 +4,8 @@
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { Config } from './config/load.js'
+import { reviewsAdminRoutes } from './reviews/admin-routes.js'
+import { startReviews, type ReviewService } from './reviews/index.js'
 import { startGovernance, type Governance } from './governance/index.js'
 import { buildApp } from './http/app.js'
 import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
@@ -69,6 +71,8 @@ export interface DevicegateServer {
   policyHolder: PolicyHolder
   /** Audit log, detectors, revocation, admin API (governance). */
   governance: Governance
+  /** Access-review campaigns (service for the console's reviewer inbox) and the compliance report. */
+  reviews: ReviewService
   /**
    * Stops background work, closes the HTTP server (new requests get 503; requests in flight get
    * until `listen.shutdown_deadline_seconds`, then their connections are closed) and the store.
@@ -134,6 +138,26 @@ export async function createServer(config: Config, options: CreateServerOptions 
     events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
+  // Access reviews and the compliance report: admin API routes and the review scheduler.
+  const reviews = startReviews({
+    config,
+    store,
+    clock,
+    random: systemRandom,
+    clients,
+    users: governance.users,
+    revocation: governance.revocation,
+    events: governance.events,
+    onError: (err) => logger.warn({ err }, 'access review scheduler failed'),
+  })
+  governance.adminExtensions.push(
+    reviewsAdminRoutes({
+      reviews: reviews.service,
+      store,
+      clock,
+      evidence: () => ({ config, policy: policyHolder.current(), store, clock, reviews: reviews.service }),
+    }),
+  )
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
   const app = await buildApp({
     protocol,
@@ -173,8 +197,10 @@ export async function createServer(config: Config, options: CreateServerOptions 
     policy,
     policyHolder,
     governance,
+    reviews: reviews.service,
     async close() {
       clearInterval(purge)
+      reviews.close()
       policyHolder.close()
       // Requests in flight (a slow upload) may finish until the shutdown deadline; then their
       // connections are closed, so closing never waits on a client (`listen.shutdown_deadline_seconds`).

@@ -89,6 +89,7 @@ export function describeFailure(err: unknown, ctx: { clientId?: string; issuer?:
   }
   if (err instanceof ClientError) {
     if (err.code === 'ERR_NETWORK') return `${err.message}; is the issuer URL right and the server running?`
+    if (err.code === 'ERR_STORAGE_NOT_ACCEPTED') return `${err.message} Here: \`--store keyring\` on a machine with an OS keyring.`
     if (err.code === 'ERR_LOGIN_REQUIRED') return `${err.message.replace(/; run the device login first$/, '')}; run \`devicegate login --issuer URL --client-id ID\``
     return err.message
   }

@@ -7,6 +7,7 @@ import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
 import { registerPolicyCommands } from './policy.js'
+import { registerReviewsCommands } from './reviews.js'
 import { registerServeCommand } from './serve.js'
 import { registerUtilityCommands } from './utility.js'
 
@@ -21,5 +22,6 @@ registerUtilityCommands(program)
 registerGovernanceCommands(program)
 registerLoginCommands(program)
 registerPolicyCommands(program)
+registerReviewsCommands(program)
 
 await program.parseAsync(process.argv)

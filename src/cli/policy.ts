@@ -2,7 +2,8 @@
  * `devicegate policy check FILE`, `devicegate policy explain …` and `devicegate users enroll-totp USER`.
  */
 import { readFile } from 'node:fs/promises'
-import { InvalidArgumentError, type Command } from 'commander'
+import { InvalidArgumentError, Option, type Command } from 'commander'
+import { DECLARABLE_STORAGE_CLASSES, type StorageClass } from '../core/storage-class.js'
 import { ConfigError, type Config } from '../config/load.js'
 import { createClientDirectory } from '../protocol/clients.js'
 import { loadPolicyFile, PolicyHolder } from '../policy/holder.js'
@@ -38,6 +39,7 @@ interface ExplainOptions extends ConfigOptions {
   mfa?: boolean
   at?: number
   json?: boolean
+  storage?: StorageClass
 }
 
 /** Builds the policy service `explain` uses: the configured policy (or `--policy`), IP database and posture key. */
@@ -68,6 +70,7 @@ export function formatExplanation(d: PolicyDecision, source: string): string {
     `approver:    ${f.approver === null ? '-' : describeLocation(f.approver)}`,
     `proximity:   ${d.proximityMismatch.length === 0 ? 'same network' : `differs in ${d.proximityMismatch.join(', ')}`}${d.proximity.sameCountry === null || d.proximity.sameAsn === null ? ' (geo unknown for country or ASN)' : ''}`,
     `posture:     ${f.posture.status}${f.posture.error ? ` (${f.posture.error})` : ''}${f.posture.status === 'valid' ? ` managed=${f.posture.managed ?? '?'} disk_encrypted=${f.posture.diskEncrypted ?? '?'} os_patch_age_days=${f.posture.osPatchAgeDays ?? '?'}` : ''}`,
+    `storage:     ${f.storage ?? 'unknown'} (declared by the client)`,
     `time:        ${new Date(f.now * 1000).toISOString()}`,
     'reasons:',
     ...d.reasons.flatMap((r) => [`  ${r.effect.padEnd(8)} ${r.code.padEnd(34)} ${r.rule}`, ...(r.message ? [`           "${r.message}"`] : [])]),
@@ -112,6 +115,7 @@ export function registerPolicyCommands(program: Command): void {
       .option('--posture <file>', 'file holding a device posture assertion (JWT)')
       .option('--policy <file>', 'policy file to use instead of the configured one')
       .option('--mfa', 'assume the approver completed MFA in this sign-in')
+      .addOption(new Option('--storage <class>', 'token storage the client declares (storage_class)').choices([...DECLARABLE_STORAGE_CLASSES]))
       .option('--at <time>', 'evaluate at this ISO 8601 time (default: now)', parseTime)
       .option('--json', 'print the full decision as JSON'),
   ).action(async (opts: ExplainOptions) => {
@@ -133,6 +137,7 @@ export function registerPolicyCommands(program: Command): void {
         approverIp: opts.approveIp,
         posture,
         dpopJkt: null,
+        ...(opts.storage ? { storageClass: opts.storage } : {}),
       })
       const source = opts.policy ?? config.policy?.file ?? 'built-in'
       process.stdout.write(opts.json ? `${JSON.stringify(decision, null, 2)}\n` : formatExplanation(decision, source))

@@ -37,13 +37,25 @@ export class OAuthResponseError extends Error {
   readonly status: number
   /** Response headers, e.g. `DPoP-Nonce`, `WWW-Authenticate`. */
   readonly headers: Headers
+  /**
+   * Other members of the error body (extensions), e.g. devicegate's `devicegate_reason:
+   * "storage_not_accepted"`. Empty when there are none.
+   */
+  readonly members: Readonly<Record<string, unknown>>
 
-  constructor(body: OAuthErrorBody, status: number, headers: Headers = new Headers()) {
+  constructor(body: OAuthErrorBody, status: number, headers: Headers = new Headers(), members: Record<string, unknown> = {}) {
     super(body.error_description ? `${body.error}: ${body.error_description}` : body.error)
     this.error = body.error
     this.error_description = body.error_description
     this.status = status
     this.headers = headers
+    this.members = members
+  }
+
+  /** devicegate's stable refusal cause (`devicegate_reason`), when the server sent one. */
+  get devicegateReason(): string | undefined {
+    const r = this.members.devicegate_reason
+    return typeof r === 'string' ? r : undefined
   }
 }
 
@@ -67,6 +79,11 @@ export type ClientErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   /** Another process held the refresh lock longer than the wait allows (it may be hung). */
   | 'ERR_LOCKED'
+  /**
+   * The server does not accept where this tool keeps its tokens (devicegate `storage_class`
+   * policy). Nothing was stored elsewhere: use a store the app accepts and log in again.
+   */
+  | 'ERR_STORAGE_NOT_ACCEPTED'
 
 /** A failure that is not an OAuth error response. `message` is fit to show a person. */
 export class ClientError extends Error {

@@ -129,6 +129,7 @@ interface Envelope {
 /** Encrypted records in files; see the module comment for what the key file does and doesn't protect. */
 export class FileTokenStore implements TokenStore {
   readonly kind = 'file'
+  readonly storageClass = 'encrypted_file'
   readonly location: string
   readonly dir: string
   readonly #givenKey: Uint8Array | undefined

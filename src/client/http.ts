@@ -4,6 +4,13 @@
  */
 import { ClientError, OAuthResponseError } from './errors.js'
 
+/**
+ * The SDK's User-Agent: product, then the OS platform and CPU in a comment, as Node names them
+ * (`devicegate-client/0.1 (linux; x64) node/20.11.0`). A server can then tell the requesting
+ * machine's platform, e.g. to notice a device flow approved on the same machine (RFC 10027).
+ */
+export const SDK_USER_AGENT = `devicegate-client/0.1 (${process.platform}; ${process.arch}) node/${process.versions.node}`
+
 /** The subset of `fetch` the SDK uses, so callers can inject their own (proxies, tests). */
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>
 
@@ -62,7 +69,8 @@ function isErrorBody(body: unknown): body is { error: string; error_description?
 export function errorFromResponse(url: string, res: JsonResponse): Error {
   if (isErrorBody(res.body)) {
     const description = typeof res.body.error_description === 'string' ? res.body.error_description : undefined
-    return new OAuthResponseError({ error: res.body.error, ...(description !== undefined ? { error_description: description } : {}) }, res.status, res.headers)
+    const { error, error_description: _d, error_uri: _u, ...members } = res.body as Record<string, unknown> & { error: string }
+    return new OAuthResponseError({ error, ...(description !== undefined ? { error_description: description } : {}) }, res.status, res.headers, members)
   }
   return new ClientError('ERR_BAD_RESPONSE', `${url} answered HTTP ${res.status} without an OAuth error body`)
 }
@@ -79,7 +87,7 @@ export async function postForm(
 ): Promise<JsonResponse> {
   return requestJson(fetchImpl, url, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...opts.headers },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'user-agent': SDK_USER_AGENT, ...opts.headers },
     body: new URLSearchParams(form).toString(),
     ...(opts.signal ? { signal: opts.signal } : {}),
   })

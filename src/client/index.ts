@@ -55,6 +55,7 @@ export {
   type StoredGrant,
 } from './session.js'
 export {
+  type DeclaredStorageClass,
   MemoryTokenStore,
   RECORD_NAME,
   openTokenStore,

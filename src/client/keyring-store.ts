@@ -16,6 +16,7 @@ type EntryConstructor = new (service: string, account: string) => KeyringEntry
 /** Records in the OS keyring: one entry per record, service `devicegate`, account = record name. */
 export class KeyringTokenStore implements TokenStore {
   readonly kind = 'keyring'
+  readonly storageClass = 'keyring'
   readonly location: string
   readonly #Entry: EntryConstructor
   readonly #service: string

@@ -9,7 +9,7 @@
 import { ClientError } from './errors.js'
 import { MemoryTokenStore, type TokenStore } from './token-store.js'
 
-export { assertRecordName, MemoryTokenStore, RECORD_NAME, type TokenStore } from './token-store.js'
+export { assertRecordName, MemoryTokenStore, RECORD_NAME, type DeclaredStorageClass, type TokenStore } from './token-store.js'
 
 /** The store kinds {@link openTokenStore} knows; `auto` is keyring when usable, else file. */
 export type TokenStoreKind = 'auto' | 'keyring' | 'file' | 'memory'

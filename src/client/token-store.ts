@@ -16,6 +16,12 @@ export const RECORD_NAME = /^[A-Za-z0-9._-]{1,128}$/
 export interface TokenStore {
   /** Short name for messages, e.g. `keyring`, `file`, `memory`. */
   readonly kind: string
+  /**
+   * What the SDK declares to the server as `storage_class` (devicegate extension): `keyring`,
+   * `encrypted_file`, `memory` or `plaintext`. Absent: nothing is declared (the server records
+   * `unknown`). Declare what the store really does: a policy may refuse weak storage.
+   */
+  readonly storageClass?: DeclaredStorageClass
   /** Where records live, for messages (a path or keyring service); never a secret. */
   readonly location: string
   /** Reads a record; `undefined` when there is none. */
@@ -26,6 +32,9 @@ export interface TokenStore {
   delete(name: string): Promise<void>
 }
 
+/** Storage classes a {@link TokenStore} can declare (devicegate `storage_class`). */
+export type DeclaredStorageClass = 'keyring' | 'encrypted_file' | 'memory' | 'plaintext'
+
 /** Throws a TypeError for a record name outside {@link RECORD_NAME}. */
 export function assertRecordName(name: string): void {
   if (!RECORD_NAME.test(name)) throw new TypeError(`invalid record name ${JSON.stringify(name)}: expected ${RECORD_NAME}`)
@@ -34,6 +43,7 @@ export function assertRecordName(name: string): void {
 /** Keeps records in this process only: nothing survives exit. For CI and tests. */
 export class MemoryTokenStore implements TokenStore {
   readonly kind = 'memory'
+  readonly storageClass = 'memory'
   readonly location = 'process memory'
   readonly #records = new Map<string, string>()
 

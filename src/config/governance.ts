@@ -71,6 +71,17 @@ export const governanceSchema = z
         approval_network_mismatch: detector('alert', prefixes),
         /** Families of disabled or deleted users and clients: revoked when the change is made. */
         orphaned_token: detector('revoke_grant', {}),
+        /**
+         * Repeated same-device approvals for one client (same-device use, RFC 10027): the approving
+         * browser ran on the requesting machine (same IP and platform) `threshold` times within
+         * `window_seconds`, a sign the tool should use a browser-based flow instead.
+         */
+        device_flow_same_device: detector('alert', {
+          /** Same-device approvals per client and window that raise the anomaly, 2–1000. Default: 3. */
+          threshold: positive(2, 1000).default(3),
+          /** Window length in seconds, 3600–31536000. Default: 2592000 (30 days). */
+          window_seconds: positive(3600, 31_536_000).default(2_592_000),
+        }),
         /** Families unused for `after_seconds`, found by a periodic sweep. */
         dormant_grant: detector('revoke_grant', {
           /** Seconds without use, 3600–31536000. Default: 7776000 (90 days). */
@@ -128,6 +139,7 @@ export interface GovernanceConfig {
     readonly deviceAuthorizationBurst: Detector & { readonly perIp: number; readonly perClient: number; readonly windowSeconds: number }
     readonly approvalNetworkMismatch: Detector & { readonly ipv4Prefix: number; readonly ipv6Prefix: number }
     readonly orphanedToken: Detector
+    readonly deviceFlowSameDevice: Detector & { readonly threshold: number; readonly windowSeconds: number }
     readonly dormantGrant: Detector & { readonly afterSeconds: number; readonly sweepEverySeconds: number }
   }
   readonly admin: { readonly enabled: boolean; readonly scope: string }
@@ -178,6 +190,12 @@ export function resolveGovernanceConfig(file: GovernanceFile | undefined, dataDi
         ipv6Prefix: a.approval_network_mismatch.ipv6_prefix,
       },
       orphanedToken: { ...a.orphaned_token },
+      deviceFlowSameDevice: {
+        enabled: a.device_flow_same_device.enabled,
+        action: a.device_flow_same_device.action,
+        threshold: a.device_flow_same_device.threshold,
+        windowSeconds: a.device_flow_same_device.window_seconds,
+      },
       dormantGrant: {
         enabled: a.dormant_grant.enabled,
         action: a.dormant_grant.action,

@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { GRANT_TYPES, OFFLINE_ACCESS, type Client, type ClientAuthMethod, type User } from '../core/model.js'
 import { resolveGovernanceConfig, type GovernanceConfig } from './governance.js'
+import { resolveReviewsConfig, type ReviewsConfig } from './reviews.js'
 import { configSchema, type ConfigFile } from './schema.js'
 
 /** The resolved, frozen configuration every other module reads. */
@@ -43,6 +44,8 @@ export interface Config {
   readonly logLevel: ConfigFile['log_level']
   /** Audit log, anomaly detectors, admin API, metrics. */
   readonly governance: GovernanceConfig
+  /** Access-review campaigns and compliance-report limits. */
+  readonly reviews: ReviewsConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }
   /** IP database for country/ASN conditions. */
@@ -170,6 +173,7 @@ export async function resolveConfig(
         requiresDpop: c.dpop.required,
         requiresBoundDeviceCode: c.dpop.bind_device_code,
         resources: Object.freeze([...c.resources]),
+        owners: Object.freeze([...c.owners]),
       })
     }),
   )
@@ -182,6 +186,7 @@ export async function resolveConfig(
         disabled: u.disabled,
         groups: Object.freeze([...u.groups]),
         risk: u.risk,
+        ...(u.manager !== undefined ? { manager: u.manager } : {}),
         ...(u.mfa ? { totpSecret: secretFromEnv(env, u.mfa.totp_secret_env, `users[${i}].mfa.totp_secret_env`) } : {}),
       }),
     ),
@@ -211,6 +216,7 @@ export async function resolveConfig(
     users: Object.freeze(users),
     logLevel: file.log_level,
     governance: resolveGovernanceConfig(file.governance, dataDir),
+    reviews: resolveReviewsConfig(file.reviews),
     policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { governanceSchema } from './governance.js'
+import { reviewsSchema } from './reviews.js'
 import { GRANT_TYPES } from '../core/model.js'
 import { RISK_TIERS } from '../policy/schema.js'
 
@@ -103,6 +104,12 @@ export const clientSchema = z
      * Default: none (requests naming a resource are refused; `aud` is the issuer).
      */
     resources: z.array(resourceUri).default([]),
+    /**
+     * Usernames of the people who own this app: they review its grants in access-review
+     * campaigns (`reviews.campaigns[].reviewers: owners`) and answer for its offboarding (OWASP
+     * NHI1). Default: none (the compliance report flags it).
+     */
+    owners: z.array(z.string().min(1).max(100)).default([]),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -131,6 +138,8 @@ export const userSchema = z
     groups: z.array(z.string().min(1).max(100)).default([]),
     /** Risk attribute for policy conditions, 0 (none) to 100. Default: 0. */
     risk: z.number().int().min(0).max(100).default(0),
+    /** Username of this person's manager (as the identity provider or SCIM `manager` gives it): reviews their grants in `reviewers: manager` campaigns. */
+    manager: z.string().min(1).max(100).optional(),
     /** Second factor (RFC 6238 TOTP). Enrolments made with `devicegate users enroll-totp` are kept in the database and take precedence. */
     mfa: z
       .object({
@@ -275,6 +284,8 @@ export const configSchema = z
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Audit log, anomaly detectors, admin API and metrics (see `config/governance.ts`). */
     governance: governanceSchema,
+    /** Access-review campaigns and compliance-report limits (see `config/reviews.ts`). */
+    reviews: reviewsSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

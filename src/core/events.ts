@@ -25,6 +25,12 @@ export const EVENT_TYPES = [
   'dpop_proof.rejected',
   'anomaly.raised',
   'admin.action',
+  // access reviews; `review.reminder_due` is the hook for webhook reminders
+  'review.campaign_created',
+  'review.round_opened',
+  'review.item_decided',
+  'review.reminder_due',
+  'review.round_closed',
   // signals (not audited one by one)
   'device_code.polled_too_fast',
   'token.used',

@@ -65,6 +65,8 @@ export interface Client {
   readonly requiresBoundDeviceCode?: boolean
   /** RFC 8707 resources this client may request tokens for. Absent or empty: none. */
   readonly resources?: readonly string[]
+  /** Usernames of the app's owners (access reviews, offboarding). Absent or empty: none. */
+  readonly owners?: readonly string[]
 }
 
 /** A user of the built-in user store. */
@@ -81,6 +83,8 @@ export interface User {
   readonly risk?: number
   /** Base32 TOTP secret (RFC 6238) from configuration; database enrolments take precedence. */
   readonly totpSecret?: string
+  /** Username of the person's manager (identity provider or SCIM `manager`); access reviews. */
+  readonly manager?: string
 }
 
 /** Scope that asks for a refresh token (OpenID Connect Core §11, used the same way here). */

@@ -42,15 +42,33 @@ export interface AdminApiDeps {
   anomalies: AnomalyEngine
   /** Scope an access token needs. */
   scope: string
+  /**
+   * Routes other domains add under the prefix (access reviews, reports), registered after these
+   * with the same bearer check; read when the plugin registers, so the list may be filled later.
+   */
+  extensions?: readonly AdminApiExtension[]
+}
+
+/**
+ * Adds routes to the admin API. `authenticate` is the admin bearer check (RFC 6750); it resolves
+ * to the administrator, or throws the OAuth error to send.
+ */
+export type AdminApiExtension = ((api: FastifyInstance, authenticate: (request: FastifyRequest) => Promise<AdminIdentity>) => void) & {
+  /** OpenAPI 3.1 path items of the added routes (paths relative to the prefix), merged into `/openapi.json`. */
+  openApiPaths?: Record<string, unknown>
+}
+
+/** The administrator a request was authenticated as (see {@link AdminApiExtension}). */
+export interface AdminIdentity {
+  /** `admin:<client id>` (or `admin:<subject>` for a user-bound token). */
+  actor: string
+  /** The token's user, when it was issued to a person (device flow); null for client_credentials. */
+  subject: string | null
 }
 
 const REALM = 'Bearer realm="devicegate-admin"'
 
-/** The administrator a request was authenticated as. */
-interface Admin {
-  /** `admin:<client id>` (or `admin:<subject>` for a user-bound token). */
-  actor: string
-}
+type Admin = AdminIdentity
 
 type Query = Record<string, string | undefined>
 
@@ -168,10 +186,14 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
           throw new OAuthError('insufficient_scope', `the "${deps.scope}" scope is required`, {
             headers: { 'WWW-Authenticate': `${REALM}, error="insufficient_scope", scope="${deps.scope}"` },
           })
-        return { actor: `admin:${record.subject ?? record.clientId}` }
+        return { actor: `admin:${record.subject ?? record.clientId}`, subject: record.subject }
       }
 
-      api.get('/openapi.json', async () => openApiDocument(deps.scope))
+      api.get('/openapi.json', async () => {
+        const doc = openApiDocument(deps.scope)
+        const extra = Object.assign({}, ...(deps.extensions ?? []).map((e) => e.openApiPaths ?? {})) as Record<string, unknown>
+        return { ...doc, paths: { ...(doc.paths as Record<string, unknown>), ...extra } }
+      })
 
       api.get('/grants', async (request) => {
         await authenticate(request)
@@ -332,6 +354,7 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         const admin = await authenticate(request)
         return deviceCall(() => retireDevice(registry, (request.params as { jkt: string }).jkt, admin.actor))
       })
+      for (const extend of deps.extensions ?? []) extend(api, authenticate)
     },
     { prefix: ADMIN_API_PREFIX },
   )

@@ -24,12 +24,14 @@
  * | `approval_network_mismatch` | the approver's network differs from the device authorization request's (RFC 8628 §5.4 remote phishing) |
  * | `orphaned_token` | live families of a user disabled or deleted, or of a client disabled or removed — revoked when the change is made (admin API, CLI) and at start-up for configuration changes |
  * | `dormant_grant` | a live family unused for `after_seconds`, found by a periodic sweep |
+ * | `device_flow_same_device` | `threshold` approvals of one client within `window_seconds` where the approving browser ran on the requesting machine (same IP and platform; RFC 10027, BCP 247): the tool would fit a browser-based flow |
  */
 import type { AnomalyAction, GovernanceConfig } from '../config/governance.js'
 import type { DomainEvent, EventSink } from '../core/events.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { randomToken } from '../system.js'
+import { isSameDevice, SAME_DEVICE_ADVICE } from '../policy/same-device.js'
 import { networkOf } from './network.js'
 import type { RevocationService } from './revocation.js'
 
@@ -44,6 +46,7 @@ export const ANOMALY_KINDS = [
   'approval_network_mismatch',
   'orphaned_token',
   'dormant_grant',
+  'device_flow_same_device',
 ] as const
 export type AnomalyKind = (typeof ANOMALY_KINDS)[number]
 
@@ -125,6 +128,8 @@ export class AnomalyEngine {
         return c.orphanedToken
       case 'dormant_grant':
         return c.dormantGrant
+      case 'device_flow_same_device':
+        return c.deviceFlowSameDevice
     }
   }
 
@@ -212,6 +217,7 @@ export class AnomalyEngine {
         return
       case 'device_code.approved':
         await this.#approvalNetwork(event)
+        await this.#sameDevice(event)
         return
       case 'token.used':
       case 'token.refreshed':
@@ -287,6 +293,22 @@ export class AnomalyEngine {
       ...who(event),
       deviceGrantId,
       details: { approvedFrom, requestedFrom },
+    })
+  }
+
+  async #sameDevice(event: DomainEvent): Promise<void> {
+    const c = this.#o.config.deviceFlowSameDevice
+    if (!c.enabled || !event.clientId || approvalSameDevice(event) !== true) return
+    const now = this.#o.clock.nowSeconds()
+    const window = Math.floor(now / c.windowSeconds) * c.windowSeconds
+    const count = await this.#o.store.incrementCounter(`anomaly:device_flow_same_device:${event.clientId}`, c.windowSeconds, now)
+    if (count < c.threshold) return
+    await this.raise({
+      kind: 'device_flow_same_device',
+      dedupeKey: `${event.clientId}:${window}`,
+      ...who(event),
+      deviceGrantId: typeof event.details?.deviceGrantId === 'string' ? event.details.deviceGrantId : null,
+      details: { sameDeviceApprovals: count, windowSeconds: c.windowSeconds, advice: SAME_DEVICE_ADVICE },
     })
   }
 
@@ -372,6 +394,22 @@ export class AnomalyEngine {
     })
     return r.grants
   }
+}
+
+/**
+ * Whether a `device_code.approved` event was a same-device approval: its `sameDevice` detail
+ * when the approval recorded one, else judged from its addresses and User-Agents.
+ */
+export function approvalSameDevice(event: DomainEvent): boolean | null {
+  const d = event.details ?? {}
+  if (typeof d.sameDevice === 'boolean') return d.sameDevice
+  if (!event.ip || typeof d.requestIp !== 'string' || typeof d.approverUserAgent !== 'string') return null
+  return isSameDevice({
+    requestIp: d.requestIp,
+    requestUserAgent: typeof d.requestUserAgent === 'string' ? d.requestUserAgent : null,
+    approverIp: event.ip,
+    approverUserAgent: d.approverUserAgent,
+  })
 }
 
 function who(event: DomainEvent): Pick<Detection, 'clientId' | 'subject' | 'grantId' | 'ip'> {

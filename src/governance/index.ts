@@ -11,7 +11,7 @@ import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { systemRandom } from '../system.js'
-import { registerAdminApi } from './admin-api.js'
+import { registerAdminApi, type AdminApiExtension } from './admin-api.js'
 import { AnomalyEngine } from './anomalies.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
@@ -46,6 +46,8 @@ export interface Governance {
   users: UserDirectory
   /** Routes and hooks for the HTTP app (admin API, metrics); called on the root instance. */
   httpPlugins: ((app: FastifyInstance) => Promise<void>)[]
+  /** Routes other domains add to the admin API; fill before the HTTP app is built. */
+  adminExtensions: AdminApiExtension[]
   /** Writes what is pending (audit batch, a last checkpoint) and stops timers. */
   close(): Promise<void>
 }
@@ -93,7 +95,9 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
   if (metrics) events.listen(metrics.listener)
   const httpPlugins: ((app: FastifyInstance) => Promise<void>)[] = []
   if (metrics) httpPlugins.push((app) => metrics.register(app))
-  if (g.admin.enabled) httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope }))
+  const adminExtensions: AdminApiExtension[] = []
+  if (g.admin.enabled)
+    httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope, extensions: adminExtensions }))
 
   return {
     events,
@@ -106,6 +110,7 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     users,
     metrics,
     httpPlugins,
+    adminExtensions,
     async close() {
       for (const t of timers) clearInterval(t)
       if (audit) {

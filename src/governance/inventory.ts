@@ -6,7 +6,8 @@
  */
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
-import type { GrantFilter, GrantLineage, GrantSummary, Store } from '../storage/store.js'
+import type { StorageClass } from '../core/storage-class.js'
+import type { GrantFilter, GrantLineage, GrantSummary, StorageClassRecord, Store } from '../storage/store.js'
 
 /** Inventory query (wire names in the admin API map onto these). */
 export interface InventoryQuery {
@@ -41,6 +42,11 @@ export interface InventoryItem {
   device_authorization: { id: string; request_ip: string | null; user_agent: string | null; requested_at: number | null; approved_at: number | null } | null
   last_used_at: number | null
   last_used_ip: string | null
+  /**
+   * Where the client declared it keeps this family's tokens (`storage_class`: keyring,
+   * encrypted_file, memory, plaintext, unknown); null for families not from the device flow.
+   */
+  storage_class: StorageClass | null
 }
 
 /** Thrown for a cursor that was not produced by this server. */
@@ -63,8 +69,11 @@ function decodeCursor(cursor: string): { createdAt: number; id: string } {
   throw new InvalidCursorError('invalid cursor')
 }
 
-/** Maps a family to its inventory row. */
-export function toInventoryItem(g: GrantSummary, now: number): InventoryItem {
+/**
+ * Maps a family to its inventory row.
+ * @param storage Declared storage by device grant id (see {@link storageClassesOf}); absent: unknown.
+ */
+export function toInventoryItem(g: GrantSummary, now: number, storage?: ReadonlyMap<string, StorageClassRecord>): InventoryItem {
   return {
     grant_id: g.id,
     status: g.revokedAt !== null ? 'revoked' : g.expiresAt !== null && g.expiresAt <= now ? 'expired' : 'active',
@@ -81,7 +90,13 @@ export function toInventoryItem(g: GrantSummary, now: number): InventoryItem {
         : { id: g.deviceGrantId, request_ip: g.requestIp, user_agent: g.requestUserAgent, requested_at: g.requestedAt, approved_at: g.approvedAt },
     last_used_at: g.lastUsedAt,
     last_used_ip: g.lastUsedIp,
+    storage_class: g.deviceGrantId === null ? null : (storage?.get(g.deviceGrantId)?.storageClass ?? 'unknown'),
   }
+}
+
+/** The storage declarations of these families' device authorizations, by device grant id. */
+export function storageClassesOf(store: Pick<Store, 'findStorageClasses'>, grants: readonly GrantSummary[]): Promise<Map<string, StorageClassRecord>> {
+  return store.findStorageClasses(grants.flatMap((g) => (g.deviceGrantId === null ? [] : [g.deviceGrantId])))
 }
 
 /**
@@ -102,7 +117,8 @@ export async function listInventory(store: Store, clock: Clock, q: InventoryQuer
   }
   const rows = await store.listGrantSummaries(filter, { limit: limit + 1, ...(q.cursor !== undefined ? { after: decodeCursor(q.cursor) } : {}) })
   const page = rows.slice(0, limit)
-  return { items: page.map((g) => toInventoryItem(g, now)), next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null }
+  const storage = await storageClassesOf(store, page)
+  return { items: page.map((g) => toInventoryItem(g, now, storage)), next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null }
 }
 
 /** A family's lineage in wire shape, or undefined when unknown. */
@@ -111,7 +127,7 @@ export async function describeLineage(store: Store, clock: Clock, grantId: strin
   if (lineage === undefined) return undefined
   const d = lineage.deviceGrant
   return {
-    ...toInventoryItem(lineage.grant, clock.nowSeconds()),
+    ...toInventoryItem(lineage.grant, clock.nowSeconds(), await storageClassesOf(store, [lineage.grant])),
     lineage: {
       device_authorization:
         d === undefined

@@ -12,6 +12,10 @@
  * - `devicegate_approvals_total`, `devicegate_denials_total`, `devicegate_tokens_issued_total{grant_type}`,
  *   `devicegate_tokens_refreshed_total`, `devicegate_revocations_total{via}`,
  *   `devicegate_refresh_token_reuse_total`, `devicegate_anomalies_total{kind}`: from domain events.
+ * - `devicegate_storage_class_declarations_total{storage_class}`: device authorizations by the
+ *   token storage the client declared (`unknown` when none).
+ * - `devicegate_same_device_approvals_total{client_id}`: approvals where the approving browser ran
+ *   on the requesting machine (client ids come from the configuration, so bounded).
  *
  * Per-request cost: two timestamps, one map lookup for the label children, one counter
  * increment and one histogram observation.
@@ -21,6 +25,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import { OAuthError } from '../protocol/errors.js'
+import { approvalSameDevice } from './anomalies.js'
 import type { Store } from '../storage/store.js'
 
 /** Path of the metrics endpoint. */
@@ -41,6 +46,8 @@ export class Metrics {
   readonly #revocations: Counter<'via'>
   readonly #reuse: Counter
   readonly #anomalies: Counter<'kind'>
+  readonly #storageClasses: Counter<'storage_class'>
+  readonly #sameDevice: Counter<'client_id'>
   /** label children cached by `endpoint\0outcome`, so a request costs no label hashing. */
   readonly #children = new Map<string, { inc(): void }>()
   readonly #timers = new Map<string, { observe(v: number): void }>()
@@ -70,6 +77,18 @@ export class Metrics {
     this.#revocations = new Counter({ name: 'devicegate_revocations_total', help: 'Revocations by path (rfc7009, central)', labelNames: ['via'], registers })
     this.#reuse = new Counter({ name: 'devicegate_refresh_token_reuse_total', help: 'Refresh token reuse detected (RFC 9700 §4.14.2)', registers })
     this.#anomalies = new Counter({ name: 'devicegate_anomalies_total', help: 'Anomalies raised, by detector', labelNames: ['kind'], registers })
+    this.#storageClasses = new Counter({
+      name: 'devicegate_storage_class_declarations_total',
+      help: 'Device authorizations by declared token storage (storage_class; unknown when none)',
+      labelNames: ['storage_class'],
+      registers,
+    })
+    this.#sameDevice = new Counter({
+      name: 'devicegate_same_device_approvals_total',
+      help: 'Approvals where the approving browser ran on the requesting machine (RFC 10027)',
+      labelNames: ['client_id'],
+      registers,
+    })
   }
 
   /** Event listener: counts approvals, denials, tokens, revocations, reuse and anomalies. */
@@ -77,6 +96,10 @@ export class Metrics {
     switch (event.type) {
       case 'device_code.approved':
         this.#approvals.inc()
+        if (approvalSameDevice(event) === true) this.#sameDevice.labels(String(event.clientId)).inc()
+        return
+      case 'device_authorization.requested':
+        this.#storageClasses.labels(String(event.details?.storageClass ?? 'unknown')).inc()
         return
       case 'device_code.denied':
         this.#denials.inc()

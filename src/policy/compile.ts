@@ -43,6 +43,8 @@ export interface CompiledRule {
   readonly message: string | undefined
   readonly constraints: ConstraintsFile | undefined
   readonly matches: (ctx: MatchContext) => boolean
+  /** The rule's `when` names a `storage` condition (anywhere, including under `not` and `any`). */
+  readonly usesStorage: boolean
 }
 
 /** Per-client settings that apply before any evaluation (device authorization, page rendering). */
@@ -174,6 +176,20 @@ function compileConditions(c: ConditionsFile, path: string): (ctx: MatchContext)
     // Unknown (no DPoP key, or no registry) counts as not registered.
     tests.push(({ facts }) => (facts.device.registered === true) === want)
   }
+  if (c.storage) {
+    const inList = c.storage.in !== undefined
+    const classes = new Set<string>(c.storage.in ?? c.storage.not_in)
+    const registeredSatisfies = c.storage.registered_device_satisfies ?? true
+    tests.push(({ facts }) => {
+      if (registeredSatisfies && facts.device.registered === true) return inList
+      const listed = classes.has(facts.storage ?? 'unknown')
+      return inList ? listed : !listed
+    })
+  }
+  if (c.same_device !== undefined) {
+    const want = c.same_device
+    tests.push(({ facts }) => facts.sameDevice === want) // unknown (null, or absent in older records) never matches
+  }
   if (c.time) {
     const fmt = new Intl.DateTimeFormat('en-US', {
       timeZone: c.time.timezone,
@@ -214,7 +230,12 @@ function compileRule(rule: RuleFile, path: string): CompiledRule {
     message: rule.message,
     constraints: rule.constraints === undefined ? undefined : Object.freeze({ ...rule.constraints }),
     matches: compileConditions(rule.when, `${path}.when`),
+    usesStorage: mentionsStorage(rule.when),
   })
+}
+
+function mentionsStorage(c: ConditionsFile): boolean {
+  return c.storage !== undefined || (c.not !== undefined && mentionsStorage(c.not)) || (c.any ?? []).some(mentionsStorage)
 }
 
 /**

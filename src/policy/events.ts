@@ -5,7 +5,7 @@ import type { DomainEvent } from '../core/events.js'
 import type { PolicyDecision } from './model.js'
 
 /** Where in a device grant's life the policy decided. */
-export type PolicyPhase = 'approval' | 'redemption' | 'refresh'
+export type PolicyPhase = 'authorization' | 'approval' | 'redemption' | 'refresh'
 
 /**
  * Builds the `policy.decided` event: the decision, every reason (effect, stable code, rule), the
@@ -32,6 +32,8 @@ export function policyDecidedEvent(
       proximityMismatch: decision.proximityMismatch,
       request: decision.facts.request,
       approver: decision.facts.approver,
+      storageClass: decision.facts.storage ?? 'unknown',
+      sameDevice: decision.facts.sameDevice ?? null,
     },
   }
 }

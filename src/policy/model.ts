@@ -2,6 +2,7 @@
  * Facts a policy decides on, and the decision it returns. Both are plain JSON-serialisable data:
  * the decision, with its facts, is stored with the device grant as the explanation.
  */
+import type { StorageClass } from '../core/storage-class.js'
 import type { Effect, ProfileName, ProximityAttribute, RiskTier } from './schema.js'
 
 /** Where one side of the flow is, as far as its address and the IP database tell. */
@@ -30,7 +31,7 @@ export interface PostureFacts {
 }
 
 /** Where in a grant's life the policy is evaluated. */
-export type PolicyPhase = 'approval' | 'redemption' | 'refresh' | 'explain'
+export type PolicyPhase = 'authorization' | 'approval' | 'redemption' | 'refresh' | 'explain'
 
 /** Everything the policy can look at. */
 export interface PolicyFacts {
@@ -49,6 +50,16 @@ export interface PolicyFacts {
   posture: PostureFacts
   /** The requesting device's DPoP key (RFC 7638 thumbprint) and whether it is registered; null = unknown. */
   device: { jkt: string | null; registered: boolean | null }
+  /**
+   * The client's declared token storage (`storage_class`). Absent in decisions stored
+   * before it existed: read as `unknown`.
+   */
+  storage?: StorageClass
+  /**
+   * Whether the approving browser runs on the requesting machine; null when it
+   * cannot be told or before approval. Absent in older stored decisions: null.
+   */
+  sameDevice?: boolean | null
 }
 
 /** Requester and approver compared. null = the IP database cannot tell. */

@@ -13,6 +13,7 @@
  * conditional approval".
  */
 import { z } from 'zod'
+import { STORAGE_CLASSES, type StorageClass } from '../core/storage-class.js'
 
 /** Per-app risk tiers, lowest to highest. */
 export const RISK_TIERS = ['low', 'standard', 'high', 'admin'] as const
@@ -66,6 +67,8 @@ export interface ConditionsFile {
       }
     | undefined
   device_registered?: boolean | undefined
+  storage?: { in?: StorageClass[] | undefined; not_in?: StorageClass[] | undefined; registered_device_satisfies?: boolean | undefined } | undefined
+  same_device?: boolean | undefined
   time?: { timezone: string; days?: (typeof WEEKDAYS)[number][] | undefined; from?: string | undefined; to?: string | undefined } | undefined
   not?: ConditionsFile | undefined
   any?: ConditionsFile[] | undefined
@@ -127,6 +130,26 @@ export const conditionsSchema: z.ZodType<ConditionsFile> = z.lazy(() =>
         .optional(),
       /** The requesting device's DPoP key is (or is not) in the trusted device registry. */
       device_registered: z.boolean().optional(),
+      /**
+       * The declared token storage (`storage_class`) is in `in` / is not in `not_in`.
+       * A declaration is a claim: with `registered_device_satisfies` (default: true) a DPoP key
+       * from the trusted-device registry counts as acceptable storage whatever was declared, so
+       * `in` matches and `not_in` does not.
+       */
+      storage: z
+        .object({
+          in: z.array(z.enum(STORAGE_CLASSES)).min(1).optional(),
+          not_in: z.array(z.enum(STORAGE_CLASSES)).min(1).optional(),
+          registered_device_satisfies: z.boolean().optional(),
+        })
+        .strict()
+        .refine((s) => (s.in === undefined) !== (s.not_in === undefined), 'give exactly one of in, not_in')
+        .optional(),
+      /**
+       * The approving browser runs on the requesting machine (same address and platform, see
+       * `policy/same-device.ts`; RFC 10027 cross-device guidance). Unknown never matches.
+       */
+      same_device: z.boolean().optional(),
       /** Local time in `timezone` is on one of `days` and within [from, to) (wraps past midnight when from > to). */
       time: z
         .object({

@@ -4,12 +4,14 @@
  * check; nothing runs per poll before approval (see `protocol/policy-enforcement.ts`).
  */
 import type { Client, ClientDirectory, User } from '../core/model.js'
+import type { StorageClass } from '../core/storage-class.js'
 import type { ClientPolicySettings, CompiledPolicy } from './compile.js'
 import { evaluate } from './evaluate.js'
 import type { GeoLookup } from './geo.js'
 import type { PolicySource } from './holder.js'
 import type { NetworkFacts, PolicyDecision, PolicyFacts, PolicyPhase, PostureFacts } from './model.js'
 import type { PostureVerifier } from './posture.js'
+import { isSameDevice } from './same-device.js'
 
 /** The trusted device registry (DPoP issue): is this key thumbprint a registered, live device? */
 export interface DeviceRegistry {
@@ -42,6 +44,24 @@ export interface DecideInput {
   posture: PostureFacts
   /** The requesting device's DPoP key thumbprint, if known. */
   dpopJkt: string | null
+  /** Declared token storage (`storage_class`). Default: unknown. */
+  storageClass?: StorageClass | undefined
+  /** User-Agent of the device authorization request, for same-device detection. */
+  requestUserAgent?: string | null | undefined
+  /** User-Agent of the approving browser; absent: same-device is unknown. */
+  approverUserAgent?: string | null | undefined
+}
+
+/**
+ * Why a decision refuses because of the declared storage: the names of the matched
+ * rules with a `storage` condition that deny, or that allow with `refresh: false`.
+ */
+export interface StorageRefusal {
+  /** `flow`: the request is denied; `refresh`: no refresh token may be issued. */
+  refuses: 'flow' | 'refresh'
+  rules: string[]
+  /** Reason codes of those rules. */
+  codes: string[]
 }
 
 /** Parses a stored explanation; undefined when it is missing or unreadable. */
@@ -114,16 +134,55 @@ export class PolicyService {
       approver: input.approverIp === null ? null : this.network(input.approverIp),
       posture: input.posture,
       device: await this.#deviceFacts(input.dpopJkt),
+      storage: input.storageClass ?? 'unknown',
+      sameDevice:
+        input.approverIp === null || input.approverUserAgent === undefined
+          ? null
+          : isSameDevice({ requestIp: input.requestIp, requestUserAgent: input.requestUserAgent, approverIp: input.approverIp, approverUserAgent: input.approverUserAgent }),
     }
     return evaluate(policy, facts)
   }
 
+  /** Whether any rule of the policy in force names a `storage` condition (skip storage work otherwise). */
+  hasStorageRules(): boolean {
+    return this.current().rules.some((r) => r.usesStorage)
+  }
+
+  /**
+   * Decides at the Device Authorization Request (RFC 8628 §3.1), before anyone approves: nobody
+   * is signed in and the approver is unknown, so only rules about the client, the request's
+   * network, posture, device key, time and declared storage can match. Used to refuse the flow
+   * at once for storage a rule does not accept; other denials wait for the approval.
+   */
+  decideAtAuthorization(input: Omit<DecideInput, 'phase' | 'username' | 'mfaDone' | 'approverIp' | 'approverUserAgent'>): Promise<PolicyDecision> {
+    return this.decide({ ...input, phase: 'authorization', username: null, mfaDone: false, approverIp: null })
+  }
+
+  /**
+   * Whether `decision` refuses the flow or refresh because of the declared storage: a matched
+   * deny rule, or a matched allow rule with `refresh: false`, whose conditions name `storage`.
+   * @returns undefined when storage played no part in a refusal.
+   */
+  storageRefusal(decision: PolicyDecision): StorageRefusal | undefined {
+    const rules = this.current().rules.filter((r) => r.usesStorage && decision.matchedRules.includes(r.name))
+    const deny = rules.filter((r) => r.effect === 'deny')
+    if (decision.decision === 'deny' && deny.length > 0) return { refuses: 'flow', rules: deny.map((r) => r.name), codes: deny.map((r) => r.reason) }
+    const noRefresh = rules.filter((r) => r.effect === 'allow' && r.constraints?.refresh === false)
+    if (!decision.constraints.refreshAllowed && noRefresh.length > 0)
+      return { refuses: 'refresh', rules: noRefresh.map((r) => r.name), codes: noRefresh.map((r) => r.reason) }
+    return undefined
+  }
+
   /**
    * Decides again for a stored approval (redemption, refresh): the approval-time facts about both
-   * networks, the posture and MFA are kept; the account (status, groups, risk), the client's tier,
+   * networks, the posture, MFA and same-device facts are kept; the declared storage is the
+   * latest one when given; the account (status, groups, risk), the client's tier,
    * the device registration, the time and the policy are current.
    */
-  async reevaluate(stored: PolicyDecision, input: { phase: PolicyPhase; now: number; client: Client; dpopJkt: string | null }): Promise<PolicyDecision> {
+  async reevaluate(
+    stored: PolicyDecision,
+    input: { phase: PolicyPhase; now: number; client: Client; dpopJkt: string | null; storageClass?: StorageClass | undefined },
+  ): Promise<PolicyDecision> {
     const f = stored.facts
     const facts: PolicyFacts = {
       ...f,
@@ -132,6 +191,9 @@ export class PolicyService {
       client: { id: input.client.id, tier: input.client.riskTier ?? 'standard' },
       user: this.userFacts(f.user?.username ?? null),
       device: await this.#deviceFacts(input.dpopJkt ?? f.device.jkt),
+      // The storage is the latest declaration (a refresh may declare it again).
+      storage: input.storageClass ?? f.storage ?? 'unknown',
+      sameDevice: f.sameDevice ?? null,
     }
     return evaluate(this.current(), facts)
   }

@@ -2,6 +2,7 @@
  * Device Authorization Endpoint (RFC 8628 §3.1–3.2).
  */
 import { GRANT_TYPES } from '../core/model.js'
+import { DECLARABLE_STORAGE_CLASSES, type StorageClass } from '../core/storage-class.js'
 import { formatUserCode, generateUserCode } from '../core/user-code.js'
 import { StoreConflictError } from '../storage/store.js'
 import { randomToken, recordId, sha256Hex } from '../system.js'
@@ -11,6 +12,7 @@ import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
 import { readResources, resolveResources } from './resources.js'
 import { resolveRequestedScope } from './scope.js'
+import { policyDecidedEvent } from '../policy/events.js'
 
 /** The Device Authorization Response (RFC 8628 §3.2). */
 export interface DeviceAuthorizationResponse {
@@ -50,12 +52,41 @@ export function resolveDeviceCodeBinding(params: Params, proofJkt: string | null
   return requested
 }
 
+/** Name of the storage declaration parameter (devicegate extension). */
+export const STORAGE_CLASS_PARAMETER = 'storage_class'
+
+/**
+ * Reads the client's declared token storage — a devicegate extension of RFC 8628 §3.1 and of the
+ * refresh request (RFC 6749 §6): `storage_class` is one of `keyring`, `encrypted_file`, `memory`,
+ * `plaintext`; absent means `unknown`. The declaration is a claim the server cannot check (see
+ * `core/storage-class.ts`).
+ *
+ * @throws {OAuthError} `invalid_request` for any other value.
+ */
+export function readStorageClass(params: Params): StorageClass | undefined {
+  const v = params[STORAGE_CLASS_PARAMETER]
+  if (v === undefined) return undefined
+  if (!(DECLARABLE_STORAGE_CLASSES as readonly string[]).includes(v))
+    throw new OAuthError('invalid_request', `"storage_class" must be one of ${DECLARABLE_STORAGE_CLASSES.join(', ')}`)
+  return v as StorageClass
+}
+
+/**
+ * The public members of a refusal caused by the declared storage: `devicegate_reason:
+ * storage_not_accepted` and the class that was refused, so the SDK can say so.
+ */
+export function storageRefusalMembers(storageClass: StorageClass): Record<string, string> {
+  return { devicegate_reason: 'storage_not_accepted', storage_class: storageClass }
+}
+
 /**
  * Handles a Device Authorization Request.
  *
  * Public clients identify with `client_id`; confidential clients authenticate (RFC 8628 §3.1).
  * A DPoP proof or `dpop_jkt` binds the device code to the client's key
- * ({@link resolveDeviceCodeBinding}, a devicegate extension).
+ * ({@link resolveDeviceCodeBinding}, a devicegate extension). A `storage_class` parameter declares
+ * where the client keeps its tokens ({@link readStorageClass}, a devicegate extension); a policy
+ * rule with a `storage` condition that denies it refuses the flow here, before any code exists.
  * The `device_code` carries 256 bits of randomness and is stored only as its SHA-256; the
  * `user_code` follows RFC 8628 §6.1. `interval` is always present, so the value the client uses is
  * the value enforced.
@@ -64,7 +95,8 @@ export function resolveDeviceCodeBinding(params: Params, proofJkt: string | null
  * @throws {OAuthError} `invalid_client`, `unauthorized_client` (client lacks the device_code
  *   grant), `invalid_scope`, `invalid_request` (also: an unbound request from a client with
  *   `dpop.bind_device_code`), `invalid_dpop_proof`, `invalid_target` (a
- *   `resource` the client may not use, RFC 8707 §2).
+ *   `resource` the client may not use, RFC 8707 §2); `unauthorized_client` with
+ *   `devicegate_reason: storage_not_accepted` when a policy refuses the declared storage.
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-3.2
  */
 export async function handleDeviceAuthorization(
@@ -92,6 +124,29 @@ export async function handleDeviceAuthorization(
     throw new OAuthError('invalid_request', 'this client must bind the device code to a DPoP key: send a DPoP proof or "dpop_jkt"')
   const ttlSeconds = Math.min(client.deviceCodeTtlSeconds, settings?.deviceCodeTtlSeconds ?? Number.MAX_SAFE_INTEGER)
   const posture = params.device_posture === undefined ? undefined : await deps.policy?.verifyPosture(params.device_posture, now)
+  const storageClass = readStorageClass(params) ?? 'unknown'
+  if (deps.policy?.hasStorageRules()) {
+    // Storage rules: storage a rule refuses is refused now, so the client learns it before the
+    // user spends time approving. Only rules that name `storage` are enforced here, and only a
+    // policy that has such rules is evaluated (nothing is added to the request otherwise).
+    const decision = await deps.policy.decideAtAuthorization({
+      now,
+      client,
+      requestIp: ctx.clientIp,
+      posture: posture ?? { status: 'absent' },
+      dpopJkt,
+      storageClass,
+      requestUserAgent: ctx.userAgent ?? null,
+    })
+    const refusal = deps.policy.storageRefusal(decision)
+    if (refusal?.refuses === 'flow') {
+      await deps.events?.record(policyDecidedEvent(decision, { phase: 'authorization', clientId: client.id, subject: null, ip: ctx.clientIp }))
+      throw new OAuthError('unauthorized_client', `tokens kept in "${storageClass}" storage are not accepted for this client`, {
+        detail: `storage refused by ${refusal.rules.join(', ')} (${refusal.codes.join(', ')})`,
+        members: storageRefusalMembers(storageClass),
+      })
+    }
+  }
   const deviceCode = randomToken(deps.random, 32)
   for (let attempt = 0; ; attempt++) {
     const userCode = generateUserCode(deps.random)
@@ -117,12 +172,13 @@ export async function handleDeviceAuthorization(
         ...(resources.length > 0 ? { resources } : {}),
       })
       if (posture) await deps.store.saveDevicePosture(id, JSON.stringify(posture))
+      await deps.store.declareStorageClass({ deviceGrantId: id, clientId: client.id, storageClass, declaredAt: now })
       await deps.events?.record({
         type: 'device_authorization.requested',
         actor: `client:${client.id}`,
         clientId: client.id,
         ip: ctx.clientIp,
-        details: { deviceGrantId: id, scope, dpopBound: dpopJkt !== null, userAgent: ctx.userAgent?.slice(0, 200) ?? null },
+        details: { deviceGrantId: id, scope, dpopBound: dpopJkt !== null, storageClass, userAgent: ctx.userAgent?.slice(0, 200) ?? null },
       })
       const verificationUri = deps.issuer + VERIFICATION_PATH
       return {

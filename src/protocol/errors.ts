@@ -42,6 +42,13 @@ export interface OAuthErrorExtra {
    * body: 404 and 405 for unknown routes, 413 for an oversized body, 429 for rate limits.
    */
   status?: number
+  /**
+   * Public extension members added to the JSON body next to `error` (RFC 6749 §5.2 lets a
+   * response carry members a client does not know; clients ignore them). devicegate uses
+   * `devicegate_reason` (a stable snake_case code, e.g. `storage_not_accepted`) so
+   * its SDK can tell a refusal's cause without parsing `error_description`. Never a secret.
+   */
+  members?: Readonly<Record<string, string | readonly string[]>>
 }
 
 /** An Error that skips capturing a stack trace (V8 reads `stackTraceLimit` at construction). */
@@ -90,10 +97,9 @@ export class OAuthError extends StacklessError {
    * allows (%x20-21 / %x23-5B / %x5D-7E): double quotes become single quotes, backslashes become
    * slashes, and anything else outside printable ASCII (including echoed user input) becomes `?`.
    */
-  toJSON(): { error: OAuthErrorCode; error_description?: string } {
-    return this.description === undefined
-      ? { error: this.error }
-      : { error: this.error, error_description: toDescriptionCharset(this.description) }
+  toJSON(): { error: OAuthErrorCode; error_description?: string } & Record<string, unknown> {
+    const body = this.description === undefined ? { error: this.error } : { error: this.error, error_description: toDescriptionCharset(this.description) }
+    return this.extra.members === undefined ? body : { ...this.extra.members, ...body }
   }
 }
 

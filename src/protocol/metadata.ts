@@ -2,6 +2,7 @@
  * Authorization Server Metadata (RFC 8414 §2) with the device endpoint (RFC 8628 §4) and DPoP
  * algorithms (RFC 9449 §5.1).
  */
+import { DECLARABLE_STORAGE_CLASSES } from '../core/storage-class.js'
 import { VERIFICATION_PATH } from './device-authorization.js'
 
 /** Endpoint paths, relative to the issuer. */
@@ -40,5 +41,9 @@ export function buildMetadata(opts: {
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     dpop_signing_alg_values_supported: [...opts.dpopAlgs],
     access_token_signing_alg_values_supported: [opts.signingAlg],
+    // devicegate extension: the `storage_class` values a client may declare at the
+    // device authorization and refresh requests. Clients send the parameter only to servers
+    // that list it here.
+    storage_classes_supported: [...DECLARABLE_STORAGE_CLASSES],
   }
 }

@@ -13,6 +13,8 @@ import type { DeviceGrantRecord, GrantRecord } from '../storage/store.js'
 import type { ProtocolDeps } from './deps.js'
 import { OAuthError } from './errors.js'
 import { policyDecidedEvent } from '../policy/events.js'
+import type { StorageClass } from '../core/storage-class.js'
+import { storageRefusalMembers } from './device-authorization.js'
 
 /** How the tokens of one redemption or refresh are shaped. */
 export interface TokenShape {
@@ -83,11 +85,12 @@ export async function enforcePolicyAtRedemption(
   if (!policy) return none
   const record = await deps.store.findDeviceGrantPolicy(grant.id)
   const stored = parseStoredDecision(record?.explanationJson)
+  const storageClass = policy.hasStorageRules() ? (await deps.store.findStorageClass(grant.id))?.storageClass : undefined
   // An approval recorded without its decision (older server, failed write) is decided afresh
   // with what the grant row knows; the approver's side is then unknown.
   const decision =
     stored && stored.facts.user?.username === grant.subject
-      ? await policy.reevaluate(stored, { phase: 'redemption', now, client, dpopJkt: input.dpopJkt })
+      ? await policy.reevaluate(stored, { phase: 'redemption', now, client, dpopJkt: input.dpopJkt, storageClass })
       : await policy.decide({
           phase: 'redemption',
           now,
@@ -98,12 +101,19 @@ export async function enforcePolicyAtRedemption(
           approverIp: null,
           posture: { status: 'absent' },
           dpopJkt: input.dpopJkt,
+          storageClass,
         })
   await deps.events?.record(
     policyDecidedEvent(decision, { phase: 'redemption', clientId: client.id, subject: grant.subject, ip: null, deviceGrantId: grant.id }),
   )
-  if (decision.decision !== 'allow')
-    throw new OAuthError('access_denied', 'the authorization is no longer allowed by policy', { detail: refusal(decision) })
+  if (decision.decision !== 'allow') {
+    const byStorage = policy.storageRefusal(decision)
+    throw new OAuthError(
+      'access_denied',
+      byStorage ? `tokens kept in "${decision.facts.storage ?? 'unknown'}" storage are not accepted for this client` : 'the authorization is no longer allowed by policy',
+      { detail: refusal(decision), ...(byStorage ? { members: storageRefusalMembers(decision.facts.storage ?? 'unknown') } : {}) },
+    )
+  }
   if (decision.constraints.dpopRequired && input.dpopJkt === null)
     throw new OAuthError('invalid_dpop_proof', 'a DPoP proof is required for this authorization')
   return { ...shapeOf(decision, grant.scope, now, now), decision }
@@ -120,15 +130,21 @@ export async function enforcePolicyAtRedemption(
  */
 export async function enforcePolicyAtRefresh(
   deps: ProtocolDeps,
-  input: { client: Client; family: GrantRecord | undefined; scope: string; dpopJkt: string | null; now: number },
+  input: { client: Client; family: GrantRecord | undefined; scope: string; dpopJkt: string | null; now: number; storageClass?: StorageClass | undefined },
 ): Promise<TokenShape | undefined> {
   const { policy } = deps
   const { family } = input
-  if (!policy || !family?.deviceGrantId) return undefined
+  if (!family?.deviceGrantId) return undefined
+  // Storage rules: a client that moved its tokens declares the new storage on refresh; it is kept
+  // with the grant whether or not a policy is configured.
+  let storageClass = input.storageClass
+  if (storageClass !== undefined) await deps.store.redeclareStorageClass(family.deviceGrantId, storageClass, input.now)
+  if (!policy) return undefined
+  if (storageClass === undefined && policy.hasStorageRules()) storageClass = (await deps.store.findStorageClass(family.deviceGrantId))?.storageClass
   const record = await deps.store.findDeviceGrantPolicy(family.deviceGrantId)
   const stored = parseStoredDecision(record?.explanationJson)
   const decision = stored
-    ? await policy.reevaluate(stored, { phase: 'refresh', now: input.now, client: input.client, dpopJkt: input.dpopJkt })
+    ? await policy.reevaluate(stored, { phase: 'refresh', now: input.now, client: input.client, dpopJkt: input.dpopJkt, storageClass })
     : await policy.decide({
         phase: 'refresh',
         now: input.now,
@@ -139,19 +155,30 @@ export async function enforcePolicyAtRefresh(
         approverIp: null,
         posture: { status: 'absent' },
         dpopJkt: input.dpopJkt,
+        storageClass,
       })
   // Refreshes that go on as before are not audited one by one; a refusal is.
   if (decision.decision !== 'allow' || !decision.constraints.refreshAllowed)
     await deps.events?.record(
       policyDecidedEvent(decision, { phase: 'refresh', clientId: input.client.id, subject: family.subject, ip: null, deviceGrantId: family.deviceGrantId, grantId: family.id }),
     )
+  const byStorage = policy.storageRefusal(decision)
+  const storageMembers = byStorage ? { members: storageRefusalMembers(decision.facts.storage ?? 'unknown') } : {}
   if (decision.decision === 'deny') {
     await deps.store.revokeGrant(family.id, input.now)
-    throw new OAuthError('invalid_grant', '"refresh_token" is no longer allowed by policy', { detail: `${refusal(decision)}; family revoked` })
+    throw new OAuthError(
+      'invalid_grant',
+      byStorage ? `"refresh_token" kept in "${decision.facts.storage ?? 'unknown'}" storage is not accepted for this client` : '"refresh_token" is no longer allowed by policy',
+      { detail: `${refusal(decision)}; family revoked`, ...storageMembers },
+    )
   }
   if (decision.decision === 'step_up')
     throw new OAuthError('invalid_grant', '"refresh_token" needs a new sign-in with a second factor', { detail: refusal(decision) })
   if (!decision.constraints.refreshAllowed)
-    throw new OAuthError('invalid_grant', '"refresh_token" is not allowed by policy', { detail: 'refresh not allowed' })
+    throw new OAuthError(
+      'invalid_grant',
+      byStorage ? `"refresh_token" kept in "${decision.facts.storage ?? 'unknown'}" storage is not accepted for this client` : '"refresh_token" is not allowed by policy',
+      { detail: byStorage ? `refresh not allowed: ${byStorage.rules.join(', ')}` : 'refresh not allowed', ...storageMembers },
+    )
   return { ...shapeOf(decision, input.scope, input.now, family.createdAt), decision }
 }

@@ -12,6 +12,7 @@
  * constructor `(ctx: KyselyContext)`), add the interface to `Store` in `store.ts`, and add one
  * line `...methodsOf<YourStore>(new KyselyYourStore(ctx))` below. See `README.md`.
  */
+import type { AccessReviewStore } from './access-reviews.js'
 import type { AuditLogStore } from './audit-log.js'
 import type { ConditionalApprovalStore } from './conditional-approval.js'
 import type { DeviceGrantStore } from './device-grants.js'
@@ -19,6 +20,7 @@ import type { DpopReplayStore } from './dpop-replay.js'
 import type { GovernanceRecordStore } from './governance-records.js'
 import type { GrantInventoryStore } from './grant-inventory.js'
 import type { KeyStore } from './keys-and-secrets.js'
+import { KyselyAccessReviewStore } from './kysely/access-reviews.js'
 import { KyselyAuditLogStore } from './kysely/audit-log.js'
 import { KyselyConditionalApprovalStore } from './kysely/conditional-approval.js'
 import { KyselyContext, type KyselyStoreOptions } from './kysely/context.js'
@@ -28,10 +30,12 @@ import { KyselyGovernanceRecordStore } from './kysely/governance-records.js'
 import { KyselyGrantInventoryStore } from './kysely/grant-inventory.js'
 import { KyselyKeyStore } from './kysely/keys-and-secrets.js'
 import { KyselyRateCounterStore } from './kysely/rate-counters.js'
+import { KyselyStorageClassStore } from './kysely/storage-classes.js'
 import { KyselyTokenFamilyStore, TokenWriter } from './kysely/token-families.js'
 import { KyselyTrustedDeviceStore } from './kysely/trusted-devices.js'
 import { KyselyWebSessionStore } from './kysely/web-sessions.js'
 import type { RateCounterStore } from './rate-counters.js'
+import type { StorageClassStore } from './storage-classes.js'
 import type { Store, StoreLifecycle } from './store.js'
 import type { TokenFamilyStore } from './token-families.js'
 import type { TrustedDeviceStore } from './trusted-devices.js'
@@ -73,6 +77,8 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...methodsOf<GovernanceRecordStore>(new KyselyGovernanceRecordStore(ctx)),
     ...methodsOf<TrustedDeviceStore>(new KyselyTrustedDeviceStore(ctx)),
     ...methodsOf<GrantInventoryStore>(new KyselyGrantInventoryStore(ctx, pollTimes)),
+    ...methodsOf<StorageClassStore>(new KyselyStorageClassStore(ctx)),
+    ...methodsOf<AccessReviewStore>(new KyselyAccessReviewStore(ctx)),
   }
 }
 

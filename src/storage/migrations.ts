@@ -22,6 +22,8 @@
  * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003
  * - governance records (`governance-records.ts`): `anomalies`, `principal_overrides` — 003
  * - conditional approval (`conditional-approval.ts`): `device_grant_policy`, `totp_secrets` — 004
+ * - storage classes (`storage-classes.ts`): `grant_storage_classes` — 013
+ * - access reviews (`access-reviews.ts`): `review_campaigns`, `review_rounds`, `review_items` — 014
  *
  * A new domain appends its own migration at the end and adds its line here.
  */
@@ -332,6 +334,74 @@ export const migrations: Record<string, Migration> = {
     async down(db: Kysely<any>): Promise<void> {
       await db.schema.alterTable('refresh_tokens').dropColumn('replaced_by').execute()
       await db.schema.alterTable('refresh_tokens').dropColumn('rotated_jkt').execute()
+    },
+  },
+  '013_storage_class': {
+    // Storage rules: the token storage a client declared (`storage_class`) for each device
+    // authorization, kept with the grant and updated when a refresh declares it again.
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('grant_storage_classes')
+        .addColumn('device_grant_id', 'text', (c) => c.primaryKey())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('storage_class', 'text', (c) => c.notNull())
+        .addColumn('declared_at', 'bigint', (c) => c.notNull())
+        .addColumn('redeclared_at', 'bigint')
+        .execute()
+      await db.schema.createIndex('grant_storage_classes_client_idx').on('grant_storage_classes').columns(['client_id', 'declared_at']).execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('grant_storage_classes').ifExists().execute()
+    },
+  },
+  '014_reviews': {
+    // Access reviews: campaigns of device-issued grants. Definitions made through the
+    // admin API (configuration campaigns live in the file), their rounds and the items decided.
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('review_campaigns')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('definition_json', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute()
+      await db.schema
+        .createTable('review_rounds')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('campaign_id', 'text', (c) => c.notNull())
+        .addColumn('number', 'integer', (c) => c.notNull())
+        .addColumn('opened_at', 'bigint', (c) => c.notNull())
+        .addColumn('deadline_at', 'bigint', (c) => c.notNull())
+        .addColumn('closed_at', 'bigint')
+        .addColumn('close_reason', 'text')
+        .addColumn('reminded_at', 'bigint')
+        .addUniqueConstraint('review_rounds_campaign_number_uq', ['campaign_id', 'number'])
+        .execute()
+      await db.schema.createIndex('review_rounds_open_idx').on('review_rounds').columns(['closed_at', 'deadline_at']).execute()
+      await db.schema
+        .createTable('review_items')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('round_id', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'text', (c) => c.notNull())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('reviewers_json', 'text', (c) => c.notNull())
+        .addColumn('default_action', 'text', (c) => c.notNull())
+        .addColumn('facts_json', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text')
+        .addColumn('decided_by', 'text')
+        .addColumn('decided_at', 'bigint')
+        .addColumn('decided_via', 'text')
+        .addColumn('justification', 'text')
+        .addColumn('revoked_at', 'bigint')
+        .addUniqueConstraint('review_items_round_grant_uq', ['round_id', 'grant_id'])
+        .execute()
+      await db.schema.createIndex('review_items_round_idx').on('review_items').columns(['round_id', 'decision']).execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('review_items').ifExists().execute()
+      await db.schema.dropTable('review_rounds').ifExists().execute()
+      await db.schema.dropTable('review_campaigns').ifExists().execute()
     },
   },
 }

@@ -12,6 +12,7 @@
  *
  * Adding a domain: see `src/storage/README.md`.
  */
+import type { AccessReviewStore } from './access-reviews.js'
 import type { AuditLogStore } from './audit-log.js'
 import type { ConditionalApprovalStore } from './conditional-approval.js'
 import type { DeviceGrantStore } from './device-grants.js'
@@ -20,10 +21,12 @@ import type { GovernanceRecordStore } from './governance-records.js'
 import type { GrantInventoryStore } from './grant-inventory.js'
 import type { KeyStore } from './keys-and-secrets.js'
 import type { RateCounterStore } from './rate-counters.js'
+import type { StorageClassStore } from './storage-classes.js'
 import type { TokenFamilyStore } from './token-families.js'
 import type { TrustedDeviceStore } from './trusted-devices.js'
 import type { WebSessionStore } from './web-sessions.js'
 
+export * from './access-reviews.js'
 export * from './audit-log.js'
 export * from './conditional-approval.js'
 export * from './device-grants.js'
@@ -33,6 +36,7 @@ export * from './governance-records.js'
 export * from './grant-inventory.js'
 export * from './keys-and-secrets.js'
 export * from './rate-counters.js'
+export * from './storage-classes.js'
 export * from './token-families.js'
 export * from './trusted-devices.js'
 export * from './web-sessions.js'
@@ -64,4 +68,6 @@ export interface Store
     AuditLogStore,
     GovernanceRecordStore,
     TrustedDeviceStore,
-    GrantInventoryStore {}
+    GrantInventoryStore,
+    StorageClassStore,
+    AccessReviewStore {}

@@ -9,7 +9,9 @@
 import type { Client, ClientDirectory } from '../core/model.js'
 import type { EventSink } from '../core/events.js'
 import { normalizeUserCode } from '../core/user-code.js'
+import type { StorageClass } from '../core/storage-class.js'
 import { policyDecidedEvent } from '../policy/events.js'
+import { isSameDevice } from '../policy/same-device.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import type { PolicyService } from '../policy/service.js'
 import type { DeviceGrantRecord, Store } from '../storage/store.js'
@@ -22,6 +24,8 @@ import { isMfaDone, type SignedInSession } from './sessions.js'
 export interface Review {
   grant: DeviceGrantRecord
   client: Client
+  /** Where the requesting tool says it keeps its tokens (`storage_class`; `unknown` when it did not say). */
+  storageClass: StorageClass
   /** Absent without a policy (every signed-in person may approve). */
   policy?: {
     decision: PolicyDecision
@@ -63,7 +67,15 @@ export function createApproval(deps: ApprovalDeps) {
   }
 
   /** Evaluates the policy for this approver approving this request now; undefined without a policy. */
-  async function evaluate(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number): Promise<PolicyDecision | undefined> {
+  async function evaluate(
+    session: SignedInSession,
+    grant: DeviceGrantRecord,
+    client: Client,
+    ip: string,
+    now: number,
+    storageClass: StorageClass,
+    userAgent: string | undefined,
+  ): Promise<PolicyDecision | undefined> {
     if (!deps.policy) return undefined
     const record = await store.findDeviceGrantPolicy(grant.id)
     let posture: PostureFacts = { status: 'absent' }
@@ -84,18 +96,30 @@ export function createApproval(deps: ApprovalDeps) {
       approverIp: ip,
       posture,
       dpopJkt: grant.dpopJkt,
+      storageClass,
+      requestUserAgent: grant.requestUserAgent,
+      approverUserAgent: userAgent ?? null,
     })
   }
 
-  function reviewOf(grant: DeviceGrantRecord, client: Client, decision: PolicyDecision | undefined): Review {
-    if (decision === undefined) return { grant, client }
-    return { grant, client, policy: { decision, confirmSuffixLength: decision.decision === 'allow' ? confirmSuffix(client) : undefined } }
+  /** The storage class the device authorization declared (`unknown` when none). */
+  async function storageOf(grant: DeviceGrantRecord): Promise<StorageClass> {
+    return (await store.findStorageClass(grant.id))?.storageClass ?? 'unknown'
+  }
+
+  function reviewOf(grant: DeviceGrantRecord, client: Client, storageClass: StorageClass, decision: PolicyDecision | undefined): Review {
+    if (decision === undefined) return { grant, client, storageClass }
+    return { grant, client, storageClass, policy: { decision, confirmSuffixLength: decision.decision === 'allow' ? confirmSuffix(client) : undefined } }
   }
 
   return {
-    /** The review of a found code for this session's person now (one policy evaluation). */
-    async review(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number): Promise<Review> {
-      return reviewOf(grant, client, await evaluate(session, grant, client, ip, now))
+    /**
+     * The review of a found code for this session's person now (one policy evaluation).
+     * @param userAgent The approving browser's User-Agent (same-device detection); optional.
+     */
+    async review(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number, userAgent?: string): Promise<Review> {
+      const storageClass = await storageOf(grant)
+      return reviewOf(grant, client, storageClass, await evaluate(session, grant, client, ip, now, storageClass, userAgent))
     },
 
     /**
@@ -109,7 +133,7 @@ export function createApproval(deps: ApprovalDeps) {
      * @param input.confirmCode What was typed for the code's last characters (high-risk apps).
      */
     async decide(
-      input: { session: SignedInSession; rawCode: string; outcome: 'approved' | 'denied'; confirmCode: string | undefined; ip: string },
+      input: { session: SignedInSession; rawCode: string; outcome: 'approved' | 'denied'; confirmCode: string | undefined; ip: string; userAgent?: string | undefined },
       now: number,
     ): Promise<DecisionOutcome> {
       const { session, outcome, ip } = input
@@ -118,7 +142,8 @@ export function createApproval(deps: ApprovalDeps) {
       if (found.kind !== 'found') return found
       const { grant, client } = found
       const user = session.user
-      const decision = await evaluate(session, grant, client, ip, now)
+      const storageClass = await storageOf(grant)
+      const decision = await evaluate(session, grant, client, ip, now, storageClass, input.userAgent)
       if (decision)
         await deps.events?.record(
           policyDecidedEvent(decision, { phase: 'approval', clientId: client.id, subject: user.username, ip, deviceGrantId: grant.id }),
@@ -126,14 +151,14 @@ export function createApproval(deps: ApprovalDeps) {
       if (decision && outcome === 'approved') {
         if (decision.decision === 'step_up') {
           logger.warn({ event: 'verification.approve_without_mfa', grantId: grant.id, subject: user.username, ip }, 'approval refused: MFA required')
-          return { kind: 'step_up_required', review: reviewOf(grant, client, decision) }
+          return { kind: 'step_up_required', review: reviewOf(grant, client, storageClass, decision) }
         }
         const suffix = decision.decision === 'allow' ? confirmSuffix(client) : undefined
         if (suffix !== undefined) {
           const typedChars = input.confirmCode !== undefined ? (normalizeUserCode(`XXXX${input.confirmCode}`.slice(-8).padStart(8, 'X')) ?? '') : ''
           if (!constantTimeEqual(typedChars.slice(-suffix), grant.userCode.slice(-suffix))) {
             await codeEntry.limiter.countFailure(from, now)
-            return { kind: 'confirm_mismatch', review: reviewOf(grant, client, decision) }
+            return { kind: 'confirm_mismatch', review: reviewOf(grant, client, storageClass, decision) }
           }
         }
       }
@@ -167,7 +192,17 @@ export function createApproval(deps: ApprovalDeps) {
         clientId: client.id,
         subject: user.username,
         ip,
-        details: { deviceGrantId: grant.id, scope: grant.scope, requestIp: grant.requestIp, requestedAt: grant.createdAt },
+        details: {
+          deviceGrantId: grant.id,
+          scope: grant.scope,
+          requestIp: grant.requestIp,
+          requestedAt: grant.createdAt,
+          storageClass,
+          // Same-device detection (RFC 10027): both User-Agents and the verdict, for the detector and the share per client.
+          requestUserAgent: grant.requestUserAgent?.slice(0, 200) ?? null,
+          approverUserAgent: input.userAgent?.slice(0, 200) ?? null,
+          sameDevice: isSameDevice({ requestIp: grant.requestIp, requestUserAgent: grant.requestUserAgent, approverIp: ip, approverUserAgent: input.userAgent }),
+        },
       })
       return { kind: 'decided', outcome, client }
     },

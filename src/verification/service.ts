@@ -92,7 +92,7 @@ export function createVerificationService(deps: VerificationServiceDeps) {
      * @param input.rawCode The code as submitted (any case, dashes, spaces).
      */
     async showCode(
-      input: { session: WebSession; rawCode: string; source: CodeSource; typedProof?: string | undefined; ip: string },
+      input: { session: WebSession; rawCode: string; source: CodeSource; typedProof?: string | undefined; ip: string; userAgent?: string | undefined },
       now: number,
     ): Promise<ShowCodeOutcome> {
       const { session, source, typedProof, ip } = input
@@ -112,7 +112,7 @@ export function createVerificationService(deps: VerificationServiceDeps) {
         return { kind: 'link_refused' }
       }
       if (session.user === undefined) return { kind: 'sign_in', userCode: found.grant.userCode }
-      return { kind: 'review', review: await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now) }
+      return { kind: 'review', review: await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now, input.userAgent) }
     },
   }
 }

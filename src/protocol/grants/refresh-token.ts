@@ -8,12 +8,13 @@ import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { enforcePolicyAtRefresh, narrowScope } from '../policy-enforcement.js'
 import { requireParam } from '../params.js'
+import { readStorageClass } from '../device-authorization.js'
 import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
 import type { GrantInput } from './types.js'
 
 export const grantType = GRANT_TYPES.refreshToken
-export const parameters = ['refresh_token', 'scope'] as const
+export const parameters = ['refresh_token', 'scope', 'storage_class'] as const
 
 /**
  * Whether a presentation of an already rotated refresh token may be a retry of a lost response
@@ -45,6 +46,9 @@ export function isRetryCandidate(
  * DPoP (RFC 9449 §5): a public client's refresh token is bound to its key and needs a proof by
  * it; a confidential client's is not bound, so it may rotate its key. The new access token is
  * bound to the key of this request's proof (Bearer without one).
+ *
+ * A `storage_class` parameter declares the client's token storage again (devicegate extension,
+ * storage rules); a policy that refuses it answers `invalid_grant` with `devicegate_reason`.
  *
  * @throws {OAuthError} `invalid_grant` (unknown, another client's, revoked, expired or reused),
  *   `invalid_scope` (beyond the original grant, or beyond what the policy now allows),
@@ -101,7 +105,9 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // Each access token is bound to the key of the proof that asked for it (RFC 9449 §5): for a
   // bound public refresh token that is its key (checked above), otherwise whatever proof came.
   const accessJkt = input.dpopJkt
-  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: accessJkt, now })
+  // Storage rules: a client that moved its tokens declares the new storage (devicegate extension).
+  const storageClass = readStorageClass(input.params)
+  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: accessJkt, now, storageClass })
   const familyScope = parseScope(current.scope)
   let scope = current.scope
   if (input.params.scope !== undefined) {

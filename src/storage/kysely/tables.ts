@@ -229,6 +229,10 @@ export interface DevicegateDatabase {
   totp_secrets: TotpSecretsTable
   server_secrets: ServerSecretsTable
   devices: DevicesTable
+  grant_storage_classes: GrantStorageClassesTable
+  review_campaigns: ReviewCampaignsTable
+  review_rounds: ReviewRoundsTable
+  review_items: ReviewItemsTable
 }
 
 /** RFC 8707 resources as stored: space-delimited (an absolute URI contains no space), null for none. */
@@ -238,4 +242,49 @@ export function joinResources(resources: readonly string[] | undefined): string 
 
 export function splitResources(value: string | null): { resources?: string[] } {
   return value ? { resources: value.split(' ') } : {}
+}
+
+/** Declared token storage per device authorization (migration 013_storage_class). */
+export interface GrantStorageClassesTable {
+  device_grant_id: string
+  client_id: string
+  storage_class: string
+  declared_at: number
+  redeclared_at: number | null
+}
+
+/** Access-review campaigns created through the admin API (migration 014_reviews). */
+export interface ReviewCampaignsTable {
+  id: string
+  definition_json: string
+  created_at: number
+  created_by: string
+}
+
+export interface ReviewRoundsTable {
+  id: string
+  campaign_id: string
+  number: number
+  opened_at: number
+  deadline_at: number
+  closed_at: number | null
+  close_reason: string | null
+  reminded_at: number | null
+}
+
+export interface ReviewItemsTable {
+  id: string
+  round_id: string
+  grant_id: string
+  client_id: string
+  subject: string | null
+  reviewers_json: string
+  default_action: string
+  facts_json: string
+  decision: string | null
+  decided_by: string | null
+  decided_at: number | null
+  decided_via: string | null
+  justification: string | null
+  revoked_at: number | null
 }

@@ -27,7 +27,7 @@ async function showCode(
   typedProof: string | undefined,
   now: number,
 ): Promise<FastifyReply> {
-  const shown = await ctx.service.showCode({ session, rawCode, source, typedProof, ip: request.clientIp }, now)
+  const shown = await ctx.service.showCode({ session, rawCode, source, typedProof, ip: request.clientIp, userAgent: request.headers['user-agent'] }, now)
   switch (shown.kind) {
     case 'link_refused':
       return sendPage(

@@ -5,6 +5,7 @@
  *
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-5.4
  */
+import { describeStorageClass } from '../../core/storage-class.js'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { parseScope } from '../../core/model.js'
 import { formatUserCode, normalizeUserCode } from '../../core/user-code.js'
@@ -59,6 +60,7 @@ export function renderReview(ctx: PageContext, session: SignedInSession, review:
     now,
     requestIp: grant.requestIp,
     requestUserAgent: grant.requestUserAgent,
+    storageDescription: describeStorageClass(review.storageClass),
     ...(policy ? { policy: policyView(policy.decision, policy.confirmSuffixLength, error) } : {}),
   })
 }
@@ -101,6 +103,7 @@ export async function handleDecision(
       outcome: decision === 'approve' ? 'approved' : 'denied',
       confirmCode: formString(form, 'confirm_code'),
       ip: request.clientIp,
+      userAgent: request.headers['user-agent'],
     },
     now,
   )

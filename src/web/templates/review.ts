@@ -20,6 +20,11 @@ export interface ReviewView {
   now: number
   requestIp: string
   requestUserAgent: string | null
+  /**
+   * Where the tool says it keeps its sign-in, in plain words (`describeStorageClass`); a claim
+   * the tool made (`storage_class`), shown as such.
+   */
+  storageDescription: string
   /** Conditional approval: locations, risk tier and the policy's decision. */
   policy?: ReviewPolicyView
 }
@@ -101,6 +106,8 @@ export function renderReviewPage(view: ReviewView): string {
               <dd>${describeLocation(p.approver)}</dd>`}
         <dt>Device software</dt>
         <dd>${view.requestUserAgent?.trim() ? view.requestUserAgent : 'Not reported'}</dd>
+        <dt>Where it keeps your sign-in</dt>
+        <dd id="storage_class">${view.storageDescription} <span class="muted">(as the tool reports it)</span></dd>
         <dt>Expires in</dt>
         <dd>
           ${left} (<time datetime="${toIso(view.expiresAt)}">${formatUtc(view.expiresAt)}</time>)
