@@ -24,6 +24,9 @@ import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup }
 import { PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
+import { registerConsole, type ConsoleSignIn } from './console/index.js'
+import { CONSOLE_PAGES } from './console/pages/index.js'
+import { createConsoleStore } from './console/storage.js'
 
 /** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
 export const REDACT_PATHS = [
@@ -88,6 +91,8 @@ export interface CreateServerOptions {
   clock?: ProtocolDeps['clock']
   /** IP → country/ASN lookup to use instead of the configured databases (tests). */
   geo?: GeoLookup
+  /** Upstream sign-in methods of the governance console (e.g. OpenID Connect, src/identity/). */
+  consoleSignIns?: readonly ConsoleSignIn[]
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -159,6 +164,38 @@ export async function createServer(config: Config, options: CreateServerOptions 
     }),
   )
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
+  // Governance console (issue 14) at /console.
+  const consolePlugins = config.console.enabled
+    ? [
+        (app: FastifyInstance) =>
+          registerConsole(
+            app,
+            {
+              config: config.console,
+              store,
+              queries: createConsoleStore(store),
+              clock,
+              random: systemRandom,
+              issuerOrigin: new URL(config.issuer).origin,
+              users: governance.users,
+              clients,
+              configuredUsers: config.users,
+              configuredClients: config.clients,
+              events: governance.events,
+              revocation: governance.revocation,
+              anomalies: governance.anomalies,
+              principals: governance.principals,
+              overrides: governance.overrides,
+              audit: governance.audit,
+              policy,
+              policyHolder,
+              signIns: options.consoleSignIns ?? [],
+              logger,
+            },
+            CONSOLE_PAGES,
+          ),
+      ]
+    : []
   const app = await buildApp({
     protocol,
     web: {
@@ -178,7 +215,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     },
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,
-    plugins: governance.httpPlugins,
+    plugins: [...governance.httpPlugins, ...consolePlugins],
     logger,
     healthCheck: async () => {
       await store.readCounter('healthz', 60, clock.nowSeconds())

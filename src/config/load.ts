@@ -8,6 +8,7 @@ import { hash as argon2Hash } from '@node-rs/argon2'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { GRANT_TYPES, OFFLINE_ACCESS, type Client, type ClientAuthMethod, type User } from '../core/model.js'
+import { resolveConsoleConfig, type ConsoleConfig } from './console.js'
 import { resolveGovernanceConfig, type GovernanceConfig } from './governance.js'
 import { resolveReviewsConfig, type ReviewsConfig } from './reviews.js'
 import { configSchema, type ConfigFile } from './schema.js'
@@ -46,6 +47,8 @@ export interface Config {
   readonly governance: GovernanceConfig
   /** Access-review campaigns and compliance-report limits. */
   readonly reviews: ReviewsConfig
+  /** Governance console (issue 14): role grants, session lifetime. */
+  readonly console: ConsoleConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }
   /** IP database for country/ASN conditions. */
@@ -217,6 +220,7 @@ export async function resolveConfig(
     logLevel: file.log_level,
     governance: resolveGovernanceConfig(file.governance, dataDir),
     reviews: resolveReviewsConfig(file.reviews),
+    console: resolveConsoleConfig(file.console),
     policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),

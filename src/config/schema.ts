@@ -5,6 +5,7 @@
  * configuration reference). Every option documents its default and unit.
  */
 import { z } from 'zod'
+import { consoleSchema } from './console.js'
 import { governanceSchema } from './governance.js'
 import { reviewsSchema } from './reviews.js'
 import { GRANT_TYPES } from '../core/model.js'
@@ -286,6 +287,8 @@ export const configSchema = z
     governance: governanceSchema,
     /** Access-review campaigns and compliance-report limits (see `config/reviews.ts`). */
     reviews: reviewsSchema,
+    /** Governance console at /console: role grants and session lifetime (see `config/console.ts`). */
+    console: consoleSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

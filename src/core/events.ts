@@ -31,6 +31,11 @@ export const EVENT_TYPES = [
   'review.item_decided',
   'review.reminder_due',
   'review.round_closed',
+  // governance console (issue 14)
+  'session.signed_out',
+  'anomaly.acknowledged',
+  'policy.reloaded',
+  'console.access_denied',
   // signals (not audited one by one)
   'device_code.polled_too_fast',
   'token.used',

@@ -272,6 +272,11 @@ export class AuditLog {
     }
   }
 
+  /** Verifies the whole chain and the checkpoints with this log's key and checkpoint file ({@link verifyAuditLog}). */
+  verify(): Promise<AuditVerification> {
+    return verifyAuditLog(this.#store, { key: this.#key, checkpointFile: this.#file })
+  }
+
   /**
    * Signs the current chain head and stores the checkpoint (table and file). Skipped without a
    * key, or when the head has not moved since this process's last checkpoint.

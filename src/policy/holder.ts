@@ -46,8 +46,25 @@ export async function loadPolicyFile(path: string): Promise<CompiledPolicy> {
   return compilePolicyText(text, path)
 }
 
+/** The state of a {@link PolicyHolder} for operators (console "Policy" page). Times: epoch seconds. */
+export interface PolicyStatus {
+  /** Absolute path of the policy file, or undefined for the built-in baseline. */
+  path: string | undefined
+  /** Identity of the policy in force (`sha256:…` of its source, or `built-in`). */
+  policyId: string
+  /** When the policy in force was loaded. */
+  loadedAt: number
+  /** The last reload attempt (file change, SIGHUP or a request), or null when none was made. */
+  lastReloadAt: number | null
+  /** Why the last reload failed, or null when it succeeded (or none was made). */
+  lastError: string | null
+}
+
 export class PolicyHolder implements PolicySource {
   #current: CompiledPolicy
+  #loadedAt = Math.floor(Date.now() / 1000)
+  #lastReloadAt: number | null = null
+  #lastError: string | null = null
   readonly #path: string | undefined
   readonly #logger: PolicyLogger | undefined
   #watcher: FSWatcher | undefined
@@ -98,6 +115,11 @@ export class PolicyHolder implements PolicySource {
     return this.#current
   }
 
+  /** What is in force, since when, and how the last reload went. */
+  status(): PolicyStatus {
+    return { path: this.#path, policyId: this.#current.id, loadedAt: this.#loadedAt, lastReloadAt: this.#lastReloadAt, lastError: this.#lastError }
+  }
+
   /** Path of the policy file, or undefined for the built-in baseline. */
   get path(): string | undefined {
     return this.#path
@@ -112,12 +134,16 @@ export class PolicyHolder implements PolicySource {
     if (path === undefined) return Promise.resolve(true)
     this.#reloading = this.#reloading.then(async () => {
       try {
+        this.#lastReloadAt = Math.floor(Date.now() / 1000)
         const next = await loadPolicyFile(path)
         const previous = this.#current.id
         this.#current = next
+        this.#loadedAt = this.#lastReloadAt
+        this.#lastError = null
         if (next.id !== previous) this.#logger?.info({ event: 'policy.reloaded', source: path, policyId: next.id, previous }, 'policy reloaded')
         return true
       } catch (err) {
+        this.#lastError = (err as Error).message
         this.#logger?.error(
           { event: 'policy.reload_failed', source: path, error: (err as Error).message, policyId: this.#current.id },
           'policy reload failed; keeping the previous policy',
