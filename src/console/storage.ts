@@ -132,6 +132,8 @@ export interface ConsoleStore {
   searchAudit(q: AuditSearch, page: { limit: number; beforeSeq?: number }): Promise<AuditEventRecord[]>
   /** Audit events about one grant, oldest first (at most 200). */
   listAuditOfGrant(grantId: string): Promise<AuditEventRecord[]>
+  /** The newest signed checkpoint of the audit chain, if any. */
+  findLastCheckpoint(): Promise<{ seq: number; time: number; hash: string } | undefined>
   /** The audit event that recorded a device authorization decision (approver's address), if any. */
   findDecisionEvent(subject: string, decidedAt: number, type: string): Promise<AuditEventRecord | undefined>
 }
@@ -329,6 +331,11 @@ class KyselyConsoleStore implements ConsoleStore {
   async listAuditOfGrant(grantId: string): Promise<AuditEventRecord[]> {
     const rows = await this.#db.selectFrom('audit_events').selectAll().where('grant_id', '=', grantId).orderBy('seq').limit(200).execute()
     return rows.map(auditRow)
+  }
+
+  async findLastCheckpoint(): Promise<{ seq: number; time: number; hash: string } | undefined> {
+    const row = await this.#db.selectFrom('audit_checkpoints').select(['seq', 'time', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst()
+    return row === undefined ? undefined : { seq: Number(row.seq), time: Number(row.time), hash: row.hash }
   }
 
   async findDecisionEvent(subject: string, decidedAt: number, type: string): Promise<AuditEventRecord | undefined> {

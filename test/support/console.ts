@@ -30,7 +30,7 @@ export async function startConsoleServer(storageUrl?: string): Promise<ConsoleTe
     scopes: { read: 'Read your data', offline_access: 'Stay signed in' },
     clients: [
       { client_id: 'cli', name: 'Test CLI', grant_types: device, scopes: ['read', 'offline_access'], refresh_token_issuance: 'always' },
-      { client_id: 'deploy-cli', name: 'Deploy CLI', risk_tier: 'high', grant_types: device, scopes: ['read', 'offline_access'], refresh_token_issuance: 'always' },
+      { client_id: 'deploy-cli', name: 'Deploy CLI', risk_tier: 'low', grant_types: device, scopes: ['read', 'offline_access'], refresh_token_issuance: 'always' },
     ],
     users: [
       { username: 'alice', display_name: 'Alice', password_hash: h, groups: ['staff'] },

@@ -49,9 +49,9 @@ export async function registerGrantPages(app: FastifyInstance, ctx: ConsoleConte
       tier: ctx.text(q, 'tier'),
       status: ctx.text(q, 'status'),
       network: ctx.text(q, 'network', 64),
-      country: ctx.text(q, 'country', 2),
-      older_than_days: ctx.text(q, 'older_than_days', 5),
-      dormant_days: ctx.text(q, 'dormant_days', 5),
+      country: ctx.text(q, 'country', 20),
+      older_than_days: ctx.text(q, 'older_than_days', 20),
+      dormant_days: ctx.text(q, 'dormant_days', 20),
     }
     let search: GrantSearch
     try {

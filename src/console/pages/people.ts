@@ -1,0 +1,136 @@
+/**
+ * People, clients and trusted devices:
+ * - `GET  /console/people`                          people (status, groups, risk, source, second
+ *                                                   factor, console role) and clients (tier, type,
+ *                                                   status).
+ * - `POST /console/people/:username/(disable|enable)` (admin) through {@link PrincipalAdmin}:
+ *                                                   disabling revokes the person's grants at once.
+ * - `POST /console/clients/:id/(disable|enable)`    (admin) the same for a client.
+ * - `GET  /console/devices`                         the trusted device registry (DPoP keys).
+ * - `POST /console/devices`                         (admin) `jkt`, `label`: registers a device.
+ * - `POST /console/devices/:jkt/retire`             (admin) retires it and revokes its key's grants.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { DeviceRegistryError, listDevices, registerDevice, retireDevice } from '../../governance/devices.js'
+import { actionButton, badge, csrf, field, html, page, time } from '../html.js'
+import type { ConsoleContext } from '../index.js'
+import { roleOf } from '../roles.js'
+
+export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleContext): Promise<void> {
+  const { deps } = ctx
+  const registry = { store: deps.store, clock: deps.clock, events: deps.events }
+
+  async function renderPeople(request: FastifyRequest, reply: FastifyReply, notice?: { tone: 'ok' | 'error'; text: string }, status = 200) {
+    const session = ctx.session(request)
+    const isAdmin = session.role === 'admin'
+    const token = session.viewer.csrfToken
+    const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
+    const state = (kind: 'user' | 'client', id: string, configuredDisabled: boolean) => deps.overrides.state(kind, id) ?? (configuredDisabled ? 'disabled' : 'enabled')
+    const body = html`<h2 id="people_h">People</h2>
+<table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<tbody>${deps.configuredUsers.map((u, i) => {
+      const s = state('user', u.username, u.disabled)
+      return html`<tr><td>${u.displayName} (<code>${u.username}</code>)</td><td>${badge(s)}</td><td>${(u.groups ?? []).join(', ') || '—'}</td><td class="num">${u.risk ?? 0}</td><td>configuration</td><td>${totp[i] ? 'TOTP' : 'none'}</td><td>${roleOf(deps.config, u.username, u.groups ?? []) ?? '—'}</td><td><a href="/console/grants?person=${encodeURIComponent(u.username)}">grants</a></td>${
+        isAdmin
+          ? html`<td>${
+              s === 'enabled'
+                ? actionButton(`/console/people/${encodeURIComponent(u.username)}/disable`, `Disable ${u.username}`, token, {}, 'danger')
+                : s === 'disabled' && !u.disabled
+                  ? actionButton(`/console/people/${encodeURIComponent(u.username)}/enable`, `Enable ${u.username}`, token)
+                  : ''
+            }</td>`
+          : ''
+      }</tr>`
+    })}</tbody></table>
+<h2 id="clients_h">Clients</h2>
+<table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<tbody>${deps.configuredClients.map((c) => {
+      const s = state('client', c.id, c.disabled)
+      return html`<tr><td>${c.name} (<code>${c.id}</code>)</td><td>${badge(s)}</td><td>${c.riskTier ?? 'standard'}</td><td>${c.isConfidential ? 'confidential' : 'public'}</td><td>${c.grantTypes.map((g) => g.replace('urn:ietf:params:oauth:grant-type:', '')).join(', ')}</td><td>configuration</td><td><a href="/console/grants?client=${encodeURIComponent(c.id)}">grants</a></td>${
+        isAdmin
+          ? html`<td>${
+              s === 'enabled'
+                ? actionButton(`/console/clients/${encodeURIComponent(c.id)}/disable`, `Disable ${c.id}`, token, {}, 'danger')
+                : s === 'disabled' && !c.disabled
+                  ? actionButton(`/console/clients/${encodeURIComponent(c.id)}/enable`, `Enable ${c.id}`, token)
+                  : ''
+            }</td>`
+          : ''
+      }</tr>`
+    })}</tbody></table>
+<p class="muted">Disabling revokes every live grant at once and denies open device authorizations. People and clients configured as disabled are enabled by editing the configuration.</p>`
+    return ctx.send(reply, status, page({ title: 'People & clients', current: '/console/people', viewer: session.viewer, nav: ctx.nav, body, notice }))
+  }
+
+  app.get('/people', { config: { consolePermission: 'read' } }, (request, reply) => renderPeople(request, reply))
+
+  for (const [kind, path] of [
+    ['user', 'people'],
+    ['client', 'clients'],
+  ] as const) {
+    for (const verb of ['disable', 'enable'] as const) {
+      app.post(`/${path}/:id/${verb}`, { config: { consolePermission: 'administer' } }, async (request, reply) => {
+        const id = (request.params as { id: string }).id
+        const session = ctx.session(request)
+        if (kind === 'user' && verb === 'disable' && id === session.user.username) {
+          return renderPeople(request, reply, { tone: 'error', text: 'You cannot disable yourself here.' }, 409)
+        }
+        const revoked = await deps.principals.change(kind, id, verb === 'disable' ? 'disabled' : 'enabled', session.user.username, request.clientIp)
+        if (revoked === undefined) return renderPeople(request, reply, { tone: 'error', text: `No ${kind} "${id}" is configured.` }, 404)
+        return renderPeople(request, reply, { tone: 'ok', text: verb === 'disable' ? `Disabled ${id}; ${revoked} grant(s) revoked.` : `Enabled ${id}.` })
+      })
+    }
+  }
+
+  async function renderDevices(request: FastifyRequest, reply: FastifyReply, notice?: { tone: 'ok' | 'error'; text: string }, status = 200, typed: { jkt?: string; label?: string } = {}) {
+    const session = ctx.session(request)
+    const isAdmin = session.role === 'admin'
+    const devices = await listDevices(registry, { includeRetired: true })
+    const body = html`<p>Devices known by the thumbprint of their DPoP key (RFC 7638). Policies can require a registered device; retiring one revokes every grant bound to its key.</p>
+${
+  devices.length === 0
+    ? html`<p class="muted">No devices registered.</p>`
+    : html`<table><caption>Trusted devices, newest first</caption><thead><tr><th scope="col">Label</th><th scope="col">Key thumbprint</th><th scope="col">Registered</th><th scope="col">By</th><th scope="col">Status</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<tbody>${devices.map(
+        (d) =>
+          html`<tr><td>${d.label}</td><td><code>${d.jkt}</code></td><td>${time(d.registeredAt)}</td><td>${d.registeredBy ?? '—'}</td><td>${d.retiredAt === null ? badge('active') : html`${badge('revoked')} retired ${time(d.retiredAt)}`}</td><td><a href="/console/revoke?kind=jkt&amp;jkt=${d.jkt}">preview revoking</a></td>${
+            isAdmin ? html`<td>${d.retiredAt === null ? actionButton(`/console/devices/${d.jkt}/retire`, `Retire ${d.label}`, session.viewer.csrfToken, {}, 'danger') : ''}</td>` : ''
+          }</tr>`,
+      )}</tbody></table>`
+}
+${
+  isAdmin
+    ? html`<h2>Register a device</h2><form method="post" action="/console/devices" class="card">${csrf(session.viewer.csrfToken)}
+${field('jkt', 'Key thumbprint (jkt, 43 characters)', typed.jkt, { required: true })}
+${field('label', 'Label', typed.label, { required: true })}
+<div class="actions"><button type="submit" class="primary">Register</button></div></form>`
+    : ''
+}`
+    return ctx.send(reply, status, page({ title: 'Trusted devices', current: '/console/devices', viewer: session.viewer, nav: ctx.nav, body, notice }))
+  }
+
+  app.get('/devices', { config: { consolePermission: 'read' } }, (request, reply) => renderDevices(request, reply))
+
+  app.post('/devices', { config: { consolePermission: 'administer' } }, async (request, reply) => {
+    const f = ctx.form(request)
+    const jkt = ctx.text(f, 'jkt', 100) ?? ''
+    const label = ctx.text(f, 'label', 300) ?? ''
+    try {
+      const d = await registerDevice(registry, { jkt, label, registeredBy: ctx.session(request).user.username })
+      return renderDevices(request, reply, { tone: 'ok', text: `Registered ${d.label}.` })
+    } catch (err) {
+      if (err instanceof DeviceRegistryError) return renderDevices(request, reply, { tone: 'error', text: err.message }, err.code === 'ERR_DEVICE_EXISTS' ? 409 : 400, { jkt, label })
+      throw err
+    }
+  })
+
+  app.post('/devices/:jkt/retire', { config: { consolePermission: 'administer' } }, async (request, reply) => {
+    try {
+      const r = await retireDevice(registry, (request.params as { jkt: string }).jkt, ctx.session(request).user.username)
+      return renderDevices(request, reply, { tone: 'ok', text: `Retired ${r.device.label}; ${r.grantsRevoked} grant(s) revoked.` })
+    } catch (err) {
+      if (err instanceof DeviceRegistryError) return renderDevices(request, reply, { tone: 'error', text: err.message }, err.code === 'ERR_DEVICE_NOT_FOUND' ? 404 : 400)
+      throw err
+    }
+  })
+}
