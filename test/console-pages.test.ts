@@ -29,7 +29,7 @@ describe('console overview (issue 14 §Overview)', () => {
     expect(res.body).toMatch(/<span class="n">2<\/span>active grants/)
     expect(res.body).toContain('tier=low">1</a>')
     expect(res.body.match(/<svg class="chart"[^>]*role="img"/g)).toHaveLength(4)
-    expect(res.body).toContain('Approvals per hour over the last 7 days (solid bars): 2 in total')
+    expect(res.body).toContain('Approvals per hour over the last 7 UTC days, today included, shown as solid bars: 2 in total')
     expect(res.body).toContain('<caption>Per day</caption>')
     expect(res.body).not.toContain('<script')
   })

@@ -20,13 +20,14 @@ export interface HourlySeries {
 export const CHART_HOURS = 7 * 24
 
 /**
- * Hour buckets of the window that ends with the hour containing `now`: the first hour index
- * (epoch seconds / 3600) and the window `[from, to)` in epoch seconds.
+ * The charts' window: the last 7 UTC days, today included (its later hours are still empty), so
+ * every bar group and table row is one calendar day. Returns the first hour index (epoch seconds /
+ * 3600) and the window `[from, to)` in epoch seconds.
  */
 export function chartWindow(now: number): { firstHour: number; from: number; to: number } {
-  const lastHour = Math.floor(now / 3600)
-  const firstHour = lastHour - CHART_HOURS + 1
-  return { firstHour, from: firstHour * 3600, to: (lastHour + 1) * 3600 }
+  const todayStart = Math.floor(now / 86_400) * 86_400
+  const from = todayStart - 6 * 86_400
+  return { firstHour: from / 3600, from, to: todayStart + 86_400 }
 }
 
 /** Lays sparse hour → count maps onto the window, zero-filled. */
@@ -84,7 +85,7 @@ export function renderHourlyChart(series: HourlySeries, firstHour: number): Safe
   const yTicks = [0, yMax / 2, yMax]
     .map((v) => `<text x="${left - 4}" y="${(y(v) + 4).toFixed(2)}" text-anchor="end">${Number.isInteger(v) ? v : v.toFixed(1)}</text><line class="grid" x1="${left}" y1="${y(v).toFixed(2)}" x2="${W - right}" y2="${y(v).toFixed(2)}"/>`)
     .join('')
-  const summary = `${series.label} per hour over the last 7 days (${PATTERN_NAMES[series.key]}): ${total} in total, at most ${peak} in one hour.`
+  const summary = `${series.label} per hour over the last 7 UTC days, today included, shown as ${PATTERN_NAMES[series.key]}: ${total} in total, at most ${peak} in one hour.`
   const svg = new SafeHtml(
     `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${id}_t ${id}_d" xmlns="http://www.w3.org/2000/svg">` +
       `<title id="${id}_t">${series.label} per hour, last 7 days</title><desc id="${id}_d">${summary}</desc>` +
@@ -104,7 +105,7 @@ export function renderSeriesTables(series: readonly HourlySeries[], firstHour: n
   const days = Array.from({ length: 7 }, (_, d) => d)
   const dayLabel = (d: number) => new Date((firstHour + d * 24) * 3600 * 1000).toISOString().slice(0, 10)
   const sum = (s: HourlySeries, d: number) => s.counts.slice(d * 24, d * 24 + 24).reduce((a, b) => a + b, 0)
-  const header = html`<tr><th scope="col">Day (UTC, from ${new Date(firstHour * 3600 * 1000).toISOString().slice(11, 16)})</th>${series.map((s) => html`<th scope="col" class="num">${s.label}</th>`)}</tr>`
+  const header = html`<tr><th scope="col">Day (UTC)</th>${series.map((s) => html`<th scope="col" class="num">${s.label}</th>`)}</tr>`
   const hourRows = series[0]?.counts
     .map((_, i) => i)
     .filter((i) => series.some((s) => (s.counts[i] ?? 0) > 0))

@@ -27,13 +27,15 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
     const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
     const state = (kind: 'user' | 'client', id: string, configuredDisabled: boolean) => deps.overrides.state(kind, id) ?? (configuredDisabled ? 'disabled' : 'enabled')
     const body = html`<h2 id="people_h">People</h2>
-<table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col" class="num">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
 <tbody>${deps.configuredUsers.map((u, i) => {
       const s = state('user', u.username, u.disabled)
       return html`<tr><td>${u.displayName} (<code>${u.username}</code>)</td><td>${badge(s)}</td><td>${(u.groups ?? []).join(', ') || '—'}</td><td class="num">${u.risk ?? 0}</td><td>configuration</td><td>${totp[i] ? 'TOTP' : 'none'}</td><td>${roleOf(deps.config, u.username, u.groups ?? []) ?? '—'}</td><td><a href="/console/grants?person=${encodeURIComponent(u.username)}">grants</a></td>${
         isAdmin
           ? html`<td>${
-              s === 'enabled'
+              u.username === session.user.username
+                ? html`<span class="muted">you</span>`
+                : s === 'enabled'
                 ? actionButton(`/console/people/${encodeURIComponent(u.username)}/disable`, `Disable ${u.username}`, token, {}, 'danger')
                 : s === 'disabled' && !u.disabled
                   ? actionButton(`/console/people/${encodeURIComponent(u.username)}/enable`, `Enable ${u.username}`, token)
