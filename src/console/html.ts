@@ -37,6 +37,7 @@ h2{font-size:1.2rem;margin:1.5rem 0 .5rem}
 table{border-collapse:collapse;width:100%;background:var(--card);font-size:.95rem}
 caption{text-align:left;font-weight:600;padding:.25rem 0}
 th,td{border-bottom:1px solid var(--line);padding:.4rem .5rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td{overflow-wrap:anywhere}
 thead th{white-space:nowrap}
 th{background:#eef1f4}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
