@@ -1,0 +1,138 @@
+/**
+ * The console's queries (src/console/storage.ts) on a real database: SQLite always, PostgreSQL
+ * when DEVICEGATE_TEST_PG_URL is set (own schema per run).
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createConsoleStore, type ConsoleStore } from '../src/console/storage.js'
+import { chainHash } from '../src/governance/audit.js'
+import { openStore } from '../src/storage/index.js'
+import type { Store } from '../src/storage/store.js'
+import { bundle, deviceGrant, NOW } from './support/store-fixtures.js'
+
+const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
+
+const targets: { name: string; run: boolean; open(): Promise<{ store: Store; cleanup(): Promise<void> }> }[] = [
+  {
+    name: 'sqlite',
+    run: true,
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'devicegate-console-'))
+      const store = await openStore(`sqlite:${join(dir, 'db.sqlite')}`)
+      return { store, cleanup: () => rm(dir, { recursive: true, force: true }) }
+    },
+  },
+  {
+    name: 'postgres',
+    run: Boolean(PG_URL),
+    async open() {
+      const schema = `dg_console_${process.pid}_${randomBytes(4).toString('hex')}`
+      const admin = async (sql: string) => {
+        const c = new pg.Client({ connectionString: PG_URL })
+        await c.connect()
+        await c.query(sql)
+        await c.end()
+      }
+      await admin(`create schema ${schema}`)
+      const url = new URL(PG_URL!)
+      url.searchParams.set('options', `-c search_path=${schema}`)
+      const store = await openStore(url.toString())
+      return { store, cleanup: () => admin(`drop schema if exists ${schema} cascade`) }
+    },
+  },
+]
+
+for (const target of targets) {
+  describe.skipIf(!target.run)(`${target.name}: console queries (issue 14)`, () => {
+    let store: Store
+    let q: ConsoleStore
+    let cleanup: () => Promise<void>
+    const grants: string[] = []
+
+    beforeAll(async () => {
+      ;({ store, cleanup } = await target.open())
+      q = createConsoleStore(store)
+      // approved and redeemed from 198.51.100.7 → a live family; denied by a person; refused by policy
+      for (const [i, ip] of ['198.51.100.7', '198.51.100.8', '192.0.2.1'].entries()) {
+        const d = deviceGrant({ requestIp: ip, createdAt: NOW + i })
+        await store.createDeviceGrant(d)
+        await store.decideDeviceGrant(d.id, 'approved', 'alice', NOW + 10)
+        const b = bundle({ clientId: i === 2 ? 'deploy' : 'cli' })
+        b.grant = { ...b.grant, deviceGrantId: d.id, createdAt: NOW + i }
+        expect(await store.redeemDeviceGrant(d.id, NOW + 11, b)).toBe(true)
+        grants.push(b.grant.id)
+      }
+      const denied = deviceGrant()
+      await store.createDeviceGrant(denied)
+      await store.decideDeviceGrant(denied.id, 'denied', 'bob', NOW + 20)
+      const refused = deviceGrant()
+      await store.createDeviceGrant(refused)
+      await store.saveDeviceGrantDecision(refused.id, 'deny', JSON.stringify({ facts: { request: { ip: '1.2.3.4', country: 'DE' } } }), NOW + 30)
+      await store.decideDeviceGrant(refused.id, 'denied', 'carol', NOW + 30)
+      for (const n of [1, 2])
+        await store.insertAnomaly({ id: `an${n}`, kind: 'dormant_grant', time: NOW + n, dedupeKey: null, clientId: 'cli', subject: 'alice', grantId: grants[0]!, ip: null, action: 'alert', details: '{}' })
+      await store.appendAuditEvents(
+        [1, 2, 3].map((n) => ({ time: NOW + n, type: n === 2 ? 'token.revoked' : 'token.issued', actor: 'x', clientId: 'cli', subject: 'alice', ip: null, grantId: grants[0]!, details: '{}' })),
+        chainHash,
+      )
+    })
+    afterAll(async () => {
+      await store?.close()
+      await cleanup?.()
+    })
+
+    it('counts approvals, denials by people, refusals by policy and anomalies per hour', async () => {
+      const h = await q.countHourly(NOW - 3600, NOW + 7200)
+      const hour = Math.floor((NOW + 10) / 3600)
+      expect(h.approvals.get(hour)).toBe(3)
+      expect(h.denials.get(Math.floor((NOW + 20) / 3600))).toBe(1)
+      expect(h.refusals.get(Math.floor((NOW + 30) / 3600))).toBe(1)
+      expect([...h.anomalies.values()].reduce((a, b) => a + b, 0)).toBe(2)
+    })
+
+    it('counts live grants per client', async () => {
+      const m = await q.countActiveGrantsByClient(NOW + 100)
+      expect(m.get('cli')).toBe(2)
+      expect(m.get('deploy')).toBe(1)
+    })
+
+    it('searches grants by network prefix, client list and status, newest first with a keyset cursor', async () => {
+      const now = NOW + 100
+      expect((await q.searchGrants({ now, network: '198.51.100.' }, { limit: 10 })).map((g) => g.id)).toEqual([grants[1], grants[0]])
+      expect((await q.searchGrants({ now, network: '198_51' }, { limit: 10 })).length).toBe(0) // LIKE wildcards are escaped
+      expect((await q.searchGrants({ now, clientIds: ['deploy'] }, { limit: 10 })).map((g) => g.id)).toEqual([grants[2]])
+      expect(await q.searchGrants({ now, clientIds: [] }, { limit: 10 })).toEqual([])
+      expect((await q.searchGrants({ now, status: 'revoked' }, { limit: 10 })).length).toBe(0)
+      expect((await q.searchGrants({ now, unusedSince: NOW + 2 }, { limit: 10 })).length).toBe(2)
+      const first = await q.searchGrants({ now }, { limit: 2 })
+      const rest = await q.searchGrants({ now }, { limit: 2, after: { time: first[1]!.createdAt, id: first[1]!.id } })
+      expect([...first, ...rest].map((g) => g.id)).toEqual([grants[2], grants[1], grants[0]])
+      expect(first[0]!.requestIp).toBe('192.0.2.1')
+      expect(first[0]!.approvedAt).toBe(NOW + 10)
+    })
+
+    it('acknowledges an anomaly once; open counts and filters follow', async () => {
+      expect(await q.countOpenAnomalies()).toBe(2)
+      expect(await q.acknowledgeAnomaly('an1', 'otto', 'checked', NOW + 50)).toBe(true)
+      expect(await q.acknowledgeAnomaly('an1', 'ada', 'again', NOW + 51)).toBe(false)
+      expect(await q.countOpenAnomalies()).toBe(1)
+      expect((await q.searchAnomalies({ state: 'open' }, { limit: 10 })).map((a) => a.id)).toEqual(['an2'])
+      expect(await q.findAnomaly('an1')).toMatchObject({ acknowledgedBy: 'otto', note: 'checked', acknowledgedAt: NOW + 50 })
+      const page1 = await q.searchAnomalies({}, { limit: 1 })
+      expect((await q.searchAnomalies({}, { limit: 1, after: { time: page1[0]!.time, id: page1[0]!.id } })).map((a) => a.id)).toEqual(['an1'])
+    })
+
+    it('browses audit events newest first by seq, filtered, and per grant', async () => {
+      const all = await q.searchAudit({}, { limit: 10 })
+      expect(all.map((e) => e.seq)).toEqual([3, 2, 1])
+      expect((await q.searchAudit({ type: 'token.revoked' }, { limit: 10 })).map((e) => e.seq)).toEqual([2])
+      expect((await q.searchAudit({}, { limit: 10, beforeSeq: 3 })).map((e) => e.seq)).toEqual([2, 1])
+      expect((await q.listAuditOfGrant(grants[0]!)).length).toBe(3)
+      expect(await q.findLastCheckpoint()).toBeUndefined()
+    })
+  })
+}
