@@ -54,18 +54,27 @@ export interface UpstreamIdentity {
 /** Ends an upstream sign-in: rotates the session, audits, redirects to the console. */
 export type CompleteSignIn = (request: FastifyRequest, reply: FastifyReply, identity: UpstreamIdentity) => Promise<FastifyReply>
 
+/** What a {@link ConsoleSignIn} gets to register its routes with. */
+export interface ConsoleSignInContext {
+  /** Ends the sign-in once the person is verified (session rotation, audit, redirect). */
+  complete: CompleteSignIn
+  store: Store
+  clock: Clock
+}
+
 /**
  * The seam for sign-in methods other than the local password + TOTP form — the upstream OpenID
- * Connect provider (src/identity/). The sign-in page shows one button per method linking to
- * `/console/sign-in/<id>`; the method registers that route and its callback on the console scope
- * and, once it has verified the person upstream, calls `complete` with who they are.
+ * Connect provider (src/identity/). The sign-in page shows one link per method to
+ * `/console/sign-in/<id>`; the method registers that route (and whatever it needs after it) on the
+ * console scope and, once it has verified the person upstream, calls `complete` with who they are.
+ * `upstream-sign-in.ts` adapts a sign-in that ends in a verification-page session.
  */
 export interface ConsoleSignIn {
   /** URL segment, `[a-z0-9-]+`. */
   readonly id: string
-  /** Button text, e.g. `Sign in with Corp SSO`. */
+  /** Link text, e.g. `Sign in with Corp SSO`. */
   readonly label: string
-  register(app: FastifyInstance, complete: CompleteSignIn): Promise<void>
+  register(app: FastifyInstance, ctx: ConsoleSignInContext): Promise<void>
 }
 
 /** What the console needs; built by the composition root. */

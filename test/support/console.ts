@@ -7,6 +7,7 @@
 import { hash } from '@node-rs/argon2'
 import { generate } from 'otplib'
 import { parseConfig } from '../../src/config/load.js'
+import type { CreateServerOptions } from '../../src/server.js'
 import { FIXTURE, PageSession, startTestServer, type TestServer } from './server.js'
 
 export const CONSOLE_TOTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
@@ -22,7 +23,7 @@ export interface ConsoleTestServer extends TestServer {
 }
 
 /** Starts a console test server (SQLite file, frozen clock, 127.0.0.1 trusted as a proxy). */
-export async function startConsoleServer(storageUrl?: string): Promise<ConsoleTestServer> {
+export async function startConsoleServer(storageUrl?: string, consoleSignIns?: CreateServerOptions['consoleSignIns']): Promise<ConsoleTestServer> {
   const h = await hash(CONSOLE_PASSWORD)
   const device = ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']
   const config = parseConfig({
@@ -46,7 +47,7 @@ export async function startConsoleServer(storageUrl?: string): Promise<ConsoleTe
     },
     log_level: 'silent',
   })
-  const t = await startTestServer({ config, ...(storageUrl ? { storageUrl } : {}) })
+  const t = await startTestServer({ config, ...(storageUrl ? { storageUrl } : {}), ...(consoleSignIns ? { consoleSignIns } : {}) })
   t.clock.freeze()
   for (const u of ['vera', 'otto', 'ada']) await t.server.store.saveTotpSecret(u, CONSOLE_TOTP_SECRET, t.clock.nowSeconds())
   const server: ConsoleTestServer = {

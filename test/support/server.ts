@@ -12,7 +12,7 @@ import { parseConfig, resolveConfig } from '../../src/config/load.js'
 import type { Clock } from '../../src/core/ports.js'
 import type { GeoLookup } from '../../src/policy/geo.js'
 import type { Logger } from 'pino'
-import { createLogger, createServer, type DevicegateServer } from '../../src/server.js'
+import { createLogger, createServer, type CreateServerOptions, type DevicegateServer } from '../../src/server.js'
 
 /** A clock tests can move; starts at the real time. */
 export class TestClock implements Clock {
@@ -94,7 +94,7 @@ export interface TestServer {
  * @param opts.logger capture the server's logs (default: silent).
  */
 export async function startTestServer(
-  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger; geo?: GeoLookup } = {},
+  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger; geo?: GeoLookup; consoleSignIns?: CreateServerOptions['consoleSignIns'] } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'devicegate-test-'))
   const clock = opts.clock ?? new TestClock()
@@ -111,7 +111,7 @@ export async function startTestServer(
     { ...file, storage: { url: opts.storageUrl ?? `sqlite:${join(dir, 'devicegate.db')}` } },
     { host: '127.0.0.1', port, issuer: opts.issuer ?? `http://127.0.0.1:${port}`, dataDir: dir },
   )
-  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent'), ...(opts.geo ? { geo: opts.geo } : {}) })
+  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent'), ...(opts.geo ? { geo: opts.geo } : {}), ...(opts.consoleSignIns ? { consoleSignIns: opts.consoleSignIns } : {}) })
   await server.app.listen({ host: '127.0.0.1', port })
   return {
     server,

@@ -9,10 +9,11 @@ export async function registerOverviewPage(app: FastifyInstance, ctx: ConsoleCon
   const { deps } = ctx
   app.get('/', { config: { consolePermission: 'read' } }, async (request, reply) => {
     const o = await loadOverview(deps.store, deps.queries, deps.clients, deps.clock.nowSeconds())
-    const stat = (n: number, label: string, href: string) => html`<li><a href="${href}"><span class="n">${n}</span>${label}</a></li>`
+    const stat = (n: number, label: string, href?: string) =>
+      href === undefined ? html`<li><span class="n">${n}</span>${label}</li>` : html`<li><a href="${href}"><span class="n">${n}</span>${label}</a></li>`
     const body = html`<h2>Now</h2>
 <ul class="stats">
-  ${stat(o.pendingCodes, 'pending device codes', '/console/audit?type=device_authorization.requested')}
+  ${stat(o.pendingCodes, 'pending device codes (waiting for a person to approve)')}
   ${stat(o.activeTotal, 'active grants', '/console/grants?status=active')}
   ${stat(o.openAnomalies, 'open anomalies', '/console/anomalies?state=open')}
 </ul>

@@ -132,6 +132,6 @@ ${methods.length === 0 ? '' : html`<h2>Or</h2><ul>${methods.map((m) => html`<li>
   }
   for (const method of methods) {
     if (!/^[a-z0-9-]+$/.test(method.id)) throw new TypeError(`console sign-in method id "${method.id}": use [a-z0-9-]`)
-    await method.register(app, complete)
+    await method.register(app, { complete, store: deps.store, clock: deps.clock })
   }
 }
