@@ -183,7 +183,6 @@ export async function createServer(config: Config, options: CreateServerOptions 
               configuredClients: config.clients,
               events: governance.events,
               revocation: governance.revocation,
-              anomalies: governance.anomalies,
               principals: governance.principals,
               overrides: governance.overrides,
               audit: governance.audit,

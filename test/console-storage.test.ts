@@ -61,6 +61,7 @@ for (const target of targets) {
         const d = deviceGrant({ requestIp: ip, createdAt: NOW + i })
         await store.createDeviceGrant(d)
         await store.decideDeviceGrant(d.id, 'approved', 'alice', NOW + 10)
+        if (i === 0) await store.saveDeviceGrantDecision(d.id, 'allow', JSON.stringify({ facts: { request: { ip, country: 'NL' }, approver: { ip: '203.0.113.9', country: 'NL' } } }), NOW + 10)
         const b = bundle({ clientId: i === 2 ? 'deploy' : 'cli' })
         b.grant = { ...b.grant, deviceGrantId: d.id, createdAt: NOW + i }
         expect(await store.redeemDeviceGrant(d.id, NOW + 11, b)).toBe(true)
@@ -106,6 +107,9 @@ for (const target of targets) {
       expect((await q.searchGrants({ now, network: '198_51' }, { limit: 10 })).length).toBe(0) // LIKE wildcards are escaped
       expect((await q.searchGrants({ now, clientIds: ['deploy'] }, { limit: 10 })).map((g) => g.id)).toEqual([grants[2]])
       expect(await q.searchGrants({ now, clientIds: [] }, { limit: 10 })).toEqual([])
+      expect((await q.searchGrants({ now, country: 'NL' }, { limit: 10 })).map((g) => g.id)).toEqual([grants[0]])
+      expect((await q.searchGrants({ now, network: '203.0.113.9' }, { limit: 10 })).map((g) => g.id)).toEqual([grants[0]])
+      expect((await q.searchGrants({ now, country: 'DE' }, { limit: 10 })).length).toBe(0)
       expect((await q.searchGrants({ now, status: 'revoked' }, { limit: 10 })).length).toBe(0)
       expect((await q.searchGrants({ now, unusedSince: NOW + 2 }, { limit: 10 })).length).toBe(2)
       const first = await q.searchGrants({ now }, { limit: 2 })

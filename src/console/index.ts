@@ -24,7 +24,6 @@ import type { ConsoleConfig } from '../config/console.js'
 import type { DomainEvent, EventSink } from '../core/events.js'
 import type { Client, ClientDirectory, User, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
-import type { AnomalyEngine } from '../governance/anomalies.js'
 import type { AuditLog } from '../governance/audit.js'
 import type { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
 import type { RevocationService } from '../governance/revocation.js'
@@ -94,7 +93,6 @@ export interface ConsoleDeps {
   configuredClients: readonly Client[]
   events: EventSink
   revocation: RevocationService
-  anomalies: AnomalyEngine
   principals: PrincipalAdmin
   overrides: PrincipalOverrides
   audit: AuditLog | undefined
@@ -186,6 +184,52 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
       }
       const error = (reply: FastifyReply, request: FastifyRequest, status: number, title: string, message: string) =>
         send(reply, status, page({ title, viewer: request.consoleSession?.viewer, nav, body: html`<p class="notice error" role="alert">${message}</p><p><a href="${CONSOLE_PREFIX}">Back to the console</a></p>` }))
+      // --- sessions ----------------------------------------------------------------------------
+
+      /** Starts a session (anonymous, or signed in) and sets the cookie. */
+      async function startSession(reply: FastifyReply, user: User | undefined, mfa: boolean): Promise<WebSessionRecord> {
+        const now = deps.clock.nowSeconds()
+        const value = randomToken(deps.random)
+        const record: WebSessionRecord = {
+          idHash: consoleSessionHash(value),
+          csrfToken: randomToken(deps.random),
+          subject: user?.username ?? null,
+          authTime: user === undefined ? null : now,
+          mfaAt: mfa ? now : null,
+          createdAt: now,
+          expiresAt: now + deps.config.sessionTtlSeconds,
+        }
+        await deps.store.createWebSession(record)
+        if (mfa) await deps.store.markWebSessionMfa(record.idHash, now)
+        reply.setCookie(CONSOLE_COOKIE, value, { httpOnly: true, secure: true, sameSite: 'lax', path: CONSOLE_PREFIX, maxAge: deps.config.sessionTtlSeconds })
+        return record
+      }
+
+      const sessions: SessionControl = {
+        loadSession,
+        isTrustedPost,
+        async anonymous(request, reply) {
+          const loaded = await loadSession(request)
+          return loaded?.record ?? startSession(reply, undefined, false)
+        },
+        async signIn(request, reply, user, mfa, method) {
+          const previous = await loadSession(request)
+          const record = await startSession(reply, user, mfa)
+          if (previous !== undefined) await deps.store.deleteWebSession(previous.record.idHash)
+          const role = roleOf(deps.config, user.username, user.groups ?? [])
+          deps.logger.info({ event: 'console.signed_in', subject: user.username, role, ip: request.clientIp }, 'console sign-in')
+          await deps.events.record({ type: 'session.signed_in', actor: user.username, subject: user.username, ip: request.clientIp, details: { surface: 'console', method, mfa, role } })
+          return record
+        },
+        async signOut(request, reply) {
+          const loaded = await loadSession(request)
+          if (loaded !== undefined) {
+            await deps.store.deleteWebSession(loaded.record.idHash)
+            await deps.events.record({ type: 'session.signed_out', actor: loaded.record.subject, subject: loaded.record.subject, ip: request.clientIp, details: { surface: 'console' } })
+          }
+          reply.clearCookie(CONSOLE_COOKIE, { httpOnly: true, secure: true, sameSite: 'lax', path: CONSOLE_PREFIX })
+        },
+      }
       const ctx: ConsoleContext = {
         deps,
         nav,
@@ -201,7 +245,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
           await deps.events.record({ ...event, actor: request.consoleSession?.user.username ?? null, ip: request.clientIp } as DomainEvent)
         },
         redirect: (reply, location) => reply.code(303).header('cache-control', 'no-store').header('location', location).send(),
-        sessions: undefined as unknown as SessionControl, // set below, once the session functions exist
+        sessions,
       }
 
       /** The session for a cookie, with its still-enabled user, or undefined. */
@@ -271,53 +315,6 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
         }
       })
 
-      // --- sessions ----------------------------------------------------------------------------
-
-      /** Starts a session (anonymous, or signed in) and sets the cookie. */
-      async function startSession(reply: FastifyReply, user: User | undefined, mfa: boolean): Promise<WebSessionRecord> {
-        const now = deps.clock.nowSeconds()
-        const value = randomToken(deps.random)
-        const record: WebSessionRecord = {
-          idHash: consoleSessionHash(value),
-          csrfToken: randomToken(deps.random),
-          subject: user?.username ?? null,
-          authTime: user === undefined ? null : now,
-          mfaAt: mfa ? now : null,
-          createdAt: now,
-          expiresAt: now + deps.config.sessionTtlSeconds,
-        }
-        await deps.store.createWebSession(record)
-        if (mfa) await deps.store.markWebSessionMfa(record.idHash, now)
-        reply.setCookie(CONSOLE_COOKIE, value, { httpOnly: true, secure: true, sameSite: 'lax', path: CONSOLE_PREFIX, maxAge: deps.config.sessionTtlSeconds })
-        return record
-      }
-
-      const sessions: SessionControl = {
-        loadSession,
-        isTrustedPost,
-        async anonymous(request, reply) {
-          const loaded = await loadSession(request)
-          return loaded?.record ?? startSession(reply, undefined, false)
-        },
-        async signIn(request, reply, user, mfa, method) {
-          const previous = await loadSession(request)
-          const record = await startSession(reply, user, mfa)
-          if (previous !== undefined) await deps.store.deleteWebSession(previous.record.idHash)
-          const role = roleOf(deps.config, user.username, user.groups ?? [])
-          deps.logger.info({ event: 'console.signed_in', subject: user.username, role, ip: request.clientIp }, 'console sign-in')
-          await deps.events.record({ type: 'session.signed_in', actor: user.username, subject: user.username, ip: request.clientIp, details: { surface: 'console', method, mfa, role } })
-          return record
-        },
-        async signOut(request, reply) {
-          const loaded = await loadSession(request)
-          if (loaded !== undefined) {
-            await deps.store.deleteWebSession(loaded.record.idHash)
-            await deps.events.record({ type: 'session.signed_out', actor: loaded.record.subject, subject: loaded.record.subject, ip: request.clientIp, details: { surface: 'console' } })
-          }
-          reply.clearCookie(CONSOLE_COOKIE, { httpOnly: true, secure: true, sameSite: 'lax', path: CONSOLE_PREFIX })
-        },
-      }
-      ctx.sessions = sessions
       for (const register of pages) await register(scope, ctx)
     },
     { prefix: CONSOLE_PREFIX },
