@@ -26,7 +26,6 @@ import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
 import { registerConsole, type ConsoleSignIn } from './console/index.js'
 import { CONSOLE_PAGES } from './console/pages/index.js'
-import { createConsoleStore } from './console/storage.js'
 
 /** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
 export const REDACT_PATHS = [
@@ -173,7 +172,6 @@ export async function createServer(config: Config, options: CreateServerOptions 
             {
               config: config.console,
               store,
-              queries: createConsoleStore(store),
               clock,
               random: systemRandom,
               issuerOrigin: new URL(config.issuer).origin,

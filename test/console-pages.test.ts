@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createConsoleStore } from '../src/console/storage.js'
 import { startConsoleServer, type ConsoleTestServer } from './support/console.js'
 
 let t: ConsoleTestServer
@@ -58,7 +57,7 @@ describe('console grants (issue 14 §Grants)', () => {
   })
 
   it('pages with a keyset cursor (the storage query the list uses)', async () => {
-    const q = createConsoleStore(t.server.store)
+    const q = t.server.store
     const now = t.clock.nowSeconds()
     const first = await q.searchGrants({ now }, { limit: 1 })
     const second = await q.searchGrants({ now }, { limit: 1, after: { time: first[0]!.createdAt, id: first[0]!.id } })

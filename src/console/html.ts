@@ -1,13 +1,13 @@
 /**
  * Server-rendered HTML of the governance console: one layout, one stylesheet, small components.
  *
- * Like the verification pages (`web/templates.ts`, whose escaping {@link html} tag this reuses),
+ * Like the verification pages (`web/templates/layout.ts`, whose escaping {@link html} tag this reuses),
  * the console carries no JavaScript and loads nothing from elsewhere: the only inline content is
  * one `<style>` element allowed by its SHA-256 hash in {@link CONSOLE_CSP_DIRECTIVES}; charts are
  * inline SVG. Every action is a `<form method="post">` with the session's CSRF token.
  */
 import { createHash } from 'node:crypto'
-import { html, SafeHtml } from '../web/templates.js'
+import { html, SafeHtml } from '../web/templates/layout.js'
 import type { ConsoleRole } from './roles.js'
 
 export { html, SafeHtml }

@@ -30,10 +30,10 @@ import type { RevocationService } from '../governance/revocation.js'
 import type { PolicyHolder } from '../policy/holder.js'
 import type { PolicyService } from '../policy/service.js'
 import type { Store, WebSessionRecord } from '../storage/store.js'
-import { constantTimeEqual, randomToken, sha256Hex } from '../system.js'
+import { randomToken, sha256Hex } from '../system.js'
+import { createPostGuard } from '../web/csrf.js'
 import { CONSOLE_CSP_DIRECTIVES, html, NAV, page, type NavItem, type Viewer } from './html.js'
 import { isAllowed, roleOf, type ConsolePermission, type ConsoleRole } from './roles.js'
-import type { ConsoleStore } from './storage.js'
 
 /** Path prefix of the console. */
 export const CONSOLE_PREFIX = '/console'
@@ -80,7 +80,6 @@ export interface ConsoleSignIn {
 export interface ConsoleDeps {
   config: ConsoleConfig
   store: Store
-  queries: ConsoleStore
   clock: Clock
   random: Random
   /** Origin of the issuer; a browser's `Origin` on POSTs must equal it. */
@@ -259,22 +258,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
         return { record, user: user !== undefined && !user.disabled ? user : undefined }
       }
 
-      function isSameOrigin(request: FastifyRequest): boolean {
-        if (request.headers['sec-fetch-site'] === 'cross-site') return false
-        const origin = request.headers.origin
-        if (origin === undefined) return true
-        try {
-          return new URL(origin).origin === issuerOrigin
-        } catch {
-          return false
-        }
-      }
-
-      /** Same origin and this session's CSRF token (RFC 6749 §10.12 style synchronizer token). */
+      const postGuard = createPostGuard(issuerOrigin)
+      /** Same origin and this session's CSRF token (the pages' one POST check, `web/csrf.ts`). */
       function isTrustedPost(request: FastifyRequest, record: WebSessionRecord): boolean {
-        if (!isSameOrigin(request)) return false
-        const token = form(request).csrf_token
-        return typeof token === 'string' && token.length > 0 && constantTimeEqual(token, record.csrfToken)
+        return postGuard({ secFetchSite: request.headers['sec-fetch-site'], origin: request.headers.origin, csrfToken: form(request).csrf_token }, record.csrfToken)
       }
 
       scope.setErrorHandler((err, request, reply) => {

@@ -1,12 +1,11 @@
 /**
  * The console's read models: what each page shows, assembled from the governance services and the
- * console's queries. Pages parse requests and render these; decisions (revoking, disabling,
+ * console's storage domain (`storage/console-views.ts`). Pages parse requests and render these; decisions (revoking, disabling,
  * acknowledging) stay in the governance services the admin API and CLI use too.
  */
 import type { Client, ClientDirectory } from '../core/model.js'
 import type { Store } from '../storage/store.js'
 import { chartWindow, toSeries, type HourlySeries } from './charts.js'
-import type { ConsoleStore } from './storage.js'
 
 /** Risk tiers in display order (policy/schema.ts `RISK_TIERS`). */
 export const TIERS = ['low', 'standard', 'high', 'admin'] as const
@@ -22,13 +21,13 @@ export interface Overview {
 }
 
 /** Counts and hourly series for the overview at `now` (epoch seconds). */
-export async function loadOverview(store: Store, queries: ConsoleStore, clients: ClientDirectory, now: number): Promise<Overview> {
+export async function loadOverview(store: Store, clients: ClientDirectory, now: number): Promise<Overview> {
   const { firstHour, from, to } = chartWindow(now)
   const [pendingCodes, byClient, openAnomalies, hourly] = await Promise.all([
     store.countPendingDeviceGrants(now),
-    queries.countActiveGrantsByClient(now),
-    queries.countOpenAnomalies(),
-    queries.countHourly(from, to),
+    store.countActiveGrantsByClient(now),
+    store.countOpenAnomalies(),
+    store.countHourly(from, to),
   ])
   const activeByTier: Overview['activeByTier'] = { low: 0, standard: 0, high: 0, admin: 0, unknown: 0 }
   let activeTotal = 0

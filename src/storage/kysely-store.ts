@@ -15,6 +15,7 @@
 import type { AccessReviewStore } from './access-reviews.js'
 import type { AuditLogStore } from './audit-log.js'
 import type { ConditionalApprovalStore } from './conditional-approval.js'
+import type { ConsoleViewStore } from './console-views.js'
 import type { DeviceGrantStore } from './device-grants.js'
 import type { DpopReplayStore } from './dpop-replay.js'
 import type { GovernanceRecordStore } from './governance-records.js'
@@ -23,6 +24,7 @@ import type { KeyStore } from './keys-and-secrets.js'
 import { KyselyAccessReviewStore } from './kysely/access-reviews.js'
 import { KyselyAuditLogStore } from './kysely/audit-log.js'
 import { KyselyConditionalApprovalStore } from './kysely/conditional-approval.js'
+import { KyselyConsoleViewStore } from './kysely/console-views.js'
 import { KyselyContext, type KyselyStoreOptions } from './kysely/context.js'
 import { createPollTimes, KyselyDeviceGrantStore } from './kysely/device-grants.js'
 import { KyselyDpopReplayStore } from './kysely/dpop-replay.js'
@@ -79,6 +81,7 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...methodsOf<GrantInventoryStore>(new KyselyGrantInventoryStore(ctx, pollTimes)),
     ...methodsOf<StorageClassStore>(new KyselyStorageClassStore(ctx)),
     ...methodsOf<AccessReviewStore>(new KyselyAccessReviewStore(ctx)),
+    ...methodsOf<ConsoleViewStore>(new KyselyConsoleViewStore(ctx)),
   }
 }
 

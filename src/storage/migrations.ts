@@ -24,6 +24,8 @@
  * - conditional approval (`conditional-approval.ts`): `device_grant_policy`, `totp_secrets` — 004
  * - storage classes (`storage-classes.ts`): `grant_storage_classes` — 013
  * - access reviews (`access-reviews.ts`): `review_campaigns`, `review_rounds`, `review_items` — 014
+ * - governance console (`console-views.ts`): `console_anomaly_acks` — 012; indexes for its lists
+ *   and charts on `device_grants`, `device_grant_policy`, `audit_events`, `anomalies` — 012
  *
  * A new domain appends its own migration at the end and adds its line here.
  */

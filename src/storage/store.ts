@@ -15,6 +15,7 @@
 import type { AccessReviewStore } from './access-reviews.js'
 import type { AuditLogStore } from './audit-log.js'
 import type { ConditionalApprovalStore } from './conditional-approval.js'
+import type { ConsoleViewStore } from './console-views.js'
 import type { DeviceGrantStore } from './device-grants.js'
 import type { DpopReplayStore } from './dpop-replay.js'
 import type { GovernanceRecordStore } from './governance-records.js'
@@ -29,6 +30,7 @@ import type { WebSessionStore } from './web-sessions.js'
 export * from './access-reviews.js'
 export * from './audit-log.js'
 export * from './conditional-approval.js'
+export * from './console-views.js'
 export * from './device-grants.js'
 export * from './dpop-replay.js'
 export * from './errors.js'
@@ -70,4 +72,5 @@ export interface Store
     TrustedDeviceStore,
     GrantInventoryStore,
     StorageClassStore,
-    AccessReviewStore {}
+    AccessReviewStore,
+    ConsoleViewStore {}

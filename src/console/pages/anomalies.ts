@@ -13,7 +13,7 @@ import { ANOMALY_KINDS } from '../../governance/anomalies.js'
 import { badge, csrf, field, html, page, pager, select, time } from '../html.js'
 import type { ConsoleContext } from '../index.js'
 import { decodeCursor, encodeCursor } from '../service.js'
-import type { AnomalyRow } from '../storage.js'
+import type { AnomalyRow } from '../../storage/store.js'
 import { describeDetails, FilterError, parseDays } from './grants.js'
 
 const PAGE_SIZE = 50
@@ -36,7 +36,7 @@ export async function registerAnomalyPages(app: FastifyInstance, ctx: ConsoleCon
       throw err
     }
     const after = decodeCursor(q.after)
-    const rows = await deps.queries.searchAnomalies(
+    const rows = await deps.store.searchAnomalies(
       {
         ...(f.kind !== undefined ? { kind: f.kind } : {}),
         ...(f.state !== undefined ? { state: f.state as 'open' | 'acknowledged' } : {}),
@@ -101,23 +101,23 @@ ${a.ip || a.clientId ? html`<li><a href="/console/revoke?${pattern.toString()}">
 
   app.get('/anomalies/:id', { config: { consolePermission: 'read' } }, async (request, reply) => {
     const id = (request.params as { id: string }).id
-    const a = id.length <= 100 ? await deps.queries.findAnomaly(id) : undefined
+    const a = id.length <= 100 ? await deps.store.findAnomaly(id) : undefined
     if (a === undefined) return ctx.error(reply, request, 404, 'Anomaly not found', 'There is no anomaly with this id.')
     return show(request, reply, a)
   })
 
   app.post('/anomalies/:id/acknowledge', { config: { consolePermission: 'act' } }, async (request, reply) => {
     const id = (request.params as { id: string }).id
-    const a = id.length <= 100 ? await deps.queries.findAnomaly(id) : undefined
+    const a = id.length <= 100 ? await deps.store.findAnomaly(id) : undefined
     if (a === undefined) return ctx.error(reply, request, 404, 'Anomaly not found', 'There is no anomaly with this id.')
     const note = ctx.text(ctx.form(request), 'note', 1000)
     if (note === undefined) return show(request, reply, a, { tone: 'error', text: 'Write a note: what was checked, what was decided.' }, 400)
     const session = ctx.session(request)
-    const first = await deps.queries.acknowledgeAnomaly(a.id, session.user.username, note, deps.clock.nowSeconds())
+    const first = await deps.store.acknowledgeAnomaly(a.id, session.user.username, note, deps.clock.nowSeconds())
     if (first) {
       await ctx.audit(request, { type: 'anomaly.acknowledged', subject: a.subject, clientId: a.clientId, grantId: a.grantId, details: { anomalyId: a.id, kind: a.kind, note } })
     }
-    const updated = (await deps.queries.findAnomaly(a.id))!
+    const updated = (await deps.store.findAnomaly(a.id))!
     return show(request, reply, updated, first ? { tone: 'ok', text: 'Acknowledged.' } : { tone: 'error', text: 'It was already acknowledged; the first acknowledgement stands.' }, first ? 200 : 409)
   })
 }

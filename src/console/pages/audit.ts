@@ -13,7 +13,7 @@ import { EVENT_TYPES } from '../../core/events.js'
 import { exportLine, type AuditVerification } from '../../governance/audit.js'
 import { actionButton, field, html, page, pager, select, time } from '../html.js'
 import type { ConsoleContext } from '../index.js'
-import type { AuditSearch } from '../storage.js'
+import type { AuditSearch } from '../../storage/store.js'
 import { auditList } from './grants.js'
 import { parseFormTime } from './revoke.js'
 
@@ -57,8 +57,8 @@ export async function registerAuditPages(app: FastifyInstance, ctx: ConsoleConte
     }
     const before = typeof q.before === 'string' && /^\d{1,15}$/.test(q.before) ? Number(q.before) : undefined
     const [rows, checkpoint, head] = await Promise.all([
-      deps.queries.searchAudit(parsed.search, { limit: PAGE_SIZE + 1, ...(before !== undefined ? { beforeSeq: before } : {}) }),
-      deps.queries.findLastCheckpoint(),
+      deps.store.searchAudit(parsed.search, { limit: PAGE_SIZE + 1, ...(before !== undefined ? { beforeSeq: before } : {}) }),
+      deps.store.findLastCheckpoint(),
       deps.store.readAuditHead(),
     ])
     const shown = rows.slice(0, PAGE_SIZE)

@@ -12,7 +12,7 @@ import type { AuditEventRecord } from '../../storage/store.js'
 import { ago, badge, csrf, field, html, page, pager, select, time, type SafeHtml } from '../html.js'
 import type { ConsoleContext } from '../index.js'
 import { clientIdsOfTier, decodeCursor, encodeCursor, TIERS } from '../service.js'
-import type { GrantRow, GrantSearch } from '../storage.js'
+import type { GrantRow, GrantSearch } from '../../storage/store.js'
 
 /** Rows per page of the grant list. */
 export const GRANTS_PAGE_SIZE = 50
@@ -82,7 +82,7 @@ export async function registerGrantPages(app: FastifyInstance, ctx: ConsoleConte
       throw err
     }
     const after = decodeCursor(q.after)
-    const rows = await deps.queries.searchGrants(search, { limit: GRANTS_PAGE_SIZE + 1, ...(after ? { after } : {}) })
+    const rows = await deps.store.searchGrants(search, { limit: GRANTS_PAGE_SIZE + 1, ...(after ? { after } : {}) })
     const shown = rows.slice(0, GRANTS_PAGE_SIZE)
     const last = shown[shown.length - 1]
     const next = rows.length > GRANTS_PAGE_SIZE && last ? { after: encodeCursor(last.createdAt, last.id) } : undefined
@@ -116,11 +116,11 @@ ${pager('/console/grants', f, next)}`
     const d = lineage.deviceGrant
     const [policyRecord, events, anomalies] = await Promise.all([
       d === undefined ? undefined : deps.store.findDeviceGrantPolicy(d.id),
-      deps.queries.listAuditOfGrant(g.id),
-      deps.queries.listAnomaliesOfGrant(g.id),
+      deps.store.listAuditOfGrant(g.id),
+      deps.store.listAnomaliesOfGrant(g.id),
     ])
     const decision = parseStoredDecision(policyRecord?.explanationJson)
-    const approval = d?.subject && d.decidedAt !== null ? await deps.queries.findDecisionEvent(d.subject, d.decidedAt, 'device_code.approved') : undefined
+    const approval = d?.subject && d.decidedAt !== null ? await deps.store.findDecisionEvent(d.subject, d.decidedAt, 'device_code.approved') : undefined
     const approverIp = decision?.facts.approver?.ip ?? approval?.ip ?? null
     const revocations = g.revokedAt === null ? [] : await revocationEvents(g, events)
     const client = deps.clients.get(g.clientId)
@@ -179,7 +179,7 @@ ${
     const why = (e: AuditEventRecord) => e.type === 'token.revoked' || e.type === 'anomaly.raised' || e.type === 'admin.action' || e.type === 'refresh_token.reuse_detected'
     const direct = own.filter(why)
     if (direct.length > 0 || g.revokedAt === null) return direct
-    const around = await deps.queries.searchAudit({ since: g.revokedAt - 2, until: g.revokedAt + 3 }, { limit: 50 })
+    const around = await deps.store.searchAudit({ since: g.revokedAt - 2, until: g.revokedAt + 3 }, { limit: 50 })
     return around.filter((e) => why(e) && (e.subject === g.subject || e.clientId === g.clientId || (e.subject === null && e.clientId === null)))
   }
 

@@ -20,7 +20,7 @@ export async function registerMyDevicesPage(app: FastifyInstance, ctx: ConsoleCo
     const now = deps.clock.nowSeconds()
     const q = request.query as Record<string, unknown>
     const after = decodeCursor(q.after)
-    const rows = (await deps.queries.searchGrants({ now, subject: session.user.username }, { limit: PAGE_SIZE + 1, ...(after ? { after } : {}) })).filter((g) => g.deviceGrantId !== null)
+    const rows = (await deps.store.searchGrants({ now, subject: session.user.username }, { limit: PAGE_SIZE + 1, ...(after ? { after } : {}) })).filter((g) => g.deviceGrantId !== null)
     const shown = rows.slice(0, PAGE_SIZE)
     const last = shown[shown.length - 1]
     const body = html`<p>The apps and devices you approved with a device code. Revoke any you do not recognise or no longer use: the app is signed out at once.</p>

@@ -8,7 +8,7 @@ import { loadOverview, TIERS } from '../service.js'
 export async function registerOverviewPage(app: FastifyInstance, ctx: ConsoleContext): Promise<void> {
   const { deps } = ctx
   app.get('/', { config: { consolePermission: 'read' } }, async (request, reply) => {
-    const o = await loadOverview(deps.store, deps.queries, deps.clients, deps.clock.nowSeconds())
+    const o = await loadOverview(deps.store, deps.clients, deps.clock.nowSeconds())
     const stat = (n: number, label: string, href?: string) =>
       href === undefined ? html`<li><span class="n">${n}</span>${label}</li>` : html`<li><a href="${href}"><span class="n">${n}</span>${label}</a></li>`
     const body = html`<h2>Now</h2>

@@ -14,8 +14,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { User } from '../../core/model.js'
-import { SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECONDS } from '../../web/verification.js'
-import { checkTotpCode, findUserTotpSecret } from '../../web/mfa.js'
+import { SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECONDS } from '../../verification/sign-in.js'
+import { checkTotpCode, findUserTotpSecret } from '../../verification/totp.js'
 import { sha256Hex } from '../../system.js'
 import { csrf, field, html, page } from '../html.js'
 import { CONSOLE_PREFIX, type ConsoleContext, type UpstreamIdentity } from '../index.js'

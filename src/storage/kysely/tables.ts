@@ -211,6 +211,14 @@ export interface PrincipalOverridesTable {
 // --- the whole schema ---
 
 /** Every table, as Kysely sees it. A new domain adds its tables here and in migrations.ts. */
+/** Migration 012 (governance console): who acknowledged an anomaly, when, and why. */
+export interface ConsoleAnomalyAcksTable {
+  anomaly_id: string
+  acknowledged_at: number
+  acknowledged_by: string
+  note: string
+}
+
 export interface DevicegateDatabase {
   audit_events: AuditEventsTable
   audit_head: AuditHeadTable
@@ -233,6 +241,7 @@ export interface DevicegateDatabase {
   review_campaigns: ReviewCampaignsTable
   review_rounds: ReviewRoundsTable
   review_items: ReviewItemsTable
+  console_anomaly_acks: ConsoleAnomalyAcksTable
 }
 
 /** RFC 8707 resources as stored: space-delimited (an absolute URI contains no space), null for none. */
