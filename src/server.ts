@@ -163,7 +163,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     }),
   )
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
-  // Governance console (issue 14) at /console.
+  // Governance console at /console.
   const consolePlugins = config.console.enabled
     ? [
         (app: FastifyInstance) =>

@@ -15,7 +15,7 @@ async function auditOf(type: string) {
   return (await t.server.store.listAuditEvents({ limit: 10_000 })).filter((e) => e.type === type)
 }
 
-describe('console sign-in (issue 14: local admin with password + TOTP)', () => {
+describe('console sign-in (local admin with password + TOTP)', () => {
   it('sends a signed-out visitor to the sign-in page, keeping where they were going', async () => {
     const c = new ConsoleClient(t.url, t.issuer)
     const res = await c.get('/console/grants')
@@ -116,7 +116,7 @@ describe('console sign-in (issue 14: local admin with password + TOTP)', () => {
   })
 })
 
-describe('console roles are checked on the server for every action (issue 14)', () => {
+describe('console roles are checked on the server for every action', () => {
   it('answers a viewer’s hand-made revoke POST with 403, revokes nothing and audits the refusal', async () => {
     const grantId = await t.seedGrant()
     const c = await t.signIn('vera')

@@ -69,7 +69,7 @@ async function checkPage(page: Page, path: string, shot: string, heading: RegExp
   await page.screenshot({ path: join(ARTIFACTS, `${shot}.png`), fullPage: true })
 }
 
-describe.skipIf(!HAVE_CHROMIUM)('governance console in Chromium (issue 14 quality bar)', () => {
+describe.skipIf(!HAVE_CHROMIUM)('governance console in Chromium (accessibility and roles)', () => {
   it('the sign-in page passes axe and is usable by keyboard (skip link first, visible focus)', async () => {
     const context = await browser.newContext({ bypassCSP: true })
     const page = await context.newPage()

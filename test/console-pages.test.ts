@@ -18,7 +18,7 @@ async function audit(type: string) {
   return (await t.server.store.listAuditEvents({ limit: 10_000 })).filter((e) => e.type === type)
 }
 
-describe('console overview (issue 14 §Overview)', () => {
+describe('console overview', () => {
   it('shows live counts and four server-rendered SVG charts with a table alternative, without script', async () => {
     await fetch(`${t.url}/device_authorization`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'client_id=cli&scope=read' })
     const c = await t.signIn('vera')
@@ -34,7 +34,7 @@ describe('console overview (issue 14 §Overview)', () => {
   })
 })
 
-describe('console grants (issue 14 §Grants)', () => {
+describe('console grants', () => {
   it('filters by risk tier, person, network and status', async () => {
     const c = await t.signIn('vera')
     const high = await c.get('/console/grants?tier=low')
@@ -82,7 +82,7 @@ describe('console grants (issue 14 §Grants)', () => {
   })
 })
 
-describe('console anomalies (issue 14 §Anomalies)', () => {
+describe('console anomalies', () => {
   it('lists, and lets an operator acknowledge once with a note (audited); a viewer cannot', async () => {
     await t.server.governance.anomalies.raise({ kind: 'approval_network_mismatch', subject: 'alice', clientId: 'cli', grantId: aliceGrant, ip: '198.51.100.7', details: { note: 'test' } })
     const viewer = await t.signIn('vera')
@@ -107,7 +107,7 @@ describe('console anomalies (issue 14 §Anomalies)', () => {
   })
 })
 
-describe('console bulk revocation (issue 14 §Revoke)', () => {
+describe('console bulk revocation', () => {
   it('previews with a count and revokes only when the typed count matches', async () => {
     const g1 = await t.seedGrant({ user: 'alice', requestIp: '100.64.1.1' })
     const g2 = await t.seedGrant({ user: 'alice', requestIp: '100.64.1.2' })
@@ -142,7 +142,7 @@ describe('console bulk revocation (issue 14 §Revoke)', () => {
   })
 })
 
-describe('console policy, audit, people and devices (issue 14)', () => {
+describe('console policy, audit, people and devices', () => {
   it('shows the policy in force and explains a simulated request', async () => {
     const c = await t.signIn('vera')
     const res = await c.get('/console/policy')
@@ -202,7 +202,7 @@ describe('console policy, audit, people and devices (issue 14)', () => {
   })
 })
 
-describe('My devices (issue 14: every approver)', () => {
+describe('My devices (every approver)', () => {
   it('shows an approver the grants they approved and lets them revoke one, never another person’s', async () => {
     const mine = await t.seedGrant({ user: 'alice', requestIp: '198.51.100.99' })
     const alice = await t.signIn('alice')

@@ -23,7 +23,7 @@ async function viaUpstream(username: string): Promise<Response> {
   return fetch(t.url + start.headers.get('location')!, { headers: { cookie: page.cookie }, redirect: 'manual' })
 }
 
-describe('console upstream sign-in seam (ConsoleSignIn, issue 14 + identity issue)', () => {
+describe('console upstream sign-in seam (ConsoleSignIn)', () => {
   it('lists the method on the sign-in page', async () => {
     const res = await fetch(`${t.url}/console/sign-in`)
     expect(await res.text()).toContain('<a href="/console/sign-in/corp">Sign in with Corp SSO</a>')

@@ -1,5 +1,5 @@
 /**
- * The `console:` section of the configuration (issue 14): who may use the governance console at
+ * The `console:` section of the configuration: who may use the governance console at
  * `/console` and how long its sessions last. Its own module so the main schema only references it.
  */
 import { z } from 'zod'

@@ -47,7 +47,7 @@ export interface Config {
   readonly governance: GovernanceConfig
   /** Access-review campaigns and compliance-report limits. */
   readonly reviews: ReviewsConfig
-  /** Governance console (issue 14): role grants, session lifetime. */
+  /** Governance console: role grants, session lifetime. */
   readonly console: ConsoleConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }

@@ -7,6 +7,7 @@
  * with `aria-labelledby`), and the same numbers are in tables (per day, and per hour inside a
  * `<details>`). Pure: data in, markup out.
  */
+import { escapeHtml } from '../web/templates/layout.js'
 import { html, SafeHtml } from './html.js'
 
 /** One series: a name and 168 hourly counts, oldest first. */
@@ -88,7 +89,7 @@ export function renderHourlyChart(series: HourlySeries, firstHour: number): Safe
   const summary = `${series.label} per hour over the last 7 UTC days, today included, shown as ${PATTERN_NAMES[series.key]}: ${total} in total, at most ${peak} in one hour.`
   const svg = new SafeHtml(
     `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="${id}_t ${id}_d" xmlns="http://www.w3.org/2000/svg">` +
-      `<title id="${id}_t">${series.label} per hour, last 7 days</title><desc id="${id}_d">${summary}</desc>` +
+      `<title id="${id}_t">${escapeHtml(series.label)} per hour, last 7 days</title><desc id="${id}_d">${escapeHtml(summary)}</desc>` +
       `<defs><pattern id="${id}_p" width="6" height="6" patternUnits="userSpaceOnUse">${PATTERNS[series.key]}</pattern></defs>` +
       yTicks +
       days +

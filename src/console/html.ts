@@ -94,7 +94,6 @@ export const CONSOLE_STYLE_HASH = `'sha256-${createHash('sha256').update(CONSOLE
 export const CONSOLE_CSP_DIRECTIVES = {
   'default-src': ["'none'"],
   'style-src': [CONSOLE_STYLE_HASH],
-  'img-src': ["'self'"],
   'form-action': ["'self'"],
   'base-uri': ["'none'"],
   'frame-ancestors': ["'none'"],

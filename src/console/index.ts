@@ -1,5 +1,5 @@
 /**
- * The governance console (issue 14): server-rendered pages under `/console` for identity teams
+ * The governance console: server-rendered pages under `/console` for identity teams
  * (roles viewer / operator / admin) and "My devices" for every approver.
  *
  * Security model, per request:

@@ -1,5 +1,5 @@
 /**
- * Console roles and what each may do (issue 14). Pure: no I/O. Every console action names the
+ * Console roles and what each may do. Pure: no I/O. Every console action names the
  * permission it needs, and the server checks it on every request — a hidden button is never the
  * control.
  */

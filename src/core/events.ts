@@ -31,7 +31,7 @@ export const EVENT_TYPES = [
   'review.item_decided',
   'review.reminder_due',
   'review.round_closed',
-  // governance console (issue 14)
+  // governance console
   'session.signed_out',
   'anomaly.acknowledged',
   'policy.reloaded',

@@ -407,7 +407,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
-   * Governance console (issue 14): acknowledgements of anomalies (who, when, a note), and indexes
+   * Governance console: acknowledgements of anomalies (who, when, a note), and indexes
    * for the console's list pages and hourly charts (decisions by time, audit events by grant).
    */
   '012_console': {
