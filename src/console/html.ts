@@ -44,7 +44,9 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(11rem,1fr));gap:.75rem;margin:0 0 1rem;padding:0;list-style:none}
 .stats li{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem}
 .stats .n{display:block;font-size:1.6rem;font-weight:700}
-.filters{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:.5rem .75rem;align-items:end}
+.filters{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:.5rem .75rem;align-items:start}
+.filters>div:last-child{align-self:end}
+.filters small{display:block}
 label{display:block;font-weight:600;margin:.5rem 0 .2rem}
 input[type=text],input[type=password],input[type=number],input[type=datetime-local],select,textarea{width:100%;font:inherit;padding:.45rem .55rem;border:1px solid #6e7781;border-radius:.35rem;background:#fff;color:var(--fg)}
 textarea{min-height:4rem}

@@ -91,7 +91,7 @@ ${field('person', 'Person', f.person)}
 ${select('client', 'Client', f.client, clientOptions)}
 ${select('tier', 'Risk tier', f.tier, [['', 'Any tier'], ...TIERS.map((t) => [t, t] as const)])}
 ${select('status', 'Status', f.status, [['', 'Any status'], ['active', 'active'], ['revoked', 'revoked'], ['expired', 'expired']])}
-${field('network', 'Request or approval network', f.network, { hint: 'An address or its beginning, e.g. 203.0.113.' })}
+${field('network', 'Network', f.network, { hint: 'Request or approval address, or its beginning, e.g. 203.0.113.' })}
 ${field('country', 'Country', f.country, { hint: 'Two letters, either side' })}
 ${field('older_than_days', 'Older than (days)', f.older_than_days, { type: 'number' })}
 ${field('dormant_days', 'Unused for (days)', f.dormant_days, { type: 'number' })}
