@@ -24,7 +24,7 @@ import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup }
 import { PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
-import { registerConsole, type ConsoleSignIn } from './console/index.js'
+import { registerConsole, type ConsoleExtension, type ConsoleSignIn } from './console/index.js'
 import { CONSOLE_PAGES } from './console/pages/index.js'
 
 /** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
@@ -92,6 +92,8 @@ export interface CreateServerOptions {
   geo?: GeoLookup
   /** Upstream sign-in methods of the governance console (e.g. OpenID Connect, src/identity/). */
   consoleSignIns?: readonly ConsoleSignIn[]
+  /** Pages other domains add to the governance console, with their navigation (e.g. the access-review inbox). */
+  consoleExtensions?: readonly ConsoleExtension[]
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -187,9 +189,10 @@ export async function createServer(config: Config, options: CreateServerOptions 
               policy,
               policyHolder,
               signIns: options.consoleSignIns ?? [],
+              extraNav: (options.consoleExtensions ?? []).flatMap((e) => e.nav),
               logger,
             },
-            CONSOLE_PAGES,
+            [...CONSOLE_PAGES, ...(options.consoleExtensions ?? []).flatMap((e) => e.pages)],
           ),
       ]
     : []

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { html, page } from '../src/console/html.js'
+import type { ConsoleExtension } from '../src/console/index.js'
 import { sessionBridgeSignIn } from '../src/console/upstream-sign-in.js'
 import { PageSession } from './support/server.js'
 import { CONSOLE_PASSWORD, startConsoleServer, type ConsoleTestServer } from './support/console.js'
@@ -7,9 +9,21 @@ import { CONSOLE_PASSWORD, startConsoleServer, type ConsoleTestServer } from './
 // browser's verification session is the one the upstream callback would have created.
 const corp = sessionBridgeSignIn({ id: 'corp', label: 'Sign in with Corp SSO', begin: async (reply, returnTo) => reply.code(303).header('location', returnTo).send() })
 
+// Stands in for the access-review inbox (src/reviews/) in the console's extension slot.
+const reviews: ConsoleExtension = {
+  nav: [{ href: '/console/reviews', label: 'Access reviews', needs: 'self' }],
+  pages: [
+    async (app, ctx) => {
+      app.get('/reviews', { config: { consolePermission: 'self' } }, async (request, reply) =>
+        ctx.send(reply, 200, page({ title: 'Access reviews', current: '/console/reviews', viewer: ctx.session(request).viewer, nav: ctx.nav, body: html`<p>Nothing to review.</p>` })),
+      )
+    },
+  ],
+}
+
 let t: ConsoleTestServer
 beforeAll(async () => {
-  t = await startConsoleServer(undefined, [corp])
+  t = await startConsoleServer(undefined, [corp], [reviews])
 })
 afterAll(async () => {
   await t?.close()
@@ -54,5 +68,19 @@ describe('console upstream sign-in seam (ConsoleSignIn)', () => {
     const res = await fetch(`${t.url}/console/sign-in/corp/done`, { headers: { cookie: page.cookie }, redirect: 'manual' })
     expect(res.status).toBe(303)
     expect(res.headers.get('location')).toBe('/console/sign-in')
+  })
+})
+
+describe('console extension slot (access-review inbox)', () => {
+  it('adds the page behind the console sign-in and its entry to everyone’s navigation', async () => {
+    const anonymous = await fetch(`${t.url}/console/reviews`, { redirect: 'manual' })
+    expect(anonymous.status).toBe(303)
+    const res = await viaUpstream('alice')
+    const cookie = res.headers.getSetCookie().find((c) => c.startsWith('dg_console='))!.split(';')[0]!
+    const inbox = await fetch(`${t.url}/console/reviews`, { headers: { cookie } })
+    expect(inbox.status).toBe(200)
+    const body = await inbox.text()
+    expect(body).toContain('<a href="/console/reviews" aria-current="page">Access reviews</a>')
+    expect(body).toContain('Nothing to review.')
   })
 })

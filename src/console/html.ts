@@ -111,7 +111,8 @@ export interface NavItem {
 
 /**
  * The console's navigation. `Access reviews` is the slot for the reviewer inbox (src/reviews/),
- * shown when the reviews module registers its page (see `ConsoleDeps.extraNav`).
+ * shown when the reviews module registers its page (a `ConsoleExtension`, `createServer` option
+ * `consoleExtensions`; entries go before My devices).
  */
 export const NAV: readonly NavItem[] = [
   { href: '/console', label: 'Overview', needs: 'read' },

@@ -146,6 +146,19 @@ export interface ConsoleContext {
   error(reply: FastifyReply, request: FastifyRequest, status: number, title: string, message: string): FastifyReply
 }
 
+/** A page module: registers its routes (each with a `consolePermission`) on the console scope. */
+export type ConsolePage = (app: FastifyInstance, ctx: ConsoleContext) => Promise<void>
+
+/**
+ * Pages another domain adds to the console, with their navigation entries — the slot for the
+ * access-review inbox (src/reviews/): `{ nav: [{ href: '/console/reviews', label: 'Access reviews',
+ * needs: 'self' }], pages: [registerReviewInbox] }`.
+ */
+export interface ConsoleExtension {
+  nav: readonly NavItem[]
+  pages: readonly ConsolePage[]
+}
+
 /** The console's session lookup key: domain-separated from the verification pages' sessions. */
 export function consoleSessionHash(cookieValue: string): string {
   return sha256Hex(`console:${cookieValue}`)
@@ -155,7 +168,7 @@ export function consoleSessionHash(cookieValue: string): string {
  * Registers the console as an encapsulated plugin under {@link CONSOLE_PREFIX} with its own cookie
  * parser, security headers and HTML error pages.
  */
-export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, pages: readonly ((app: FastifyInstance, ctx: ConsoleContext) => Promise<void>)[]): Promise<void> {
+export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, pages: readonly ConsolePage[]): Promise<void> {
   const issuerOrigin = new URL(deps.issuerOrigin).origin
   await app.register(
     async (scope) => {

@@ -23,7 +23,11 @@ export interface ConsoleTestServer extends TestServer {
 }
 
 /** Starts a console test server (SQLite file, frozen clock, 127.0.0.1 trusted as a proxy). */
-export async function startConsoleServer(storageUrl?: string, consoleSignIns?: CreateServerOptions['consoleSignIns']): Promise<ConsoleTestServer> {
+export async function startConsoleServer(
+  storageUrl?: string,
+  consoleSignIns?: CreateServerOptions['consoleSignIns'],
+  consoleExtensions?: CreateServerOptions['consoleExtensions'],
+): Promise<ConsoleTestServer> {
   const h = await hash(CONSOLE_PASSWORD)
   const device = ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']
   const config = parseConfig({
@@ -47,7 +51,7 @@ export async function startConsoleServer(storageUrl?: string, consoleSignIns?: C
     },
     log_level: 'silent',
   })
-  const t = await startTestServer({ config, ...(storageUrl ? { storageUrl } : {}), ...(consoleSignIns ? { consoleSignIns } : {}) })
+  const t = await startTestServer({ config, ...(storageUrl ? { storageUrl } : {}), ...(consoleSignIns ? { consoleSignIns } : {}), ...(consoleExtensions ? { consoleExtensions } : {}) })
   t.clock.freeze()
   for (const u of ['vera', 'otto', 'ada']) await t.server.store.saveTotpSecret(u, CONSOLE_TOTP_SECRET, t.clock.nowSeconds())
   const server: ConsoleTestServer = {

@@ -94,7 +94,7 @@ export interface TestServer {
  * @param opts.logger capture the server's logs (default: silent).
  */
 export async function startTestServer(
-  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger; geo?: GeoLookup; consoleSignIns?: CreateServerOptions['consoleSignIns'] } = {},
+  opts: { config?: ConfigFile; storageUrl?: string; clock?: TestClock; issuer?: string; logger?: Logger; geo?: GeoLookup; consoleSignIns?: CreateServerOptions['consoleSignIns']; consoleExtensions?: CreateServerOptions['consoleExtensions'] } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'devicegate-test-'))
   const clock = opts.clock ?? new TestClock()
@@ -111,7 +111,7 @@ export async function startTestServer(
     { ...file, storage: { url: opts.storageUrl ?? `sqlite:${join(dir, 'devicegate.db')}` } },
     { host: '127.0.0.1', port, issuer: opts.issuer ?? `http://127.0.0.1:${port}`, dataDir: dir },
   )
-  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent'), ...(opts.geo ? { geo: opts.geo } : {}), ...(opts.consoleSignIns ? { consoleSignIns: opts.consoleSignIns } : {}) })
+  const server = await createServer(config, { clock, logger: opts.logger ?? createLogger('silent'), ...(opts.geo ? { geo: opts.geo } : {}), ...(opts.consoleSignIns ? { consoleSignIns: opts.consoleSignIns } : {}), ...(opts.consoleExtensions ? { consoleExtensions: opts.consoleExtensions } : {}) })
   await server.app.listen({ host: '127.0.0.1', port })
   return {
     server,

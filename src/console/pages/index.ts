@@ -1,6 +1,5 @@
 /** Every console page module, in registration order. */
-import type { FastifyInstance } from 'fastify'
-import type { ConsoleContext } from '../index.js'
+import type { ConsolePage } from '../index.js'
 import { registerAnomalyPages } from './anomalies.js'
 import { registerAuditPages } from './audit.js'
 import { registerGrantPages } from './grants.js'
@@ -11,7 +10,7 @@ import { registerPolicyPage } from './policy.js'
 import { registerRevokePage } from './revoke.js'
 import { registerSignInPages } from './sign-in.js'
 
-export const CONSOLE_PAGES: readonly ((app: FastifyInstance, ctx: ConsoleContext) => Promise<void>)[] = [
+export const CONSOLE_PAGES: readonly ConsolePage[] = [
   registerSignInPages,
   registerOverviewPage,
   registerGrantPages,
