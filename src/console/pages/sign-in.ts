@@ -14,14 +14,14 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { User } from '../../core/model.js'
-import { SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECONDS } from '../../verification/sign-in.js'
+import { MAX_USERNAME_LENGTH as MAX_USERNAME, SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECONDS } from '../../verification/sign-in.js'
 import { checkTotpCode, findUserTotpSecret } from '../../verification/totp.js'
 import { sha256Hex } from '../../system.js'
 import { csrf, field, html, page } from '../html.js'
 import { CONSOLE_PREFIX, type ConsoleContext, type UpstreamIdentity } from '../index.js'
 import { roleOf } from '../roles.js'
 
-const MAX_USERNAME = 256
+/** Longest password considered (bounds argon2 work), as on the verification pages. */
 const MAX_PASSWORD = 1024
 
 /** Where to go after sign-in: only console paths (no open redirect). */
