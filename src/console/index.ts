@@ -29,7 +29,7 @@ import type { PrincipalAdmin, PrincipalOverrides } from '../governance/principal
 import type { RevocationService } from '../governance/revocation.js'
 import type { PolicyHolder } from '../policy/holder.js'
 import type { PolicyService } from '../policy/service.js'
-import type { Store, WebSessionRecord } from '../storage/store.js'
+import { StoreUnavailableError, type Store, type WebSessionRecord } from '../storage/store.js'
 import { randomToken, sha256Hex } from '../system.js'
 import { createPostGuard } from '../web/csrf.js'
 import { CONSOLE_CSP_DIRECTIVES, html, NAV, page, type NavItem, type Viewer } from './html.js'
@@ -280,6 +280,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
       scope.setErrorHandler((err, request, reply) => {
         const status = (err as { statusCode?: number }).statusCode
         if (typeof status === 'number' && status >= 400 && status < 500) return error(reply, request, status, 'Request not accepted', 'The request could not be read.')
+        if (err instanceof StoreUnavailableError) {
+          request.log.error({ err }, 'store unavailable')
+          reply.header('retry-after', '5')
+          return error(reply, request, 503, 'Temporarily unavailable', 'The database cannot be reached right now. Nothing was changed; try again in a moment.')
+        }
         request.log.error({ err }, 'console error')
         return error(reply, request, 500, 'Something went wrong', 'The console could not complete this request. Nothing else was changed by it; try again.')
       })
@@ -309,8 +314,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
           return error(reply, request, 403, 'Request not accepted', 'This form could not be verified, so nothing was changed. Open the page again and retry from there.')
         }
         if (!isAllowed(effectiveRole, permission)) {
-          await ctx.audit(request, { type: 'console.access_denied', subject: user.username, details: { method: request.method, path: request.url.split('?')[0], role: effectiveRole, needs: permission } })
+          // A person without a role who opens a governance page is sent to My devices (navigation,
+          // not an attempt); every other refusal is audited.
           if (request.method === 'GET' && effectiveRole === null && permission === 'read') return ctx.redirect(reply, `${CONSOLE_PREFIX}/my-devices`)
+          await ctx.audit(request, { type: 'console.access_denied', subject: user.username, details: { method: request.method, path: request.url.split('?')[0], role: effectiveRole, needs: permission } })
           return error(reply, request, 403, 'Not allowed', `Your console role (${effectiveRole ?? 'none'}) does not allow this. Nothing was changed.`)
         }
       })
