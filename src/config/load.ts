@@ -28,6 +28,11 @@ export interface Config {
     readonly connectionTimeoutMillis?: number
     readonly statementTimeoutMillis?: number
   }
+  /**
+   * PostgreSQL: where poll times and DPoP jtis live (`storage.ephemeral`); unset: UNLOGGED tables
+   * (see `storage/ephemeral.ts`).
+   */
+  readonly storageEphemeral?: { readonly kind: 'redis'; readonly url: string; readonly keyPrefix: string }
   readonly trustedProxies: readonly string[]
   /** HTTP listener limits (`listen.*`), in seconds. */
   readonly http: { readonly requestTimeoutSeconds: number; readonly shutdownDeadlineSeconds: number }
@@ -144,6 +149,8 @@ export async function resolveConfig(
   const storageUrl = file.storage.url ?? envUrl ?? `sqlite:${resolve(dataDir, 'devicegate.db')}`
   const sqlitePath = storageUrl.startsWith('sqlite:') ? storageUrl.slice('sqlite:'.length) : undefined
   const finalStorageUrl = sqlitePath !== undefined && !isAbsolute(sqlitePath) ? `sqlite:${resolve(sqlitePath)}` : storageUrl
+  if (file.storage.ephemeral !== undefined && !/^postgres(ql)?:\/\//i.test(finalStorageUrl))
+    throw new ConfigError('storage.ephemeral: only PostgreSQL storage shares ephemeral state (SQLite keeps poll times in the process); remove it or use a postgres:// storage.url')
 
   const clients = await Promise.all(
     file.clients.map(async (c, i): Promise<Client> => {
@@ -205,6 +212,9 @@ export async function resolveConfig(
       ...(file.storage.connect_timeout_seconds !== undefined ? { connectionTimeoutMillis: file.storage.connect_timeout_seconds * 1000 } : {}),
       ...(file.storage.query_timeout_seconds !== undefined ? { statementTimeoutMillis: file.storage.query_timeout_seconds * 1000 } : {}),
     }),
+    ...(file.storage.ephemeral
+      ? { storageEphemeral: Object.freeze({ kind: 'redis' as const, url: file.storage.ephemeral.url, keyPrefix: file.storage.ephemeral.key_prefix }) }
+      : {}),
     trustedProxies: Object.freeze([...file.trusted_proxies]),
     http: Object.freeze({ requestTimeoutSeconds: file.listen.request_timeout_seconds, shutdownDeadlineSeconds: file.listen.shutdown_deadline_seconds }),
     signingAlg: file.signing.alg,

@@ -195,6 +195,22 @@ export const configSchema = z
         connect_timeout_seconds: seconds(1, 60).optional(),
         /** PostgreSQL: longest a query may run (server statement_timeout; the client gives up 1 s later), in seconds, 1–300. Default: 5. */
         query_timeout_seconds: seconds(1, 300).optional(),
+        /**
+         * PostgreSQL: where the ephemeral state of several instances lives — RFC 8628 §3.5 poll
+         * times and RFC 9449 §11.1 DPoP `jti` entries (DPoP nonces are stateless). Default: UNLOGGED
+         * tables in the same database (nothing to run; see README "Several instances"). With
+         * `url: redis://…` it lives in Redis instead. SQLite keeps poll times in the process and
+         * refuses this section.
+         */
+        ephemeral: z
+          .object({
+            /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+            url: z.string().regex(/^rediss?:\/\//i, 'a redis:// or rediss:// URL'),
+            /** Prefix of every Redis key, so deployments can share one Redis. Default: `devicegate:`. */
+            key_prefix: z.string().min(1).max(100).default('devicegate:'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({}),

@@ -80,7 +80,11 @@ export async function verifyDpopProof(
     throw new OAuthError('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', {
       headers: { 'DPoP-Nonce': deps.dpopNonces.current() },
     })
-  const fresh = await deps.store.rememberDpopJti(sha256Hex(`${jkt}\0${jti}`), Math.ceil(iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS)
+  const fresh = await deps.store.rememberDpopJti(
+    sha256Hex(`${jkt}\0${jti}`),
+    Math.ceil(iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS,
+    deps.clock.nowSeconds(),
+  )
   if (!fresh) throw fail('the DPoP proof has been used before')
   return { jkt, jti, iat }
 }

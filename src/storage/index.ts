@@ -15,7 +15,8 @@ export * from './store.js'
  * - `postgres://…` or `postgresql://…` → PostgreSQL (pooled; several instances may share it).
  * - `sqlite:PATH`, `sqlite://PATH` or a plain file path → SQLite (created if missing).
  *
- * @param pool PostgreSQL pool settings (ignored for SQLite); defaults in `POSTGRES_POOL_DEFAULTS`.
+ * @param pool PostgreSQL pool settings (defaults in `POSTGRES_POOL_DEFAULTS`) and where its ephemeral
+ *   state lives (`ephemeral`, default UNLOGGED tables); ignored for SQLite.
  * @throws {StoreUnavailableError} when the database cannot be reached or opened; for PostgreSQL
  *   the message starts with the URL, password hidden.
  * @throws {TypeError} when the URL is empty or names another scheme.

@@ -28,6 +28,7 @@ import { KyselyConsoleViewStore } from './kysely/console-views.js'
 import { KyselyContext, type KyselyStoreOptions } from './kysely/context.js'
 import { createPollTimes, KyselyDeviceGrantStore } from './kysely/device-grants.js'
 import { KyselyDpopReplayStore } from './kysely/dpop-replay.js'
+import { createEphemeral } from './kysely/ephemeral.js'
 import { KyselyGovernanceRecordStore } from './kysely/governance-records.js'
 import { KyselyGrantInventoryStore } from './kysely/grant-inventory.js'
 import { KyselyKeyStore } from './kysely/keys-and-secrets.js'
@@ -54,7 +55,12 @@ export type { DevicegateDatabase } from './kysely/tables.js'
 export function createKyselyStore(options: KyselyStoreOptions): Store {
   const ctx = new KyselyContext(options)
   const tokens = new TokenWriter(ctx.db)
-  const pollTimes = createPollTimes(ctx, options)
+  // Poll times and DPoP jtis stay off the durable commit path: in memory where one process owns
+  // the database (SQLite), else in the shared ephemeral store (UNLOGGED tables or Redis).
+  const { pollTimes, ephemeral } =
+    options.pollTimes === 'memory'
+      ? { pollTimes: createPollTimes(ctx, options), ephemeral: undefined }
+      : createEphemeral(ctx, options.ephemeral ?? { kind: 'unlogged' }, options.onBackgroundError ?? (() => {}))
   const lifecycle: StoreLifecycle = {
     kind: options.kind,
     migrate: () => ctx.guard(() => options.migrate(ctx.db)),
@@ -65,12 +71,12 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     },
     purgeExpired: (now) => ctx.purge(now),
   }
-  // Purge order follows construction order: sessions, counters, DPoP jtis, device grants.
+  // Purge order follows construction order: poll entries (PostgreSQL), sessions, counters, DPoP jtis, device grants.
   return {
     ...lifecycle,
     ...methodsOf<WebSessionStore>(new KyselyWebSessionStore(ctx)),
     ...methodsOf<RateCounterStore>(new KyselyRateCounterStore(ctx)),
-    ...methodsOf<DpopReplayStore>(new KyselyDpopReplayStore(ctx)),
+    ...methodsOf<DpopReplayStore>(new KyselyDpopReplayStore(ctx, ephemeral)),
     ...methodsOf<DeviceGrantStore>(new KyselyDeviceGrantStore(ctx, tokens, pollTimes)),
     ...methodsOf<TokenFamilyStore>(new KyselyTokenFamilyStore(ctx, tokens)),
     ...methodsOf<ConditionalApprovalStore>(new KyselyConditionalApprovalStore(ctx)),

@@ -17,7 +17,9 @@
  * - web sessions (`web-sessions.ts`): `web_sessions` — 0001; `mfa_at` 004
  * - rate counters (`rate-counters.ts`): `rate_counters` — 0001
  * - keys and secrets (`keys-and-secrets.ts`): `signing_keys` — 0001; `server_secrets` — 002
- * - DPoP replay (`dpop-replay.ts`): `dpop_jtis` — 0001
+ * - DPoP replay (`dpop-replay.ts`): `dpop_jtis` — 0001; UNLOGGED on PostgreSQL 008
+ * - ephemeral state of several instances (`ephemeral.ts`): `device_poll_times` (PostgreSQL only,
+ *   UNLOGGED) — 008
  * - trusted devices (`trusted-devices.ts`): `devices` — 002
  * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003
  * - governance records (`governance-records.ts`): `anomalies`, `principal_overrides` — 003
@@ -29,7 +31,7 @@
  *
  * A new domain appends its own migration at the end and adds its line here.
  */
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
+import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely'
 
 /** All migrations in order. Keys sort lexicographically; Kysely applies them in that order. */
 export const migrations: Record<string, Migration> = {
@@ -428,6 +430,32 @@ export const migrations: Record<string, Migration> = {
       for (const index of ['anomalies_grant_id_idx', 'audit_events_grant_id_idx', 'device_grant_policy_decided_at_idx', 'device_grants_decided_at_idx'])
         await db.schema.dropIndex(index).ifExists().execute()
       await db.schema.dropTable('console_anomaly_acks').ifExists().execute()
+    },
+  },
+  /**
+   * Ephemeral state of several instances off the durable commit path (`ephemeral.ts`), PostgreSQL
+   * only (SQLite keeps poll times in the process, and its commits are cheap): the RFC 8628 §3.5
+   * poll times get their own UNLOGGED table, and the RFC 9449 §11.1 `dpop_jtis` become UNLOGGED.
+   * Writes to UNLOGGED tables skip the WAL and so wait for no flush; PostgreSQL empties them after
+   * a crash and does not replicate them (README "Ephemeral state" says what that loses).
+   */
+  '008_ephemeral_unlogged': {
+    async up(db: Kysely<any>): Promise<void> {
+      if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return
+      await sql`create unlogged table device_poll_times (
+        id text primary key,
+        last_polled_at bigint not null,
+        interval_seconds integer not null,
+        too_fast boolean not null,
+        expires_at bigint not null
+      )`.execute(db)
+      await sql`create index device_poll_times_expires_at_idx on device_poll_times (expires_at)`.execute(db)
+      await sql`alter table dpop_jtis set unlogged`.execute(db)
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return
+      await sql`alter table dpop_jtis set logged`.execute(db)
+      await sql`drop table if exists device_poll_times`.execute(db)
     },
   },
 }

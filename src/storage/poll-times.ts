@@ -27,11 +27,25 @@ const IDLE_EVICTION_SECONDS = 15 * 60
 /** RFC 8628 §3.5: the interval grows by this much (seconds) on every too-fast poll. */
 export const SLOW_DOWN_INCREMENT_SECONDS = 5
 
+/**
+ * Where a store's poll decisions are made, with the newest state of the grants this process
+ * polled: {@link InMemoryPollTimes} (one process owns the database) or `SharedPollTimes` (decided
+ * in the shared ephemeral store of several instances, `shared-poll-times.ts`).
+ */
+export interface PollTimes {
+  /** Records one poll (see `Store.registerPoll`). @throws {Error} when no device grant has this id. */
+  register(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }>
+  /** The state this process holds for `id` that may be newer than the row, if any. */
+  current(id: string): PollState | undefined
+  /** Writes what is not yet in the rows back now; resolves when written (never rejects). */
+  flush(): Promise<void>
+}
+
 interface Entry extends PollState {
   dirty: boolean
 }
 
-export class InMemoryPollTimes {
+export class InMemoryPollTimes implements PollTimes {
   readonly #entries = new Map<string, Entry>()
   readonly #load: (id: string) => Promise<PollState | undefined>
   readonly #persist: (changes: ReadonlyArray<readonly [string, PollState]>) => Promise<void>

@@ -6,6 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
+import type { EphemeralBackend } from './ephemeral.js'
 import { migrateToLatest } from './migrations.js'
 import { StoreUnavailableError, type Store } from './store.js'
 
@@ -36,6 +37,11 @@ export interface PostgresStoreOptions {
   connectionTimeoutMillis?: number
   /** Server-side `statement_timeout`; the client-side read timeout is 1000 ms more. Milliseconds. Default: 5000. */
   statementTimeoutMillis?: number
+  /**
+   * Where poll times and DPoP jtis live (see `ephemeral.ts`). Default: UNLOGGED tables in this
+   * database.
+   */
+  ephemeral?: EphemeralBackend
 }
 
 /**
@@ -81,6 +87,8 @@ export async function createPostgresStore(
     kind: 'postgres',
     db,
     classifyError: classifyPostgresError,
+    pollTimes: 'ephemeral',
+    ephemeral: opts.ephemeral ?? { kind: 'unlogged' },
     migrate: async (kdb) => {
       const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(
         kdb,

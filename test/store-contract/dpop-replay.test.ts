@@ -15,14 +15,14 @@ describeStoreContract('DPoP replay', (contract) => {
   describe('DPoP replay cache (RFC 9449 §11.1)', () => {
     it('accepts a jti once and reports the replay', async () => {
       const jti = id('jti')
-      expect(await store.rememberDpopJti(jti, NOW + 60)).toBe(true)
-      expect(await store.rememberDpopJti(jti, NOW + 60)).toBe(false)
+      expect(await store.rememberDpopJti(jti, NOW + 60, NOW)).toBe(true)
+      expect(await store.rememberDpopJti(jti, NOW + 60, NOW)).toBe(false)
     })
 
     it('accepts exactly one of concurrent duplicates', async () => {
       const jti = id('jti')
       const results = await Promise.all(
-        Array.from({ length: 20 }, () => store.rememberDpopJti(jti, NOW + 60)),
+        Array.from({ length: 20 }, () => store.rememberDpopJti(jti, NOW + 60, NOW)),
       )
       expect(results.filter(Boolean)).toHaveLength(1)
     })

@@ -4,6 +4,7 @@
  * errors. Domains also register here what they do at close and at purge time.
  */
 import type { Kysely } from 'kysely'
+import type { EphemeralBackend } from '../ephemeral.js'
 import { StoreConflictError, StoreUnavailableError } from '../errors.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -19,11 +20,16 @@ export interface KyselyStoreOptions {
   /** Applies pending migrations (dialect-specific bookkeeping). */
   migrate(db: Kysely<DevicegateDatabase>): Promise<void>
   /**
-   * Where RFC 8628 §3.5 poll times are decided: `database` (each poll is one conditional UPDATE;
-   * holds across instances) or `memory` (one process owns the database: decided in memory and
-   * written back in batches, see `InMemoryPollTimes`). Default `database`.
+   * Where RFC 8628 §3.5 poll times are decided: `memory` (one process owns the database: decided
+   * in memory and written back in batches, see `InMemoryPollTimes`) or `ephemeral` (several
+   * instances: in the shared ephemeral store, see `../ephemeral.ts`). Default `ephemeral`.
    */
-  pollTimes?: 'database' | 'memory'
+  pollTimes?: 'memory' | 'ephemeral'
+  /**
+   * With `pollTimes: 'ephemeral'`: where the ephemeral state (poll times, DPoP jtis) lives.
+   * Default: UNLOGGED tables (PostgreSQL only).
+   */
+  ephemeral?: EphemeralBackend
   /**
    * When the adapter commits writes in groups: resolves once the writes issued so far are
    * committed (undefined when none are pending). Every store call waits for it before it returns.

@@ -4,12 +4,13 @@
  * Atomic operations are single conditional writes (`UPDATE … WHERE <state> RETURNING`) or one
  * transaction that starts with such a write, so they stay correct when several processes or
  * instances race on the same row: there is no read-then-write. Polling (RFC 8628 §3.5) is the
- * hottest path: its statements are prepared once, and where one process owns the database the
- * poll times are decided in memory ({@link InMemoryPollTimes}).
+ * hottest path: its statements are prepared once, and the poll times are decided off the durable
+ * commit path: in memory where one process owns the database ({@link InMemoryPollTimes}), else in
+ * the shared ephemeral store (`SharedPollTimes`, `../ephemeral.ts`).
  */
 import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
-import { InMemoryPollTimes } from '../poll-times.js'
+import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
 import type { KyselyContext, KyselyStoreOptions } from './context.js'
 import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
@@ -20,14 +21,13 @@ import type { TokenWriter } from './token-families.js'
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
 
 /**
- * The in-memory poll times of a store whose adapter asked for them (`pollTimes: 'memory'`),
- * written back through prepared statements and flushed when the store closes; undefined otherwise.
+ * The in-memory poll times of a store one process owns (`pollTimes: 'memory'`, SQLite), written
+ * back through prepared statements and flushed when the store closes.
  */
 export function createPollTimes(
   ctx: KyselyContext,
-  options: Pick<KyselyStoreOptions, 'pollTimes' | 'onBackgroundError'>,
-): InMemoryPollTimes | undefined {
-  if (options.pollTimes !== 'memory') return undefined
+  options: Pick<KyselyStoreOptions, 'onBackgroundError'>,
+): InMemoryPollTimes {
   const db = ctx.db
   const pollState = new PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>(1, (id) =>
     db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
@@ -54,9 +54,9 @@ export function createPollTimes(
 }
 
 /** A device grant row as a record, with the poll state held in memory when it is newer. */
-export function toDeviceGrantRecord(row: Selectable<DeviceGrantsTable>, pollTimes: InMemoryPollTimes | undefined): DeviceGrantRecord {
+export function toDeviceGrantRecord(row: Selectable<DeviceGrantsTable>, pollTimes: PollTimes): DeviceGrantRecord {
   const record = toDeviceGrant(row)
-  const poll = pollTimes?.current(record.id)
+  const poll = pollTimes.current(record.id)
   return poll ? { ...record, lastPolledAt: poll.lastPolledAt, intervalSeconds: poll.intervalSeconds } : record
 }
 
@@ -64,22 +64,20 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #ctx: KyselyContext
   readonly #db: Kysely<DevicegateDatabase>
   readonly #tokens: TokenWriter
-  /** Set when poll times are kept in memory (`pollTimes: 'memory'`). */
-  readonly #pollTimes: InMemoryPollTimes | undefined
+  /** Where polls are decided: in memory (SQLite) or in the shared ephemeral store (PostgreSQL). */
+  readonly #pollTimes: PollTimes
   /** Hot-path statements compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
     deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
-    pollOnTime: PreparedQuery<{ interval_seconds: number }>
-    pollTooFast: PreparedQuery<{ interval_seconds: number }>
     deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
   }
 
   /**
    * @param tokens Writes the token family of a redemption in the redeeming transaction.
-   * @param pollTimes In-memory poll times (see {@link createPollTimes}), or undefined to decide
-   *   every poll in the database.
+   * @param pollTimes In-memory poll times (see {@link createPollTimes}) or the shared ones of
+   *   several instances (`SharedPollTimes`, see `kysely/ephemeral.ts`).
    */
-  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: InMemoryPollTimes | undefined) {
+  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: PollTimes) {
     this.#ctx = ctx
     this.#db = ctx.db
     this.#tokens = tokens
@@ -88,27 +86,6 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     this.#hot = {
       deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
         db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
-      ),
-      pollOnTime: new PreparedQuery(2, (now, id) =>
-        db
-          .updateTable('device_grants')
-          .set({ last_polled_at: sql<number>`${now}` })
-          .where('id', '=', id)
-          .where((eb) =>
-            eb.or([
-              eb('last_polled_at', 'is', null),
-              // last_polled_at + interval <= now: keeps `now` a bigint parameter on PostgreSQL.
-              eb(eb('last_polled_at', '+', eb.ref('interval_seconds')), '<=', sql<number>`${now}`),
-            ]),
-          )
-          .returning('interval_seconds'),
-      ),
-      pollTooFast: new PreparedQuery(2, (now, id) =>
-        db
-          .updateTable('device_grants')
-          .set((eb) => ({ interval_seconds: eb('interval_seconds', '+', 5), last_polled_at: sql<number>`${now}` }))
-          .where('id', '=', id)
-          .returning('interval_seconds'),
       ),
       deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
     }
@@ -147,30 +124,13 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   }
 
   /**
-   * RFC 8628 §3.5 `slow_down`, atomically: a poll at least `interval_seconds` after the previous
-   * one only records the time (one UPDATE); a faster poll adds 5 s to the interval, which stays.
+   * RFC 8628 §3.5 `slow_down`, atomically: decided in memory (one process owns the database) or
+   * in the shared ephemeral store of several instances, off the durable commit path; the rows get
+   * the result within a second.
    * @throws {Error} when no device grant has this id.
    */
   registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }> {
-    if (this.#pollTimes) return this.#ctx.guard(() => this.#pollTimes!.register(id, now))
-    const record = async (db: Kysely<DevicegateDatabase>) => {
-      const [onTime] = await this.#hot.pollOnTime.execute(db, now, id)
-      if (onTime) return { tooFast: false, intervalSeconds: onTime.interval_seconds }
-      const [tooFast] = await this.#hot.pollTooFast.execute(db, now, id)
-      if (!tooFast) throw new Error(`registerPoll: no device grant with id ${JSON.stringify(id)}`)
-      return { tooFast: true, intervalSeconds: tooFast.interval_seconds }
-    }
-    if (this.#ctx.kind !== 'postgres') return this.#ctx.guard(() => record(this.#db))
-    // Polling is the hottest write. Losing the last poll time in a database crash only forgoes one
-    // slow_down, so on PostgreSQL this one transaction does not wait for its WAL flush
-    // (synchronous_commit off: still atomic and crash-consistent, never corrupt). Every other
-    // write keeps the server's durability setting.
-    return this.#ctx.guard(() =>
-      this.#db.transaction().execute(async (trx) => {
-        await sql`SET LOCAL synchronous_commit = off`.execute(trx)
-        return record(trx)
-      }),
-    )
+    return this.#ctx.guard(() => this.#pollTimes.register(id, now))
   }
 
   decideDeviceGrant(

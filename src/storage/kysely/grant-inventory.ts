@@ -5,7 +5,7 @@
  */
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely'
 import type { GrantFilter, GrantInventoryStore, GrantLineage, GrantSummary } from '../grant-inventory.js'
-import type { InMemoryPollTimes } from '../poll-times.js'
+import type { PollTimes } from '../poll-times.js'
 import type { KyselyContext } from './context.js'
 import { toDeviceGrantRecord } from './device-grants.js'
 import { NEVER } from './prepared.js'
@@ -16,9 +16,9 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
   readonly #ctx: KyselyContext
   readonly #db: Kysely<DevicegateDatabase>
   /** The device grants' in-memory poll times, overlaid on the lineage's device grant. */
-  readonly #pollTimes: InMemoryPollTimes | undefined
+  readonly #pollTimes: PollTimes
 
-  constructor(ctx: KyselyContext, pollTimes: InMemoryPollTimes | undefined) {
+  constructor(ctx: KyselyContext, pollTimes: PollTimes) {
     this.#ctx = ctx
     this.#db = ctx.db
     this.#pollTimes = pollTimes

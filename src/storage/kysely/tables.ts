@@ -145,6 +145,17 @@ export interface DpopJtisTable {
   expires_at: number
 }
 
+/** PostgreSQL only, UNLOGGED (migration 008): poll times decided off the commit path (../ephemeral.ts). */
+export interface DevicePollTimesTable {
+  id: string
+  last_polled_at: number
+  interval_seconds: number
+  /** The last poll was too fast (RFC 8628 §3.5 `slow_down`); returned by the deciding upsert. */
+  too_fast: boolean
+  /** The device grant's `expires_at`: the entry is purged after it. */
+  expires_at: number
+}
+
 // --- trusted devices (trusted-devices.ts) ---
 
 export interface DevicesTable {
@@ -233,6 +244,7 @@ export interface DevicegateDatabase {
   rate_counters: RateCountersTable
   signing_keys: SigningKeysTable
   dpop_jtis: DpopJtisTable
+  device_poll_times: DevicePollTimesTable
   device_grant_policy: DeviceGrantPolicyTable
   totp_secrets: TotpSecretsTable
   server_secrets: ServerSecretsTable

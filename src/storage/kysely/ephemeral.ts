@@ -1,0 +1,119 @@
+/**
+ * The {@link EphemeralStore} of a PostgreSQL store (see ../ephemeral.ts): UNLOGGED tables in the
+ * same database (the default), or Redis. Also the poll write-back both share.
+ */
+import { CompiledQuery, sql, type Kysely } from 'kysely'
+import type { EphemeralBackend, EphemeralStore, PollDecision } from '../ephemeral.js'
+import type { PollState } from '../poll-times.js'
+import { RedisEphemeralStore } from '../redis-ephemeral.js'
+import { SharedPollTimes } from '../shared-poll-times.js'
+import type { KyselyContext } from './context.js'
+import { insertDpopJti } from './dpop-replay.js'
+import { PreparedQuery } from './prepared.js'
+import type { DevicegateDatabase } from './tables.js'
+
+/**
+ * One poll decided in one statement on the UNLOGGED `device_poll_times` (RFC 8628 §3.5). The
+ * first poll of a grant seeds the entry from its `device_grants` row (and is judged against
+ * that row's last poll); later ones update it under the row lock, so concurrent polls of one
+ * grant are serialised. No row when the grant does not exist. Parameters: $1 id, $2 now.
+ */
+const DECIDE_POLL_SQL = `
+insert into device_poll_times as p (id, last_polled_at, interval_seconds, too_fast, expires_at)
+select g.id, $2::bigint,
+       g.interval_seconds + case when g.last_polled_at + g.interval_seconds > $2::bigint then 5 else 0 end,
+       coalesce(g.last_polled_at + g.interval_seconds > $2::bigint, false),
+       g.expires_at
+  from device_grants g where g.id = $1
+on conflict (id) do update set
+  too_fast = p.last_polled_at + p.interval_seconds > excluded.last_polled_at,
+  interval_seconds = p.interval_seconds + case when p.last_polled_at + p.interval_seconds > excluded.last_polled_at then 5 else 0 end,
+  last_polled_at = excluded.last_polled_at
+returning too_fast, interval_seconds`
+
+/** Poll times and DPoP jtis in UNLOGGED tables of the store's own PostgreSQL database. */
+export class UnloggedEphemeralStore implements EphemeralStore {
+  readonly kind = 'unlogged'
+  readonly #db: Kysely<DevicegateDatabase>
+
+  constructor(ctx: KyselyContext) {
+    this.#db = ctx.db
+    ctx.onPurge(async (now) => {
+      await this.#db.deleteFrom('device_poll_times').where('expires_at', '<=', now).execute()
+    })
+  }
+
+  async decidePoll(id: string, now: number): Promise<PollDecision | undefined> {
+    const { rows } = await this.#db.executeQuery<{ too_fast: boolean; interval_seconds: number }>(
+      CompiledQuery.raw(DECIDE_POLL_SQL, [id, now]),
+    )
+    const row = rows[0]
+    return row && { tooFast: row.too_fast, intervalSeconds: row.interval_seconds }
+  }
+
+  /** `dpop_jtis` is UNLOGGED on PostgreSQL (migration 008); expired rows go with `purgeExpired`. */
+  rememberJti(key: string, expiresAt: number): Promise<boolean> {
+    return insertDpopJti(this.#db, key, expiresAt)
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * The ephemeral store of a PostgreSQL store, and the poll times on top of it whose decisions are
+ * written back to `device_grants` in batches (closed and flushed with the store).
+ *
+ * Redis is connected on first use; until it answers, calls fail with `StoreUnavailableError`.
+ */
+export function createEphemeral(
+  ctx: KyselyContext,
+  backend: EphemeralBackend,
+  onBackgroundError: (error: unknown) => void,
+): { ephemeral: EphemeralStore; pollTimes: SharedPollTimes } {
+  const db = ctx.db
+  let ephemeral: EphemeralStore
+  if (backend.kind === 'redis') {
+    const pollState = new PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>(1, (id) =>
+      db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
+    )
+    ephemeral = new RedisEphemeralStore({
+      url: backend.url,
+      keyPrefix: backend.keyPrefix,
+      loadPollState: (id) =>
+        ctx.guard(async (): Promise<PollState | undefined> => {
+          const [row] = await pollState.execute(db, id)
+          return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
+        }),
+    })
+  } else ephemeral = new UnloggedEphemeralStore(ctx)
+  const pollTimes = new SharedPollTimes(
+    (id, now) => ctx.guard(() => ephemeral.decidePoll(id, now)),
+    (changes) => ctx.guard(() => writeBackPolls(db, changes)),
+    onBackgroundError,
+  )
+  ctx.onClose(async () => {
+    await pollTimes.flush()
+    await ephemeral.close()
+  })
+  return { ephemeral, pollTimes }
+}
+
+/**
+ * Writes decided poll states back to their rows in one statement, moving each value only
+ * forward (`greatest`), so that instances flushing in any order leave the newest state. Not
+ * worth a WAL flush: `synchronous_commit = off` (still atomic and crash-consistent).
+ */
+async function writeBackPolls(db: Kysely<DevicegateDatabase>, changes: ReadonlyArray<readonly [string, PollState]>): Promise<void> {
+  const ids = changes.map(([id]) => id)
+  const last = changes.map(([, p]) => p.lastPolledAt)
+  const interval = changes.map(([, p]) => p.intervalSeconds)
+  await db.transaction().execute(async (trx) => {
+    await sql`SET LOCAL synchronous_commit = off`.execute(trx)
+    await sql`
+      update device_grants g
+         set last_polled_at = greatest(coalesce(g.last_polled_at, 0), v.last),
+             interval_seconds = greatest(g.interval_seconds, v.interval)
+        from unnest(${ids}::text[], ${last}::bigint[], ${interval}::int[]) as v(id, last, interval)
+       where g.id = v.id`.execute(trx)
+  })
+}
