@@ -38,6 +38,7 @@ describe('config validation names the field and the problem', () => {
     ['an unknown client option (typo)', { clients: [{ client_id: 'app', acces_token_ttl_seconds: 600 }] }, /^clients\[0\]: .*acces_token_ttl_seconds/m],
     ['an issuer with a query', { issuer: 'https://auth.example.com/?tenant=1' }, /^issuer: an issuer has no query or fragment \(RFC 8414 §2\)/m],
     ['a port out of range', { listen: { port: 70000 } }, /^listen\.port: .*, got 70000$/m],
+    ['an ephemeral store that is not Redis', { storage: { ephemeral: { url: 'memcached://127.0.0.1' } } }, /^storage\.ephemeral\.url: a redis:\/\/ or rediss:\/\/ URL/m],
     ['a trusted proxy that is a host name', { trusted_proxies: ['proxy.internal'] }, /^trusted_proxies\[0\]: expected an IP address or CIDR/m],
     ['a user without a password', { users: [{ username: 'alice' }] }, /^users\[0\]\.password_hash: needs password_hash or password_env$/m],
     ['a bad log level', { log_level: 'loud' }, /^log_level: .*, got "loud"$/m],
@@ -72,6 +73,16 @@ describe('config validation names the field and the problem', () => {
     expect(resolved.clients[0]!.secretHash).toMatch(/^\$argon2id\$/)
     expect(JSON.stringify(resolved)).not.toContain('s3cret-value')
     expect(Object.isFrozen(resolved)).toBe(true)
+  })
+
+  it('puts poll times and DPoP jtis in Redis only for PostgreSQL storage (storage.ephemeral)', async () => {
+    const redis = { ephemeral: { url: 'redis://127.0.0.1:6379/2' } }
+    const pg = await resolveConfig(parseConfig({ storage: { url: 'postgres://db.internal/devicegate', ...redis } }), {}, {})
+    expect(pg.storageEphemeral).toEqual({ kind: 'redis', url: 'redis://127.0.0.1:6379/2', keyPrefix: 'devicegate:' })
+    expect((await resolveConfig(parseConfig({ storage: { url: 'postgres://db.internal/devicegate' } }), {}, {})).storageEphemeral).toBeUndefined()
+    await expect(resolveConfig(parseConfig({ storage: { url: `sqlite:${join(dir, 'x.db')}`, ...redis } }), {}, {})).rejects.toThrow(
+      /^storage\.ephemeral: only PostgreSQL storage/,
+    )
   })
 
   it('refuses an invalid --issuer override by name', async () => {

@@ -16,6 +16,7 @@ import pg from 'pg'
 import { stringify as toYaml } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dpopKey, makeProof } from './support/dpop.js'
+import { deleteRedisKeys, REDIS_URL } from './support/store-contract.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, PageSession, postForm } from './support/server.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
@@ -84,8 +85,17 @@ async function stopInstance(instance: Instance): Promise<void> {
   clearTimeout(timer)
 }
 
-describe.skipIf(!PG_URL)('several instances on one PostgreSQL database', () => {
+/** Where the instances keep poll times and DPoP jtis (README "Several instances"). */
+const EPHEMERAL_BACKENDS = [
+  { name: 'UNLOGGED tables', run: Boolean(PG_URL) },
+  { name: 'Redis', run: Boolean(PG_URL && REDIS_URL) },
+] as const
+if (PG_URL && !REDIS_URL) console.warn('multi-instance tests on Redis SKIPPED: set DEVICEGATE_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) too')
+
+for (const backend of EPHEMERAL_BACKENDS)
+describe.runIf(backend.run)(`several instances on one PostgreSQL database (ephemeral state: ${backend.name})`, () => {
   const schema = `dg_multi_${process.pid}_${randomBytes(4).toString('hex')}`
+  const redisKeyPrefix = `dg_test:${schema}:`
   const admin = () => new pg.Client({ connectionString: PG_URL })
   let dir = ''
   let configFile = ''
@@ -106,7 +116,11 @@ describe.skipIf(!PG_URL)('several instances on one PostgreSQL database', () => {
     configFile = join(dir, 'devicegate.yaml')
     const file = await fixtureConfigFile({
       log_level: 'warn',
-      storage: { url: url.toString(), pool_size: 5 },
+      storage: {
+        url: url.toString(),
+        pool_size: 5,
+        ...(backend.name === 'Redis' ? { ephemeral: { url: REDIS_URL, key_prefix: redisKeyPrefix } } : {}),
+      },
       trusted_proxies: ['127.0.0.1'],
     })
     writeFileSync(configFile, toYaml(file))
@@ -124,6 +138,7 @@ describe.skipIf(!PG_URL)('several instances on one PostgreSQL database', () => {
     await c.connect()
     await c.query(`drop schema if exists ${schema} cascade`)
     await c.end()
+    if (backend.name === 'Redis') await deleteRedisKeys(REDIS_URL!, redisKeyPrefix)
   })
 
   const authorize = async (on: Instance, scope = 'read offline_access') => {
@@ -174,6 +189,15 @@ describe.skipIf(!PG_URL)('several instances on one PostgreSQL database', () => {
       expect(['slow_down', 'invalid_grant']).toContain(r.json.error)
     }
     expect(await introspect(C, ok[0]!.json.access_token)).toMatchObject({ active: true, client_id: 'cli', sub: 'alice' })
+  })
+
+  it('answers slow_down on B to a poll made right after one on A, and keeps the grown interval (RFC 8628 §3.5)', async () => {
+    const { device_code } = await authorize(C)
+    expect((await poll(A, device_code)).json.error).toBe('authorization_pending')
+    const tooFast = await poll(B, device_code)
+    expect(tooFast.status).toBe(400)
+    expect(tooFast.json).toMatchObject({ error: 'slow_down', error_description: expect.stringContaining('10 seconds') })
+    expect((await poll(C, device_code)).json).toMatchObject({ error: 'slow_down', error_description: expect.stringContaining('15 seconds') })
   })
 
   it('detects a refresh token rotated on A and replayed on B, and revokes the whole family', async () => {
