@@ -7,8 +7,12 @@
 // Targets added: devicegate-pg (one `devicegate serve`), devicegate-pg-x2 (two, same config and
 // issuer, one fresh schema, a TCP proxy handing each new connection to the next instance: the
 // load generator's keep-alive connections are split evenly, as an L4 load balancer would).
-// Every (round, target) gets a fresh schema, dropped at stop. The database server is not a child
-// of the bench, so its CPU shows as "other processes" in the report.
+// Their poll times and DPoP jtis live in UNLOGGED tables (the default). With
+// --pg-ephemeral unlogged,redis also devicegate-pg-redis and devicegate-pg-redis-x2: the same with
+// `storage.ephemeral.url` (--redis-url, default redis://127.0.0.1:6379), a key prefix per
+// (round, target), deleted at stop.
+// Every (round, target) gets a fresh schema, dropped at stop. The database server (and Redis) is
+// not a child of the bench, so its CPU shows as "other processes" in the report.
 //
 // Run directly, this file is that proxy: node bench/postgres.mjs proxy PORT HOST:PORT,HOST:PORT
 import { writeFileSync } from 'node:fs'
@@ -37,33 +41,52 @@ async function withPg(pgUrl, fn) {
   }
 }
 
-/** The `--dev` preset's clients and user, on PostgreSQL in `schema`, as a config file. */
-async function writeConfig(runDir, tag, pgUrl, schema) {
+/** The `--dev` preset's clients and user, on PostgreSQL in `schema` (ephemeral state in Redis with `redis`), as a config file. */
+async function writeConfig(runDir, tag, pgUrl, schema, redis) {
   const { devConfigFile } = await import(pathToFileURL(join(ROOT, 'dist', 'config', 'load.js')).href)
   const { stringify } = await import('yaml')
   const { file, env } = devConfigFile({ password: DEMO_PASSWORD, clientSecret: DEMO_CLIENT_SECRET })
   const url = new URL(pgUrl)
   url.searchParams.set('options', `-c search_path=${schema}`)
   const path = join(runDir, `devicegate-pg-${tag}.yaml`)
-  writeFileSync(path, stringify({ ...file, storage: { url: url.toString() } }))
+  const ephemeral = redis ? { ephemeral: { url: redis.url, key_prefix: redis.keyPrefix } } : {}
+  writeFileSync(path, stringify({ ...file, storage: { url: url.toString(), ...ephemeral } }))
   return { path, env }
 }
 
-function pgTarget(name, instances, pgUrl) {
+/** Deletes the bench's Redis keys under `prefix`. */
+async function deleteRedisKeys(url, prefix) {
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(url)
+  try {
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      if (keys.length) await redis.del(...keys)
+      cursor = next
+    } while (cursor !== '0')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+function pgTarget(name, instances, pgUrl, redisUrl) {
   return {
     name,
     describe: () =>
-      `devicegate on PostgreSQL (${new URL(pgUrl).host}), ${instances === 1 ? 'one instance' : `${instances} instances behind a round-robin TCP proxy`}; --dev clients, pool 10 per instance, fresh schema`,
+      `devicegate on PostgreSQL (${new URL(pgUrl).host}), ${instances === 1 ? 'one instance' : `${instances} instances behind a round-robin TCP proxy`}; --dev clients, pool 10 per instance, fresh schema; poll times and DPoP jtis in ${redisUrl ? `Redis (${new URL(redisUrl).host})` : 'UNLOGGED tables'}`,
     async start({ runDir, tag }) {
       const schema = `dg_bench_${tag}_${randomBytes(4).toString('hex')}`.toLowerCase()
+      const redis = redisUrl ? { url: redisUrl, keyPrefix: `dg_bench:${schema}:` } : undefined
       await withPg(pgUrl, (c) => c.query(`create schema ${schema}`))
       const children = []
       const stop = async () => {
         for (const c of children.reverse()) await stopProcess(c)
         await withPg(pgUrl, (c) => c.query(`drop schema if exists ${schema} cascade`)).catch(() => {})
+        if (redis) await deleteRedisKeys(redis.url, redis.keyPrefix).catch(() => {})
       }
       try {
-        const { path, env } = await writeConfig(runDir, `${name}-${tag}`, pgUrl, schema)
+        const { path, env } = await writeConfig(runDir, `${name}-${tag}`, pgUrl, schema, redis)
         const ports = []
         for (let i = 0; i < instances; i++) ports.push(await freePort(HOST))
         const publicPort = instances === 1 ? ports[0] : await freePort(HOST)
@@ -107,15 +130,28 @@ function pgTarget(name, instances, pgUrl) {
   }
 }
 
+/** The Redis URL for the bench: --redis-url, else DEVICEGATE_BENCH_REDIS_URL, DEVICEGATE_TEST_REDIS_URL, redis://127.0.0.1:6379. */
+export function benchRedisUrl(flag) {
+  return flag || process.env.DEVICEGATE_BENCH_REDIS_URL || process.env.DEVICEGATE_TEST_REDIS_URL || 'redis://127.0.0.1:6379'
+}
+
 /**
- * Adds the PostgreSQL targets to `targets` (run.mjs's TARGETS).
+ * Adds the PostgreSQL targets to `targets` (run.mjs's TARGETS), one and two instances for each
+ * ephemeral backend in `ephemeral` (`unlogged`, `redis`).
  * @returns their names, or throws when no PostgreSQL URL is known.
  */
-export function registerPostgresTargets(targets, pgUrl) {
+export function registerPostgresTargets(targets, pgUrl, { ephemeral = ['unlogged'], redisUrl } = {}) {
   if (!pgUrl) throw new Error('--store postgres: give --pg-url or set DEVICEGATE_BENCH_PG_URL / DEVICEGATE_TEST_PG_URL')
-  targets['devicegate-pg'] = pgTarget('devicegate-pg', 1, pgUrl)
-  targets['devicegate-pg-x2'] = pgTarget('devicegate-pg-x2', 2, pgUrl)
-  return ['devicegate-pg', 'devicegate-pg-x2']
+  const names = []
+  for (const kind of ephemeral) {
+    if (kind !== 'unlogged' && kind !== 'redis') throw new TypeError(`--pg-ephemeral: expected unlogged or redis, got "${kind}"`)
+    const base = kind === 'redis' ? 'devicegate-pg-redis' : 'devicegate-pg'
+    for (const [name, n] of [[base, 1], [`${base}-x2`, 2]]) {
+      targets[name] = pgTarget(name, n, pgUrl, kind === 'redis' ? redisUrl : undefined)
+      names.push(name)
+    }
+  }
+  return names
 }
 
 /** The round-robin TCP proxy: each accepted connection goes to the next backend. */

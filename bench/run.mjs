@@ -14,7 +14,7 @@ import { SCENARIOS, runLoad } from './lib/load.mjs'
 import { scenarioMemory, scenarioGrowth, scenarioRevokeBySubject } from './lib/extra.mjs'
 import { printReport, median } from './lib/report.mjs'
 import { loadAverage } from './lib/proc.mjs'
-import { benchPgUrl, registerPostgresTargets } from './postgres.mjs'
+import { benchPgUrl, benchRedisUrl, registerPostgresTargets } from './postgres.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -30,6 +30,8 @@ const { values: opts } = parseArgs({
     'oidc-adapter': { type: 'string', default: 'map' },
     store: { type: 'string', default: 'sqlite' },
     'pg-url': { type: 'string' },
+    'pg-ephemeral': { type: 'string', default: 'unlogged' },
+    'redis-url': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -37,7 +39,9 @@ if (opts.help) {
   console.log(`usage: node bench/run.mjs [--rounds 3] [--duration 10] [--connections 32] [--warmup 2]
        [--scenarios a,b,c,d,e,f,g] [--targets devicegate,oidc-provider,limit] [--out FILE]
        [--growth-sizes 10000,1000000] [--oidc-adapter map|default] [--keep-data]
-       [--store postgres [--pg-url URL]]   adds devicegate-pg and devicegate-pg-x2 (see bench/postgres.mjs)`)
+       [--store postgres [--pg-url URL] [--pg-ephemeral unlogged,redis] [--redis-url URL]]
+           adds devicegate-pg and devicegate-pg-x2 (one and two instances; poll times and DPoP jtis in
+           UNLOGGED tables), and with redis devicegate-pg-redis(-x2) (see bench/postgres.mjs)`)
   process.exit(0)
 }
 
@@ -53,7 +57,8 @@ const BUSY_OTHER_CORES = 0.25 // warn when other processes used more than a quar
 
 let targetNames = opts.targets.split(',').map((s) => s.trim())
 if (opts.store === 'postgres') {
-  for (const n of registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']))) if (!targetNames.includes(n)) targetNames.push(n)
+  const pgOptions = { ephemeral: opts['pg-ephemeral'].split(',').map((s) => s.trim()).filter(Boolean), redisUrl: benchRedisUrl(opts['redis-url']) }
+  for (const n of registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']), pgOptions)) if (!targetNames.includes(n)) targetNames.push(n)
 } else if (opts.store !== 'sqlite') throw new TypeError(`--store: expected sqlite or postgres, got "${opts.store}"`)
 const notes = []
 const warnings = []
@@ -194,6 +199,10 @@ for (const s of throughputIds) {
     devicegate_over_peer: dg && peer ? dg.rps / peer.rps : null,
     devicegate_over_limit: dg && lim ? dg.rps / lim.rps : null,
     peer_over_limit: peer && lim ? peer.rps / lim.rps : null,
+    // Each PostgreSQL target against one SQLite instance, measured in this run.
+    over_sqlite: Object.fromEntries(
+      targets.filter((t) => t.name.startsWith('devicegate-pg')).map((t) => [t.name, dg && summary[s][t.name] ? summary[s][t.name].rps / dg.rps : null]),
+    ),
   }
 }
 

@@ -42,6 +42,12 @@ export function printReport(r) {
     const ratioRows = Object.values(r.scenarios).map((s) => [s.title, fmtRatio(s.ratios.devicegate_over_peer), fmtRatio(s.ratios.devicegate_over_limit), fmtRatio(s.ratios.peer_over_limit)])
     out.push(table(['scenario', 'devicegate/peer', 'devicegate/limit', 'peer/limit'], ratioRows))
     out.push('')
+    const pgNames = [...new Set(Object.values(r.scenarios).flatMap((s) => Object.keys(s.ratios.over_sqlite ?? {})))]
+    if (pgNames.length) {
+      out.push('PostgreSQL targets / one SQLite instance (devicegate), req/s, this run:')
+      out.push(table(['scenario', ...pgNames], Object.values(r.scenarios).map((s) => [s.title, ...pgNames.map((n) => fmtRatio(s.ratios.over_sqlite?.[n]))])))
+      out.push('')
+    }
   }
 
   const { e, f, g } = r.extra
