@@ -48,6 +48,8 @@ async function writeConfig(runDir, tag, pgUrl, schema, redis) {
   const { file, env } = devConfigFile({ password: DEMO_PASSWORD, clientSecret: DEMO_CLIENT_SECRET })
   const url = new URL(pgUrl)
   url.searchParams.set('options', `-c search_path=${schema}`)
+  // Names this target's database backends, so the bench can count their CPU (pg_stat_activity).
+  url.searchParams.set('application_name', schema)
   const path = join(runDir, `devicegate-pg-${tag}.yaml`)
   const ephemeral = redis ? { ephemeral: { url: redis.url, key_prefix: redis.keyPrefix } } : {}
   writeFileSync(path, stringify({ ...file, storage: { url: url.toString(), ...ephemeral } }))
@@ -65,6 +67,25 @@ async function deleteRedisKeys(url, prefix) {
       if (keys.length) await redis.del(...keys)
       cursor = next
     } while (cursor !== '0')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** pids of the PostgreSQL backends serving `applicationName` (same machine). */
+async function backendPids(pgUrl, applicationName) {
+  const { rows } = await withPg(pgUrl, (c) => c.query('select pid from pg_stat_activity where application_name = $1', [applicationName]))
+  return rows.map((r) => r.pid)
+}
+
+/** CPU seconds the Redis server has used (INFO cpu; its other clients count too). */
+async function redisCpuSeconds(url) {
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(url)
+  try {
+    const info = await redis.info('cpu')
+    const field = (k) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0)
+    return field('used_cpu_user') + field('used_cpu_sys')
   } finally {
     redis.disconnect()
   }
@@ -115,10 +136,14 @@ function pgTarget(name, instances, pgUrl, redisUrl) {
             }),
           )
         }
+        const servers = children.slice(0, instances)
         return {
           name,
           child: children[0],
           pid: children[0].pid,
+          // The instances and their database backends (the proxy stands in for a load balancer).
+          serverPids: async () => [...servers.map((c) => c.pid), ...(await backendPids(pgUrl, schema))],
+          ...(redis ? { externalCpuSeconds: () => redisCpuSeconds(redis.url) } : {}),
           ...(await devicegateEndpoints(origin)),
           stop,
         }

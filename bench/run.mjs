@@ -13,7 +13,7 @@ import { TARGETS, makeRunDir, devicegateAvailable } from './lib/targets.mjs'
 import { SCENARIOS, runLoad } from './lib/load.mjs'
 import { scenarioMemory, scenarioGrowth, scenarioRevokeBySubject } from './lib/extra.mjs'
 import { printReport, median } from './lib/report.mjs'
-import { loadAverage } from './lib/proc.mjs'
+import { loadAverage, startServerCpuWindow } from './lib/proc.mjs'
 import { benchPgUrl, benchRedisUrl, registerPostgresTargets } from './postgres.mjs'
 
 const { values: opts } = parseArgs({
@@ -129,7 +129,9 @@ async function runRound(round, t) {
       const spec = () => SCENARIOS[s].request(inst, states[s])
       const common = { origin: inst.origin, connections: config.connections, targetPid: inst.pid }
       if (config.warmupSeconds > 0) await runLoad({ ...common, spec: spec(), durationSeconds: config.warmupSeconds })
+      const serverCpu = t.name === 'limit' ? undefined : await startServerCpuWindow(inst)
       const r = await runLoad({ ...common, spec: spec(), durationSeconds: config.durationSeconds })
+      if (serverCpu) r.serverCpuMsPerRequest = await serverCpu.stop(r.total)
       if (states[s].lost) r.errors['refresh pool exhausted'] = states[s].lost
       r.round = round
       results[s][t.name].push(r)
@@ -187,6 +189,7 @@ for (const s of throughputIds) {
       mean: median(rs.map((r) => r.mean)),
       p50: median(rs.map((r) => r.p50)),
       p99: median(rs.map((r) => r.p99)),
+      serverCpuMsPerRequest: median(rs.map((r) => r.serverCpuMsPerRequest)),
       errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
       counts,
       errors,
@@ -202,6 +205,16 @@ for (const s of throughputIds) {
     // Each PostgreSQL target against one SQLite instance, measured in this run.
     over_sqlite: Object.fromEntries(
       targets.filter((t) => t.name.startsWith('devicegate-pg')).map((t) => [t.name, dg && summary[s][t.name] ? summary[s][t.name].rps / dg.rps : null]),
+    ),
+    // The same from CPU per request (SQLite's over the target's): what the run would give on an
+    // otherwise idle machine where CPU is the bound, less sensitive to other load than req/s.
+    cpu_over_sqlite: Object.fromEntries(
+      targets
+        .filter((t) => t.name.startsWith('devicegate-pg'))
+        .map((t) => {
+          const pgCpu = summary[s][t.name]?.serverCpuMsPerRequest
+          return [t.name, dg?.serverCpuMsPerRequest && pgCpu ? dg.serverCpuMsPerRequest / pgCpu : null]
+        }),
     ),
   }
 }

@@ -68,10 +68,10 @@ export function readRssBytes(pid) {
   }
 }
 
-const CLK_TCK = 100 // USER_HZ on Linux
+export const CLK_TCK = 100 // USER_HZ on Linux
 
 /** utime+stime (+ waited-for children) of one process in clock ticks. */
-function processTicks(pid) {
+export function processTicks(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
@@ -139,6 +139,28 @@ export function startCpuWindow(targetPid) {
         benchCores: ownTicks / CLK_TCK / seconds,
         otherCores: otherTicks / CLK_TCK / seconds,
       }
+    },
+  }
+}
+
+/**
+ * CPU used by a target's serving processes over a window: `serverPids()` (the server processes,
+ * and, for PostgreSQL targets, their database backends) and `externalCpuSeconds()` (e.g. the
+ * Redis server's own counter). Less sensitive to other load than req/s: a busy machine slows
+ * a request, it does not make it cost more CPU (caches aside).
+ * @returns `stop(requests)` → CPU milliseconds per request.
+ */
+export async function startServerCpuWindow(inst) {
+  const pidsOf = async () => (inst.serverPids ? await inst.serverPids() : [inst.pid])
+  const before = new Map((await pidsOf()).map((p) => [p, processTicks(p)]))
+  const externalBefore = inst.externalCpuSeconds ? await inst.externalCpuSeconds() : 0
+  return {
+    async stop(requests) {
+      const pids = new Set([...before.keys(), ...(await pidsOf())])
+      let ticks = 0
+      for (const p of pids) ticks += Math.max(0, processTicks(p) - (before.get(p) ?? 0))
+      const external = inst.externalCpuSeconds ? (await inst.externalCpuSeconds()) - externalBefore : 0
+      return requests > 0 ? ((ticks / CLK_TCK + external) * 1000) / requests : null
     },
   }
 }

@@ -47,6 +47,13 @@ export function printReport(r) {
       out.push('PostgreSQL targets / one SQLite instance (devicegate), req/s, this run:')
       out.push(table(['scenario', ...pgNames], Object.values(r.scenarios).map((s) => [s.title, ...pgNames.map((n) => fmtRatio(s.ratios.over_sqlite?.[n]))])))
       out.push('')
+      const cpuNames = ['devicegate', ...pgNames]
+      out.push('CPU ms per request (devicegate processes + their PostgreSQL backends + Redis server), medians:')
+      out.push(table(['scenario', ...cpuNames], Object.values(r.scenarios).map((s) => [s.title, ...cpuNames.map((n) => (s[n]?.serverCpuMsPerRequest == null ? '-' : s[n].serverCpuMsPerRequest.toFixed(3)))])))
+      out.push('')
+      out.push('the same as a ratio, SQLite CPU per request / target CPU per request (the req/s ratio where CPU is the bound):')
+      out.push(table(['scenario', ...pgNames], Object.values(r.scenarios).map((s) => [s.title, ...pgNames.map((n) => fmtRatio(s.ratios.cpu_over_sqlite?.[n]))])))
+      out.push('')
     }
   }
 
