@@ -13,7 +13,7 @@
 import { Redis } from 'ioredis'
 import type { EphemeralStore, PollDecision } from './ephemeral.js'
 import { StoreUnavailableError } from './errors.js'
-import type { PollState } from './poll-times.js'
+import { SLOW_DOWN_INCREMENT_SECONDS, type PollState } from './poll-times.js'
 
 /** A poll entry lives this long (seconds) after its last poll; the row takes over afterwards. */
 export const POLL_ENTRY_TTL_SECONDS = 15 * 60
@@ -54,9 +54,6 @@ export interface RedisEphemeralOptions {
   /** Longest wait for one command, milliseconds; then `StoreUnavailableError`. Default: 5000. */
   commandTimeoutMillis?: number
 }
-
-/** RFC 8628 §3.5: the interval grows by this much (seconds) on every too-fast poll. */
-const SLOW_DOWN_INCREMENT_SECONDS = 5
 
 export class RedisEphemeralStore implements EphemeralStore {
   readonly kind = 'redis'

@@ -4,7 +4,7 @@
  */
 import { CompiledQuery, sql, type Kysely } from 'kysely'
 import type { EphemeralBackend, EphemeralStore, PollDecision } from '../ephemeral.js'
-import type { PollState } from '../poll-times.js'
+import { SLOW_DOWN_INCREMENT_SECONDS, type PollState } from '../poll-times.js'
 import { RedisEphemeralStore } from '../redis-ephemeral.js'
 import { SharedPollTimes } from '../shared-poll-times.js'
 import type { KyselyContext } from './context.js'
@@ -21,13 +21,13 @@ import type { DevicegateDatabase } from './tables.js'
 const DECIDE_POLL_SQL = `
 insert into device_poll_times as p (id, last_polled_at, interval_seconds, too_fast, expires_at)
 select g.id, $2::bigint,
-       g.interval_seconds + case when g.last_polled_at + g.interval_seconds > $2::bigint then 5 else 0 end,
+       g.interval_seconds + case when g.last_polled_at + g.interval_seconds > $2::bigint then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
        coalesce(g.last_polled_at + g.interval_seconds > $2::bigint, false),
        g.expires_at
   from device_grants g where g.id = $1
 on conflict (id) do update set
   too_fast = p.last_polled_at + p.interval_seconds > excluded.last_polled_at,
-  interval_seconds = p.interval_seconds + case when p.last_polled_at + p.interval_seconds > excluded.last_polled_at then 5 else 0 end,
+  interval_seconds = p.interval_seconds + case when p.last_polled_at + p.interval_seconds > excluded.last_polled_at then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
   last_polled_at = excluded.last_polled_at
 returning too_fast, interval_seconds`
 
@@ -79,16 +79,16 @@ export function createEphemeral(
     ephemeral = new RedisEphemeralStore({
       url: backend.url,
       keyPrefix: backend.keyPrefix,
-      loadPollState: (id) =>
-        ctx.guard(async (): Promise<PollState | undefined> => {
-          const [row] = await pollState.execute(db, id)
-          return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
-        }),
+      loadPollState: async (id): Promise<PollState | undefined> => {
+        const [row] = await pollState.execute(db, id)
+        return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
+      },
     })
   } else ephemeral = new UnloggedEphemeralStore(ctx)
+  // Callers run inside the store's guard (registerPoll), which maps database errors.
   const pollTimes = new SharedPollTimes(
-    (id, now) => ctx.guard(() => ephemeral.decidePoll(id, now)),
-    (changes) => ctx.guard(() => writeBackPolls(db, changes)),
+    (id, now) => ephemeral.decidePoll(id, now),
+    (changes) => writeBackPolls(db, changes),
     onBackgroundError,
   )
   ctx.onClose(async () => {
