@@ -107,10 +107,8 @@ const PURGE_EVERY_MS = 60_000
 export async function createServer(config: Config, options: CreateServerOptions = {}): Promise<DevicegateServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
   const clock = options.clock ?? systemClock
-  const store = options.store ?? (await openStore(config.storageUrl, {
-      ...config.storagePool,
-      ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}),
-    }))
+  const storeOptions = { ...config.storagePool, ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}) }
+  const store = options.store ?? (await openStore(config.storageUrl, storeOptions))
   const keys = await KeyRing.open(store, config.signingAlg, clock)
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })

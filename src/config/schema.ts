@@ -197,10 +197,11 @@ export const configSchema = z
         query_timeout_seconds: seconds(1, 300).optional(),
         /**
          * PostgreSQL: where the ephemeral state of several instances lives — RFC 8628 §3.5 poll
-         * times and RFC 9449 §11.1 DPoP `jti` entries (DPoP nonces are stateless). Default: UNLOGGED
-         * tables in the same database (nothing to run; see README "Several instances"). With
-         * `url: redis://…` it lives in Redis instead. SQLite keeps poll times in the process and
-         * refuses this section.
+         * times and RFC 9449 §11.1 DPoP `jti` entries (DPoP nonces are stateless). With
+         * `url: redis://…` it lives in Redis (recommended; Redis commands time out after 5 s → 503).
+         * Default: UNLOGGED tables in the same database (nothing to run). README "Ephemeral state"
+         * says what a crash of either loses. SQLite keeps poll times in the process and refuses
+         * this section.
          */
         ephemeral: z
           .object({

@@ -24,8 +24,8 @@
  *   interval grown by `slow_down` may fall back by the increments of that last second. Harmless:
  *   RFC 8628 §3.5 rate limiting is advisory for well-behaved clients.
  * - DPoP jtis: every entry. A proof captured before the crash can be replayed once more, only
- *   while its `iat` is still accepted: at most {@link DPOP_REPLAY_EXPOSURE_SECONDS} (60 s of age
- *   + 5 s of skew) after it was made, and only at the same method and URI (`htm`, `htu`), with
+ *   while its `iat` is still accepted: at most 65 s (`DPOP_MAX_AGE_SECONDS` 60 +
+ *   `DPOP_MAX_SKEW_SECONDS` 5, `protocol/dpop.ts`) after it was made, and only at the same method and URI (`htm`, `htu`), with
  *   the same access token (`ath`), and, with nonces required, within the nonce's 60–120 s.
  *   PostgreSQL truncates UNLOGGED tables after a crash and a promoted standby starts with them
  *   empty (they are not replicated); Redis without persistence loses them on any restart.
@@ -34,9 +34,6 @@
  * Exactly-once redemption of device codes, refresh rotation and revocation stay durable
  * PostgreSQL transactions; nothing here is consulted for them.
  */
-
-/** How long a lost DPoP jti entry matters: the proof age plus skew accepted (RFC 9449 §11.1), seconds. */
-export const DPOP_REPLAY_EXPOSURE_SECONDS = 65
 
 /** A poll decision (RFC 8628 §3.5). */
 export interface PollDecision {
@@ -48,9 +45,6 @@ export interface PollDecision {
 
 /** Where the ephemeral state lives: see the file comment. */
 export type EphemeralBackend = { kind: 'unlogged' } | { kind: 'redis'; url: string; keyPrefix: string }
-
-/** Default Redis key prefix (`storage.ephemeral.key_prefix`). */
-export const DEFAULT_EPHEMERAL_KEY_PREFIX = 'devicegate:'
 
 /** The shared, non-durable store of poll times and DPoP jtis of one PostgreSQL-backed process. */
 export interface EphemeralStore {
