@@ -18,7 +18,7 @@ import { SUPPORTED_GRANT_TYPES } from './protocol/token.js'
 import { openStore } from './storage/index.js'
 import type { Store } from './storage/store.js'
 import { systemClock, systemRandom } from './system.js'
-import { createUserDirectory } from './web/user-directory.js'
+import { Identity } from './identity/index.js'
 import { isRegisteredDevice } from './governance/devices.js'
 import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
 import { PolicyHolder } from './policy/holder.js'
@@ -75,6 +75,8 @@ export interface DevicegateServer {
   governance: Governance
   /** Access-review campaigns (service for the console's reviewer inbox) and the compliance report. */
   reviews: ReviewService
+  /** People and groups, upstream sign-in, SCIM, Shared Signals (issue 12). */
+  identity: Identity
   /**
    * Stops background work, closes the HTTP server (new requests get 503; requests in flight get
    * until `listen.shutdown_deadline_seconds`, then their connections are closed) and the store.
@@ -114,14 +116,19 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
+  // People (issue 12) are seeded before governance, whose start-up orphan sweep reads them.
+  const identity = await Identity.open({ config, store, clock, logger })
   const governance = await startGovernance({
     config,
     store,
     clock,
     logger,
     clients: createClientDirectory(config.clients),
-    users: createUserDirectory(config.users),
+    users: identity.directory,
+    userStatus: identity.userStatus,
+    people: identity.people,
   })
+  identity.bind(governance)
   const clients = governance.clients
   const policy = new PolicyService({
     source: policyHolder,
@@ -236,9 +243,11 @@ export async function createServer(config: Config, options: CreateServerOptions 
     policyHolder,
     governance,
     reviews: reviews.service,
+    identity,
     async close() {
       clearInterval(purge)
       reviews.close()
+      identity.close()
       policyHolder.close()
       // Requests in flight (a slow upload) may finish until the shutdown deadline; then their
       // connections are closed, so closing never waits on a client (`listen.shutdown_deadline_seconds`).

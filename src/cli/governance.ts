@@ -16,6 +16,7 @@ import { RevocationService, type RevocationTarget } from '../governance/revocati
 import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
 import type { Store } from '../storage/store.js'
+import { openCliIdentity } from './people.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 
 /**
@@ -95,7 +96,7 @@ export function registerAuditCommands(program: Command): void {
 }
 
 /** The actor CLI actions are audited as: `cli:<operating-system user>`. */
-function cliActor(): string {
+export function cliActor(): string {
   try {
     return `cli:${userInfo().username}`
   } catch {
@@ -104,7 +105,7 @@ function cliActor(): string {
 }
 
 /** Events from CLI actions go to the same audit log (flushed and checkpointed before exit). */
-async function cliEvents(store: Store, config: Config): Promise<{ events: GovernanceEvents; close(): Promise<void> }> {
+export async function cliEvents(store: Store, config: Config): Promise<{ events: GovernanceEvents; close(): Promise<void> }> {
   const a = config.governance.audit
   const audit = a.enabled
     ? new AuditLog({
@@ -266,12 +267,19 @@ export function registerPrincipalCommands(program: Command): void {
             const revocation = new RevocationService(store, systemClock, events)
             const anomalies = new AnomalyEngine({ store, clock: systemClock, random: systemRandom, config: config.governance.anomalies, events, revocation })
             const overrides = new PrincipalOverrides(store)
-            const admin = new PrincipalAdmin(overrides, anomalies, events, systemClock, {
-              user: (u) => config.users.some((x) => x.username === u),
-              client: (c) => config.clients.some((x) => x.id === c),
-            })
+            // People are stored (issue 12): a user's status is changed there, for every source.
+            const identity = kind === 'user' ? await openCliIdentity(store, config, { events, revocation, anomalies }) : undefined
+            const admin = new PrincipalAdmin(
+              overrides,
+              anomalies,
+              events,
+              systemClock,
+              { user: () => false, client: (c) => config.clients.some((x) => x.id === c) },
+              identity?.userStatus,
+            )
             const revoked = await admin.change(kind, id, state, cliActor())
-            if (revoked === undefined) throw new InvalidArgumentError(`no ${kind} "${id}" in the configuration`)
+            identity?.close()
+            if (revoked === undefined) throw new InvalidArgumentError(`no ${kind} "${id}"${kind === 'client' ? ' in the configuration' : ''}`)
             process.stdout.write(`${kind} ${id} ${state}; ${revoked} token families revoked\n`)
           } finally {
             await close()

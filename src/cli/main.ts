@@ -8,6 +8,7 @@ import { registerKeysCommands } from './keys.js'
 import { registerLoginCommands } from './login.js'
 import { registerPolicyCommands } from './policy.js'
 import { registerReviewsCommands } from './reviews.js'
+import { registerPeopleCommands } from './people.js'
 import { registerServeCommand } from './serve.js'
 import { registerUtilityCommands } from './utility.js'
 
@@ -23,5 +24,6 @@ registerGovernanceCommands(program)
 registerLoginCommands(program)
 registerPolicyCommands(program)
 registerReviewsCommands(program)
+registerPeopleCommands(program)
 
 await program.parseAsync(process.argv)

@@ -11,6 +11,7 @@ import { GRANT_TYPES, OFFLINE_ACCESS, type Client, type ClientAuthMethod, type U
 import { resolveConsoleConfig, type ConsoleConfig } from './console.js'
 import { resolveGovernanceConfig, type GovernanceConfig } from './governance.js'
 import { resolveReviewsConfig, type ReviewsConfig } from './reviews.js'
+import { resolveIdentityConfig, type IdentityConfig } from './identity.js'
 import { configSchema, type ConfigFile } from './schema.js'
 
 /** The resolved, frozen configuration every other module reads. */
@@ -54,6 +55,8 @@ export interface Config {
   readonly reviews: ReviewsConfig
   /** Governance console: role grants, session lifetime. */
   readonly console: ConsoleConfig
+  /** People and groups: upstream OpenID Connect providers, local passwords, SCIM, Shared Signals (issue 12). */
+  readonly identity: IdentityConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }
   /** IP database for country/ASN conditions. */
@@ -231,6 +234,7 @@ export async function resolveConfig(
     governance: resolveGovernanceConfig(file.governance, dataDir),
     reviews: resolveReviewsConfig(file.reviews),
     console: resolveConsoleConfig(file.console),
+    identity: resolveIdentityConfig(file.identity, file.identity_providers, issuer, (name, field) => secretFromEnv(env, name, field)),
     policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),

@@ -8,6 +8,7 @@ import { z } from 'zod'
 import { consoleSchema } from './console.js'
 import { governanceSchema } from './governance.js'
 import { reviewsSchema } from './reviews.js'
+import { identityProviderSchema, identitySchema } from './identity.js'
 import { GRANT_TYPES } from '../core/model.js'
 import { RISK_TIERS } from '../policy/schema.js'
 
@@ -306,6 +307,10 @@ export const configSchema = z
     reviews: reviewsSchema,
     /** Governance console at /console: role grants and session lifetime (see `config/console.ts`). */
     console: consoleSchema,
+    /** Upstream OpenID Connect providers approvers sign in with (see `config/identity.ts`). Default: none. */
+    identity_providers: z.array(identityProviderSchema).default([]),
+    /** Local passwords, SCIM provisioning and the Shared Signals receiver (see `config/identity.ts`). */
+    identity: identitySchema,
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -318,6 +323,11 @@ export const configSchema = z
     for (const [i, u] of c.users.entries()) {
       if (users.has(u.username)) ctx.addIssue({ code: 'custom', message: `duplicate username "${u.username}"`, path: ['users', i, 'username'] })
       users.add(u.username)
+    }
+    const providers = new Set<string>()
+    for (const [i, p] of c.identity_providers.entries()) {
+      if (providers.has(p.id)) ctx.addIssue({ code: 'custom', message: `duplicate identity provider id "${p.id}"`, path: ['identity_providers', i, 'id'] })
+      providers.add(p.id)
     }
   })
 

@@ -36,6 +36,16 @@ export const EVENT_TYPES = [
   'anomaly.acknowledged',
   'policy.reloaded',
   'console.access_denied',
+  // identity (issue 12)
+  'person.created',
+  'person.updated',
+  'person.status_changed',
+  'person.password_changed',
+  'group.created',
+  'group.updated',
+  'group.deleted',
+  'session.upstream_failed',
+  'security_event.received',
   // signals (not audited one by one)
   'device_code.polled_too_fast',
   'token.used',

@@ -27,6 +27,7 @@ import { DeviceRegistryError, getDevice, labelDevice, listDevices, registerDevic
 import type { GovernanceEvents } from './events.js'
 import { describeLineage, InvalidCursorError, listInventory, toInventoryItem, type InventoryQuery } from './inventory.js'
 import type { PrincipalAdmin } from './principals.js'
+import { PeopleError, personView, type PeopleService } from '../identity/people.js'
 import { RevocationTargetError, type RevocationService, type RevocationTarget } from './revocation.js'
 
 /** Path prefix of the admin API. */
@@ -42,6 +43,8 @@ export interface AdminApiDeps {
   anomalies: AnomalyEngine
   /** Scope an access token needs. */
   scope: string
+  /** Stored people (issue 12): `GET /users`, `GET /users/:id`, `POST /users/:id/password`. */
+  people?: PeopleService
   /**
    * Routes other domains add under the prefix (access reviews, reports), registered after these
    * with the same bearer check; read when the plugin registers, so the list may be filled later.
@@ -310,6 +313,41 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         }
       }
 
+      // --- people (issue 12 §2, src/identity/people.ts) ---
+      const people = deps.people
+      if (people !== undefined) {
+        api.get('/users', async (request) => {
+          await authenticate(request)
+          const q = request.query as Query
+          const status = q.status
+          if (status !== undefined && !['active', 'disabled', 'deleted'].includes(status)) throw bad('"status" must be active, disabled or deleted')
+          const source = q.source
+          if (source !== undefined && !['config', 'provider', 'scim'].includes(source)) throw bad('"source" must be config, provider or scim')
+          const items = people.directory.all().filter((p) => (status === undefined || p.status === status) && (source === undefined || p.source === source))
+          return { items: items.map(personView) }
+        })
+        api.get('/users/:id', async (request) => {
+          await authenticate(request)
+          const person = people.directory.person((request.params as { id: string }).id)
+          if (person === undefined) throw notFound('user')
+          return personView(person)
+        })
+        api.post('/users/:id/password', async (request) => {
+          const admin = await authenticate(request)
+          const id = (request.params as { id: string }).id
+          const password = ((request.body ?? {}) as Record<string, unknown>).password
+          if (typeof password !== 'string') throw bad('"password" must be a string')
+          try {
+            const revoked = await people.changePassword(id, password, admin.actor, request.clientIp)
+            return { id, password_changed: true, revoked_grants: revoked }
+          } catch (err) {
+            if (err instanceof PeopleError && err.code === 'not_found') throw notFound('user')
+            if (err instanceof PeopleError) throw bad(err.message)
+            throw err
+          }
+        })
+      }
+
       // --- trusted device registry (src/governance/devices.ts) ---
       const registry = { store: deps.store, clock: deps.clock, events: deps.events }
       const deviceCall = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -420,6 +458,9 @@ export function openApiDocument(scope: string): Record<string, unknown> {
       '/grants': { get: secured('token inventory, newest first', { parameters: [q('subject', 'only this user'), ...inventoryParams] }) },
       '/grants/{id}': { get: secured('one family with its lineage', { parameters: [p('id')] }) },
       '/users/{username}/grants': { get: secured("a user's families", { parameters: [p('username'), ...inventoryParams] }) },
+      '/users': { get: secured('people (configured, signed in upstream, provisioned by SCIM)', { parameters: [q('status', 'active, disabled or deleted'), q('source', 'config, provider or scim')] }) },
+      '/users/{id}': { get: secured('one person', { parameters: [p('id')] }) },
+      '/users/{id}/password': { post: secured("change a person's local password ({password}); revokes their grants (RFC 6819 §5.2.2.4)", { parameters: [p('id')] }) },
       '/revocations': {
         post: secured('central revocation (or dry run)', { requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/Revocation' } } } } }),
       },

@@ -17,8 +17,9 @@ import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
 import { createLastUseTracker } from './inventory.js'
 import { Metrics } from './metrics.js'
-import { governedClientDirectory, governedUserDirectory, OVERRIDE_REFRESH_SECONDS, PrincipalAdmin, PrincipalOverrides } from './principals.js'
+import { governedClientDirectory, governedUserDirectory, OVERRIDE_REFRESH_SECONDS, PrincipalAdmin, PrincipalOverrides, type UserStatusPort } from './principals.js'
 import { RevocationService } from './revocation.js'
+import type { PeopleService } from '../identity/people.js'
 
 /** What {@link startGovernance} needs. */
 export interface GovernanceOptions {
@@ -29,6 +30,10 @@ export interface GovernanceOptions {
   /** The configured clients and users; governance wraps them with administrator overrides. */
   clients: ClientDirectory
   users: UserDirectory
+  /** Stored people (issue 12): user disable / enable / delete change them instead of overrides. */
+  userStatus?: UserStatusPort
+  /** Stored people for the admin API's user routes (issue 12). */
+  people?: PeopleService
 }
 
 /** Running governance services. */
@@ -89,7 +94,7 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
   const principals = new PrincipalAdmin(overrides, anomalies, events, clock, {
     user: (id) => options.users.get(id) !== undefined,
     client: (id) => options.clients.get(id) !== undefined,
-  })
+  }, options.userStatus)
   await revokeOrphansAtStartUp(store, anomalies, clients, users)
   const metrics = g.metrics.enabled ? new Metrics(store, clock) : undefined
   if (metrics) events.listen(metrics.listener)
@@ -97,7 +102,7 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
   if (metrics) httpPlugins.push((app) => metrics.register(app))
   const adminExtensions: AdminApiExtension[] = []
   if (g.admin.enabled)
-    httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope, extensions: adminExtensions }))
+    httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope, extensions: adminExtensions, ...(options.people ? { people: options.people } : {}) }))
 
   return {
     events,

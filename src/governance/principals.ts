@@ -101,6 +101,15 @@ export function governedUserDirectory(base: UserDirectory, overrides: PrincipalO
   }
 }
 
+/**
+ * Where people's status lives since people are stored (issue 12, `identity/people.ts`): user
+ * changes go there instead of to `principal_overrides`.
+ */
+export interface UserStatusPort {
+  /** @returns grants revoked; undefined when there is no such person. */
+  changeUser(id: string, state: State | 'enabled', actor: string, ip: string | null): Promise<number | undefined>
+}
+
 /** Administrator actions on users and clients, shared by the admin API and the CLI. */
 export class PrincipalAdmin {
   constructor(
@@ -109,6 +118,7 @@ export class PrincipalAdmin {
     private readonly events: EventSink,
     private readonly clock: Clock,
     private readonly exists: { user(id: string): boolean; client(id: string): boolean },
+    private readonly users?: UserStatusPort,
   ) {}
 
   /**
@@ -118,6 +128,7 @@ export class PrincipalAdmin {
    * @returns families revoked; undefined when no such user or client is configured.
    */
   async change(kind: PrincipalKind, id: string, state: State | 'enabled', actor: string, ip: string | null = null): Promise<number | undefined> {
+    if (kind === 'user' && this.users !== undefined) return this.users.changeUser(id, state, actor, ip)
     if (!(kind === 'user' ? this.exists.user(id) : this.exists.client(id))) return undefined
     await this.overrides.set(kind, id, state, this.clock.nowSeconds(), actor)
     const revoked = state === 'enabled' ? 0 : await this.anomalies.orphan(kind, id, state, actor)

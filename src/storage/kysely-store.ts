@@ -22,6 +22,7 @@ import type { GovernanceRecordStore } from './governance-records.js'
 import type { GrantInventoryStore } from './grant-inventory.js'
 import type { KeyStore } from './keys-and-secrets.js'
 import { KyselyAccessReviewStore } from './kysely/access-reviews.js'
+import type { PeopleStore } from './people.js'
 import { KyselyAuditLogStore } from './kysely/audit-log.js'
 import { KyselyConditionalApprovalStore } from './kysely/conditional-approval.js'
 import { KyselyConsoleViewStore } from './kysely/console-views.js'
@@ -32,6 +33,7 @@ import { createEphemeral } from './kysely/ephemeral.js'
 import { KyselyGovernanceRecordStore } from './kysely/governance-records.js'
 import { KyselyGrantInventoryStore } from './kysely/grant-inventory.js'
 import { KyselyKeyStore } from './kysely/keys-and-secrets.js'
+import { KyselyPeopleStore } from './kysely/people.js'
 import { KyselyRateCounterStore } from './kysely/rate-counters.js'
 import { KyselyStorageClassStore } from './kysely/storage-classes.js'
 import { KyselyTokenFamilyStore, TokenWriter } from './kysely/token-families.js'
@@ -88,6 +90,7 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...methodsOf<StorageClassStore>(new KyselyStorageClassStore(ctx)),
     ...methodsOf<AccessReviewStore>(new KyselyAccessReviewStore(ctx)),
     ...methodsOf<ConsoleViewStore>(new KyselyConsoleViewStore(ctx)),
+    ...methodsOf<PeopleStore>(new KyselyPeopleStore(ctx)),
   }
 }
 

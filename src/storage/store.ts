@@ -21,6 +21,7 @@ import type { DpopReplayStore } from './dpop-replay.js'
 import type { GovernanceRecordStore } from './governance-records.js'
 import type { GrantInventoryStore } from './grant-inventory.js'
 import type { KeyStore } from './keys-and-secrets.js'
+import type { PeopleStore } from './people.js'
 import type { RateCounterStore } from './rate-counters.js'
 import type { StorageClassStore } from './storage-classes.js'
 import type { TokenFamilyStore } from './token-families.js'
@@ -37,6 +38,7 @@ export * from './errors.js'
 export * from './governance-records.js'
 export * from './grant-inventory.js'
 export * from './keys-and-secrets.js'
+export * from './people.js'
 export * from './rate-counters.js'
 export * from './storage-classes.js'
 export * from './token-families.js'
@@ -73,4 +75,5 @@ export interface Store
     GrantInventoryStore,
     StorageClassStore,
     AccessReviewStore,
-    ConsoleViewStore {}
+    ConsoleViewStore,
+    PeopleStore {}

@@ -221,6 +221,56 @@ export interface PrincipalOverridesTable {
 
 // --- the whole schema ---
 
+/** Added by migration 010_identity: people (identity domain). */
+export interface PeopleTable {
+  id: string
+  user_name: string
+  display_name: string | null
+  email: string | null
+  status: string
+  source: string
+  groups_json: string
+  risk: number
+  upstream_issuer: string | null
+  upstream_sub: string | null
+  external_id: string | null
+  manager: string | null
+  password_hash: string | null
+  password_changed_at: number | null
+  scim_json: string | null
+  version: number
+  created_at: number
+  updated_at: number
+}
+
+export interface PeopleGroupsTable {
+  id: string
+  display_name: string
+  external_id: string | null
+  version: number
+  created_at: number
+  updated_at: number
+}
+
+/** The identity domain's tables (migration 010_identity). */
+export interface IdentityTables {
+  people: PeopleTable
+  people_groups: PeopleGroupsTable
+  people_group_members: { group_id: string; person_id: string }
+  upstream_logins: {
+    state_hash: string
+    provider: string
+    nonce: string
+    code_verifier: string
+    return_to: string
+    step_up: number
+    created_at: number
+    expires_at: number
+  }
+  security_events_received: { issuer: string; jti: string; received_at: number; event_types: string; effect: string }
+  device_compliance: { device_id: string; status: string; issuer: string; updated_at: number }
+}
+
 /** Every table, as Kysely sees it. A new domain adds its tables here and in migrations.ts. */
 /** Migration 012 (governance console): who acknowledged an anomaly, when, and why. */
 export interface ConsoleAnomalyAcksTable {
@@ -230,7 +280,7 @@ export interface ConsoleAnomalyAcksTable {
   note: string
 }
 
-export interface DevicegateDatabase {
+export interface DevicegateDatabase extends IdentityTables {
   audit_events: AuditEventsTable
   audit_head: AuditHeadTable
   audit_checkpoints: AuditCheckpointsTable

@@ -1,0 +1,106 @@
+/**
+ * Identity composition (issue 12): people and groups in the database, upstream OpenID Connect
+ * sign-in, SCIM 2.0 provisioning and the Shared Signals receiver. `server.ts` opens it before
+ * governance (people must be seeded before governance's start-up orphan sweep reads them) and
+ * binds it to governance afterwards (revocation and audit).
+ */
+import type { Logger } from 'pino'
+import type { Config } from '../config/load.js'
+import type { DomainEvent, EventSink } from '../core/events.js'
+import type { Clock } from '../core/ports.js'
+import type { Governance } from '../governance/index.js'
+import type { UserStatusPort } from '../governance/principals.js'
+import type { Store } from '../storage/store.js'
+import type { PeopleStore } from '../storage/store.js'
+import { PeopleDirectory, PeopleError, PeopleService, PEOPLE_REFRESH_SECONDS, type PersonRevoker, type SeedUser } from './people.js'
+
+/** What {@link Identity.open} needs. */
+export interface IdentityOptions {
+  config: Config
+  store: Store
+  clock: Clock
+  logger: Logger
+}
+
+/** The governance services identity acts through; bound after governance starts. */
+export type IdentityGovernance = Pick<Governance, 'events' | 'revocation' | 'anomalies'>
+
+/** Running identity services. */
+export class Identity {
+  readonly store: PeopleStore
+  readonly directory: PeopleDirectory
+  readonly people: PeopleService
+  readonly #timers: NodeJS.Timeout[] = []
+  #governance: IdentityGovernance | undefined
+
+  private constructor(readonly options: IdentityOptions) {
+    this.store = options.store
+    const { config } = options
+    const totpSecrets = new Map(config.users.flatMap((u) => (u.totpSecret === undefined ? [] : [[u.username, u.totpSecret] as const])))
+    this.directory = new PeopleDirectory(this.store, { localPasswords: config.identity.localPasswords, totpSecrets })
+    const events: EventSink = { record: (event: DomainEvent) => this.#bound().events.record(event) }
+    const revoker: PersonRevoker = {
+      orphan: (id, reason, actor) => this.#bound().anomalies.orphan('user', id, reason, actor),
+      revoke: async (id, reason, actor, ip) => (await this.#bound().revocation.revoke({ kind: 'user', subject: id }, { actor, reason, ip, listLimit: 0 })).grants,
+    }
+    this.people = new PeopleService(this.directory, this.store, revoker, events, options.clock)
+  }
+
+  #bound(): IdentityGovernance {
+    if (this.#governance === undefined) throw new TypeError('identity is not bound to governance yet')
+    return this.#governance
+  }
+
+  /**
+   * Opens identity: seeds the configured users (administrator overrides stored before people
+   * were, in `principal_overrides`, are carried over once) and loads every person.
+   */
+  static async open(options: IdentityOptions): Promise<Identity> {
+    const identity = new Identity(options)
+    const { store, config } = options
+    const legacy = new Map<string, 'disabled' | 'deleted'>()
+    for (const o of await store.listPrincipalOverrides()) if (o.kind === 'user') legacy.set(o.id, o.state)
+    const seeds: SeedUser[] = config.users.map((u) => ({
+      username: u.username,
+      displayName: u.displayName,
+      passwordHash: u.passwordHash,
+      disabled: u.disabled,
+      groups: u.groups ?? [],
+      risk: u.risk ?? 0,
+    }))
+    await identity.people.seed(seeds, legacy)
+    for (const id of legacy.keys()) await store.clearPrincipalOverride('user', id)
+    return identity
+  }
+
+  /** Connects identity to governance's revocation and audit, and starts the directory refresh. */
+  bind(governance: IdentityGovernance): void {
+    this.#governance = governance
+    this.every(PEOPLE_REFRESH_SECONDS, () => this.directory.refresh())
+  }
+
+  /** Runs `fn` every `seconds` in the background (failures logged); stopped by {@link close}. */
+  every(seconds: number, fn: () => Promise<unknown>): void {
+    const t = setInterval(() => {
+      fn().catch((err: unknown) => this.options.logger.warn({ err }, 'identity background task failed'))
+    }, seconds * 1000)
+    t.unref()
+    this.#timers.push(t)
+  }
+
+  /** Administrator user status changes (admin API, CLI) applied to stored people. */
+  readonly userStatus: UserStatusPort = {
+    changeUser: async (id, state, actor, ip) => {
+      try {
+        return await this.people.setStatus(id, state === 'enabled' ? 'active' : state, actor, ip, 'admin')
+      } catch (err) {
+        if (err instanceof PeopleError && err.code === 'not_found') return undefined
+        throw err
+      }
+    },
+  }
+
+  close(): void {
+    for (const t of this.#timers) clearInterval(t)
+  }
+}
