@@ -96,6 +96,8 @@ export interface CreateServerOptions {
   consoleSignIns?: readonly ConsoleSignIn[]
   /** Pages other domains add to the governance console, with their navigation (e.g. the access-review inbox). */
   consoleExtensions?: readonly ConsoleExtension[]
+  /** Replaces `fetch` towards upstream identity providers and Shared Signals transmitters (tests). */
+  fetch?: typeof fetch
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -117,7 +119,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
   // People (issue 12) are seeded before governance, whose start-up orphan sweep reads them.
-  const identity = await Identity.open({ config, store, clock, logger })
+  const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch } : {}) })
   const governance = await startGovernance({
     config,
     store,
@@ -224,6 +226,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,
     plugins: [...governance.httpPlugins, ...consolePlugins],
+    pagePlugins: identity.pagePlugins,
     logger,
     healthCheck: async () => {
       await store.readCounter('healthz', 60, clock.nowSeconds())

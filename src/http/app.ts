@@ -63,6 +63,8 @@ export interface AppDeps {
    * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
    */
   plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
+  /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in, issue 12). */
+  pagePlugins?: readonly ((pages: FastifyInstance) => Promise<void>)[]
 }
 
 /**
@@ -345,6 +347,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       crossOriginResourcePolicy: { policy: 'same-origin' },
     })
     await registerVerificationPages(pages, { ...deps.web, logger: app.log })
+    for (const plugin of deps.pagePlugins ?? []) await plugin(pages)
   })
   return app
 }

@@ -13,6 +13,11 @@ import type { UserStatusPort } from '../governance/principals.js'
 import type { Store } from '../storage/store.js'
 import type { PeopleStore } from '../storage/store.js'
 import { PeopleDirectory, PeopleError, PeopleService, PEOPLE_REFRESH_SECONDS, type PersonRevoker, type SeedUser } from './people.js'
+import { UpstreamSignIn } from './upstream.js'
+import { registerUpstreamRoutes } from './upstream-routes.js'
+import type { FastifyInstance } from 'fastify'
+import type { CustomFetch } from 'openid-client'
+import { systemRandom } from '../system.js'
 
 /** What {@link Identity.open} needs. */
 export interface IdentityOptions {
@@ -20,6 +25,8 @@ export interface IdentityOptions {
   store: Store
   clock: Clock
   logger: Logger
+  /** Replaces `fetch` towards upstream providers and transmitters (tests). */
+  fetch?: CustomFetch
 }
 
 /** The governance services identity acts through; bound after governance starts. */
@@ -30,6 +37,8 @@ export class Identity {
   readonly store: PeopleStore
   readonly directory: PeopleDirectory
   readonly people: PeopleService
+  /** Upstream OpenID Connect sign-in; undefined when no provider is configured. */
+  readonly upstream: UpstreamSignIn | undefined
   readonly #timers: NodeJS.Timeout[] = []
   #governance: IdentityGovernance | undefined
 
@@ -44,7 +53,37 @@ export class Identity {
       revoke: async (id, reason, actor, ip) => (await this.#bound().revocation.revoke({ kind: 'user', subject: id }, { actor, reason, ip, listLimit: 0 })).grants,
     }
     this.people = new PeopleService(this.directory, this.store, revoker, events, options.clock)
+    this.#events = events
+    this.upstream =
+      config.identity.providers.length === 0
+        ? undefined
+        : new UpstreamSignIn({
+            providers: config.identity.providers,
+            people: this.people,
+            store: this.store,
+            clock: options.clock,
+            issuer: config.issuer,
+            loginTtlSeconds: config.identity.upstreamLoginTtlSeconds,
+            ...(options.fetch ? { fetch: options.fetch } : {}),
+          })
   }
+
+  readonly #events: EventSink
+
+  /** Routes beside the verification pages (cookies, page security headers): upstream sign-in. */
+  readonly pagePlugins: ((pages: FastifyInstance) => Promise<void>)[] = [
+    async (pages) => {
+      if (this.upstream === undefined) return
+      await registerUpstreamRoutes(pages, {
+        upstream: this.upstream,
+        store: this.options.store,
+        clock: this.options.clock,
+        random: systemRandom,
+        sessionTtlSeconds: this.options.config.verification.sessionTtlSeconds,
+        events: this.#events,
+      })
+    },
+  ]
 
   #bound(): IdentityGovernance {
     if (this.#governance === undefined) throw new TypeError('identity is not bound to governance yet')
