@@ -225,7 +225,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     },
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,
-    plugins: [...governance.httpPlugins, ...consolePlugins],
+    plugins: [...governance.httpPlugins, ...consolePlugins, ...identity.httpPlugins],
     pagePlugins: identity.pagePlugins,
     logger,
     healthCheck: async () => {

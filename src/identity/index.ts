@@ -15,6 +15,8 @@ import type { PeopleStore } from '../storage/store.js'
 import { PeopleDirectory, PeopleError, PeopleService, PEOPLE_REFRESH_SECONDS, type PersonRevoker, type SeedUser } from './people.js'
 import { UpstreamSignIn } from './upstream.js'
 import { registerUpstreamRoutes } from './upstream-routes.js'
+import { ScimService } from './scim.js'
+import { registerScimRoutes, SCIM_PREFIX } from './scim-routes.js'
 import type { FastifyInstance } from 'fastify'
 import type { CustomFetch } from 'openid-client'
 import { systemRandom } from '../system.js'
@@ -29,8 +31,8 @@ export interface IdentityOptions {
   fetch?: CustomFetch
 }
 
-/** The governance services identity acts through; bound after governance starts. */
-export type IdentityGovernance = Pick<Governance, 'events' | 'revocation' | 'anomalies'>
+/** The governance services identity acts through; bound after governance starts (`clients` authenticates SCIM callers). */
+export type IdentityGovernance = Pick<Governance, 'events' | 'revocation' | 'anomalies'> & Partial<Pick<Governance, 'clients'>>
 
 /** Running identity services. */
 export class Identity {
@@ -69,6 +71,17 @@ export class Identity {
   }
 
   readonly #events: EventSink
+
+  /** Routes on the root instance: SCIM 2.0 at /scim/v2 when enabled. */
+  readonly httpPlugins: ((app: FastifyInstance) => Promise<void>)[] = [
+    async (app) => {
+      const { config, store, clock } = this.options
+      const clients = this.#bound().clients
+      if (!config.identity.scim.enabled || clients === undefined) return
+      const scim = new ScimService({ people: this.people, store: this.store, clock, events: this.#events, baseUrl: `${config.issuer}${SCIM_PREFIX}` })
+      await registerScimRoutes(app, { scim, store, clients, clock, scope: config.identity.scim.scope })
+    },
+  ]
 
   /** Routes beside the verification pages (cookies, page security headers): upstream sign-in. */
   readonly pagePlugins: ((pages: FastifyInstance) => Promise<void>)[] = [

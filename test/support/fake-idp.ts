@@ -99,3 +99,23 @@ export async function startFakeIdp(options: { clientId: string; subject?: () => 
   idp.issuer = issuer
   return idp
 }
+
+/**
+ * Signs in at devicegate through `provider` (start → fake provider → callback, as a browser
+ * follows it) and returns the verification-page session, ready to decide codes.
+ * @throws when the callback does not sign in.
+ */
+export async function upstreamPageSession(baseUrl: string, provider: string): Promise<import('./server.js').PageSession> {
+  const { PageSession } = await import('./server.js')
+  const start = await fetch(`${baseUrl}/device/upstream/${provider}/start`, { redirect: 'manual' })
+  const state = start.headers.getSetCookie().find((c) => c.startsWith('dg_upstream='))?.split(';')[0]
+  if (start.status !== 303 || state === undefined) throw new Error(`upstream start failed: ${start.status}`)
+  const atIdp = await fetch(start.headers.get('location')!, { redirect: 'manual' })
+  const res = await fetch(atIdp.headers.get('location')!, { redirect: 'manual', headers: { cookie: state } })
+  const session = res.headers.getSetCookie().find((c) => c.startsWith('dg_session='))?.split(';')[0]
+  if (res.status !== 303 || session === undefined) throw new Error(`upstream sign-in failed: ${res.status} ${await res.text()}`)
+  const page = new PageSession(baseUrl)
+  page.cookie = session
+  await page.get('/device')
+  return page
+}

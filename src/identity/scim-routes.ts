@@ -1,0 +1,151 @@
+/**
+ * HTTP routes of the SCIM 2.0 server at `/scim/v2` (RFC 7644 §3); `scim.ts` decides.
+ *
+ * Authentication: an RFC 6750 bearer access token issued by devicegate to a confidential client
+ * (client_credentials) whose scope includes the configured SCIM scope (default `scim`); checked
+ * against the store as introspection judges tokens. 401 with a `Bearer` challenge without a live
+ * token, 403 `insufficient_scope` without the scope. Every error, including unparseable JSON and
+ * unknown paths under /scim/v2, is SCIM error JSON (RFC 7644 §3.12), never a 5xx for bad input.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ClientDirectory } from '../core/model.js'
+import type { Clock } from '../core/ports.js'
+import type { Store } from '../storage/store.js'
+import { sha256Hex } from '../system.js'
+import { ScimError, ScimService, SCHEMA, type ListQuery, type ScimResult } from './scim.js'
+
+export const SCIM_PREFIX = '/scim/v2'
+const SCIM_JSON = 'application/scim+json'
+const REALM = 'Bearer realm="devicegate-scim"'
+
+/** What the routes need. */
+export interface ScimRouteDeps {
+  scim: ScimService
+  /** Access tokens are looked up here. */
+  store: Store
+  clients: ClientDirectory
+  clock: Clock
+  /** Scope the bearer token must carry. */
+  scope: string
+}
+
+class ScimAuthError extends ScimError {
+  constructor(
+    status: number,
+    detail: string,
+    readonly challenge: string,
+  ) {
+    super(status, detail)
+  }
+}
+
+/** Registers `/scim/v2/…` in its own scope (JSON body parsing, SCIM error handler). */
+export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): Promise<void> {
+  await app.register(
+    async (api) => {
+      const parse = (_req: FastifyRequest, text: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+        try {
+          done(null, text.length === 0 ? undefined : JSON.parse(text.toString()))
+        } catch {
+          done(new ScimError(400, 'the body is not valid JSON', 'invalidSyntax'), undefined)
+        }
+      }
+      api.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit: 1024 * 1024 }, parse)
+
+      api.setErrorHandler((err, request, reply) => {
+        if (err instanceof ScimAuthError) reply.header('www-authenticate', err.challenge)
+        if (err instanceof ScimError) return sendError(reply, err)
+        const status = (err as { statusCode?: number }).statusCode
+        if (status !== undefined && status >= 400 && status < 500) return sendError(reply, new ScimError(status, String((err as Error).message).slice(0, 200), status === 400 ? 'invalidSyntax' : undefined))
+        request.log.error({ err }, 'scim request failed')
+        return sendError(reply, new ScimError(500, 'internal error'))
+      })
+      api.setNotFoundHandler((request, reply) => sendError(reply, new ScimError(404, `no SCIM endpoint ${request.method} ${request.url.split('?')[0]!.slice(0, 100)}`)))
+
+      /** RFC 6750 bearer check; returns the audit actor `scim:<client id>`. */
+      async function authenticate(request: FastifyRequest): Promise<string> {
+        const header = request.headers.authorization
+        const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header ?? '')
+        if (!m) throw new ScimAuthError(401, 'a bearer access token with the SCIM scope is required', header === undefined ? REALM : `${REALM}, error="invalid_token"`)
+        const record = await deps.store.findAccessTokenByHash(sha256Hex(m[1]!))
+        const now = deps.clock.nowSeconds()
+        const invalid = () => new ScimAuthError(401, 'the access token is not active', `${REALM}, error="invalid_token"`)
+        if (record === undefined || record.revokedAt !== null || record.grantRevokedAt !== null || record.expiresAt <= now || record.dpopJkt !== null) throw invalid()
+        const client = deps.clients.get(record.clientId)
+        if (client === undefined || client.disabled || !client.isConfidential) throw invalid()
+        if (!record.scope.split(' ').includes(deps.scope))
+          throw new ScimAuthError(403, `the "${deps.scope}" scope is required`, `${REALM}, error="insufficient_scope", scope="${deps.scope}"`)
+        return `scim:${record.clientId}`
+      }
+
+      // Authentication comes first, before the body is even parsed.
+      const actors = new WeakMap<FastifyRequest, string>()
+      api.addHook('onRequest', async (request) => {
+        actors.set(request, await authenticate(request))
+      })
+      const actorOf = (request: FastifyRequest) => actors.get(request)!
+
+      const { scim } = deps
+      const q = (request: FastifyRequest) => (request.query ?? {}) as ListQuery
+      const id = (request: FastifyRequest) => (request.params as { id: string }).id
+      const ifMatch = (request: FastifyRequest) => {
+        const v = request.headers['if-match']
+        return typeof v === 'string' ? v : undefined
+      }
+      const send = (reply: FastifyReply, r: ScimResult) => {
+        reply.code(r.status).header('cache-control', 'no-store')
+        if (r.etag !== undefined) reply.header('etag', r.etag)
+        if (r.status === 201 && r.body?.meta !== undefined) reply.header('location', (r.body.meta as { location: string }).location)
+        return r.body === undefined ? reply.send() : reply.type(SCIM_JSON).send(JSON.stringify(r.body))
+      }
+
+      api.get('/ServiceProviderConfig', async (_request, reply) => {
+        return send(reply, scim.serviceProviderConfig())
+      })
+      const listOf = (items: Record<string, unknown>[]) => ({ status: 200, body: { schemas: [SCHEMA.list], totalResults: items.length, startIndex: 1, itemsPerPage: items.length, Resources: items } })
+      api.get('/ResourceTypes', async (_request, reply) => {
+        return send(reply, listOf(scim.resourceTypes()))
+      })
+      api.get('/ResourceTypes/:id', async (request, reply) => {
+        const found = scim.resourceTypes().find((r) => r.id === id(request))
+        if (!found) throw new ScimError(404, `no ResourceType "${id(request)}"`)
+        return send(reply, { status: 200, body: found })
+      })
+      api.get('/Schemas', async (_request, reply) => {
+        return send(reply, listOf(scim.schemas()))
+      })
+      api.get('/Schemas/:id', async (request, reply) => {
+        const found = scim.schemas().find((s) => s.id === id(request))
+        if (!found) throw new ScimError(404, `no Schema "${id(request)}"`)
+        return send(reply, { status: 200, body: found })
+      })
+
+      api.get('/Users', async (request, reply) => {
+        return send(reply, await scim.listUsers(q(request)))
+      })
+      api.post('/Users', async (request, reply) => send(reply, await scim.createUser(request.body, actorOf(request))))
+      api.get('/Users/:id', async (request, reply) => {
+        return send(reply, await scim.getUser(id(request), q(request)))
+      })
+      api.put('/Users/:id', async (request, reply) => send(reply, await scim.replaceUser(id(request), request.body, actorOf(request), ifMatch(request))))
+      api.patch('/Users/:id', async (request, reply) => send(reply, await scim.patchUser(id(request), request.body, actorOf(request), ifMatch(request))))
+      api.delete('/Users/:id', async (request, reply) => send(reply, await scim.deleteUser(id(request), actorOf(request), ifMatch(request))))
+
+      api.get('/Groups', async (request, reply) => {
+        return send(reply, await scim.listGroups(q(request)))
+      })
+      api.post('/Groups', async (request, reply) => send(reply, await scim.createGroup(request.body, actorOf(request))))
+      api.get('/Groups/:id', async (request, reply) => {
+        return send(reply, await scim.getGroup(id(request), q(request)))
+      })
+      api.put('/Groups/:id', async (request, reply) => send(reply, await scim.replaceGroup(id(request), request.body, actorOf(request), ifMatch(request))))
+      api.patch('/Groups/:id', async (request, reply) => send(reply, await scim.patchGroup(id(request), request.body, actorOf(request), ifMatch(request))))
+      api.delete('/Groups/:id', async (request, reply) => send(reply, await scim.deleteGroup(id(request), actorOf(request), ifMatch(request))))
+    },
+    { prefix: SCIM_PREFIX },
+  )
+}
+
+function sendError(reply: FastifyReply, err: ScimError): FastifyReply {
+  return reply.code(err.status).header('cache-control', 'no-store').type(SCIM_JSON).send(JSON.stringify(err.toJSON()))
+}

@@ -1,0 +1,355 @@
+/**
+ * Issue 12 §3: SCIM 2.0 provisioning (RFC 7643 / RFC 7644) over HTTP — bearer authentication with
+ * the `scim` scope, the RFC 7644 examples (create, filters, paging, PUT, PATCH, DELETE, errors
+ * with scimType), deactivation and deletion revoking every grant of the person (`orphaned_token`,
+ * audited with the SCIM client as actor), the join with upstream sign-in, and an Entra ID–style
+ * and an Okta-style provisioning sequence replayed.
+ */
+import { hash } from '@node-rs/argon2'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
+import { basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
+
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User'
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group'
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp'
+const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error'
+const SECRET = 'provisioner-secret-0123456789abcdef'
+
+let t: TestServer
+let idp: FakeIdp
+let token: string
+let readToken: string
+let nextClaims: Record<string, unknown> = {}
+
+beforeAll(async () => {
+  idp = await startFakeIdp({ clientId: 'devicegate', subject: () => nextClaims })
+  process.env.DG_TEST_SCIM_UPSTREAM_SECRET = 'upstream-secret-0123456789'
+  const file = await fixtureConfigFile()
+  const h = await hash(SECRET)
+  t = await startTestServer({
+    config: await fixtureConfigFile({
+      clients: [
+        ...file.clients,
+        { client_id: 'provisioner', type: 'confidential', client_secret_hash: h, grant_types: ['client_credentials'], scopes: ['scim', 'read'], access_token_format: 'opaque' },
+      ],
+      identity: { scim: { enabled: true } },
+      identity_providers: [
+        { id: 'corp', issuer: idp.issuer, client_id: 'devicegate', client_secret_env: 'DG_TEST_SCIM_UPSTREAM_SECRET', join: { attribute: 'userName', claim: 'preferred_username' } },
+      ],
+    }),
+  })
+  const tokenFor = async (scope: string) =>
+    (await postForm(`${t.url}/token`, { grant_type: 'client_credentials', scope }, { authorization: basic('provisioner', SECRET) })).json.access_token as string
+  token = await tokenFor('scim')
+  readToken = await tokenFor('read')
+})
+afterAll(async () => {
+  await t?.close()
+  await idp?.close()
+})
+
+async function scim(method: string, path: string, body?: unknown, opts: { token?: string | null; headers?: Record<string, string>; raw?: string } = {}) {
+  const tk = opts.token === undefined ? token : opts.token
+  const res = await fetch(`${t.url}/scim/v2${path}`, {
+    method,
+    headers: {
+      ...(tk !== null ? { authorization: `Bearer ${tk}` } : {}),
+      ...(body !== undefined || opts.raw !== undefined ? { 'content-type': 'application/scim+json' } : {}),
+      ...opts.headers,
+    },
+    ...(opts.raw !== undefined ? { body: opts.raw } : body !== undefined ? { body: JSON.stringify(body) } : {}),
+  })
+  const text = await res.text()
+  return { status: res.status, headers: res.headers, json: text ? (JSON.parse(text) as any) : undefined }
+}
+const q = (filter: string, extra = '') => `?filter=${encodeURIComponent(filter)}${extra}`
+
+describe('RFC 7644 §2 authentication and §3.12 errors', () => {
+  it('answers 401 with a Bearer challenge and SCIM error JSON without a token', async () => {
+    const res = await scim('GET', '/Users', undefined, { token: null })
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-scim"')
+    expect(res.headers.get('content-type')).toContain('application/scim+json')
+    expect(res.json).toMatchObject({ schemas: [ERROR], status: '401' })
+  })
+
+  it('answers 403 insufficient_scope for a token without the scim scope, before reading the body', async () => {
+    const res = await scim('POST', '/Users', undefined, { token: readToken, raw: '{not json' })
+    expect(res.status).toBe(403)
+    expect(res.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
+  })
+
+  it('answers 400 invalidSyntax for a body that is not JSON', async () => {
+    const res = await scim('POST', '/Users', undefined, { raw: '{not json' })
+    expect(res.status).toBe(400)
+    expect(res.json).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' })
+  })
+
+  it('answers 404 in SCIM format for unknown resources and endpoints', async () => {
+    expect((await scim('GET', '/Users/does-not-exist')).json).toMatchObject({ schemas: [ERROR], status: '404' })
+    expect((await scim('GET', '/Bulk')).json).toMatchObject({ schemas: [ERROR], status: '404' })
+  })
+})
+
+describe('RFC 7644 §4 discovery', () => {
+  it('describes itself: patch and filter supported, no bulk, no sort, OAuth bearer', async () => {
+    const res = await scim('GET', '/ServiceProviderConfig')
+    expect(res.status).toBe(200)
+    expect(res.json).toMatchObject({ patch: { supported: true }, filter: { supported: true, maxResults: 1000 }, bulk: { supported: false }, sort: { supported: false } })
+    expect(res.json.authenticationSchemes[0].type).toBe('oauthbearertoken')
+    const types = await scim('GET', '/ResourceTypes')
+    expect(types.json.Resources.map((r: any) => r.endpoint)).toEqual(['/Users', '/Groups'])
+    expect((await scim('GET', '/ResourceTypes/User')).json.schema).toBe(USER)
+    const schemas = await scim('GET', '/Schemas')
+    expect(schemas.json.Resources.map((s: any) => s.id)).toEqual([USER, ENTERPRISE, GROUP])
+    expect((await scim('GET', `/Schemas/${GROUP}`)).json.name).toBe('Group')
+  })
+})
+
+describe('RFC 7644 §3.3–3.6 Users', () => {
+  let id: string
+  it('creates a User (§3.3 example): 201, Location, meta, no password echoed; a second with the same userName is 409 uniqueness', async () => {
+    const body = { schemas: [USER], userName: 'bjensen', externalId: 'bjensen', name: { formatted: 'Ms. Barbara J Jensen III', familyName: 'Jensen', givenName: 'Barbara' }, password: 'not-stored-anywhere' }
+    const res = await scim('POST', '/Users', body)
+    expect(res.status).toBe(201)
+    id = res.json.id
+    expect(res.headers.get('location')).toBe(`${t.issuer}/scim/v2/Users/${id}`)
+    expect(res.json).toMatchObject({ schemas: [USER], userName: 'bjensen', externalId: 'bjensen', active: true, name: { familyName: 'Jensen' }, meta: { resourceType: 'User', version: 'W/"1"' } })
+    expect(JSON.stringify(res.json)).not.toContain('not-stored-anywhere')
+    expect(res.headers.get('etag')).toBe('W/"1"')
+    const dup = await scim('POST', '/Users', { schemas: [USER], userName: 'BJensen' })
+    expect(dup.status).toBe(409)
+    expect(dup.json.scimType).toBe('uniqueness')
+  })
+
+  it('refuses a User without userName or schemas (400 invalidValue / invalidSyntax), storing nothing', async () => {
+    const before = (await scim('GET', '/Users')).json.totalResults
+    expect((await scim('POST', '/Users', { schemas: [USER] })).json.scimType).toBe('invalidValue')
+    expect((await scim('POST', '/Users', { userName: 'x' })).json.scimType).toBe('invalidSyntax')
+    expect((await scim('POST', '/Users', { schemas: [USER], userName: 'y', active: 'maybe' })).json.scimType).toBe('invalidValue')
+    expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
+  })
+
+  it('filters with eq (case-insensitive userName), co, sw, pr, and/or (§3.4.2.2); a bad filter is 400 invalidFilter', async () => {
+    await scim('POST', '/Users', { schemas: [USER], userName: 'jsmith', emails: [{ value: 'jsmith@example.com', type: 'work', primary: true }], name: { familyName: 'Smith' } })
+    const names = async (f: string) => (await scim('GET', `/Users${q(f)}`)).json.Resources.map((r: any) => r.userName).sort()
+    expect(await names('userName eq "BJENSEN"')).toEqual(['bjensen'])
+    expect(await names('name.familyName co "ens"')).toEqual(['bjensen'])
+    expect(await names('userName sw "j"')).toEqual(['jsmith'])
+    expect(await names('emails pr')).toEqual(['jsmith'])
+    expect(await names('userName eq "bjensen" or userName eq "jsmith"')).toEqual(['bjensen', 'jsmith'])
+    expect(await names('userName sw "j" and name.familyName eq "smith"')).toEqual(['jsmith'])
+    expect(await names('emails[type eq "work" and value co "@example.com"]')).toEqual(['jsmith'])
+    expect(await names('externalId eq "BJENSEN"')).toEqual([]) // externalId is case-exact
+    const bad = await scim('GET', `/Users${q('userName eq')}`)
+    expect(bad.status).toBe(400)
+    expect(bad.json.scimType).toBe('invalidFilter')
+  })
+
+  it('pages with startIndex and count (§3.4.2.4)', async () => {
+    const all = (await scim('GET', '/Users')).json
+    expect(all.totalResults).toBeGreaterThanOrEqual(2)
+    const page = (await scim('GET', '/Users?startIndex=2&count=1')).json
+    expect(page).toMatchObject({ totalResults: all.totalResults, startIndex: 2, itemsPerPage: 1 })
+    expect(page.Resources[0].id).toBe(all.Resources[1].id)
+    expect((await scim('GET', '/Users?count=0')).json.Resources).toEqual([])
+    expect((await scim('GET', '/Users?count=abc')).json.scimType).toBe('invalidValue')
+  })
+
+  it('replaces with PUT (§3.5.1) and honours If-Match (412 on an old version)', async () => {
+    const res = await scim('PUT', `/Users/${id}`, { schemas: [USER], userName: 'bjensen', displayName: 'Babs Jensen', externalId: 'bjensen' }, { headers: { 'if-match': 'W/"1"' } })
+    expect(res.status).toBe(200)
+    expect(res.json).toMatchObject({ displayName: 'Babs Jensen', meta: { version: 'W/"2"' } })
+    expect(res.json.name).toBeUndefined()
+    const stale = await scim('PUT', `/Users/${id}`, { schemas: [USER], userName: 'bjensen' }, { headers: { 'if-match': 'W/"1"' } })
+    expect(stale.status).toBe(412)
+  })
+
+  it('patches (§3.5.2): replace with and without path, add to a multi-valued attribute with a filter path', async () => {
+    let res = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: 'displayName', value: 'Barbara' }] })
+    expect(res.status).toBe(200)
+    expect(res.json.displayName).toBe('Barbara')
+    res = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'emails', value: [{ value: 'babs@example.com', type: 'work', primary: true }] }] })
+    expect(res.json.emails[0].value).toBe('babs@example.com')
+    expect(t.server.identity.directory.person(id)?.email).toBe('babs@example.com')
+    res = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: 'emails[type eq "work"].value', value: 'barbara@example.com' }] })
+    expect(t.server.identity.directory.person(id)?.email).toBe('barbara@example.com')
+    const bad = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'jump', path: 'displayName' }] })
+    expect(bad.status).toBe(400)
+    expect(bad.json.scimType).toBe('invalidSyntax')
+    expect((await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'remove' }] })).status).toBe(400)
+  })
+
+  it('deletes (§3.6): 204, then 404, and the userName is free again', async () => {
+    const created = await scim('POST', '/Users', { schemas: [USER], userName: 'temp' })
+    expect((await scim('DELETE', `/Users/${created.json.id}`)).status).toBe(204)
+    expect((await scim('GET', `/Users/${created.json.id}`)).status).toBe(404)
+    expect((await scim('POST', '/Users', { schemas: [USER], userName: 'temp' })).status).toBe(201)
+  })
+
+  it('does not expose configured users', async () => {
+    expect((await scim('GET', `/Users${q('userName eq "alice"')}`)).json.totalResults).toBe(0)
+    expect((await scim('GET', '/Users/alice')).status).toBe(404)
+  })
+})
+
+describe('deprovisioning revokes every grant of the person (orphaned_token), audited with the SCIM client', () => {
+  const DEVICE = 'urn:ietf:params:oauth:grant-type:device_code'
+  const active = async (tk: string) => (await postForm(`${t.url}/introspect`, { token: tk }, { authorization: basic('rs', FIXTURE.rsSecret) })).json.active
+
+  async function provisionedPersonWithToken(userName: string, sub: string) {
+    const created = await scim('POST', '/Users', { schemas: [USER], userName, emails: [{ value: userName, primary: true }] })
+    expect(created.status).toBe(201)
+    nextClaims = { sub, preferred_username: userName, email: userName, groups: [] }
+    const page = await upstreamPageSession(t.url, 'corp')
+    // The join: the upstream sign-in landed on the provisioned person, not a new one.
+    expect(t.server.identity.directory.person(created.json.id)?.upstreamSub).toBe(sub)
+    const auth = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read offline_access' })
+    expect(await page.decide(auth.json.user_code, 'approve')).toBe(200)
+    const tok = await postForm(`${t.url}/token`, { grant_type: DEVICE, device_code: auth.json.device_code, client_id: 'cli' })
+    expect(tok.json.access_token).toBeTruthy()
+    expect(await active(tok.json.access_token)).toBe(true)
+    return { id: created.json.id as string, accessToken: tok.json.access_token as string, page }
+  }
+
+  beforeEach(() => {
+    nextClaims = {}
+  })
+
+  it('active: false revokes at once; reactivation lets the person sign in again but revives nothing', async () => {
+    const p = await provisionedPersonWithToken('dana@example.com', 'sub-dana')
+    const res = await scim('PATCH', `/Users/${p.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: false } }] })
+    expect(res.json.active).toBe(false)
+    expect(await active(p.accessToken)).toBe(false)
+    const anomalies = await t.server.store.listAnomalies({ sinceTime: 0, kind: 'orphaned_token', limit: 100 })
+    expect(anomalies.some((a) => a.subject === p.id)).toBe(true)
+    const events = await t.server.store.listAuditEvents({ limit: 10_000 })
+    const changed = events.find((e) => e.type === 'person.status_changed' && e.subject === p.id)!
+    expect(changed.actor).toBe('scim:provisioner')
+    expect(events.some((e) => e.type === 'token.revoked' && e.subject === p.id && e.actor === 'scim:provisioner')).toBe(true)
+    // Signed-in session stops counting; upstream sign-in is refused while disabled.
+    expect((await p.page.get('/device')).body).not.toContain('Sign out')
+    await scim('PATCH', `/Users/${p.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', path: 'active', value: true }] })
+    expect(await active(p.accessToken)).toBe(false)
+    nextClaims = { sub: 'sub-dana', preferred_username: 'dana@example.com' }
+    await upstreamPageSession(t.url, 'corp')
+  })
+
+  it('DELETE revokes at once', async () => {
+    const p = await provisionedPersonWithToken('erin@example.com', 'sub-erin')
+    expect((await scim('DELETE', `/Users/${p.id}`)).status).toBe(204)
+    expect(await active(p.accessToken)).toBe(false)
+    expect(t.server.identity.directory.get(p.id)).toBeUndefined()
+  })
+
+  it('group membership reaches policy now', async () => {
+    const created = await scim('POST', '/Users', { schemas: [USER], userName: 'gil' })
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'payments-admins', members: [{ value: created.json.id }] })
+    expect(group.status).toBe(201)
+    expect(t.server.identity.directory.get(created.json.id)?.groups).toEqual(['payments-admins'])
+    expect((await scim('GET', `/Users/${created.json.id}`)).json.groups).toEqual([expect.objectContaining({ value: group.json.id, display: 'payments-admins' })])
+  })
+})
+
+describe('Entra ID–style provisioning sequence', () => {
+  it('create, find, patch attributes and manager, group add/remove, deactivate, reactivate, delete', async () => {
+    const userName = 'Test_User_dfeef4c5-5681-4387-b016-bdf221e82081@contoso.com'
+    expect((await scim('GET', `/Users${q(`userName eq "${userName}"`)}`)).json).toMatchObject({ totalResults: 0, Resources: [] })
+    const created = await scim('POST', '/Users', {
+      schemas: [USER, ENTERPRISE],
+      externalId: '0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef',
+      userName,
+      active: true,
+      emails: [{ primary: true, type: 'work', value: 'Test_User_11bb6097-a2a7-4b60-8ad1-e3dc5f4bd9ce@testuser.com' }],
+      meta: { resourceType: 'User' },
+      name: { formatted: 'givenName familyName', familyName: 'familyName', givenName: 'givenName' },
+      roles: [],
+    })
+    expect(created.status).toBe(201)
+    const id = created.json.id
+    expect((await scim('GET', `/Users${q(`userName eq "${userName}"`)}`)).json.totalResults).toBe(1)
+    const patched = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'Replace', path: 'emails[type eq "work"].value', value: 'updatedEmail@microsoft.com' },
+        { op: 'Replace', path: 'name.familyName', value: 'updatedFamilyName' },
+        { op: 'Add', path: `${ENTERPRISE}:manager`, value: 'b4f0c3a6-manager' },
+      ],
+    })
+    expect(patched.status).toBe(200)
+    expect(patched.json.name.familyName).toBe('updatedFamilyName')
+    expect(t.server.identity.directory.person(id)).toMatchObject({ email: 'updatedemail@microsoft.com', manager: 'b4f0c3a6-manager' })
+
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159', displayName: 'displayName', meta: { resourceType: 'Group' } })
+    expect(group.status).toBe(201)
+    const gid = group.json.id
+    expect((await scim('PATCH', `/Groups/${gid}`, { schemas: [PATCH], Operations: [{ op: 'Add', path: 'members', value: [{ $ref: null, value: id }] }] })).status).toBe(200)
+    expect(t.server.identity.directory.get(id)?.groups).toEqual(['displayName'])
+    const byMember = await scim('GET', `/Groups${q(`id eq "${gid}" and members[value eq "${id}"]`, '&excludedAttributes=members')}`)
+    expect(byMember.json.totalResults).toBe(1)
+    expect(byMember.json.Resources[0].members).toBeUndefined()
+    expect((await scim('GET', `/Groups${q('displayName eq "displayName"', '&excludedAttributes=members')}`)).json.totalResults).toBe(1)
+    expect((await scim('PATCH', `/Groups/${gid}`, { schemas: [PATCH], Operations: [{ op: 'Remove', path: `members[value eq "${id}"]` }] })).status).toBe(200)
+    expect(t.server.identity.directory.get(id)?.groups).toEqual([])
+
+    const off = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'Replace', path: 'active', value: 'False' }] })
+    expect(off.json.active).toBe(false)
+    expect(t.server.identity.directory.get(id)?.disabled).toBe(true)
+    const on = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'Replace', path: 'active', value: 'True' }] })
+    expect(on.json.active).toBe(true)
+    expect((await scim('DELETE', `/Users/${id}`)).status).toBe(204)
+    expect((await scim('GET', `/Users/${id}`)).status).toBe(404)
+    expect((await scim('DELETE', `/Groups/${gid}`)).status).toBe(204)
+  })
+})
+
+describe('Okta-style provisioning sequence', () => {
+  it('create, PUT profile, group push add/remove/rename, deactivate, reactivate, delete', async () => {
+    const userName = 'oktauser@example.com'
+    expect((await scim('GET', `/Users${q(`userName eq "${userName}"`, '&startIndex=1&count=100')}`)).json.totalResults).toBe(0)
+    const created = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName,
+      name: { givenName: 'Okta', familyName: 'User' },
+      emails: [{ primary: true, value: userName, type: 'work' }],
+      displayName: 'Okta User',
+      locale: 'en-US',
+      externalId: '00ujl29u0le5T6Aj10h7',
+      groups: [],
+      password: '1mz050nq',
+      active: true,
+    })
+    expect(created.status).toBe(201)
+    const id = created.json.id
+    expect((await scim('GET', `/Users/${id}`)).json.userName).toBe(userName)
+    const put = await scim('PUT', `/Users/${id}`, {
+      schemas: [USER],
+      id,
+      userName,
+      name: { givenName: 'Okta', familyName: 'Renamed' },
+      emails: [{ primary: true, value: userName, type: 'work' }],
+      displayName: 'Okta Renamed',
+      active: true,
+    })
+    expect(put.json).toMatchObject({ displayName: 'Okta Renamed', name: { familyName: 'Renamed' } })
+
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Test SCIMv2', members: [{ value: id, display: userName }] })
+    expect(group.status).toBe(201)
+    const gid = group.json.id
+    expect(t.server.identity.directory.get(id)?.groups).toEqual(['Test SCIMv2'])
+    await scim('PATCH', `/Groups/${gid}`, { schemas: [PATCH], Operations: [{ op: 'remove', path: `members[value eq "${id}"]` }] })
+    expect(t.server.identity.directory.get(id)?.groups).toEqual([])
+    await scim('PATCH', `/Groups/${gid}`, { schemas: [PATCH], Operations: [{ op: 'add', path: 'members', value: [{ value: id, display: userName }] }] })
+    const renamed = await scim('PATCH', `/Groups/${gid}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { id: gid, displayName: 'Test SCIMv2 renamed' } }] })
+    expect(renamed.json.displayName).toBe('Test SCIMv2 renamed')
+    expect(t.server.identity.directory.get(id)?.groups).toEqual(['Test SCIMv2 renamed'])
+
+    expect((await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: false } }] })).json.active).toBe(false)
+    expect((await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { active: true } }] })).json.active).toBe(true)
+    expect((await scim('DELETE', `/Groups/${gid}`)).status).toBe(204)
+    expect(t.server.identity.directory.get(id)?.groups).toEqual([])
+    expect((await scim('DELETE', `/Users/${id}`)).status).toBe(204)
+  })
+})
