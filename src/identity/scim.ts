@@ -23,7 +23,7 @@ import { parse as parseFilter, Tester, type Filter } from 'scim2-parse-filter'
 import type { Clock } from '../core/ports.js'
 import type { EventSink } from '../core/events.js'
 import { StoreConflictError } from '../storage/store.js'
-import type { GroupRecord, PeopleStore, PersonRecord } from './people-store.js'
+import type { GroupRecord, PeopleStore, PersonRecord } from '../storage/store.js'
 import { newPerson, PeopleError, type Person, type PeopleService } from './people.js'
 
 export const SCHEMA = {

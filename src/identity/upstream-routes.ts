@@ -17,8 +17,8 @@ import type { Clock, Random } from '../core/ports.js'
 import { normalizeUserCode } from '../core/user-code.js'
 import type { Store } from '../storage/store.js'
 import { randomToken, sha256Hex } from '../system.js'
-import { renderErrorPage } from '../web/templates.js'
-import { SESSION_COOKIE } from '../web/verification.js'
+import { renderErrorPage } from '../web/templates/error.js'
+import { SESSION_COOKIE } from '../web/pages/kit.js'
 import { isLocalReturnPath, UPSTREAM_FAILURE_TEXT, UpstreamError, type UpstreamSignIn, type UpstreamSignedIn } from './upstream.js'
 
 /** Cookie binding a started upstream sign-in to this browser (its value is the `state`). */

@@ -20,7 +20,7 @@ import * as oidc from 'openid-client'
 import type { Clock } from '../core/ports.js'
 import type { IdentityProviderConfig } from '../config/identity.js'
 import { sha256Hex } from '../system.js'
-import type { PeopleStore } from './people-store.js'
+import type { PeopleStore } from '../storage/store.js'
 import { newPerson, PeopleError, type Person, type PeopleService } from './people.js'
 
 /** Why an upstream sign-in did not sign anyone in; each has its own page text. Stable codes. */
