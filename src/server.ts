@@ -222,6 +222,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
       sessionTtlSeconds: config.verification.sessionTtlSeconds,
       policy,
       totpIssuerLabel: new URL(config.issuer).host,
+      identity: identity.pageOptions(),
     },
     metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
     trustedProxies: config.trustedProxies,

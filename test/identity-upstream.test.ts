@@ -238,3 +238,34 @@ describe('every upstream failure ends on a clear page, nobody signed in, never a
     expect(codes).toEqual(expect.arrayContaining(['state_mismatch', 'invalid_response', 'denied', 'provider_error', 'unreachable', 'email_not_allowed', 'account_disabled']))
   })
 })
+
+describe('the sign-in page offers the providers; local passwords can be switched off', () => {
+  it('shows "Sign in with <provider>" links that carry the code, beside the password form', async () => {
+    const auth = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read' })
+    const html = await (await fetch(`${t.url}/device?user_code=${auth.json.user_code}`)).text()
+    const code = auth.json.user_code.replace('-', '')
+    expect(html).toContain(`href="/device/upstream/corp/start?user_code=${code}"`)
+    expect(html).toContain('Sign in with Corp SSO')
+    expect(html).toContain('name="password"')
+  })
+
+  it('without local passwords: no password form, and a password sign-in is refused', async () => {
+    const other = await startTestServer({
+      config: await fixtureConfigFile({
+        identity: { local_passwords: false },
+        identity_providers: [{ id: 'corp', name: 'Corp SSO', issuer: idp.issuer, client_id: 'devicegate', client_secret_env: 'DG_TEST_UPSTREAM_SECRET' }],
+      }),
+    })
+    try {
+      const html = await (await fetch(`${other.url}/device/sign-in`)).text()
+      expect(html).toContain('Sign in with Corp SSO')
+      expect(html).not.toContain('name="password"')
+      const { PageSession, FIXTURE } = await import('./support/server.js')
+      const page = new PageSession(other.url)
+      await page.get('/device')
+      expect((await page.post('/device/sign-in', { username: 'alice', password: FIXTURE.password })).status).toBe(401)
+    } finally {
+      await other.close()
+    }
+  })
+})

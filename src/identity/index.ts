@@ -20,6 +20,7 @@ import { registerScimRoutes, SCIM_PREFIX } from './scim-routes.js'
 import type { FastifyInstance } from 'fastify'
 import type { CustomFetch } from 'openid-client'
 import { systemRandom } from '../system.js'
+import type { IdentityPageOptions } from '../web/pages/kit.js'
 
 /** What {@link Identity.open} needs. */
 export interface IdentityOptions {
@@ -138,6 +139,25 @@ export class Identity {
     }, seconds * 1000)
     t.unref()
     this.#timers.push(t)
+  }
+
+  /** What the verification pages offer: "Sign in with <provider>", local passwords, step-up upstream. */
+  pageOptions(): IdentityPageOptions {
+    const { config } = this.options
+    const providers = config.identity.providers.map((p) => ({ id: p.id, name: p.name }))
+    const trim = (s: string) => s.replace(/\/+$/, '')
+    return {
+      providers,
+      localPasswords: config.identity.localPasswords,
+      stepUpProvider: (username) => {
+        const issuer = this.directory.person(username)?.upstreamIssuer
+        if (issuer === null || issuer === undefined) return undefined
+        const p = config.identity.providers.find((x) => trim(x.issuer) === trim(issuer))
+        return p && { id: p.id, name: p.name }
+      },
+      // Only configured people can have an authenticator enrolled (`devicegate users enroll-totp`).
+      offersTotp: (username) => this.directory.person(username)?.source === 'config',
+    }
   }
 
   /** Administrator user status changes (admin API, CLI) applied to stored people. */

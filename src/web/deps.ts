@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import type { VerificationServiceDeps } from '../verification/service.js'
+import type { IdentityPageOptions } from './pages/kit.js'
 
 export type { ClientDirectory, UserDirectory }
 
@@ -16,4 +17,6 @@ export interface VerificationDeps extends Omit<VerificationServiceDeps, 'logger'
   /** Plain-language descriptions of scopes shown on the review page. */
   scopeDescriptions: Readonly<Record<string, string>>
   logger: FastifyBaseLogger
+  /** Upstream sign-in, step-up and local passwords (`src/identity/`); absent: local passwords only. */
+  identity?: IdentityPageOptions
 }

@@ -54,6 +54,7 @@ export async function registerVerificationPages(app: FastifyInstance, deps: Veri
     clock: deps.clock,
     scopeDescriptions: deps.scopeDescriptions,
     logger: deps.logger,
+    identity: deps.identity,
   }
   registerCodeEntryPage(app, ctx)
   registerStepUpPages(app, ctx)

@@ -13,7 +13,7 @@ import { renderCodeEntryPage } from '../templates/code-entry.js'
 import { renderErrorPage } from '../templates/error.js'
 import { renderSignInPage } from '../templates/sign-in.js'
 import { sendCodeLookupFailure } from './code-outcome.js'
-import { ensureSession, isTrustedPost, loadSession, readForm, sendForbidden, sendPage, signedInOf, type PageContext } from './kit.js'
+import { ensureSession, isTrustedPost, loadSession, readForm, sendForbidden, sendPage, signedInOf, signInOptions, type PageContext } from './kit.js'
 import { handleDecision, renderReview } from './review.js'
 
 /** Shows the sign-in page for a signed-out session, the review page for a signed-in one. */
@@ -43,7 +43,7 @@ async function showCode(
       return sendPage(
         reply,
         200,
-        renderSignInPage({ csrfToken: session.record.csrfToken, userCode: shown.userCode, userCodeDisplay: formatUserCode(shown.userCode) }),
+        renderSignInPage({ ...signInOptions(ctx), csrfToken: session.record.csrfToken, userCode: shown.userCode, userCodeDisplay: formatUserCode(shown.userCode) }),
       )
     case 'review':
       // The service reviews only for a signed-in session.

@@ -11,6 +11,7 @@ import type { VerificationService, WebSession } from '../../verification/service
 import type { PostGuard } from '../csrf.js'
 import { renderErrorPage } from '../templates/error.js'
 import { formatDuration, type SignedIn } from '../templates/layout.js'
+import type { UpstreamProviderLink } from '../templates/sign-in.js'
 
 /** Name of the verification-page session cookie. */
 export const SESSION_COOKIE = 'dg_session'
@@ -28,12 +29,31 @@ const COOKIE_OPTIONS = { httpOnly: true, secure: true, sameSite: 'lax', path: '/
 
 /** What the page modules are given. */
 export interface PageContext {
+  /** Upstream sign-in and local passwords (identity); absent: local passwords only. */
+  identity?: IdentityPageOptions | undefined
   service: VerificationService
   isTrustedPost: PostGuard
   clock: Clock
   /** Plain-language descriptions of scopes shown on the review page. */
   scopeDescriptions: Readonly<Record<string, string>>
   logger: FastifyBaseLogger
+}
+
+/** What the pages offer for signing in and stepping up (see `src/identity/`). */
+export interface IdentityPageOptions {
+  /** Offered as "Sign in with <name>". */
+  providers: readonly UpstreamProviderLink[]
+  /** Whether the username/password form is shown. */
+  localPasswords: boolean
+  /** The provider this person signs in with, to go back to for a second factor; undefined for local people. */
+  stepUpProvider(username: string): UpstreamProviderLink | undefined
+  /** Whether a local authenticator app (TOTP) may be used by this person. */
+  offersTotp(username: string): boolean
+}
+
+/** The sign-in page's options from the context (providers, whether local passwords are offered). */
+export function signInOptions(ctx: PageContext): { providers?: readonly UpstreamProviderLink[]; localPasswords?: boolean } {
+  return ctx.identity === undefined ? {} : { providers: ctx.identity.providers, localPasswords: ctx.identity.localPasswords }
 }
 
 /** A parsed form body. */

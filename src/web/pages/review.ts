@@ -16,7 +16,7 @@ import { renderResultPage } from '../templates/result.js'
 import { renderPolicyDeniedPage, renderReviewPage, type ReviewPolicyView } from '../templates/review.js'
 import { renderSignInPage } from '../templates/sign-in.js'
 import { sendCodeLookupFailure, sendCodeProblem } from './code-outcome.js'
-import { formString, sendPage, type Form, type PageContext } from './kit.js'
+import { formString, sendPage, type Form, signInOptions, type PageContext } from './kit.js'
 
 /** The policy's decision as the review page shows it. */
 function policyView(d: PolicyDecision, confirmSuffixLength: number | undefined, error?: string): ReviewPolicyView {
@@ -62,6 +62,9 @@ export function renderReview(ctx: PageContext, session: SignedInSession, review:
     requestUserAgent: grant.requestUserAgent,
     storageDescription: describeStorageClass(review.storageClass),
     ...(policy ? { policy: policyView(policy.decision, policy.confirmSuffixLength, error) } : {}),
+    ...(ctx.identity
+      ? { stepUp: { provider: ctx.identity.stepUpProvider(session.user.username), totp: ctx.identity.offersTotp(session.user.username) } }
+      : {}),
   })
 }
 
@@ -88,6 +91,7 @@ export async function handleDecision(
       reply,
       401,
       renderSignInPage({
+        ...signInOptions(ctx),
         csrfToken: session.record.csrfToken,
         userCode: normalizeUserCode(rawCode),
         message: 'Sign in before approving or denying a request.',

@@ -20,6 +20,7 @@ import {
   sendTooManyRequests,
   setSessionCookie,
   type PageContext,
+  signInOptions,
 } from './kit.js'
 
 /** Registers `GET /device/sign-in` and `POST /device/sign-in`. */
@@ -29,7 +30,7 @@ export function registerSignInPage(app: FastifyInstance, ctx: PageContext): void
     const now = ctx.clock.nowSeconds()
     const session = await ensureSession(ctx, request, reply, now)
     if (session.user !== undefined) return redirect(reply, '/device')
-    return sendPage(reply, 200, renderSignInPage({ csrfToken: session.record.csrfToken }))
+    return sendPage(reply, 200, renderSignInPage({ ...signInOptions(ctx), csrfToken: session.record.csrfToken }))
   })
 
   app.post('/device/sign-in', async (request, reply) => {
@@ -55,6 +56,7 @@ export function registerSignInPage(app: FastifyInstance, ctx: PageContext): void
           reply,
           401,
           renderSignInPage({
+            ...signInOptions(ctx),
             csrfToken: session.record.csrfToken,
             userCode: result.userCode,
             userCodeDisplay: result.userCode === undefined ? undefined : formatUserCode(result.userCode),

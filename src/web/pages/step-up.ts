@@ -21,6 +21,7 @@ import {
   sendPage,
   signedInOf,
   type PageContext,
+  signInOptions,
 } from './kit.js'
 import { renderReview } from './review.js'
 
@@ -49,7 +50,7 @@ export function registerStepUpPages(app: FastifyInstance, ctx: PageContext): voi
     const user = session.user
     switch (result.kind) {
       case 'sign_in_required':
-        return sendPage(reply, 401, renderSignInPage({ csrfToken: session.record.csrfToken, userCode: result.userCode, message: 'Sign in first.' }))
+        return sendPage(reply, 401, renderSignInPage({ ...signInOptions(ctx), csrfToken: session.record.csrfToken, userCode: result.userCode, message: 'Sign in first.' }))
       case 'not_enrolled':
         // Never offer enrolment here: a password alone must not be enough to add an authenticator.
         return sendPage(
@@ -87,7 +88,7 @@ export function registerStepUpPages(app: FastifyInstance, ctx: PageContext): voi
     const result = ctx.service.startTotpEnrolment(session)
     switch (result.kind) {
       case 'sign_in_required':
-        return sendPage(reply, 401, renderSignInPage({ csrfToken: session.record.csrfToken, message: 'Sign in first.' }))
+        return sendPage(reply, 401, renderSignInPage({ ...signInOptions(ctx), csrfToken: session.record.csrfToken, message: 'Sign in first.' }))
       case 'ready':
         return sendPage(reply, 200, enrolPage(session, result))
       default:

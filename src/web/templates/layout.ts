@@ -71,6 +71,9 @@ input.code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 button{flex:1 1 10rem;min-height:2.75rem;font:inherit;font-weight:600;padding:.6rem 1rem;border-radius:.5rem;border:1px solid var(--line);background:var(--card);color:var(--fg);cursor:pointer}
 button.primary,button[value=approve]{background:var(--accent);border-color:var(--accent);color:var(--accent-fg)}
 button[value=deny]{color:var(--danger);border-color:var(--danger)}
+a.button{display:inline-block;min-height:2.75rem;font-weight:600;padding:.6rem 1rem;border-radius:.5rem;border:1px solid var(--accent);background:var(--accent);color:var(--accent-fg);text-decoration:none}
+ul.providers{list-style:none;padding:0;margin:.75rem 0}
+ul.providers li{margin:.5rem 0}
 :focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 .code-display{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:1.5rem;letter-spacing:.15em;font-weight:700}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:.75rem 0}

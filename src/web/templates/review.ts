@@ -27,6 +27,12 @@ export interface ReviewView {
   storageDescription: string
   /** Conditional approval: locations, risk tier and the policy's decision. */
   policy?: ReviewPolicyView
+  /**
+   * How a second factor can be given when the policy asks for one: back at the person's upstream
+   * provider (a link), and/or a local authenticator code (only for people who may have one).
+   * Default: the authenticator code form only.
+   */
+  stepUp?: { provider?: { id: string; name: string } | undefined; totp: boolean }
 }
 
 /** Where one side of the flow is, for the review page. */
@@ -139,12 +145,21 @@ export function renderReviewPage(view: ReviewView): string {
                 <p>${p.message ?? 'This app requires a second factor.'}</p>
                 <p class="muted">Reason: <code>${p.reasonCodes.join(', ')}</code></p>
               </div>
-              <form method="post" action="/device/mfa">
+              ${view.stepUp?.provider === undefined
+                ? ''
+                : html`<p class="actions">
+                    <a class="button primary" href="/device/upstream/${encodeURIComponent(view.stepUp.provider.id)}/start?step_up=1&amp;user_code=${encodeURIComponent(view.userCode)}"
+                      >Verify with ${view.stepUp.provider.name}</a
+                    >
+                  </p>`}
+              ${view.stepUp?.totp === false
+                ? ''
+                : html`<form method="post" action="/device/mfa">
                 ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
                 <label for="totp">Code from your authenticator app</label>
                 <input type="text" id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" maxlength="7" required />
                 <div class="actions"><button type="submit" class="primary" name="action" value="verify">Verify</button></div>
-              </form>
+              </form>`}
               <form method="post" action="/device">
                 ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
                 <div class="actions"><button name="decision" value="deny">Deny</button></div>
