@@ -119,7 +119,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
   // People (issue 12) are seeded before governance, whose start-up orphan sweep reads them.
-  const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch } : {}) })
+  const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch as never } : {}) })
   const governance = await startGovernance({
     config,
     store,
@@ -136,7 +136,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
     source: policyHolder,
     geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
     posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
-    devices: { isRegisteredDevice: (jkt) => isRegisteredDevice(store, jkt) },
+    // A device a Shared Signals transmitter reported not compliant no longer counts as registered.
+    devices: { isRegisteredDevice: async (jkt) => (await isRegisteredDevice(store, jkt)) && (await store.findDeviceCompliance(jkt))?.status !== 'not-compliant' },
     users: governance.users,
     clients,
   })

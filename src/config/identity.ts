@@ -87,7 +87,13 @@ export const transmitterSchema = z
     /** RFC 8935 push to `/ssf/push`, or RFC 8936 poll of `endpoint`. Default: push. */
     delivery: z
       .discriminatedUnion('method', [
-        z.object({ method: z.literal('push') }).strict(),
+        z
+          .object({
+            method: z.literal('push'),
+            /** Environment variable holding the exact `Authorization` header value the transmitter must send to /ssf/push (RFC 8935 §2.3 `authentication_failed` otherwise). Default: none required (the SET's signature authenticates it). */
+            authorization_env: z.string().min(1).optional(),
+          })
+          .strict(),
         z
           .object({
             method: z.literal('poll'),
@@ -169,7 +175,7 @@ export interface TransmitterConfig {
   readonly audience: string
   readonly events?: readonly string[]
   readonly delivery:
-    | { readonly method: 'push' }
+    | { readonly method: 'push'; readonly authorization?: string }
     | { readonly method: 'poll'; readonly endpoint: string; readonly authorization?: string; readonly everySeconds: number; readonly maxEvents: number }
   readonly riskLevels: { readonly low: number; readonly medium: number; readonly high: number }
   readonly revokeAtRisk?: number
@@ -225,7 +231,12 @@ export function resolveIdentityConfig(
             ...(t.events ? { events: Object.freeze([...t.events]) } : {}),
             delivery:
               t.delivery.method === 'push'
-                ? { method: 'push' as const }
+                ? {
+                    method: 'push' as const,
+                    ...(t.delivery.authorization_env
+                      ? { authorization: readEnv(t.delivery.authorization_env, `identity.shared_signals.transmitters[${i}].delivery.authorization_env`) }
+                      : {}),
+                  }
                 : {
                     method: 'poll' as const,
                     endpoint: t.delivery.endpoint,

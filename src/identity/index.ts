@@ -17,6 +17,8 @@ import { UpstreamSignIn } from './upstream.js'
 import { registerUpstreamRoutes } from './upstream-routes.js'
 import { ScimService } from './scim.js'
 import { registerScimRoutes, SCIM_PREFIX } from './scim-routes.js'
+import { SharedSignalsReceiver } from './shared-signals.js'
+import { registerSharedSignalsRoutes } from './shared-signals-routes.js'
 import type { FastifyInstance } from 'fastify'
 import type { CustomFetch } from 'openid-client'
 import { systemRandom } from '../system.js'
@@ -29,7 +31,7 @@ export interface IdentityOptions {
   clock: Clock
   logger: Logger
   /** Replaces `fetch` towards upstream providers and transmitters (tests). */
-  fetch?: CustomFetch
+  fetch?: CustomFetch & typeof fetch
 }
 
 /** The governance services identity acts through; bound after governance starts (`clients` authenticates SCIM callers). */
@@ -40,6 +42,8 @@ export class Identity {
   readonly store: PeopleStore
   readonly directory: PeopleDirectory
   readonly people: PeopleService
+  /** Shared Signals receiver; undefined when no transmitter is configured. */
+  readonly signals: SharedSignalsReceiver | undefined
   /** Upstream OpenID Connect sign-in; undefined when no provider is configured. */
   readonly upstream: UpstreamSignIn | undefined
   readonly #timers: NodeJS.Timeout[] = []
@@ -57,6 +61,19 @@ export class Identity {
     }
     this.people = new PeopleService(this.directory, this.store, revoker, events, options.clock)
     this.#events = events
+    const ssf = config.identity.sharedSignals
+    this.signals =
+      ssf.transmitters.length === 0
+        ? undefined
+        : new SharedSignalsReceiver({
+            transmitters: ssf.transmitters,
+            maxAgeSeconds: ssf.maxAgeSeconds,
+            people: this.people,
+            store: this.store,
+            clock: options.clock,
+            events,
+            ...(options.fetch ? { fetch: options.fetch as typeof fetch } : {}),
+          })
     this.upstream =
       config.identity.providers.length === 0
         ? undefined
@@ -81,6 +98,9 @@ export class Identity {
       if (!config.identity.scim.enabled || clients === undefined) return
       const scim = new ScimService({ people: this.people, store: this.store, clock, events: this.#events, baseUrl: `${config.issuer}${SCIM_PREFIX}` })
       await registerScimRoutes(app, { scim, store, clients, clock, scope: config.identity.scim.scope })
+    },
+    async (app) => {
+      if (this.signals !== undefined) await registerSharedSignalsRoutes(app, this.signals)
     },
   ]
 
@@ -130,6 +150,9 @@ export class Identity {
   bind(governance: IdentityGovernance): void {
     this.#governance = governance
     this.every(PEOPLE_REFRESH_SECONDS, () => this.directory.refresh())
+    // RFC 8936 poll delivery, one timer per poll transmitter.
+    for (const t of this.options.config.identity.sharedSignals.transmitters)
+      if (t.delivery.method === 'poll' && this.signals !== undefined) this.every(t.delivery.everySeconds, () => this.signals!.poll(t))
   }
 
   /** Runs `fn` every `seconds` in the background (failures logged); stopped by {@link close}. */

@@ -278,6 +278,17 @@ export class PeopleService {
   }
 
   /**
+   * Revokes every live grant of a person (a security event: session revoked, credential changed).
+   * @returns grants revoked.
+   * @throws {PeopleError} `not_found`.
+   */
+  async revokeGrants(id: string, reason: string, actor: string): Promise<number> {
+    const person = this.directory.person(id)
+    if (person === undefined) throw new PeopleError('not_found', `no person "${id}"`)
+    return this.revoker.revoke(id, reason, actor, null)
+  }
+
+  /**
    * Sets a person's risk (0–100) for policy, optionally revoking their grants.
    * @returns grants revoked.
    */
