@@ -16,7 +16,7 @@ import { RevocationService, type RevocationTarget } from '../governance/revocati
 import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
 import type { Store } from '../storage/store.js'
-import { openCliIdentity } from './people.js'
+import { openToolIdentity } from '../identity/index.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 
 /**
@@ -268,7 +268,7 @@ export function registerPrincipalCommands(program: Command): void {
             const anomalies = new AnomalyEngine({ store, clock: systemClock, random: systemRandom, config: config.governance.anomalies, events, revocation })
             const overrides = new PrincipalOverrides(store)
             // People are stored (issue 12): a user's status is changed there, for every source.
-            const identity = kind === 'user' ? await openCliIdentity(store, config, { events, revocation, anomalies }) : undefined
+            const identity = kind === 'user' ? await openToolIdentity(store, config, { events, revocation, anomalies }) : undefined
             const admin = new PrincipalAdmin(
               overrides,
               anomalies,

@@ -5,23 +5,13 @@
  */
 import { InvalidArgumentError, type Command } from 'commander'
 import { createInterface } from 'node:readline'
-import type { Config } from '../config/load.js'
 import { AnomalyEngine } from '../governance/anomalies.js'
 import { RevocationService } from '../governance/revocation.js'
-import { Identity, type IdentityGovernance } from '../identity/index.js'
+import { openToolIdentity, type Identity } from '../identity/index.js'
 import { effectiveGroups, PeopleError, personView } from '../identity/people.js'
-import type { Store } from '../storage/store.js'
-import { createLogger } from '../server.js'
 import { systemClock, systemRandom } from '../system.js'
 import { withConfigOptions, type ConfigOptions } from './config-options.js'
 import { cliActor, cliEvents, withStore } from './governance.js'
-
-/** Opens identity for one CLI command (seeds configured users like the server does) and binds it to `governance`. */
-export async function openCliIdentity(store: Store, config: Config, governance: IdentityGovernance): Promise<Identity> {
-  const identity = await Identity.open({ config, store, clock: systemClock, logger: createLogger('silent') })
-  identity.bind(governance)
-  return identity
-}
 
 /** Reads one line from standard input (the new password), without echo when it is a terminal. */
 async function readSecretLine(prompt: string): Promise<string> {
@@ -44,7 +34,7 @@ async function withIdentity(opts: ConfigOptions, fn: (identity: Identity) => Pro
     const { events, close } = await cliEvents(store, config)
     const revocation = new RevocationService(store, systemClock, events)
     const anomalies = new AnomalyEngine({ store, clock: systemClock, random: systemRandom, config: config.governance.anomalies, events, revocation })
-    const identity = await openCliIdentity(store, config, { events, revocation, anomalies })
+    const identity = await openToolIdentity(store, config, { events, revocation, anomalies })
     try {
       await fn(identity)
     } finally {

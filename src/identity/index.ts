@@ -4,7 +4,7 @@
  * governance (people must be seeded before governance's start-up orphan sweep reads them) and
  * binds it to governance afterwards (revocation and audit).
  */
-import type { Logger } from 'pino'
+import { pino, type Logger } from 'pino'
 import type { Config } from '../config/load.js'
 import type { DomainEvent, EventSink } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
@@ -21,7 +21,7 @@ import { SharedSignalsReceiver } from './shared-signals.js'
 import { registerSharedSignalsRoutes } from './shared-signals-routes.js'
 import type { FastifyInstance } from 'fastify'
 import type { CustomFetch } from 'openid-client'
-import { systemRandom } from '../system.js'
+import { systemClock, systemRandom } from '../system.js'
 import type { IdentityPageOptions } from '../web/pages/kit.js'
 
 /** What {@link Identity.open} needs. */
@@ -198,4 +198,14 @@ export class Identity {
   close(): void {
     for (const t of this.#timers) clearInterval(t)
   }
+}
+
+/**
+ * Opens identity for one command-line action (seeding configured users as the server does) and
+ * binds it to the tool's governance services. Logs nothing; call `close()` when done.
+ */
+export async function openToolIdentity(store: Store, config: Config, governance: IdentityGovernance): Promise<Identity> {
+  const identity = await Identity.open({ config, store, clock: systemClock, logger: pino({ level: 'silent' }) })
+  identity.bind(governance)
+  return identity
 }
