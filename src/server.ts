@@ -75,7 +75,7 @@ export interface DevicegateServer {
   governance: Governance
   /** Access-review campaigns (service for the console's reviewer inbox) and the compliance report. */
   reviews: ReviewService
-  /** People and groups, upstream sign-in, SCIM, Shared Signals (issue 12). */
+  /** People and groups, upstream sign-in, SCIM, Shared Signals. */
   identity: Identity
   /**
    * Stops background work, closes the HTTP server (new requests get 503; requests in flight get
@@ -118,7 +118,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const mmdb =
     config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
-  // People (issue 12) are seeded before governance, whose start-up orphan sweep reads them.
+  // People are seeded before governance, whose start-up orphan sweep reads them.
   const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch as never } : {}) })
   const governance = await startGovernance({
     config,

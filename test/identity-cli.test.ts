@@ -1,5 +1,5 @@
 /**
- * Issue 12 §2 from the command line: `devicegate users list|show|disable|enable|set-password` on
+ * People from the command line: `devicegate users list|show|disable|enable|set-password` on
  * the stored people (dist/ is rebuilt here when a source file is newer, as in cli-serve.test.ts).
  * A password change revokes every grant of the person (RFC 6819 §5.2.2.4) and is audited.
  */

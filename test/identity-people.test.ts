@@ -1,5 +1,5 @@
 /**
- * Issue 12 §2: people and groups live in the database — configured users seeded at start, the admin API's list / show / disable / enable /
+ * people and groups live in the database — configured users seeded at start, the admin API's list / show / disable / enable /
  * delete, and local password changes that revoke the person's grants (RFC 6819 §5.2.2.4), audited.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -69,7 +69,7 @@ describe('seeding configured users', () => {
   })
 })
 
-describe('people through the admin API (issue 12 §2)', () => {
+describe('people through the admin API', () => {
   let t: TestServer
   let adminToken: string
   const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'

@@ -1,5 +1,5 @@
 /**
- * Issue 12 §3: SCIM 2.0 provisioning (RFC 7643 / RFC 7644) over HTTP — bearer authentication with
+ * SCIM 2.0 provisioning (RFC 7643 / RFC 7644) over HTTP — bearer authentication with
  * the `scim` scope, the RFC 7644 examples (create, filters, paging, PUT, PATCH, DELETE, errors
  * with scimType), deactivation and deletion revoking every grant of the person (`orphaned_token`,
  * audited with the SCIM client as actor), the join with upstream sign-in, and an Entra ID–style

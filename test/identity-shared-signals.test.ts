@@ -1,5 +1,5 @@
 /**
- * Issue 12 §4: the Shared Signals receiver with a transmitter built here on `jose` — RFC 8935 push
+ * the Shared Signals receiver with a transmitter built here on `jose` — RFC 8935 push
  * (202, or 400 with its `err` codes and nothing changed), once-only `jti` (a retransmission is
  * acknowledged and has one effect), RFC 8936 poll with acknowledgements and `setErrs`, and the
  * effects of CAEP and RISC events on people, grants, risk and device compliance, each audited.

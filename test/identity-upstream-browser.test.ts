@@ -1,5 +1,5 @@
 /**
- * Issue 12 §1 end to end: real Chromium through both sites — devicegate's verification pages and
+ * Upstream sign-in end to end: real Chromium through both sites — devicegate's verification pages and
  * node-oidc-provider as the organisation's provider (started here on 127.0.0.1:0). A groups claim
  * drives a policy rule (deny for contractors); an `amr` without a second factor meets a `step_up`
  * rule, and devicegate sends the person back upstream (prompt=login, max_age=0) until the provider

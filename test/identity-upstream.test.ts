@@ -1,5 +1,5 @@
 /**
- * Issue 12 §1: approvers sign in through an upstream OpenID Connect provider — openid-client as the
+ * approvers sign in through an upstream OpenID Connect provider — openid-client as the
  * relying party against a provider built on `jose` that the test can make misbehave. Each failure
  * (state mismatch, wrong audience, expired, `alg: none`, another nonce, a foreign key, a denial, an
  * unreachable provider) ends on a clear 4xx page with nobody signed in; a success creates the

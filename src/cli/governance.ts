@@ -267,7 +267,7 @@ export function registerPrincipalCommands(program: Command): void {
             const revocation = new RevocationService(store, systemClock, events)
             const anomalies = new AnomalyEngine({ store, clock: systemClock, random: systemRandom, config: config.governance.anomalies, events, revocation })
             const overrides = new PrincipalOverrides(store)
-            // People are stored (issue 12): a user's status is changed there, for every source.
+            // People are stored: a user's status is changed there, for every source.
             const identity = kind === 'user' ? await openToolIdentity(store, config, { events, revocation, anomalies }) : undefined
             const admin = new PrincipalAdmin(
               overrides,

@@ -1,5 +1,5 @@
 /**
- * People commands (issue 12 §2): `devicegate users list|show|set-password`. (`users disable|
+ * People commands: `devicegate users list|show|set-password`. (`users disable|
  * enable|delete` are in `governance.ts`, `users enroll-totp` in `policy.ts`.) They work on the
  * same stored people as the admin API, with the same audit events and revocation.
  */

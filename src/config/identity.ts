@@ -1,5 +1,5 @@
 /**
- * The identity sections of the configuration (issue 12): `identity_providers` (upstream OpenID
+ * The identity sections of the configuration: `identity_providers` (upstream OpenID
  * Connect sign-in for approvers) and `identity` (local passwords, SCIM 2.0 provisioning, Shared
  * Signals receiver). Their own module so the main schema only references them.
  */

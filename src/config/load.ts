@@ -55,7 +55,7 @@ export interface Config {
   readonly reviews: ReviewsConfig
   /** Governance console: role grants, session lifetime. */
   readonly console: ConsoleConfig
-  /** People and groups: upstream OpenID Connect providers, local passwords, SCIM, Shared Signals (issue 12). */
+  /** People and groups: upstream OpenID Connect providers, local passwords, SCIM, Shared Signals. */
   readonly identity: IdentityConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }

@@ -36,7 +36,7 @@ export const EVENT_TYPES = [
   'anomaly.acknowledged',
   'policy.reloaded',
   'console.access_denied',
-  // identity (issue 12)
+  // identity
   'person.created',
   'person.updated',
   'person.status_changed',

@@ -43,7 +43,7 @@ export interface AdminApiDeps {
   anomalies: AnomalyEngine
   /** Scope an access token needs. */
   scope: string
-  /** Stored people (issue 12): `GET /users`, `GET /users/:id`, `POST /users/:id/password`. */
+  /** Stored people: `GET /users`, `GET /users/:id`, `POST /users/:id/password`. */
   people?: PeopleService
   /**
    * Routes other domains add under the prefix (access reviews, reports), registered after these
@@ -313,7 +313,7 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         }
       }
 
-      // --- people (issue 12 §2, src/identity/people.ts) ---
+      // --- people (src/identity/people.ts) ---
       const people = deps.people
       if (people !== undefined) {
         api.get('/users', async (request) => {

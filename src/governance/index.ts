@@ -30,9 +30,9 @@ export interface GovernanceOptions {
   /** The configured clients and users; governance wraps them with administrator overrides. */
   clients: ClientDirectory
   users: UserDirectory
-  /** Stored people (issue 12): user disable / enable / delete change them instead of overrides. */
+  /** Stored people: user disable / enable / delete change them instead of overrides. */
   userStatus?: UserStatusPort
-  /** Stored people for the admin API's user routes (issue 12). */
+  /** Stored people for the admin API's user routes. */
   people?: PeopleService
 }
 

@@ -102,7 +102,7 @@ export function governedUserDirectory(base: UserDirectory, overrides: PrincipalO
 }
 
 /**
- * Where people's status lives since people are stored (issue 12, `identity/people.ts`): user
+ * Where people's status lives since people are stored (`identity/people.ts`): user
  * changes go there instead of to `principal_overrides`.
  */
 export interface UserStatusPort {

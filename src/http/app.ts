@@ -63,7 +63,7 @@ export interface AppDeps {
    * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
    */
   plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
-  /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in, issue 12). */
+  /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in). */
   pagePlugins?: readonly ((pages: FastifyInstance) => Promise<void>)[]
 }
 

@@ -1,5 +1,5 @@
 /**
- * Identity composition (issue 12): people and groups in the database, upstream OpenID Connect
+ * Identity composition: people and groups in the database, upstream OpenID Connect
  * sign-in, SCIM 2.0 provisioning and the Shared Signals receiver. `server.ts` opens it before
  * governance (people must be seeded before governance's start-up orphan sweep reads them) and
  * binds it to governance afterwards (revocation and audit).

@@ -1,5 +1,5 @@
 /**
- * People and groups (issue 12 §2): the in-memory {@link PeopleDirectory} every layer reads people
+ * People and groups: the in-memory {@link PeopleDirectory} every layer reads people
  * through (it implements the `UserDirectory` port), and the {@link PeopleService} that changes
  * them — seeding configured users at start, the administrator's list / show / disable / enable /
  * delete, and local password changes — with audit events and revocation.

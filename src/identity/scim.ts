@@ -1,5 +1,5 @@
 /**
- * SCIM 2.0 provisioning of people and groups (issue 12 §3; RFC 7643 resources, RFC 7644 protocol).
+ * SCIM 2.0 provisioning of people and groups (RFC 7643 resources, RFC 7644 protocol).
  *
  * Framework-free: each operation takes parsed input and returns `{ status, body, etag? }` or
  * throws {@link ScimError} (RFC 7644 §3.12 error JSON with `scimType`). Filters are parsed and

@@ -1,5 +1,5 @@
 /**
- * Shared Signals receiver (issue 12 §4): Security Event Tokens (RFC 8417) from configured
+ * Shared Signals receiver: Security Event Tokens (RFC 8417) from configured
  * transmitters (OpenID Shared Signals Framework 1.0), delivered by push (RFC 8935) or fetched by
  * poll (RFC 8936), verified with `jose` against the transmitter's JWKS, and applied to people.
  *

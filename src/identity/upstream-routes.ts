@@ -1,5 +1,5 @@
 /**
- * HTTP routes of upstream OpenID Connect sign-in (issue 12 §1); `upstream.ts` decides, this parses
+ * HTTP routes of upstream OpenID Connect sign-in; `upstream.ts` decides, this parses
  * and renders.
  *
  * - `GET /device/upstream/:provider/start` — `user_code` (back to that code's review) or

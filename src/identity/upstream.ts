@@ -1,5 +1,5 @@
 /**
- * Upstream OpenID Connect sign-in for approvers (issue 12 §1): devicegate is a relying party of
+ * Upstream OpenID Connect sign-in for approvers: devicegate is a relying party of
  * the organisation's provider (Entra ID, Okta, Google, Keycloak…), using `openid-client` for
  * everything protocol: discovery, the authorization code flow with PKCE (RFC 7636, S256), `state`
  * (RFC 6749 §10.12) and `nonce` (OpenID Connect Core 1.0 §3.1.2.1), ID Token validation

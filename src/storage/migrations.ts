@@ -461,7 +461,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
-   * Identity (issue 12): people and groups (configured, signed in upstream, provisioned by SCIM),
+   * Identity: people and groups (configured, signed in upstream, provisioned by SCIM),
    * sign-in transactions with upstream OpenID Connect providers, the `jti`s of Security Event
    * Tokens already processed (RFC 8417 §2.2; retransmissions are acknowledged, applied once), and
    * device compliance reported by Shared Signals transmitters. See `src/identity/`.
