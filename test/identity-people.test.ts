@@ -1,5 +1,5 @@
 /**
- * people and groups live in the database — configured users seeded at start, the admin API's list / show / disable / enable /
+ * People and groups live in the database — configured users seeded at start, the admin API's list / show / disable / enable /
  * delete, and local password changes that revoke the person's grants (RFC 6819 §5.2.2.4), audited.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
