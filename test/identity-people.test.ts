@@ -158,3 +158,16 @@ describe('people through the admin API', () => {
     expect((await call('GET', '/users?status=deleted')).json.items.map((p: any) => p.id)).toEqual(['mallory'])
   })
 })
+
+describe('README examples of the identity configuration', () => {
+  it('parse with the configuration schema (Entra ID, Okta, SCIM, Shared Signals)', async () => {
+    const { readFileSync } = await import('node:fs')
+    const { parse } = await import('yaml')
+    const { parseConfig } = await import('../src/config/load.js')
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('## People and identity'), readme.indexOf('## Running several instances'))
+    const blocks = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    expect(blocks.length).toBe(3)
+    for (const block of blocks) expect(() => parseConfig(parse(block))).not.toThrow()
+  })
+})
