@@ -128,10 +128,16 @@ export class PrincipalAdmin {
    * @returns families revoked; undefined when no such user or client is configured.
    */
   async change(kind: PrincipalKind, id: string, state: State | 'enabled', actor: string, ip: string | null = null): Promise<number | undefined> {
-    if (kind === 'user' && this.users !== undefined) return this.users.changeUser(id, state, actor, ip)
-    if (!(kind === 'user' ? this.exists.user(id) : this.exists.client(id))) return undefined
-    await this.overrides.set(kind, id, state, this.clock.nowSeconds(), actor)
-    const revoked = state === 'enabled' ? 0 : await this.anomalies.orphan(kind, id, state, actor)
+    let revoked: number | undefined
+    if (kind === 'user' && this.users !== undefined) {
+      // Stored people: the person's status changes there (it revokes and writes person.status_changed).
+      revoked = await this.users.changeUser(id, state, actor, ip)
+      if (revoked === undefined) return undefined
+    } else {
+      if (!(kind === 'user' ? this.exists.user(id) : this.exists.client(id))) return undefined
+      await this.overrides.set(kind, id, state, this.clock.nowSeconds(), actor)
+      revoked = state === 'enabled' ? 0 : await this.anomalies.orphan(kind, id, state, actor)
+    }
     const event: DomainEvent = {
       type: 'admin.action',
       actor,
