@@ -204,15 +204,22 @@ export class PeopleService {
       const configStatus: PersonStatus = u.disabled ? 'disabled' : 'active'
       if (existing === undefined) {
         const legacy = legacyStates.get(u.username)
-        await this.store.insertPerson(newPerson(u.username, now, {
-          userName: u.username,
-          displayName: u.displayName,
-          source: 'config',
-          groups: [...u.groups],
-          risk: u.risk,
-          status: legacy ?? configStatus,
-          passwordHash: u.passwordHash,
-        }))
+        try {
+          await this.store.insertPerson(
+            newPerson(u.username, now, {
+              userName: u.username,
+              displayName: u.displayName,
+              source: 'config',
+              groups: [...u.groups],
+              risk: u.risk,
+              status: legacy ?? configStatus,
+              passwordHash: u.passwordHash,
+            }),
+          )
+        } catch (err) {
+          // Several instances starting at once seed the same users: the first insert wins.
+          if (!(err instanceof StoreConflictError)) throw err
+        }
         continue
       }
       if (existing.source !== 'config') continue
@@ -227,6 +234,7 @@ export class PeopleService {
         status,
         passwordHash: existing.passwordChangedAt === null ? u.passwordHash : existing.passwordHash,
       }
+      // A lost race (another instance seeding at the same time) leaves that instance's identical write.
       if (!samePerson(existing, next)) await this.store.updatePerson({ ...next, version: existing.version + 1, updatedAt: now }, existing.version)
     }
     for (const p of this.directory.all())
