@@ -199,7 +199,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
               audit: governance.audit,
               policy,
               policyHolder,
-              signIns: options.consoleSignIns ?? [],
+              signIns: [...(options.consoleSignIns ?? []), ...identity.consoleSignIns()],
               extraNav: (options.consoleExtensions ?? []).flatMap((e) => e.nav),
               logger,
             },

@@ -23,6 +23,7 @@ beforeAll(async () => {
         { id: 'strict', issuer: idp.issuer, client_id: 'devicegate', client_secret_env: 'DG_TEST_UPSTREAM_SECRET', allowed_email_domains: ['example.com'] },
         { id: 'dead', issuer: 'http://127.0.0.1:9/', client_id: 'devicegate', timeout_seconds: 1 },
       ],
+      console: { roles: { viewer: { groups: ['eng'] } } },
     }),
   })
 })
@@ -267,5 +268,25 @@ describe('the sign-in page offers the providers; local passwords can be switched
     } finally {
       await other.close()
     }
+  })
+})
+
+describe('the governance console signs people in through the same upstream sign-in', () => {
+  it('offers "Sign in with <provider>" and comes back to the console with the person', async () => {
+    claimsForNext = { ...claimsForNext, amr: ['pwd', 'otp'] }
+    const page = await (await fetch(`${t.url}/console/sign-in`)).text()
+    expect(page).toContain('/console/sign-in/corp')
+    const start = await fetch(`${t.url}/console/sign-in/corp`, { redirect: 'manual' })
+    expect(start.status).toBe(303)
+    const state = cookieOf(start, 'dg_upstream')!
+    const atIdp = await fetch(start.headers.get('location')!, { redirect: 'manual' })
+    const callback = await fetch(atIdp.headers.get('location')!, { redirect: 'manual', headers: { cookie: `dg_upstream=${state}` } })
+    expect(callback.status).toBe(303)
+    expect(callback.headers.get('location')).toBe('/console/sign-in/corp/done')
+    const session = cookieOf(callback, 'dg_session')!
+    const done = await fetch(`${t.url}/console/sign-in/corp/done`, { redirect: 'manual', headers: { cookie: `dg_session=${session}` } })
+    expect(done.status).toBe(303)
+    expect(done.headers.get('location')).toMatch(/^\/console/)
+    expect(done.headers.get('location')).not.toBe('/console/sign-in')
   })
 })

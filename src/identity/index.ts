@@ -12,8 +12,10 @@ import type { Governance } from '../governance/index.js'
 import type { UserStatusPort } from '../governance/principals.js'
 import type { PeopleStore, Store } from '../storage/store.js'
 import { PeopleDirectory, PeopleError, PeopleService, PEOPLE_REFRESH_SECONDS, type PersonRevoker, type SeedUser } from './people.js'
-import { UpstreamSignIn } from './upstream.js'
-import { registerUpstreamRoutes } from './upstream-routes.js'
+import { UpstreamError, UpstreamSignIn } from './upstream.js'
+import { beginUpstreamSignIn, registerUpstreamRoutes, sendUpstreamFailure } from './upstream-routes.js'
+import type { ConsoleSignIn } from '../console/index.js'
+import { sessionBridgeSignIn } from '../console/upstream-sign-in.js'
 import { ScimService } from './scim.js'
 import { registerScimRoutes, SCIM_PREFIX } from './scim-routes.js'
 import { SharedSignalsReceiver } from './shared-signals.js'
@@ -180,6 +182,32 @@ export class Identity {
       // Only configured people can have an authenticator enrolled (`devicegate users enroll-totp`).
       offersTotp: (username) => this.directory.person(username)?.source === 'config',
     }
+  }
+
+  /**
+   * The governance console's "Sign in with <provider>" methods: each starts this upstream sign-in
+   * and comes back to the console with the person (`console/upstream-sign-in.ts` bridges the
+   * verification session). Providers whose id is not `[a-z0-9-]+` are left out of the console.
+   */
+  consoleSignIns(): ConsoleSignIn[] {
+    const upstream = this.upstream
+    if (upstream === undefined) return []
+    return upstream.providers
+      .filter((p) => /^[a-z0-9-]+$/.test(p.id))
+      .map((p) =>
+        sessionBridgeSignIn({
+          id: p.id,
+          label: `Sign in with ${p.name}`,
+          begin: async (reply, returnTo) => {
+            try {
+              return await beginUpstreamSignIn(reply, upstream, { provider: p.id, returnTo })
+            } catch (err) {
+              if (err instanceof UpstreamError) return sendUpstreamFailure(reply, err)
+              throw err
+            }
+          },
+        }),
+      )
   }
 
   /** Administrator user status changes (admin API, CLI) applied to stored people. */
