@@ -210,6 +210,11 @@ export async function createServer(config: Config, options: CreateServerOptions 
       scopeDescriptions: config.scopeDescriptions,
       codeEntryMaxFailures: config.verification.maxFailedEntries,
       codeEntryWindowSeconds: config.verification.windowSeconds,
+      codeEntryLimits: {
+        signedInSourceMaxFailures: config.verification.signedInSourceMaxFailedEntries,
+        serverMaxFailures: config.verification.serverMaxFailedEntries,
+        ipv6PrefixLength: config.verification.ipv6PrefixLength,
+      },
       sessionTtlSeconds: config.verification.sessionTtlSeconds,
       policy,
       totpIssuerLabel: new URL(config.issuer).host,

@@ -28,6 +28,7 @@
  * - access reviews (`access-reviews.ts`): `review_campaigns`, `review_rounds`, `review_items` — 014
  * - governance console (`console-views.ts`): `console_anomaly_acks` — 012; indexes for its lists
  *   and charts on `device_grants`, `device_grant_policy`, `audit_events`, `anomalies` — 012
+ * - rate slots (`rate-slots.ts`): `rate_slots` — 005_rate_slots
  *
  * A new domain appends its own migration at the end and adds its line here.
  */
@@ -321,6 +322,25 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('totp_secrets').ifExists().execute()
       await db.schema.dropTable('device_grant_policy').ifExists().execute()
       await db.schema.alterTable('web_sessions').dropColumn('mfa_at').execute()
+    },
+  },
+  /**
+   * Sliding-window rate limits (user-code entry, RFC 8628 §5.1): one row per slot of a key, holding
+   * when it was last taken; see `rate-slots.ts`.
+   */
+  '005_rate_slots': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('rate_slots')
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('slot', 'integer', (c) => c.notNull())
+        .addColumn('taken_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('rate_slots_pk', ['key', 'slot'])
+        .execute()
+      await db.schema.createIndex('rate_slots_taken_at_idx').on('rate_slots').column('taken_at').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('rate_slots').ifExists().execute()
     },
   },
   /**

@@ -120,6 +120,16 @@ export interface RateCountersTable {
   expires_at: number
 }
 
+// --- rate slots (rate-slots.ts) ---
+
+/** Sliding-window rate-limit slots (migration 005_rate_slots). */
+export interface RateSlotsTable {
+  key: string
+  slot: number
+  /** When the slot was last taken, epoch seconds; 0 = never, or given back. */
+  taken_at: number
+}
+
 // --- signing keys and server secrets (keys-and-secrets.ts) ---
 
 export interface SigningKeysTable {
@@ -242,6 +252,7 @@ export interface DevicegateDatabase {
   refresh_tokens: RefreshTokensTable
   web_sessions: WebSessionsTable
   rate_counters: RateCountersTable
+  rate_slots: RateSlotsTable
   signing_keys: SigningKeysTable
   dpop_jtis: DpopJtisTable
   device_poll_times: DevicePollTimesTable

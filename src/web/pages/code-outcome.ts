@@ -20,8 +20,11 @@ const PROBLEM_MESSAGES: Record<CodeProblem, string> = {
   used: 'That code has already been used. Start again on your device if you still need to sign in.',
 }
 
-/** Code entry again (400), with what was typed kept (escaped by the template) when given. */
-export function sendCodeProblem(reply: FastifyReply, session: WebSession, problem: CodeProblem, typed?: string): FastifyReply {
+/**
+ * Code entry again (400), with what was typed kept (escaped by the template) when given, and the
+ * attempts left in the window when known.
+ */
+export function sendCodeProblem(reply: FastifyReply, session: WebSession, problem: CodeProblem, typed?: string, attemptsLeft?: number): FastifyReply {
   return sendPage(
     reply,
     400,
@@ -30,13 +33,14 @@ export function sendCodeProblem(reply: FastifyReply, session: WebSession, proble
       signedIn: signedInOf(session),
       message: PROBLEM_MESSAGES[problem],
       value: typed?.slice(0, MAX_KEPT_CODE_LENGTH),
+      attemptsLeft,
     }),
   )
 }
 
 /**
  * Renders a {@link CodeLookupFailure}.
- * @param typed The code as typed, kept in the field; undefined for a code from a link.
+ * @param typed The code as submitted: kept in the field when typed, and on the 429 page's sign-in link.
  */
 export function sendCodeLookupFailure(
   reply: FastifyReply,
@@ -47,9 +51,9 @@ export function sendCodeLookupFailure(
 ): FastifyReply {
   switch (failure.kind) {
     case 'blocked':
-      return sendTooManyRequests(reply, failure.retryAfterSeconds, { session, source })
+      return sendTooManyRequests(reply, failure.retryAfterSeconds, { session, source, rawCode: typed, signInRequired: failure.signInRequired })
     case 'problem':
-      return sendCodeProblem(reply, session, failure.problem, source === 'typed' ? typed : undefined)
+      return sendCodeProblem(reply, session, failure.problem, source === 'typed' ? typed : undefined, failure.attemptsLeft)
     case 'already_decided': {
       // A double click on Approve, Back after deciding, or a re-submitted form: 200 when nothing
       // contradicts the recorded decision; 409 when the submission asked for the other one.
