@@ -216,6 +216,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
         ipv6PrefixLength: config.verification.ipv6PrefixLength,
       },
       sessionTtlSeconds: config.verification.sessionTtlSeconds,
+      reviewClaimSeconds: config.verification.reviewClaimSeconds,
       policy,
       totpIssuerLabel: new URL(config.issuer).host,
     },

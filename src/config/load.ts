@@ -43,6 +43,7 @@ export interface Config {
     readonly signedInSourceMaxFailedEntries: number
     readonly serverMaxFailedEntries: number
     readonly ipv6PrefixLength: number
+    readonly reviewClaimSeconds: number
     readonly sessionTtlSeconds: number
   }
   /** DPoP server settings (RFC 9449 §8). */
@@ -227,6 +228,7 @@ export async function resolveConfig(
       signedInSourceMaxFailedEntries: file.verification.signed_in_source_max_failed_entries,
       serverMaxFailedEntries: file.verification.server_max_failed_entries,
       ipv6PrefixLength: file.verification.ipv6_prefix_length,
+      reviewClaimSeconds: file.verification.review_claim_seconds,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),
     dpop: Object.freeze({ requireNonce: file.dpop.require_nonce }),

@@ -245,6 +245,12 @@ export const configSchema = z
         server_max_failed_entries: z.number().int().min(1).max(1_000_000).default(500),
         /** IPv6 sources are limited per network of this prefix length, 32–128. IPv4: per address. Default: 64. */
         ipv6_prefix_length: z.number().int().min(32).max(128).default(64),
+        /**
+         * Seconds a code's review is claimed by the browser session showing it (renewed by each of
+         * its reviews, step-ups and decisions); meanwhile no other session can approve or deny it.
+         * Bounds how long an abandoned review locks the code. 30–600. Default: 120.
+         */
+        review_claim_seconds: seconds(30, 600).default(120),
         /** Sign-in session lifetime in seconds. Default: 3600. */
         session_ttl_seconds: seconds(60, 86_400).default(3600),
       })

@@ -10,7 +10,8 @@
  * (each release's migration touches several domains); the tables by domain, and the migrations
  * that created or changed them:
  *
- * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002
+ * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002; `review_claim`,
+ *   `review_claim_until` 005_review_claims
  * - token families (`token-families.ts`): `grants`, `access_tokens`, `refresh_tokens` — 0001;
  *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004;
  *   `refresh_tokens.rotated_jkt` / `replaced_by` 006
@@ -341,6 +342,20 @@ export const migrations: Record<string, Migration> = {
     },
     async down(db: Kysely<any>): Promise<void> {
       await db.schema.dropTable('rate_slots').ifExists().execute()
+    },
+  },
+  /**
+   * A pending device authorization is claimed by the browser session that reviews it: only that
+   * session may decide it while the claim lasts (see `claimDeviceGrantReview`).
+   */
+  '005_review_claims': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('device_grants').addColumn('review_claim', 'text').execute()
+      await db.schema.alterTable('device_grants').addColumn('review_claim_until', 'bigint').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('device_grants').dropColumn('review_claim_until').execute()
+      await db.schema.alterTable('device_grants').dropColumn('review_claim').execute()
     },
   },
   /**

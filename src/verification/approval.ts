@@ -15,7 +15,7 @@ import { isSameDevice } from '../policy/same-device.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import type { PolicyService } from '../policy/service.js'
 import type { DeviceGrantRecord, Store } from '../storage/store.js'
-import { constantTimeEqual } from '../system.js'
+import { constantTimeEqual, sha256Hex } from '../system.js'
 import { alreadyDecided, recordedOutcome, type CodeEntry, type CodeLookupFailure } from './code-entry.js'
 import type { VerificationLogger } from './logger.js'
 import { isMfaDone, type SignedInSession } from './sessions.js'
@@ -47,8 +47,16 @@ export type DecisionOutcome =
   | { kind: 'race_lost' }
   | { kind: 'decided'; outcome: 'approved' | 'denied'; client: Client }
 
+/** How long a review claims its code, in seconds, unless configured. */
+export const DEFAULT_REVIEW_CLAIM_SECONDS = 120
+
 export interface ApprovalDeps {
   store: Store
+  /**
+   * How long showing the review claims the code for this browser session, in seconds; renewed by
+   * every review, step-up and decision of that session. Default: 120.
+   */
+  reviewClaimSeconds?: number | undefined
   clients: ClientDirectory
   codeEntry: CodeEntry
   policy?: PolicyService | undefined
@@ -56,8 +64,18 @@ export interface ApprovalDeps {
   logger: VerificationLogger
 }
 
+/**
+ * The claim id of a browser session: derived from the session's stored hash, so the device grant
+ * row does not hold the session table's key.
+ */
+export function reviewerOf(session: SignedInSession): string {
+  return sha256Hex(`review:${session.record.idHash}`)
+}
+
 export function createApproval(deps: ApprovalDeps) {
   const { store, logger, codeEntry } = deps
+  const claimSeconds = deps.reviewClaimSeconds ?? DEFAULT_REVIEW_CLAIM_SECONDS
+  const claimedElsewhere = { kind: 'claimed_elsewhere', claimSeconds } as const
 
   /** Characters of the code a high-risk approval must type, or undefined for one click. */
   function confirmSuffix(client: Client): number | undefined {
@@ -112,12 +130,41 @@ export function createApproval(deps: ApprovalDeps) {
     return { grant, client, storageClass, policy: { decision, confirmSuffixLength: decision.decision === 'allow' ? confirmSuffix(client) : undefined } }
   }
 
+  /**
+   * Claims (or renews the claim on) a pending code's review for this browser session: one
+   * conditional update, so of two sessions racing across instances exactly one holds it. Logged
+   * when refused.
+   */
+  async function claim(session: SignedInSession, grant: DeviceGrantRecord, ip: string, now: number): Promise<boolean> {
+    const held = await store.claimDeviceGrantReview(grant.id, reviewerOf(session), now + claimSeconds, now)
+    if (!held)
+      logger.warn(
+        { event: 'verification.review_claimed_elsewhere', grantId: grant.id, subject: session.user.username, ip },
+        'device authorization is being reviewed in another browser session',
+      )
+    return held
+  }
+
   return {
+    claim,
+    /** The outcome when another browser session holds the review. */
+    claimedElsewhere,
     /**
-     * The review of a found code for this session's person now (one policy evaluation).
+     * The review of a found code for this session's person now (one policy evaluation), after
+     * claiming it for this browser session (RFC 8628 §3.3: one approver per request; a second
+     * session — another person who learnt the code, or a phishing relay — cannot decide it while
+     * the review is open). Claims last {@link ApprovalDeps.reviewClaimSeconds}.
      * @param userAgent The approving browser's User-Agent (same-device detection); optional.
      */
-    async review(session: SignedInSession, grant: DeviceGrantRecord, client: Client, ip: string, now: number, userAgent?: string): Promise<Review> {
+    async review(
+      session: SignedInSession,
+      grant: DeviceGrantRecord,
+      client: Client,
+      ip: string,
+      now: number,
+      userAgent?: string,
+    ): Promise<Review | typeof claimedElsewhere> {
+      if (!(await claim(session, grant, ip, now))) return claimedElsewhere
       const storageClass = await storageOf(grant)
       return reviewOf(grant, client, storageClass, await evaluate(session, grant, client, ip, now, storageClass, userAgent))
     },
@@ -142,6 +189,9 @@ export function createApproval(deps: ApprovalDeps) {
       if (found.kind !== 'found') return found
       const { grant, client } = found
       const user = session.user
+      // Only the session holding the review may decide (claimed now if the claim ran out or it
+      // never showed the review, e.g. a hand-made POST); nothing changes for another one.
+      if (!(await claim(session, grant, ip, now))) return claimedElsewhere
       const storageClass = await storageOf(grant)
       const decision = await evaluate(session, grant, client, ip, now, storageClass, input.userAgent)
       if (decision)
@@ -166,7 +216,7 @@ export function createApproval(deps: ApprovalDeps) {
         // The explanation is stored with the device grant, whatever was decided (conditional approval).
         await store.saveDeviceGrantDecision(grant.id, decision.decision, JSON.stringify(decision), now)
         if (decision.decision === 'deny' && outcome === 'approved') {
-          await store.decideDeviceGrant(grant.id, 'denied', user.username, now)
+          await store.decideDeviceGrant(grant.id, 'denied', user.username, now, reviewerOf(session))
           const reasonCodes = decision.reasons.filter((r) => r.effect === 'deny').map((r) => r.code)
           logger.info(
             { event: 'device_code.denied_by_policy', grantId: grant.id, clientId: client.id, subject: user.username, ip, reasons: reasonCodes },
@@ -176,13 +226,15 @@ export function createApproval(deps: ApprovalDeps) {
           return { kind: 'denied_by_policy', client, message, reasonCodes }
         }
       }
-      const decided = await store.decideDeviceGrant(grant.id, outcome, user.username, now)
+      const decided = await store.decideDeviceGrant(grant.id, outcome, user.username, now, reviewerOf(session))
       if (!decided) {
-        // Lost a race with another decision or with expiry; nothing was recorded by this call. When
-        // the winner was this person (a double click), show their decision; not a failed entry either way.
+        // Lost a race with another decision, another session's claim or expiry; nothing was
+        // recorded by this call. When the winner was this person (a double click), show their
+        // decision; not a failed entry either way.
         const latest = await store.findDeviceGrantByUserCode(grant.userCode)
         const recorded = latest !== undefined && latest.subject === user.username ? recordedOutcome(latest) : undefined
         if (latest !== undefined && recorded !== undefined) return alreadyDecided(deps.clients, latest, recorded, outcome)
+        if (latest?.status === 'pending' && latest.expiresAt > now) return claimedElsewhere
         return { kind: 'race_lost' }
       }
       logger.info({ event: `device_code.${outcome}`, grantId: grant.id, clientId: client.id, subject: user.username, ip }, `device authorization ${outcome}`)

@@ -59,6 +59,11 @@ export type CodeLookupFailure =
   /** `attemptsLeft`: failed entries this person may still make in the window. */
   | { kind: 'problem'; problem: CodeProblem; attemptsLeft: number }
   | { kind: 'client_unavailable' }
+  /**
+   * Another browser session has this code's review open (claimed, see `approval.ts`): this one may
+   * not review or decide it until the claim runs out, in at most `claimSeconds`. Nothing changed.
+   */
+  | { kind: 'claimed_elsewhere'; claimSeconds: number }
 
 /** Outcome of {@link CodeEntry.lookUp}. */
 export type CodeLookup = CodeLookupFailure | { kind: 'found'; grant: DeviceGrantRecord; client: Client }

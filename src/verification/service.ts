@@ -58,6 +58,11 @@ export interface VerificationServiceDeps {
   sessionTtlSeconds: number
   /** Conditional approval; absent: every signed-in person may approve. */
   policy?: PolicyService | undefined
+  /**
+   * How long showing a code's review claims it for that browser session, in seconds (renewed by
+   * each review, step-up and decision of the session). Default: 120.
+   */
+  reviewClaimSeconds?: number | undefined
   /** Issuer name shown in authenticator apps for TOTP enrolment. Default: devicegate. */
   totpIssuerLabel?: string | undefined
   logger: VerificationLogger
@@ -133,7 +138,8 @@ export function createVerificationService(deps: VerificationServiceDeps) {
         return { kind: 'link_refused' }
       }
       if (session.user === undefined) return { kind: 'sign_in', userCode: found.grant.userCode }
-      return { kind: 'review', review: await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now, input.userAgent) }
+      const reviewed = await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now, input.userAgent)
+      return 'kind' in reviewed ? reviewed : { kind: 'review', review: reviewed }
     },
   }
 }

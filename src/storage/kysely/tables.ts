@@ -24,6 +24,9 @@ export interface DeviceGrantsTable {
   grant_id: string | null
   /** Added by migration 002: RFC 8707 resources, space-delimited. */
   resources: string | null
+  /** Added by migration 005_review_claims: the browser session reviewing it (a hash), and until when. */
+  review_claim: string | null
+  review_claim_until: number | null
 }
 
 // --- token families (token-families.ts; grant-inventory.ts reads them too) ---

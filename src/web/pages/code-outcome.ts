@@ -9,6 +9,7 @@ import type { CodeLookupFailure, CodeProblem, CodeSource, WebSession } from '../
 import { renderCodeEntryPage } from '../templates/code-entry.js'
 import { renderErrorPage } from '../templates/error.js'
 import { renderResultPage } from '../templates/result.js'
+import { formatDuration } from '../templates/layout.js'
 import { sendPage, sendTooManyRequests, signedInOf } from './kit.js'
 
 /** Longest typed code kept in the field after a failed entry. */
@@ -65,6 +66,18 @@ export function sendCodeLookupFailure(
         renderResultPage({ decision: failure.outcome, clientName: failure.clientName, signedIn, alreadyDecided: true }),
       )
     }
+    case 'claimed_elsewhere':
+      // 409: the code is valid, but another browser session has its review open; nothing changed.
+      return sendPage(
+        reply,
+        409,
+        renderErrorPage({
+          title: 'Being reviewed elsewhere',
+          message: 'This request is open for review in another browser session, so it cannot be approved or denied here.',
+          detail: `If that was you, finish in that browser. If you did not start this request, do nothing. If that review is left unfinished, the request can be reviewed here again after ${formatDuration(failure.claimSeconds)}.`,
+          signedIn: signedInOf(session),
+        }),
+      )
     case 'client_unavailable':
       return sendPage(
         reply,
