@@ -128,12 +128,9 @@ export function renderReviewPage(view: ReviewView): string {
       ${p?.decision === 'deny'
         ? html`<div class="warning danger" role="alert" id="policy_denied">
             <p>This request cannot be approved. ${p.message ?? ''}</p>
+            <p>It has been denied: the device has been told, and nothing more is needed from you.</p>
             <p class="muted">Reason: <code>${p.reasonCodes.join(', ')}</code></p>
-          </div>
-          <form method="post" action="/device">
-            ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
-            <div class="actions"><button name="decision" value="deny">Deny</button></div>
-          </form>`
+          </div>`
         : p?.decision === 'step_up'
           ? html`<div class="warning" id="step_up">
                 <p>${p.message ?? 'This app requires a second factor.'}</p>
