@@ -208,6 +208,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
       users: governance.users,
       events: governance.events,
       scopeDescriptions: config.scopeDescriptions,
+      timeZone: config.verification.timeZone,
       codeEntryMaxFailures: config.verification.maxFailedEntries,
       codeEntryWindowSeconds: config.verification.windowSeconds,
       codeEntryLimits: {

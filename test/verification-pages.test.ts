@@ -741,7 +741,11 @@ describe('RFC 8628 §5.1: an attacker cannot lock out users behind the same IP (
     const grant = await createGrant()
     for (let i = 0; i < MAX_FAILURES; i++) {
       const attacker = await openAnonymous(ip)
-      expect((await enterCode(attacker, unissuedCode(grant.userCode), ip)).statusCode).toBe(400)
+      const failed = await enterCode(attacker, unissuedCode(grant.userCode), ip)
+      expect(failed.statusCode).toBe(400)
+      // The form says how many attempts are left (issue 16 §19): the address's budget shrinks.
+      const left = MAX_FAILURES - 1 - i
+      expect(failed.body).toMatch(left === 0 ? /id="attempts_left">\s*No attempts left/ : new RegExp(`id="attempts_left">\\s*${left} attempts? left`))
     }
     const victim = await openAnonymous(ip)
     const blocked = await enterCode(victim, grant.userCode, ip)

@@ -44,6 +44,7 @@ export interface Config {
     readonly serverMaxFailedEntries: number
     readonly ipv6PrefixLength: number
     readonly reviewClaimSeconds: number
+    readonly timeZone: string
     readonly sessionTtlSeconds: number
   }
   /** DPoP server settings (RFC 9449 §8). */
@@ -229,6 +230,7 @@ export async function resolveConfig(
       serverMaxFailedEntries: file.verification.server_max_failed_entries,
       ipv6PrefixLength: file.verification.ipv6_prefix_length,
       reviewClaimSeconds: file.verification.review_claim_seconds,
+      timeZone: file.verification.time_zone,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),
     dpop: Object.freeze({ requireNonce: file.dpop.require_nonce }),

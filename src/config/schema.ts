@@ -251,6 +251,22 @@ export const configSchema = z
          * Bounds how long an abandoned review locks the code. 30–600. Default: 120.
          */
         review_claim_seconds: seconds(30, 600).default(120),
+        /**
+         * IANA time zone of the clock times on the verification pages (e.g. when a code expires);
+         * the offset is always shown. The pages have no JavaScript, so the browser's zone is
+         * unknown; set the organisation's zone. Default: UTC.
+         */
+        time_zone: z
+          .string()
+          .refine((tz) => {
+            try {
+              new Intl.DateTimeFormat('en-GB', { timeZone: tz })
+              return true
+            } catch {
+              return false
+            }
+          }, 'unknown IANA time zone, e.g. Europe/Berlin')
+          .default('UTC'),
         /** Sign-in session lifetime in seconds. Default: 3600. */
         session_ttl_seconds: seconds(60, 86_400).default(3600),
       })

@@ -34,6 +34,8 @@ export interface PageContext {
   clock: Clock
   /** Plain-language descriptions of scopes shown on the review page. */
   scopeDescriptions: Readonly<Record<string, string>>
+  /** IANA zone of the clock times on the pages (stated with its offset). Default: UTC. */
+  timeZone?: string | undefined
   logger: FastifyBaseLogger
 }
 

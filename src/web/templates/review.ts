@@ -2,7 +2,7 @@
  * The review (consent) page (RFC 8628 §3.3, §5.4) with conditional approval's view, and the page
  * after an approval the policy refused.
  */
-import { formatDuration, formatUtc, hidden, html, layout, toIso, type SignedIn } from './layout.js'
+import { formatClock, formatDuration, hidden, html, layout, toIso, type SignedIn } from './layout.js'
 
 /** What the review (consent) page shows about one pending device authorization. */
 export interface ReviewView {
@@ -25,6 +25,8 @@ export interface ReviewView {
    * the tool made (`storage_class`), shown as such.
    */
   storageDescription: string
+  /** IANA zone the clock times are shown in (with their offset). Default: UTC. */
+  timeZone?: string | undefined
   /** Conditional approval: locations, risk tier and the policy's decision. */
   policy?: ReviewPolicyView
 }
@@ -91,9 +93,8 @@ export function renderReviewPage(view: ReviewView): string {
       <dl>
         <dt>Requested</dt>
         <dd>
-          ${ago} ago (<time datetime="${toIso(view.requestedAt)}"
-            >${formatUtc(view.requestedAt)}</time
-          >)
+          ${ago} ago, at
+          <time datetime="${toIso(view.requestedAt)}">${formatClock(view.requestedAt, view.timeZone)}</time>
         </dd>
         ${p === undefined
           ? html`<dt>From IP address</dt>
@@ -108,9 +109,9 @@ export function renderReviewPage(view: ReviewView): string {
         <dd>${view.requestUserAgent?.trim() ? view.requestUserAgent : 'Not reported'}</dd>
         <dt>Where it keeps your sign-in</dt>
         <dd id="storage_class">${view.storageDescription} <span class="muted">(as the tool reports it)</span></dd>
-        <dt>Expires in</dt>
+        <dt>Expires</dt>
         <dd>
-          ${left} (<time datetime="${toIso(view.expiresAt)}">${formatUtc(view.expiresAt)}</time>)
+          at <time id="expires_at" datetime="${toIso(view.expiresAt)}">${formatClock(view.expiresAt, view.timeZone)}</time>, in ${left}
         </dd>
       </dl>
       ${p?.locationMismatch
@@ -152,10 +153,16 @@ export function renderReviewPage(view: ReviewView): string {
                 ? ''
                 : html`<label for="confirm_code">Type the last ${suffix} characters of the code shown on your device</label>
                     <input type="text" id="confirm_code" name="confirm_code" class="code" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="${suffix + 2}" required />`}
-              <div class="actions">
-                <button name="decision" value="approve">Approve</button>
-                <button name="decision" value="deny">Deny</button>
-              </div>
+              ${p?.locationMismatch
+                ? // Under the location warning, Deny is the primary button: first and filled.
+                  html`<div class="actions primary-deny" id="decision_buttons">
+                    <button name="decision" value="deny">Deny</button>
+                    <button name="decision" value="approve">Approve</button>
+                  </div>`
+                : html`<div class="actions primary-approve" id="decision_buttons">
+                    <button name="decision" value="approve">Approve</button>
+                    <button name="decision" value="deny">Deny</button>
+                  </div>`}
             </form>`}`,
   })
 }
