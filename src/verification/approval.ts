@@ -276,16 +276,16 @@ export function createApproval(deps: ApprovalDeps) {
           }
         }
       }
-      if (decision) {
-        if (decision.decision === 'deny' && outcome === 'approved') {
-          const denied = await denyByPolicy(session, grant, client, decision, ip, now)
-          if (denied !== undefined) return denied
-        } else {
-          // The explanation is stored with the device grant, whatever was decided (conditional approval).
-          await store.saveDeviceGrantDecision(grant.id, decision.decision, JSON.stringify(decision), now)
-        }
+      // An approval the policy refuses is recorded as denied; never as approved, even if that loses a race.
+      const refusedByPolicy = decision?.decision === 'deny' && outcome === 'approved'
+      if (decision && refusedByPolicy) {
+        const denied = await denyByPolicy(session, grant, client, decision, ip, now)
+        if (denied !== undefined) return denied
+      } else if (decision) {
+        // The explanation is stored with the device grant, whatever was decided (conditional approval).
+        await store.saveDeviceGrantDecision(grant.id, decision.decision, JSON.stringify(decision), now)
       }
-      const decided = await store.decideDeviceGrant(grant.id, outcome, user.username, now, reviewerOf(session))
+      const decided = !refusedByPolicy && (await store.decideDeviceGrant(grant.id, outcome, user.username, now, reviewerOf(session)))
       if (!decided) {
         // Lost a race with another decision, another session's claim or expiry; nothing was
         // recorded by this call. When the winner was this person (a double click), show their
