@@ -64,7 +64,7 @@ describe.skipIf(!HAVE_CHROMIUM)('conditional approval in Chromium', () => {
     expect(res.json.scope).toBe('admin')
   })
 
-  it('deny: a high-risk approver sees the reason and no Approve button', async () => {
+  it('deny: a high-risk approver sees the reason, no Approve button, and the request is denied at once', async () => {
     const flow = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
     const { context, page } = await openAs(NET.homePhone, 'carol', flow.json.user_code)
     try {
@@ -73,12 +73,47 @@ describe.skipIf(!HAVE_CHROMIUM)('conditional approval in Chromium', () => {
       expect(await alert.textContent()).toContain('Your account is under review by the security team.')
       expect(await alert.textContent()).toContain('user_risk_too_high')
       expect(await page.getByRole('button', { name: 'Approve' }).count()).toBe(0)
-      await page.getByRole('button', { name: 'Deny' }).click()
-      await page.getByRole('heading', { level: 1, name: 'Denied' }).waitFor({ timeout: 10_000 })
+      // Denied when the review was shown (issue 16 §6): nothing left to press.
+      expect(await alert.textContent()).toContain('It has been denied')
+      expect(await page.getByRole('button', { name: 'Deny' }).count()).toBe(0)
     } finally {
       await context.close()
     }
     expect((await poll('cli', flow.json.device_code)).json.error).toBe('access_denied')
+  })
+
+  it('review page (issue 16 §19): Deny is primary under the location warning, the code never wraps, expiry is a clock time', async () => {
+    const flow = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
+    const { context, page } = await openAs(NET.abroad, 'alice', flow.json.user_code)
+    try {
+      await page.locator('#location_warning').waitFor()
+      const buttons = page.locator('#decision_buttons button')
+      expect(await buttons.first().textContent()).toBe('Deny')
+      // Runs in the page (the test's tsconfig has no DOM types).
+      type Styled = { getComputedStyle(element: unknown): { backgroundColor: string } }
+      const background = (element: unknown) => (globalThis as unknown as Styled).getComputedStyle(element).backgroundColor
+      const fill = (name: string) => page.getByRole('button', { name }).evaluate(background)
+      const card = await page.locator('.card').evaluate(background)
+      expect(await fill('Approve')).toBe(card) // not the filled, primary look
+      expect(await fill('Deny')).not.toBe(card)
+      // A narrow phone: the code stays on one line.
+      await page.setViewportSize({ width: 280, height: 640 })
+      const lines = await page.locator('.code-display').first().evaluate((el) => el.getClientRects().length)
+      expect(lines).toBe(1)
+      expect((await page.locator('#expires_at').textContent())!.trim()).toMatch(/^\d\d:\d\d UTC \(UTC\+00:00\)$/)
+    } finally {
+      await context.close()
+    }
+    // Without the warning, Approve is primary.
+    const flow2 = await startDeviceFlow(t.url, 'cli', 'read', NET.home)
+    const near = await openAs(NET.homePhone, 'alice', flow2.json.user_code)
+    try {
+      const first = near.page.locator('#decision_buttons button').first()
+      await first.waitFor()
+      expect(await first.textContent()).toBe('Approve')
+    } finally {
+      await near.context.close()
+    }
   })
 
   it('proximity: request from DE, approval from the US shows the strong warning with both locations', async () => {

@@ -328,7 +328,7 @@ describe('policy evaluate(): decisions and reason codes', () => {
   })
 
   it('exposes per-client settings: kiosk requires a typed code and a 3-minute device code', () => {
-    expect(TEST_POLICY.clientSettings('kiosk-app')).toEqual({ profile: 'kiosk', requireTypedCode: true, confirmCode: undefined, deviceCodeTtlSeconds: 180, requireBoundDeviceCode: false })
+    expect(TEST_POLICY.clientSettings('kiosk-app')).toEqual({ profile: 'kiosk', requireTypedCode: true, confirmCode: undefined, deviceCodeTtlSeconds: 180, requireBoundDeviceCode: false, refreshFromNewLocation: null })
     expect(TEST_POLICY.clientSettings('typed-app')).toMatchObject({ profile: null, requireTypedCode: true, confirmCode: true })
     expect(TEST_POLICY.clientSettings('unknown').requireTypedCode).toBe(false)
   })

@@ -716,7 +716,7 @@ describe('RFC 8628 §5.1 user-code entry rate limit (C15)', () => {
 })
 
 describe('RFC 8628 §5.1: an attacker cannot lock out users behind the same IP (C15)', () => {
-  it('offers Sign in on the code-entry page; GET /device/sign-in shows the sign-in form without a code', async () => {
+  it('offers Sign in on the code-entry page; GET /device/sign-in shows the sign-in form, a code in its URL only as a link code', async () => {
     const entry = await h.app.inject({ method: 'GET', url: '/device' })
     expect(entry.statusCode).toBe(200)
     expect(entry.body).toMatch(/<a href="\/device\/sign-in">Sign in<\/a>/)
@@ -727,9 +727,13 @@ describe('RFC 8628 §5.1: an attacker cannot lock out users behind the same IP (
     expect(page.body).toContain('action="/device/sign-in"')
     expect(page.body).toContain(`name="csrf_token" value="${csrfOf(entry.body)}"`)
     expect(page.body).not.toContain('name="user_code"')
-    // A code in the URL is ignored: a link must not reach the typed-code path through sign-in.
-    const withCode = await h.app.inject({ method: 'GET', url: '/device/sign-in?user_code=BCDFGHJK', headers: { cookie } })
-    expect(withCode.body).not.toContain('name="user_code"')
+    // A code in the URL (the 429 page's link keeps it) is carried as a link's code: after sign-in it
+    // returns without the typed-code proof, so a link cannot reach the typed-code path through sign-in.
+    const withCode = await h.app.inject({ method: 'GET', url: '/device/sign-in?user_code=bcdf-ghjk', headers: { cookie } })
+    expect(withCode.body).toContain('name="user_code" value="BCDFGHJK"')
+    expect(withCode.body).toContain('name="code_source" value="link"')
+    const junk = await h.app.inject({ method: 'GET', url: '/device/sign-in?user_code=%3Cscript%3E', headers: { cookie } })
+    expect(junk.body).not.toContain('name="user_code"')
   })
 
   it('C15 a signed-out user behind an IP locked by junk codes is told to sign in, and then continues', async () => {
@@ -737,19 +741,26 @@ describe('RFC 8628 §5.1: an attacker cannot lock out users behind the same IP (
     const grant = await createGrant()
     for (let i = 0; i < MAX_FAILURES; i++) {
       const attacker = await openAnonymous(ip)
-      expect((await enterCode(attacker, unissuedCode(grant.userCode), ip)).statusCode).toBe(400)
+      const failed = await enterCode(attacker, unissuedCode(grant.userCode), ip)
+      expect(failed.statusCode).toBe(400)
+      // The form says how many attempts are left (issue 16 §19): the address's budget shrinks.
+      const left = MAX_FAILURES - 1 - i
+      expect(failed.body).toMatch(left === 0 ? /id="attempts_left">\s*No attempts left/ : new RegExp(`id="attempts_left">\\s*${left} attempts? left`))
     }
     const victim = await openAnonymous(ip)
     const blocked = await enterCode(victim, grant.userCode, ip)
     expect(blocked.statusCode).toBe(429)
     expect(blocked.body).toContain('id="sign_in_to_continue"')
-    expect(blocked.body).toContain('<a href="/device/sign-in">sign in</a> to continue')
-    // Following that link and signing in from the same IP escapes the per-IP limit.
-    const form = await h.app.inject({ method: 'GET', url: '/device/sign-in', headers: { cookie: victim.cookie }, remoteAddress: ip })
+    // The sign-in link keeps the code (issue 16 §19).
+    expect(blocked.body).toContain(`<a href="/device/sign-in?user_code=${grant.userCode}">sign in</a> to continue with the same code`)
+    // Following that link and signing in from the same IP escapes the per-IP limit, back to the code.
+    const form = await h.app.inject({ method: 'GET', url: `/device/sign-in?user_code=${grant.userCode}`, headers: { cookie: victim.cookie }, remoteAddress: ip })
     expect(form.statusCode).toBe(200)
-    const res = await postForm('/device/sign-in', victim, { username: 'demo', password: 'demo-pass' }, {}, ip)
+    const res = await postForm('/device/sign-in', victim, { username: 'demo', password: 'demo-pass', user_code: grant.userCode, code_source: 'link' }, {}, ip)
     expect(res.statusCode).toBe(303)
+    expect(res.headers.location).toBe(`/device?user_code=${grant.userCode}`)
     const cookie = `${SESSION_COOKIE}=${sessionCookieOf(res)}`
+    expectReviewPage(await h.app.inject({ method: 'GET', url: res.headers.location as string, headers: { cookie }, remoteAddress: ip }), grant)
     const page = await h.app.inject({ method: 'GET', url: '/device', headers: { cookie }, remoteAddress: ip })
     const demo = { cookie, csrf: csrfOf(page.body) }
     expectReviewPage(await enterCode(demo, grant.userCode, ip), grant)
@@ -811,7 +822,7 @@ describe('RFC 8628 §5.1: legitimate actions are not failed code entries', () =>
     expect((await enterCode(mallory, next.userCode)).statusCode).toBe(429)
   })
 
-  it('failed links count for the session and the IP, not against the signed-in account', async () => {
+  it('failed links count for the session and the signed-in source, not against the signed-in account', async () => {
     const ip = '203.0.113.50'
     const grant = await createGrant()
     const victim = await signIn('demo', 'demo-pass', ip)
@@ -819,10 +830,8 @@ describe('RFC 8628 §5.1: legitimate actions are not failed code entries', () =>
       const res = await h.app.inject({ method: 'GET', url: `/device?user_code=${unissuedCode(grant.userCode)}`, headers: { cookie: victim.cookie }, remoteAddress: ip })
       expect(res.statusCode).toBe(400)
     }
-    // The session and the IP are counted ...
+    // The session is counted (and the signed-in source: see the next test) ...
     expect((await enterCode(victim, grant.userCode, ip)).statusCode).toBe(429)
-    const anonymous = await openAnonymous(ip)
-    expect((await enterCode(anonymous, grant.userCode, ip)).statusCode).toBe(429)
     // ... the account is not: a new session of the same account, typing, is not blocked.
     const fresh = await signIn('demo', 'demo-pass', ip)
     expectReviewPage(await enterCode(fresh, grant.userCode, ip), grant)
@@ -831,7 +840,8 @@ describe('RFC 8628 §5.1: legitimate actions are not failed code entries', () =>
   it('a signed-in guesser cannot escape the limit with links and fresh sessions', async () => {
     const ip = '203.0.113.60'
     const grant = await createGrant()
-    for (let i = 0; i < MAX_FAILURES; i++) {
+    // Links are bounded per signed-in source (verification.signed_in_source_max_failed_entries: 10).
+    for (let i = 0; i < 10; i++) {
       const mallory = await signIn('mallory', 'mallory-pass', ip)
       const res = await h.app.inject({ method: 'GET', url: `/device?user_code=${unissuedCode(grant.userCode)}`, headers: { cookie: mallory.cookie }, remoteAddress: ip })
       expect(res.statusCode).toBe(400)

@@ -135,11 +135,16 @@ describe('RFC 8628 §5.1 code entry limits', () => {
     const session = await anonymous()
     const now = clock.nowSeconds()
     for (let i = 0; i < MAX_FAILURES; i++) {
-      expect(await service.showCode({ session, rawCode: 'BBBB-BBBB', source: 'typed', ip: IP }, now)).toEqual({ kind: 'problem', problem: 'invalid' })
+      expect(await service.showCode({ session, rawCode: 'BBBB-BBBB', source: 'typed', ip: IP }, now)).toEqual({
+        kind: 'problem',
+        problem: 'invalid',
+        attemptsLeft: MAX_FAILURES - 1 - i,
+      })
     }
     const grant = await createGrant()
     const blocked = await service.showCode({ session, rawCode: grant.userCode, source: 'typed', ip: IP }, now)
-    expect(blocked).toEqual({ kind: 'blocked', retryAfterSeconds: WINDOW - (now % WINDOW) })
+    // Sliding window: the oldest failure frees a whole window after it was made.
+    expect(blocked).toEqual({ kind: 'blocked', retryAfterSeconds: WINDOW, signInRequired: false })
   })
 
   it('counts signed-out failures per IP, so a fresh session from the same address is blocked too', async () => {
@@ -149,11 +154,14 @@ describe('RFC 8628 §5.1 code entry limits', () => {
     expect((await service.showCode({ session: await anonymous(), rawCode: 'nope', source: 'typed', ip: '192.0.2.99' }, now)).kind).toBe('problem')
   })
 
-  it('counts a signed-in typed entry against the account, not the IP', async () => {
+  it('counts a signed-in typed entry against the account and the signed-in source, not the signed-out source budget', async () => {
     const now = clock.nowSeconds()
     for (let i = 0; i < MAX_FAILURES; i++) await service.showCode({ session: await signedIn('alice'), rawCode: 'nope', source: 'typed', ip: IP }, now)
     expect((await service.showCode({ session: await signedIn('alice'), rawCode: 'nope', source: 'typed', ip: '192.0.2.99' }, now)).kind).toBe('blocked')
+    // Another account from the same address is not locked out by one account's guessing (the
+    // signed-in source budget is twice an account's), nor is signed-out entry from that address.
     expect((await service.showCode({ session: await signedIn('bob'), rawCode: 'nope', source: 'typed', ip: IP }, now)).kind).toBe('problem')
+    expect((await service.showCode({ session: await anonymous(), rawCode: 'nope', source: 'typed', ip: IP }, now)).kind).toBe('problem')
   })
 
   it('never counts a followed link against the account (crafted links cannot lock a victim out)', async () => {
@@ -176,8 +184,8 @@ describe('RFC 8628 §5.1 code entry limits', () => {
     const expired = await createGrant('cli', { expiresAt: clock.nowSeconds() - 1 })
     const used = await createGrant('cli', { status: 'denied', subject: 'bob' })
     const now = clock.nowSeconds()
-    expect(await service.showCode({ session, rawCode: expired.userCode, source: 'typed', ip: IP }, now)).toEqual({ kind: 'problem', problem: 'expired' })
-    expect(await service.showCode({ session, rawCode: used.userCode, source: 'typed', ip: IP }, now)).toEqual({ kind: 'problem', problem: 'used' })
+    expect(await service.showCode({ session, rawCode: expired.userCode, source: 'typed', ip: IP }, now)).toEqual({ kind: 'problem', problem: 'expired', attemptsLeft: 4 })
+    expect(await service.showCode({ session, rawCode: used.userCode, source: 'typed', ip: IP }, now)).toEqual({ kind: 'problem', problem: 'used', attemptsLeft: 3 })
     expect(events.filter((e) => e.type === 'user_code.looked_up').map((e) => e.details?.outcome)).toEqual(['expired', 'used'])
   })
 })

@@ -41,6 +41,11 @@ export interface Config {
   readonly verification: {
     readonly maxFailedEntries: number
     readonly windowSeconds: number
+    readonly signedInSourceMaxFailedEntries: number
+    readonly serverMaxFailedEntries: number
+    readonly ipv6PrefixLength: number
+    readonly reviewClaimSeconds: number
+    readonly timeZone: string
     readonly sessionTtlSeconds: number
   }
   /** DPoP server settings (RFC 9449 §8). */
@@ -224,6 +229,11 @@ export async function resolveConfig(
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,
       windowSeconds: file.verification.window_seconds,
+      signedInSourceMaxFailedEntries: file.verification.signed_in_source_max_failed_entries,
+      serverMaxFailedEntries: file.verification.server_max_failed_entries,
+      ipv6PrefixLength: file.verification.ipv6_prefix_length,
+      reviewClaimSeconds: file.verification.review_claim_seconds,
+      timeZone: file.verification.time_zone,
       sessionTtlSeconds: file.verification.session_ttl_seconds,
     }),
     dpop: Object.freeze({ requireNonce: file.dpop.require_nonce }),

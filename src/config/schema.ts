@@ -227,15 +227,52 @@ export const configSchema = z
       .default({ alg: 'ES256' }),
     verification: z
       .object({
-        /** Failed user-code entries allowed per session, and per IP or account, per window (RFC 8628 §5.1). Default: 5. */
+        /**
+         * Failed user-code entries allowed per browser session, per signed-out source address and
+         * per account in ANY span of `window_seconds` (sliding window, RFC 8628 §5.1). Default: 5.
+         */
         max_failed_entries: z.number().int().min(1).max(1000).default(5),
-        /** Rate-limit window in seconds. Default: 600. */
+        /** Length of the sliding code-entry window in seconds. Default: 600 (a device code's usual life). */
         window_seconds: seconds(10, 86_400).default(600),
+        /**
+         * Failed entries of signed-in sessions per source address (all accounts together) per
+         * window. Default: 10 (one account's 5 cannot lock out colleagues behind the same NAT).
+         */
+        signed_in_source_max_failed_entries: z.number().int().min(1).max(10_000).default(10),
+        /**
+         * Failed signed-out entries of the whole server per window; beyond it code entry needs
+         * sign-in and the `user_code_guessing` anomaly is raised (`source: server`). Default: 500.
+         */
+        server_max_failed_entries: z.number().int().min(1).max(1_000_000).default(500),
+        /** IPv6 sources are limited per network of this prefix length, 32–128. IPv4: per address. Default: 64. */
+        ipv6_prefix_length: z.number().int().min(32).max(128).default(64),
+        /**
+         * Seconds a code's review is claimed by the browser session showing it (renewed by each of
+         * its reviews, step-ups and decisions); meanwhile no other session can approve or deny it.
+         * Bounds how long an abandoned review locks the code. 30–600. Default: 120.
+         */
+        review_claim_seconds: seconds(30, 600).default(120),
+        /**
+         * IANA time zone of the clock times on the verification pages (e.g. when a code expires);
+         * the offset is always shown. The pages have no JavaScript, so the browser's zone is
+         * unknown; set the organisation's zone. Default: UTC.
+         */
+        time_zone: z
+          .string()
+          .refine((tz) => {
+            try {
+              new Intl.DateTimeFormat('en-GB', { timeZone: tz })
+              return true
+            } catch {
+              return false
+            }
+          }, 'unknown IANA time zone, e.g. Europe/Berlin')
+          .default('UTC'),
         /** Sign-in session lifetime in seconds. Default: 3600. */
         session_ttl_seconds: seconds(60, 86_400).default(3600),
       })
       .strict()
-      .default({ max_failed_entries: 5, window_seconds: 600, session_ttl_seconds: 3600 }),
+      .prefault({}),
     /** Conditional approval (see the README, "Policies and conditional approval"). */
     policy: z
       .object({

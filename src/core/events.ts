@@ -12,6 +12,8 @@
 export const EVENT_TYPES = [
   'device_authorization.requested',
   'user_code.looked_up',
+  /** The server-wide budget of failed signed-out code entries is spent (RFC 8628 §5.1). */
+  'user_code.entry_budget_exhausted',
   'session.signed_in',
   'session.sign_in_failed',
   'device_code.approved',

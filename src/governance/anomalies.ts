@@ -19,9 +19,9 @@
  * | `token_used_from_new_ip_range` | a family used (refresh, or introspection with `client_ip`) from another network than its device authorization request |
  * | `dpop_key_mismatch` | a DPoP-bound refresh token (RFC 9449 §5) or device code (devicegate extension) presented without a proof by its key |
  * | `slow_down_ignored` | a device code answered `slow_down` `threshold` times (RFC 8628 §3.5): counted from the interval growth stored with the code, no extra write per poll |
- * | `user_code_guessing` | `threshold` wrong user codes from one IP or one session in a window (RFC 8628 §5.1) |
+ * | `user_code_guessing` | `threshold` wrong user codes from one IP or one session in a window, or the server-wide budget of failed code entries spent (`source: server`; code entry then needs sign-in) (RFC 8628 §5.1) |
  * | `device_authorization_burst` | more than `per_ip` / `per_client` device authorizations in a window (counted per instance, in memory) |
- * | `approval_network_mismatch` | the approver's network differs from the device authorization request's (RFC 8628 §5.4 remote phishing) |
+ * | `approval_network_mismatch` | the approver's network differs from the device authorization request's (RFC 8628 §5.4 remote phishing), for approvals and for approvals the policy refused |
  * | `orphaned_token` | live families of a user disabled or deleted, or of a client disabled or removed — revoked when the change is made (admin API, CLI) and at start-up for configuration changes |
  * | `dormant_grant` | a live family unused for `after_seconds`, found by a periodic sweep |
  * | `device_flow_same_device` | `threshold` approvals of one client within `window_seconds` where the approving browser ran on the requesting machine (same IP and platform; RFC 10027, BCP 247): the tool would fit a browser-based flow |
@@ -212,12 +212,29 @@ export class AnomalyEngine {
       case 'user_code.looked_up':
         if (details.outcome !== 'found') await this.#userCodeGuessing(event)
         return
+      case 'user_code.entry_budget_exhausted': {
+        // Code entry now needs sign-in server-wide; once per budget window.
+        const windowSeconds = Number(details.windowSeconds)
+        const now = this.#o.clock.nowSeconds()
+        const window = windowSeconds > 0 ? Math.floor(now / windowSeconds) * windowSeconds : now
+        await this.raise({
+          kind: 'user_code_guessing',
+          dedupeKey: `server:${window}`,
+          ip: event.ip ?? null,
+          details: { source: 'server', limit: details.limit, windowSeconds: details.windowSeconds },
+        })
+        return
+      }
       case 'device_authorization.requested':
         await this.#burst(event)
         return
       case 'device_code.approved':
         await this.#approvalNetwork(event)
         await this.#sameDevice(event)
+        return
+      case 'device_code.denied':
+        // A refused approval (the policy denied it) from another network is the same warning sign.
+        if (details.deniedByPolicy === true) await this.#approvalNetwork(event)
         return
       case 'token.used':
       case 'token.refreshed':

@@ -19,6 +19,7 @@ import {
   type Effect,
   type PolicyFile,
   type ProfileName,
+  type ProximityAttribute,
   type RuleFile,
 } from './schema.js'
 
@@ -58,6 +59,8 @@ export interface ClientPolicySettings {
   deviceCodeTtlSeconds: number | null
   /** The device code must be bound to a DPoP key at device authorization (`require_bound_device_code`). */
   requireBoundDeviceCode: boolean
+  /** Refuse refreshes from another location than the request's (attributes compared), or null. */
+  refreshFromNewLocation: { on: readonly ProximityAttribute[]; missingGeo: 'mismatch' | 'ignore' } | null
 }
 
 /** An immutable, ready-to-evaluate policy. */
@@ -260,10 +263,21 @@ export function compilePolicy(file: PolicyFile, source: string, id: string): Com
         confirmCode: c.confirm_code,
         deviceCodeTtlSeconds: spec?.deviceCodeTtlSeconds ?? null,
         requireBoundDeviceCode: c.require_bound_device_code ?? false,
+        refreshFromNewLocation:
+          c.refresh_from_new_location === undefined
+            ? null
+            : Object.freeze({ on: Object.freeze([...c.refresh_from_new_location.on]), missingGeo: c.refresh_from_new_location.missing_geo }),
       }),
     )
   }
-  const none: ClientPolicySettings = Object.freeze({ profile: null, requireTypedCode: false, confirmCode: undefined, deviceCodeTtlSeconds: null, requireBoundDeviceCode: false })
+  const none: ClientPolicySettings = Object.freeze({
+    profile: null,
+    requireTypedCode: false,
+    confirmCode: undefined,
+    deviceCodeTtlSeconds: null,
+    requireBoundDeviceCode: false,
+    refreshFromNewLocation: null,
+  })
   return Object.freeze({
     id,
     source,

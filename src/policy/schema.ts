@@ -232,6 +232,17 @@ export const clientPolicySchema = z
      * `dpop.bind_device_code`, either one suffices. Default: false.
      */
     require_bound_device_code: z.boolean().optional(),
+    /**
+     * Refuse a refresh (RFC 6749 §6) made from an address that differs from the device
+     * authorization request's in any of `on` (`country`, `asn`, `subnet`, `ip`): answered
+     * `invalid_grant` with reason `refresh_from_new_location` at that refresh; the family is kept
+     * (a refresh from the usual place works again). `missing_geo`: whether an attribute the IP
+     * database does not know counts as a change. Default: not set (no such check).
+     */
+    refresh_from_new_location: z
+      .object({ on: z.array(z.enum(PROXIMITY_ATTRIBUTES)).min(1), missing_geo: z.enum(['mismatch', 'ignore']).default('ignore') })
+      .strict()
+      .optional(),
   })
   .strict()
 

@@ -6,12 +6,13 @@
 import type { Client, ClientDirectory, User } from '../core/model.js'
 import type { StorageClass } from '../core/storage-class.js'
 import type { ClientPolicySettings, CompiledPolicy } from './compile.js'
-import { evaluate } from './evaluate.js'
+import { compareSides, evaluate } from './evaluate.js'
 import type { GeoLookup } from './geo.js'
 import type { PolicySource } from './holder.js'
 import type { NetworkFacts, PolicyDecision, PolicyFacts, PolicyPhase, PostureFacts } from './model.js'
 import type { PostureVerifier } from './posture.js'
 import { isSameDevice } from './same-device.js'
+import type { ProximityAttribute } from './schema.js'
 
 /** The trusted device registry (DPoP issue): is this key thumbprint a registered, live device? */
 export interface DeviceRegistry {
@@ -90,6 +91,34 @@ export class PolicyService {
   /** Per-client settings (profile, typed code, code TTL cap) of the policy in force. */
   settings(clientId: string): ClientPolicySettings {
     return this.current().clientSettings(clientId)
+  }
+
+  /**
+   * The attributes (of the client's `refresh_from_new_location.on`) in which a refresh from
+   * `refreshIp` differs from the device authorization request made from `requestIp`; empty when
+   * the client has no such setting or nothing configured differs. Country and ASN come from the IP
+   * database; unknown ones count as a change only with `missing_geo: mismatch`.
+   */
+  refreshLocationChanges(clientId: string, requestIp: string, refreshIp: string): ProximityAttribute[] {
+    const policy = this.current()
+    const rule = policy.clientSettings(clientId).refreshFromNewLocation
+    if (rule === null) return []
+    const request = this.network(requestIp)
+    const refresh = this.network(refreshIp)
+    const sides = compareSides({ request, approver: refresh } as PolicyFacts, policy.subnetPrefixV4, policy.subnetPrefixV6)
+    const changed = (same: boolean | null) => same === false || (same === null && rule.missingGeo === 'mismatch')
+    return rule.on.filter((attribute) => {
+      switch (attribute) {
+        case 'ip':
+          return !sides.sameIp
+        case 'subnet':
+          return !sides.sameSubnet
+        case 'asn':
+          return changed(sides.sameAsn)
+        case 'country':
+          return changed(sides.sameCountry)
+      }
+    })
   }
 
   /** Whether the device flow is blocked for this client (checked at device authorization). */

@@ -16,6 +16,9 @@ import { policyDecidedEvent } from '../policy/events.js'
 import type { StorageClass } from '../core/storage-class.js'
 import { storageRefusalMembers } from './device-authorization.js'
 
+/** Reason code of a refresh refused by `refresh_from_new_location` (client policy setting). */
+export const REFRESH_FROM_NEW_LOCATION = 'refresh_from_new_location'
+
 /** How the tokens of one redemption or refresh are shaped. */
 export interface TokenShape {
   /** Granted scope after narrowing, space-delimited. */
@@ -123,14 +126,18 @@ export async function enforcePolicyAtRedemption(
  * Decides again at a refresh of a token family that came from the device flow.
  *
  * @param input.family The refreshed token family as stored (undefined when it is gone).
+ * @param input.ip The refreshing client's address (for `refresh_from_new_location`).
  * @returns the shape, or undefined when the family did not come from a device authorization
  *   with a recorded decision, or no policy service is configured (nothing to re-check).
  * @throws {OAuthError} `invalid_grant` when the policy now denies (the family is revoked) or
- *   forbids refresh, or requires a step-up that a refresh cannot do.
+ *   forbids refresh, or requires a step-up that a refresh cannot do; `invalid_grant` with reason
+ *   `refresh_from_new_location` when the client's policy refuses refreshes from another country or
+ *   network than the device authorization request's — refused at this refresh, before any token is
+ *   minted, and the family is kept.
  */
 export async function enforcePolicyAtRefresh(
   deps: ProtocolDeps,
-  input: { client: Client; family: GrantRecord | undefined; scope: string; dpopJkt: string | null; now: number; storageClass?: StorageClass | undefined },
+  input: { client: Client; family: GrantRecord | undefined; scope: string; dpopJkt: string | null; ip: string; now: number; storageClass?: StorageClass | undefined },
 ): Promise<TokenShape | undefined> {
   const { policy } = deps
   const { family } = input
@@ -180,5 +187,25 @@ export async function enforcePolicyAtRefresh(
       byStorage ? `"refresh_token" kept in "${decision.facts.storage ?? 'unknown'}" storage is not accepted for this client` : '"refresh_token" is not allowed by policy',
       { detail: byStorage ? `refresh not allowed: ${byStorage.rules.join(', ')}` : 'refresh not allowed', ...storageMembers },
     )
+  // Compared with the request's address as recorded with the approval (none recorded: not compared).
+  const changed = stored ? policy.refreshLocationChanges(input.client.id, stored.facts.request.ip, input.ip) : []
+  if (changed.length > 0) {
+    const refused: PolicyDecision = {
+      ...decision,
+      decision: 'deny',
+      reasons: [
+        ...decision.reasons,
+        { effect: 'deny', code: REFRESH_FROM_NEW_LOCATION, rule: `clients.${input.client.id}.refresh_from_new_location` },
+      ],
+      facts: { ...decision.facts, approver: policy.network(input.ip) },
+      proximityMismatch: changed,
+    }
+    await deps.events?.record(
+      policyDecidedEvent(refused, { phase: 'refresh', clientId: input.client.id, subject: family.subject, ip: input.ip, deviceGrantId: family.deviceGrantId, grantId: family.id }),
+    )
+    throw new OAuthError('invalid_grant', `"refresh_token" cannot be used from a new ${changed.includes('country') ? 'country' : 'network'} (${REFRESH_FROM_NEW_LOCATION})`, {
+      detail: `${REFRESH_FROM_NEW_LOCATION}: ${changed.join(', ')} differ from the device authorization request`,
+    })
+  }
   return { ...shapeOf(decision, input.scope, input.now, family.createdAt), decision }
 }

@@ -64,7 +64,10 @@ export interface DeviceGrantStore {
    */
   registerPoll(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }>
   /**
-   * Records the user's decision atomically: only a `pending`, unexpired grant changes.
+   * Records the user's decision atomically: only a `pending`, unexpired grant changes, and — with
+   * `reviewer` — only when no other reviewer holds a live claim on it (see
+   * {@link DeviceGrantStore.claimDeviceGrantReview}); one conditional update.
+   * @param reviewer The deciding browser session's claim id (a hash, never the cookie value).
    * @returns true when this call made the decision.
    */
   decideDeviceGrant(
@@ -72,7 +75,16 @@ export interface DeviceGrantStore {
     decision: 'approved' | 'denied',
     subject: string,
     now: number,
+    reviewer?: string,
   ): Promise<boolean>
+  /**
+   * Claims the review of a pending, unexpired grant for `reviewer` until `until` (epoch seconds),
+   * atomically (one conditional update): succeeds when the grant is unclaimed, claimed by the same
+   * reviewer (the claim is renewed), or the other claim has run out (`claimed until <= now`).
+   * @returns true when `reviewer` holds the claim now; false when another does, or the grant is
+   *   no longer pending (decided, expired, unknown).
+   */
+  claimDeviceGrantReview(id: string, reviewer: string, until: number, now: number): Promise<boolean>
   /**
    * Redeems an approved, unexpired device grant and writes its tokens, in one transaction.
    * Exactly one caller wins under any concurrency, across instances.

@@ -36,11 +36,13 @@ import { KyselyKeyStore } from './kysely/keys-and-secrets.js'
 import { KyselyPeopleStore } from './kysely/people.js'
 import { KyselyRateCounterStore } from './kysely/rate-counters.js'
 import { KyselyStorageClassStore } from './kysely/storage-classes.js'
+import { KyselyRateSlotStore } from './kysely/rate-slots.js'
 import { KyselyTokenFamilyStore, TokenWriter } from './kysely/token-families.js'
 import { KyselyTrustedDeviceStore } from './kysely/trusted-devices.js'
 import { KyselyWebSessionStore } from './kysely/web-sessions.js'
 import type { RateCounterStore } from './rate-counters.js'
 import type { StorageClassStore } from './storage-classes.js'
+import type { RateSlotStore } from './rate-slots.js'
 import type { Store, StoreLifecycle } from './store.js'
 import type { TokenFamilyStore } from './token-families.js'
 import type { TrustedDeviceStore } from './trusted-devices.js'
@@ -78,6 +80,7 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...lifecycle,
     ...methodsOf<WebSessionStore>(new KyselyWebSessionStore(ctx)),
     ...methodsOf<RateCounterStore>(new KyselyRateCounterStore(ctx)),
+    ...methodsOf<RateSlotStore>(new KyselyRateSlotStore(ctx)),
     ...methodsOf<DpopReplayStore>(new KyselyDpopReplayStore(ctx, ephemeral)),
     ...methodsOf<DeviceGrantStore>(new KyselyDeviceGrantStore(ctx, tokens, pollTimes)),
     ...methodsOf<TokenFamilyStore>(new KyselyTokenFamilyStore(ctx, tokens)),

@@ -30,6 +30,7 @@
  *   and charts on `device_grants`, `device_grant_policy`, `audit_events`, `anomalies` — 012
  * - people (`people.ts`): `people`, `people_groups`, `people_group_members`, `upstream_logins`,
  *   `security_events_received`, `device_compliance` — 010
+ * - rate slots (`rate-slots.ts`): `rate_slots` — 005_rate_slots
  *
  * A new domain appends its own migration at the end and adds its line here.
  */
@@ -326,6 +327,39 @@ export const migrations: Record<string, Migration> = {
     },
   },
   /**
+   * Sliding-window rate limits (user-code entry, RFC 8628 §5.1): one row per slot of a key, holding
+   * when it was last taken; see `rate-slots.ts`.
+   */
+  '005_rate_slots': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('rate_slots')
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('slot', 'integer', (c) => c.notNull())
+        .addColumn('taken_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('rate_slots_pk', ['key', 'slot'])
+        .execute()
+      await db.schema.createIndex('rate_slots_taken_at_idx').on('rate_slots').column('taken_at').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('rate_slots').ifExists().execute()
+    },
+  },
+  /**
+   * A pending device authorization is claimed by the browser session that reviews it: only that
+   * session may decide it while the claim lasts (see `claimDeviceGrantReview`).
+   */
+  '005_review_claims': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('device_grants').addColumn('review_claim', 'text').execute()
+      await db.schema.alterTable('device_grants').addColumn('review_claim_until', 'bigint').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('device_grants').dropColumn('review_claim_until').execute()
+      await db.schema.alterTable('device_grants').dropColumn('review_claim').execute()
+    },
+  },
+  /**
    * Refresh retries (RFC 9700 §4.14.2 with a rotation leeway): who rotated a refresh token
    * (`rotated_jkt`, the DPoP key of that request) and the token that replaced it (`replaced_by`),
    * so a sender-constrained retry within the grace period is recognised and answered instead of
@@ -340,98 +374,6 @@ export const migrations: Record<string, Migration> = {
     async down(db: Kysely<any>): Promise<void> {
       await db.schema.alterTable('refresh_tokens').dropColumn('replaced_by').execute()
       await db.schema.alterTable('refresh_tokens').dropColumn('rotated_jkt').execute()
-    },
-  },
-  '013_storage_class': {
-    // Storage rules: the token storage a client declared (`storage_class`) for each device
-    // authorization, kept with the grant and updated when a refresh declares it again.
-    async up(db: Kysely<any>): Promise<void> {
-      await db.schema
-        .createTable('grant_storage_classes')
-        .addColumn('device_grant_id', 'text', (c) => c.primaryKey())
-        .addColumn('client_id', 'text', (c) => c.notNull())
-        .addColumn('storage_class', 'text', (c) => c.notNull())
-        .addColumn('declared_at', 'bigint', (c) => c.notNull())
-        .addColumn('redeclared_at', 'bigint')
-        .execute()
-      await db.schema.createIndex('grant_storage_classes_client_idx').on('grant_storage_classes').columns(['client_id', 'declared_at']).execute()
-    },
-    async down(db: Kysely<any>): Promise<void> {
-      await db.schema.dropTable('grant_storage_classes').ifExists().execute()
-    },
-  },
-  '014_reviews': {
-    // Access reviews: campaigns of device-issued grants. Definitions made through the
-    // admin API (configuration campaigns live in the file), their rounds and the items decided.
-    async up(db: Kysely<any>): Promise<void> {
-      await db.schema
-        .createTable('review_campaigns')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('definition_json', 'text', (c) => c.notNull())
-        .addColumn('created_at', 'bigint', (c) => c.notNull())
-        .addColumn('created_by', 'text', (c) => c.notNull())
-        .execute()
-      await db.schema
-        .createTable('review_rounds')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('campaign_id', 'text', (c) => c.notNull())
-        .addColumn('number', 'integer', (c) => c.notNull())
-        .addColumn('opened_at', 'bigint', (c) => c.notNull())
-        .addColumn('deadline_at', 'bigint', (c) => c.notNull())
-        .addColumn('closed_at', 'bigint')
-        .addColumn('close_reason', 'text')
-        .addColumn('reminded_at', 'bigint')
-        .addUniqueConstraint('review_rounds_campaign_number_uq', ['campaign_id', 'number'])
-        .execute()
-      await db.schema.createIndex('review_rounds_open_idx').on('review_rounds').columns(['closed_at', 'deadline_at']).execute()
-      await db.schema
-        .createTable('review_items')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('round_id', 'text', (c) => c.notNull())
-        .addColumn('grant_id', 'text', (c) => c.notNull())
-        .addColumn('client_id', 'text', (c) => c.notNull())
-        .addColumn('subject', 'text')
-        .addColumn('reviewers_json', 'text', (c) => c.notNull())
-        .addColumn('default_action', 'text', (c) => c.notNull())
-        .addColumn('facts_json', 'text', (c) => c.notNull())
-        .addColumn('decision', 'text')
-        .addColumn('decided_by', 'text')
-        .addColumn('decided_at', 'bigint')
-        .addColumn('decided_via', 'text')
-        .addColumn('justification', 'text')
-        .addColumn('revoked_at', 'bigint')
-        .addUniqueConstraint('review_items_round_grant_uq', ['round_id', 'grant_id'])
-        .execute()
-      await db.schema.createIndex('review_items_round_idx').on('review_items').columns(['round_id', 'decision']).execute()
-    },
-    async down(db: Kysely<any>): Promise<void> {
-      await db.schema.dropTable('review_items').ifExists().execute()
-      await db.schema.dropTable('review_rounds').ifExists().execute()
-      await db.schema.dropTable('review_campaigns').ifExists().execute()
-    },
-  },
-  /**
-   * Governance console: acknowledgements of anomalies (who, when, a note), and indexes
-   * for the console's list pages and hourly charts (decisions by time, audit events by grant).
-   */
-  '012_console': {
-    async up(db: Kysely<any>): Promise<void> {
-      await db.schema
-        .createTable('console_anomaly_acks')
-        .addColumn('anomaly_id', 'text', (c) => c.primaryKey())
-        .addColumn('acknowledged_at', 'bigint', (c) => c.notNull())
-        .addColumn('acknowledged_by', 'text', (c) => c.notNull())
-        .addColumn('note', 'text', (c) => c.notNull())
-        .execute()
-      await db.schema.createIndex('device_grants_decided_at_idx').on('device_grants').column('decided_at').execute()
-      await db.schema.createIndex('device_grant_policy_decided_at_idx').on('device_grant_policy').column('decided_at').execute()
-      await db.schema.createIndex('audit_events_grant_id_idx').on('audit_events').column('grant_id').execute()
-      await db.schema.createIndex('anomalies_grant_id_idx').on('anomalies').column('grant_id').execute()
-    },
-    async down(db: Kysely<any>): Promise<void> {
-      for (const index of ['anomalies_grant_id_idx', 'audit_events_grant_id_idx', 'device_grant_policy_decided_at_idx', 'device_grants_decided_at_idx'])
-        await db.schema.dropIndex(index).ifExists().execute()
-      await db.schema.dropTable('console_anomaly_acks').ifExists().execute()
     },
   },
   /**
@@ -544,6 +486,98 @@ export const migrations: Record<string, Migration> = {
     async down(db: Kysely<any>): Promise<void> {
       for (const t of ['device_compliance', 'security_events_received', 'upstream_logins', 'people_group_members', 'people_groups', 'people'])
         await db.schema.dropTable(t).ifExists().execute()
+    },
+  },
+  /**
+   * Governance console: acknowledgements of anomalies (who, when, a note), and indexes
+   * for the console's list pages and hourly charts (decisions by time, audit events by grant).
+   */
+  '012_console': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('console_anomaly_acks')
+        .addColumn('anomaly_id', 'text', (c) => c.primaryKey())
+        .addColumn('acknowledged_at', 'bigint', (c) => c.notNull())
+        .addColumn('acknowledged_by', 'text', (c) => c.notNull())
+        .addColumn('note', 'text', (c) => c.notNull())
+        .execute()
+      await db.schema.createIndex('device_grants_decided_at_idx').on('device_grants').column('decided_at').execute()
+      await db.schema.createIndex('device_grant_policy_decided_at_idx').on('device_grant_policy').column('decided_at').execute()
+      await db.schema.createIndex('audit_events_grant_id_idx').on('audit_events').column('grant_id').execute()
+      await db.schema.createIndex('anomalies_grant_id_idx').on('anomalies').column('grant_id').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      for (const index of ['anomalies_grant_id_idx', 'audit_events_grant_id_idx', 'device_grant_policy_decided_at_idx', 'device_grants_decided_at_idx'])
+        await db.schema.dropIndex(index).ifExists().execute()
+      await db.schema.dropTable('console_anomaly_acks').ifExists().execute()
+    },
+  },
+  '013_storage_class': {
+    // Storage rules: the token storage a client declared (`storage_class`) for each device
+    // authorization, kept with the grant and updated when a refresh declares it again.
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('grant_storage_classes')
+        .addColumn('device_grant_id', 'text', (c) => c.primaryKey())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('storage_class', 'text', (c) => c.notNull())
+        .addColumn('declared_at', 'bigint', (c) => c.notNull())
+        .addColumn('redeclared_at', 'bigint')
+        .execute()
+      await db.schema.createIndex('grant_storage_classes_client_idx').on('grant_storage_classes').columns(['client_id', 'declared_at']).execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('grant_storage_classes').ifExists().execute()
+    },
+  },
+  '014_reviews': {
+    // Access reviews: campaigns of device-issued grants. Definitions made through the
+    // admin API (configuration campaigns live in the file), their rounds and the items decided.
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema
+        .createTable('review_campaigns')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('definition_json', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute()
+      await db.schema
+        .createTable('review_rounds')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('campaign_id', 'text', (c) => c.notNull())
+        .addColumn('number', 'integer', (c) => c.notNull())
+        .addColumn('opened_at', 'bigint', (c) => c.notNull())
+        .addColumn('deadline_at', 'bigint', (c) => c.notNull())
+        .addColumn('closed_at', 'bigint')
+        .addColumn('close_reason', 'text')
+        .addColumn('reminded_at', 'bigint')
+        .addUniqueConstraint('review_rounds_campaign_number_uq', ['campaign_id', 'number'])
+        .execute()
+      await db.schema.createIndex('review_rounds_open_idx').on('review_rounds').columns(['closed_at', 'deadline_at']).execute()
+      await db.schema
+        .createTable('review_items')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('round_id', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'text', (c) => c.notNull())
+        .addColumn('client_id', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('reviewers_json', 'text', (c) => c.notNull())
+        .addColumn('default_action', 'text', (c) => c.notNull())
+        .addColumn('facts_json', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text')
+        .addColumn('decided_by', 'text')
+        .addColumn('decided_at', 'bigint')
+        .addColumn('decided_via', 'text')
+        .addColumn('justification', 'text')
+        .addColumn('revoked_at', 'bigint')
+        .addUniqueConstraint('review_items_round_grant_uq', ['round_id', 'grant_id'])
+        .execute()
+      await db.schema.createIndex('review_items_round_idx').on('review_items').columns(['round_id', 'decision']).execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropTable('review_items').ifExists().execute()
+      await db.schema.dropTable('review_rounds').ifExists().execute()
+      await db.schema.dropTable('review_campaigns').ifExists().execute()
     },
   },
 }

@@ -24,6 +24,7 @@ import type { KeyStore } from './keys-and-secrets.js'
 import type { PeopleStore } from './people.js'
 import type { RateCounterStore } from './rate-counters.js'
 import type { StorageClassStore } from './storage-classes.js'
+import type { RateSlotStore } from './rate-slots.js'
 import type { TokenFamilyStore } from './token-families.js'
 import type { TrustedDeviceStore } from './trusted-devices.js'
 import type { WebSessionStore } from './web-sessions.js'
@@ -41,6 +42,7 @@ export * from './keys-and-secrets.js'
 export * from './people.js'
 export * from './rate-counters.js'
 export * from './storage-classes.js'
+export * from './rate-slots.js'
 export * from './token-families.js'
 export * from './trusted-devices.js'
 export * from './web-sessions.js'
@@ -67,6 +69,7 @@ export interface Store
     ConditionalApprovalStore,
     WebSessionStore,
     RateCounterStore,
+    RateSlotStore,
     KeyStore,
     DpopReplayStore,
     AuditLogStore,

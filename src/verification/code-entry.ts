@@ -1,7 +1,8 @@
 /**
- * User-code entry and its limits (RFC 8628 §5.1): the limiter is checked before any lookup, so
- * while a source is blocked a correct code gets the same answer as a wrong one; failed entries
- * (unknown, malformed, expired codes and codes someone else decided) count against the source.
+ * User-code entry and its limits (RFC 8628 §5.1): the limiter admits an entry before any lookup
+ * (taking its slots), so while a source is blocked a correct code gets the same answer as a wrong
+ * one; failed entries (unknown, malformed, expired codes and codes someone else decided) keep their
+ * slots, a found code gives them back. The limiter itself: `code-entry-limiter.ts`.
  *
  * @see https://www.rfc-editor.org/rfc/rfc8628#section-5.1
  */
@@ -9,11 +10,10 @@ import type { Client, ClientDirectory } from '../core/model.js'
 import type { EventSink } from '../core/events.js'
 import { normalizeUserCode } from '../core/user-code.js'
 import type { DeviceGrantRecord, Store } from '../storage/store.js'
+import type { CodeEntryLimiter, CodeEntrySource } from './code-entry-limiter.js'
 import type { VerificationLogger } from './logger.js'
-import type { WebSession } from './sessions.js'
 
-/** How a code reached the server: typed into the form (POST) or in a followed link (GET). */
-export type CodeSource = 'typed' | 'link'
+export type { CodeEntryLimiter, CodeEntrySource, CodeSource } from './code-entry-limiter.js'
 
 /**
  * Why a code cannot be reviewed or decided; each is a failed code entry for RFC 8628 §5.1. A code
@@ -21,68 +21,9 @@ export type CodeSource = 'typed' | 'link'
  */
 export type CodeProblem = 'invalid' | 'expired' | 'used'
 
-/** Who is entering a code, for the limiter. */
-export interface CodeEntrySource {
-  session: WebSession
-  /** The browser's address. */
-  ip: string
-  source: CodeSource
-}
-
-/**
- * The code-entry limiter: `check` before a lookup, `countFailure` after a failed one. One
- * implementation today (fixed windows over store counters); a hardened one (sliding windows,
- * IPv6 /64 keys, a server-wide budget) replaces {@link createCodeEntryLimiter} behind this shape.
- */
-export interface CodeEntryLimiter {
-  /** @returns Retry-After seconds when the source is blocked, otherwise undefined. */
-  check(source: CodeEntrySource, now: number): Promise<number | undefined>
-  countFailure(source: CodeEntrySource, now: number): Promise<void>
-}
-
 /** Seconds until the current fixed window (aligned to multiples of its length) ends. */
 export function secondsLeftInWindow(windowSeconds: number, now: number): number {
   return Math.max(1, windowSeconds - (now % windowSeconds))
-}
-
-/**
- * Counters that limit failed code entries from one source: `check` keys are read before a lookup
- * (any one at the limit blocks), `count` keys are incremented after a failed one.
- *
- * - Signed out: per session and per client IP, because a fresh cookie is free.
- * - Signed in, typed: per session and per user account instead of per IP. A signed-in user is
- *   accountable by account, and an IP-wide lock would let one attacker behind a shared NAT or
- *   proxy lock out every colleague behind the same address; signing in is how such a colleague
- *   escapes the IP-wide limit (the pages offer it).
- * - Signed in, followed link (`GET /device?user_code=…`): counted per session and per IP, not
- *   against the account, so crafted links sent to a victim cannot lock the victim's account.
- *   Checked also per IP (and per account), or a signed-in guesser could use links and sign in
- *   again for a fresh session every few tries; a blocked link still leaves typing the code.
- */
-export function codeEntryKeys({ session, ip, source }: CodeEntrySource): { check: string[]; count: string[] } {
-  const bySession = `code_entry:session:${session.record.idHash}`
-  const byIp = `code_entry:ip:${ip}`
-  if (session.user === undefined) return { check: [bySession, byIp], count: [bySession, byIp] }
-  const byUser = `code_entry:user:${session.user.username}`
-  if (source === 'link') return { check: [bySession, byIp, byUser], count: [bySession, byIp] }
-  return { check: [bySession, byUser], count: [bySession, byUser] }
-}
-
-/**
- * Fixed-window limiter over store counters: at most `maxFailures` failed entries per key per
- * `windowSeconds` window; keys from {@link codeEntryKeys}. Reads and increments run in parallel.
- */
-export function createCodeEntryLimiter(store: Store, maxFailures: number, windowSeconds: number): CodeEntryLimiter {
-  return {
-    async check(source, now) {
-      const keys = codeEntryKeys(source).check
-      const counts = await Promise.all(keys.map((k) => store.readCounter(k, windowSeconds, now)))
-      return counts.some((c) => c >= maxFailures) ? secondsLeftInWindow(windowSeconds, now) : undefined
-    },
-    async countFailure(source, now) {
-      await Promise.all(codeEntryKeys(source).count.map((k) => store.incrementCounter(k, windowSeconds, now)))
-    },
-  }
 }
 
 /** The decision recorded for a grant that is no longer pending. */
@@ -112,10 +53,17 @@ export interface AlreadyDecided {
 
 /** Outcome of {@link CodeEntry.lookUp} when the code cannot be reviewed. */
 export type CodeLookupFailure =
-  | { kind: 'blocked'; retryAfterSeconds: number }
+  /** Too many failed entries (RFC 8628 §5.1); `signInRequired` when the server-wide budget is spent. */
+  | { kind: 'blocked'; retryAfterSeconds: number; signInRequired: boolean }
   | AlreadyDecided
-  | { kind: 'problem'; problem: CodeProblem }
+  /** `attemptsLeft`: failed entries this person may still make in the window. */
+  | { kind: 'problem'; problem: CodeProblem; attemptsLeft: number }
   | { kind: 'client_unavailable' }
+  /**
+   * Another browser session has this code's review open (claimed, see `approval.ts`): this one may
+   * not review or decide it until the claim runs out, in at most `claimSeconds`. Nothing changed.
+   */
+  | { kind: 'claimed_elsewhere'; claimSeconds: number }
 
 /** Outcome of {@link CodeEntry.lookUp}. */
 export type CodeLookup = CodeLookupFailure | { kind: 'found'; grant: DeviceGrantRecord; client: Client }
@@ -153,10 +101,13 @@ export function createCodeEntry(deps: CodeEntryDeps) {
     async lookUp(from: CodeEntrySource, raw: string, now: number, requested?: 'approved' | 'denied'): Promise<CodeLookup> {
       const { session, ip } = from
       const username = session.user?.username ?? null
-      const retryAfterSeconds = await limiter.check(from, now)
-      if (retryAfterSeconds !== undefined) {
-        logger.warn({ event: 'verification.code_entry_blocked', ip, subject: username }, 'user-code entry blocked by rate limit')
-        return { kind: 'blocked', retryAfterSeconds }
+      const admission = await limiter.admit(from, now)
+      if (admission.kind === 'blocked') {
+        logger.warn(
+          { event: 'verification.code_entry_blocked', ip, subject: username, signInRequired: admission.signInRequired },
+          'user-code entry blocked by rate limit',
+        )
+        return { kind: 'blocked', retryAfterSeconds: admission.retryAfterSeconds, signInRequired: admission.signInRequired }
       }
       const canonical = normalizeUserCode(raw)
       const grant = canonical === undefined ? undefined : await store.findDeviceGrantByUserCode(canonical)
@@ -175,6 +126,8 @@ export function createCodeEntry(deps: CodeEntryDeps) {
           ...(decidedByYou === undefined ? {} : { alreadyDecided: decidedByYou }),
         },
       })
+      // Only a failed entry keeps its slots.
+      if (problem === undefined) await admission.release()
       if (decidedByYou !== undefined && grant !== undefined) {
         logger.info(
           { event: 'verification.already_decided', grantId: grant.id, outcome: decidedByYou, subject: username, ip },
@@ -183,12 +136,11 @@ export function createCodeEntry(deps: CodeEntryDeps) {
         return alreadyDecided(deps.clients, grant, decidedByYou, requested)
       }
       if (problem !== undefined || grant === undefined) {
-        await limiter.countFailure(from, now)
         logger.info(
           { event: 'verification.code_entry_failed', reason: problem, grantId: grant?.id, ip, subject: username },
           'user-code entry failed',
         )
-        return { kind: 'problem', problem: problem ?? 'invalid' }
+        return { kind: 'problem', problem: problem ?? 'invalid', attemptsLeft: admission.attemptsLeft }
       }
       const client = deps.clients.get(grant.clientId)
       if (client === undefined || client.disabled) {

@@ -17,18 +17,23 @@ import type { PolicyService } from '../policy/service.js'
 import type { Store } from '../storage/store.js'
 import { constantTimeEqual } from '../system.js'
 import { createApproval, type Review } from './approval.js'
-import { createCodeEntry, createCodeEntryLimiter, type CodeEntryLimiter, type CodeLookupFailure, type CodeSource } from './code-entry.js'
+import { createCodeEntry, type CodeLookupFailure } from './code-entry.js'
+import { createCodeEntryLimiter, type CodeEntryLimiter, type CodeEntryLimits, type CodeSource } from './code-entry-limiter.js'
 import type { VerificationLogger } from './logger.js'
 import { createSessions, typedCodeProof, type WebSession } from './sessions.js'
 import { createSignIn } from './sign-in.js'
 import { createStepUp } from './step-up.js'
 
 export type { Review, DecisionOutcome } from './approval.js'
-export type { CodeLookupFailure, CodeProblem, CodeSource, CodeEntryLimiter } from './code-entry.js'
+export type { CodeLookupFailure, CodeProblem } from './code-entry.js'
+export type { CodeSource, CodeEntryLimiter, CodeEntryLimits } from './code-entry-limiter.js'
 export type { EstablishedSession, SignedInSession, WebSession } from './sessions.js'
 export type { SignInOutcome } from './sign-in.js'
 export type { EnrolmentOutcome, StepUpOutcome } from './step-up.js'
 export type { VerificationLogger } from './logger.js'
+
+/** Defaults of the code-entry limits not given in {@link VerificationServiceDeps}. */
+export const CODE_ENTRY_DEFAULTS = { signedInSourceMaxFailures: 10, serverMaxFailures: 500, ipv6PrefixLength: 64 } as const
 
 /** What the verification service needs; built by the composition root. */
 export interface VerificationServiceDeps {
@@ -38,16 +43,26 @@ export interface VerificationServiceDeps {
   random: Random
   clients: ClientDirectory
   users: UserDirectory
-  /** Failed code entries allowed per source in one window (RFC 8628 §5.1). Default: 5. */
+  /** Failed code entries allowed per session, signed-out source and account in any window (RFC 8628 §5.1). Default: 5. */
   codeEntryMaxFailures: number
-  /** Length of the code-entry rate-limit window in seconds. Default: 600. */
+  /** Length of the sliding code-entry window in seconds. Default: 600. */
   codeEntryWindowSeconds: number
-  /** Replaces the fixed-window code-entry limiter built from the two settings above. */
+  /**
+   * The other code-entry limits (see {@link CodeEntryLimits}); defaults: signed-in source 10,
+   * server 500, IPv6 prefix /64.
+   */
+  codeEntryLimits?: Partial<Omit<CodeEntryLimits, 'maxFailures' | 'windowSeconds'>> | undefined
+  /** Replaces the sliding-window code-entry limiter built from the settings above. */
   codeEntryLimiter?: CodeEntryLimiter | undefined
   /** Sign-in sessions last this long, in seconds. Default: 3600. */
   sessionTtlSeconds: number
   /** Conditional approval; absent: every signed-in person may approve. */
   policy?: PolicyService | undefined
+  /**
+   * How long showing a code's review claims it for that browser session, in seconds (renewed by
+   * each review, step-up and decision of the session). Default: 120.
+   */
+  reviewClaimSeconds?: number | undefined
   /** Issuer name shown in authenticator apps for TOTP enrolment. Default: devicegate. */
   totpIssuerLabel?: string | undefined
   logger: VerificationLogger
@@ -66,7 +81,18 @@ export type ShowCodeOutcome =
 export function createVerificationService(deps: VerificationServiceDeps) {
   const { logger } = deps
   const sessions = createSessions(deps)
-  const limiter = deps.codeEntryLimiter ?? createCodeEntryLimiter(deps.store, deps.codeEntryMaxFailures, deps.codeEntryWindowSeconds)
+  const limiter =
+    deps.codeEntryLimiter ??
+    createCodeEntryLimiter(
+      deps.store,
+      {
+        maxFailures: deps.codeEntryMaxFailures,
+        windowSeconds: deps.codeEntryWindowSeconds,
+        ...CODE_ENTRY_DEFAULTS,
+        ...deps.codeEntryLimits,
+      },
+      deps.events,
+    )
   const codeEntry = createCodeEntry({ ...deps, limiter })
   const approval = createApproval({ ...deps, codeEntry })
   const signIn = createSignIn({ ...deps, sessions })
@@ -112,7 +138,8 @@ export function createVerificationService(deps: VerificationServiceDeps) {
         return { kind: 'link_refused' }
       }
       if (session.user === undefined) return { kind: 'sign_in', userCode: found.grant.userCode }
-      return { kind: 'review', review: await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now, input.userAgent) }
+      const reviewed = await approval.review({ ...session, user: session.user }, found.grant, found.client, ip, now, input.userAgent)
+      return 'kind' in reviewed ? reviewed : { kind: 'review', review: reviewed }
     },
   }
 }

@@ -108,13 +108,16 @@ export function createSessions(deps: SessionDeps) {
      *
      * @param person Already authenticated by the caller (password, upstream provider…).
      * @param options.userCode Canonical user code to return to; the return path then carries
-     *   {@link typedCodeProof}, so only call with a code that reached the server typed in a POST.
+     *   {@link typedCodeProof} unless `codeFromLink`, so only call without it for a code that
+     *   reached the server typed in a POST.
+     * @param options.codeFromLink The code came in a link (`GET /device/sign-in?user_code=…`): the
+     *   return path carries no typed-code proof, so it is treated as verification_uri_complete.
      * @param options.ip The browser's address, for the audit event.
      */
     async establishSession(
       person: User,
       now: number,
-      options: { replacing?: WebSession | undefined; userCode?: string | undefined; ip: string },
+      options: { replacing?: WebSession | undefined; userCode?: string | undefined; codeFromLink?: boolean | undefined; ip: string },
     ): Promise<EstablishedSession> {
       const fresh = await start(now, person)
       if (options.replacing !== undefined) await store.deleteWebSession(options.replacing.record.idHash)
@@ -126,7 +129,9 @@ export function createSessions(deps: SessionDeps) {
       const returnTo =
         options.userCode === undefined
           ? '/device'
-          : `/device?user_code=${options.userCode}&typed=${typedCodeProof(fresh.session.record, options.userCode)}`
+          : options.codeFromLink === true
+            ? `/device?user_code=${options.userCode}`
+            : `/device?user_code=${options.userCode}&typed=${typedCodeProof(fresh.session.record, options.userCode)}`
       return { session: { record: fresh.session.record, user: person }, cookieValue: fresh.cookieValue, returnTo }
     },
 

@@ -51,9 +51,11 @@ export function createSignIn(deps: SignInDeps) {
      * `session` (no fixation). Records `session.sign_in_failed` or `session.signed_in`.
      *
      * @param input.userCode The code the form carried (as submitted); the person returns to it.
+     * @param input.codeFromLink The form got the code from a link (`GET /device/sign-in?user_code=…`),
+     *   not from a typed entry: the return path is then a link's (no typed-code proof).
      */
     async signIn(
-      input: { session: WebSession; username: string; password: string; userCode: string | undefined; ip: string },
+      input: { session: WebSession; username: string; password: string; userCode: string | undefined; codeFromLink?: boolean | undefined; ip: string },
       now: number,
     ): Promise<SignInOutcome> {
       const { username, password, ip } = input
@@ -82,9 +84,14 @@ export function createSignIn(deps: SignInDeps) {
         logger.info({ event: 'verification.sign_in_failed', ip }, 'sign-in failed')
         return { kind: 'failed', userCode: canonical, username: username.slice(0, MAX_USERNAME_LENGTH) }
       }
-      // The code reached this form typed (or after the typed-code check), so the return path
-      // carries the typed-code proof.
-      const established = await deps.sessions.establishSession(user, now, { replacing: input.session, userCode: canonical, ip })
+      // A code that reached this form typed (or after the typed-code check) returns with the
+      // typed-code proof; one from a link does not.
+      const established = await deps.sessions.establishSession(user, now, {
+        replacing: input.session,
+        userCode: canonical,
+        codeFromLink: input.codeFromLink,
+        ip,
+      })
       return { kind: 'signed_in', established }
     },
   }

@@ -60,17 +60,21 @@ export function createStepUp(deps: StepUpDeps) {
       const user = session.user
       const found = rawCode === undefined ? undefined : await deps.codeEntry.lookUp({ session, ip, source: 'typed' }, rawCode, now)
       if (found !== undefined && found.kind !== 'found') return found
+      // Another session's open review: refused before the TOTP code is used up.
+      if (found !== undefined && !(await deps.approval.claim(signedIn, found.grant, ip, now))) return deps.approval.claimedElsewhere
       const secret = await findUserTotpSecret(store, user)
       if (secret === undefined) return { kind: 'not_enrolled' }
       const result = await checkTotpCode(store, user.username, secret, input.totp, now)
       if (result !== 'ok') {
         logger.info({ event: 'verification.mfa_failed', subject: user.username, result, ip }, 'second factor failed')
         const review = found === undefined ? undefined : await deps.approval.review(signedIn, found.grant, found.client, ip, now)
+        if (review !== undefined && 'kind' in review) return review
         return { kind: 'failed', result, review }
       }
       const updated = await deps.sessions.markMfaDone(signedIn, now)
       logger.info({ event: 'verification.mfa_completed', subject: user.username, ip }, 'second factor completed')
       const review = found === undefined ? undefined : await deps.approval.review(updated, found.grant, found.client, ip, now)
+      if (review !== undefined && 'kind' in review) return review
       return { kind: 'completed', review }
     },
 

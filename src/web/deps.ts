@@ -16,6 +16,11 @@ export interface VerificationDeps extends Omit<VerificationServiceDeps, 'logger'
   clock: Clock
   /** Plain-language descriptions of scopes shown on the review page. */
   scopeDescriptions: Readonly<Record<string, string>>
+  /**
+   * IANA time zone the pages show clock times in, always with the offset stated (the pages have no
+   * JavaScript, so the browser's zone is unknown). Default: UTC.
+   */
+  timeZone?: string | undefined
   logger: FastifyBaseLogger
   /** Upstream sign-in, step-up and local passwords (`src/identity/`); absent: local passwords only. */
   identity?: IdentityPageOptions

@@ -53,6 +53,7 @@ export async function registerVerificationPages(app: FastifyInstance, deps: Veri
     service: createVerificationService(deps),
     clock: deps.clock,
     scopeDescriptions: deps.scopeDescriptions,
+    timeZone: deps.timeZone,
     logger: deps.logger,
     identity: deps.identity,
   }

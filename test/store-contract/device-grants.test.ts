@@ -183,3 +183,44 @@ describeStoreContract('device grants', (contract) => {
     })
   })
 })
+
+describeStoreContract('device grant review claims', (contract) => {
+  let store: Store
+  beforeAll(() => {
+    store = contract.store
+  })
+
+  it('claims a pending grant for one reviewer at a time (one conditional update), renewable, until it runs out', async () => {
+    const g = deviceGrant()
+    await store.createDeviceGrant(g)
+    expect(await store.claimDeviceGrantReview(g.id, 'r1', NOW + 120, NOW)).toBe(true)
+    expect(await store.claimDeviceGrantReview(g.id, 'r2', NOW + 130, NOW + 10)).toBe(false)
+    expect(await store.claimDeviceGrantReview(g.id, 'r1', NOW + 150, NOW + 30)).toBe(true) // renewed
+    expect(await store.claimDeviceGrantReview(g.id, 'r2', NOW + 249, NOW + 149)).toBe(false)
+    expect(await store.claimDeviceGrantReview(g.id, 'r2', NOW + 270, NOW + 150)).toBe(true) // r1's ran out
+  })
+
+  it('lets only the claim holder decide when a reviewer is given; closes the grant to everyone after', async () => {
+    const g = deviceGrant()
+    await store.createDeviceGrant(g)
+    expect(await store.claimDeviceGrantReview(g.id, 'r1', NOW + 120, NOW)).toBe(true)
+    expect(await store.decideDeviceGrant(g.id, 'approved', 'mallory', NOW + 1, 'r2')).toBe(false)
+    expect((await store.findDeviceGrantByUserCode(g.userCode))?.status).toBe('pending')
+    expect(await store.decideDeviceGrant(g.id, 'denied', 'alice', NOW + 2, 'r1')).toBe(true)
+    expect(await store.claimDeviceGrantReview(g.id, 'r2', NOW + 500, NOW + 400)).toBe(false)
+  })
+
+  it('gives the claim to exactly one of 20 racing reviewers (across instances where the adapter has them)', async () => {
+    const g = deviceGrant()
+    await store.createDeviceGrant(g)
+    const other = contract.adapter.multiInstance ? await contract.adapter.open() : store
+    try {
+      const wins = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : other).claimDeviceGrantReview(g.id, `r${i}`, NOW + 120, NOW)),
+      )
+      expect(wins.filter(Boolean)).toHaveLength(1)
+    } finally {
+      if (other !== store) await other.close()
+    }
+  })
+})

@@ -107,7 +107,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const accessJkt = input.dpopJkt
   // Storage rules: a client that moved its tokens declares the new storage (devicegate extension).
   const storageClass = readStorageClass(input.params)
-  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: accessJkt, now, storageClass })
+  const shaped = await enforcePolicyAtRefresh(deps, { client, family, scope: current.scope, dpopJkt: accessJkt, ip: input.ctx.clientIp, now, storageClass })
   const familyScope = parseScope(current.scope)
   let scope = current.scope
   if (input.params.scope !== undefined) {

@@ -138,14 +138,31 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     decision: 'approved' | 'denied',
     subject: string,
     now: number,
+    reviewer?: string,
   ): Promise<boolean> {
     return this.#ctx.guard(async () => {
-      const result = await this.#db
+      let update = this.#db
         .updateTable('device_grants')
         .set({ status: decision, subject, decided_at: now })
         .where('id', '=', id)
         .where('status', '=', 'pending')
         .where('expires_at', '>', now)
+      if (reviewer !== undefined) update = update.where((eb) => unclaimedBy(eb, reviewer, now))
+      const result = await update.executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  /** One conditional update: `SET review_claim = ?, review_claim_until = ? WHERE pending AND (free OR mine OR run out)`. */
+  claimDeviceGrantReview(id: string, reviewer: string, until: number, now: number): Promise<boolean> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('device_grants')
+        .set({ review_claim: reviewer, review_claim_until: until })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', now)
+        .where((eb) => unclaimedBy(eb, reviewer, now))
         .executeTakeFirst()
       return result.numUpdatedRows > 0n
     })
@@ -243,6 +260,8 @@ function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
     dpop_jkt: g.dpopJkt,
     grant_id: g.grantId,
     resources: joinResources(g.resources),
+    review_claim: null,
+    review_claim_until: null,
   }
 }
 
@@ -279,4 +298,9 @@ function deviceGrantFilterExpression(
   if (f.createdFrom !== undefined) parts.push(eb('device_grants.created_at', '>=', f.createdFrom))
   if (f.createdTo !== undefined) parts.push(eb('device_grants.created_at', '<', f.createdTo))
   return eb.and(parts)
+}
+
+/** No live claim of another reviewer on the row: unclaimed, claimed by `reviewer`, or run out. */
+function unclaimedBy(eb: ExpressionBuilder<DevicegateDatabase, 'device_grants'>, reviewer: string, now: number): Expression<SqlBool> {
+  return eb.or([eb('review_claim', 'is', null), eb('review_claim', '=', reviewer), eb('review_claim_until', '<=', now)])
 }

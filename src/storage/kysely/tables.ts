@@ -24,6 +24,9 @@ export interface DeviceGrantsTable {
   grant_id: string | null
   /** Added by migration 002: RFC 8707 resources, space-delimited. */
   resources: string | null
+  /** Added by migration 005_review_claims: the browser session reviewing it (a hash), and until when. */
+  review_claim: string | null
+  review_claim_until: number | null
 }
 
 // --- token families (token-families.ts; grant-inventory.ts reads them too) ---
@@ -118,6 +121,16 @@ export interface RateCountersTable {
   window_start: number
   hits: number
   expires_at: number
+}
+
+// --- rate slots (rate-slots.ts) ---
+
+/** Sliding-window rate-limit slots (migration 005_rate_slots). */
+export interface RateSlotsTable {
+  key: string
+  slot: number
+  /** When the slot was last taken, epoch seconds; 0 = never, or given back. */
+  taken_at: number
 }
 
 // --- signing keys and server secrets (keys-and-secrets.ts) ---
@@ -292,6 +305,7 @@ export interface DevicegateDatabase extends IdentityTables {
   refresh_tokens: RefreshTokensTable
   web_sessions: WebSessionsTable
   rate_counters: RateCountersTable
+  rate_slots: RateSlotsTable
   signing_keys: SigningKeysTable
   dpop_jtis: DpopJtisTable
   device_poll_times: DevicePollTimesTable

@@ -9,6 +9,7 @@ import type { CodeLookupFailure, CodeProblem, CodeSource, WebSession } from '../
 import { renderCodeEntryPage } from '../templates/code-entry.js'
 import { renderErrorPage } from '../templates/error.js'
 import { renderResultPage } from '../templates/result.js'
+import { formatDuration } from '../templates/layout.js'
 import { sendPage, sendTooManyRequests, signedInOf } from './kit.js'
 
 /** Longest typed code kept in the field after a failed entry. */
@@ -20,8 +21,11 @@ const PROBLEM_MESSAGES: Record<CodeProblem, string> = {
   used: 'That code has already been used. Start again on your device if you still need to sign in.',
 }
 
-/** Code entry again (400), with what was typed kept (escaped by the template) when given. */
-export function sendCodeProblem(reply: FastifyReply, session: WebSession, problem: CodeProblem, typed?: string): FastifyReply {
+/**
+ * Code entry again (400), with what was typed kept (escaped by the template) when given, and the
+ * attempts left in the window when known.
+ */
+export function sendCodeProblem(reply: FastifyReply, session: WebSession, problem: CodeProblem, typed?: string, attemptsLeft?: number): FastifyReply {
   return sendPage(
     reply,
     400,
@@ -30,13 +34,14 @@ export function sendCodeProblem(reply: FastifyReply, session: WebSession, proble
       signedIn: signedInOf(session),
       message: PROBLEM_MESSAGES[problem],
       value: typed?.slice(0, MAX_KEPT_CODE_LENGTH),
+      attemptsLeft,
     }),
   )
 }
 
 /**
  * Renders a {@link CodeLookupFailure}.
- * @param typed The code as typed, kept in the field; undefined for a code from a link.
+ * @param typed The code as submitted: kept in the field when typed, and on the 429 page's sign-in link.
  */
 export function sendCodeLookupFailure(
   reply: FastifyReply,
@@ -47,9 +52,9 @@ export function sendCodeLookupFailure(
 ): FastifyReply {
   switch (failure.kind) {
     case 'blocked':
-      return sendTooManyRequests(reply, failure.retryAfterSeconds, { session, source })
+      return sendTooManyRequests(reply, failure.retryAfterSeconds, { session, source, rawCode: typed, signInRequired: failure.signInRequired })
     case 'problem':
-      return sendCodeProblem(reply, session, failure.problem, source === 'typed' ? typed : undefined)
+      return sendCodeProblem(reply, session, failure.problem, source === 'typed' ? typed : undefined, failure.attemptsLeft)
     case 'already_decided': {
       // A double click on Approve, Back after deciding, or a re-submitted form: 200 when nothing
       // contradicts the recorded decision; 409 when the submission asked for the other one.
@@ -61,6 +66,18 @@ export function sendCodeLookupFailure(
         renderResultPage({ decision: failure.outcome, clientName: failure.clientName, signedIn, alreadyDecided: true }),
       )
     }
+    case 'claimed_elsewhere':
+      // 409: the code is valid, but another browser session has its review open; nothing changed.
+      return sendPage(
+        reply,
+        409,
+        renderErrorPage({
+          title: 'Being reviewed elsewhere',
+          message: 'This request is open for review in another browser session, so it cannot be approved or denied here.',
+          detail: `If that was you, finish in that browser. If you did not start this request, do nothing. If that review is left unfinished, the request can be reviewed here again after ${formatDuration(failure.claimSeconds)}.`,
+          signedIn: signedInOf(session),
+        }),
+      )
     case 'client_unavailable':
       return sendPage(
         reply,

@@ -7,6 +7,7 @@ import type {} from '@fastify/cookie'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type {} from '../../http/request-context.js'
 import type { Clock } from '../../core/ports.js'
+import { normalizeUserCode } from '../../core/user-code.js'
 import type { VerificationService, WebSession } from '../../verification/service.js'
 import type { PostGuard } from '../csrf.js'
 import { renderErrorPage } from '../templates/error.js'
@@ -36,6 +37,8 @@ export interface PageContext {
   clock: Clock
   /** Plain-language descriptions of scopes shown on the review page. */
   scopeDescriptions: Readonly<Record<string, string>>
+  /** IANA zone of the clock times on the pages (stated with its offset). Default: UTC. */
+  timeZone?: string | undefined
   logger: FastifyBaseLogger
 }
 
@@ -139,28 +142,36 @@ export function sendForbidden(ctx: PageContext, request: FastifyRequest, reply: 
 
 /**
  * 429 with Retry-After (RFC 6585 §4). For code entry (`codeEntry` given) a signed-out visitor is
- * told they can sign in to continue, since the IP-wide limit does not apply once signed in; a
- * signed-in one who followed a link is told to type the code instead.
+ * offered sign-in, with the code kept on the link (`/device/sign-in?user_code=…`, canonical codes
+ * only): the signed-out limits (source address, server-wide budget) do not apply once signed in.
+ * With `signInRequired` (the server-wide budget is spent) that is the only way on. A signed-in
+ * visitor who followed a link is told to type the code instead.
  */
 export function sendTooManyRequests(
   reply: FastifyReply,
   retryAfterSeconds: number,
-  codeEntry?: { session: WebSession; source: 'typed' | 'link' },
+  codeEntry?: { session: WebSession; source: 'typed' | 'link'; rawCode?: string | undefined; signInRequired?: boolean },
 ): FastifyReply {
   reply.header('retry-after', String(retryAfterSeconds))
   const signedIn = codeEntry === undefined ? undefined : signedInOf(codeEntry.session)
+  const signInRequired = codeEntry?.signInRequired === true && signedIn === undefined
   return sendPage(
     reply,
     429,
     renderErrorPage({
-      title: 'Too many attempts',
-      message: `Too many attempts. Try again in ${formatDuration(retryAfterSeconds)}.`,
+      title: signInRequired ? 'Sign in to continue' : 'Too many attempts',
+      message: signInRequired
+        ? `Too many wrong codes were entered on this service recently, so codes can only be entered after signing in for the next ${formatDuration(retryAfterSeconds)}.`
+        : `Too many attempts. Try again in ${formatDuration(retryAfterSeconds)}.`,
       detail:
         signedIn !== undefined && codeEntry?.source === 'link'
           ? 'If you opened a link, enter the code shown on your device yourself instead.'
           : undefined,
       signedIn,
-      offerSignIn: codeEntry !== undefined && signedIn === undefined,
+      offerSignIn:
+        codeEntry !== undefined && signedIn === undefined
+          ? { userCode: codeEntry.rawCode === undefined ? undefined : normalizeUserCode(codeEntry.rawCode) }
+          : undefined,
     }),
   )
 }

@@ -61,6 +61,7 @@ export function renderReview(ctx: PageContext, session: SignedInSession, review:
     requestIp: grant.requestIp,
     requestUserAgent: grant.requestUserAgent,
     storageDescription: describeStorageClass(review.storageClass),
+    timeZone: ctx.timeZone,
     ...(policy ? { policy: policyView(policy.decision, policy.confirmSuffixLength, error) } : {}),
     ...(ctx.identity
       ? { stepUp: { provider: ctx.identity.stepUpProvider(session.user.username), totp: ctx.identity.offersTotp(session.user.username) } }

@@ -6,7 +6,7 @@
  * code-entry and 429 pages link here.
  */
 import type { FastifyInstance } from 'fastify'
-import { formatUserCode } from '../../core/user-code.js'
+import { formatUserCode, normalizeUserCode } from '../../core/user-code.js'
 import { renderSignInPage } from '../templates/sign-in.js'
 import {
   ensureSession,
@@ -25,12 +25,26 @@ import {
 
 /** Registers `GET /device/sign-in` and `POST /device/sign-in`. */
 export function registerSignInPage(app: FastifyInstance, ctx: PageContext): void {
-  // A code is never taken from this URL (a link must not reach the typed-code path).
+  // `?user_code=…` (the 429 page's "sign in" link keeps the code) is carried as a link's code: it
+  // goes back as `code_source=link`, so it never gets the typed-code proof (a crafted link must not
+  // reach the typed-code path). Only a well-formed code is kept; it is not looked up here.
   app.get('/device/sign-in', async (request, reply) => {
     const now = ctx.clock.nowSeconds()
     const session = await ensureSession(ctx, request, reply, now)
-    if (session.user !== undefined) return redirect(reply, '/device')
-    return sendPage(reply, 200, renderSignInPage({ ...signInOptions(ctx), csrfToken: session.record.csrfToken }))
+    const raw = (request.query as Record<string, unknown> | undefined)?.user_code
+    const userCode = typeof raw === 'string' ? normalizeUserCode(raw) : undefined
+    if (session.user !== undefined) return redirect(reply, userCode === undefined ? '/device' : `/device?user_code=${userCode}`)
+    return sendPage(
+      reply,
+      200,
+      renderSignInPage({
+        ...signInOptions(ctx),
+        csrfToken: session.record.csrfToken,
+        userCode,
+        userCodeDisplay: userCode === undefined ? undefined : formatUserCode(userCode),
+        codeFromLink: true,
+      }),
+    )
   })
 
   app.post('/device/sign-in', async (request, reply) => {
@@ -44,6 +58,7 @@ export function registerSignInPage(app: FastifyInstance, ctx: PageContext): void
         username: formString(form, 'username') ?? '',
         password: formString(form, 'password') ?? '',
         userCode: formString(form, 'user_code'),
+        codeFromLink: formString(form, 'code_source') === 'link',
         ip: request.clientIp,
       },
       now,
@@ -60,6 +75,7 @@ export function registerSignInPage(app: FastifyInstance, ctx: PageContext): void
             csrfToken: session.record.csrfToken,
             userCode: result.userCode,
             userCodeDisplay: result.userCode === undefined ? undefined : formatUserCode(result.userCode),
+            codeFromLink: formString(form, 'code_source') === 'link',
             username: result.username,
             message: 'Invalid username or password.',
           }),

@@ -13,6 +13,8 @@ export function renderCodeEntryPage(input: {
   message?: string | undefined
   /** What the user typed, kept in the field after a failed entry. */
   value?: string | undefined
+  /** Failed entries this person may still make in the window (RFC 8628 §5.1), shown after a failed one. */
+  attemptsLeft?: number | undefined
 }): string {
   return layout({
     title: 'Connect a device',
@@ -20,6 +22,13 @@ export function renderCodeEntryPage(input: {
     body: html`<h1>Connect a device</h1>
       <p>Enter the code shown on your device.</p>
       ${input.message === undefined ? '' : html`<p class="warning" role="alert">${input.message}</p>`}
+      ${input.attemptsLeft === undefined
+        ? ''
+        : html`<p class="muted" id="attempts_left">
+            ${input.attemptsLeft === 0
+              ? 'No attempts left for now: the next code you enter will have to wait.'
+              : `${input.attemptsLeft} ${input.attemptsLeft === 1 ? 'attempt' : 'attempts'} left before a pause.`}
+          </p>`}
       <form method="post" action="/device">
         ${hidden('csrf_token', input.csrfToken)}
         <label for="user_code">Code</label>

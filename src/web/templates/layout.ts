@@ -69,13 +69,14 @@ input[type=text],input[type=password]{width:100%;font-size:1rem;padding:.65rem .
 input.code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:1.25rem;letter-spacing:.15em;text-transform:uppercase}
 .actions{display:flex;flex-wrap:wrap;gap:.75rem;margin-top:1.25rem}
 button{flex:1 1 10rem;min-height:2.75rem;font:inherit;font-weight:600;padding:.6rem 1rem;border-radius:.5rem;border:1px solid var(--line);background:var(--card);color:var(--fg);cursor:pointer}
-button.primary,button[value=approve]{background:var(--accent);border-color:var(--accent);color:var(--accent-fg)}
 button[value=deny]{color:var(--danger);border-color:var(--danger)}
+button.primary,.primary-approve button[value=approve]{background:var(--accent);border-color:var(--accent);color:var(--accent-fg)}
+.primary-deny button[value=deny]{background:var(--danger);border-color:var(--danger);color:var(--accent-fg)}
 a.button{display:inline-block;min-height:2.75rem;font-weight:600;padding:.6rem 1rem;border-radius:.5rem;border:1px solid var(--accent);background:var(--accent);color:var(--accent-fg);text-decoration:none}
 ul.providers{list-style:none;padding:0;margin:.75rem 0}
 ul.providers li{margin:.5rem 0}
 :focus-visible{outline:3px solid var(--accent);outline-offset:2px}
-.code-display{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:1.5rem;letter-spacing:.15em;font-weight:700}
+.code-display{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:1.5rem;letter-spacing:.15em;font-weight:700;white-space:nowrap}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:.75rem 0}
 dt{font-weight:600;color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
@@ -191,4 +192,23 @@ export function toIso(epochSeconds: number): string {
 /** `2025-01-31 14:05:09 UTC`. */
 export function formatUtc(epochSeconds: number): string {
   return `${toIso(epochSeconds).slice(0, 19).replace('T', ' ')} UTC`
+}
+
+/**
+ * A clock time for people: `14:05 UTC (UTC+00:00)`, `15:05 CET (UTC+01:00)`. The pages carry no
+ * JavaScript and browsers send no time zone, so the server cannot know the approver's zone: it
+ * shows the configured zone (`verification.time_zone`, default UTC) and always states its offset,
+ * so the reader can convert.
+ *
+ * @param epochSeconds The time (epoch seconds).
+ * @param timeZone An IANA time zone name (validated by the configuration).
+ */
+export function formatClock(epochSeconds: number, timeZone = 'UTC'): string {
+  const date = new Date(epochSeconds * 1000)
+  const part = (options: Intl.DateTimeFormatOptions, type: Intl.DateTimeFormatPartTypes) =>
+    new Intl.DateTimeFormat('en-GB', { timeZone, ...options }).formatToParts(date).find((p) => p.type === type)?.value ?? ''
+  const clock = new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(date)
+  const name = part({ timeZoneName: 'short' }, 'timeZoneName')
+  const offset = part({ timeZoneName: 'longOffset' }, 'timeZoneName').replace(/^GMT$/, 'GMT+00:00').replace(/^GMT/, 'UTC')
+  return `${clock} ${name} (${offset})`
 }

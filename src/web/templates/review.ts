@@ -2,7 +2,7 @@
  * The review (consent) page (RFC 8628 §3.3, §5.4) with conditional approval's view, and the page
  * after an approval the policy refused.
  */
-import { formatDuration, formatUtc, hidden, html, layout, toIso, type SignedIn } from './layout.js'
+import { formatClock, formatDuration, hidden, html, layout, toIso, type SignedIn } from './layout.js'
 
 /** What the review (consent) page shows about one pending device authorization. */
 export interface ReviewView {
@@ -25,6 +25,8 @@ export interface ReviewView {
    * the tool made (`storage_class`), shown as such.
    */
   storageDescription: string
+  /** IANA zone the clock times are shown in (with their offset). Default: UTC. */
+  timeZone?: string | undefined
   /** Conditional approval: locations, risk tier and the policy's decision. */
   policy?: ReviewPolicyView
   /**
@@ -97,9 +99,8 @@ export function renderReviewPage(view: ReviewView): string {
       <dl>
         <dt>Requested</dt>
         <dd>
-          ${ago} ago (<time datetime="${toIso(view.requestedAt)}"
-            >${formatUtc(view.requestedAt)}</time
-          >)
+          ${ago} ago, at
+          <time datetime="${toIso(view.requestedAt)}">${formatClock(view.requestedAt, view.timeZone)}</time>
         </dd>
         ${p === undefined
           ? html`<dt>From IP address</dt>
@@ -114,9 +115,9 @@ export function renderReviewPage(view: ReviewView): string {
         <dd>${view.requestUserAgent?.trim() ? view.requestUserAgent : 'Not reported'}</dd>
         <dt>Where it keeps your sign-in</dt>
         <dd id="storage_class">${view.storageDescription} <span class="muted">(as the tool reports it)</span></dd>
-        <dt>Expires in</dt>
+        <dt>Expires</dt>
         <dd>
-          ${left} (<time datetime="${toIso(view.expiresAt)}">${formatUtc(view.expiresAt)}</time>)
+          at <time id="expires_at" datetime="${toIso(view.expiresAt)}">${formatClock(view.expiresAt, view.timeZone)}</time>, in ${left}
         </dd>
       </dl>
       ${p?.locationMismatch
@@ -134,12 +135,9 @@ export function renderReviewPage(view: ReviewView): string {
       ${p?.decision === 'deny'
         ? html`<div class="warning danger" role="alert" id="policy_denied">
             <p>This request cannot be approved. ${p.message ?? ''}</p>
+            <p>It has been denied: the device has been told, and nothing more is needed from you.</p>
             <p class="muted">Reason: <code>${p.reasonCodes.join(', ')}</code></p>
-          </div>
-          <form method="post" action="/device">
-            ${hidden('csrf_token', view.csrfToken)} ${hidden('user_code', view.userCode)}
-            <div class="actions"><button name="decision" value="deny">Deny</button></div>
-          </form>`
+          </div>`
         : p?.decision === 'step_up'
           ? html`<div class="warning" id="step_up">
                 <p>${p.message ?? 'This app requires a second factor.'}</p>
@@ -170,10 +168,16 @@ export function renderReviewPage(view: ReviewView): string {
                 ? ''
                 : html`<label for="confirm_code">Type the last ${suffix} characters of the code shown on your device</label>
                     <input type="text" id="confirm_code" name="confirm_code" class="code" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="${suffix + 2}" required />`}
-              <div class="actions">
-                <button name="decision" value="approve">Approve</button>
-                <button name="decision" value="deny">Deny</button>
-              </div>
+              ${p?.locationMismatch
+                ? // Under the location warning, Deny is the primary button: first and filled.
+                  html`<div class="actions primary-deny" id="decision_buttons">
+                    <button name="decision" value="deny">Deny</button>
+                    <button name="decision" value="approve">Approve</button>
+                  </div>`
+                : html`<div class="actions primary-approve" id="decision_buttons">
+                    <button name="decision" value="approve">Approve</button>
+                    <button name="decision" value="deny">Deny</button>
+                  </div>`}
             </form>`}`,
   })
 }

@@ -14,6 +14,8 @@ export function renderSignInPage(input: {
   userCode?: string | undefined
   /** Display form of the code, shown to the user. */
   userCodeDisplay?: string | undefined
+  /** The code came in a link (not typed here): sent back as `code_source=link`, so no typed-code proof follows. */
+  codeFromLink?: boolean | undefined
   message?: string
   username?: string
   /** Upstream OpenID Connect providers offered as "Sign in with <name>" (links to their start route). Default: none. */
@@ -40,6 +42,7 @@ export function renderSignInPage(input: {
       <form method="post" action="/device/sign-in">
         ${hidden('csrf_token', input.csrfToken)}
         ${input.userCode === undefined ? '' : hidden('user_code', input.userCode)}
+        ${input.userCode !== undefined && input.codeFromLink === true ? hidden('code_source', 'link') : ''}
         <label for="username">Username</label>
         <input
           type="text"
