@@ -14,6 +14,9 @@ import { DPOP_ALGS } from './protocol/dpop.js'
 import { DpopNonces } from './protocol/dpop-nonce.js'
 import { KeyRing } from './protocol/keys.js'
 import { buildMetadata } from './protocol/metadata.js'
+import { buildOpenIdConfiguration } from './protocol/oidc.js'
+import { GLOBAL_REVOCATION_PATH } from './signals/global-revocation.js'
+import { startSignals, type Signals } from './signals/index.js'
 import { SUPPORTED_GRANT_TYPES } from './protocol/token.js'
 import { openStore } from './storage/index.js'
 import type { Store } from './storage/store.js'
@@ -77,6 +80,8 @@ export interface DevicegateServer {
   reviews: ReviewService
   /** People and groups, upstream sign-in, SCIM, Shared Signals. */
   identity: Identity
+  /** Outbox, Shared Signals transmitter, webhooks, global revocation. */
+  signals: Signals
   /**
    * Stops background work, closes the HTTP server (new requests get 503; requests in flight get
    * until `listen.shutdown_deadline_seconds`, then their connections are closed) and the store.
@@ -155,6 +160,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
+  const signals = await startSignals({ config, store, keys, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
   // Access reviews and the compliance report: admin API routes and the review scheduler.
   const reviews = startReviews({
     config,
@@ -207,6 +213,13 @@ export async function createServer(config: Config, options: CreateServerOptions 
           ),
       ]
     : []
+  const metadata = {
+    ...buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
+    // draft-parecki-oauth-global-token-revocation §4: where the endpoint is and how to authenticate.
+    ...(config.signals.globalRevocation.enabled
+      ? { global_token_revocation_endpoint: config.issuer + GLOBAL_REVOCATION_PATH, global_token_revocation_endpoint_auth_methods_supported: ['bearer'] }
+      : {}),
+  }
   const app = await buildApp({
     protocol,
     web: {
@@ -232,9 +245,10 @@ export async function createServer(config: Config, options: CreateServerOptions 
       totpIssuerLabel: new URL(config.issuer).host,
       identity: identity.pageOptions(),
     },
-    metadata: buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
+    metadata,
+    openIdConfiguration: buildOpenIdConfiguration(metadata, { issuer: config.issuer, signingAlg: config.signingAlg }),
     trustedProxies: config.trustedProxies,
-    plugins: [...governance.httpPlugins, ...consolePlugins, ...identity.httpPlugins],
+    plugins: [...governance.httpPlugins, signals.httpPlugin, ...consolePlugins, ...identity.httpPlugins],
     pagePlugins: identity.pagePlugins,
     logger,
     healthCheck: async () => {
@@ -256,6 +270,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     governance,
     reviews: reviews.service,
     identity,
+    signals,
     async close() {
       clearInterval(purge)
       reviews.close()
@@ -273,6 +288,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
       } finally {
         clearTimeout(deadline)
       }
+      await signals.close()
       await governance.close()
       if (!options.store) await store.close()
       logger.flush()

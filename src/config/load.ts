@@ -13,6 +13,7 @@ import { resolveGovernanceConfig, type GovernanceConfig } from './governance.js'
 import { resolveReviewsConfig, type ReviewsConfig } from './reviews.js'
 import { resolveIdentityConfig, type IdentityConfig } from './identity.js'
 import { configSchema, type ConfigFile } from './schema.js'
+import { resolveSignalsConfig, type SignalsConfig } from './signals.js'
 
 /** The resolved, frozen configuration every other module reads. */
 export interface Config {
@@ -62,6 +63,8 @@ export interface Config {
   readonly console: ConsoleConfig
   /** People and groups: upstream OpenID Connect providers, local passwords, SCIM, Shared Signals. */
   readonly identity: IdentityConfig
+  /** Outbox delivery, Shared Signals transmitter, global token revocation, webhooks. */
+  readonly signals: SignalsConfig
   /** Conditional approval: policy file (absent: the built-in baseline) and whether to watch it. */
   readonly policy?: { readonly file?: string; readonly watch: boolean }
   /** IP database for country/ASN conditions. */
@@ -205,6 +208,7 @@ export async function resolveConfig(
         groups: Object.freeze([...u.groups]),
         risk: u.risk,
         ...(u.manager !== undefined ? { manager: u.manager } : {}),
+        ...(u.email !== undefined ? { email: u.email } : {}),
         ...(u.mfa ? { totpSecret: secretFromEnv(env, u.mfa.totp_secret_env, `users[${i}].mfa.totp_secret_env`) } : {}),
       }),
     ),
@@ -245,6 +249,7 @@ export async function resolveConfig(
     reviews: resolveReviewsConfig(file.reviews),
     console: resolveConsoleConfig(file.console),
     identity: resolveIdentityConfig(file.identity, file.identity_providers, issuer, (name, field) => secretFromEnv(env, name, field)),
+    signals: resolveSignalsOrFail(file.signals, env),
     policy: Object.freeze({ ...(file.policy.file !== undefined ? { file: resolve(file.policy.file) } : {}), watch: file.policy.watch }),
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),
@@ -266,6 +271,14 @@ export async function resolveConfig(
         }
       : {}),
   })
+}
+
+function resolveSignalsOrFail(file: ConfigFile['signals'], env: Readonly<Record<string, string | undefined>>): SignalsConfig {
+  try {
+    return resolveSignalsConfig(file, env)
+  } catch (err) {
+    throw new ConfigError((err as Error).message)
+  }
 }
 
 /** Environment variables the `--dev` preset reads for its demo secrets. */

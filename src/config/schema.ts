@@ -9,6 +9,7 @@ import { consoleSchema } from './console.js'
 import { governanceSchema } from './governance.js'
 import { reviewsSchema } from './reviews.js'
 import { identityProviderSchema, identitySchema } from './identity.js'
+import { signalsSchema } from './signals.js'
 import { GRANT_TYPES } from '../core/model.js'
 import { RISK_TIERS } from '../policy/schema.js'
 
@@ -136,6 +137,8 @@ export const userSchema = z
     /** Name of an environment variable holding the password; hashed at start-up. */
     password_env: z.string().optional(),
     disabled: z.boolean().default(false),
+    /** E-mail address: the OpenID Connect `email` claim and Shared Signals `email` subjects. Default: none. */
+    email: z.string().email().max(254).optional(),
     /** Groups, for policy conditions and the device-flow block. Default: none. */
     groups: z.array(z.string().min(1).max(100)).default([]),
     /** Risk attribute for policy conditions, 0 (none) to 100. Default: 0. */
@@ -348,6 +351,8 @@ export const configSchema = z
     identity_providers: z.array(identityProviderSchema).default([]),
     /** Local passwords, SCIM provisioning and the Shared Signals receiver (see `config/identity.ts`). */
     identity: identitySchema,
+    /** Outbox, Shared Signals transmitter, global token revocation, signed webhooks (see `config/signals.ts`). */
+    signals: signalsSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

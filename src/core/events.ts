@@ -48,6 +48,8 @@ export const EVENT_TYPES = [
   'group.deleted',
   'session.upstream_failed',
   'security_event.received',
+  'webhook.paused',
+  'global_revocation.requested',
   // signals (not audited one by one)
   'device_code.polled_too_fast',
   'token.used',

@@ -85,6 +85,8 @@ export interface User {
   readonly totpSecret?: string
   /** Username of the person's manager (identity provider or SCIM `manager`); access reviews. */
   readonly manager?: string
+  /** E-mail address (OpenID Connect `email` claim, SSF `email` subjects). Absent: unknown. */
+  readonly email?: string
 }
 
 /** Scope that asks for a refresh token (OpenID Connect Core §11, used the same way here). */

@@ -13,6 +13,7 @@ import { verifyDpopProof } from '../protocol/dpop.js'
 import { OAuthError } from '../protocol/errors.js'
 import { handleIntrospection } from '../protocol/introspection.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
+import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
 import { readParams, type FormBody } from '../protocol/params.js'
 import { handleRevocation } from '../protocol/revocation.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
@@ -52,6 +53,8 @@ export interface AppDeps {
   web: Omit<VerificationDeps, 'logger'>
   /** RFC 8414 metadata document, built once. */
   metadata: Record<string, unknown>
+  /** OpenID Connect Discovery 1.0 §3 document, built once. */
+  openIdConfiguration: Record<string, unknown>
   trustedProxies: readonly string[]
   logger: FastifyBaseLogger
   /** Checks the store is reachable, for `/healthz`. */
@@ -293,6 +296,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const cacheable = (reply: FastifyReply) => reply.header('cache-control', 'public, max-age=300').removeHeader('pragma')
 
   app.get(ENDPOINTS.metadata, async (_req, reply) => cacheable(reply).send(deps.metadata))
+  app.get(OIDC_ENDPOINTS.configuration, async (_req, reply) => cacheable(reply).send(deps.openIdConfiguration))
+  // OpenID Connect Core §5.3: GET and POST; the token in the Authorization header (RFC 6750 §2.1,
+  // RFC 9449 §7.1); errors carry their WWW-Authenticate challenge.
+  const userinfo = async (request: FastifyRequest) =>
+    handleUserInfo(
+      { authorization: request.headers.authorization, dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
+      protocol,
+    )
+  app.get(OIDC_ENDPOINTS.userinfo, userinfo)
+  app.post(OIDC_ENDPOINTS.userinfo, userinfo)
   app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(await protocol.keys.jwks()))
   app.get('/healthz', async (_req, reply) => {
     await deps.healthCheck()

@@ -11,6 +11,7 @@ import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
 import { readResources, resolveResources } from './resources.js'
+import { isOpenIdScope, readNonce } from './oidc.js'
 import { resolveRequestedScope } from './scope.js'
 import { policyDecidedEvent } from '../policy/events.js'
 
@@ -92,6 +93,9 @@ export function storageRefusalMembers(storageClass: StorageClass): Record<string
  * the value enforced.
  *
  * @param proofJkt Thumbprint of a verified DPoP proof on the request (RFC 9449 §4), or null.
+ * With `openid` in the scope, a `nonce` parameter is kept for the ID Token (OpenID Connect Core
+ * §3.1.2.1 `nonce`, carried here as a devicegate extension).
+ *
  * @throws {OAuthError} `invalid_client`, `unauthorized_client` (client lacks the device_code
  *   grant), `invalid_scope`, `invalid_request` (also: an unbound request from a client with
  *   `dpop.bind_device_code`), `invalid_dpop_proof`, `invalid_target` (a
@@ -110,6 +114,8 @@ export async function handleDeviceAuthorization(
     throw new OAuthError('unauthorized_client', 'this client may not use the device authorization grant')
   const scope = resolveRequestedScope(client, params.scope)
   const dpopJkt = resolveDeviceCodeBinding(params, proofJkt)
+  // OpenID Connect: the nonce comes back in the ID Token (devicegate extension, see protocol/oidc.ts).
+  const nonce = isOpenIdScope(scope) ? readNonce(params) : undefined
   // RFC 8707 §2: the resources the tokens will be for; the token request may narrow them.
   const resources = resolveResources(client, readResources(params))
   const now = deps.clock.nowSeconds()
@@ -173,6 +179,7 @@ export async function handleDeviceAuthorization(
       })
       if (posture) await deps.store.saveDevicePosture(id, JSON.stringify(posture))
       await deps.store.declareStorageClass({ deviceGrantId: id, clientId: client.id, storageClass, declaredAt: now })
+      if (nonce !== undefined) await deps.store.saveOidcNonce(id, nonce)
       await deps.events?.record({
         type: 'device_authorization.requested',
         actor: `client:${client.id}`,

@@ -5,6 +5,7 @@
 import { SignJWT } from 'jose'
 import type { Client } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
+import type { AuthenticationContext } from '../storage/oidc-context.js'
 import type { AccessTokenRecord, RefreshTokenRecord } from '../storage/store.js'
 import { randomToken, recordId, sha256Hex } from '../system.js'
 import type { KeyRing } from './keys.js'
@@ -35,6 +36,8 @@ export interface AccessTokenClaims {
   resources?: readonly string[]
   /** Upper bound on `exp` (epoch seconds), e.g. the family's end of life. */
   notAfter?: number
+  /** How the approver authenticated: JWTs carry `auth_time`, `amr`, `acr` (RFC 9068 §2.2.1). */
+  authentication?: AuthenticationContext | null
 }
 
 /** A minted token: the string for the client, the record (hash only) for the store. */
@@ -45,7 +48,9 @@ export interface Minted<R> {
 
 /**
  * Mints an access token. JWTs follow RFC 9068 §2 (`typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
- * `scope`, `jti`, `iat`, `exp`, plus `cnf.jkt` when bound). `aud` is the RFC 8707 resources when
+ * `scope`, `jti`, `iat`, `exp`, plus `cnf.jkt` when bound), with `sid`: the token family (grant)
+ * id, the session a Shared Signals `session-revoked` event names, so a resource server following
+ * an SSF stream can refuse the family's tokens. `aud` is the RFC 8707 resources when
  * requested, else the issuer. Either way only the SHA-256 of the
  * token string is stored.
  */
@@ -59,7 +64,11 @@ export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMint
     token = await new SignJWT({
       client_id: claims.client.id,
       scope: claims.scope,
+      sid: claims.grantId,
       ...(claims.dpopJkt ? { cnf: { jkt: claims.dpopJkt } } : {}),
+      ...(claims.authentication
+        ? { auth_time: claims.authentication.authTime, amr: [...claims.authentication.amr], acr: claims.authentication.acr }
+        : {}),
     })
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
       .setIssuer(deps.issuer)
@@ -102,7 +111,7 @@ export function audienceOf(resources: readonly string[] | undefined, issuer: str
 
 /** Mints an opaque refresh token (256 bits) that expires with its family at `expiresAt`. */
 export function mintRefreshToken(
-  claims: Omit<AccessTokenClaims, 'notAfter'> & { expiresAt: number },
+  claims: Omit<AccessTokenClaims, 'notAfter' | 'authentication'> & { expiresAt: number },
   deps: Pick<TokenMinterDeps, 'clock' | 'random'>,
 ): Minted<RefreshTokenRecord> {
   const token = REFRESH_TOKEN_PREFIX + randomToken(deps.random, 32)
@@ -131,12 +140,15 @@ export interface TokenResponse {
   expires_in: number
   scope: string
   refresh_token?: string
+  /** OpenID Connect Core §3.1.3.3: when the granted scope includes `openid`. */
+  id_token?: string
 }
 
 /** Builds the RFC 6749 §5.1 response body. */
 export function tokenResponse(
   access: Minted<AccessTokenRecord>,
   refresh: Minted<RefreshTokenRecord> | undefined,
+  idToken?: string,
 ): TokenResponse {
   return {
     access_token: access.token,
@@ -144,5 +156,6 @@ export function tokenResponse(
     expires_in: access.record.expiresAt - access.record.issuedAt,
     scope: access.record.scope,
     ...(refresh ? { refresh_token: refresh.token } : {}),
+    ...(idToken ? { id_token: idToken } : {}),
   }
 }

@@ -38,7 +38,7 @@ async function verifyInto(server: ResourceServer, request: FastifyRequest, reply
       }
       return
     }
-    request.devicegate = await server.verifyRequest(request, { scopes })
+    request.devicegate = await server.verifyRequest(request, { scopes, clientIp: request.ip })
   } catch (err) {
     if (err instanceof ResourceAuthError) {
       await sendResourceError(reply, err)

@@ -27,10 +27,10 @@ export async function authorize(
   server: ResourceServer,
   req: IncomingMessage,
   res: ServerResponse,
-  options: { scopes?: readonly string[] } = {},
+  options: { scopes?: readonly string[]; clientIp?: string } = {},
 ): Promise<VerifiedAccess | undefined> {
   try {
-    return await server.verifyRequest(req, options)
+    return await server.verifyRequest(req, { ...options, ...(options.clientIp === undefined && req.socket?.remoteAddress ? { clientIp: req.socket.remoteAddress } : {}) })
   } catch (err) {
     if (err instanceof ResourceAuthError) {
       writeResourceError(res, err)

@@ -165,9 +165,13 @@ export class IntrospectionClient {
     this.#nowMs = options.nowMs ?? Date.now
   }
 
-  /** @throws {RevocationUnavailableError} when the endpoint cannot answer. */
-  async introspect(token: string): Promise<IntrospectionResult> {
-    const key = createHash('sha256').update(token).digest('base64url')
+  /**
+   * @param clientIp Where the token was presented: sent as `client_ip` (devicegate records the
+   *   use and runs its new-network detector); part of the cache key.
+   * @throws {RevocationUnavailableError} when the endpoint cannot answer.
+   */
+  async introspect(token: string, clientIp?: string): Promise<IntrospectionResult> {
+    const key = createHash('sha256').update(`${token}\0${clientIp ?? ''}`).digest('base64url')
     const now = this.#nowMs()
     const hit = this.#cache.get(key)
     if (hit && hit.until > now) return hit.result
@@ -176,7 +180,7 @@ export class IntrospectionClient {
       const res = await this.#fetch(this.#url, {
         method: 'POST',
         headers: { authorization: this.#authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ token }).toString(),
+        body: new URLSearchParams({ token, ...(clientIp ? { client_ip: clientIp } : {}) }).toString(),
         signal: AbortSignal.timeout(5000),
       })
       if (!res.ok) throw new Error(`introspection answered ${res.status}`)

@@ -7,6 +7,7 @@ import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JW
 import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js'
 import { ResourceAuthError, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError, type ClientCredentials, type IntrospectionResult } from './revocation.js'
+import { SsfRevocations } from './ssf.js'
 
 /** The part of an HTTP request the helper reads (node:http `IncomingMessage` and fastify requests fit). */
 export interface RequestLike {
@@ -37,6 +38,20 @@ export type RevocationOptions =
       cacheTtlMs?: number
       /** Introspection URL. Default: issuer + `/introspect`. */
       url?: string
+    }
+  | {
+      /**
+       * Follow a Shared Signals stream (CAEP session-revoked) as a receiver: `credentials` are a
+       * confidential client with the `ssf` scope. Poll (RFC 8936, default) or push (RFC 8935: mount
+       * `receiveSsfPush` at `delivery.push.endpointUrl`). See `ssf.ts`.
+       */
+      mode: 'ssf'
+      credentials: ClientCredentials
+      delivery?: 'poll' | { push: { endpointUrl: string } }
+      /** Poll interval in milliseconds. Default: 1000. */
+      pollIntervalMs?: number
+      /** Poll mode: refuse every request when no poll succeeded for this long, ms. Default: max(5000, 5 × interval). */
+      maxStalenessMs?: number
     }
   | {
       /** No revocation check: tokens are valid until `exp`. Say so explicitly. */
@@ -108,9 +123,18 @@ export interface ResourceServer {
   /**
    * Verifies one request.
    * @param options.scopes Scopes the request needs (all of them); `insufficient_scope` otherwise.
+   * @param options.clientIp The address the request came from. Introspection mode sends it as
+   *   `client_ip`, so the authorization server records where the token was used (last use, the
+   *   new-network detector); the introspection cache is per token and address, so a replay from
+   *   another address is reported at once.
    * @throws {ResourceAuthError} with the status and `WWW-Authenticate` challenge to send.
    */
-  verifyRequest(request: RequestLike, options?: { scopes?: readonly string[] }): Promise<VerifiedAccess>
+  verifyRequest(request: RequestLike, options?: { scopes?: readonly string[]; clientIp?: string }): Promise<VerifiedAccess>
+  /**
+   * SSF push mode: handles one RFC 8935 push at the API's push URL (`body` as text). Answer with
+   * the returned status and JSON body. Undefined in other modes.
+   */
+  receiveSsfPush?: (request: { body: string; headers: Record<string, string | string[] | undefined> }) => Promise<{ status: number; body?: { err: string; description: string } }>
   /** Stops background polling. */
   close(): void
 }
@@ -157,6 +181,19 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       : undefined
   feed?.start()
   feed?.sync().catch(() => {})
+  const ssf =
+    revocation.mode === 'ssf'
+      ? new SsfRevocations({
+          issuer,
+          credentials: revocation.credentials,
+          ...(revocation.delivery !== undefined ? { delivery: revocation.delivery } : {}),
+          ...(revocation.pollIntervalMs !== undefined ? { pollIntervalMs: revocation.pollIntervalMs } : {}),
+          ...(revocation.maxStalenessMs !== undefined ? { maxStalenessMs: revocation.maxStalenessMs } : {}),
+          ...(options.fetch ? { fetch: options.fetch } : {}),
+          nowMs,
+        })
+      : undefined
+  ssf?.start().catch(() => {})
   const introspection =
     revocation.mode === 'introspection'
       ? new IntrospectionClient({
@@ -179,7 +216,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
     return `http://${typeof host === 'string' ? host : 'localhost'}${url}`
   }
 
-  async function verifyRequest(request: RequestLike, verifyOptions: { scopes?: readonly string[] } = {}): Promise<VerifiedAccess> {
+  async function verifyRequest(request: RequestLike, verifyOptions: { scopes?: readonly string[]; clientIp?: string } = {}): Promise<VerifiedAccess> {
     const noCredentialsScheme: ChallengeScheme = dpopRequired ? 'DPoP' : 'both'
     const authorization = single(request.headers.authorization)
     if (authorization === undefined || authorization === '') throw refuse(undefined, 'authentication required', noCredentialsScheme)
@@ -224,7 +261,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       const cnf = (claims as JWTPayload & { cnf?: { jkt?: unknown } }).cnf
       jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : null
     } else if (introspection) {
-      const result = await introspection.introspect(token).catch((err: unknown) => {
+      const result = await introspection.introspect(token, verifyOptions.clientIp).catch((err: unknown) => {
         throw refuse('temporarily_unavailable', 'token state cannot be checked now', scheme, { cause: err })
       })
       if (!result.active) throw refuse('invalid_token', 'the access token is not active', scheme)
@@ -277,8 +314,17 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
         throw err
       }
       if (revoked) throw refuse('invalid_token', 'the access token has been revoked', scheme)
+    } else if (ssf && isJwt) {
+      let revoked: boolean
+      try {
+        revoked = await ssf.isRevoked(claims as JWTPayload)
+      } catch (err) {
+        if (err instanceof RevocationUnavailableError) throw refuse('temporarily_unavailable', 'token state cannot be checked now', scheme, { cause: err })
+        throw err
+      }
+      if (revoked) throw refuse('invalid_token', 'the access token has been revoked', scheme)
     } else if (introspection && isJwt) {
-      const result = await introspection.introspect(token).catch((err: unknown) => {
+      const result = await introspection.introspect(token, verifyOptions.clientIp).catch((err: unknown) => {
         throw refuse('temporarily_unavailable', 'token state cannot be checked now', scheme, { cause: err })
       })
       if (!result.active) throw refuse('invalid_token', 'the access token is not active', scheme)
@@ -304,6 +350,10 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
 
   return {
     verifyRequest,
-    close: () => feed?.stop(),
+    ...(ssf ? { receiveSsfPush: (request: { body: string; headers: Record<string, string | string[] | undefined> }) => ssf.receivePush(request) } : {}),
+    close: () => {
+      feed?.stop()
+      ssf?.stop()
+    },
   }
 }

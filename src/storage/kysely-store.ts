@@ -23,6 +23,8 @@ import type { GrantInventoryStore } from './grant-inventory.js'
 import type { KeyStore } from './keys-and-secrets.js'
 import { KyselyAccessReviewStore } from './kysely/access-reviews.js'
 import type { PeopleStore } from './people.js'
+import type { AuthContextStore } from './oidc-context.js'
+import type { SignalOutboxStore } from './signals.js'
 import { KyselyAuditLogStore } from './kysely/audit-log.js'
 import { KyselyConditionalApprovalStore } from './kysely/conditional-approval.js'
 import { KyselyConsoleViewStore } from './kysely/console-views.js'
@@ -34,6 +36,8 @@ import { KyselyGovernanceRecordStore } from './kysely/governance-records.js'
 import { KyselyGrantInventoryStore } from './kysely/grant-inventory.js'
 import { KyselyKeyStore } from './kysely/keys-and-secrets.js'
 import { KyselyPeopleStore } from './kysely/people.js'
+import { KyselyAuthContextStore } from './kysely/oidc-context.js'
+import { KyselySignalOutboxStore } from './kysely/signals.js'
 import { KyselyRateCounterStore } from './kysely/rate-counters.js'
 import { KyselyStorageClassStore } from './kysely/storage-classes.js'
 import { KyselyRateSlotStore } from './kysely/rate-slots.js'
@@ -94,6 +98,8 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...methodsOf<AccessReviewStore>(new KyselyAccessReviewStore(ctx)),
     ...methodsOf<ConsoleViewStore>(new KyselyConsoleViewStore(ctx)),
     ...methodsOf<PeopleStore>(new KyselyPeopleStore(ctx)),
+    ...methodsOf<SignalOutboxStore>(new KyselySignalOutboxStore(ctx)),
+    ...methodsOf<AuthContextStore>(new KyselyAuthContextStore(ctx)),
   }
 }
 

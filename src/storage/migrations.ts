@@ -35,6 +35,7 @@
  * A new domain appends its own migration at the end and adds its line here.
  */
 import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely'
+import { signalsMigration } from './signals-migration.js'
 
 /** All migrations in order. Keys sort lexicographically; Kysely applies them in that order. */
 export const migrations: Record<string, Migration> = {
@@ -488,6 +489,8 @@ export const migrations: Record<string, Migration> = {
         await db.schema.dropTable(t).ifExists().execute()
     },
   },
+  // Signals (OpenID Connect context, outbox, Shared Signals streams, webhooks): signals-migration.ts.
+  '011_signals': signalsMigration,
   /**
    * Governance console: acknowledgements of anomalies (who, when, a note), and indexes
    * for the console's list pages and hourly charts (decisions by time, audit events by grant).

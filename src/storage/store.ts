@@ -25,6 +25,8 @@ import type { PeopleStore } from './people.js'
 import type { RateCounterStore } from './rate-counters.js'
 import type { StorageClassStore } from './storage-classes.js'
 import type { RateSlotStore } from './rate-slots.js'
+import type { AuthContextStore } from './oidc-context.js'
+import type { SignalOutboxStore } from './signals.js'
 import type { TokenFamilyStore } from './token-families.js'
 import type { TrustedDeviceStore } from './trusted-devices.js'
 import type { WebSessionStore } from './web-sessions.js'
@@ -43,6 +45,8 @@ export * from './people.js'
 export * from './rate-counters.js'
 export * from './storage-classes.js'
 export * from './rate-slots.js'
+export * from './oidc-context.js'
+export * from './signals.js'
 export * from './token-families.js'
 export * from './trusted-devices.js'
 export * from './web-sessions.js'
@@ -79,4 +83,6 @@ export interface Store
     StorageClassStore,
     AccessReviewStore,
     ConsoleViewStore,
-    PeopleStore {}
+    PeopleStore,
+    SignalOutboxStore,
+    AuthContextStore {}

@@ -14,6 +14,7 @@ import { policyDecidedEvent } from '../policy/events.js'
 import { isSameDevice } from '../policy/same-device.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import { parseStoredDecision, type PolicyService } from '../policy/service.js'
+import { authenticationOfSignIn } from '../protocol/oidc.js'
 import type { DeviceGrantRecord, Store } from '../storage/store.js'
 import { constantTimeEqual, sha256Hex } from '../system.js'
 import { alreadyDecided, recordedOutcome, type CodeEntry, type CodeLookupFailure } from './code-entry.js'
@@ -296,6 +297,9 @@ export function createApproval(deps: ApprovalDeps) {
         if (latest?.status === 'pending' && latest.expiresAt > now) return claimedElsewhere
         return { kind: 'race_lost' }
       }
+      // OpenID Connect: how the approver authenticated, for the ID Token and the access tokens.
+      if (outcome === 'approved')
+        await store.saveAuthenticationContext(grant.id, authenticationOfSignIn(session.record.authTime ?? now, isMfaDone(session.record)))
       logger.info({ event: `device_code.${outcome}`, grantId: grant.id, clientId: client.id, subject: user.username, ip }, `device authorization ${outcome}`)
       await deps.events?.record({
         type: `device_code.${outcome}`,

@@ -31,6 +31,8 @@ export interface Adapter {
   redisKeyPrefix?: string
   /** Loses the ephemeral state, as a crash of its store would (UNLOGGED tables truncated; Redis keys gone). */
   loseEphemeral?(): Promise<void>
+  /** The storage URL `open()` uses (for a server process on the same database). */
+  url(): string
   setup(): Promise<void>
   teardown(): Promise<void>
 }
@@ -43,6 +45,7 @@ const sqliteAdapter = (): Adapter => {
     async setup() {
       dir = await mkdtemp(join(tmpdir(), 'devicegate-store-'))
     },
+    url: () => `sqlite:${join(dir, 'nested', 'devicegate.db')}`,
     open: () => openStore(`sqlite:${join(dir, 'nested', 'devicegate.db')}`),
     async teardown() {
       await rm(dir, { recursive: true, force: true })
@@ -102,6 +105,7 @@ const postgresAdapter = (baseUrl: string, redisUrl?: string): Adapter => {
       await client.query(`create schema ${schema}`)
       await client.end()
     },
+    url: schemaUrl,
     open: () => openStore(schemaUrl(), redisUrl ? { ephemeral: { kind: 'redis', url: redisUrl, keyPrefix } } : {}),
     async teardown() {
       const client = admin()
@@ -111,6 +115,14 @@ const postgresAdapter = (baseUrl: string, redisUrl?: string): Adapter => {
       if (redisUrl) await deleteRedisKeys(redisUrl, keyPrefix)
     },
   }
+}
+
+/** A fresh SQLite adapter, and a PostgreSQL one (`run` only when `DEVICEGATE_TEST_PG_URL` is set). */
+export function storeAdapters(): { adapter: Adapter; run: boolean }[] {
+  return [
+    { adapter: sqliteAdapter(), run: true },
+    { adapter: postgresAdapter(PG_URL ?? 'postgres://unset/unset'), run: Boolean(PG_URL) },
+  ]
 }
 
 /** What a domain's contract sees: the adapter (known while tests are collected) and its store. */

@@ -8,6 +8,7 @@ import { recordId, sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { enforcePolicyAtRedemption } from '../policy-enforcement.js'
+import { authenticationAtApproval, isOpenIdScope, mintIdToken } from '../oidc.js'
 import { requireParam } from '../params.js'
 import { readResources, resolveResources } from '../resources.js'
 import { mintAccessToken, mintRefreshToken, tokenResponse, type TokenResponse } from '../tokens.js'
@@ -64,6 +65,10 @@ export function isDuplicateOfRedemption(
  * redeeming poll — same client, same DPoP key (or both unbound), within the client's polling
  * interval of the redemption ({@link isDuplicateOfRedemption}) — so a double poll or a retried
  * request cannot cost the client the tokens it just received.
+ *
+ * With `openid` in the granted scope the response carries an ID Token (OpenID Connect Core
+ * §3.1.3.3) with the device authorization's `nonce`; JWT access tokens record the approval's
+ * `auth_time`/`amr`/`acr`.
  *
  * @throws {OAuthError} the errors above; `invalid_grant` when the code is unknown, already
  *   redeemed, another client's, or bound to a DPoP key (devicegate extension) and the request
@@ -154,8 +159,13 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const grantId = recordId(deps.random)
   const subject = grant.subject
   const familyExpiresAt = Math.min(now + client.refreshTokenTtlSeconds, shaped.familyNotAfter)
+  // How the approver authenticated (OpenID Connect Core §2), recorded in the access token too.
+  // Recorded at approval by the verification service; derived for an approval recorded without it.
+  const context = subject === null ? undefined : await deps.store.findAuthContext(grant.id)
+  const authentication =
+    subject === null ? null : (context?.authentication ?? authenticationAtApproval(grant, shaped.decision?.facts.mfaDone ?? false, now))
   const claims = { client, subject, scope: shaped.scope, grantId, dpopJkt: input.dpopJkt, notAfter: shaped.accessNotAfter, resources }
-  const access = await mintAccessToken(claims, deps)
+  const access = await mintAccessToken({ ...claims, authentication }, deps)
   const wantsRefresh =
     shaped.refreshAllowed &&
     client.grantTypes.includes(GRANT_TYPES.refreshToken) &&
@@ -188,6 +198,12 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       : new OAuthError('invalid_grant', '"device_code" has already been used')
   }
   if (shaped.singleSession && subject !== null) await deps.store.revokeOtherSessions(subject, client.id, grantId, now)
+  let idToken: string | undefined
+  if (authentication !== null && subject !== null) {
+    if (!context?.authentication) await deps.store.saveAuthenticationContext(grant.id, authentication)
+    if (isOpenIdScope(bundle.grant.scope))
+      idToken = await mintIdToken({ client, subject, authentication, nonce: context?.nonce ?? null, accessToken: access.token, sessionId: grantId }, deps)
+  }
   await deps.events?.record({
     type: 'token.issued',
     actor: `client:${client.id}`,
@@ -195,7 +211,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     subject,
     ip: input.ctx.clientIp,
     grantId,
-    details: { grantType, deviceGrantId: grant.id, scope: bundle.grant.scope, jti: access.record.jti, refreshToken: refresh !== undefined, dpopBound: input.dpopJkt !== null },
+    details: { grantType, deviceGrantId: grant.id, scope: bundle.grant.scope, jti: access.record.jti, refreshToken: refresh !== undefined, dpopBound: input.dpopJkt !== null, idToken: idToken !== undefined },
   })
-  return tokenResponse(access, refresh)
+  return tokenResponse(access, refresh, idToken)
 }

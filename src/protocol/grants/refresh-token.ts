@@ -7,6 +7,7 @@ import { sha256Hex } from '../../system.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { enforcePolicyAtRefresh, narrowScope } from '../policy-enforcement.js'
+import { isOpenIdScope, mintIdToken } from '../oidc.js'
 import { requireParam } from '../params.js'
 import { readStorageClass } from '../device-authorization.js'
 import { readResources, resolveResources } from '../resources.js'
@@ -118,6 +119,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   }
   // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
   const resources = resolveResources(client, readResources(input.params), family?.resources)
+  const asked = scope
   if (shaped?.decision) {
     // A policy narrowed since the approval. Never silently (README "Scopes"): a scope this request
     // names that the policy no longer allows is `invalid_scope`, and nothing is rotated; without a
@@ -129,13 +131,19 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     }
     scope = allowed
   }
+  // CAEP token-claims-change (signals): the policy, not the client, took scopes away.
+  const narrowedByPolicy = scope !== asked
   const claims = {
     client,
     subject: current.subject,
     grantId: current.grantId,
     ...(shaped ? { notAfter: shaped.accessNotAfter } : {}),
   }
-  const access = await mintAccessToken({ ...claims, dpopJkt: accessJkt, scope, resources }, deps)
+  // How the approver authenticated: only JWTs and ID Tokens state it (one read, not for opaque tokens).
+  const statesAuthentication = client.accessTokenFormat === 'jwt' || isOpenIdScope(scope)
+  const authentication =
+    statesAuthentication && family?.deviceGrantId ? ((await deps.store.findAuthContext(family.deviceGrantId))?.authentication ?? null) : null
+  const access = await mintAccessToken({ ...claims, dpopJkt: accessJkt, scope, resources, authentication }, deps)
   // A public client's refresh token stays bound to its key, or is bound by its first proof.
   const refreshJkt = client.isConfidential ? null : (current.dpopJkt ?? input.dpopJkt)
   const refresh = mintRefreshToken({ ...claims, dpopJkt: refreshJkt, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
@@ -158,7 +166,19 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     subject: current.subject,
     ip: input.ctx.clientIp,
     grantId: current.grantId,
-    details: { scope, jti: access.record.jti, previousRefreshTokenId: current.id, refreshTokenId: refresh.record.id, retry: rotated.retried },
+    details: {
+      scope,
+      jti: access.record.jti,
+      previousRefreshTokenId: current.id,
+      refreshTokenId: refresh.record.id,
+      retry: rotated.retried,
+      ...(narrowedByPolicy ? { narrowedByPolicy, previousScope: asked } : {}),
+    },
   })
-  return tokenResponse(access, refresh)
+  // OpenID Connect Core §12.2: a refresh may return a new ID Token, without `nonce`.
+  const idToken =
+    current.subject !== null && isOpenIdScope(scope)
+      ? await mintIdToken({ client, subject: current.subject, authentication, accessToken: access.token, sessionId: current.grantId }, deps)
+      : undefined
+  return tokenResponse(access, refresh, idToken)
 }

@@ -232,6 +232,66 @@ export interface PrincipalOverridesTable {
   changed_by: string | null
 }
 
+// --- signals and OpenID Connect (migration 011_signals) ---
+
+/** The outbox: one row per event that must leave the server (written by triggers and the signals domain). */
+export interface SignalOutboxTable {
+  seq: number
+  type: string
+  occurred_at: number
+  ref: string | null
+  target: string | null
+  payload: string | null
+}
+
+/** Shared Signals streams and webhook endpoints with their delivery state. */
+export interface SignalDestinationsTable {
+  id: string
+  kind: string
+  owner: string | null
+  config: string
+  status: string
+  status_reason: string | null
+  created_at: number
+  updated_at: number
+  next_attempt_at_ms: number
+  failing_since: number | null
+  lease_owner: string | null
+  lease_until_ms: number
+}
+
+/** Subjects added to or removed from a stream (SSF 1.0 §8.1.3). */
+export interface SignalSubjectsTable {
+  destination_id: string
+  subject_key: string
+  subject: string
+  included: number
+  changed_at: number
+}
+
+/** One event rendered for one destination. */
+export interface SignalDeliveriesTable {
+  destination_id: string
+  event_seq: number
+  jti: string
+  payload: string
+  status: string
+  attempts: number
+  last_error: string | null
+  created_at: number
+  last_attempt_at: number | null
+  delivered_at: number | null
+}
+
+/** OpenID Connect authentication context per device authorization. */
+export interface OidcAuthContextTable {
+  device_grant_id: string
+  nonce: string | null
+  auth_time: number | null
+  amr: string | null
+  acr: string | null
+}
+
 // --- the whole schema ---
 
 /** Added by migration 010_identity: people (identity domain). */
@@ -318,6 +378,11 @@ export interface DevicegateDatabase extends IdentityTables {
   review_rounds: ReviewRoundsTable
   review_items: ReviewItemsTable
   console_anomaly_acks: ConsoleAnomalyAcksTable
+  signal_outbox: SignalOutboxTable
+  signal_destinations: SignalDestinationsTable
+  signal_subjects: SignalSubjectsTable
+  signal_deliveries: SignalDeliveriesTable
+  oidc_auth_context: OidcAuthContextTable
 }
 
 /** RFC 8707 resources as stored: space-delimited (an absolute URI contains no space), null for none. */

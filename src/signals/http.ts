@@ -1,0 +1,200 @@
+/**
+ * HTTP wiring of the signals domain (parses, calls the services, renders):
+ * - `GET /.well-known/ssf-configuration` and the stream management endpoints (SSF 1.0 §7–8),
+ *   the RFC 8936 poll endpoint `POST /ssf/poll/{stream_id}`;
+ * - `POST /global-token-revocation`;
+ * - the admin API for webhook endpoints under `/admin/api/webhooks`.
+ *
+ * Stream-management and poll errors are `{ err, description }` with the SSF status; token
+ * problems are RFC 6750 errors with their `WWW-Authenticate` challenge.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { EventSink } from '../core/events.js'
+import type { ClientDirectory } from '../core/model.js'
+import type { Clock } from '../core/ports.js'
+import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
+import { OAuthError } from '../protocol/errors.js'
+import type { DeliveryStatus, SignalOutboxStore, Store } from '../storage/store.js'
+import { GLOBAL_REVOCATION_PATH, handleGlobalRevocation, type GlobalRevocationDeps } from './global-revocation.js'
+import { SsfError, SSF_PATHS, type StreamService } from './ssf/streams.js'
+import { webhookDestinationId } from './webhooks.js'
+
+/** What the routes need. */
+export interface SignalsHttpDeps {
+  issuer: string
+  store: Store
+  clock: Clock
+  clients: ClientDirectory
+  signals: SignalOutboxStore
+  streams: StreamService | undefined
+  ssfScope: string
+  globalRevocation: (GlobalRevocationDeps & { scope: string }) | undefined
+  /** Admin API scope (governance.admin.scope), or undefined when the admin API is off. */
+  adminScope: string | undefined
+  /** Configured webhook endpoint ids. */
+  webhookIds: readonly string[]
+  events: EventSink | undefined
+  /** Asks the dispatcher to run soon. */
+  wake(): void
+}
+
+function protectedRequest(request: FastifyRequest, issuer: string) {
+  return { authorization: request.headers.authorization, dpop: request.headers.dpop, method: request.method, uri: issuer + request.url.split('?')[0] }
+}
+
+/** Registers the routes; see the module comment. */
+export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsHttpDeps): Promise<void> {
+  await app.register(async (api) => {
+    api.addContentTypeParser(['application/json', 'application/secevent+json'], { parseAs: 'string', bodyLimit: 256 * 1024 }, (_req, text, done) => {
+      try {
+        done(null, (text as string).length === 0 ? undefined : JSON.parse(text as string))
+      } catch {
+        done(new SsfError(400, 'invalid_request', 'the body is not valid JSON'), undefined)
+      }
+    })
+    api.setErrorHandler((err, request, reply) => {
+      if (err instanceof SsfError) {
+        // Shared Signals endpoints answer {err, description}; the others speak OAuth errors.
+        if (request.url.startsWith('/ssf/'))
+          return reply.status(err.status).header('cache-control', 'no-store').type('application/json').send({ err: err.err, description: err.description })
+        throw new OAuthError('invalid_request', err.description, { status: err.status })
+      }
+      throw err
+    })
+
+    /** A receiver: a confidential client's token with the SSF scope (RFC 6750). */
+    const receiver = async (request: FastifyRequest): Promise<AuthenticatedToken> => {
+      const token = await authenticateAccessToken(protectedRequest(request, deps.issuer), deps, { realm: 'devicegate-ssf', scope: deps.ssfScope })
+      if (!token.client.isConfidential || token.record.subject !== null)
+        throw new OAuthError('insufficient_scope', 'stream management needs a confidential client\'s own token (client_credentials)', {
+          headers: { 'WWW-Authenticate': `Bearer realm="devicegate-ssf", error="insufficient_scope", scope="${deps.ssfScope}"` },
+        })
+      return token
+    }
+    const query = (request: FastifyRequest) => request.query as Record<string, string | undefined>
+
+    const streams = deps.streams
+    if (streams) {
+      api.get(SSF_PATHS.configuration, async (_req, reply) =>
+        reply.header('cache-control', 'public, max-age=300').removeHeader('pragma').send(streams.metadata(`${deps.issuer}/jwks`)),
+      )
+      api.post(SSF_PATHS.streams, async (request, reply) => {
+        const owner = (await receiver(request)).client.id
+        return reply.status(201).send(await streams.create(owner, request.body))
+      })
+      api.get(SSF_PATHS.streams, async (request) => streams.read((await receiver(request)).client.id, query(request).stream_id))
+      api.patch(SSF_PATHS.streams, async (request) => streams.update((await receiver(request)).client.id, request.body, false))
+      api.put(SSF_PATHS.streams, async (request) => streams.update((await receiver(request)).client.id, request.body, true))
+      api.delete(SSF_PATHS.streams, async (request, reply) => {
+        await streams.delete((await receiver(request)).client.id, query(request).stream_id)
+        return reply.status(204).send()
+      })
+      api.get(SSF_PATHS.status, async (request) => streams.status((await receiver(request)).client.id, query(request).stream_id))
+      api.post(SSF_PATHS.status, async (request) => streams.setStatus((await receiver(request)).client.id, request.body))
+      api.post(SSF_PATHS.addSubject, async (request, reply) => {
+        await streams.setSubject((await receiver(request)).client.id, request.body, true)
+        return reply.status(200).send()
+      })
+      api.post(SSF_PATHS.removeSubject, async (request, reply) => {
+        await streams.setSubject((await receiver(request)).client.id, request.body, false)
+        return reply.status(204).send()
+      })
+      api.post(SSF_PATHS.verification, async (request, reply) => {
+        await streams.verify((await receiver(request)).client.id, request.body)
+        return reply.status(204).send()
+      })
+      api.post(`${SSF_PATHS.poll}/:streamId`, async (request) => {
+        const owner = (await receiver(request)).client.id
+        const abort = new AbortController()
+        request.raw.on('close', () => abort.abort())
+        return streams.poll(owner, (request.params as { streamId: string }).streamId, request.body, abort.signal)
+      })
+    }
+
+    const global = deps.globalRevocation
+    if (global) {
+      api.post(GLOBAL_REVOCATION_PATH, async (request, reply) => {
+        const caller = await authenticateAccessToken(protectedRequest(request, deps.issuer), deps, { realm: 'devicegate', scope: global.scope })
+        if (!caller.client.isConfidential || caller.record.subject !== null)
+          throw new OAuthError('insufficient_scope', 'global token revocation needs a confidential client\'s own token', {
+            headers: { 'WWW-Authenticate': `Bearer realm="devicegate", error="insufficient_scope", scope="${global.scope}"` },
+          })
+        if (request.body === undefined && !String(request.headers['content-type'] ?? '').startsWith('application/json'))
+          throw new OAuthError('invalid_request', 'the body must be application/json')
+        await handleGlobalRevocation(request.body, caller, request.clientIp, global)
+        deps.wake()
+        return reply.status(204).send()
+      })
+    }
+
+    const adminScope = deps.adminScope
+    if (adminScope !== undefined) {
+      const admin = async (request: FastifyRequest) => {
+        const token = await authenticateAccessToken(protectedRequest(request, deps.issuer), deps, { realm: 'devicegate-admin', scope: adminScope })
+        return `admin:${token.record.subject ?? token.client.id}`
+      }
+      const endpointOf = async (request: FastifyRequest) => {
+        const id = (request.params as { id: string }).id
+        if (!deps.webhookIds.includes(id)) throw new OAuthError('invalid_request', 'webhook endpoint not found', { status: 404 })
+        const d = await deps.signals.findSignalDestination(webhookDestinationId(id))
+        if (d === undefined) throw new OAuthError('invalid_request', 'webhook endpoint not found', { status: 404 })
+        return d
+      }
+      const view = (d: Awaited<ReturnType<typeof endpointOf>>) => ({
+        id: d.id.slice('webhook:'.length),
+        url: d.config.url,
+        events: d.config.events,
+        status: d.status,
+        status_reason: d.statusReason,
+        failing_since: d.failingSince,
+        next_attempt_at: d.nextAttemptAtMs === 0 ? null : Math.ceil(d.nextAttemptAtMs / 1000),
+      })
+      api.get('/admin/api/webhooks', async (request) => {
+        await admin(request)
+        const list = await deps.signals.listSignalDestinations({ kind: 'webhook' })
+        return { items: list.filter((d) => deps.webhookIds.includes(d.id.slice('webhook:'.length))).map(view) }
+      })
+      api.get('/admin/api/webhooks/:id/deliveries', async (request) => {
+        await admin(request)
+        const d = await endpointOf(request)
+        const q = query(request)
+        const status = q.status
+        if (status !== undefined && !['pending', 'delivered', 'rejected'].includes(status)) throw new OAuthError('invalid_request', '"status" must be pending, delivered or rejected')
+        const limit = q.limit === undefined ? 100 : Number(q.limit)
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new OAuthError('invalid_request', '"limit" must be an integer between 1 and 1000')
+        const items = await deps.signals.listSignalDeliveries(d.id, { ...(status ? { status: status as DeliveryStatus } : {}), limit })
+        return {
+          endpoint: view(d),
+          items: items.map((i) => ({
+            seq: i.eventSeq,
+            webhook_id: i.jti,
+            status: i.status,
+            attempts: i.attempts,
+            last_error: i.lastError,
+            created_at: i.createdAt,
+            last_attempt_at: i.lastAttemptAt,
+            delivered_at: i.deliveredAt,
+            body: JSON.parse(i.payload) as unknown,
+          })),
+        }
+      })
+      api.post('/admin/api/webhooks/:id/deliveries/:seq/retry', async (request, reply: FastifyReply) => {
+        const actor = await admin(request)
+        const d = await endpointOf(request)
+        const seq = Number((request.params as { seq: string }).seq)
+        if (!Number.isInteger(seq) || !(await deps.signals.retrySignalDelivery(d.id, seq))) throw new OAuthError('invalid_request', 'delivery not found', { status: 404 })
+        await deps.events?.record({ type: 'admin.action', actor, details: { action: 'webhook.delivery_retried', endpoint: view(d).id, seq } })
+        deps.wake()
+        return reply.status(202).send({ status: 'pending' })
+      })
+      api.post('/admin/api/webhooks/:id/resume', async (request) => {
+        const actor = await admin(request)
+        const d = await endpointOf(request)
+        await deps.signals.updateSignalDestination(d.id, { status: 'enabled', statusReason: null }, deps.clock.nowSeconds())
+        await deps.events?.record({ type: 'admin.action', actor, details: { action: 'webhook.resumed', endpoint: view(d).id } })
+        deps.wake()
+        return view((await deps.signals.findSignalDestination(d.id))!)
+      })
+    }
+  })
+}

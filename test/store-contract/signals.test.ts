@@ -1,0 +1,160 @@
+/**
+ * Storage contract: signals (src/storage/signals.ts), on every adapter (test/support/store-contract.ts).
+ *
+ * The persisted outbox: every grant revocation, device retirement, anomaly and
+ * administrator action writes its outbox row in the same transaction as the change (database
+ * triggers), whichever store method made it; the dispatcher delivers at least once, in order per
+ * destination, with exponential backoff and jitter. SQLite and PostgreSQL.
+ */
+import { pino } from 'pino'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { backoffMs, SignalDispatcher, type DestinationHandler, type PushOutcome } from '../../src/signals/dispatcher.js'
+import type { DestinationRecord, Store } from '../../src/storage/store.js'
+import { systemRandom } from '../../src/system.js'
+import { describeStoreContract } from '../support/store-contract.js'
+import { bundle, id, NOW } from '../support/store-fixtures.js'
+
+const clock = { nowSeconds: () => NOW }
+
+function destination(over: Partial<DestinationRecord> = {}): DestinationRecord {
+  return { id: id('dest'), kind: 'webhook', owner: null, config: {}, status: 'enabled', statusReason: null, createdAt: NOW, updatedAt: NOW, nextAttemptAtMs: 0, failingSince: null, ...over }
+}
+
+/** A handler that records pushes and fails while `failures` > 0. */
+function recordingHandler() {
+  const pushed: string[] = []
+  const byDestination: string[] = []
+  const state = { failures: 0, permanent: false }
+  const handler: DestinationHandler = {
+    kind: 'webhook',
+    render: async (_d, event) => ({ jti: event.id, payload: JSON.stringify({ type: event.type, grantId: event.grantId }) }),
+    isPush: () => true,
+    push: async (_d, delivery): Promise<PushOutcome> => {
+      if (state.failures > 0) {
+        state.failures--
+        return state.permanent ? { ok: false, permanent: true, error: 'refused' } : { ok: false, permanent: false, error: 'HTTP 503' }
+      }
+      pushed.push(delivery.jti)
+      byDestination.push(delivery.destinationId)
+      return { ok: true }
+    },
+  }
+  return { pushed, byDestination, state, handler }
+}
+
+describeStoreContract('signals outbox', (contract) => {
+  describe('outbox written with the change', () => {
+    let store: Store
+    let signals: Store
+
+    beforeAll(() => {
+      store = contract.store
+      signals = store
+    })
+
+    const pending = async () => (await signals.listPendingSignalEvents(10_000)).filter((e) => e.type === 'grant.revoked')
+
+    it('every revoke method writes one grant.revoked row per family it revokes, and none when nothing changed', async () => {
+      const before = (await pending()).length
+      const a = bundle({ subject: 'erin' })
+      const b = bundle({ subject: 'erin', clientId: 'conf' })
+      const c = bundle({ subject: 'frank' })
+      for (const x of [a, b, c]) await store.issueTokens(x)
+      await store.revokeGrant(a.grant.id, NOW + 1)
+      await store.revokeGrant(a.grant.id, NOW + 2) // already revoked: no second event
+      expect(await store.revokeGrantsBySubject('erin', NOW + 3)).toBe(1)
+      expect(await store.revokeGrantsWhere({ subject: 'frank' }, NOW + 4)).toBe(1)
+      const events = (await pending()).slice(before)
+      expect(events.map((e) => e.grantId)).toEqual([a.grant.id, b.grant.id, c.grant.id])
+      expect(events[0]).toMatchObject({ type: 'grant.revoked', occurredAt: NOW + 1, clientId: 'cli', subject: 'erin', payload: { scope: 'openid' } })
+      expect(events[1]).toMatchObject({ clientId: 'conf', occurredAt: NOW + 3 })
+      expect(new Set(events.map((e) => e.id)).size).toBe(3)
+    })
+
+    it('retiring a device writes device.retired; an anomaly writes anomaly.raised; an admin audit event writes admin.action', async () => {
+      await store.registerDevice({ jkt: 'jkt-outbox-1', label: 'build-7', registeredAt: NOW, registeredBy: null, retiredAt: null })
+      expect(await store.retireDevice('jkt-outbox-1', NOW + 5)).toBe(true)
+      await store.insertAnomaly({ id: id('an'), kind: 'refresh_token_reuse', time: NOW + 6, dedupeKey: null, clientId: 'cli', subject: 'erin', grantId: null, ip: '198.51.100.1', action: 'alert', details: '{}' })
+      await store.appendAuditEvents(
+        [{ time: NOW + 7, type: 'admin.action', actor: 'admin:ops', clientId: null, subject: null, ip: null, grantId: null, details: '{"action":"revoke"}' }],
+        (prev) => prev,
+      )
+      await store.appendAuditEvents([{ time: NOW + 8, type: 'token.issued', actor: 'x', clientId: null, subject: null, ip: null, grantId: null, details: '{}' }], (prev) => prev)
+      const events = await signals.listPendingSignalEvents(10_000)
+      expect(events.find((e) => e.type === 'device.retired')).toMatchObject({ payload: { jkt: 'jkt-outbox-1', label: 'build-7' } })
+      expect(events.find((e) => e.type === 'anomaly.raised')).toMatchObject({ subject: 'erin', payload: { kind: 'refresh_token_reuse', action: 'alert' } })
+      expect(events.filter((e) => e.type === 'admin.action')).toHaveLength(1)
+      expect(events.some((e) => e.type === 'token.issued')).toBe(false)
+    })
+
+    it('delivers at least once and in order, retrying with backoff, and a refused event does not block the rest', async () => {
+      const { pushed, state, handler } = recordingHandler()
+      let nowMs = 1_000_000
+      const dispatcher = new SignalDispatcher({ store: signals, handlers: [handler], clock, random: systemRandom, logger: pino({ level: 'silent' }), nowMs: () => nowMs, options: { baseBackoffMs: 1000, maxBackoffMs: 8000 } })
+      await dispatcher.runOnce() // fans out what earlier tests wrote, before this destination existed
+      const dest = destination()
+      await signals.createSignalDestination(dest)
+      const grants = [bundle({ subject: 'gina' }), bundle({ subject: 'gina' }), bundle({ subject: 'gina' })]
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 10)
+      state.failures = 2
+      await dispatcher.runOnce()
+      expect(pushed).toEqual([])
+      const [first] = await signals.listPendingSignalDeliveries(dest.id, 10)
+      expect(first).toMatchObject({ attempts: 1, lastError: 'HTTP 503' })
+      const after1 = (await signals.findSignalDestination(dest.id))!
+      expect(after1.failingSince).toBe(NOW)
+      expect(after1.nextAttemptAtMs - nowMs).toBeGreaterThanOrEqual(500)
+      expect(after1.nextAttemptAtMs - nowMs).toBeLessThanOrEqual(1000)
+      await dispatcher.runOnce() // not due yet: nothing sent
+      expect((await signals.listPendingSignalDeliveries(dest.id, 10))[0]!.attempts).toBe(1)
+      nowMs += 1000
+      await dispatcher.runOnce() // second failure, waits 1–2 s
+      nowMs += 2000
+      await dispatcher.runOnce()
+      const jtis = (await signals.listSignalDeliveries(dest.id, { limit: 10 })).map((d) => d.jti).reverse()
+      expect(pushed).toEqual(jtis)
+      expect((await signals.findSignalDestination(dest.id))!.failingSince).toBeNull()
+      // Retry from the operator: delivered again with the same jti.
+      const [last] = await signals.listSignalDeliveries(dest.id, { limit: 1 })
+      expect(await signals.retrySignalDelivery(dest.id, last!.eventSeq)).toBe(true)
+      await dispatcher.runOnce()
+      expect(pushed.at(-1)).toBe(last!.jti)
+      // A permanent refusal is recorded and the next event still goes out.
+      const more = [bundle({ subject: 'gina' }), bundle({ subject: 'gina' })]
+      for (const g of more) await store.issueTokens(g)
+      for (const g of more) await store.revokeGrant(g.grant.id, NOW + 20)
+      state.failures = 1
+      state.permanent = true
+      const count = pushed.length
+      await dispatcher.runOnce()
+      expect(pushed.length).toBe(count + 1)
+      expect(await signals.listSignalDeliveries(dest.id, { status: 'rejected', limit: 10 })).toHaveLength(1)
+    })
+
+    it('a paused destination keeps its deliveries until it is enabled again', async () => {
+      const { byDestination, handler } = recordingHandler()
+      const dispatcher = new SignalDispatcher({ store: signals, handlers: [handler], clock, random: systemRandom, logger: pino({ level: 'silent' }) })
+      await dispatcher.runOnce()
+      const dest = destination({ status: 'paused' })
+      await signals.createSignalDestination(dest)
+      const g = bundle({ subject: 'hank' })
+      await store.issueTokens(g)
+      await store.revokeGrant(g.grant.id, NOW)
+      await dispatcher.runOnce()
+      expect(byDestination.filter((d) => d === dest.id)).toEqual([])
+      await signals.updateSignalDestination(dest.id, { status: 'enabled' }, NOW)
+      await dispatcher.runOnce()
+      expect(byDestination.filter((d) => d === dest.id)).toHaveLength(1)
+    })
+  })
+})
+
+describe('backoff with jitter', () => {
+  it('doubles from the base, stays between half and all of the step, and is capped', () => {
+    expect(backoffMs(1, 1000, 60_000, () => 0)).toBe(500)
+    expect(backoffMs(1, 1000, 60_000, () => 1)).toBe(1000)
+    expect(backoffMs(4, 1000, 60_000, () => 1)).toBe(8000)
+    expect(backoffMs(40, 1000, 60_000, () => 1)).toBe(60_000)
+  })
+})
