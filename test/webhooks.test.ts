@@ -12,7 +12,7 @@ import { Webhook } from 'standardwebhooks'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../src/server.js'
 import { signWebhook } from '../src/signals/webhooks.js'
-import { basic, FIXTURE, postForm, startTestServer, type TestServer } from './support/server.js'
+import { postForm, startTestServer, type TestServer } from './support/server.js'
 import { clientToken, deviceLogin, json, signalsConfig } from './support/signals.js'
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`
@@ -158,5 +158,3 @@ describe('webhooks through the outbox', () => {
     expect(logs).not.toContain(SECRET.slice('whsec_'.length))
   })
 })
-void basic
-void FIXTURE

@@ -23,9 +23,6 @@
  */
 import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
 
-/** Outbox event types written by the triggers (and by the signals service for the others). */
-export const OUTBOX_TRIGGER_EVENTS = ['grant.revoked', 'device.retired', 'anomaly.raised', 'admin.action'] as const
-
 interface TriggerSpec {
   name: string
   table: string

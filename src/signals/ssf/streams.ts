@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto'
 import type { Clock, Random } from '../../core/ports.js'
 import { recordId } from '../../system.js'
 import type { DeliveryRecord, DestinationRecord, DestinationStatus, SignalOutboxStore } from '../../storage/store.js'
-import { checkSubject, EVENT_TYPES, EVENTS_SUPPORTED, normalizeSubject, subjectKey, type SubjectIdentifier } from './events.js'
+import { checkSubject, EVENTS_SUPPORTED, normalizeSubject, subjectKey, type SubjectIdentifier } from './events.js'
 
 /** RFC 8935 push and RFC 8936 poll delivery method URNs (SSF 1.0 §8.1.1). */
 export const DELIVERY_METHODS = { push: 'urn:ietf:rfc:8935', poll: 'urn:ietf:rfc:8936' } as const
@@ -367,4 +367,3 @@ export function setJti(eventId: string, streamId: string): string {
   return createHash('sha256').update(`${eventId}\0${streamId}`).digest('base64url').slice(0, 32)
 }
 
-export { EVENT_TYPES }
