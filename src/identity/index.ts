@@ -141,6 +141,7 @@ export class Identity {
       disabled: u.disabled,
       groups: u.groups ?? [],
       risk: u.risk ?? 0,
+      ...(u.email !== undefined ? { email: u.email } : {}),
     }))
     await identity.people.seed(seeds, legacy)
     for (const id of legacy.keys()) await store.clearPrincipalOverride('user', id)

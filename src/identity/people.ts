@@ -102,6 +102,7 @@ export class PeopleDirectory implements UserDirectory {
           disabled: p.status !== 'active',
           groups: Object.freeze(effectiveGroups(p)),
           risk: p.risk,
+          ...(p.email ? { email: p.email } : {}),
           ...(totp !== undefined ? { totpSecret: totp } : {}),
         }),
       )
@@ -174,6 +175,8 @@ export interface SeedUser {
   disabled: boolean
   groups: readonly string[]
   risk: number
+  /** From `users[].email` (signals: OpenID Connect `email`, SSF `email` subjects). */
+  email?: string
 }
 
 /** Changes to people, audited; shared by the admin API, the CLI, SCIM, upstream sign-in and Shared Signals. */
@@ -214,6 +217,7 @@ export class PeopleService {
               risk: u.risk,
               status: legacy ?? configStatus,
               passwordHash: u.passwordHash,
+              ...(u.email !== undefined ? { email: u.email } : {}),
             }),
           )
         } catch (err) {
