@@ -60,13 +60,30 @@ function encodeCursor(g: GrantSummary): string {
 }
 
 function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const decoded = readCursor(cursor)
+  if (decoded === undefined) throw new InvalidCursorError('invalid cursor')
+  return decoded
+}
+
+/** Reads a `next_cursor`; undefined unless it is exactly what {@link encodeCursor} produces. */
+function readCursor(cursor: string): { createdAt: number; id: string } | undefined {
+  if (!/^[A-Za-z0-9_-]{1,512}$/.test(cursor)) return undefined
   try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown]
-    if (Number.isInteger(createdAt) && typeof id === 'string') return { createdAt: createdAt as number, id }
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+    if (!Array.isArray(parsed) || parsed.length !== 2) return undefined
+    const [createdAt, id] = parsed as [unknown, unknown]
+    // Bounded like every stored value: a safe non-negative integer and a short id without NUL.
+    if (Number.isSafeInteger(createdAt) && (createdAt as number) >= 0 && typeof id === 'string' && id.length > 0 && id.length <= 200 && !id.includes('\u0000'))
+      return { createdAt: createdAt as number, id }
   } catch {
-    // fall through
+    // not JSON
   }
-  throw new InvalidCursorError('invalid cursor')
+  return undefined
+}
+
+/** Whether `cursor` is a well-formed inventory cursor (admin API input validation). */
+export function isInventoryCursor(cursor: string): boolean {
+  return readCursor(cursor) !== undefined
 }
 
 /**
