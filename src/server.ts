@@ -3,6 +3,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
+import { loadKek } from './config/kek.js'
 import type { Config } from './config/load.js'
 import { reviewsAdminRoutes } from './reviews/admin-routes.js'
 import { startReviews, type ReviewService } from './reviews/index.js'
@@ -12,6 +13,7 @@ import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
 import type { ProtocolDeps } from './protocol/deps.js'
 import { DPOP_ALGS } from './protocol/dpop.js'
 import { DpopNonces } from './protocol/dpop-nonce.js'
+import type { KeyEncryption } from './protocol/key-encryption.js'
 import { KeyRing } from './protocol/keys.js'
 import { buildMetadata } from './protocol/metadata.js'
 import { SUPPORTED_GRANT_TYPES } from './protocol/token.js'
@@ -98,6 +100,23 @@ export interface CreateServerOptions {
   consoleExtensions?: readonly ConsoleExtension[]
   /** Replaces `fetch` towards upstream identity providers and Shared Signals transmitters (tests). */
   fetch?: typeof fetch
+  /** Seals private signing keys instead of the configured KEK (a KMS, or tests). */
+  keyEncryption?: KeyEncryption
+}
+
+/**
+ * Loads the configured key-encryption key for private signing keys (issue 16 §2), warning loudly
+ * when it is the generated one beside the database rather than a configured file or variable.
+ * @throws {ConfigError} for a KEK file readable by group or others, or a malformed KEK.
+ */
+export async function openKeyEncryption(config: Config, logger: Logger): Promise<KeyEncryption> {
+  const kek = await loadKek(config)
+  if (kek.source.startsWith('generated'))
+    logger.warn(
+      { kekFile: config.signingKek.generatedKekFile, created: kek.generatedFile !== undefined },
+      `signing keys are sealed with a generated key-encryption key stored beside the database (${config.signingKek.generatedKekFile}); not for production: set signing.kek_file or ${config.signingKek.kekEnv}`,
+    )
+  return kek.encryption
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -113,7 +132,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const storeOptions = { ...config.storagePool, ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}) }
   const store = options.store ?? (await openStore(config.storageUrl, storeOptions))
-  const keys = await KeyRing.open(store, config.signingAlg, clock)
+  const keys = await KeyRing.open(store, config.signingAlg, clock, options.keyEncryption ?? (await openKeyEncryption(config, logger)))
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const mmdb =

@@ -3,7 +3,7 @@
  * {@link Config}. Read once at start-up.
  */
 import { readFile } from 'node:fs/promises'
-import { isAbsolute, resolve } from 'node:path'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { hash as argon2Hash } from '@node-rs/argon2'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
@@ -38,6 +38,17 @@ export interface Config {
   /** HTTP listener limits (`listen.*`), in seconds. */
   readonly http: { readonly requestTimeoutSeconds: number; readonly shutdownDeadlineSeconds: number }
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
+  /**
+   * Where the key-encryption key for private signing keys comes from (issue 16 §2): `kekFile`,
+   * else the environment variable `kekEnv`, else `generatedKekFile` (created 0600 on first
+   * start). `previousKekFiles` only open keys during a KEK rotation.
+   */
+  readonly signingKek: {
+    readonly kekFile?: string
+    readonly kekEnv: string
+    readonly previousKekFiles: readonly string[]
+    readonly generatedKekFile: string
+  }
   readonly verification: {
     readonly maxFailedEntries: number
     readonly windowSeconds: number
@@ -226,6 +237,13 @@ export async function resolveConfig(
     trustedProxies: Object.freeze([...file.trusted_proxies]),
     http: Object.freeze({ requestTimeoutSeconds: file.listen.request_timeout_seconds, shutdownDeadlineSeconds: file.listen.shutdown_deadline_seconds }),
     signingAlg: file.signing.alg,
+    signingKek: Object.freeze({
+      ...(file.signing.kek_file !== undefined ? { kekFile: resolve(file.signing.kek_file) } : {}),
+      kekEnv: file.signing.kek_env,
+      previousKekFiles: Object.freeze(file.signing.previous_kek_files.map((f) => resolve(f))),
+      // Beside the SQLite file (so every process opening it finds the same KEK), else in data_dir.
+      generatedKekFile: resolve(sqlitePath !== undefined && sqlitePath !== ':memory:' ? dirname(resolve(sqlitePath)) : dataDir, 'signing.kek'),
+    }),
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,
       windowSeconds: file.verification.window_seconds,

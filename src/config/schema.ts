@@ -222,9 +222,24 @@ export const configSchema = z
       .object({
         /** JWS algorithm for access tokens (RFC 9068). Default: ES256. */
         alg: z.enum(['ES256', 'EdDSA', 'RS256', 'PS256']).default('ES256'),
+        /**
+         * File holding the key-encryption key (KEK) that seals private signing keys at rest
+         * (AES-256-GCM): 32 random bytes as 64 hex digits or base64/base64url, e.g.
+         * `openssl rand -base64 32`. Must not be readable by group or others (mode 0600 or 0400),
+         * or the server refuses to start. Keep it apart from the database and its backups.
+         * Default: none (then `kek_env`, then a generated file, see the README).
+         */
+        kek_file: z.string().min(1).optional(),
+        /** Environment variable holding the KEK when `kek_file` is not set. Default: DEVICEGATE_KEK. */
+        kek_env: z.string().min(1).default('DEVICEGATE_KEK'),
+        /**
+         * Earlier KEK files, only to open keys not yet re-sealed during a KEK rotation
+         * (`devicegate keys rewrap`). Same format and mode rules. Default: none.
+         */
+        previous_kek_files: z.array(z.string().min(1)).default([]),
       })
       .strict()
-      .default({ alg: 'ES256' }),
+      .default({ alg: 'ES256', kek_env: 'DEVICEGATE_KEK', previous_kek_files: [] }),
     verification: z
       .object({
         /**
