@@ -3,8 +3,10 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
+import { constants as fsConstants } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { loadKek } from './config/kek.js'
-import type { Config } from './config/load.js'
+import { ConfigError, type Config } from './config/load.js'
 import { reviewsAdminRoutes } from './reviews/admin-routes.js'
 import { startReviews, type ReviewService } from './reviews/index.js'
 import { startGovernance, type Governance } from './governance/index.js'
@@ -23,7 +25,7 @@ import { systemClock, systemRandom } from './system.js'
 import { Identity } from './identity/index.js'
 import { isRegisteredDevice } from './governance/devices.js'
 import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
-import { PolicyHolder } from './policy/holder.js'
+import { loadPolicyFile, PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
 import { registerConsole, type ConsoleExtension, type ConsoleSignIn } from './console/index.js'
@@ -117,6 +119,48 @@ export async function openKeyEncryption(config: Config, logger: Logger): Promise
       `signing keys are sealed with a generated key-encryption key stored beside the database (${config.signingKek.generatedKekFile}); not for production: set signing.kek_file or ${config.signingKek.kekEnv}`,
     )
   return kek.encryption
+}
+
+/**
+ * Checks everything `serve` reads before it opens the store, without writing anything or opening
+ * the database (issue 16 §17): the key-encryption key (file mode and format, or the variable),
+ * the audit checkpoint key, the policy file, the IP databases, the device-posture key, and that
+ * an existing SQLite file is readable and writable. `devicegate check-config` runs it after
+ * resolving the configuration (which already fails for a missing `*_env` variable).
+ * @returns human-readable notes (e.g. a KEK that will be generated on first start).
+ * @throws {ConfigError} naming the setting and the problem, as `serve` would fail.
+ */
+export async function checkStartup(config: Config, env: Readonly<Record<string, string | undefined>> = process.env): Promise<string[]> {
+  const notes: string[] = []
+  const kek = await loadKek(config, env, { generate: false })
+  if (kek.source.startsWith('generated')) notes.push(`signing keys: sealed with a ${kek.source}; set signing.kek_file or ${config.signingKek.kekEnv} in production`)
+  const fail = (setting: string, err: unknown): never => {
+    throw new ConfigError(`${setting}: ${(err as Error).message}`)
+  }
+  const audit = config.governance.audit
+  if (config.governance.audit.enabled) {
+    if (audit.checkpointKeyEnv !== undefined) {
+      const value = env[audit.checkpointKeyEnv]
+      if (value === undefined || value.length < 32)
+        throw new ConfigError(`governance.audit.checkpoint_key_env: environment variable ${audit.checkpointKeyEnv} must hold at least 32 characters`)
+    } else {
+      await access(audit.checkpointKeyFile, fsConstants.R_OK).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') fail('governance.audit.checkpoint_key_file', err)
+        notes.push(`audit: checkpoint key ${audit.checkpointKeyFile} will be created on first start`)
+      })
+    }
+  }
+  if (config.policy?.file !== undefined) await loadPolicyFile(config.policy.file).catch((err: unknown) => fail('policy.file', err))
+  if (config.geo?.countryDb || config.geo?.asnDb)
+    await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }).catch((err: unknown) => fail('geo', err))
+  if (config.devicePosture) await loadPostureVerifier(config.devicePosture).catch((err: unknown) => fail('device_posture.key_file', err))
+  if (config.storageUrl.startsWith('sqlite:')) {
+    const file = config.storageUrl.slice('sqlite:'.length)
+    await access(file, fsConstants.R_OK | fsConstants.W_OK).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') fail('storage.url', new Error(`cannot read and write ${file} (${err.code})`))
+    })
+  }
+  return notes
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */

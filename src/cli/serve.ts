@@ -3,7 +3,7 @@
  */
 import { createServer as createNetServer } from 'node:net'
 import type { Command } from 'commander'
-import { createServer, type Config } from '../server.js'
+import { checkStartup, createServer, type Config } from '../server.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 
 /**
@@ -33,6 +33,8 @@ export function registerServeCommand(program: Command): void {
       const resolved = await configFromOptions(opts)
       const config = await withConcretePort(resolved.config)
       const dev = resolved.dev
+      // The same checks as check-config, so both fail alike and before the store is opened.
+      await checkStartup(config)
       const server = await createServer(config)
       if (opts.dev) server.app.log.warn('--dev: demo client and user; not for production')
       await server.app.listen({ host: config.host, port: config.port })

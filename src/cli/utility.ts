@@ -2,7 +2,8 @@
  * `devicegate hash-secret`, `devicegate check-config`, `devicegate migrate`.
  */
 import type { Command } from 'commander'
-import { loadConfigFile } from '../config/load.js'
+import { loadConfigFile, resolveConfig } from '../config/load.js'
+import { checkStartup } from '../server.js'
 import { openStore } from '../storage/index.js'
 import { hashPassword } from '../web/user-directory.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
@@ -25,10 +26,12 @@ export function registerUtilityCommands(program: Command): void {
     })
   program
     .command('check-config <file>')
-    .description('validate a configuration file')
+    .description('check a configuration file as serve would: schema, environment variables, key and data files (writes nothing)')
     .action(async (file: string) => {
       try {
-        await loadConfigFile(file)
+        const config = await resolveConfig(await loadConfigFile(file))
+        const notes = await checkStartup(config)
+        for (const note of notes) process.stdout.write(`note: ${note}\n`)
         process.stdout.write(`${file}: ok\n`)
       } catch (err) {
         exitWithError(err)
