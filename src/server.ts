@@ -24,6 +24,7 @@ import type { Store } from './storage/store.js'
 import { systemClock, systemRandom } from './system.js'
 import { Identity } from './identity/index.js'
 import { isRegisteredDevice } from './governance/devices.js'
+import { loadMetricsToken } from './governance/metrics.js'
 import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
 import { loadPolicyFile, PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
@@ -150,6 +151,7 @@ export async function checkStartup(config: Config, env: Readonly<Record<string, 
       })
     }
   }
+  if (config.governance.metrics.enabled) await loadMetricsToken(config.governance.metrics, env)
   if (config.policy?.file !== undefined) await loadPolicyFile(config.policy.file).catch((err: unknown) => fail('policy.file', err))
   if (config.geo?.countryDb || config.geo?.asnDb)
     await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }).catch((err: unknown) => fail('geo', err))

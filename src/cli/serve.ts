@@ -38,6 +38,7 @@ export function registerServeCommand(program: Command): void {
       const server = await createServer(config)
       if (opts.dev) server.app.log.warn('--dev: demo client and user; not for production')
       await server.app.listen({ host: config.host, port: config.port })
+      if (server.governance.metricsUrl) server.app.log.info({ url: `${server.governance.metricsUrl}/metrics` }, 'metrics listening on their own address')
       const address = server.app.server.address()
       const port = typeof address === 'object' && address ? address.port : config.port
       if (opts.dev) {
