@@ -3,7 +3,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { InvalidArgumentError, type Command } from 'commander'
-import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides } from '../config/load.js'
+import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides, type ResolveOptions } from '../config/load.js'
 import { StoreUnavailableError } from '../storage/store.js'
 
 /** Parses a TCP port option. */
@@ -41,10 +41,12 @@ export interface DevSecrets {
 }
 
 /**
- * Resolves the configuration from options.
+ * Resolves the configuration from options. Secrets from the environment are only checked, not
+ * hashed, unless `resolveOptions.secrets` is `hash` (`serve`): hashing them all cost
+ * `policy explain` over a second (issue 16 §20).
  * @throws {ConfigError} when neither `--config` nor `--dev` is given, or the file is invalid.
  */
-export async function configFromOptions(opts: ConfigOptions): Promise<{ config: Config; dev: DevSecrets }> {
+export async function configFromOptions(opts: ConfigOptions, resolveOptions: ResolveOptions = { secrets: 'check' }): Promise<{ config: Config; dev: DevSecrets }> {
   const overrides: ConfigOverrides = {
     ...(opts.host !== undefined ? { host: opts.host } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
@@ -52,14 +54,14 @@ export async function configFromOptions(opts: ConfigOptions): Promise<{ config: 
     ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
   }
   if (opts.config && opts.dev) throw new ConfigError('use either --config or --dev, not both')
-  if (opts.config) return { config: await resolveConfig(await loadConfigFile(opts.config), overrides), dev: {} }
+  if (opts.config) return { config: await resolveConfig(await loadConfigFile(opts.config), overrides, process.env, resolveOptions), dev: {} }
   if (!opts.dev) throw new ConfigError('give --config <file> or --dev')
   const envPassword = process.env[DEV_ENV.password]
   const envSecret = process.env[DEV_ENV.clientSecret]
   const password = envPassword || randomBytes(12).toString('base64url')
   const clientSecret = envSecret || randomBytes(24).toString('base64url')
   const { file, env } = devConfigFile({ password, clientSecret })
-  const config = await resolveConfig(file, overrides, env)
+  const config = await resolveConfig(file, overrides, env, resolveOptions)
   return {
     config,
     dev: {

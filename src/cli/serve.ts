@@ -30,7 +30,7 @@ async function withConcretePort(config: Config): Promise<Config> {
 export function registerServeCommand(program: Command): void {
   withConfigOptions(program.command('serve').description('start the authorization server')).action(async (opts: ConfigOptions) => {
     try {
-      const resolved = await configFromOptions(opts)
+      const resolved = await configFromOptions(opts, { secrets: 'hash' })
       const config = await withConcretePort(resolved.config)
       const dev = resolved.dev
       // The same checks as check-config, so both fail alike and before the store is opened.

@@ -29,7 +29,7 @@ export function registerUtilityCommands(program: Command): void {
     .description('check a configuration file as serve would: schema, environment variables, key and data files (writes nothing)')
     .action(async (file: string) => {
       try {
-        const config = await resolveConfig(await loadConfigFile(file))
+        const config = await resolveConfig(await loadConfigFile(file), {}, process.env, { secrets: 'check' })
         const notes = await checkStartup(config)
         for (const note of notes) process.stdout.write(`note: ${note}\n`)
         process.stdout.write(`${file}: ok\n`)

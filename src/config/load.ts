@@ -139,6 +139,22 @@ export async function loadConfigFile(path: string): Promise<ConfigFile> {
   return parseConfig(doc)
 }
 
+/**
+ * Stands in for the hash of a secret read from the environment when the configuration is resolved
+ * for a command that never verifies secrets (`policy explain`, `keys`, governance commands). It is
+ * not a PHC string, so it can never verify a secret.
+ */
+export const UNHASHED_SECRET = '!unhashed'
+
+/** Options of {@link resolveConfig}. */
+export interface ResolveOptions {
+  /**
+   * `hash` (default): hash `client_secret_env` / `password_env` values with argon2id, as a server
+   * needs. `check`: only check that the variables are set (commands that verify no secret).
+   */
+  secrets?: 'hash' | 'check'
+}
+
 function secretFromEnv(env: Readonly<Record<string, string | undefined>>, name: string, field: string): string {
   const value = env[name]
   if (!value) throw new ConfigError(`${field}: environment variable ${name} is not set`)
@@ -155,7 +171,10 @@ export async function resolveConfig(
   file: ConfigFile,
   overrides: ConfigOverrides = {},
   env: Readonly<Record<string, string | undefined>> = process.env,
+  options: ResolveOptions = {},
 ): Promise<Config> {
+  // argon2id costs ~100 ms a secret on purpose; only a serving process needs the hashes.
+  const hashSecret = options.secrets === 'check' ? async () => UNHASHED_SECRET : argon2Hash
   const host = overrides.host ?? file.listen.host
   const port = overrides.port ?? file.listen.port
   const dataDir = resolve(overrides.dataDir ?? file.data_dir)
@@ -176,7 +195,7 @@ export async function resolveConfig(
       const isConfidential = c.type === 'confidential'
       const secretHash =
         c.client_secret_hash ??
-        (c.client_secret_env ? await argon2Hash(secretFromEnv(env, c.client_secret_env, `clients[${i}].client_secret_env`)) : undefined)
+        (c.client_secret_env ? await hashSecret(secretFromEnv(env, c.client_secret_env, `clients[${i}].client_secret_env`)) : undefined)
       const authMethods: ClientAuthMethod[] = isConfidential
         ? (c.token_endpoint_auth_methods ?? ['client_secret_basic', 'client_secret_post'])
         : ['none']
@@ -211,7 +230,7 @@ export async function resolveConfig(
       Object.freeze({
         username: u.username,
         displayName: u.display_name ?? u.username,
-        passwordHash: u.password_hash ?? (await argon2Hash(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
+        passwordHash: u.password_hash ?? (await hashSecret(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
         disabled: u.disabled,
         groups: Object.freeze([...u.groups]),
         risk: u.risk,
