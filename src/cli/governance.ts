@@ -11,7 +11,7 @@ import { AnomalyEngine } from '../governance/anomalies.js'
 import { GovernanceEvents } from '../governance/events.js'
 import { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
 import { systemRandom } from '../system.js'
-import { listInventory } from '../governance/inventory.js'
+import { listInventory, type InventoryItem } from '../governance/inventory.js'
 import { RevocationService, type RevocationTarget } from '../governance/revocation.js'
 import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
@@ -150,16 +150,33 @@ export function registerTokensCommands(program: Command): void {
         limit: opts.limit,
         ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
       })
-      for (const i of page.items) {
-        process.stdout.write(
-          opts.json
-            ? JSON.stringify(i) + '\n'
-            : `${i.grant_id}  ${i.status.padEnd(7)}  ${(i.subject ?? '-').padEnd(16)}  ${i.client_id.padEnd(16)}  ${iso(i.created_at)}  from ${i.device_authorization?.request_ip ?? '-'}  last use ${iso(i.last_used_at)} ${i.last_used_ip ?? ''}  [${i.scope}]\n`,
-        )
-      }
+      if (opts.json) for (const i of page.items) process.stdout.write(JSON.stringify(i) + '\n')
+      else process.stdout.write(formatTokenTable(page.items))
       if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
     }),
   )
+}
+
+/**
+ * The `tokens list` table: a header row, then one row per family, columns padded to their widest
+ * cell; an empty inventory prints the header and `(no token families)`.
+ */
+export function formatTokenTable(items: readonly InventoryItem[]): string {
+  const header = ['GRANT', 'STATUS', 'SUBJECT', 'CLIENT', 'CREATED', 'FROM', 'LAST USE', 'LAST USE FROM', 'SCOPE']
+  const rows = items.map((i) => [
+    i.grant_id,
+    i.status,
+    i.subject ?? '-',
+    i.client_id,
+    iso(i.created_at),
+    i.device_authorization?.request_ip ?? '-',
+    iso(i.last_used_at),
+    i.last_used_ip ?? '-',
+    i.scope,
+  ])
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
+  const line = (cells: string[]) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ') + '\n'
+  return line(header) + (rows.length === 0 ? '(no token families)\n' : rows.map(line).join(''))
 }
 
 /** Registers `revoke`. */

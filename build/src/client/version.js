@@ -1,0 +1,30 @@
+/**
+ * The SDK's version and the User-Agent it sends (issue 16 §18), so a server's review page and
+ * logs name the tool instead of "node".
+ */
+import { readFileSync } from 'node:fs';
+/** The package version, read from its package.json (`0.0.0` if it cannot be read). */
+export const SDK_VERSION = (() => {
+    try {
+        // src/client/version.ts and dist/client/version.js both sit two levels below the package root.
+        return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version ?? '0.0.0';
+    }
+    catch {
+        return '0.0.0';
+    }
+})();
+/** `devicegate-client/<version> node/<version>` (RFC 9110 §10.1.5 product tokens). */
+export const SDK_USER_AGENT = `devicegate-client/${SDK_VERSION} node/${process.versions.node}`;
+/**
+ * Wraps `fetch` so every request carries `userAgent` unless the caller set a User-Agent itself.
+ */
+export function withUserAgent(fetchImpl, userAgent) {
+    return (input, init = {}) => {
+        const headers = new Headers(init.headers);
+        if (!headers.has('user-agent'))
+            headers.set('user-agent', userAgent);
+        return fetchImpl(input, { ...init, headers });
+    };
+}
+/** `fetch` with {@link SDK_USER_AGENT}: the default of every SDK function that takes a `fetch`. */
+export const sdkFetch = withUserAgent((input, init) => globalThis.fetch(input, init), SDK_USER_AGENT);
