@@ -305,6 +305,9 @@ export async function resolveConfig(
   })
 }
 
+/** Resource indicator (RFC 8707) of the example API that the `--dev` demo-cli may ask tokens for. */
+export const DEV_EXAMPLE_API_RESOURCE = 'http://127.0.0.1:9090/'
+
 /** Environment variables the `--dev` preset reads for its demo secrets. */
 export const DEV_ENV = {
   password: 'DEVICEGATE_DEMO_PASSWORD',
@@ -337,6 +340,8 @@ export function devConfigFile(secrets: { password: string; clientSecret: string 
         grant_types: [GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken],
         scopes: ['read', 'write', OFFLINE_ACCESS],
         default_scopes: ['read'],
+        // The example API (examples/resource-api.ts) on its default port, as its header runs it.
+        resources: [DEV_EXAMPLE_API_RESOURCE],
       },
       {
         client_id: 'demo-api',
