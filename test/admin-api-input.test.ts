@@ -42,6 +42,7 @@ const BAD_INPUTS: Array<[string, 'GET' | 'POST', string, unknown, string]> = [
   ['epoch seconds beyond year 9999', 'GET', '/audit/events?since=99999999999999', undefined, `"since" ${TIME}`],
   ['unknown query parameter', 'GET', '/grants?bogus=1', undefined, 'unknown query parameter "bogus"'],
   ['bad status', 'GET', '/grants?status=weird', undefined, '"status" must be active or revoked'],
+  ['bad flow status', 'GET', '/flows?status=lost', undefined, '"status" must be pending, approved, redeemed, denied, refused or expired'],
   ['bad include_retired', 'GET', '/devices?include_retired=yes', undefined, '"include_retired" must be true or false'],
   ['malformed jkt in the path', 'GET', '/devices/short', undefined, '"jkt" must be 43 base64url characters (RFC 7638 SHA-256 thumbprint)'],
   ['unknown revocation kind', 'POST', '/revocations', { kind: 'nope' }, '"kind" must be one of token, grant, user, client, jkt, before, pattern'],
@@ -137,6 +138,9 @@ for (const store of STORES) {
         '/audit/events?after_seq=9007199254740991',
         '/anomalies?since=2026-01-01T00:00:00%2B02:00',
         `/grants?cursor=${b64([1, 'g_1'])}&created_before=253402300799`,
+        '/flows?status=refused&limit=1',
+        '/flows?status=expired&client_id=cli',
+        `/flows?cursor=${b64([1, 'dg_1'])}`,
       ]) {
         const res = await call('GET', path)
         expect(res.status, path).toBe(200)

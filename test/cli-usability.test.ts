@@ -102,7 +102,7 @@ describe('governance commands find the configuration as the README prints them (
     const res = runCli(['tokens', 'list'], { cwd: dir })
     expect(res.stderr).toBe('')
     expect(res.status).toBe(0)
-    expect(res.stdout).toMatch(/^GRANT +STATUS +SUBJECT +CLIENT +CREATED +FROM +LAST USE +LAST USE FROM +SCOPE\n\(no token families\)\n$/)
+    expect(res.stdout).toMatch(/^GRANT +STATUS +SUBJECT +CLIENT +CREATED +REQUEST FROM +APPROVAL FROM +LAST USE +LAST USE FROM +SCOPE\n\(no token families\)\n$/)
   })
 
   it('reads DEVICEGATE_CONFIG from anywhere', () => {

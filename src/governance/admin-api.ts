@@ -28,7 +28,7 @@ import type { AnomalyEngine } from './anomalies.js'
 import { exportLine } from './audit.js'
 import { DeviceRegistryError, getDevice, labelDevice, listDevices, registerDevice, retireDevice } from './devices.js'
 import type { GovernanceEvents } from './events.js'
-import { describeLineage, InvalidCursorError, listInventory, toInventoryItem, type InventoryQuery } from './inventory.js'
+import { describeLineage, InvalidCursorError, listFlows, listInventory, toInventoryItem, type InventoryQuery } from './inventory.js'
 import type { PrincipalAdmin } from './principals.js'
 import { PeopleError, personView, type PeopleService } from '../identity/people.js'
 import { RevocationTargetError, type RevocationService, type RevocationTarget } from './revocation.js'
@@ -224,6 +224,23 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
           throw err
         }
       }
+
+      route(ADMIN_ROUTES.flows, async ({ query }) => {
+        try {
+          return await listFlows(deps.store, deps.clock, {
+            ...(query.status !== undefined ? { status: query.status } : {}),
+            ...(query.client_id !== undefined ? { clientId: query.client_id } : {}),
+            ...(query.subject !== undefined ? { subject: query.subject } : {}),
+            ...(query.created_from !== undefined ? { createdFrom: query.created_from } : {}),
+            ...(query.created_before !== undefined ? { createdBefore: query.created_before } : {}),
+            ...(query.limit !== undefined ? { limit: query.limit } : {}),
+            ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+          })
+        } catch (err) {
+          if (err instanceof InvalidCursorError) throw bad('"cursor" is invalid')
+          throw err
+        }
+      })
 
       route(ADMIN_ROUTES.revocations, async ({ body }, admin, request) => {
         try {

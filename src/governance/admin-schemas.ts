@@ -16,7 +16,7 @@
  * @see https://spec.openapis.org/oas/v3.1.0
  */
 import { z } from 'zod'
-import { isInventoryCursor } from './inventory.js'
+import { FLOW_STATUSES, isInventoryCursor } from './inventory.js'
 
 /** Latest accepted time, epoch seconds (9999-12-31T23:59:59Z). */
 export const MAX_EPOCH_SECONDS = 253_402_300_799
@@ -175,6 +175,21 @@ export const ADMIN_ROUTES = {
     secured: true,
     params: z.strictObject({ username }),
     query: z.strictObject(inventoryQuery),
+  },
+  flows: {
+    method: 'GET',
+    path: '/flows',
+    summary: 'device authorizations of every outcome (issued, denied, refused by policy, expired, pending) with request and approval address and location',
+    secured: true,
+    query: z.strictObject({
+      status: choice(FLOW_STATUSES, 'pending, approved, redeemed, denied (by the person), refused (by policy) or expired').optional(),
+      client_id: inventoryQuery.client_id,
+      subject: text('only flows decided by this user').optional(),
+      created_from: inventoryQuery.created_from,
+      created_before: inventoryQuery.created_before,
+      limit: inventoryQuery.limit,
+      cursor: inventoryQuery.cursor,
+    }),
   },
   revocations: { method: 'POST', path: '/revocations', summary: 'central revocation (or dry run)', secured: true, query: z.strictObject({}), body: RevocationBody },
   anomalies: {
