@@ -25,7 +25,8 @@ import { systemClock, systemRandom } from './system.js'
 import { Identity } from './identity/index.js'
 import { isRegisteredDevice } from './governance/devices.js'
 import { loadMetricsToken } from './governance/metrics.js'
-import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
+import { createMaxmindGeoLookup, type GeoLookup } from './policy/geo.js'
+import { openGeoLookup } from './policy/geo-csv.js'
 import { loadPolicyFile, PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
@@ -155,6 +156,12 @@ export async function checkStartup(config: Config, env: Readonly<Record<string, 
   if (config.policy?.file !== undefined) await loadPolicyFile(config.policy.file).catch((err: unknown) => fail('policy.file', err))
   if (config.geo?.countryDb || config.geo?.asnDb)
     await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }).catch((err: unknown) => fail('geo', err))
+  const csvFiles = [
+    ...(config.geo?.countryCsv ?? []).map((file, i) => ({ setting: `geo.country_csv[${i}]`, file })),
+    ...(config.geo?.asnCsv ?? []).map((file, i) => ({ setting: `geo.asn_csv[${i}]`, file })),
+  ]
+  for (const { setting, file } of csvFiles)
+    await access(file, fsConstants.R_OK).catch((err: NodeJS.ErrnoException) => fail(setting, new Error(`cannot read ${file} (${err.code})`)))
   if (config.devicePosture) await loadPostureVerifier(config.devicePosture).catch((err: unknown) => fail('device_posture.key_file', err))
   if (config.storageUrl.startsWith('sqlite:')) {
     const file = config.storageUrl.slice('sqlite:'.length)
@@ -181,8 +188,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const keys = await KeyRing.open(store, config.signingAlg, clock, options.keyEncryption ?? (await openKeyEncryption(config, logger)))
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
-  const mmdb =
-    config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
+  const geo = options.geo ?? (await openGeoLookup(config.geo))
   // People are seeded before governance, whose start-up orphan sweep reads them.
   const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch as never } : {}) })
   const governance = await startGovernance({
@@ -199,7 +205,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clients = governance.clients
   const policy = new PolicyService({
     source: policyHolder,
-    geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
+    geo,
     posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
     // A device a Shared Signals transmitter reported not compliant no longer counts as registered.
     devices: { isRegisteredDevice: async (jkt) => (await isRegisteredDevice(store, jkt)) && (await store.findDeviceCompliance(jkt))?.status !== 'not-compliant' },

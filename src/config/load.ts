@@ -79,6 +79,9 @@ export interface Config {
   readonly geo?: {
     readonly countryDb?: string
     readonly asnDb?: string
+    /** ip-location-db CSV files (absolute paths). */
+    readonly countryCsv: readonly string[]
+    readonly asnCsv: readonly string[]
     readonly networks: readonly { cidr: string; country?: string; asn?: number; asOrg?: string }[]
   }
   /** Device posture assertion verification; absent: `device_posture` is recorded as not configured. */
@@ -286,6 +289,8 @@ export async function resolveConfig(
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),
       ...(file.geo.asn_db !== undefined ? { asnDb: resolve(file.geo.asn_db) } : {}),
+      countryCsv: Object.freeze(file.geo.country_csv.map((f) => resolve(f))),
+      asnCsv: Object.freeze(file.geo.asn_csv.map((f) => resolve(f))),
       networks: Object.freeze(
         file.geo.networks.map((n) =>
           Object.freeze({ cidr: n.cidr, ...(n.country ? { country: n.country } : {}), ...(n.asn !== undefined ? { asn: n.asn } : {}), ...(n.as_org ? { asOrg: n.as_org } : {}) }),

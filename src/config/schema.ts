@@ -305,6 +305,16 @@ export const configSchema = z
         country_db: z.string().min(1).optional(),
         /** MaxMind DB file with autonomous systems (GeoLite2-ASN or an ip-location-db asn file). */
         asn_db: z.string().min(1).optional(),
+        /**
+         * ip-location-db country CSV files (`ip_range_start,ip_range_end,country_code`), e.g.
+         * `node_modules/@ip-location-db/asn-country/asn-country-ipv4.csv` and `…-ipv6.csv`. Default: none.
+         */
+        country_csv: z.array(z.string().min(1)).default([]),
+        /**
+         * ip-location-db ASN CSV files (`ip_range_start,ip_range_end,as_number,as_organization`),
+         * e.g. `node_modules/@ip-location-db/asn/asn-ipv4.csv` and `…-ipv6.csv`. Default: none.
+         */
+        asn_csv: z.array(z.string().min(1)).default([]),
         /** Networks no public database knows (office, VPN): consulted first. */
         networks: z
           .array(
@@ -320,7 +330,7 @@ export const configSchema = z
           .default([]),
       })
       .strict()
-      .default({ networks: [] }),
+      .default({ networks: [], country_csv: [], asn_csv: [] }),
     /** Device posture assertions (`device_posture` on the device authorization request). Default: not accepted. */
     device_posture: z
       .object({
