@@ -109,7 +109,7 @@ export interface CreateServerOptions {
 }
 
 /**
- * Loads the configured key-encryption key for private signing keys (issue 16 §2), warning loudly
+ * Loads the configured key-encryption key for private signing keys, warning loudly
  * when it is the generated one beside the database rather than a configured file or variable.
  * @throws {ConfigError} for a KEK file readable by group or others, or a malformed KEK.
  */
@@ -125,7 +125,7 @@ export async function openKeyEncryption(config: Config, logger: Logger): Promise
 
 /**
  * Checks everything `serve` reads before it opens the store, without writing anything or opening
- * the database (issue 16 §17): the key-encryption key (file mode and format, or the variable),
+ * the database: the key-encryption key (file mode and format, or the variable),
  * the audit checkpoint key, the policy file, the IP databases, the device-posture key, and that
  * an existing SQLite file is readable and writable. `devicegate check-config` runs it after
  * resolving the configuration (which already fails for a missing `*_env` variable).

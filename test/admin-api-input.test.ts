@@ -1,5 +1,5 @@
 /**
- * Issue 16 §7: every admin API route validates its path parameters, query and body with one
+ * Every admin API route validates its path parameters, query and body with one
  * schema (src/governance/admin-schemas.ts) and answers 400 `invalid_request` naming the field for
  * the inputs the fuzz run turned into 500s — repeated query parameters, NUL bytes, numbers beyond
  * 64 bits, malformed cursors, loose dates — on SQLite and on PostgreSQL; the OpenAPI document is
@@ -101,7 +101,7 @@ const STORES: Array<{ name: string; run: boolean; url: () => Promise<{ url?: str
 ]
 
 for (const store of STORES) {
-  describe.skipIf(!store.run)(`${store.name}: admin API input validation (issue 16 §7)`, () => {
+  describe.skipIf(!store.run)(`${store.name}: admin API input validation`, () => {
     let t: TestServer
     let token: string
     let drop = async () => {}

@@ -163,7 +163,7 @@ describe('audit log verification', () => {
     expect((await verify()).problem).toMatchObject({ kind: 'checkpoint_mismatch', seq: N })
   })
 
-  it('names the first of two records swapped and re-linked, not the next checkpoint (issue 16 §14)', async () => {
+  it('names the first of two records swapped and re-linked, not the next checkpoint', async () => {
     tamper((db) => {
       const a = row(db, 12)
       const b = row(db, 13)
@@ -186,7 +186,7 @@ describe('audit log verification', () => {
     expect(result.checked).toBe(11)
   })
 
-  it('says "key mismatch", not "forged", for checkpoints and seals made with another instance\'s key (issue 16 §14)', async () => {
+  it('says "key mismatch", not "forged", for checkpoints and seals made with another instance\'s key', async () => {
     const other = randomBytes(32)
     const result = await verifyAuditLog(store, { key: other, checkpointFile: join(dir, 'checkpoints.jsonl') })
     expect(result.problem?.kind).toBe('key_mismatch')

@@ -1,5 +1,5 @@
 /**
- * Issue 16 §17: `devicegate check-config FILE` fails exactly where `devicegate serve --config FILE`
+ * `devicegate check-config FILE` fails exactly where `devicegate serve --config FILE`
  * would — a missing environment variable, an unreadable or too open key file, an unreadable
  * policy file — with the same one-line message, and writes nothing.
  */
@@ -52,7 +52,7 @@ const CASES: Array<[string, string, string]> = [
   ],
 ]
 
-describe('check-config fails where serve would (issue 16 §17)', () => {
+describe('check-config fails where serve would', () => {
   it.each(CASES)('%s: both exit 1 with the same message', (name, yaml, message) => {
     const file = configFile(name.replace(/\W+/g, '-'), yaml)
     const check = runCli(['check-config', file])

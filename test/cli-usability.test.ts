@@ -1,5 +1,5 @@
 /**
- * Issue 16 §18: what a newcomer trips on in the `devicegate` command.
+ * What a newcomer trips on in the `devicegate` command.
  * - `--version` prints the package version;
  * - `login` takes the issuer (and client) from DEVICEGATE_ISSUER / DEVICEGATE_CLIENT_ID, and a
  *   later login reuses the last one; `whoami` lists the stored profiles;
@@ -30,7 +30,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
 
-describe('devicegate --version (issue 16 §18)', () => {
+describe('devicegate --version', () => {
   it('prints the package version', () => {
     const res = runCli(['--version'])
     expect(res.status).toBe(0)
@@ -38,7 +38,7 @@ describe('devicegate --version (issue 16 §18)', () => {
   })
 })
 
-describe('login defaults, profiles and User-Agent (issue 16 §18)', () => {
+describe('login defaults, profiles and User-Agent', () => {
   let t: TestServer
   beforeAll(async () => {
     t = await startTestServer()
@@ -91,7 +91,7 @@ describe('login defaults, profiles and User-Agent (issue 16 §18)', () => {
   })
 })
 
-describe('governance commands find the configuration as the README prints them (issue 16 §18)', () => {
+describe('governance commands find the configuration as the README prints them', () => {
   let dir: string
   beforeAll(() => {
     dir = tempDir()

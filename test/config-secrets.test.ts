@@ -1,5 +1,5 @@
 /**
- * Issue 16 §20: commands that verify no secret (`policy explain`, `keys`, governance commands,
+ * Commands that verify no secret (`policy explain`, `keys`, governance commands,
  * `check-config`) resolve the configuration without hashing every `*_env` secret with argon2id
  * (1.4 s a call before), yet still fail on a variable that is not set; `serve` hashes them.
  */
@@ -13,7 +13,7 @@ const file = parseConfig({
 })
 const env = { API_SECRET: 'api-secret-0123456789', ALICE_PASSWORD: 'alice password' }
 
-describe('resolving secrets only where they are verified (issue 16 §20)', () => {
+describe('resolving secrets only where they are verified', () => {
   it('checks but does not hash with secrets: check, and the stand-in never verifies', async () => {
     const config = await resolveConfig(file, {}, env, { secrets: 'check' })
     expect(config.clients[0]!.secretHash).toBe(UNHASHED_SECRET)

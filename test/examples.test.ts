@@ -1,5 +1,5 @@
 /**
- * Issue 16 §16: the examples compile and run as their headers say, against a real server.
+ * The examples compile and run as their headers say, against a real server.
  *
  * `npm run build:examples`, then `devicegate serve --dev` (the built CLI), the resource API
  * example with the documented environment (`DEVICEGATE_ISSUER`, `API_AUDIENCE`,
@@ -102,7 +102,7 @@ async function runClientExample(): Promise<{ code: number; out: string; err: str
   return { code: await client.exited, out: client.out(), err: client.err() }
 }
 
-describe('examples run as their headers say (issue 16 §16)', () => {
+describe('examples run as their headers say', () => {
   it('client-login calls resource-api with a token for its audience: 200, exit 0', async () => {
     const res = await runClientExample()
     expect(res.out).toMatch(/^200 \{"sub":"demo","client_id":"demo-cli"/)

@@ -1,5 +1,5 @@
 /**
- * Issue 16 §15: the inventory shows where the approval came from (address, country, network)
+ * The inventory shows where the approval came from (address, country, network)
  * beside the request's, and lists the device flows that were denied by the person or refused by
  * policy (and pending or expired ones) as well as those that issued tokens.
  */
@@ -35,7 +35,7 @@ async function decide(userCode: string, decision: 'approve' | 'deny') {
   await page.decide(userCode, decision)
 }
 
-describe('inventory of device flows (issue 16 §15)', () => {
+describe('inventory of device flows', () => {
   it('shows the approval address and location beside the request on an issued family', async () => {
     const flow = await requestFlow('cli', '203.0.113.9')
     await decide(flow.user_code, 'approve')

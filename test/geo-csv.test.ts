@@ -1,5 +1,5 @@
 /**
- * Issue 16 §21: country and ASN from the CSV files of the `@ip-location-db/*` npm packages
+ * Country and ASN from the CSV files of the `@ip-location-db/*` npm packages
  * (`asn-country-ipv4.csv`: start,end,country_code; `asn-ipv4.csv`: start,end,as_number,as_org),
  * tested on small generated files in that format; and the documented command
  * `devicegate geo <ip…>` with `geo.country_csv` / `geo.asn_csv` in the configuration.
@@ -23,7 +23,7 @@ const country6 = file('asn-country-ipv6.csv', '2001:200::,2001:200:ffff:ffff:fff
 const asn4 = file('asn-ipv4.csv', '8.8.8.0,8.8.8.255,15169,Google LLC\n198.51.100.0,198.51.100.127,64500,"Example, Net ""B.V."""\n')
 const asn6 = file('asn-ipv6.csv', '2001:200::,2001:200:ffff:ffff:ffff:ffff:ffff:ffff,2500,WIDE Project\n')
 
-describe('ip-location-db CSV geo data (issue 16 §21)', () => {
+describe('ip-location-db CSV geo data', () => {
   it('finds country and ASN of IPv4 and IPv6 addresses by inclusive range, and nothing outside', async () => {
     const geo = await createCsvGeoLookup({ countryCsv: [country4, country6], asnCsv: [asn4, asn6] })
     expect(geo.stats).toEqual({ countryRanges: 4, asnRanges: 3, skipped: 1 })
@@ -48,7 +48,7 @@ describe('ip-location-db CSV geo data (issue 16 §21)', () => {
   })
 })
 
-describe('devicegate geo (issue 16 §21)', () => {
+describe('devicegate geo', () => {
   beforeAll(() => ensureBuilt(), 120_000)
   it('looks addresses up in the configured CSV files', () => {
     const config = file('devicegate.yaml', `data_dir: ${JSON.stringify(join(dir, 'data'))}\nlog_level: silent\ngeo:\n  country_csv: [${JSON.stringify(country4)}]\n  asn_csv: [${JSON.stringify(asn4)}]\n`)

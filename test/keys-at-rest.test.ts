@@ -1,5 +1,5 @@
 /**
- * Issue 16 §2: keys and files at rest.
+ * Keys and files at rest.
  * - The SQLite database, its -wal and -shm are 0600 in a 0700 directory (also tightening files an
  *   older version left 0644).
  * - Private signing keys are sealed (JWE dir + A256GCM) with a key-encryption key before the
@@ -38,7 +38,7 @@ afterAll(() => {
 const mode = (path: string) => statSync(path).mode & 0o777
 const kek = () => randomBytes(32)
 
-describe('SQLite files are private to the server user (issue 16 §2)', () => {
+describe('SQLite files are private to the server user', () => {
   it('creates the directory 0700 and the database, -wal and -shm 0600', async () => {
     const dir = join(tempDir(), 'data')
     const file = join(dir, 'devicegate.db')
@@ -72,7 +72,7 @@ describe('SQLite files are private to the server user (issue 16 §2)', () => {
   })
 })
 
-describe('private signing keys are sealed at rest (issue 16 §2)', () => {
+describe('private signing keys are sealed at rest', () => {
   let store: Store
   let file: string
   const clock = new TestClock()
@@ -114,7 +114,7 @@ describe('private signing keys are sealed at rest (issue 16 §2)', () => {
   })
 })
 
-describe('plaintext keys of an older database are sealed on first start (issue 16 §2)', () => {
+describe('plaintext keys of an older database are sealed on first start', () => {
   it('keeps every key (same kid, same signature key) and leaves no plaintext', async () => {
     const file = join(tempDir(), 'old.db')
     const store = await openStore(`sqlite:${file}`)
@@ -154,7 +154,7 @@ describe('plaintext keys of an older database are sealed on first start (issue 1
   })
 })
 
-describe('KEK rotation with rewrap (issue 16 §2)', () => {
+describe('KEK rotation with rewrap', () => {
   it('opens with the previous KEK, re-seals everything under the new one, then needs only the new one', async () => {
     const store = await openStore(`sqlite:${join(tempDir(), 'rot.db')}`)
     const clock = new TestClock()
@@ -178,7 +178,7 @@ describe('KEK rotation with rewrap (issue 16 §2)', () => {
   })
 })
 
-describe('loading the KEK (issue 16 §2)', () => {
+describe('loading the KEK', () => {
   const base = (over: Partial<{ kekFile: string; previousKekFiles: string[]; generatedKekFile: string }> = {}) => ({
     signingKek: { kekEnv: 'TEST_KEK', previousKekFiles: [], generatedKekFile: join(tempDir(), 'gen', 'signing.kek'), ...over },
   })
@@ -218,7 +218,7 @@ describe('loading the KEK (issue 16 §2)', () => {
   })
 })
 
-describe('a running server signs with the sealed key (issue 16 §2)', () => {
+describe('a running server signs with the sealed key', () => {
   it('issues tokens that verify against its JWKS, with the KEK generated beside the database', async () => {
     const t = await startTestServer()
     try {
@@ -235,7 +235,7 @@ describe('a running server signs with the sealed key (issue 16 §2)', () => {
   })
 })
 
-describe('the CLI refuses a readable KEK file (issue 16 §2)', () => {
+describe('the CLI refuses a readable KEK file', () => {
   beforeAll(() => {
     // Rebuild dist/ only when a source file is newer (`npm test` builds first anyway).
     const newest = (dir: string): number =>

@@ -1,5 +1,5 @@
 /**
- * Issue 16 §22: `/metrics` can require a bearer token (RFC 6750 §2.1, 401 with a Bearer
+ * `/metrics` can require a bearer token (RFC 6750 §2.1, 401 with a Bearer
  * challenge otherwise) and can be served on a listener of its own, leaving the main listener
  * without it.
  */
@@ -11,7 +11,7 @@ import { fixtureConfigFile, startTestServer, type TestServer } from './support/s
 const TOKEN = randomBytes(24).toString('base64url')
 process.env.DEVICEGATE_TEST_METRICS_TOKEN = TOKEN
 
-describe('/metrics behind a bearer token (issue 16 §22)', () => {
+describe('/metrics behind a bearer token', () => {
   let t: TestServer
   beforeAll(async () => {
     t = await startTestServer({ config: await fixtureConfigFile({ governance: { metrics: { bearer_token_env: 'DEVICEGATE_TEST_METRICS_TOKEN' } } }) })
@@ -35,7 +35,7 @@ describe('/metrics behind a bearer token (issue 16 §22)', () => {
   })
 })
 
-describe('/metrics on a listener of its own (issue 16 §22)', () => {
+describe('/metrics on a listener of its own', () => {
   let t: TestServer
   beforeAll(async () => {
     t = await startTestServer({ config: await fixtureConfigFile({ governance: { metrics: { listen: { host: '127.0.0.1', port: 0 } } } }) })

@@ -47,7 +47,7 @@ export interface DevSecrets {
 /**
  * Resolves the configuration from options. Secrets from the environment are only checked, not
  * hashed, unless `resolveOptions.secrets` is `hash` (`serve`): hashing them all cost
- * `policy explain` over a second (issue 16 §20).
+ * `policy explain` over a second.
  * @throws {ConfigError} when neither `--config` nor `--dev` is given, or the file is invalid.
  */
 export async function configFromOptions(opts: ConfigOptions, resolveOptions: ResolveOptions = { secrets: 'check' }): Promise<{ config: Config; dev: DevSecrets }> {

@@ -1,5 +1,5 @@
 /**
- * The SDK's version and the User-Agent it sends (issue 16 §18), so a server's review page and
+ * The SDK's version and the User-Agent it sends, so a server's review page and
  * logs name the tool instead of "node".
  */
 import { readFileSync } from 'node:fs'

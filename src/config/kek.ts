@@ -1,5 +1,5 @@
 /**
- * Loading the key-encryption key (KEK) that seals private signing keys at rest (issue 16 §2).
+ * Loading the key-encryption key (KEK) that seals private signing keys at rest.
  *
  * Sources, first match wins:
  * 1. `signing.kek_file`: a file holding 32 random bytes (64 hex digits, or base64/base64url);

@@ -39,7 +39,7 @@ export interface Config {
   readonly http: { readonly requestTimeoutSeconds: number; readonly shutdownDeadlineSeconds: number }
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
   /**
-   * Where the key-encryption key for private signing keys comes from (issue 16 §2): `kekFile`,
+   * Where the key-encryption key for private signing keys comes from: `kekFile`,
    * else the environment variable `kekEnv`, else `generatedKekFile` (created 0600 on first
    * start). `previousKekFiles` only open keys during a KEK rotation.
    */

@@ -1,6 +1,6 @@
 /**
  * The admin API's input contract: one zod schema per route for its path parameters, query and
- * body (issue 16 §7). The routes in `admin-api.ts` parse with these schemas and the OpenAPI 3.1
+ * body. The routes in `admin-api.ts` parse with these schemas and the OpenAPI 3.1
  * document at `/admin/api/openapi.json` is generated from them with `z.toJSONSchema`, so the
  * validation and the description cannot drift apart.
  *

@@ -17,7 +17,7 @@
  * - `devicegate_same_device_approvals_total{client_id}`: approvals where the approving browser ran
  *   on the requesting machine (client ids come from the configuration, so bounded).
  *
- * Access (issue 16 §22): `governance.metrics.listen` serves /metrics on a listener of its own
+ * Access: `governance.metrics.listen` serves /metrics on a listener of its own
  * instead of the main one; `governance.metrics.bearer_token_env` / `bearer_token_file` require
  * `Authorization: Bearer <token>` (RFC 6750 §2.1; 401 with a `Bearer` challenge otherwise).
  *
@@ -148,7 +148,7 @@ export class Metrics {
   /**
    * Adds the hooks (on the root instance, so every route is measured) and, unless metrics have a
    * listener of their own, `GET /metrics`.
-   * @param access Where /metrics is served and the bearer token it requires (issue 16 §22).
+   * @param access Where /metrics is served and the bearer token it requires.
    */
   async register(app: FastifyInstance, access: MetricsAccess = { ownListener: false }): Promise<void> {
     // Callback-style hooks: on every request, an async hook's promise is measurable overhead.

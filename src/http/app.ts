@@ -188,7 +188,7 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
     return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable', { headers: { 'Retry-After': '5' } })
   }
   if (isDataException(err)) {
-    // A value the database cannot hold (issue 16 §7): the request's fault, not the server's.
+    // A value the database cannot hold: the request's fault, not the server's.
     request.log.warn({ err }, 'database refused a request value')
     return new OAuthError('invalid_request', 'a request value is out of range or not valid text', { cause: err })
   }

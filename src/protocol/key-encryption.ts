@@ -1,5 +1,5 @@
 /**
- * Encryption of private signing keys at rest (issue 16 §2).
+ * Encryption of private signing keys at rest.
  *
  * The key ring seals every private JWK before the store sees it, so the database (and its
  * backups) holds only ciphertext: reading it no longer lets anyone mint access tokens. A sealed

@@ -9,7 +9,7 @@
  * key on its next reload, at most {@link RELOAD_SECONDS} later, and the retired key stays
  * published that much longer to cover tokens it signs meanwhile.
  *
- * At rest (issue 16 §2): private keys are sealed here, in the key ring, with a
+ * At rest: private keys are sealed here, in the key ring, with a
  * {@link KeyEncryption} (AES-256-GCM under a key-encryption key, or a KMS) before the store sees
  * them; the store only ever holds ciphertext. A database from before sealing (plaintext JWKs) is
  * sealed on the first start with a KEK, one compare-and-set per key, so no key is lost.
@@ -72,7 +72,7 @@ export class KeyRing {
    * (its instance died) or is long retired (the slot is from an earlier key) is ignored.
    *
    * Keys still stored in plaintext (a database from before sealing) are sealed first.
-   * @param encryption Seals and opens private keys (issue 16 §2).
+   * @param encryption Seals and opens private keys.
    * @throws {KeyEncryptionError} when the active key was sealed under a KEK not configured here.
    */
   static async open(store: Store, alg: string, clock: Clock, encryption: KeyEncryption): Promise<KeyRing> {

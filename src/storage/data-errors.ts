@@ -1,5 +1,5 @@
 /**
- * Database errors caused by the data a request carried rather than by the server (issue 16 §7).
+ * Database errors caused by the data a request carried rather than by the server.
  *
  * PostgreSQL reports them in SQLSTATE class 22 "data exception": 22021 invalid byte sequence
  * (a NUL byte in text), 22003 numeric value out of range (an integer beyond 64 bits), 22007 /

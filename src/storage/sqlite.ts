@@ -73,7 +73,7 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
 
 /**
  * Creates the database file (and missing directories) private to the server's user before SQLite
- * opens it (issue 16 §2): new directories 0700, the file 0600. SQLite's unix VFS gives the `-wal`
+ * opens it: new directories 0700, the file 0600. SQLite's unix VFS gives the `-wal`
  * and `-shm` files the database file's permissions, so they are 0600 as well; files left 0644 by
  * an older version are tightened to 0600 here. An existing directory's mode is left alone.
  */

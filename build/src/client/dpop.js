@@ -10,7 +10,12 @@ export function htuOf(url) {
     const u = new URL(url);
     return `${u.origin}${u.pathname}`;
 }
-/** A DPoP key pair with the server nonces it has been given (RFC 9449 §8, §9). */
+/**
+ * A difference between the server's `Date` and the local clock, in seconds, below which the local
+ * clock is trusted (the `Date` header has a resolution of one second).
+ */
+export const CLOCK_SKEW_TOLERANCE_SECONDS = 2;
+/** A DPoP key pair with the server nonces and clock offset it has learnt (RFC 9449 §8, §9). */
 export class DpopKey {
     #privateKey;
     /** The public key for the proof header `jwk` (never holds `d`). */
@@ -19,6 +24,8 @@ export class DpopKey {
     thumbprint;
     /** Latest `DPoP-Nonce` per origin (RFC 9449 §8.2: a nonce is for one server). */
     #nonces = new Map();
+    /** Seconds to add to the local clock for each origin's `iat` (its clock minus ours). */
+    #clockOffsets = new Map();
     constructor(privateKey, publicJwk, thumbprint) {
         this.#privateKey = privateKey;
         this.publicJwk = Object.freeze(publicJwk);
@@ -70,9 +77,32 @@ export class DpopKey {
         return changed;
     }
     /**
+     * After a proof was refused (`invalid_dpop_proof`), learns the server's clock from the
+     * response's `Date` header (RFC 9110 §6.6.1) when it differs from ours by more than
+     * {@link CLOCK_SKEW_TOLERANCE_SECONDS}: later proofs for that origin carry `iat` on the server's
+     * clock, so a client whose clock is minutes off still logs in (RFC 9449 §11.1 leaves the `iat`
+     * window to the server; devicegate sends `Date` from the clock that judged the proof).
+     *
+     * @param nowMs The local time the response arrived, in epoch milliseconds.
+     * @returns true when the offset changed, i.e. a retry may now succeed.
+     */
+    adjustClock(url, headers, nowMs = Date.now()) {
+        const date = Date.parse(headers.get('date') ?? '');
+        if (!Number.isFinite(date))
+            return false;
+        const origin = new URL(url).origin;
+        const offset = Math.round((date - nowMs) / 1000);
+        const previous = this.#clockOffsets.get(origin) ?? 0;
+        if (Math.abs(offset - previous) <= CLOCK_SKEW_TOLERANCE_SECONDS)
+            return false;
+        this.#clockOffsets.set(origin, offset);
+        return true;
+    }
+    /**
      * Signs a DPoP proof JWT (RFC 9449 §4.2): header `typ: dpop+jwt`, `alg: ES256`, public `jwk`;
-     * claims `jti` (128 random bits), `htm`, `htu`, `iat` (now, epoch seconds), `ath` when
-     * `accessToken` is given, and the server's latest `nonce` for that origin when it sent one.
+     * claims `jti` (128 random bits), `htm`, `htu`, `iat` (now on the server's clock as learnt by
+     * {@link adjustClock}, epoch seconds), `ath` when `accessToken` is given, and the server's latest
+     * `nonce` for that origin when it sent one.
      */
     async proof(input) {
         const claims = { htm: input.method.toUpperCase(), htu: htuOf(input.url) };
@@ -84,7 +114,7 @@ export class DpopKey {
         return new SignJWT(claims)
             .setProtectedHeader({ alg: ALG, typ: 'dpop+jwt', jwk: { ...this.publicJwk } })
             .setJti(base64url(crypto.getRandomValues(new Uint8Array(16))))
-            .setIssuedAt()
+            .setIssuedAt(Math.floor(Date.now() / 1000) + (this.#clockOffsets.get(new URL(input.url).origin) ?? 0))
             .sign(this.#privateKey);
     }
 }

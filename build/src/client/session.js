@@ -2,6 +2,7 @@
  * `DeviceClient`: device login, DPoP binding, stored grants, refresh with rotation, authorised
  * requests and logout with revocation — the whole client-side life of a device-flow token.
  */
+import { join } from 'node:path';
 import { SDK_USER_AGENT, withUserAgent } from './version.js';
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
@@ -10,11 +11,14 @@ import { pollForToken, startDeviceAuthorization, systemFlowClock } from './devic
 import { DpopKey, isResourceNonceChallenge } from './dpop.js';
 import { ClientError, OAuthResponseError } from './errors.js';
 import { errorFromResponse, postForm } from './http.js';
+import { withFileLock } from './refresh-lock.js';
 import { requestToken } from './token-request.js';
 /** Name of the installation's DPoP key record in the store. */
 export const DPOP_KEY_RECORD = 'dpop-key';
 /** Refresh this many seconds before the access token expires, by default. */
 export const DEFAULT_REFRESH_MARGIN_SECONDS = 60;
+/** Default of {@link DeviceClientOptions.minRefreshFraction}: not before half the token's lifetime. */
+export const DEFAULT_MIN_REFRESH_FRACTION = 0.5;
 /** The default account name for an issuer and client: `s` + 24 hex digits of SHA-256. */
 export function defaultAccountName(issuer, clientId) {
     return 's' + createHash('sha256').update(`${issuer}\n${clientId}`).digest('hex').slice(0, 24);
@@ -240,9 +244,7 @@ export class DeviceClient {
         let grant = await readStoredGrant(this.store, this.account);
         if (!grant)
             throw new ClientError('ERR_LOGIN_REQUIRED', 'not logged in; run the device login first');
-        const margin = this.#opts.refreshMarginSeconds ?? DEFAULT_REFRESH_MARGIN_SECONDS;
-        const due = grant.expiresAt !== undefined && this.#clock.nowSeconds() >= grant.expiresAt - margin;
-        if (opts.forceRefresh || due)
+        if (opts.forceRefresh || this.#isDue(grant))
             grant = await this.refresh(opts.signal);
         return { accessToken: grant.accessToken, tokenType: grant.tokenType, ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}) };
     }
@@ -259,10 +261,42 @@ export class DeviceClient {
      * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
      */
     refresh(signal) {
-        this.#refreshing ??= this.#refresh(signal).finally(() => {
+        this.#refreshing ??= this.#refreshShared(signal).finally(() => {
             this.#refreshing = undefined;
         });
         return this.#refreshing;
+    }
+    /**
+     * Whether {@link getAccessToken} refreshes `grant` now: within the refresh margin of its expiry,
+     * but never before `minRefreshFraction` of its lifetime has passed (unless it has expired).
+     */
+    #isDue(grant) {
+        if (grant.expiresAt === undefined)
+            return false;
+        const now = this.#clock.nowSeconds();
+        if (now >= grant.expiresAt)
+            return true;
+        const margin = this.#opts.refreshMarginSeconds ?? DEFAULT_REFRESH_MARGIN_SECONDS;
+        const fraction = this.#opts.minRefreshFraction ?? DEFAULT_MIN_REFRESH_FRACTION;
+        const lifetime = grant.expiresAt - grant.obtainedAt;
+        const earliest = grant.obtainedAt + lifetime * fraction;
+        return now >= grant.expiresAt - margin && now >= earliest;
+    }
+    /**
+     * One refresh shared across processes: under the lock file (when `lockDir` is set), the stored
+     * grant is read again; when another process has rotated it since this one looked and it is not
+     * due, that result is used instead of a second refresh.
+     */
+    async #refreshShared(signal) {
+        const seen = (await readStoredGrant(this.store, this.account))?.refreshToken;
+        const lockDir = this.#opts.lockDir;
+        const run = async () => {
+            const current = await readStoredGrant(this.store, this.account);
+            if (current && seen !== undefined && current.refreshToken !== seen && !this.#isDue(current))
+                return current;
+            return this.#refresh(signal);
+        };
+        return lockDir === undefined ? run() : withFileLock(join(lockDir, `${this.account}.refresh.lock`), run);
     }
     async #refresh(signal) {
         const name = grantRecord(this.account);
@@ -313,8 +347,9 @@ export class DeviceClient {
     /**
      * `fetch` with the access token: `Authorization: DPoP <token>` plus a proof with `ath`
      * (RFC 9449 §7) for bound tokens, `Authorization: Bearer` (RFC 6750 §2.1) otherwise. Refreshes
-     * first when due; retries once when a resource server asks for a nonce (RFC 9449 §9). Bodies
-     * must be replayable (string, bytes, URLSearchParams) for that retry.
+     * first when due; retries once when a resource server asks for a nonce (RFC 9449 §9), or refuses
+     * the proof while its `Date` shows a clock minutes off ours. Bodies must be replayable (string,
+     * bytes, URLSearchParams) for that retry.
      */
     async fetch(url, init = {}) {
         const target = String(url);
@@ -342,6 +377,9 @@ export class DeviceClient {
             }
             const newNonce = key?.rememberNonce(target, res.headers) ?? false;
             if (key && newNonce && attempt === 0 && isResourceNonceChallenge(res.status, res.headers))
+                continue;
+            // A proof refused by a resource server whose clock (its `Date`) is off from ours: once, on its clock.
+            if (key && attempt === 0 && res.status === 401 && /error="invalid_dpop_proof"/.test(res.headers.get('www-authenticate') ?? '') && key.adjustClock(target, res.headers))
                 continue;
             return res;
         }

@@ -4,7 +4,9 @@ import { errorFromResponse, postForm } from './http.js';
  * Sends a token request.
  *
  * With a DPoP key, each attempt carries a fresh proof; a 400 `use_dpop_nonce` with a
- * `DPoP-Nonce` header is retried once with that nonce (RFC 9449 §8). When a proof was sent the
+ * `DPoP-Nonce` header is retried once with that nonce (RFC 9449 §8), and an `invalid_dpop_proof`
+ * whose response `Date` shows the server's clock minutes away from ours is retried once with `iat`
+ * on the server's clock ({@link DpopKey.adjustClock}). When a proof was sent the
  * server must answer `token_type` DPoP (RFC 9449 §5); a Bearer answer is accepted only when the
  * server does not do DPoP (`serverDoesDpop` false: its metadata lacks
  * `dpop_signing_alg_values_supported`), since such a server ignores the proof.
@@ -32,6 +34,9 @@ export async function requestToken(opts) {
         }
         const err = errorFromResponse(opts.tokenEndpoint, res);
         if (err instanceof OAuthResponseError && err.error === 'use_dpop_nonce' && newNonce && attempt === 0)
+            continue;
+        // A proof refused while the server's clock (its `Date`) is off from ours: once, on its clock.
+        if (err instanceof OAuthResponseError && err.error === 'invalid_dpop_proof' && attempt === 0 && opts.dpopKey?.adjustClock(opts.tokenEndpoint, res.headers))
             continue;
         throw err;
     }

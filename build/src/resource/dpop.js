@@ -61,7 +61,21 @@ export function accessTokenHash(token) {
 }
 /** Why a proof was refused; the caller turns it into `invalid_dpop_proof`. */
 export class DpopProofError extends Error {
+    check;
     name = 'DpopProofError';
+    /** @param check The check that failed, when callers answer it differently (`iat`: clock skew). */
+    constructor(message, check) {
+        super(message);
+        this.check = check;
+    }
+}
+/**
+ * A proof that is valid in itself but made with another key than the one the access token is
+ * bound to (`cnf.jkt`): the token is presented by someone who does not hold its key, so the caller
+ * answers `invalid_token` rather than `invalid_dpop_proof` (RFC 9449 §7.1).
+ */
+export class DpopKeyMismatchError extends DpopProofError {
+    name = 'DpopKeyMismatchError';
 }
 /**
  * The checks of RFC 9449 §4.3 that every receiver of a proof makes, shared by the authorization
@@ -117,7 +131,7 @@ export async function checkDpopProof(proof, request, options) {
     if (typeof iat !== 'number' || !Number.isFinite(iat))
         throw fail('the DPoP proof needs an "iat"');
     if (iat < options.nowSeconds - options.maxAgeSeconds || iat > options.nowSeconds + options.maxSkewSeconds)
-        throw fail('the DPoP proof "iat" is outside the acceptance window');
+        throw new DpopProofError('the DPoP proof "iat" is outside the acceptance window', 'iat');
     return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jti, iat, payload };
 }
 /**
@@ -127,7 +141,8 @@ export async function checkDpopProof(proof, request, options) {
  * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
  * `jti` never seen before within the window (remembered only once everything else passed).
  *
- * @throws {DpopProofError} naming the failed check.
+ * @throws {DpopProofError} naming the failed check; {@link DpopKeyMismatchError} (a subclass) when
+ *   the proof is valid but its key is not the token's `cnf.jkt`.
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
  */
 export async function verifyResourceDpopProof(proof, request, options) {
@@ -142,7 +157,7 @@ export async function verifyResourceDpopProof(proof, request, options) {
     if (ath !== accessTokenHash(request.accessToken))
         throw fail('the DPoP proof "ath" does not match the access token');
     if (jkt !== request.boundJkt)
-        throw fail('the DPoP proof key is not the key the access token is bound to');
+        throw new DpopKeyMismatchError('the access token is bound to another key');
     const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000;
     if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs))
         throw fail('the DPoP proof has been used before');

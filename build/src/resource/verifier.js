@@ -4,7 +4,7 @@
  * with `ath` and replay), scope, and revocation state.
  */
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
-import { DEFAULT_DPOP_ALGS, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js';
+import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js';
 import { ResourceAuthError } from './errors.js';
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError } from './revocation.js';
 function single(value) {
@@ -152,6 +152,9 @@ export function createResourceServer(options) {
                 });
             }
             catch (err) {
+                // RFC 9449 §7.1: a valid proof by another key than the token's is a token problem.
+                if (err instanceof DpopKeyMismatchError)
+                    throw refuse('invalid_token', err.message, 'DPoP', { cause: err });
                 if (err instanceof DpopProofError)
                     throw refuse('invalid_dpop_proof', err.message, 'DPoP', { cause: err });
                 throw err;
