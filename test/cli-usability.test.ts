@@ -3,7 +3,7 @@
  * - `--version` prints the package version;
  * - `login` takes the issuer (and client) from DEVICEGATE_ISSUER / DEVICEGATE_CLIENT_ID, and a
  *   later login reuses the last one; `whoami` lists the stored profiles;
- * - the CLI sends `User-Agent: devicegate-cli/<v> devicegate-client/<v> node/<v>`, so the server
+ * - the CLI sends `User-Agent: devicegate-cli/<v> devicegate-client/<v> (<platform>; <arch>) node/<v>`, so the server
  *   records the tool rather than "node";
  * - the keyring fallback note is printed once per store, not on every login;
  * - governance commands find the configuration as the README prints them (no --config):
@@ -69,7 +69,7 @@ describe('login defaults, profiles and User-Agent', () => {
     expect(first.stderr).toContain(`Logged in to ${t.issuer} as alice.`)
     expect(first.code).toBe(0)
     const items = (await t.server.store.listGrantSummaries({ subject: 'alice' }, { limit: 10 })) as Array<{ requestUserAgent: string | null }>
-    expect(items[0]!.requestUserAgent).toBe(`devicegate-cli/${VERSION} devicegate-client/${VERSION} node/${process.versions.node}`)
+    expect(items[0]!.requestUserAgent).toBe(`devicegate-cli/${VERSION} devicegate-client/${VERSION} (${process.platform}; ${process.arch}) node/${process.versions.node}`)
 
     // No flags and no variables: the last login's issuer and client.
     const second = await loginApproved(['--profile', 'work'], { XDG_CONFIG_HOME: home })

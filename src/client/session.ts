@@ -86,8 +86,8 @@ export interface DeviceClientOptions {
   fetch?: FetchLike
   clock?: FlowClock
   /**
-   * User-Agent sent on every request, e.g. `mytool/1.2 devicegate-client/0.1.0`.
-   * Default: `devicegate-client/<version> node/<version>`.
+   * User-Agent sent on every request, e.g. `mytool/1.2 devicegate-client/0.1.0 (linux; x64) node/20`.
+   * Default: `devicegate-client/<version> (<platform>; <arch>) node/<version>`.
    */
   userAgent?: string
 }

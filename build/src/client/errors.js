@@ -14,12 +14,23 @@ export class OAuthResponseError extends Error {
     status;
     /** Response headers, e.g. `DPoP-Nonce`, `WWW-Authenticate`. */
     headers;
-    constructor(body, status, headers = new Headers()) {
+    /**
+     * Other members of the error body (extensions), e.g. devicegate's `devicegate_reason:
+     * "storage_not_accepted"`. Empty when there are none.
+     */
+    members;
+    constructor(body, status, headers = new Headers(), members = {}) {
         super(body.error_description ? `${body.error}: ${body.error_description}` : body.error);
         this.error = body.error;
         this.error_description = body.error_description;
         this.status = status;
         this.headers = headers;
+        this.members = members;
+    }
+    /** devicegate's stable refusal cause (`devicegate_reason`), when the server sent one. */
+    get devicegateReason() {
+        const r = this.members.devicegate_reason;
+        return typeof r === 'string' ? r : undefined;
     }
 }
 /** A failure that is not an OAuth error response. `message` is fit to show a person. */

@@ -112,6 +112,7 @@ async function readPrivateFile(path) {
 /** Encrypted records in files; see the module comment for what the key file does and doesn't protect. */
 export class FileTokenStore {
     kind = 'file';
+    storageClass = 'encrypted_file';
     location;
     dir;
     #givenKey;

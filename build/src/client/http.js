@@ -3,6 +3,9 @@
  * network errors. Internal; not exported from the package.
  */
 import { ClientError, OAuthResponseError } from './errors.js';
+import { SDK_USER_AGENT } from './version.js';
+/** The SDK's User-Agent (see version.ts), sent by every request helper here. */
+export { SDK_USER_AGENT };
 function describeNetworkError(err) {
     const cause = err?.cause;
     const code = cause?.code;
@@ -57,7 +60,8 @@ function isErrorBody(body) {
 export function errorFromResponse(url, res) {
     if (isErrorBody(res.body)) {
         const description = typeof res.body.error_description === 'string' ? res.body.error_description : undefined;
-        return new OAuthResponseError({ error: res.body.error, ...(description !== undefined ? { error_description: description } : {}) }, res.status, res.headers);
+        const { error, error_description: _d, error_uri: _u, ...members } = res.body;
+        return new OAuthResponseError({ error, ...(description !== undefined ? { error_description: description } : {}) }, res.status, res.headers, members);
     }
     return new ClientError('ERR_BAD_RESPONSE', `${url} answered HTTP ${res.status} without an OAuth error body`);
 }
@@ -68,7 +72,7 @@ export function errorFromResponse(url, res) {
 export async function postForm(fetchImpl, url, form, opts = {}) {
     return requestJson(fetchImpl, url, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...opts.headers },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'user-agent': SDK_USER_AGENT, ...opts.headers },
         body: new URLSearchParams(form).toString(),
         ...(opts.signal ? { signal: opts.signal } : {}),
     });

@@ -7,6 +7,7 @@ import { ClientError } from './errors.js';
 /** Records in the OS keyring: one entry per record, service `devicegate`, account = record name. */
 export class KeyringTokenStore {
     kind = 'keyring';
+    storageClass = 'keyring';
     location;
     #Entry;
     #service;

@@ -170,24 +170,29 @@ export class DeviceClient {
         if (mode === 'required' && !useDpop)
             throw new ClientError('ERR_DISCOVERY', `${this.issuer} does not list ES256 in dpop_signing_alg_values_supported, and DPoP is required`);
         const dpopKey = useDpop ? await this.dpopKey() : undefined;
-        const authorization = await startDeviceAuthorization(metadata, {
-            clientId: this.clientId,
-            fetch: this.#fetch,
-            clock: this.#clock,
-            // Only to servers that advertise DPoP, to stay conservative with the others.
-            ...(dpopKey && advertisesDpop(metadata) ? { dpopKey } : {}),
-            ...(this.#opts.scope ? { scope: this.#opts.scope } : {}),
-            ...(opts.extraParams ? { extraParams: opts.extraParams } : {}),
-            ...(opts.signal ? { signal: opts.signal } : {}),
-        });
-        await opts.onPrompt(authorization, metadata);
-        const tokens = await pollForToken(metadata, authorization, {
-            clientId: this.clientId,
-            dpopKey,
-            fetch: this.#fetch,
-            clock: this.#clock,
-            ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-            ...(opts.signal ? { signal: opts.signal } : {}),
+        // Storage rules: declare where the tokens will live, to servers that list the extension.
+        const storageClass = this.#declarableStorage(metadata);
+        const extraParams = { ...opts.extraParams, ...(storageClass ? { storage_class: storageClass } : {}) };
+        const tokens = await this.#refusingStorage(storageClass, async () => {
+            const authorization = await startDeviceAuthorization(metadata, {
+                clientId: this.clientId,
+                fetch: this.#fetch,
+                clock: this.#clock,
+                // Only to servers that advertise DPoP, to stay conservative with the others.
+                ...(dpopKey && advertisesDpop(metadata) ? { dpopKey } : {}),
+                ...(this.#opts.scope ? { scope: this.#opts.scope } : {}),
+                ...(Object.keys(extraParams).length > 0 ? { extraParams } : {}),
+                ...(opts.signal ? { signal: opts.signal } : {}),
+            });
+            await opts.onPrompt(authorization, metadata);
+            return pollForToken(metadata, authorization, {
+                clientId: this.clientId,
+                dpopKey,
+                fetch: this.#fetch,
+                clock: this.#clock,
+                ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+                ...(opts.signal ? { signal: opts.signal } : {}),
+            });
         });
         const grant = {
             v: 1,
@@ -195,6 +200,7 @@ export class DeviceClient {
             clientId: this.clientId,
             tokenEndpoint: metadata.token_endpoint,
             ...this.#tokenFields(tokens, dpopKey),
+            ...(storageClass ? { storageClass } : {}),
         };
         if (metadata.revocation_endpoint)
             grant.revocationEndpoint = metadata.revocation_endpoint;
@@ -202,6 +208,31 @@ export class DeviceClient {
             grant.userinfoEndpoint = metadata.userinfo_endpoint;
         await this.store.set(grantRecord(this.account), JSON.stringify(grant));
         return describeGrant(grant, this.account);
+    }
+    /** The store's `storage_class`, when it has one and the server lists it as supported. */
+    #declarableStorage(metadata) {
+        const cls = this.store.storageClass;
+        const supported = metadata.storage_classes_supported;
+        return cls !== undefined && Array.isArray(supported) && supported.includes(cls) ? cls : undefined;
+    }
+    /**
+     * Runs `call`; a server refusal with `devicegate_reason: storage_not_accepted` becomes
+     * {@link ClientError} `ERR_STORAGE_NOT_ACCEPTED` with a message that names the store. The SDK
+     * never retries with another, weaker store: the caller chooses what to do.
+     */
+    async #refusingStorage(storageClass, call, onRefused) {
+        try {
+            return await call();
+        }
+        catch (err) {
+            if (!(err instanceof OAuthResponseError) || err.devicegateReason !== 'storage_not_accepted')
+                throw err;
+            await onRefused?.();
+            const declared = storageClass ?? 'unknown';
+            throw new ClientError('ERR_STORAGE_NOT_ACCEPTED', `${this.issuer} does not accept tokens for "${this.clientId}" kept in ${this.store.location} (storage "${declared}")` +
+                `${err.error_description ? `: ${err.error_description}` : ''}. ` +
+                'Nothing was stored in another place; use a store this app accepts (for example the OS keyring) and log in again.', { cause: err });
+        }
     }
     #tokenFields(tokens, dpopKey) {
         const fields = {
@@ -313,18 +344,23 @@ export class DeviceClient {
                 throw new ClientError('ERR_LOGIN_REQUIRED', 'the stored login is bound to a DPoP key this installation no longer has; log in again');
             }
         }
+        // Storage rules: declare the storage again when it was declared at login (the store may have changed).
+        const storageClass = grant.storageClass !== undefined ? this.store.storageClass : undefined;
+        const refreshToken = grant.refreshToken;
         let tokens;
         try {
-            tokens = await requestToken({
+            tokens = await this.#refusingStorage(storageClass, () => requestToken({
                 tokenEndpoint: grant.tokenEndpoint,
-                form: { grant_type: 'refresh_token', refresh_token: grant.refreshToken, client_id: grant.clientId },
+                form: { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: grant.clientId, ...(storageClass ? { storage_class: storageClass } : {}) },
                 dpopKey,
                 // A key is used only for a grant whose tokens the server bound to it: it does DPoP.
                 serverDoesDpop: dpopKey !== undefined,
                 fetch: this.#fetch,
                 signal,
                 nowSeconds: this.#clock.nowSeconds(),
-            });
+            }), 
+            // The refresh token is refused (and, on a deny, revoked): the stored login is useless.
+            () => this.store.delete(name));
         }
         catch (err) {
             if (err instanceof OAuthResponseError && err.error === 'invalid_grant') {
@@ -333,7 +369,7 @@ export class DeviceClient {
             }
             throw err;
         }
-        const next = { ...grant, ...this.#tokenFields(tokens, dpopKey) };
+        const next = { ...grant, ...this.#tokenFields(tokens, dpopKey), ...(storageClass ? { storageClass } : {}) };
         // Servers that do not rotate send no new refresh token: keep the old one.
         if (tokens.refreshToken === undefined)
             next.refreshToken = grant.refreshToken;

@@ -14,6 +14,7 @@ export function assertRecordName(name) {
 /** Keeps records in this process only: nothing survives exit. For CI and tests. */
 export class MemoryTokenStore {
     kind = 'memory';
+    storageClass = 'memory';
     location = 'process memory';
     #records = new Map();
     async get(name) {

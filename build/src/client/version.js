@@ -13,15 +13,22 @@ export const SDK_VERSION = (() => {
         return '0.0.0';
     }
 })();
-/** `devicegate-client/<version> node/<version>` (RFC 9110 §10.1.5 product tokens). */
-export const SDK_USER_AGENT = `devicegate-client/${SDK_VERSION} node/${process.versions.node}`;
 /**
- * Wraps `fetch` so every request carries `userAgent` unless the caller set a User-Agent itself.
+ * The SDK's User-Agent (RFC 9110 §10.1.5): product, then the OS platform and CPU in a comment, as
+ * Node names them (`devicegate-client/0.1.0 (linux; x64) node/20.11.0`). A server can then tell
+ * the requesting machine's platform, e.g. to notice a device flow approved on the same machine.
+ */
+export const SDK_USER_AGENT = `devicegate-client/${SDK_VERSION} (${process.platform}; ${process.arch}) node/${process.versions.node}`;
+/**
+ * Wraps `fetch` so every request carries `userAgent` unless the caller set another User-Agent
+ * than the SDK default itself.
  */
 export function withUserAgent(fetchImpl, userAgent) {
     return (input, init = {}) => {
         const headers = new Headers(init.headers);
-        if (!headers.has('user-agent'))
+        // The SDK's own default (set by its helpers) gives way to the caller's product.
+        const current = headers.get('user-agent');
+        if (current === null || current === SDK_USER_AGENT)
             headers.set('user-agent', userAgent);
         return fetchImpl(input, { ...init, headers });
     };

@@ -71,9 +71,8 @@ export class OAuthError extends StacklessError {
      * slashes, and anything else outside printable ASCII (including echoed user input) becomes `?`.
      */
     toJSON() {
-        return this.description === undefined
-            ? { error: this.error }
-            : { error: this.error, error_description: toDescriptionCharset(this.description) };
+        const body = this.description === undefined ? { error: this.error } : { error: this.error, error_description: toDescriptionCharset(this.description) };
+        return this.extra.members === undefined ? body : { ...this.extra.members, ...body };
     }
 }
 /** Maps text into the `error_description` character set of RFC 6749 §5.2. */
