@@ -1,10 +1,19 @@
 /**
  * Example: a CLI that logs in with the device flow and calls an API with the bound token.
  *
- *   node dist/examples/client-login.js https://auth.example.com deploy-cli https://api.example.com/me
+ *   npm run build:examples
+ *   node build/examples/client-login.js ISSUER CLIENT_ID API_URL [RESOURCE]
  *
- * Compiled with the rest of the project (tsconfig includes examples/), so it cannot rot.
+ * e.g. against `npm start` (`serve --dev`) and `examples/resource-api.ts` on port 9090:
+ *
+ *   node build/examples/client-login.js http://127.0.0.1:8080 demo-cli http://127.0.0.1:9090/me
+ *
+ * The token is requested for the API's resource indicator (RFC 8707; default: the API URL's
+ * origin with `/`), so the API accepts it as its audience. Exits 0 when the API answered 2xx,
+ * 1 otherwise (a refused token, a denied login). Type-checked with the project and run against a
+ * real server in `npm test` (test/examples.test.ts), so it cannot rot.
  */
+import { pathToFileURL } from 'node:url'
 import {
   ClientError,
   DeviceClient,
@@ -15,7 +24,7 @@ import {
   renderTerminalQr,
 } from '../src/client/index.js' // in your project: from 'devicegate/client'
 
-export async function main(issuer: string, clientId: string, apiUrl: string): Promise<number> {
+export async function main(issuer: string, clientId: string, apiUrl: string, resource = `${new URL(apiUrl).origin}/`): Promise<number> {
   // OS keyring when there is one; otherwise AES-256-GCM files (0600) under ~/.config/devicegate.
   const { store, fallbackReason } = await openTokenStore()
   if (fallbackReason) console.error(`note: ${fallbackReason}`)
@@ -27,6 +36,7 @@ export async function main(issuer: string, clientId: string, apiUrl: string): Pr
     if (!(await client.session())) {
       await client.login({
         signal: controller.signal,
+        extraParams: { resource },
         onPrompt: async (authorization) => {
           console.error(formatInstructions(authorization))
           if (authorization.verificationUriComplete) console.error(await renderTerminalQr(authorization.verificationUriComplete))
@@ -37,7 +47,10 @@ export async function main(issuer: string, clientId: string, apiUrl: string): Pr
     // Refreshes when due (rotation is stored first); sends DPoP proofs with `ath` for bound tokens.
     const res = await client.fetch(apiUrl)
     console.log(res.status, await res.text())
-    return 0
+    if (res.ok) return 0
+    // e.g. 401 with WWW-Authenticate: the token was revoked, or is not for this API.
+    console.error(`the API refused the request: HTTP ${res.status} ${res.headers.get('www-authenticate') ?? ''}`)
+    return 1
   } catch (err) {
     if (err instanceof OAuthResponseError) {
       switch (err.error) {
@@ -60,5 +73,12 @@ export async function main(issuer: string, clientId: string, apiUrl: string): Pr
   }
 }
 
-const [issuer, clientId, apiUrl] = process.argv.slice(2)
-if (import.meta.url === `file://${process.argv[1]}` && issuer && clientId && apiUrl) process.exitCode = await main(issuer, clientId, apiUrl)
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [issuer, clientId, apiUrl, resource] = process.argv.slice(2)
+  if (!issuer || !clientId || !apiUrl) {
+    console.error('usage: client-login.js ISSUER CLIENT_ID API_URL [RESOURCE]')
+    process.exitCode = 2
+  } else {
+    process.exitCode = await main(issuer, clientId, apiUrl, resource)
+  }
+}

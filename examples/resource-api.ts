@@ -6,10 +6,16 @@
  * (RFC 9449 §7), bearer tokens unless `DPOP_REQUIRED=1`, and refuses a token revoked at the
  * authorization server within about 2 s (revocation feed, polled every second).
  *
- * Run against `devicegate serve --dev` (whose `demo-api` client may read the feed):
+ * Run against `npm start` (`devicegate serve --dev`, whose `demo-api` client may read the feed
+ * and whose `demo-cli` may ask for tokens for `http://127.0.0.1:9090/`):
  *
+ *   npm run build:examples
  *   DEVICEGATE_ISSUER=http://127.0.0.1:8080 API_AUDIENCE=http://127.0.0.1:9090/ \
- *   RS_CLIENT_ID=demo-api RS_CLIENT_SECRET=… node dist/examples/resource-api.js
+ *   RS_CLIENT_ID=demo-api RS_CLIENT_SECRET=<the secret serve --dev printed> node build/examples/resource-api.js
+ *
+ * Tokens must be issued for this API (`resource=http://127.0.0.1:9090/`, RFC 8707), as
+ * `examples/client-login.ts` asks; a token whose `aud` is only the issuer is refused. Run in
+ * `npm test` against a real server (test/examples.test.ts).
  *
  * Plain node:http works the same way with `authorize(rs, req, res, { scopes })`.
  */
@@ -78,4 +84,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   })
   await app.listen({ host: '127.0.0.1', port })
   process.stdout.write(`example API on http://127.0.0.1:${port} (GET /me, POST /notes)\n`)
+  const stop = () => void app.close().then(() => process.exit(0))
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
 }

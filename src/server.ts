@@ -3,7 +3,10 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
-import type { Config } from './config/load.js'
+import { constants as fsConstants } from 'node:fs'
+import { access } from 'node:fs/promises'
+import { loadKek } from './config/kek.js'
+import { ConfigError, type Config } from './config/load.js'
 import { reviewsAdminRoutes } from './reviews/admin-routes.js'
 import { startReviews, type ReviewService } from './reviews/index.js'
 import { startGovernance, type Governance } from './governance/index.js'
@@ -12,6 +15,7 @@ import { createClientDirectory, SecretVerifier } from './protocol/clients.js'
 import type { ProtocolDeps } from './protocol/deps.js'
 import { DPOP_ALGS } from './protocol/dpop.js'
 import { DpopNonces } from './protocol/dpop-nonce.js'
+import type { KeyEncryption } from './protocol/key-encryption.js'
 import { KeyRing } from './protocol/keys.js'
 import { buildMetadata } from './protocol/metadata.js'
 import { buildOpenIdConfiguration } from './protocol/oidc.js'
@@ -23,8 +27,10 @@ import type { Store } from './storage/store.js'
 import { systemClock, systemRandom } from './system.js'
 import { Identity } from './identity/index.js'
 import { isRegisteredDevice } from './governance/devices.js'
-import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO, type GeoLookup } from './policy/geo.js'
-import { PolicyHolder } from './policy/holder.js'
+import { loadMetricsToken } from './governance/metrics.js'
+import { createMaxmindGeoLookup, type GeoLookup } from './policy/geo.js'
+import { openGeoLookup } from './policy/geo-csv.js'
+import { loadPolicyFile, PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
 import { registerConsole, type ConsoleExtension, type ConsoleSignIn } from './console/index.js'
@@ -103,6 +109,72 @@ export interface CreateServerOptions {
   consoleExtensions?: readonly ConsoleExtension[]
   /** Replaces `fetch` towards upstream identity providers and Shared Signals transmitters (tests). */
   fetch?: typeof fetch
+  /** Seals private signing keys instead of the configured KEK (a KMS, or tests). */
+  keyEncryption?: KeyEncryption
+}
+
+/**
+ * Loads the configured key-encryption key for private signing keys, warning loudly
+ * when it is the generated one beside the database rather than a configured file or variable.
+ * @throws {ConfigError} for a KEK file readable by group or others, or a malformed KEK.
+ */
+export async function openKeyEncryption(config: Config, logger: Logger): Promise<KeyEncryption> {
+  const kek = await loadKek(config)
+  if (kek.source.startsWith('generated'))
+    logger.warn(
+      { kekFile: config.signingKek.generatedKekFile, created: kek.generatedFile !== undefined },
+      `signing keys are sealed with a generated key-encryption key stored beside the database (${config.signingKek.generatedKekFile}); not for production: set signing.kek_file or ${config.signingKek.kekEnv}`,
+    )
+  return kek.encryption
+}
+
+/**
+ * Checks everything `serve` reads before it opens the store, without writing anything or opening
+ * the database: the key-encryption key (file mode and format, or the variable),
+ * the audit checkpoint key, the policy file, the IP databases, the device-posture key, and that
+ * an existing SQLite file is readable and writable. `devicegate check-config` runs it after
+ * resolving the configuration (which already fails for a missing `*_env` variable).
+ * @returns human-readable notes (e.g. a KEK that will be generated on first start).
+ * @throws {ConfigError} naming the setting and the problem, as `serve` would fail.
+ */
+export async function checkStartup(config: Config, env: Readonly<Record<string, string | undefined>> = process.env): Promise<string[]> {
+  const notes: string[] = []
+  const kek = await loadKek(config, env, { generate: false })
+  if (kek.source.startsWith('generated')) notes.push(`signing keys: sealed with a ${kek.source}; set signing.kek_file or ${config.signingKek.kekEnv} in production`)
+  const fail = (setting: string, err: unknown): never => {
+    throw new ConfigError(`${setting}: ${(err as Error).message}`)
+  }
+  const audit = config.governance.audit
+  if (config.governance.audit.enabled) {
+    if (audit.checkpointKeyEnv !== undefined) {
+      const value = env[audit.checkpointKeyEnv]
+      if (value === undefined || value.length < 32)
+        throw new ConfigError(`governance.audit.checkpoint_key_env: environment variable ${audit.checkpointKeyEnv} must hold at least 32 characters`)
+    } else {
+      await access(audit.checkpointKeyFile, fsConstants.R_OK).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') fail('governance.audit.checkpoint_key_file', err)
+        notes.push(`audit: checkpoint key ${audit.checkpointKeyFile} will be created on first start`)
+      })
+    }
+  }
+  if (config.governance.metrics.enabled) await loadMetricsToken(config.governance.metrics, env)
+  if (config.policy?.file !== undefined) await loadPolicyFile(config.policy.file).catch((err: unknown) => fail('policy.file', err))
+  if (config.geo?.countryDb || config.geo?.asnDb)
+    await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }).catch((err: unknown) => fail('geo', err))
+  const csvFiles = [
+    ...(config.geo?.countryCsv ?? []).map((file, i) => ({ setting: `geo.country_csv[${i}]`, file })),
+    ...(config.geo?.asnCsv ?? []).map((file, i) => ({ setting: `geo.asn_csv[${i}]`, file })),
+  ]
+  for (const { setting, file } of csvFiles)
+    await access(file, fsConstants.R_OK).catch((err: NodeJS.ErrnoException) => fail(setting, new Error(`cannot read ${file} (${err.code})`)))
+  if (config.devicePosture) await loadPostureVerifier(config.devicePosture).catch((err: unknown) => fail('device_posture.key_file', err))
+  if (config.storageUrl.startsWith('sqlite:')) {
+    const file = config.storageUrl.slice('sqlite:'.length)
+    await access(file, fsConstants.R_OK | fsConstants.W_OK).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') fail('storage.url', new Error(`cannot read and write ${file} (${err.code})`))
+    })
+  }
+  return notes
 }
 
 /** How often expired sessions, counters and DPoP jtis are purged, in milliseconds. */
@@ -118,11 +190,10 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const storeOptions = { ...config.storagePool, ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}) }
   const store = options.store ?? (await openStore(config.storageUrl, storeOptions))
-  const keys = await KeyRing.open(store, config.signingAlg, clock)
+  const keys = await KeyRing.open(store, config.signingAlg, clock, options.keyEncryption ?? (await openKeyEncryption(config, logger)))
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
-  const mmdb =
-    config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
+  const geo = options.geo ?? (await openGeoLookup(config.geo))
   // People are seeded before governance, whose start-up orphan sweep reads them.
   const identity = await Identity.open({ config, store, clock, logger, ...(options.fetch ? { fetch: options.fetch as never } : {}) })
   const governance = await startGovernance({
@@ -139,7 +210,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clients = governance.clients
   const policy = new PolicyService({
     source: policyHolder,
-    geo: options.geo ?? createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
+    geo,
     posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
     // A device a Shared Signals transmitter reported not compliant no longer counts as registered.
     devices: { isRegisteredDevice: async (jkt) => (await isRegisteredDevice(store, jkt)) && (await store.findDeviceCompliance(jkt))?.status !== 'not-compliant' },

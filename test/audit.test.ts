@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import {
+  auditKeyId,
   AuditLog,
   auditRecordObject,
   canonicalAuditRecord,
@@ -121,7 +122,7 @@ describe('audit log verification', () => {
       shift(db, 10, 1)
       const forged = { ...prev, seq: 10, subject: 'mallory', details: '{}', prevHash: prev.hash, hash: '' }
       forged.hash = chainHash(prev.hash, forged)
-      db.prepare('insert into audit_events values (?,?,?,?,?,?,?,?,?,?,?)').run(forged.seq, forged.time, forged.type, forged.actor, forged.clientId, forged.subject, forged.ip, forged.grantId, forged.details, forged.prevHash, forged.hash)
+      db.prepare('insert into audit_events values (?,?,?,?,?,?,?,?,?,?,?,null)').run(forged.seq, forged.time, forged.type, forged.actor, forged.clientId, forged.subject, forged.ip, forged.grantId, forged.details, forged.prevHash, forged.hash)
     })
     expect((await verify()).problem).toMatchObject({ kind: 'inserted', seq: 10 })
   })
@@ -129,7 +130,7 @@ describe('audit log verification', () => {
   it('names an inserted record with a made-up hash', async () => {
     tamper((db) => {
       shift(db, 10, 1)
-      db.prepare('insert into audit_events values (10, 1, ?, null, null, null, null, null, ?, ?, ?)').run('token.revoked', '{}', 'f'.repeat(64), 'e'.repeat(64))
+      db.prepare('insert into audit_events values (10, 1, ?, null, null, null, null, null, ?, ?, ?, null)').run('token.revoked', '{}', 'f'.repeat(64), 'e'.repeat(64))
     })
     expect((await verify()).problem).toMatchObject({ kind: 'inserted', seq: 10 })
   })
@@ -155,7 +156,50 @@ describe('audit log verification', () => {
       }
       db.prepare('update audit_head set hash = ?').run(prev)
     })
+    // The keyed seal of record 10 no longer matches: the first rewritten record, not the checkpoint.
+    expect((await verify()).problem).toMatchObject({ kind: 'rewritten', seq: 10 })
+    // Without seals (a log written before them), the signed checkpoint still catches it.
+    tamper((db) => db.prepare('update audit_events set mac = null').run())
     expect((await verify()).problem).toMatchObject({ kind: 'checkpoint_mismatch', seq: N })
+  })
+
+  it('names the first of two records swapped and re-linked, not the next checkpoint', async () => {
+    tamper((db) => {
+      const a = row(db, 12)
+      const b = row(db, 13)
+      const swap = (seq: number, from: AuditEventRecord) =>
+        db.prepare('update audit_events set time = ?, type = ?, actor = ?, client_id = ?, subject = ?, ip = ?, grant_id = ?, details = ? where seq = ?')
+          .run(from.time, from.type, from.actor, from.clientId, from.subject, from.ip, from.grantId, from.details, seq)
+      swap(12, b)
+      swap(13, a)
+      let prev = row(db, 11).hash
+      for (let seq = 12; seq <= N; seq++) {
+        const r = { ...row(db, seq), prevHash: prev }
+        r.hash = chainHash(prev, r)
+        db.prepare('update audit_events set prev_hash = ?, hash = ? where seq = ?').run(r.prevHash, r.hash, seq)
+        prev = r.hash
+      }
+      db.prepare('update audit_head set hash = ?').run(prev)
+    })
+    const result = await verify()
+    expect(result.problem).toMatchObject({ kind: 'rewritten', seq: 12 })
+    expect(result.checked).toBe(11)
+  })
+
+  it('says "key mismatch", not "forged", for checkpoints and seals made with another instance\'s key', async () => {
+    const other = randomBytes(32)
+    const result = await verifyAuditLog(store, { key: other, checkpointFile: join(dir, 'checkpoints.jsonl') })
+    expect(result.problem?.kind).toBe('key_mismatch')
+    expect(result.problem?.message).toContain(`was signed with checkpoint key ${auditKeyId(key)}, but this verifier has key ${auditKeyId(other)}`)
+    // Seals alone (no checkpoints): the first record names the mismatch too.
+    tamper((db) => db.prepare('delete from audit_checkpoints').run())
+    const records = await verifyAuditLog(store, { key: other })
+    expect(records.problem).toMatchObject({ kind: 'key_mismatch', seq: 1 })
+  })
+
+  it('refuses a record whose seal was removed after sealed records', async () => {
+    tamper((db) => db.prepare('update audit_events set mac = null where seq = 20').run())
+    expect((await verify()).problem).toMatchObject({ kind: 'rewritten', seq: 20 })
   })
 
   it('detects a log cut short, even with the head row and the checkpoint table fixed up', async () => {

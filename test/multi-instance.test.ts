@@ -24,6 +24,8 @@ const ROOT = resolve(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin', 'devicegate.js')
 /** The public URL every instance announces (a load balancer in front of them). */
 const ISSUER = 'http://auth.devicegate.test'
+/** Instances of one deployment share one key-encryption key for signing keys (issue 16 §2). */
+const SHARED_KEK = randomBytes(32).toString('base64url')
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 if (!PG_URL) {
@@ -54,7 +56,7 @@ async function freePorts(count: number): Promise<number[]> {
 function startInstance(name: string, configFile: string, port: number): Instance {
   const child = spawn(process.execPath, [BIN, 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(port), '--issuer', ISSUER], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: '' },
+    env: { ...process.env, DATABASE_URL: '', DEVICEGATE_KEK: SHARED_KEK },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   const instance: Instance = { name, url: `http://127.0.0.1:${port}`, child, stderr: '' }
@@ -271,7 +273,7 @@ describe.runIf(backend.run)(`several instances on one PostgreSQL database (ephem
   it('publishes a key made by `devicegate keys rotate` on every instance at once', async () => {
     const before = ((await (await fetch(`${A.url}/jwks`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid)
     const rotated = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-      const child = spawn(process.execPath, [BIN, 'keys', 'rotate', '--config', configFile], { cwd: ROOT, env: { ...process.env, DATABASE_URL: '' } })
+      const child = spawn(process.execPath, [BIN, 'keys', 'rotate', '--config', configFile], { cwd: ROOT, env: { ...process.env, DATABASE_URL: '', DEVICEGATE_KEK: SHARED_KEK } })
       let stdout = ''
       let stderr = ''
       child.stdout.on('data', (d) => (stdout += d))

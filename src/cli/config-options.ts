@@ -2,9 +2,13 @@
  * Options shared by every command that needs the server configuration.
  */
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { InvalidArgumentError, type Command } from 'commander'
-import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides } from '../config/load.js'
+import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides, type ResolveOptions } from '../config/load.js'
 import { StoreUnavailableError } from '../storage/store.js'
+
+/** Configuration file used when neither --config, --dev nor DEVICEGATE_CONFIG is given. */
+export const DEFAULT_CONFIG_FILE = 'devicegate.yaml'
 
 /** Parses a TCP port option. */
 export function parsePort(value: string): number {
@@ -26,7 +30,7 @@ export interface ConfigOptions {
 /** Adds the configuration options to a command. */
 export function withConfigOptions(command: Command): Command {
   return command
-    .option('-c, --config <file>', 'YAML configuration file')
+    .option('-c, --config <file>', 'YAML configuration file (default: $DEVICEGATE_CONFIG, else ./devicegate.yaml)')
     .option('--dev', 'development preset: SQLite in ./data, demo client and user (not for production)')
     .option('--host <host>', 'interface to listen on (overrides listen.host)')
     .option('--port <port>', 'TCP port (overrides listen.port)', parsePort)
@@ -41,10 +45,12 @@ export interface DevSecrets {
 }
 
 /**
- * Resolves the configuration from options.
+ * Resolves the configuration from options. Secrets from the environment are only checked, not
+ * hashed, unless `resolveOptions.secrets` is `hash` (`serve`): hashing them all cost
+ * `policy explain` over a second.
  * @throws {ConfigError} when neither `--config` nor `--dev` is given, or the file is invalid.
  */
-export async function configFromOptions(opts: ConfigOptions): Promise<{ config: Config; dev: DevSecrets }> {
+export async function configFromOptions(opts: ConfigOptions, resolveOptions: ResolveOptions = { secrets: 'check' }): Promise<{ config: Config; dev: DevSecrets }> {
   const overrides: ConfigOverrides = {
     ...(opts.host !== undefined ? { host: opts.host } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
@@ -52,14 +58,19 @@ export async function configFromOptions(opts: ConfigOptions): Promise<{ config: 
     ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
   }
   if (opts.config && opts.dev) throw new ConfigError('use either --config or --dev, not both')
-  if (opts.config) return { config: await resolveConfig(await loadConfigFile(opts.config), overrides), dev: {} }
-  if (!opts.dev) throw new ConfigError('give --config <file> or --dev')
+  // As the README prints commands: without --config, DEVICEGATE_CONFIG, else ./devicegate.yaml.
+  if (!opts.config && !opts.dev) {
+    const found = process.env.DEVICEGATE_CONFIG || (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined)
+    if (found !== undefined) opts = { ...opts, config: found }
+  }
+  if (opts.config) return { config: await resolveConfig(await loadConfigFile(opts.config), overrides, process.env, resolveOptions), dev: {} }
+  if (!opts.dev) throw new ConfigError(`give --config <file> or --dev (or set DEVICEGATE_CONFIG, or run where ${DEFAULT_CONFIG_FILE} is)`)
   const envPassword = process.env[DEV_ENV.password]
   const envSecret = process.env[DEV_ENV.clientSecret]
   const password = envPassword || randomBytes(12).toString('base64url')
   const clientSecret = envSecret || randomBytes(24).toString('base64url')
   const { file, env } = devConfigFile({ password, clientSecret })
-  const config = await resolveConfig(file, overrides, env)
+  const config = await resolveConfig(file, overrides, env, resolveOptions)
   return {
     config,
     dev: {

@@ -11,7 +11,7 @@ import { AnomalyEngine } from '../governance/anomalies.js'
 import { GovernanceEvents } from '../governance/events.js'
 import { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
 import { systemRandom } from '../system.js'
-import { listInventory } from '../governance/inventory.js'
+import { FLOW_STATUSES, listFlows, listInventory, type FlowItem, type FlowStatus, type InventoryItem } from '../governance/inventory.js'
 import { RevocationService, type RevocationTarget } from '../governance/revocation.js'
 import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
@@ -150,16 +150,80 @@ export function registerTokensCommands(program: Command): void {
         limit: opts.limit,
         ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
       })
-      for (const i of page.items) {
-        process.stdout.write(
-          opts.json
-            ? JSON.stringify(i) + '\n'
-            : `${i.grant_id}  ${i.status.padEnd(7)}  ${(i.subject ?? '-').padEnd(16)}  ${i.client_id.padEnd(16)}  ${iso(i.created_at)}  from ${i.device_authorization?.request_ip ?? '-'}  last use ${iso(i.last_used_at)} ${i.last_used_ip ?? ''}  [${i.scope}]\n`,
-        )
-      }
+      if (opts.json) for (const i of page.items) process.stdout.write(JSON.stringify(i) + '\n')
+      else process.stdout.write(formatTokenTable(page.items))
       if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
     }),
   )
+}
+
+/** Registers `flows list`: device authorizations of every outcome, with both sides' address. */
+export function registerFlowsCommands(program: Command): void {
+  const flows = program.command('flows').description('device authorizations: issued, denied, refused by policy, expired, pending')
+  withConfigOptions(
+    flows
+      .command('list')
+      .description('list device authorizations (newest first) with the request and approval address, country and network, and the policy reasons')
+      .option('--status <status>', `only ${FLOW_STATUSES.join(', ')}`)
+      .option('--user <username>', 'only flows decided by this user')
+      .option('--client <client_id>', 'only this client')
+      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--cursor <cursor>', 'continue after a previous page')
+      .option('--json', 'JSON Lines instead of a table'),
+  ).action((opts: ConfigOptions & { status?: string; user?: string; client?: string; limit: number; cursor?: string; json?: boolean }) =>
+    withStore(opts, async (store) => {
+      if (opts.status !== undefined && !(FLOW_STATUSES as readonly string[]).includes(opts.status)) throw new InvalidArgumentError(`--status: one of ${FLOW_STATUSES.join(', ')}`)
+      const page = await listFlows(store, systemClock, {
+        ...(opts.status !== undefined ? { status: opts.status as FlowStatus } : {}),
+        ...(opts.user !== undefined ? { subject: opts.user } : {}),
+        ...(opts.client !== undefined ? { clientId: opts.client } : {}),
+        limit: opts.limit,
+        ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
+      })
+      if (opts.json) for (const f of page.items) process.stdout.write(JSON.stringify(f) + '\n')
+      else process.stdout.write(formatFlowTable(page.items))
+      if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
+    }),
+  )
+}
+
+const where = (n: { ip: string | null; country: string | null; asn: number | null }) =>
+  n.ip === null ? '-' : `${n.ip}${n.country || n.asn ? ` (${[n.country, n.asn === null ? null : `AS${n.asn}`].filter(Boolean).join(' ')})` : ''}`
+
+/** The `flows list` table: header row, then one row per device authorization. */
+export function formatFlowTable(items: readonly FlowItem[]): string {
+  return formatTable(
+    ['FLOW', 'STATUS', 'CLIENT', 'USER', 'REQUESTED', 'REQUEST FROM', 'APPROVAL FROM', 'REASONS'],
+    items.map((f) => [f.id, f.status, f.client_id, f.subject ?? '-', iso(f.requested_at), where(f.request), f.approval ? where(f.approval) : '-', f.reasons.join(',') || '-']),
+    '(no device authorizations)',
+  )
+}
+
+function formatTable(header: string[], rows: string[][], empty: string): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
+  const line = (cells: string[]) => cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ') + '\n'
+  return line(header) + (rows.length === 0 ? `${empty}\n` : rows.map(line).join(''))
+}
+
+/**
+ * The `tokens list` table: a header row, then one row per family, columns padded to their widest
+ * cell; an empty inventory prints the header and `(no token families)`.
+ */
+export function formatTokenTable(items: readonly InventoryItem[]): string {
+  const header = ['GRANT', 'STATUS', 'SUBJECT', 'CLIENT', 'CREATED', 'REQUEST FROM', 'APPROVAL FROM', 'LAST USE', 'LAST USE FROM', 'SCOPE']
+  const rows = items.map((i) => [
+    i.grant_id,
+    i.status,
+    i.subject ?? '-',
+    i.client_id,
+    iso(i.created_at),
+    i.device_authorization ? where({ ip: i.device_authorization.request_ip, ...(i.device_authorization.request_location ?? { country: null, asn: null }) }) : '-',
+    i.device_authorization?.approval ? where(i.device_authorization.approval) : '-',
+    iso(i.last_used_at),
+    i.last_used_ip ?? '-',
+    i.scope,
+  ])
+  return formatTable(header, rows, '(no token families)')
 }
 
 /** Registers `revoke`. */
@@ -294,6 +358,7 @@ export function registerPrincipalCommands(program: Command): void {
 export function registerGovernanceCommands(program: Command): void {
   registerAuditCommands(program)
   registerTokensCommands(program)
+  registerFlowsCommands(program)
   registerRevokeCommand(program)
   registerPrincipalCommands(program)
 }

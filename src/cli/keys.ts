@@ -1,7 +1,12 @@
 /**
  * `devicegate keys list|rotate`.
  */
+import { randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
+import { ConfigError } from '../config/load.js'
+import { KEK_BYTES } from '../protocol/key-encryption.js'
+import { loadKek } from '../config/kek.js'
 import { KeyRing } from '../protocol/keys.js'
 import { openStore } from '../storage/index.js'
 import { systemClock } from '../system.js'
@@ -12,7 +17,7 @@ async function withKeyRing(opts: ConfigOptions, fn: (ring: KeyRing, longestTtlSe
     const { config } = await configFromOptions(opts)
     const store = await openStore(config.storageUrl)
     try {
-      const ring = await KeyRing.open(store, config.signingAlg, systemClock)
+      const ring = await KeyRing.open(store, config.signingAlg, systemClock, (await loadKek(config)).encryption)
       await fn(ring, Math.max(600, ...config.clients.map((c) => c.accessTokenTtlSeconds)))
     } finally {
       await store.close()
@@ -22,7 +27,7 @@ async function withKeyRing(opts: ConfigOptions, fn: (ring: KeyRing, longestTtlSe
   }
 }
 
-/** Registers `keys list` and `keys rotate`. */
+/** Registers `keys list`, `keys rotate`, `keys rewrap` and `keys generate-kek`. */
 export function registerKeysCommands(program: Command): void {
   const keys = program.command('keys').description('manage access-token signing keys')
   withConfigOptions(keys.command('list').description('list signing keys (public data only)')).action((opts: ConfigOptions) =>
@@ -43,4 +48,26 @@ export function registerKeysCommands(program: Command): void {
       process.stdout.write(`new signing key ${kid}; every instance publishes it now and signs with it within 60 s; previous keys stay published for ${ttl + 60} s\n`)
     }),
   )
+  withConfigOptions(
+    keys
+      .command('rewrap')
+      .description('re-seal every private signing key under the current key-encryption key (after a KEK rotation; see README)'),
+  ).action((opts: ConfigOptions) =>
+    withKeyRing(opts, async (ring) => {
+      const { rewrapped, unchanged } = await ring.rewrap()
+      process.stdout.write(`re-sealed ${rewrapped.length} signing key(s) under the current key-encryption key; ${unchanged.length} already were\n`)
+    }),
+  )
+  keys
+    .command('generate-kek')
+    .description('write a new random key-encryption key (32 bytes, base64url) to a new file with mode 0600')
+    .argument('<file>', 'file to create (must not exist)')
+    .action(async (file: string) => {
+      try {
+        await writeFile(file, `${randomBytes(KEK_BYTES).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' })
+        process.stdout.write(`wrote a new key-encryption key to ${file} (mode 0600)\n`)
+      } catch (err) {
+        exitWithError(new ConfigError(`cannot create ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`))
+      }
+    })
 }

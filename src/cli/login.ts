@@ -22,7 +22,42 @@ import {
   type SessionInfo,
   type TokenStore,
   type TokenStoreKind,
+  SDK_USER_AGENT,
+  SDK_VERSION,
 } from '../client/index.js'
+
+/** What the CLI sends as User-Agent (RFC 9110 §10.1.5): the tool, then the SDK. */
+export const CLI_USER_AGENT = `devicegate-cli/${SDK_VERSION} ${SDK_USER_AGENT}`
+
+/** Store record listing the profiles logged in (`whoami` shows them). */
+const PROFILES_RECORD = 'cli-profiles'
+/** Store record with the issuer and client of the last login (defaults for the next one). */
+const LAST_LOGIN_RECORD = 'cli-last-login'
+/** Store record set once the keyring fallback note has been shown. */
+const NOTE_SHOWN_RECORD = 'cli-note-keyring-fallback'
+
+async function readJson<T>(store: TokenStore, name: string): Promise<T | undefined> {
+  const raw = await store.get(name).catch(() => undefined)
+  if (raw === undefined) return undefined
+  try {
+    return JSON.parse(raw) as T
+  } catch {
+    return undefined
+  }
+}
+
+/** Profiles with a stored login, sorted. */
+async function listProfiles(store: TokenStore): Promise<string[]> {
+  const names = (await readJson<string[]>(store, PROFILES_RECORD)) ?? []
+  return Array.isArray(names) ? [...new Set(names.filter((n) => typeof n === 'string'))].sort() : []
+}
+
+async function setProfile(store: TokenStore, profile: string, present: boolean): Promise<void> {
+  const names = new Set(await listProfiles(store))
+  if (present) names.add(profile)
+  else names.delete(profile)
+  await store.set(PROFILES_RECORD, JSON.stringify([...names].sort()))
+}
 
 const STORE_KINDS = ['auto', 'keyring', 'file', 'memory'] as const
 /** Account name the CLI uses in the store for each profile. */
@@ -63,6 +98,11 @@ function say(line = ''): void {
   process.stderr.write(`${line}\n`)
 }
 
+/** A command line that cannot run as given (a missing option); its message is the whole story. */
+class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
 /** Turns any failure into one line for a person; no stack unless DEVICEGATE_DEBUG is set. */
 export function describeFailure(err: unknown, ctx: { clientId?: string; issuer?: string } = {}): string {
   if (err instanceof OAuthResponseError) {
@@ -93,6 +133,7 @@ export function describeFailure(err: unknown, ctx: { clientId?: string; issuer?:
     if (err.code === 'ERR_LOGIN_REQUIRED') return `${err.message.replace(/; run the device login first$/, '')}; run \`devicegate login --issuer URL --client-id ID\``
     return err.message
   }
+  if (err instanceof UsageError) return err.message
   if ((err as Error)?.name === 'AbortError') return 'cancelled'
   return `unexpected error: ${(err as Error)?.message ?? String(err)}`
 }
@@ -112,8 +153,11 @@ const REFRESH_SHARING = { lockDir: join(defaultConfigDir(), 'locks') }
 
 async function openStore(opts: StoreOptions, announce: boolean): Promise<TokenStore> {
   const { store, fallbackReason } = await openTokenStore({ kind: opts.store })
-  if (announce && fallbackReason)
+  // Said once per store, not on every login: it is a fact about this machine, not this command.
+  if (announce && fallbackReason && (await store.get(NOTE_SHOWN_RECORD).catch(() => undefined)) === undefined) {
     say(`note: ${fallbackReason} in ${store.location}; without a keyring its key file only adds obfuscation to the 0600 permissions`)
+    await store.set(NOTE_SHOWN_RECORD, '1').catch(() => undefined)
+  }
   if (announce && store.kind === 'memory') say('note: --store memory keeps the login only while this command runs')
   return store
 }
@@ -145,24 +189,33 @@ function startSpinner(expiresAt: () => number): { stop(): void } {
 }
 
 interface LoginOptions extends StoreOptions {
-  issuer: string
-  clientId: string
+  issuer?: string
+  clientId?: string
   scope?: string
   dpop: boolean
   qr?: boolean
 }
 
 async function login(opts: LoginOptions): Promise<void> {
-  const ctx = { clientId: opts.clientId, issuer: opts.issuer }
+  const ctx: { clientId?: string; issuer?: string } = { ...(opts.clientId ? { clientId: opts.clientId } : {}), ...(opts.issuer ? { issuer: opts.issuer } : {}) }
   const controller = new AbortController()
   const onSigint = () => controller.abort(new DOMException('login cancelled', 'AbortError'))
   process.once('SIGINT', onSigint)
   let spinner: { stop(): void } | undefined
   try {
     const store = await openStore(opts, true)
+    // --issuer / DEVICEGATE_ISSUER, else this profile's login, else the last login (same for the client).
+    const previous = (await readStoredGrant(store, profileAccount(opts.profile)).catch(() => undefined)) ?? (await readJson<{ issuer?: string; clientId?: string }>(store, LAST_LOGIN_RECORD))
+    const issuer = opts.issuer ?? previous?.issuer
+    const clientId = opts.clientId ?? previous?.clientId
+    if (issuer === undefined) throw new UsageError('no issuer: pass --issuer URL or set DEVICEGATE_ISSUER (later logins reuse the last one)')
+    if (clientId === undefined) throw new UsageError('no client: pass --client-id ID or set DEVICEGATE_CLIENT_ID (later logins reuse the last one)')
+    ctx.issuer = issuer
+    ctx.clientId = clientId
     const client = new DeviceClient({
-      issuer: opts.issuer,
-      clientId: opts.clientId,
+      issuer,
+      clientId,
+      userAgent: CLI_USER_AGENT,
       store,
       account: profileAccount(opts.profile),
       dpop: opts.dpop ? 'auto' : 'off',
@@ -185,6 +238,8 @@ async function login(opts: LoginOptions): Promise<void> {
       },
     })
     spinner?.stop()
+    await setProfile(store, opts.profile, true)
+    await store.set(LAST_LOGIN_RECORD, JSON.stringify({ issuer, clientId }))
     const grant = await client.storedGrant()
     const sub = grant && decodeClaimsUnverified(grant.accessToken)?.sub
     say(`Logged in to ${info.issuer}${sub ? ` as ${sub}` : ''}.`)
@@ -206,7 +261,12 @@ async function whoami(opts: StoreOptions): Promise<void> {
   let info: SessionInfo | undefined
   try {
     const store = await openStore(opts, false)
-    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), REFRESH_SHARING)
+    const profiles = await listProfiles(store)
+    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), { ...REFRESH_SHARING, userAgent: CLI_USER_AGENT }).catch((err: unknown) => {
+      if (err instanceof ClientError && err.code === 'ERR_LOGIN_REQUIRED' && profiles.length > 0)
+        throw new ClientError('ERR_LOGIN_REQUIRED', `profile "${opts.profile}" is not logged in; stored profiles: ${profiles.join(', ')} (use --profile NAME)`)
+      throw err
+    })
     await client.getAccessToken() // refreshes when due, so what follows describes a live token
     const grant = (await client.storedGrant())!
     info = (await client.session())!
@@ -238,6 +298,7 @@ async function whoami(opts: StoreOptions): Promise<void> {
       ['expires', expiryText(info.expiresAt)],
       ['refresh', info.hasRefreshToken ? 'yes (renewed automatically)' : 'no'],
       ['store', `${store.kind} (${store.location})`],
+      ['profiles', profiles.map((p) => (p === opts.profile ? `${p} (this one)` : p)).join(', ') || opts.profile],
     ])
   } catch (err) {
     fail(err, info ?? {})
@@ -253,7 +314,7 @@ async function token(opts: StoreOptions & { print?: boolean }): Promise<void> {
       return
     }
     const store = await openStore(opts, false)
-    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), REFRESH_SHARING)
+    const client = await DeviceClient.fromStore(store, profileAccount(opts.profile), { ...REFRESH_SHARING, userAgent: CLI_USER_AGENT })
     const { accessToken, tokenType, expiresAt } = await client.getAccessToken()
     say('devicegate: warning: printing an access token. Keep it out of shell history, logs and CI output;')
     say(`  it is valid until ${expiryText(expiresAt)}.${tokenType.toLowerCase() === 'dpop' ? ' It is DPoP-bound: requests also need a proof from this installation\'s key.' : ''}`)
@@ -269,11 +330,13 @@ async function logout(opts: StoreOptions): Promise<void> {
     const grant = await readStoredGrant(store, profileAccount(opts.profile)).catch(() => undefined)
     if (!grant) {
       await store.delete(`grant-${profileAccount(opts.profile)}`)
+      await setProfile(store, opts.profile, false)
       say(`Not logged in (nothing stored for profile "${opts.profile}" in ${store.kind}).`)
       return
     }
-    const client = new DeviceClient({ issuer: grant.issuer, clientId: grant.clientId, store, account: profileAccount(opts.profile) })
+    const client = new DeviceClient({ issuer: grant.issuer, clientId: grant.clientId, store, account: profileAccount(opts.profile), userAgent: CLI_USER_AGENT })
     const result = await client.logout()
+    await setProfile(store, opts.profile, false)
     if (result.revoked) {
       say(`Revoked at ${grant.issuer} and deleted from ${store.kind}.`)
       return
@@ -292,14 +355,14 @@ export function registerLoginCommands(program: Command): void {
     program
       .command('login')
       .description('log in with the device flow (RFC 8628): shows a code to approve in a browser, then stores the tokens safely')
-      .requiredOption('--issuer <url>', 'authorization server (issuer) URL', parseIssuer)
-      .requiredOption('--client-id <id>', 'client ID registered for this tool')
+      .addOption(new Option('--issuer <url>', 'authorization server (issuer) URL (default: the last login)').argParser(parseIssuer).env('DEVICEGATE_ISSUER'))
+      .addOption(new Option('--client-id <id>', 'client ID registered for this tool (default: the last login)').env('DEVICEGATE_CLIENT_ID'))
       .option('--scope <scopes>', 'space-separated scopes to request')
       .option('--no-dpop', 'do not bind tokens to a DPoP key even when the server supports it')
       .option('--qr', 'show a QR code of the verification link (default: when stderr is a terminal)')
       .option('--no-qr', 'never show the QR code'),
   ).action((opts: LoginOptions) => login(opts))
-  withStoreOptions(program.command('whoami').description('show who is logged in (claims decoded locally are marked unverified)')).action((opts: StoreOptions) => whoami(opts))
+  withStoreOptions(program.command('whoami').description('show who is logged in (claims decoded locally are marked unverified) and the stored profiles')).action((opts: StoreOptions) => whoami(opts))
   withStoreOptions(
     program
       .command('token')

@@ -2,6 +2,7 @@
  * The `devicegate` command.
  */
 import { Command } from 'commander'
+import { SDK_VERSION } from '../client/version.js'
 import { registerGovernanceCommands } from './governance.js'
 import { registerDevicesCommands } from './devices.js'
 import { registerKeysCommands } from './keys.js'
@@ -15,6 +16,7 @@ import { registerUtilityCommands } from './utility.js'
 const program = new Command()
   .name('devicegate')
   .description('OAuth 2.0 Device Authorization Grant (RFC 8628) server built for identity governance')
+  .version(SDK_VERSION, '-V, --version', 'print the devicegate version')
   .showHelpAfterError()
 registerServeCommand(program)
 registerKeysCommands(program)

@@ -7,7 +7,7 @@ import { DECLARABLE_STORAGE_CLASSES, type StorageClass } from '../core/storage-c
 import { ConfigError, type Config } from '../config/load.js'
 import { createClientDirectory } from '../protocol/clients.js'
 import { loadPolicyFile, PolicyHolder } from '../policy/holder.js'
-import { createMaxmindGeoLookup, createStaticGeoLookup, NO_GEO } from '../policy/geo.js'
+import { openGeoLookup } from '../policy/geo-csv.js'
 import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import { loadPostureVerifier } from '../policy/posture.js'
 import { PolicyService } from '../policy/service.js'
@@ -46,10 +46,9 @@ interface ExplainOptions extends ConfigOptions {
 async function explainService(config: Config, policyFile: string | undefined): Promise<PolicyService> {
   const file = policyFile ?? config.policy?.file
   const holder = file === undefined ? PolicyHolder.fixed() : PolicyHolder.fixed(await loadPolicyFile(file))
-  const mmdb = config.geo?.countryDb || config.geo?.asnDb ? await createMaxmindGeoLookup({ countryDb: config.geo.countryDb, asnDb: config.geo.asnDb }) : NO_GEO
   return new PolicyService({
     source: holder,
-    geo: createStaticGeoLookup(config.geo?.networks ?? [], mmdb),
+    geo: await openGeoLookup(config.geo),
     posture: config.devicePosture ? await loadPostureVerifier(config.devicePosture) : undefined,
     users: createUserDirectory(config.users),
     clients: createClientDirectory(config.clients),

@@ -3,7 +3,7 @@
  */
 import { createServer as createNetServer } from 'node:net'
 import type { Command } from 'commander'
-import { createServer, type Config } from '../server.js'
+import { checkStartup, createServer, type Config } from '../server.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 
 /**
@@ -30,12 +30,15 @@ async function withConcretePort(config: Config): Promise<Config> {
 export function registerServeCommand(program: Command): void {
   withConfigOptions(program.command('serve').description('start the authorization server')).action(async (opts: ConfigOptions) => {
     try {
-      const resolved = await configFromOptions(opts)
+      const resolved = await configFromOptions(opts, { secrets: 'hash' })
       const config = await withConcretePort(resolved.config)
       const dev = resolved.dev
+      // The same checks as check-config, so both fail alike and before the store is opened.
+      await checkStartup(config)
       const server = await createServer(config)
       if (opts.dev) server.app.log.warn('--dev: demo client and user; not for production')
       await server.app.listen({ host: config.host, port: config.port })
+      if (server.governance.metricsUrl) server.app.log.info({ url: `${server.governance.metricsUrl}/metrics` }, 'metrics listening on their own address')
       const address = server.app.server.address()
       const port = typeof address === 'object' && address ? address.port : config.port
       if (opts.dev) {

@@ -2,7 +2,9 @@
  * `devicegate hash-secret`, `devicegate check-config`, `devicegate migrate`.
  */
 import type { Command } from 'commander'
-import { loadConfigFile } from '../config/load.js'
+import { loadConfigFile, resolveConfig } from '../config/load.js'
+import { checkStartup } from '../server.js'
+import { openGeoLookup } from '../policy/geo-csv.js'
 import { openStore } from '../storage/index.js'
 import { hashPassword } from '../web/user-directory.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
@@ -25,15 +27,34 @@ export function registerUtilityCommands(program: Command): void {
     })
   program
     .command('check-config <file>')
-    .description('validate a configuration file')
+    .description('check a configuration file as serve would: schema, environment variables, key and data files (writes nothing)')
     .action(async (file: string) => {
       try {
-        await loadConfigFile(file)
+        const config = await resolveConfig(await loadConfigFile(file), {}, process.env, { secrets: 'check' })
+        const notes = await checkStartup(config)
+        for (const note of notes) process.stdout.write(`note: ${note}\n`)
         process.stdout.write(`${file}: ok\n`)
       } catch (err) {
         exitWithError(err)
       }
     })
+  withConfigOptions(
+    program
+      .command('geo')
+      .description('look up addresses in the configured IP data (networks, MaxMind DB, ip-location-db CSV): country and ASN')
+      .argument('<ip...>', 'IPv4 or IPv6 addresses'),
+  ).action(async (ips: string[], opts: ConfigOptions) => {
+    try {
+      const { config } = await configFromOptions(opts)
+      const geo = await openGeoLookup(config.geo)
+      for (const ip of ips) {
+        const g = geo.lookup(ip)
+        process.stdout.write(`${ip}  country ${g.country ?? 'unknown'}  asn ${g.asn === null ? 'unknown' : `AS${g.asn}`}${g.asOrg ? ` (${g.asOrg})` : ''}\n`)
+      }
+    } catch (err) {
+      exitWithError(err)
+    }
+  })
   withConfigOptions(program.command('migrate').description('apply database migrations')).action(async (opts: ConfigOptions) => {
     try {
       const { config } = await configFromOptions(opts)

@@ -2,6 +2,7 @@
  * The Device Authorization Grant from the device's side (RFC 8628 §3.1–3.5): start the
  * authorization, show the code, poll the token endpoint.
  */
+import { sdkFetch } from './version.js'
 import { advertisesDpop, type AuthorizationServerMetadata } from './discovery.js'
 import type { DpopKey } from './dpop.js'
 import { ClientError, OAuthResponseError } from './errors.js'
@@ -120,7 +121,7 @@ export async function startDeviceAuthorization(
     if (!JKT_PATTERN.test(dpopJkt)) throw new TypeError('dpopKey: expected a DpopKey or a base64url SHA-256 JWK thumbprint (RFC 7638)')
     form.dpop_jkt = dpopJkt
   }
-  const res = await postForm(opts.fetch ?? globalThis.fetch, url, form, opts.signal ? { signal: opts.signal } : {})
+  const res = await postForm(opts.fetch ?? sdkFetch, url, form, opts.signal ? { signal: opts.signal } : {})
   if (res.status !== 200) throw errorFromResponse(url, res)
   const b = (typeof res.body === 'object' && res.body !== null ? res.body : {}) as Record<string, unknown>
   // `verification_url` is a pre-standard spelling some servers still send.
@@ -190,7 +191,7 @@ export async function pollForToken(
   if (authorization.dpopJkt !== undefined && opts.dpopKey?.thumbprint !== authorization.dpopJkt)
     throw new TypeError('the device code is bound to a DPoP key (dpop_jkt): poll with that key as opts.dpopKey')
   const clock = opts.clock ?? systemFlowClock
-  const fetchImpl = opts.fetch ?? globalThis.fetch
+  const fetchImpl = opts.fetch ?? sdkFetch
   let intervalSeconds = authorization.intervalSeconds
   let polls = 0
   const secondsLeft = () => Math.max(0, Math.ceil(authorization.expiresAt - clock.nowSeconds()))

@@ -2,6 +2,7 @@
  * Authorization Server Metadata discovery (RFC 8414 §3), with the OpenID Connect Discovery
  * location as a fallback so servers that publish only `openid-configuration` also work.
  */
+import { sdkFetch } from './version.js'
 import { ClientError } from './errors.js'
 import { requestJson, type FetchLike } from './http.js'
 
@@ -71,7 +72,7 @@ function checkIssuer(issuer: string): string {
  */
 export async function discover(issuer: string, opts: DiscoverOptions = {}): Promise<AuthorizationServerMetadata> {
   checkIssuer(issuer)
-  const fetchImpl = opts.fetch ?? globalThis.fetch
+  const fetchImpl = opts.fetch ?? sdkFetch
   const tried: string[] = []
   for (const url of metadataUrls(issuer)) {
     const res = await requestJson(fetchImpl, url, { headers: { accept: 'application/json' }, ...(opts.signal ? { signal: opts.signal } : {}) })

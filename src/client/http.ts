@@ -3,13 +3,10 @@
  * network errors. Internal; not exported from the package.
  */
 import { ClientError, OAuthResponseError } from './errors.js'
+import { SDK_USER_AGENT } from './version.js'
 
-/**
- * The SDK's User-Agent: product, then the OS platform and CPU in a comment, as Node names them
- * (`devicegate-client/0.1 (linux; x64) node/20.11.0`). A server can then tell the requesting
- * machine's platform, e.g. to notice a device flow approved on the same machine (RFC 10027).
- */
-export const SDK_USER_AGENT = `devicegate-client/0.1 (${process.platform}; ${process.arch}) node/${process.versions.node}`
+/** The SDK's User-Agent (see version.ts), sent by every request helper here. */
+export { SDK_USER_AGENT }
 
 /** The subset of `fetch` the SDK uses, so callers can inject their own (proxies, tests). */
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>

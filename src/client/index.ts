@@ -65,3 +65,4 @@ export {
   type TokenStoreKind,
 } from './store.js'
 export type { TokenSet } from './token-request.js'
+export { SDK_USER_AGENT, SDK_VERSION, withUserAgent } from './version.js'

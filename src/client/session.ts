@@ -3,6 +3,7 @@
  * requests and logout with revocation — the whole client-side life of a device-flow token.
  */
 import { join } from 'node:path'
+import { SDK_USER_AGENT, withUserAgent } from './version.js'
 import { createHash } from 'node:crypto'
 import { decodeJwt, type JWTPayload } from 'jose'
 import { advertisesDpop, discover, supportsDpop, type AuthorizationServerMetadata } from './discovery.js'
@@ -84,6 +85,11 @@ export interface DeviceClientOptions {
   lockDir?: string
   fetch?: FetchLike
   clock?: FlowClock
+  /**
+   * User-Agent sent on every request, e.g. `mytool/1.2 devicegate-client/0.1.0 (linux; x64) node/20`.
+   * Default: `devicegate-client/<version> (<platform>; <arch>) node/<version>`.
+   */
+  userAgent?: string
 }
 
 /** Options for {@link DeviceClient.login}. */
@@ -191,7 +197,7 @@ export class DeviceClient {
     this.store = opts.store
     this.account = opts.account ?? defaultAccountName(opts.issuer, opts.clientId)
     this.#opts = opts
-    this.#fetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init))
+    this.#fetch = withUserAgent(opts.fetch ?? ((input, init) => globalThis.fetch(input, init)), opts.userAgent ?? SDK_USER_AGENT)
     this.#clock = opts.clock ?? systemFlowClock
   }
 

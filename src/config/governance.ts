@@ -105,7 +105,28 @@ export const governanceSchema = z
       .object({
         /** Serve Prometheus metrics at /metrics. Default: true. */
         enabled: z.boolean().default(true),
+        /**
+         * Serve /metrics on its own listener (e.g. an internal interface) instead of the main
+         * one, where it then answers 404. Default: none (served on the main listener).
+         */
+        listen: z
+          .object({
+            /** Interface, e.g. 127.0.0.1 or an internal address. Default: 127.0.0.1. */
+            host: z.string().min(1).default('127.0.0.1'),
+            /** TCP port, 0–65535 (0: any free port). */
+            port: z.number().int().min(0).max(65_535),
+          })
+          .strict()
+          .optional(),
+        /**
+         * Environment variable holding a bearer token scrapers must send
+         * (`Authorization: Bearer …`, RFC 6750 §2.1), at least 32 characters. Default: none.
+         */
+        bearer_token_env: z.string().min(1).optional(),
+        /** File holding that token (alternative to bearer_token_env; trailing newline ignored). */
+        bearer_token_file: z.string().min(1).optional(),
       })
+      .refine((m) => m.bearer_token_env === undefined || m.bearer_token_file === undefined, 'give bearer_token_env or bearer_token_file, not both')
       .strict()
       .prefault({}),
     /** A family's last use is written at most once per this many seconds, 1–3600. Default: 60. */
@@ -143,7 +164,14 @@ export interface GovernanceConfig {
     readonly dormantGrant: Detector & { readonly afterSeconds: number; readonly sweepEverySeconds: number }
   }
   readonly admin: { readonly enabled: boolean; readonly scope: string }
-  readonly metrics: { readonly enabled: boolean }
+  readonly metrics: {
+    readonly enabled: boolean
+    /** Own listener for /metrics; absent: served on the main listener. */
+    readonly listen?: { readonly host: string; readonly port: number }
+    readonly bearerTokenEnv?: string
+    /** Absolute path. */
+    readonly bearerTokenFile?: string
+  }
   readonly lastUseEverySeconds: number
 }
 
@@ -204,7 +232,12 @@ export function resolveGovernanceConfig(file: GovernanceFile | undefined, dataDi
       },
     },
     admin: { ...g.admin },
-    metrics: { ...g.metrics },
+    metrics: {
+      enabled: g.metrics.enabled,
+      ...(g.metrics.listen ? { listen: { ...g.metrics.listen } } : {}),
+      ...(g.metrics.bearer_token_env !== undefined ? { bearerTokenEnv: g.metrics.bearer_token_env } : {}),
+      ...(g.metrics.bearer_token_file !== undefined ? { bearerTokenFile: resolve(g.metrics.bearer_token_file) } : {}),
+    },
     lastUseEverySeconds: g.last_use_every_seconds,
   })
 }

@@ -3,7 +3,7 @@
  * {@link Config}. Read once at start-up.
  */
 import { readFile } from 'node:fs/promises'
-import { isAbsolute, resolve } from 'node:path'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { hash as argon2Hash } from '@node-rs/argon2'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
@@ -39,6 +39,17 @@ export interface Config {
   /** HTTP listener limits (`listen.*`), in seconds. */
   readonly http: { readonly requestTimeoutSeconds: number; readonly shutdownDeadlineSeconds: number }
   readonly signingAlg: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
+  /**
+   * Where the key-encryption key for private signing keys comes from: `kekFile`,
+   * else the environment variable `kekEnv`, else `generatedKekFile` (created 0600 on first
+   * start). `previousKekFiles` only open keys during a KEK rotation.
+   */
+  readonly signingKek: {
+    readonly kekFile?: string
+    readonly kekEnv: string
+    readonly previousKekFiles: readonly string[]
+    readonly generatedKekFile: string
+  }
   readonly verification: {
     readonly maxFailedEntries: number
     readonly windowSeconds: number
@@ -71,6 +82,9 @@ export interface Config {
   readonly geo?: {
     readonly countryDb?: string
     readonly asnDb?: string
+    /** ip-location-db CSV files (absolute paths). */
+    readonly countryCsv: readonly string[]
+    readonly asnCsv: readonly string[]
     readonly networks: readonly { cidr: string; country?: string; asn?: number; asOrg?: string }[]
   }
   /** Device posture assertion verification; absent: `device_posture` is recorded as not configured. */
@@ -131,6 +145,22 @@ export async function loadConfigFile(path: string): Promise<ConfigFile> {
   return parseConfig(doc)
 }
 
+/**
+ * Stands in for the hash of a secret read from the environment when the configuration is resolved
+ * for a command that never verifies secrets (`policy explain`, `keys`, governance commands). It is
+ * not a PHC string, so it can never verify a secret.
+ */
+export const UNHASHED_SECRET = '!unhashed'
+
+/** Options of {@link resolveConfig}. */
+export interface ResolveOptions {
+  /**
+   * `hash` (default): hash `client_secret_env` / `password_env` values with argon2id, as a server
+   * needs. `check`: only check that the variables are set (commands that verify no secret).
+   */
+  secrets?: 'hash' | 'check'
+}
+
 function secretFromEnv(env: Readonly<Record<string, string | undefined>>, name: string, field: string): string {
   const value = env[name]
   if (!value) throw new ConfigError(`${field}: environment variable ${name} is not set`)
@@ -147,7 +177,10 @@ export async function resolveConfig(
   file: ConfigFile,
   overrides: ConfigOverrides = {},
   env: Readonly<Record<string, string | undefined>> = process.env,
+  options: ResolveOptions = {},
 ): Promise<Config> {
+  // argon2id costs ~100 ms a secret on purpose; only a serving process needs the hashes.
+  const hashSecret = options.secrets === 'check' ? async () => UNHASHED_SECRET : argon2Hash
   const host = overrides.host ?? file.listen.host
   const port = overrides.port ?? file.listen.port
   const dataDir = resolve(overrides.dataDir ?? file.data_dir)
@@ -168,7 +201,7 @@ export async function resolveConfig(
       const isConfidential = c.type === 'confidential'
       const secretHash =
         c.client_secret_hash ??
-        (c.client_secret_env ? await argon2Hash(secretFromEnv(env, c.client_secret_env, `clients[${i}].client_secret_env`)) : undefined)
+        (c.client_secret_env ? await hashSecret(secretFromEnv(env, c.client_secret_env, `clients[${i}].client_secret_env`)) : undefined)
       const authMethods: ClientAuthMethod[] = isConfidential
         ? (c.token_endpoint_auth_methods ?? ['client_secret_basic', 'client_secret_post'])
         : ['none']
@@ -203,7 +236,7 @@ export async function resolveConfig(
       Object.freeze({
         username: u.username,
         displayName: u.display_name ?? u.username,
-        passwordHash: u.password_hash ?? (await argon2Hash(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
+        passwordHash: u.password_hash ?? (await hashSecret(secretFromEnv(env, u.password_env!, `users[${i}].password_env`))),
         disabled: u.disabled,
         groups: Object.freeze([...u.groups]),
         risk: u.risk,
@@ -230,6 +263,13 @@ export async function resolveConfig(
     trustedProxies: Object.freeze([...file.trusted_proxies]),
     http: Object.freeze({ requestTimeoutSeconds: file.listen.request_timeout_seconds, shutdownDeadlineSeconds: file.listen.shutdown_deadline_seconds }),
     signingAlg: file.signing.alg,
+    signingKek: Object.freeze({
+      ...(file.signing.kek_file !== undefined ? { kekFile: resolve(file.signing.kek_file) } : {}),
+      kekEnv: file.signing.kek_env,
+      previousKekFiles: Object.freeze(file.signing.previous_kek_files.map((f) => resolve(f))),
+      // Beside the SQLite file (so every process opening it finds the same KEK), else in data_dir.
+      generatedKekFile: resolve(sqlitePath !== undefined && sqlitePath !== ':memory:' ? dirname(resolve(sqlitePath)) : dataDir, 'signing.kek'),
+    }),
     verification: Object.freeze({
       maxFailedEntries: file.verification.max_failed_entries,
       windowSeconds: file.verification.window_seconds,
@@ -254,6 +294,8 @@ export async function resolveConfig(
     geo: Object.freeze({
       ...(file.geo.country_db !== undefined ? { countryDb: resolve(file.geo.country_db) } : {}),
       ...(file.geo.asn_db !== undefined ? { asnDb: resolve(file.geo.asn_db) } : {}),
+      countryCsv: Object.freeze(file.geo.country_csv.map((f) => resolve(f))),
+      asnCsv: Object.freeze(file.geo.asn_csv.map((f) => resolve(f))),
       networks: Object.freeze(
         file.geo.networks.map((n) =>
           Object.freeze({ cidr: n.cidr, ...(n.country ? { country: n.country } : {}), ...(n.asn !== undefined ? { asn: n.asn } : {}), ...(n.as_org ? { asOrg: n.as_org } : {}) }),
@@ -280,6 +322,9 @@ function resolveSignalsOrFail(file: ConfigFile['signals'], env: Readonly<Record<
     throw new ConfigError((err as Error).message)
   }
 }
+
+/** Resource indicator (RFC 8707) of the example API that the `--dev` demo-cli may ask tokens for. */
+export const DEV_EXAMPLE_API_RESOURCE = 'http://127.0.0.1:9090/'
 
 /** Environment variables the `--dev` preset reads for its demo secrets. */
 export const DEV_ENV = {
@@ -313,6 +358,8 @@ export function devConfigFile(secrets: { password: string; clientSecret: string 
         grant_types: [GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken],
         scopes: ['read', 'write', OFFLINE_ACCESS],
         default_scopes: ['read'],
+        // The example API (examples/resource-api.ts) on its default port, as its header runs it.
+        resources: [DEV_EXAMPLE_API_RESOURCE],
       },
       {
         client_id: 'demo-api',

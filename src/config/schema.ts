@@ -225,9 +225,24 @@ export const configSchema = z
       .object({
         /** JWS algorithm for access tokens (RFC 9068). Default: ES256. */
         alg: z.enum(['ES256', 'EdDSA', 'RS256', 'PS256']).default('ES256'),
+        /**
+         * File holding the key-encryption key (KEK) that seals private signing keys at rest
+         * (AES-256-GCM): 32 random bytes as 64 hex digits or base64/base64url, e.g.
+         * `openssl rand -base64 32`. Must not be readable by group or others (mode 0600 or 0400),
+         * or the server refuses to start. Keep it apart from the database and its backups.
+         * Default: none (then `kek_env`, then a generated file, see the README).
+         */
+        kek_file: z.string().min(1).optional(),
+        /** Environment variable holding the KEK when `kek_file` is not set. Default: DEVICEGATE_KEK. */
+        kek_env: z.string().min(1).default('DEVICEGATE_KEK'),
+        /**
+         * Earlier KEK files, only to open keys not yet re-sealed during a KEK rotation
+         * (`devicegate keys rewrap`). Same format and mode rules. Default: none.
+         */
+        previous_kek_files: z.array(z.string().min(1)).default([]),
       })
       .strict()
-      .default({ alg: 'ES256' }),
+      .default({ alg: 'ES256', kek_env: 'DEVICEGATE_KEK', previous_kek_files: [] }),
     verification: z
       .object({
         /**
@@ -293,6 +308,16 @@ export const configSchema = z
         country_db: z.string().min(1).optional(),
         /** MaxMind DB file with autonomous systems (GeoLite2-ASN or an ip-location-db asn file). */
         asn_db: z.string().min(1).optional(),
+        /**
+         * ip-location-db country CSV files (`ip_range_start,ip_range_end,country_code`), e.g.
+         * `node_modules/@ip-location-db/asn-country/asn-country-ipv4.csv` and `…-ipv6.csv`. Default: none.
+         */
+        country_csv: z.array(z.string().min(1)).default([]),
+        /**
+         * ip-location-db ASN CSV files (`ip_range_start,ip_range_end,as_number,as_organization`),
+         * e.g. `node_modules/@ip-location-db/asn/asn-ipv4.csv` and `…-ipv6.csv`. Default: none.
+         */
+        asn_csv: z.array(z.string().min(1)).default([]),
         /** Networks no public database knows (office, VPN): consulted first. */
         networks: z
           .array(
@@ -308,7 +333,7 @@ export const configSchema = z
           .default([]),
       })
       .strict()
-      .default({ networks: [] }),
+      .default({ networks: [], country_csv: [], asn_csv: [] }),
     /** Device posture assertions (`device_posture` on the device authorization request). Default: not accepted. */
     device_posture: z
       .object({

@@ -98,16 +98,48 @@ export function chainHash(prevHash: string, body: AuditEventBody): string {
 
 // --- checkpoints ---------------------------------------------------------------------------------
 
-/** base64url HMAC-SHA256 over `seq.hash.time`. */
-export function signCheckpoint(key: Uint8Array, c: { seq: number; hash: string; time: number }): string {
-  return createHmac('sha256', key).update(`${c.seq}.${c.hash}.${c.time}`).digest('base64url')
+/**
+ * The public id of a checkpoint key: the first 12 base64url characters of
+ * SHA-256("devicegate-audit-key:" ‖ key). Signatures and seals carry it, so a verifier (or an
+ * instance) holding another key can say "key mismatch" rather than "forged".
+ */
+export function auditKeyId(key: Uint8Array): string {
+  return createHash('sha256').update('devicegate-audit-key:').update(key).digest('base64url').slice(0, 12)
 }
 
-/** Constant-time check of a checkpoint's signature. */
+const hmac = (key: Uint8Array, text: string) => createHmac('sha256', key).update(text).digest('base64url')
+
+/** `<key id>.<base64url HMAC-SHA256 over seq.hash.time>`. */
+export function signCheckpoint(key: Uint8Array, c: { seq: number; hash: string; time: number }): string {
+  return `${auditKeyId(key)}.${hmac(key, `${c.seq}.${c.hash}.${c.time}`)}`
+}
+
+/** The key id a signature or seal names; undefined for a signature from before key ids. */
+export function signatureKeyId(signature: string): string | undefined {
+  const dot = signature.indexOf('.')
+  return dot > 0 ? signature.slice(0, dot) : undefined
+}
+
+function equalText(a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+/** Constant-time check of a checkpoint's signature (with or without a key id). */
 export function isCheckpointSignatureValid(key: Uint8Array, c: AuditCheckpointRecord): boolean {
-  const expected = Buffer.from(signCheckpoint(key, c))
-  const given = Buffer.from(c.signature)
-  return expected.length === given.length && timingSafeEqual(expected, given)
+  const mac = hmac(key, `${c.seq}.${c.hash}.${c.time}`)
+  return signatureKeyId(c.signature) === undefined ? equalText(c.signature, mac) : equalText(c.signature, `${auditKeyId(key)}.${mac}`)
+}
+
+/**
+ * The keyed seal of one record: `<key id>.<base64url HMAC-SHA256 over "rec.seq.hash">`. The hash
+ * chain alone can be re-linked by anyone who can write the database (SHA-256 needs no key); a
+ * seal cannot be recomputed without the checkpoint key, so the first record whose seal fails is
+ * the first one rewritten, however the chain after it was repaired.
+ */
+export function sealAuditRecord(key: Uint8Array, r: { seq: number; hash: string }): string {
+  return `${auditKeyId(key)}.${hmac(key, `rec.${r.seq}.${r.hash}`)}`
 }
 
 /**
@@ -256,9 +288,11 @@ export class AuditLog {
         const batch = this.#queue
         this.#queue = []
         try {
+          const key = this.#key
           await this.#store.appendAuditEvents(
             batch.map((b) => b.event),
             chainHash,
+            key === undefined ? undefined : (record) => sealAuditRecord(key, record),
           )
           this.#sinceCheckpoint += batch.length
         } catch (err) {
@@ -315,6 +349,8 @@ export type AuditProblemKind =
   | 'truncated'
   | 'checkpoint_mismatch'
   | 'forged_checkpoint'
+  | 'key_mismatch'
+  | 'rewritten'
   | 'head_mismatch'
 
 export interface AuditProblem {
@@ -384,6 +420,37 @@ function classify(r: AuditEventRecord, next: AuditEventRecord | undefined, e: nu
   return { kind: 'edited', seq: e, message: `record ${e} was edited` }
 }
 
+/** The problem for something signed or sealed with another checkpoint key than the verifier's. */
+function keyMismatch(what: string, seq: number, theirs: string, ours: string): AuditProblem {
+  return {
+    kind: 'key_mismatch',
+    seq,
+    message:
+      `${what} at seq ${seq} was signed with checkpoint key ${theirs}, but this verifier has key ${ours}: ` +
+      'not a forgery as far as can be told; give every instance and the verifier the same key ' +
+      '(governance.audit.checkpoint_key_env or a shared checkpoint_key_file)',
+  }
+}
+
+/**
+ * Checks a chain-consistent record's keyed seal: the first record whose seal fails was rewritten
+ * (edited, moved or replaced) and the chain re-linked after it. Records without a seal are
+ * accepted only before the first sealed one (written before seals, or without a key).
+ */
+function checkSeal(key: Uint8Array, keyId: string, r: AuditEventRecord, sealSeen: boolean): AuditProblem | undefined {
+  if (r.mac == null) {
+    return sealSeen ? { kind: 'rewritten', seq: r.seq, message: `record ${r.seq} has no seal although earlier records do: it was rewritten or its seal removed` } : undefined
+  }
+  const kid = signatureKeyId(r.mac)
+  if (kid !== keyId) return keyMismatch('record', r.seq, kid ?? '(none)', keyId)
+  if (equalText(r.mac, sealAuditRecord(key, r))) return undefined
+  return {
+    kind: 'rewritten',
+    seq: r.seq,
+    message: `record ${r.seq} was rewritten and the chain re-linked after it: its keyed seal does not match (edited, swapped with another record, or replaced)`,
+  }
+}
+
 /** Options of {@link verifyAuditLog}. */
 export interface VerifyAuditOptions {
   /** Checkpoint key; without it signatures cannot be checked (a warning says so). */
@@ -403,6 +470,11 @@ export interface VerifyAuditOptions {
  * original renumbered one), reordered (two records that hash at each other's seq), a chain that
  * disagrees with a signed checkpoint, a forged checkpoint, or a log cut short (it ends before
  * the newest signed checkpoint's seq).
+ *
+ * With the key, each record's keyed seal is checked too, so a record rewritten with the chain
+ * re-linked after it (edited, or swapped with another, and every later hash recomputed) is named
+ * itself (`rewritten`), not the next checkpoint. A checkpoint or seal made with another key
+ * (another instance's own key) is reported as `key_mismatch` naming both key ids, not as forged.
  */
 export async function verifyAuditLog(store: Store, options: VerifyAuditOptions = {}): Promise<AuditVerification> {
   const pageSize = options.pageSize ?? 10_000
@@ -411,9 +483,13 @@ export async function verifyAuditLog(store: Store, options: VerifyAuditOptions =
   const all = [...(await store.listAuditCheckpoints()), ...fromFile]
   const checkpoints = new Map<number, AuditCheckpointRecord>()
   let forged: AuditCheckpointRecord | undefined
+  let otherKey: AuditCheckpointRecord | undefined
+  const ourKeyId = options.key === undefined ? undefined : auditKeyId(options.key)
   for (const c of all) {
     if (options.key !== undefined && !isCheckpointSignatureValid(options.key, c)) {
-      forged ??= c
+      const kid = signatureKeyId(c.signature)
+      if (kid !== undefined && kid !== ourKeyId) otherKey ??= c
+      else forged ??= c
       continue
     }
     const seen = checkpoints.get(c.seq)
@@ -432,8 +508,11 @@ export async function verifyAuditLog(store: Store, options: VerifyAuditOptions =
     warnings,
   })
   if (forged !== undefined) {
-    return result(0, 0, { kind: 'forged_checkpoint', seq: forged.seq, message: `the checkpoint at seq ${forged.seq} has an invalid signature` })
+    const legacy = signatureKeyId(forged.signature) === undefined ? ' (or was signed with another key, before signatures named their key)' : ''
+    return result(0, 0, { kind: 'forged_checkpoint', seq: forged.seq, message: `the checkpoint at seq ${forged.seq} has an invalid signature${legacy}` })
   }
+  if (otherKey !== undefined) return result(0, 0, keyMismatch('the checkpoint', otherKey.seq, signatureKeyId(otherKey.signature)!, ourKeyId!))
+  let sealSeen = false
 
   // Read before the walk, so that events appended meanwhile by a live server are not mistaken
   // for a mismatch: the chain must reach this head and agree with it.
@@ -449,6 +528,16 @@ export async function verifyAuditLog(store: Store, options: VerifyAuditOptions =
       if (r.seq !== expected || r.prevHash !== prev || r.hash !== chainHash(prev, r)) {
         const next = page[i + 1] ?? (await store.listAuditEvents({ afterSeq: r.seq, limit: 1 }))[0]
         return result(checked, expected - 1, classify(r, next, expected, prev))
+      }
+      if (options.key !== undefined) {
+        const problem = checkSeal(options.key, ourKeyId!, r, sealSeen)
+        if (problem !== undefined) {
+          const next = page[i + 1] ?? (await store.listAuditEvents({ afterSeq: r.seq, limit: 1 }))[0]
+          // Not re-linked (the next record does not point at this hash): the chain tells more.
+          if (problem.kind === 'rewritten' && next !== undefined && next.prevHash !== r.hash) return result(checked, expected - 1, classify(r, next, expected, prev))
+          return result(checked, expected - 1, problem)
+        }
+        sealSeen ||= r.mac != null
       }
       const c = checkpoints.get(r.seq)
       if (c !== undefined && c.hash !== r.hash) {

@@ -16,7 +16,7 @@ import { AnomalyEngine } from './anomalies.js'
 import { AuditLog, loadCheckpointKey } from './audit.js'
 import { GovernanceEvents } from './events.js'
 import { createLastUseTracker } from './inventory.js'
-import { Metrics } from './metrics.js'
+import { loadMetricsToken, Metrics } from './metrics.js'
 import { governedClientDirectory, governedUserDirectory, OVERRIDE_REFRESH_SECONDS, PrincipalAdmin, PrincipalOverrides, type UserStatusPort } from './principals.js'
 import { RevocationService } from './revocation.js'
 import type { PeopleService } from '../identity/people.js'
@@ -45,6 +45,8 @@ export interface Governance {
   principals: PrincipalAdmin
   /** Prometheus metrics, unless disabled. */
   metrics: Metrics | undefined
+  /** Base URL of the metrics listener (`governance.metrics.listen`), when it has its own. */
+  metricsUrl?: string
   /** The audit log, unless disabled. */
   audit: AuditLog | undefined
   clients: ClientDirectory
@@ -99,7 +101,9 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
   const metrics = g.metrics.enabled ? new Metrics(store, clock) : undefined
   if (metrics) events.listen(metrics.listener)
   const httpPlugins: ((app: FastifyInstance) => Promise<void>)[] = []
-  if (metrics) httpPlugins.push((app) => metrics.register(app))
+  const metricsToken = metrics ? await loadMetricsToken(g.metrics) : undefined
+  if (metrics) httpPlugins.push((app) => metrics.register(app, { ownListener: g.metrics.listen !== undefined, bearerToken: metricsToken }))
+  const metricsListener = metrics && g.metrics.listen ? await metrics.listen(g.metrics.listen.host, g.metrics.listen.port, metricsToken) : undefined
   const adminExtensions: AdminApiExtension[] = []
   if (g.admin.enabled)
     httpPlugins.push((app) => registerAdminApi(app, { store, clock, clients, events, revocation, principals, anomalies, scope: g.admin.scope, extensions: adminExtensions, ...(options.people ? { people: options.people } : {}) }))
@@ -114,10 +118,12 @@ export async function startGovernance(options: GovernanceOptions): Promise<Gover
     clients,
     users,
     metrics,
+    ...(metricsListener ? { metricsUrl: metricsListener.url } : {}),
     httpPlugins,
     adminExtensions,
     async close() {
       for (const t of timers) clearInterval(t)
+      await metricsListener?.close()
       if (audit) {
         await audit.flush()
         await audit.checkpoint()

@@ -17,10 +17,18 @@
  * - `devicegate_same_device_approvals_total{client_id}`: approvals where the approving browser ran
  *   on the requesting machine (client ids come from the configuration, so bounded).
  *
+ * Access: `governance.metrics.listen` serves /metrics on a listener of its own
+ * instead of the main one; `governance.metrics.bearer_token_env` / `bearer_token_file` require
+ * `Authorization: Bearer <token>` (RFC 6750 §2.1; 401 with a `Bearer` challenge otherwise).
+ *
  * Per-request cost: two timestamps, one map lookup for the label children, one counter
  * increment and one histogram observation.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { ConfigError } from '../config/load.js'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
@@ -137,8 +145,12 @@ export class Metrics {
     timer.observe(reply.elapsedTime / 1000) // fastify times every request from its arrival, in ms
   }
 
-  /** Adds the hooks (on the root instance, so every route is measured) and `GET /metrics`. */
-  async register(app: FastifyInstance): Promise<void> {
+  /**
+   * Adds the hooks (on the root instance, so every route is measured) and, unless metrics have a
+   * listener of their own, `GET /metrics`.
+   * @param access Where /metrics is served and the bearer token it requires.
+   */
+  async register(app: FastifyInstance, access: MetricsAccess = { ownListener: false }): Promise<void> {
     // Callback-style hooks: on every request, an async hook's promise is measurable overhead.
     app.addHook('onError', (request, _reply, error, done) => {
       const e = error as { statusCode?: number }
@@ -150,6 +162,76 @@ export class Metrics {
       this.#observe(request as Tracked, reply)
       done()
     })
-    app.get(METRICS_PATH, async (_request, reply) => reply.type(this.registry.contentType).send(await this.registry.metrics()))
+    if (!access.ownListener) this.#route(app, access.bearerToken)
   }
+
+  /** `GET /metrics`, behind the bearer token when one is set. */
+  #route(app: FastifyInstance, bearerToken: string | undefined): void {
+    const expected = bearerToken === undefined ? undefined : digest(bearerToken)
+    app.get(METRICS_PATH, async (request, reply) => {
+      if (expected !== undefined) {
+        const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+        // RFC 6750 §3.1: no error attribute when no credentials were sent.
+        if (m === null || !timingSafeEqual(digest(m[1]!), expected))
+          return reply
+            .status(401)
+            .header('www-authenticate', m === null ? METRICS_REALM : `${METRICS_REALM}, error="invalid_token"`)
+            .header('cache-control', 'no-store')
+            .send({ error: 'invalid_token', error_description: 'a metrics bearer token is required' })
+      }
+      return reply.header('cache-control', 'no-store').type(this.registry.contentType).send(await this.registry.metrics())
+    })
+  }
+
+  /**
+   * Serves `GET /metrics` on a listener of its own (`governance.metrics.listen`), e.g. an
+   * internal interface, so the public listener need not expose it.
+   * @returns the bound address (`http://host:port`) and a close function.
+   */
+  async listen(host: string, port: number, bearerToken: string | undefined): Promise<{ url: string; close(): Promise<void> }> {
+    const app = Fastify({ logger: false })
+    this.#route(app, bearerToken)
+    await app.listen({ host, port })
+    const address = app.server.address() as AddressInfo
+    return { url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`, close: () => app.close() }
+  }
+}
+
+/** Realm of the metrics endpoint's bearer challenge. */
+const METRICS_REALM = 'Bearer realm="devicegate-metrics"'
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/** Where `/metrics` is served and whether it needs a token (`governance.metrics`). */
+export interface MetricsAccess {
+  /** Served by {@link Metrics.listen} instead of the main app. */
+  ownListener: boolean
+  /** Token scrapers must send as `Authorization: Bearer …`; absent: none needed. */
+  bearerToken?: string | undefined
+}
+
+/**
+ * Reads the metrics bearer token from `governance.metrics.bearer_token_env` or `_file`.
+ * @throws {ConfigError} when the variable is unset or short, or the file unreadable or short.
+ */
+export async function loadMetricsToken(
+  m: { bearerTokenEnv?: string | undefined; bearerTokenFile?: string | undefined },
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<string | undefined> {
+  let token: string | undefined
+  if (m.bearerTokenEnv !== undefined) {
+    token = env[m.bearerTokenEnv]
+    if (token === undefined || token.length < 32)
+      throw new ConfigError(`governance.metrics.bearer_token_env: environment variable ${m.bearerTokenEnv} must hold at least 32 characters`)
+  } else if (m.bearerTokenFile !== undefined) {
+    try {
+      token = (await readFile(m.bearerTokenFile, 'utf8')).replace(/\r?\n$/, '')
+    } catch (err) {
+      throw new ConfigError(`governance.metrics.bearer_token_file: cannot read ${m.bearerTokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    if (token.length < 32) throw new ConfigError(`governance.metrics.bearer_token_file: ${m.bearerTokenFile} must hold at least 32 characters`)
+  }
+  return token
 }

@@ -18,6 +18,7 @@ import { readParams, type FormBody } from '../protocol/params.js'
 import { handleRevocation } from '../protocol/revocation.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
 import { handleTokenRequest } from '../protocol/token.js'
+import { isDataException } from '../storage/data-errors.js'
 import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
 import { renderErrorPage } from '../web/templates/error.js'
@@ -188,6 +189,11 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
   if (err instanceof StoreUnavailableError) {
     request.log.error({ err }, 'store unavailable')
     return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable', { headers: { 'Retry-After': '5' } })
+  }
+  if (isDataException(err)) {
+    // A value the database cannot hold: the request's fault, not the server's.
+    request.log.warn({ err }, 'database refused a request value')
+    return new OAuthError('invalid_request', 'a request value is out of range or not valid text', { cause: err })
   }
   const e = err as { statusCode?: number; code?: string }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {

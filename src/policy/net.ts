@@ -40,7 +40,7 @@ export function compileCidrs(entries: readonly string[]): (ip: string) => boolea
 }
 
 /** The address as a 32- or 128-bit integer, or undefined when it is not an IP. */
-function toBigInt(ip: string): { family: 'ipv4' | 'ipv6'; value: bigint } | undefined {
+export function toBigInt(ip: string): { family: 'ipv4' | 'ipv6'; value: bigint } | undefined {
   const family = ipFamily(ip)
   if (family === 'ipv4') return { family, value: ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n) }
   if (family !== 'ipv6') return undefined

@@ -8,10 +8,24 @@
  * `devicegate keys rotate`) is published everywhere at once; each instance switches its signing
  * key on its next reload, at most {@link RELOAD_SECONDS} later, and the retired key stays
  * published that much longer to cover tokens it signs meanwhile.
+ *
+ * At rest: private keys are sealed here, in the key ring, with a
+ * {@link KeyEncryption} (AES-256-GCM under a key-encryption key, or a KMS) before the store sees
+ * them; the store only ever holds ciphertext. A database from before sealing (plaintext JWKs) is
+ * sealed on the first start with a KEK, one compare-and-set per key, so no key is lost.
  */
 import { exportJWK, generateKeyPair, importJWK, calculateJwkThumbprint, type JWK, type CryptoKey } from 'jose'
 import type { Clock } from '../core/ports.js'
 import { StoreConflictError, StoreUnavailableError, type SigningKeyRecord, type Store } from '../storage/store.js'
+import { isSealed, type KeyEncryption } from './key-encryption.js'
+
+/** What {@link KeyRing.rewrap} did: keys sealed anew under the current KEK, and those already were. */
+export interface RewrapResult {
+  /** Kids of keys (re)sealed under the current key-encryption key. */
+  rewrapped: string[]
+  /** Kids already sealed under it. */
+  unchanged: string[]
+}
 
 /** The key that signs new tokens. */
 export interface ActiveSigningKey {
@@ -46,6 +60,7 @@ export class KeyRing {
     private readonly store: Store,
     private readonly alg: string,
     private readonly clock: Clock,
+    private readonly encryption: KeyEncryption,
   ) {}
 
   /**
@@ -55,9 +70,14 @@ export class KeyRing {
    * bootstrap slot for `alg` with its candidate's kid (first writer wins, atomically); only the
    * winner inserts its key, the others wait for it to appear. A claim whose key never appears
    * (its instance died) or is long retired (the slot is from an earlier key) is ignored.
+   *
+   * Keys still stored in plaintext (a database from before sealing) are sealed first.
+   * @param encryption Seals and opens private keys.
+   * @throws {KeyEncryptionError} when the active key was sealed under a KEK not configured here.
    */
-  static async open(store: Store, alg: string, clock: Clock): Promise<KeyRing> {
-    const ring = new KeyRing(store, alg, clock)
+  static async open(store: Store, alg: string, clock: Clock, encryption: KeyEncryption): Promise<KeyRing> {
+    const ring = new KeyRing(store, alg, clock, encryption)
+    await ring.#sealPlaintextKeys()
     await ring.reload()
     if (ring.#active) return ring
     const candidate = await ring.#generateKey()
@@ -85,7 +105,7 @@ export class KeyRing {
       .sort((a, b) => b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0))[0]
     this.#records = records
     this.#active = current
-      ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(current.privateJwk) as JWK, current.alg)) as CryptoKey }
+      ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(await this.#openPrivateJwk(current)) as JWK, current.alg)) as CryptoKey }
       : undefined
     this.#jwks = publishedJwks(records, now)
     this.#loadedAt = now
@@ -94,11 +114,12 @@ export class KeyRing {
   async #generateKey(): Promise<SigningKeyRecord> {
     const { publicKey, privateKey } = await generateKeyPair(this.alg, { extractable: true })
     const publicJwk = await exportJWK(publicKey)
+    const kid = await calculateJwkThumbprint(publicJwk)
     return {
-      kid: await calculateJwkThumbprint(publicJwk),
+      kid,
       alg: this.alg,
       publicJwk: JSON.stringify(publicJwk),
-      privateJwk: JSON.stringify(await exportJWK(privateKey)),
+      privateJwk: await this.encryption.seal(JSON.stringify(await exportJWK(privateKey)), kid),
       createdAt: this.clock.nowSeconds(),
       retiredAt: null,
       publishUntil: null,
@@ -116,6 +137,50 @@ export class KeyRing {
 
   async #insertNewKey(): Promise<string> {
     return this.#insertKey(await this.#generateKey())
+  }
+
+  /** The private JWK (JSON) of a record, opened if sealed. */
+  async #openPrivateJwk(record: SigningKeyRecord): Promise<string> {
+    return isSealed(record.privateJwk) ? this.encryption.open(record.privateJwk, record.kid) : record.privateJwk
+  }
+
+  /**
+   * Seals every key still stored in plaintext (an older database), each with one conditional
+   * update that only replaces the exact plaintext read, so instances starting together and a
+   * concurrent rotation never lose or double-seal a key.
+   */
+  async #sealPlaintextKeys(): Promise<void> {
+    for (const r of await this.store.listSigningKeys()) {
+      if (isSealed(r.privateJwk)) continue
+      await this.store.replaceSigningKeyPrivateJwk(r.kid, r.privateJwk, await this.encryption.seal(r.privateJwk, r.kid))
+    }
+  }
+
+  /**
+   * Re-seals every key (active and retired) under the current key-encryption key, after a KEK
+   * rotation: the new KEK is current and the old one is among the previous keys until this has
+   * run (`devicegate keys rewrap`). Plaintext keys are sealed too.
+   * @throws {KeyEncryptionError} when a key is sealed under a KEK that is not configured; nothing
+   *   is changed for that key (the others are rewrapped).
+   */
+  async rewrap(): Promise<RewrapResult> {
+    const result: RewrapResult = { rewrapped: [], unchanged: [] }
+    let failure: unknown
+    for (const r of await this.store.listSigningKeys()) {
+      if (isSealed(r.privateJwk) && this.encryption.keyIdOf(r.privateJwk) === this.encryption.currentKeyId) {
+        result.unchanged.push(r.kid)
+        continue
+      }
+      try {
+        const sealed = await this.encryption.seal(await this.#openPrivateJwk(r), r.kid)
+        if (await this.store.replaceSigningKeyPrivateJwk(r.kid, r.privateJwk, sealed)) result.rewrapped.push(r.kid)
+      } catch (err) {
+        failure ??= err
+      }
+    }
+    if (failure !== undefined) throw failure
+    await this.reload()
+    return result
   }
 
   /** The key to sign with now; re-reads the store at most every 60 s. */

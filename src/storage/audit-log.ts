@@ -26,6 +26,13 @@ export interface AuditEventBody {
 export interface AuditEventRecord extends AuditEventBody {
   prevHash: string
   hash: string
+  /**
+   * Keyed seal of this record's place in the chain (`<key id>.<HMAC-SHA256 over seq.hash>`, see
+   * governance/audit.ts), written with the checkpoint key; null (or absent) for records written
+   * without a key or before seals existed. Not part of the hash, so the chain stays verifiable
+   * without the key.
+   */
+  mac?: string | null
 }
 
 /** An event to append; the store assigns `seq` and the hashes. */
@@ -47,11 +54,13 @@ export interface AuditLogStore {
    * chain-head row (`audit_head`), which locks it: appends from several instances are serialised
    * and every event gets the next `seq` and the hash of its predecessor. `chain(prevHash, event)`
    * computes an event's hash (SHA-256 over the predecessor's hash and the event's canonical JSON);
-   * it runs inside the transaction. Returns the stored records, in order.
+   * it runs inside the transaction, as does `seal(record)`, whose value is stored as `mac`.
+   * Returns the stored records, in order.
    */
   appendAuditEvents(
     events: readonly NewAuditEvent[],
     chain: (prevHash: string, event: AuditEventBody) => string,
+    seal?: (record: AuditEventRecord) => string,
   ): Promise<AuditEventRecord[]>
   /** The chain head: last `seq` (0 when empty) and its hash (64 zeros when empty). */
   readAuditHead(): Promise<{ seq: number; hash: string }>

@@ -3,7 +3,7 @@
  * central revocation by filter. Reads `grants` with their device authorization and tokens.
  * Kysely implementation: `kysely/grant-inventory.ts`.
  */
-import type { DeviceGrantRecord } from './device-grants.js'
+import type { DeviceGrantRecord, DeviceGrantStatus } from './device-grants.js'
 import type { GrantRecord } from './token-families.js'
 
 /** Criteria for token families; all given criteria must hold. */
@@ -38,6 +38,35 @@ export interface GrantSummary extends GrantRecord {
   requestedAt: number | null
   /** When the user approved the device authorization. */
   approvedAt: number | null
+  /**
+   * The explained policy decision at approval (`device_grant_policy.explanation_json`: both
+   * sides' address, country and ASN), or null (no device authorization, or none recorded).
+   */
+  policyExplanationJson: string | null
+}
+
+/** A device authorization with its policy decision: one row of the flow inventory. */
+export interface DeviceAuthorizationSummary extends DeviceGrantRecord {
+  /** The policy's decision at approval, or null (undecided, or no policy record). */
+  policyDecision: 'allow' | 'deny' | 'step_up' | null
+  /** The explained decision as JSON (both sides' address, country, ASN), or null. */
+  policyExplanationJson: string | null
+}
+
+/** Criteria for device authorizations; all given criteria must hold. */
+export interface DeviceAuthorizationFilter {
+  clientId?: string
+  /** The approving (or denying) user. */
+  subject?: string
+  statuses?: readonly DeviceGrantStatus[]
+  /** With `statuses`: only rows whose policy decision is (`deny`) or is not (`not_deny`) a denial. */
+  policy?: 'deny' | 'not_deny'
+  createdFrom?: number
+  createdBefore?: number
+  /** `expires_at > expiresAfter` (still within its code life). */
+  expiresAfter?: number
+  /** `expires_at <= expiredBy` (past its code life). */
+  expiredBy?: number
 }
 
 /** A family and everything issued from it. */
@@ -68,6 +97,15 @@ export interface GrantInventoryStore {
     filter: GrantFilter,
     page: { limit: number; after?: { createdAt: number; id: string } },
   ): Promise<GrantSummary[]>
+  /**
+   * Device authorizations (every outcome: pending, approved, redeemed, denied by the person or
+   * refused by policy) with their policy decision, newest first (`createdAt` desc, `id`),
+   * keyset-paged like {@link listGrantSummaries}.
+   */
+  listDeviceAuthorizations(
+    filter: DeviceAuthorizationFilter,
+    page: { limit: number; after?: { createdAt: number; id: string } },
+  ): Promise<DeviceAuthorizationSummary[]>
   /** One family with its lineage: device authorization, access and refresh tokens (oldest first). */
   findGrantLineage(grantId: string): Promise<GrantLineage | undefined>
   /** Distinct subjects and client ids that still have live families (start-up orphan check). */

@@ -9,7 +9,10 @@ export interface SigningKeyRecord {
   alg: string
   /** Public JWK as JSON text. */
   publicJwk: string
-  /** Private JWK as JSON text. */
+  /**
+   * Private JWK, sealed by the key ring (a JWE, see protocol/key-encryption.ts); plaintext JSON
+   * only in a database from before sealing, until its first start with a key-encryption key.
+   */
   privateJwk: string
   createdAt: number
   /** When this key stopped signing; null for the active key. */
@@ -26,6 +29,12 @@ export interface KeyStore {
   insertSigningKey(key: SigningKeyRecord): Promise<void>
   /** Marks a key retired; it stays published until `publishUntil`. */
   retireSigningKey(kid: string, now: number, publishUntil: number): Promise<void>
+  /**
+   * Replaces a key's stored private half, only if it still equals `expected` (one conditional
+   * update): the key ring seals plaintext keys and re-seals them after a KEK rotation with it.
+   * @returns whether the row was changed.
+   */
+  replaceSigningKeyPrivateJwk(kid: string, expected: string, next: string): Promise<boolean>
   /**
    * Returns the secret stored under `name`, storing `candidate` first when there is none, in one
    * `INSERT … ON CONFLICT DO NOTHING` followed by a read: every instance ends up with the same value.

@@ -21,7 +21,7 @@
  * - ephemeral state of several instances (`ephemeral.ts`): `device_poll_times` (PostgreSQL only,
  *   UNLOGGED) — 008
  * - trusted devices (`trusted-devices.ts`): `devices` — 002
- * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003
+ * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003, 007 (record seals)
  * - governance records (`governance-records.ts`): `anomalies`, `principal_overrides` — 003
  * - conditional approval (`conditional-approval.ts`): `device_grant_policy`, `totp_secrets` — 004
  * - storage classes (`storage-classes.ts`): `grant_storage_classes` — 013
@@ -375,6 +375,19 @@ export const migrations: Record<string, Migration> = {
     async down(db: Kysely<any>): Promise<void> {
       await db.schema.alterTable('refresh_tokens').dropColumn('replaced_by').execute()
       await db.schema.alterTable('refresh_tokens').dropColumn('rotated_jkt').execute()
+    },
+  },
+  /**
+   * Audit (hardening): a keyed seal per audit record (`<key id>.<HMAC-SHA256 over seq.hash>`), so
+   * `audit verify` names the first rewritten record even when the chain was re-linked after it.
+   * Nullable: older records have none.
+   */
+  '007_audit_record_mac': {
+    async up(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('audit_events').addColumn('mac', 'text').execute()
+    },
+    async down(db: Kysely<any>): Promise<void> {
+      await db.schema.alterTable('audit_events').dropColumn('mac').execute()
     },
   },
   /**

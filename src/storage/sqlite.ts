@@ -3,7 +3,7 @@
  * serialises queries and transactions on it, and SQLite's file locks (with `busy_timeout`)
  * serialise writers across processes sharing the file.
  */
-import { mkdir } from 'node:fs/promises'
+import { chmod, mkdir, open } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { Kysely, SqliteDialect } from 'kysely'
@@ -37,7 +37,7 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
   let database: Database.Database
   let checkpointer: Checkpointer | undefined
   try {
-    if (filePath !== ':memory:') await mkdir(dirname(resolve(filePath)), { recursive: true })
+    if (filePath !== ':memory:') await createPrivateDatabaseFile(filePath)
     database = new Database(filePath)
     database.pragma('journal_mode = WAL')
     database.pragma('synchronous = NORMAL')
@@ -69,6 +69,23 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
     settled: () => group.settled(),
     ...(checkpointer ? { beforeClose: () => checkpointer.close() } : {}),
   })
+}
+
+/**
+ * Creates the database file (and missing directories) private to the server's user before SQLite
+ * opens it: new directories 0700, the file 0600. SQLite's unix VFS gives the `-wal`
+ * and `-shm` files the database file's permissions, so they are 0600 as well; files left 0644 by
+ * an older version are tightened to 0600 here. An existing directory's mode is left alone.
+ */
+async function createPrivateDatabaseFile(filePath: string): Promise<void> {
+  await mkdir(dirname(resolve(filePath)), { recursive: true, mode: 0o700 })
+  await (await open(filePath, 'a', 0o600)).close()
+  for (const path of [filePath, `${filePath}-wal`, `${filePath}-shm`]) {
+    await chmod(path, 0o600).catch((err: NodeJS.ErrnoException) => {
+      // Missing (no WAL yet) or another user's file (a CLI run as someone else): leave it.
+      if (err.code !== 'ENOENT' && err.code !== 'EPERM') throw err
+    })
+  }
 }
 
 /** Most distinct SQL texts kept prepared. The store issues a few dozen; the bound guards misuse. */

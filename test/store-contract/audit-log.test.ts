@@ -41,6 +41,14 @@ describeStoreContract('audit log', (contract) => {
       expect(await store.appendAuditEvents([], chain)).toEqual([])
     })
 
+    it('stores the seal computed from each record inside the append, and null without one', async () => {
+      const sealed = await store.appendAuditEvents([event('token.issued'), event('token.revoked')], chain, (r) => `k.${r.seq}.${r.hash.slice(0, 8)}`)
+      expect(sealed.map((r) => r.mac)).toEqual(sealed.map((r) => `k.${r.seq}.${r.hash.slice(0, 8)}`))
+      const [plain] = await store.appendAuditEvents([event('token.issued')], chain)
+      expect(plain!.mac).toBeNull()
+      expect(await store.listAuditEvents({ afterSeq: sealed[0]!.seq - 1, limit: 3 })).toEqual([...sealed, plain])
+    })
+
     // SQLite: one process holds one connection per store, and better-sqlite3 waits for a lock
     // synchronously, so two connections in one process would deadlock; there the concurrency is
     // within one instance. PostgreSQL runs two pools (two instances).

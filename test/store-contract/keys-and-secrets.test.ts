@@ -35,6 +35,15 @@ describeStoreContract('keys and secrets', (contract) => {
       )
       expect(keys).toEqual([newer, { ...older, retiredAt: NOW + 20, publishUntil: NOW + 3620 }])
     })
+
+    it('replaces a private key only while it still holds the expected value (compare-and-set)', async () => {
+      const kid = id('kid')
+      await store.insertSigningKey({ kid, alg: 'ES256', publicJwk: '{}', privateJwk: 'plain', createdAt: NOW, retiredAt: null, publishUntil: null })
+      expect(await store.replaceSigningKeyPrivateJwk(kid, 'plain', 'sealed-1')).toBe(true)
+      expect(await store.replaceSigningKeyPrivateJwk(kid, 'plain', 'sealed-2')).toBe(false)
+      expect(await store.replaceSigningKeyPrivateJwk(id('kid'), 'plain', 'x')).toBe(false)
+      expect((await store.listSigningKeys()).find((k) => k.kid === kid)!.privateJwk).toBe('sealed-1')
+    })
   })
 
   describe('server secrets', () => {

@@ -18,7 +18,7 @@ export class KyselyAuditLogStore implements AuditLogStore {
     this.#ctx = ctx
     this.#db = ctx.db
     const db = ctx.db
-    this.#auditEventInsert = new PreparedQuery(11, (seq, time, type, actor, clientId, subject, ip, grantId, details, prevHash, hash) =>
+    this.#auditEventInsert = new PreparedQuery(12, (seq, time, type, actor, clientId, subject, ip, grantId, details, prevHash, hash, mac) =>
       db.insertInto('audit_events').values({
         seq: sql<number>`${seq}`,
         time: sql<number>`${time}`,
@@ -31,6 +31,7 @@ export class KyselyAuditLogStore implements AuditLogStore {
         details: details!,
         prev_hash: prevHash!,
         hash: hash!,
+        mac: mac!,
       }),
     )
   }
@@ -43,6 +44,7 @@ export class KyselyAuditLogStore implements AuditLogStore {
   appendAuditEvents(
     events: readonly NewAuditEvent[],
     chain: (prevHash: string, event: AuditEventBody) => string,
+    seal?: (record: AuditEventRecord) => string,
   ): Promise<AuditEventRecord[]> {
     if (events.length === 0) return Promise.resolve([])
     return this.#ctx.guard(() =>
@@ -58,7 +60,8 @@ export class KyselyAuditLogStore implements AuditLogStore {
         const records: AuditEventRecord[] = events.map((e) => {
           const body: AuditEventBody = { ...e, seq: ++seq }
           const hash = chain(prevHash, body)
-          const record = { ...body, prevHash, hash }
+          const record: AuditEventRecord = { ...body, prevHash, hash }
+          record.mac = seal ? seal(record) : null
           prevHash = hash
           return record
         })
@@ -74,7 +77,7 @@ export class KyselyAuditLogStore implements AuditLogStore {
           // In-process SQLite: one prepared single-row insert reused for every record is cheaper than
           // compiling (and preparing) a new multi-row statement for every batch size.
           for (const r of records)
-            await this.#auditEventInsert.execute(trx, r.seq, r.time, r.type, r.actor, r.clientId, r.subject, r.ip, r.grantId, r.details, r.prevHash, r.hash)
+            await this.#auditEventInsert.execute(trx, r.seq, r.time, r.type, r.actor, r.clientId, r.subject, r.ip, r.grantId, r.details, r.prevHash, r.hash, r.mac ?? null)
         }
         await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute()
         return records
@@ -136,6 +139,7 @@ function auditEventRow(r: AuditEventRecord): AuditEventsTable {
     details: r.details,
     prev_hash: r.prevHash,
     hash: r.hash,
+    mac: r.mac ?? null,
   }
 }
 
@@ -152,5 +156,6 @@ function toAuditEvent(row: Selectable<AuditEventsTable>): AuditEventRecord {
     details: row.details,
     prevHash: row.prev_hash,
     hash: row.hash,
+    mac: row.mac,
   }
 }

@@ -4,7 +4,7 @@
  * filter is one UPDATE per chunk of at most 500 listed ids, in one transaction.
  */
 import type { Expression, ExpressionBuilder, Kysely, SqlBool } from 'kysely'
-import type { GrantFilter, GrantInventoryStore, GrantLineage, GrantSummary } from '../grant-inventory.js'
+import type { DeviceAuthorizationFilter, DeviceAuthorizationSummary, GrantFilter, GrantInventoryStore, GrantLineage, GrantSummary } from '../grant-inventory.js'
 import type { PollTimes } from '../poll-times.js'
 import type { KyselyContext } from './context.js'
 import { toDeviceGrantRecord } from './device-grants.js'
@@ -72,8 +72,10 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
       let q = this.#db
         .selectFrom('grants')
         .leftJoin('device_grants', 'device_grants.id', 'grants.device_grant_id')
+        .leftJoin('device_grant_policy', 'device_grant_policy.device_grant_id', 'grants.device_grant_id')
         .selectAll('grants')
         .select([
+          'device_grant_policy.explanation_json as dg_explanation_json',
           'device_grants.request_ip as dg_request_ip',
           'device_grants.request_user_agent as dg_request_user_agent',
           'device_grants.created_at as dg_created_at',
@@ -98,6 +100,44 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
         requestUserAgent: row.dg_request_user_agent,
         requestedAt: row.dg_created_at === null ? null : Number(row.dg_created_at),
         approvedAt: row.dg_decided_at === null ? null : Number(row.dg_decided_at),
+        policyExplanationJson: row.dg_explanation_json,
+      }))
+    })
+  }
+
+  listDeviceAuthorizations(
+    filter: DeviceAuthorizationFilter,
+    page: { limit: number; after?: { createdAt: number; id: string } },
+  ): Promise<DeviceAuthorizationSummary[]> {
+    return this.#ctx.guard(async () => {
+      let q = this.#db
+        .selectFrom('device_grants')
+        .leftJoin('device_grant_policy', 'device_grant_policy.device_grant_id', 'device_grants.id')
+        .selectAll('device_grants')
+        .select(['device_grant_policy.decision as policy_decision', 'device_grant_policy.explanation_json as policy_explanation_json'])
+      if (filter.clientId !== undefined) q = q.where('device_grants.client_id', '=', filter.clientId)
+      if (filter.subject !== undefined) q = q.where('device_grants.subject', '=', filter.subject)
+      if (filter.statuses !== undefined) q = q.where('device_grants.status', 'in', filter.statuses.length > 0 ? [...filter.statuses] : ['none'])
+      if (filter.policy === 'deny') q = q.where('device_grant_policy.decision', '=', 'deny')
+      if (filter.policy === 'not_deny')
+        q = q.where((eb) => eb.or([eb('device_grant_policy.decision', 'is', null), eb('device_grant_policy.decision', '!=', 'deny')]))
+      if (filter.createdFrom !== undefined) q = q.where('device_grants.created_at', '>=', filter.createdFrom)
+      if (filter.createdBefore !== undefined) q = q.where('device_grants.created_at', '<', filter.createdBefore)
+      if (filter.expiresAfter !== undefined) q = q.where('device_grants.expires_at', '>', filter.expiresAfter)
+      if (filter.expiredBy !== undefined) q = q.where('device_grants.expires_at', '<=', filter.expiredBy)
+      const after = page.after
+      if (after !== undefined)
+        q = q.where((eb) =>
+          eb.or([
+            eb('device_grants.created_at', '<', after.createdAt),
+            eb.and([eb('device_grants.created_at', '=', after.createdAt), eb('device_grants.id', '>', after.id)]),
+          ]),
+        )
+      const rows = await q.orderBy('device_grants.created_at', 'desc').orderBy('device_grants.id').limit(page.limit).execute()
+      return rows.map((row) => ({
+        ...toDeviceGrantRecord(row, this.#pollTimes),
+        policyDecision: (row.policy_decision as DeviceAuthorizationSummary['policyDecision']) ?? null,
+        policyExplanationJson: row.policy_explanation_json,
       }))
     })
   }

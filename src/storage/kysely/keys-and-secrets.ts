@@ -64,6 +64,18 @@ export class KyselyKeyStore implements KeyStore {
     })
   }
 
+  replaceSigningKeyPrivateJwk(kid: string, expected: string, next: string): Promise<boolean> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('signing_keys')
+        .set({ private_jwk: next })
+        .where('kid', '=', kid)
+        .where('private_jwk', '=', expected)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows) === 1
+    })
+  }
+
   ensureServerSecret(name: string, candidate: string, now: number): Promise<string> {
     return this.#ctx.guard(async () => {
       await this.#db

@@ -194,6 +194,8 @@ export interface AuditEventsTable {
   details: string
   prev_hash: string
   hash: string
+  /** Keyed seal (migration 007_audit_record_mac); null before it or without a key. */
+  mac: string | null
 }
 
 export interface AuditHeadTable {

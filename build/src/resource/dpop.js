@@ -1,0 +1,165 @@
+/**
+ * DPoP proof checks at a resource server (RFC 9449 §4.3, §7) and the proof replay cache
+ * (§11.1). Self-contained: the resource helper imports no authorization-server code.
+ */
+import { createHash } from 'node:crypto';
+import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify } from 'jose';
+/** Asymmetric algorithms accepted in DPoP proofs by default (never `none` or HMAC). */
+export const DEFAULT_DPOP_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+/**
+ * A bounded in-memory set of proof identifiers with a time-to-live: a `Map` in insertion order,
+ * so the oldest entry is evicted first when full. Entries live until their own expiry.
+ */
+export class ReplayCache {
+    maxEntries;
+    #entries = new Map();
+    constructor(maxEntries = 100_000) {
+        this.maxEntries = maxEntries;
+    }
+    /**
+     * Remembers `key` until `expiresAtMs`.
+     * @returns false when `key` is already remembered and unexpired (a replay).
+     */
+    remember(key, expiresAtMs, nowMs) {
+        const seen = this.#entries.get(key);
+        if (seen !== undefined && seen > nowMs)
+            return false;
+        this.#entries.delete(key);
+        // Drop expired entries from the old end, then make room.
+        for (const [k, exp] of this.#entries) {
+            if (exp > nowMs && this.#entries.size < this.maxEntries)
+                break;
+            this.#entries.delete(k);
+        }
+        this.#entries.set(key, expiresAtMs);
+        return true;
+    }
+    get size() {
+        return this.#entries.size;
+    }
+}
+/**
+ * Normalises an http(s) URI for `htu` comparison (RFC 9449 §4.3 check 9 with RFC 3986 §6.2.2–6.2.3
+ * syntax- and scheme-based normalisation); query and fragment are ignored.
+ */
+export function normalizeHtu(uri) {
+    let url;
+    try {
+        url = new URL(uri);
+    }
+    catch {
+        return undefined;
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+        return undefined;
+    return `${url.protocol}//${url.host}${url.pathname}`;
+}
+/** base64url SHA-256 of the access token: the `ath` claim (RFC 9449 §4.2). */
+export function accessTokenHash(token) {
+    return createHash('sha256').update(token).digest('base64url');
+}
+/** Why a proof was refused; the caller turns it into `invalid_dpop_proof`. */
+export class DpopProofError extends Error {
+    check;
+    name = 'DpopProofError';
+    /** @param check The check that failed, when callers answer it differently (`iat`: clock skew). */
+    constructor(message, check) {
+        super(message);
+        this.check = check;
+    }
+}
+/**
+ * A proof that is valid in itself but made with another key than the one the access token is
+ * bound to (`cnf.jkt`): the token is presented by someone who does not hold its key, so the caller
+ * answers `invalid_token` rather than `invalid_dpop_proof` (RFC 9449 §7.1).
+ */
+export class DpopKeyMismatchError extends DpopProofError {
+    name = 'DpopKeyMismatchError';
+}
+/**
+ * The checks of RFC 9449 §4.3 that every receiver of a proof makes, shared by the authorization
+ * server and the resource helper: one compact JWS (checks 1–2); `typ: dpop+jwt` (4); an allowed
+ * asymmetric `alg`, never `none` or HMAC (5); a public `jwk` that verifies the signature (6–7);
+ * a `jti`; `htm` equal to the method, case-sensitive (8); `htu` equal to the request URI after
+ * normalisation, query and fragment ignored (9); `iat` within `maxAgeSeconds` in the past and
+ * `maxSkewSeconds` in the future (11). Nonces, `ath`, key binding and replay are the caller's.
+ *
+ * @throws {DpopProofError} naming the failed check.
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
+ */
+export async function checkDpopProof(proof, request, options) {
+    const fail = (message) => new DpopProofError(message);
+    if (proof.includes(',') || proof.split('.').length !== 3)
+        throw fail('the DPoP proof is not a single compact JWS');
+    let alg;
+    let jwk;
+    try {
+        const header = decodeProtectedHeader(proof);
+        alg = header.alg;
+        jwk = header.jwk;
+    }
+    catch {
+        throw fail('the DPoP proof is not a compact JWS');
+    }
+    if (!alg || !options.algorithms.includes(alg))
+        throw fail('unsupported DPoP proof "alg"');
+    if (!jwk || typeof jwk !== 'object')
+        throw fail('the DPoP proof has no "jwk" header');
+    if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk))
+        throw fail('the DPoP proof "jwk" must be a public key');
+    let payload;
+    try {
+        ;
+        ({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [...options.algorithms] }));
+    }
+    catch (err) {
+        const e = err;
+        if (e.code !== 'ERR_JWT_CLAIM_VALIDATION_FAILED')
+            throw fail('the DPoP proof signature is invalid');
+        throw fail(e.claim === 'typ' || e.claim === undefined ? 'the DPoP proof "typ" must be dpop+jwt' : `the DPoP proof "${e.claim}" claim is invalid`);
+    }
+    const { jti, htm, htu, iat } = payload;
+    if (typeof jti !== 'string' || jti.length === 0)
+        throw fail('the DPoP proof needs a "jti"');
+    if (jti.length > 256)
+        throw fail('the DPoP proof "jti" is longer than 256 characters');
+    if (htm !== request.method)
+        throw fail('the DPoP proof "htm" does not match the request method');
+    if (typeof htu !== 'string' || normalizeHtu(htu) === undefined || normalizeHtu(htu) !== normalizeHtu(request.uri))
+        throw fail('the DPoP proof "htu" does not match the request URI');
+    if (typeof iat !== 'number' || !Number.isFinite(iat))
+        throw fail('the DPoP proof needs an "iat"');
+    if (iat < options.nowSeconds - options.maxAgeSeconds || iat > options.nowSeconds + options.maxSkewSeconds)
+        throw new DpopProofError('the DPoP proof "iat" is outside the acceptance window', 'iat');
+    return { jkt: await calculateJwkThumbprint(jwk, 'sha256'), jti, iat, payload };
+}
+/**
+ * Verifies a DPoP proof presented with a DPoP-bound access token (RFC 9449 §7.1 and §4.3 checks
+ * 1–12): one compact JWS; `typ: dpop+jwt`; an allowed asymmetric `alg`; a public `jwk` that
+ * verifies the signature; `htm` = method; `htu` = request URI (normalised, no query); `iat`
+ * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
+ * `jti` never seen before within the window (remembered only once everything else passed).
+ *
+ * @throws {DpopProofError} naming the failed check; {@link DpopKeyMismatchError} (a subclass) when
+ *   the proof is valid but its key is not the token's `cnf.jkt`.
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ */
+export async function verifyResourceDpopProof(proof, request, options) {
+    const { jkt, jti, iat, payload } = await checkDpopProof(proof, request, {
+        algorithms: options.algorithms,
+        maxAgeSeconds: options.maxAgeSeconds,
+        maxSkewSeconds: options.maxSkewSeconds,
+        nowSeconds: Math.floor(options.nowMs / 1000),
+    });
+    const fail = (message) => new DpopProofError(message);
+    const { ath } = payload;
+    if (ath !== accessTokenHash(request.accessToken))
+        throw fail('the DPoP proof "ath" does not match the access token');
+    if (jkt !== request.boundJkt)
+        throw new DpopKeyMismatchError('the access token is bound to another key');
+    const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000;
+    if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs))
+        throw fail('the DPoP proof has been used before');
+    return { jkt, jti };
+}

@@ -1,0 +1,65 @@
+/**
+ * `/metrics` can require a bearer token (RFC 6750 §2.1, 401 with a Bearer
+ * challenge otherwise) and can be served on a listener of its own, leaving the main listener
+ * without it.
+ */
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadMetricsToken } from '../src/governance/metrics.js'
+import { fixtureConfigFile, startTestServer, type TestServer } from './support/server.js'
+
+const TOKEN = randomBytes(24).toString('base64url')
+process.env.DEVICEGATE_TEST_METRICS_TOKEN = TOKEN
+
+describe('/metrics behind a bearer token', () => {
+  let t: TestServer
+  beforeAll(async () => {
+    t = await startTestServer({ config: await fixtureConfigFile({ governance: { metrics: { bearer_token_env: 'DEVICEGATE_TEST_METRICS_TOKEN' } } }) })
+  })
+  afterAll(async () => t?.close())
+
+  it('answers 401 with a Bearer challenge without a token, and with error="invalid_token" for a wrong one', async () => {
+    const none = await fetch(`${t.url}/metrics`)
+    expect(none.status).toBe(401)
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-metrics"')
+    const wrong = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}x` } })
+    expect(wrong.status).toBe(401)
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-metrics", error="invalid_token"')
+    expect(await wrong.text()).not.toContain('devicegate_http_requests_total')
+  })
+
+  it('serves the metrics with the token', async () => {
+    const res = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    expect(res.status).toBe(200)
+    expect(await res.text()).toContain('devicegate_http_requests_total')
+  })
+})
+
+describe('/metrics on a listener of its own', () => {
+  let t: TestServer
+  beforeAll(async () => {
+    t = await startTestServer({ config: await fixtureConfigFile({ governance: { metrics: { listen: { host: '127.0.0.1', port: 0 } } } }) })
+  })
+  afterAll(async () => t?.close())
+
+  it('serves /metrics there and 404 on the main listener', async () => {
+    const url = t.server.governance.metricsUrl!
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect(url).not.toBe(t.url)
+    await fetch(`${t.url}/token`, { method: 'POST' })
+    const own = await fetch(`${url}/metrics`)
+    expect(own.status).toBe(200)
+    expect(await own.text()).toMatch(/devicegate_http_requests_total\{endpoint="\/token"/)
+    expect((await fetch(`${t.url}/metrics`)).status).toBe(404)
+  })
+})
+
+describe('loading the metrics token', () => {
+  it('refuses a variable that is unset or shorter than 32 characters', async () => {
+    await expect(loadMetricsToken({ bearerTokenEnv: 'X' }, {})).rejects.toThrow(
+      'governance.metrics.bearer_token_env: environment variable X must hold at least 32 characters',
+    )
+    await expect(loadMetricsToken({ bearerTokenEnv: 'X' }, { X: 'short' })).rejects.toThrow(/at least 32/)
+    expect(await loadMetricsToken({}, {})).toBeUndefined()
+  })
+})
