@@ -13,9 +13,9 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { loadavg } from 'node:os'
-import { ROOT, makeRunDir } from './lib/targets.mjs'
+import { ROOT, findSqliteFile, makeRunDir } from './lib/targets.mjs'
 import { openDb, insertInto } from './lib/extra.mjs'
-import { PROVISIONER_SECRET, createSchema, startConfigured, writeConfig } from './lib/configured.mjs'
+import { PROVISIONER_SECRET, startConfigured, writeConfig } from './lib/configured.mjs'
 
 const requireFromRoot = createRequire(join(ROOT, 'package.json'))
 const args = process.argv.slice(2)
@@ -44,8 +44,8 @@ async function scim(origin, token, method, path, body) {
   return { status: res.status, json: text ? JSON.parse(text) : undefined }
 }
 
-async function introspect(origin, token) {
-  const res = await fetch(`${origin}/introspect`, { method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }).toString() })
+async function introspect(endpoint, token) {
+  const res = await fetch(endpoint, { method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }).toString() })
   const j = await res.json()
   if (res.status !== 200) throw new Error(`introspection: ${res.status} ${JSON.stringify(j)}`)
   return j.active
@@ -138,7 +138,6 @@ async function runStore(store, runDir) {
     const sets = people.map((p) => rowsFor(p.id, p.n, p.known))
     const seedStarted = Date.now()
     if (store === 'sqlite') {
-      const { findSqliteFile } = await import('./lib/targets.mjs')
       seedSqliteRows(findSqliteFile(dataDir), sets)
     } else {
       await seedPgRows(storageUrl, sets)
@@ -148,16 +147,17 @@ async function runStore(store, runDir) {
     inst = await startConfigured(runDir, `identity-${store}`, configFile)
     const out = []
     try {
+      const endpoint = (await (await fetch(`${inst.origin}/.well-known/oauth-authorization-server`)).json()).introspection_endpoint
       const token = await clientToken(inst.origin, 'scim')
       for (const p of people) {
-        if ((await introspect(inst.origin, p.known)) !== true) throw new Error(`${store}: seeded token of ${p.n}-grant person is not active before the PATCH`)
+        if ((await introspect(endpoint, p.known)) !== true) throw new Error(`${store}: seeded token of ${p.n}-grant person is not active before the PATCH`)
         const t0 = process.hrtime.bigint()
         const patch = scim(inst.origin, token, 'PATCH', `/Users/${p.id}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', value: { active: false } }] }).then((r) => ({ ...r, ms: ms(t0) }))
         let polls = 0
         let inactiveMs
         for (;;) {
           polls++
-          if ((await introspect(inst.origin, p.known)) === false) {
+          if ((await introspect(endpoint, p.known)) === false) {
             inactiveMs = ms(t0)
             break
           }
