@@ -62,7 +62,7 @@ function dirBytes(dir) {
 // ---------------------------------------------------------------------------------------------
 // direct SQLite seeding (devicegate is stopped meanwhile)
 
-function openDb(file) {
+export function openDb(file) {
   const Database = requireFromRoot('better-sqlite3')
   const db = new Database(file)
   // Seeding only, with the server stopped: no journal, a large page cache (random keys into six
@@ -79,7 +79,7 @@ function openDb(file) {
  * a NOT NULL column without default that `row` does not fill is an error naming the column, so a
  * schema change shows up as a clear message rather than a silent mis-seed.
  */
-function insertInto(db, table, sample) {
+export function insertInto(db, table, sample) {
   const cols = db.prepare(`PRAGMA table_info(${table})`).all()
   if (!cols.length) throw new Error(`seed: table ${table} does not exist (schema changed?)`)
   const missing = cols.filter((c) => c.notnull && c.dflt_value == null && !(c.name in sample) && !c.pk)
@@ -99,7 +99,7 @@ function userCodeFor(i) {
   return s
 }
 
-function hexIds(n) {
+export function hexIds(n) {
   const buf = randomBytes(32 * n)
   return (i) => buf.toString('hex', 32 * i, 32 * i + 32)
 }
