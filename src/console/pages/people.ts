@@ -32,7 +32,8 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
     const isAdmin = session.role === 'admin'
     const token = session.viewer.csrfToken
     const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
-    const until = deps.clock.nowSeconds()
+    // [since, until) ends after the current second, so an approval made this second counts.
+    const until = deps.clock.nowSeconds() + 1
     const practices = new Map((await summarizeClientPractices(deps.store, { since: until - PRACTICES_DAYS * 86_400, until })).clients.map((p) => [p.clientId, p]))
     const advised = deps.configuredClients.flatMap((c) => {
       const p = practices.get(c.id)
