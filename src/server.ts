@@ -34,6 +34,7 @@ import { loadPolicyFile, PolicyHolder } from './policy/holder.js'
 import { loadPostureVerifier } from './policy/posture.js'
 import { PolicyService } from './policy/service.js'
 import { registerConsole, type ConsoleExtension, type ConsoleSignIn } from './console/index.js'
+import { reviewInboxExtension } from './console/pages/reviews.js'
 import { CONSOLE_PAGES } from './console/pages/index.js'
 
 /** Paths pino redacts wherever they appear: credentials, tokens, codes, cookies. */
@@ -253,7 +254,8 @@ export async function createServer(config: Config, options: CreateServerOptions 
     }),
   )
   const scopes = [...new Set(config.clients.flatMap((c) => c.scopes))]
-  // Governance console at /console.
+  // Governance console at /console, with the reviewer inbox of the access reviews.
+  const consoleExtensions = [reviewInboxExtension(reviews.service), ...(options.consoleExtensions ?? [])]
   const consolePlugins = config.console.enabled
     ? [
         (app: FastifyInstance) =>
@@ -277,10 +279,10 @@ export async function createServer(config: Config, options: CreateServerOptions 
               policy,
               policyHolder,
               signIns: [...(options.consoleSignIns ?? []), ...identity.consoleSignIns()],
-              extraNav: (options.consoleExtensions ?? []).flatMap((e) => e.nav),
+              extraNav: consoleExtensions.flatMap((e) => e.nav),
               logger,
             },
-            [...CONSOLE_PAGES, ...(options.consoleExtensions ?? []).flatMap((e) => e.pages)],
+            [...CONSOLE_PAGES, ...consoleExtensions.flatMap((e) => e.pages)],
           ),
       ]
     : []

@@ -151,4 +151,18 @@ describe.skipIf(!HAVE_CHROMIUM)('governance console in Chromium (accessibility a
     await page.getByRole('status').filter({ hasText: 'Revoked.' }).waitFor()
     await context.close()
   })
+
+  it('a reviewer without a role decides an access-review item in the inbox, which passes axe (issue 15 §1)', async () => {
+    await t.seedGrant({ user: 'alice', requestIp: '198.51.100.9' }) // earlier tests revoked alice's grants
+    await t.server.reviews.createCampaign({ id: 'browser-review', reviewers: 'group', reviewer_group: 'staff', scope: { clients: ['cli'] } }, 'test')
+    await t.server.reviews.tick()
+    const { context, page } = await signedIn('bob')
+    await checkPage(page, '/console/reviews', 'reviewer-inbox', /Access reviews/)
+    await page.getByLabel('Keep').first().check()
+    await page.getByLabel('Justification (kept as evidence)').first().fill('still used for the nightly export')
+    await page.getByRole('button', { name: 'Record decision' }).first().click()
+    await page.getByRole('status').filter({ hasText: 'Kept.' }).waitFor()
+    expect(await seriousViolations(page)).toEqual([])
+    await context.close()
+  })
 })

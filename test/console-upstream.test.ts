@@ -9,13 +9,13 @@ import { CONSOLE_PASSWORD, startConsoleServer, type ConsoleTestServer } from './
 // browser's verification session is the one the upstream callback would have created.
 const corp = sessionBridgeSignIn({ id: 'corp', label: 'Sign in with Corp SSO', begin: async (reply, returnTo) => reply.code(303).header('location', returnTo).send() })
 
-// Stands in for the access-review inbox (src/reviews/) in the console's extension slot.
+// An extension in the console's slot (the real access-review inbox, console/pages/reviews.ts, is built in).
 const reviews: ConsoleExtension = {
-  nav: [{ href: '/console/reviews', label: 'Access reviews', needs: 'self' }],
+  nav: [{ href: '/console/extra', label: 'Extra page', needs: 'self' }],
   pages: [
     async (app, ctx) => {
-      app.get('/reviews', { config: { consolePermission: 'self' } }, async (request, reply) =>
-        ctx.send(reply, 200, page({ title: 'Access reviews', current: '/console/reviews', viewer: ctx.session(request).viewer, nav: ctx.nav, body: html`<p>Nothing to review.</p>` })),
+      app.get('/extra', { config: { consolePermission: 'self' } }, async (request, reply) =>
+        ctx.send(reply, 200, page({ title: 'Extra page', current: '/console/extra', viewer: ctx.session(request).viewer, nav: ctx.nav, body: html`<p>An extension page.</p>` })),
       )
     },
   ],
@@ -71,16 +71,17 @@ describe('console upstream sign-in seam (ConsoleSignIn)', () => {
   })
 })
 
-describe('console extension slot (access-review inbox)', () => {
+describe('console extension slot', () => {
   it('adds the page behind the console sign-in and its entry to everyone’s navigation', async () => {
-    const anonymous = await fetch(`${t.url}/console/reviews`, { redirect: 'manual' })
+    const anonymous = await fetch(`${t.url}/console/extra`, { redirect: 'manual' })
     expect(anonymous.status).toBe(303)
     const res = await viaUpstream('alice')
     const cookie = res.headers.getSetCookie().find((c) => c.startsWith('dg_console='))!.split(';')[0]!
-    const inbox = await fetch(`${t.url}/console/reviews`, { headers: { cookie } })
+    const inbox = await fetch(`${t.url}/console/extra`, { headers: { cookie } })
     expect(inbox.status).toBe(200)
     const body = await inbox.text()
-    expect(body).toContain('<a href="/console/reviews" aria-current="page">Access reviews</a>')
-    expect(body).toContain('Nothing to review.')
+    expect(body).toContain('<a href="/console/extra" aria-current="page">Extra page</a>')
+    expect(body).toContain('<a href="/console/reviews">Access reviews</a>')
+    expect(body).toContain('An extension page.')
   })
 })

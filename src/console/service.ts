@@ -4,6 +4,7 @@
  * acknowledging) stay in the governance services the admin API and CLI use too.
  */
 import type { Client, ClientDirectory } from '../core/model.js'
+import type { StorageClass } from '../core/storage-class.js'
 import type { Store } from '../storage/store.js'
 import { chartWindow, toSeries, type HourlySeries } from './charts.js'
 
@@ -71,3 +72,16 @@ export function decodeCursor(value: unknown): { time: number; id: string } | und
     return undefined
   }
 }
+
+/**
+ * A declared token storage class (issue 18 §1) in a few plain words, for list columns; the grant
+ * page uses the full sentence of `describeStorageClass`. A declaration is the client's claim, not
+ * a proof.
+ */
+export const STORAGE_LABELS: Readonly<Record<StorageClass, string>> = Object.freeze({
+  keyring: 'system keychain',
+  memory: 'memory only',
+  encrypted_file: 'encrypted file',
+  plaintext: 'plain file (readable by other programs)',
+  unknown: 'not declared',
+})

@@ -17,7 +17,7 @@ export interface ConsoleTestServer extends TestServer {
   /** The current TOTP code (after moving the clock to a fresh 30-second step). */
   freshTotp(): Promise<string>
   /** Runs a device flow for `client` approved by `user` from `ip`; returns the grant id. */
-  seedGrant(opts?: { user?: string; client?: string; requestIp?: string; approveIp?: string }): Promise<string>
+  seedGrant(opts?: { user?: string; client?: string; requestIp?: string; approveIp?: string; userAgent?: string; storageClass?: string }): Promise<string>
   /** A signed-in console session. */
   signIn(username: string): Promise<ConsoleClient>
 }
@@ -63,11 +63,11 @@ export async function startConsoleServer(
     async seedGrant(opts = {}) {
       const res = await fetch(`${t.url}/device_authorization`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': opts.requestIp ?? '198.51.100.7', 'user-agent': 'seed-agent/1.0' },
-        body: new URLSearchParams({ client_id: opts.client ?? 'cli', scope: 'read offline_access' }).toString(),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': opts.requestIp ?? '198.51.100.7', 'user-agent': opts.userAgent ?? 'seed-agent/1.0' },
+        body: new URLSearchParams({ client_id: opts.client ?? 'cli', scope: 'read offline_access', ...(opts.storageClass ? { storage_class: opts.storageClass } : {}) }).toString(),
       })
       const auth = (await res.json()) as { device_code: string; user_code: string }
-      const approver = new PageSession(t.url, undefined, { 'x-forwarded-for': opts.approveIp ?? '203.0.113.9' })
+      const approver = new PageSession(t.url, undefined, { 'x-forwarded-for': opts.approveIp ?? '203.0.113.9', ...(opts.userAgent ? { 'user-agent': opts.userAgent } : {}) })
       await approver.signIn(opts.user ?? 'alice', CONSOLE_PASSWORD)
       if ((await approver.decide(auth.user_code, 'approve')) !== 200) throw new Error('approval failed')
       const token = await fetch(`${t.url}/token`, {

@@ -7,11 +7,12 @@
  * - `POST /console/grants/:id/revoke`  `reason`, `csrf_token` (operator): central revocation.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { describeStorageClass } from '../../core/storage-class.js'
 import { parseStoredDecision } from '../../policy/service.js'
-import type { AuditEventRecord } from '../../storage/store.js'
+import type { AuditEventRecord, StorageClassRecord } from '../../storage/store.js'
 import { ago, badge, csrf, field, html, page, pager, select, time, type SafeHtml } from '../html.js'
 import type { ConsoleContext } from '../index.js'
-import { clientIdsOfTier, decodeCursor, encodeCursor, TIERS } from '../service.js'
+import { clientIdsOfTier, decodeCursor, encodeCursor, STORAGE_LABELS, TIERS } from '../service.js'
 import type { GrantRow, GrantSearch } from '../../storage/store.js'
 
 /** Rows per page of the grant list. */
@@ -86,6 +87,7 @@ export async function registerGrantPages(app: FastifyInstance, ctx: ConsoleConte
     const shown = rows.slice(0, GRANTS_PAGE_SIZE)
     const last = shown[shown.length - 1]
     const next = rows.length > GRANTS_PAGE_SIZE && last ? { after: encodeCursor(last.createdAt, last.id) } : undefined
+    const storage = await deps.store.findStorageClasses(shown.flatMap((g) => (g.deviceGrantId === null ? [] : [g.deviceGrantId])))
     const body = html`<form class="filters card" method="get" action="/console/grants" role="search" aria-label="Filter grants">
 ${field('person', 'Person', f.person)}
 ${select('client', 'Client', f.client, clientOptions)}
@@ -97,7 +99,7 @@ ${field('older_than_days', 'Older than (days)', f.older_than_days, { type: 'numb
 ${field('dormant_days', 'Unused for (days)', f.dormant_days, { type: 'number' })}
 <div><button type="submit" class="primary">Search</button> <a href="/console/grants">Clear</a></div>
 </form>
-${grantTable(shown, now, 'Grants, newest first')}
+${grantTable(shown, now, 'Grants, newest first', storage)}
 ${pager('/console/grants', f, next)}`
     return ctx.send(reply, 200, page({ title: 'Grants', current: '/console/grants', viewer: ctx.session(request).viewer, nav: ctx.nav, body }))
   })
@@ -114,10 +116,11 @@ ${pager('/console/grants', f, next)}`
     const now = deps.clock.nowSeconds()
     const g = lineage.grant
     const d = lineage.deviceGrant
-    const [policyRecord, events, anomalies] = await Promise.all([
+    const [policyRecord, events, anomalies, storage] = await Promise.all([
       d === undefined ? undefined : deps.store.findDeviceGrantPolicy(d.id),
       deps.store.listAuditOfGrant(g.id),
       deps.store.listAnomaliesOfGrant(g.id),
+      d === undefined ? undefined : deps.store.findStorageClass(d.id),
     ])
     const decision = parseStoredDecision(policyRecord?.explanationJson)
     const approval = d?.subject && d.decidedAt !== null ? await deps.store.findDecisionEvent(d.subject, d.decidedAt, 'device_code.approved') : undefined
@@ -134,7 +137,7 @@ ${pager('/console/grants', f, next)}`
 <li><h3>Device authorization</h3>${
       d === undefined
         ? html`<p>None: issued by client credentials.</p>`
-        : html`<dl><dt>Requested</dt><dd>${time(d.createdAt)}</dd><dt>From</dt><dd><code>${d.requestIp}</code> ${loc(decision?.facts.request)}</dd><dt>User agent</dt><dd>${d.requestUserAgent ?? '—'}</dd><dt>Key binding (DPoP jkt)</dt><dd>${d.dpopJkt ? html`<code>${d.dpopJkt}</code>` : 'none (bearer)'}</dd><dt>Status</dt><dd>${d.status}</dd></dl>`
+        : html`<dl><dt>Requested</dt><dd>${time(d.createdAt)}</dd><dt>From</dt><dd><code>${d.requestIp}</code> ${loc(decision?.facts.request)}</dd><dt>User agent</dt><dd>${d.requestUserAgent ?? '—'}</dd><dt>Key binding (DPoP jkt)</dt><dd>${d.dpopJkt ? html`<code>${d.dpopJkt}</code>` : 'none (bearer)'}</dd><dt>Token storage (declared)</dt><dd>${describeStorageClass(storage?.storageClass ?? 'unknown')} <span class="muted">(<code>${storage?.storageClass ?? 'unknown'}</code>; the client’s claim, not verified${storage?.redeclaredAt ? html`; declared again at a refresh ${time(storage.redeclaredAt)}` : ''})</span></dd><dt>Status</dt><dd>${d.status}</dd></dl>`
     }</li>
 <li><h3>Review</h3>${
       d === undefined || d.decidedAt === null
@@ -193,13 +196,18 @@ ${
   })
 }
 
-/** The grant list table (also used by My devices and the revocation preview). */
-export function grantTable(rows: readonly GrantRow[], now: number, caption: string): SafeHtml {
+/**
+ * The grant list table (also used by the revocation preview). With `storage` (declarations by
+ * device grant id) it adds the declared token storage in plain words.
+ */
+export function grantTable(rows: readonly GrantRow[], now: number, caption: string, storage?: ReadonlyMap<string, StorageClassRecord>): SafeHtml {
   if (rows.length === 0) return html`<p class="muted">No grants match.</p>`
   return html`<table><caption>${caption}</caption>
-<thead><tr><th scope="col">Grant</th><th scope="col">Person</th><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col">Requested from</th><th scope="col">Last use</th></tr></thead>
+<thead><tr><th scope="col">Grant</th><th scope="col">Person</th><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col">Requested from</th><th scope="col">Last use</th>${storage ? html`<th scope="col">Keeps its sign-in in</th>` : ''}</tr></thead>
 <tbody>${rows.map(
-    (g) => html`<tr><td><a href="/console/grants/${g.id}">${g.id.slice(-10)}</a></td><td>${g.subject ?? '—'}</td><td>${g.clientId}</td><td>${badge(grantStatus(g, now))}</td><td>${time(g.createdAt)}</td><td>${g.requestIp ?? '—'}</td><td>${g.lastUsedAt === null ? 'never' : html`${ago(now - g.lastUsedAt)} ago`}</td></tr>`,
+    (g) => html`<tr><td><a href="/console/grants/${g.id}">${g.id.slice(-10)}</a></td><td>${g.subject ?? '—'}</td><td>${g.clientId}</td><td>${badge(grantStatus(g, now))}</td><td>${time(g.createdAt)}</td><td>${g.requestIp ?? '—'}</td><td>${g.lastUsedAt === null ? 'never' : html`${ago(now - g.lastUsedAt)} ago`}</td>${
+      storage ? html`<td>${g.deviceGrantId === null ? '—' : STORAGE_LABELS[storage.get(g.deviceGrantId)?.storageClass ?? 'unknown']}</td>` : ''
+    }</tr>`,
   )}</tbody></table>`
 }
 

@@ -3,6 +3,9 @@
  * - `GET  /console/people`                          people (status, groups, risk, source, second
  *                                                   factor, console role) and clients (tier, type,
  *                                                   status).
+ *                                                   Per client also the share of approvals over the
+ *                                                   last 90 days that were same-device (issue 18 §3,
+ *                                                   `summarizeClientPractices`), with its advice.
  * - `POST /console/people/:username/(disable|enable)` (admin) through {@link PrincipalAdmin}:
  *                                                   disabling revokes the person's grants at once.
  * - `POST /console/clients/:id/(disable|enable)`    (admin) the same for a client.
@@ -11,10 +14,14 @@
  * - `POST /console/devices/:jkt/retire`             (admin) retires it and revokes its key's grants.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { summarizeClientPractices } from '../../governance/client-practices.js'
 import { DeviceRegistryError, listDevices, registerDevice, retireDevice } from '../../governance/devices.js'
 import { actionButton, badge, csrf, field, html, page, time } from '../html.js'
 import type { ConsoleContext } from '../index.js'
 import { roleOf } from '../roles.js'
+
+/** The period of the clients' same-device share, in days (the admin API's default too). */
+const PRACTICES_DAYS = 90
 
 export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleContext): Promise<void> {
   const { deps } = ctx
@@ -25,6 +32,13 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
     const isAdmin = session.role === 'admin'
     const token = session.viewer.csrfToken
     const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
+    // [since, until) ends after the current second, so an approval made this second counts.
+    const until = deps.clock.nowSeconds() + 1
+    const practices = new Map((await summarizeClientPractices(deps.store, { since: until - PRACTICES_DAYS * 86_400, until })).clients.map((p) => [p.clientId, p]))
+    const advised = deps.configuredClients.flatMap((c) => {
+      const p = practices.get(c.id)
+      return p?.advice === undefined ? [] : [{ client: c, advice: p.advice }]
+    })
     const state = (kind: 'user' | 'client', id: string, configuredDisabled: boolean) => deps.overrides.state(kind, id) ?? (configuredDisabled ? 'disabled' : 'enabled')
     const body = html`<h2 id="people_h">People</h2>
 <table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col" class="num">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
@@ -45,10 +59,13 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
       }</tr>`
     })}</tbody></table>
 <h2 id="clients_h">Clients</h2>
-<table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Same-device approvals (${String(PRACTICES_DAYS)} days)</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
 <tbody>${deps.configuredClients.map((c) => {
       const s = state('client', c.id, c.disabled)
-      return html`<tr><td>${c.name} (<code>${c.id}</code>)</td><td>${badge(s)}</td><td>${c.riskTier ?? 'standard'}</td><td>${c.isConfidential ? 'confidential' : 'public'}</td><td>${c.grantTypes.map((g) => g.replace('urn:ietf:params:oauth:grant-type:', '')).join(', ')}</td><td>configuration</td><td><a href="/console/grants?client=${encodeURIComponent(c.id)}">grants</a></td>${
+      const p = practices.get(c.id)
+      return html`<tr><td>${c.name} (<code>${c.id}</code>)</td><td>${badge(s)}</td><td>${c.riskTier ?? 'standard'}</td><td>${c.isConfidential ? 'confidential' : 'public'}</td><td>${c.grantTypes.map((g) => g.replace('urn:ietf:params:oauth:grant-type:', '')).join(', ')}</td><td>configuration</td><td class="num">${
+        p === undefined || p.approvals === 0 ? html`<span class="muted">no approvals</span>` : `${p.sameDevice} of ${p.approvals} (${Math.round(p.sameDeviceShare * 100)} %)`
+      }</td><td><a href="/console/grants?client=${encodeURIComponent(c.id)}">grants</a></td>${
         isAdmin
           ? html`<td>${
               s === 'enabled'
@@ -60,6 +77,11 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
           : ''
       }</tr>`
     })}</tbody></table>
+${
+  advised.length === 0
+    ? ''
+    : html`<h3 id="same_device_h">Apps used on the same machine as the approving browser</h3><ul aria-labelledby="same_device_h">${advised.map((a) => html`<li><strong>${a.client.name}</strong> (<code>${a.client.id}</code>): ${a.advice}</li>`)}</ul>`
+}
 <p class="muted">Disabling revokes every live grant at once and denies open device authorizations. People and clients configured as disabled are enabled by editing the configuration.</p>`
     return ctx.send(reply, status, page({ title: 'People & clients', current: '/console/people', viewer: session.viewer, nav: ctx.nav, body, notice }))
   }
