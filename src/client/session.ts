@@ -372,7 +372,7 @@ export class DeviceClient {
   async getAccessToken(opts: { signal?: AbortSignal; forceRefresh?: boolean } = {}): Promise<{ accessToken: string; tokenType: string; expiresAt?: number }> {
     let grant = await readStoredGrant(this.store, this.account)
     if (!grant) throw new ClientError('ERR_LOGIN_REQUIRED', 'not logged in; run the device login first')
-    if (opts.forceRefresh || this.#isDue(grant)) grant = await this.refresh(opts.signal)
+    if (opts.forceRefresh || this.#isDue(grant)) grant = await this.#refreshOnce(opts.signal, grant.refreshToken)
     return { accessToken: grant.accessToken, tokenType: grant.tokenType, ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}) }
   }
 
@@ -389,7 +389,12 @@ export class DeviceClient {
    * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
    */
   refresh(signal?: AbortSignal): Promise<StoredGrant> {
-    this.#refreshing ??= this.#refreshShared(signal).finally(() => {
+    return this.#refreshOnce(signal, undefined)
+  }
+
+  /** {@link refresh}, given the refresh token the caller judged (so a rotation since is seen). */
+  #refreshOnce(signal: AbortSignal | undefined, judged: string | undefined): Promise<StoredGrant> {
+    this.#refreshing ??= this.#refreshShared(signal, judged).finally(() => {
       this.#refreshing = undefined
     })
     return this.#refreshing
@@ -415,8 +420,10 @@ export class DeviceClient {
    * grant is read again; when another process has rotated it since this one looked and it is not
    * due, that result is used instead of a second refresh.
    */
-  async #refreshShared(signal: AbortSignal | undefined): Promise<StoredGrant> {
-    const seen = (await readStoredGrant(this.store, this.account))?.refreshToken
+  async #refreshShared(signal: AbortSignal | undefined, judged: string | undefined): Promise<StoredGrant> {
+    // The token the caller judged due, not one read now: another process may have rotated it in
+    // between, and re-reading would take that fresh token for the one to refresh.
+    const seen = judged ?? (await readStoredGrant(this.store, this.account))?.refreshToken
     const lockDir = this.#opts.lockDir
     const run = async () => {
       const current = await readStoredGrant(this.store, this.account)

@@ -20,6 +20,7 @@ import { randomToken, sha256Hex } from '../system.js'
 import { renderErrorPage } from '../web/templates/error.js'
 import { SESSION_COOKIE } from '../web/pages/kit.js'
 import { isLocalReturnPath, UPSTREAM_FAILURE_TEXT, UpstreamError, type UpstreamSignIn, type UpstreamSignedIn } from './upstream.js'
+import { reviewClaimId } from '../verification/sessions.js'
 
 /** Cookie binding a started upstream sign-in to this browser (its value is the `state`). */
 export const UPSTREAM_STATE_COOKIE = 'dg_upstream'
@@ -117,9 +118,14 @@ export async function registerUpstreamRoutes(app: FastifyInstance, deps: Upstrea
   async function startSignedInSession(request: FastifyRequest, reply: FastifyReply, result: UpstreamSignedIn): Promise<void> {
     const now = clock.nowSeconds()
     const old = request.cookies[SESSION_COOKIE]
-    if (old !== undefined && old.length > 0 && old.length <= 256) await store.deleteWebSession(sha256Hex(old))
     const value = randomToken(deps.random)
     const idHash = sha256Hex(value)
+    if (old !== undefined && old.length > 0 && old.length <= 256) {
+      // The browser keeps the reviews it holds across the rotation (an upstream step-up comes back
+      // here while its review is open).
+      await store.moveDeviceGrantReviewClaims(reviewClaimId(sha256Hex(old)), reviewClaimId(idHash), now)
+      await store.deleteWebSession(sha256Hex(old))
+    }
     await store.createWebSession({
       idHash,
       csrfToken: randomToken(deps.random),

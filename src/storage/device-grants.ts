@@ -86,6 +86,12 @@ export interface DeviceGrantStore {
    */
   claimDeviceGrantReview(id: string, reviewer: string, until: number, now: number): Promise<boolean>
   /**
+   * Hands every live review claim of `from` to `to` (a browser session rotated by a new sign-in
+   * keeps the reviews it has open); one update over the `review_claim` index.
+   * @returns How many claims moved.
+   */
+  moveDeviceGrantReviewClaims(from: string, to: string, now: number): Promise<number>
+  /**
    * Redeems an approved, unexpired device grant and writes its tokens, in one transaction.
    * Exactly one caller wins under any concurrency, across instances.
    * @returns true when this call redeemed it; false when another did, or it expired.

@@ -354,8 +354,10 @@ export const migrations: Record<string, Migration> = {
     async up(db: Kysely<any>): Promise<void> {
       await db.schema.alterTable('device_grants').addColumn('review_claim', 'text').execute()
       await db.schema.alterTable('device_grants').addColumn('review_claim_until', 'bigint').execute()
+      await db.schema.createIndex('device_grants_review_claim_idx').on('device_grants').column('review_claim').execute()
     },
     async down(db: Kysely<any>): Promise<void> {
+      await db.schema.dropIndex('device_grants_review_claim_idx').ifExists().execute()
       await db.schema.alterTable('device_grants').dropColumn('review_claim_until').execute()
       await db.schema.alterTable('device_grants').dropColumn('review_claim').execute()
     },

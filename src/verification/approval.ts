@@ -16,10 +16,10 @@ import type { PolicyDecision, PostureFacts } from '../policy/model.js'
 import { parseStoredDecision, type PolicyService } from '../policy/service.js'
 import { authenticationOfSignIn } from '../protocol/oidc.js'
 import type { DeviceGrantRecord, Store } from '../storage/store.js'
-import { constantTimeEqual, sha256Hex } from '../system.js'
+import { constantTimeEqual } from '../system.js'
 import { alreadyDecided, recordedOutcome, type CodeEntry, type CodeLookupFailure } from './code-entry.js'
 import type { VerificationLogger } from './logger.js'
-import { isMfaDone, type SignedInSession } from './sessions.js'
+import { isMfaDone, reviewerOf, type SignedInSession } from './sessions.js'
 
 /** What the review page shows: the request, and the policy's view of approving it now. */
 export interface Review {
@@ -63,14 +63,6 @@ export interface ApprovalDeps {
   policy?: PolicyService | undefined
   events?: EventSink | undefined
   logger: VerificationLogger
-}
-
-/**
- * The claim id of a browser session: derived from the session's stored hash, so the device grant
- * row does not hold the session table's key.
- */
-export function reviewerOf(session: SignedInSession): string {
-  return sha256Hex(`review:${session.record.idHash}`)
 }
 
 export function createApproval(deps: ApprovalDeps) {

@@ -120,7 +120,13 @@ export function createSessions(deps: SessionDeps) {
       options: { replacing?: WebSession | undefined; userCode?: string | undefined; codeFromLink?: boolean | undefined; ip: string },
     ): Promise<EstablishedSession> {
       const fresh = await start(now, person)
-      if (options.replacing !== undefined) await store.deleteWebSession(options.replacing.record.idHash)
+      if (options.replacing !== undefined) {
+        // A signed-in browser signing in again (an upstream step-up comes back this way) keeps the
+        // reviews it holds: the claim belongs to the browser, and the new session is that browser.
+        if (options.replacing.user !== undefined)
+          await store.moveDeviceGrantReviewClaims(reviewerOf(options.replacing), reviewerOf(fresh.session), now)
+        await store.deleteWebSession(options.replacing.record.idHash)
+      }
       deps.logger.info({ event: 'verification.signed_in', subject: person.username, ip: options.ip }, 'signed in')
       await deps.events?.record({ type: 'session.signed_in', actor: person.username, subject: person.username, ip: options.ip })
       // The proof goes with every code, without looking the code up: this lookup would sit outside
@@ -150,3 +156,17 @@ export function createSessions(deps: SessionDeps) {
 }
 
 export type Sessions = ReturnType<typeof createSessions>
+
+/**
+ * The review-claim id of a browser session (see `DeviceGrantStore.claimDeviceGrantReview`):
+ * derived from the session's stored hash, so the device grant row does not hold the session
+ * table's key.
+ */
+export function reviewerOf(session: { record: WebSessionRecord }): string {
+  return reviewClaimId(session.record.idHash)
+}
+
+/** {@link reviewerOf} from a session's stored id hash. */
+export function reviewClaimId(sessionIdHash: string): string {
+  return sha256Hex(`review:${sessionIdHash}`)
+}

@@ -168,6 +168,19 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     })
   }
 
+  moveDeviceGrantReviewClaims(from: string, to: string, now: number): Promise<number> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('device_grants')
+        .set({ review_claim: to })
+        .where('review_claim', '=', from)
+        .where('status', '=', 'pending')
+        .where('review_claim_until', '>', now)
+        .executeTakeFirst()
+      return Number(result.numUpdatedRows)
+    })
+  }
+
   redeemDeviceGrant(id: string, now: number, tokens: TokenBundle): Promise<boolean> {
     return this.#ctx.guard(() =>
       this.#db.transaction().execute(async (trx) => {
