@@ -65,9 +65,9 @@ afterAll(async () => {
   delete process.env.DG_TEST_WEBHOOK_SECRET
 })
 
-async function waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000) {
+async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000) {
   const end = Date.now() + timeoutMs
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
   }
@@ -129,8 +129,10 @@ describe('webhooks through the outbox', () => {
       if (Date.now() - started > 10_000) throw new Error('endpoint never paused')
       await new Promise((r) => setTimeout(r, 20))
     }
-    const audit = await t.server.store.listAuditEvents({ limit: 10_000 })
-    expect(audit.find((e) => e.type === 'webhook.paused')).toMatchObject({ actor: 'system' })
+    // The audit log writes in batches after the change it records: wait for the record.
+    const pausedEvent = async () => (await t.server.store.listAuditEvents({ limit: 10_000 })).find((e) => e.type === 'webhook.paused')
+    await waitFor(async () => (await pausedEvent()) !== undefined, 'webhook.paused audited')
+    expect(await pausedEvent()).toMatchObject({ actor: 'system' })
     const deliveries = await json(`${t.url}/admin/api/webhooks/siem/deliveries?status=pending`, 'GET', admin)
     expect(deliveries.status).toBe(200)
     expect(deliveries.body.endpoint).toMatchObject({ id: 'siem', status: 'paused' })
