@@ -20,26 +20,12 @@ import { systemRandom } from '../src/system.js'
 import { sourceKeyOf, type CodeEntryLimits } from '../src/verification/code-entry-limiter.js'
 import { createVerificationService, type VerificationService, type WebSession } from '../src/verification/service.js'
 import { createUserDirectory, hashPassword } from '../src/web/user-directory.js'
+import { publicDeviceClient } from './support/clients.js'
 import { TestClock } from './support/server.js'
 
 const WINDOW = 600
 const IP = '198.51.100.7'
-const CLIENT: Client = {
-  id: 'cli',
-  name: 'CLI',
-  isConfidential: false,
-  authMethods: ['none'],
-  grantTypes: ['urn:ietf:params:oauth:grant-type:device_code'],
-  scopes: ['read'],
-  defaultScopes: ['read'],
-  accessTokenFormat: 'jwt',
-  accessTokenTtlSeconds: 600,
-  refreshTokenTtlSeconds: 86_400,
-  deviceCodeTtlSeconds: 600,
-  pollIntervalSeconds: 5,
-  canIntrospect: false,
-  disabled: false,
-}
+const CLIENT: Client = publicDeviceClient()
 
 let tmp: string
 let file: string

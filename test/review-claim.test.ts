@@ -16,26 +16,12 @@ import type { DeviceGrantRecord, Store } from '../src/storage/store.js'
 import { sha256Hex, systemRandom } from '../src/system.js'
 import { createVerificationService, type SignedInSession, type VerificationService } from '../src/verification/service.js'
 import { createUserDirectory, hashPassword } from '../src/web/user-directory.js'
+import { publicDeviceClient } from './support/clients.js'
 import { TestClock } from './support/server.js'
 
 const IP = '192.0.2.10'
 const CLAIM = 120
-const CLIENT: Client = {
-  id: 'cli',
-  name: 'CLI',
-  isConfidential: false,
-  authMethods: ['none'],
-  grantTypes: ['urn:ietf:params:oauth:grant-type:device_code'],
-  scopes: ['read'],
-  defaultScopes: ['read'],
-  accessTokenFormat: 'jwt',
-  accessTokenTtlSeconds: 600,
-  refreshTokenTtlSeconds: 86_400,
-  deviceCodeTtlSeconds: 600,
-  pollIntervalSeconds: 5,
-  canIntrospect: false,
-  disabled: false,
-}
+const CLIENT: Client = publicDeviceClient()
 
 let tmp: string
 let users: User[]

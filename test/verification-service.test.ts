@@ -21,6 +21,7 @@ import { createVerificationService, type VerificationService, type WebSession } 
 import { typedCodeProof } from '../src/verification/sessions.js'
 import { SIGN_IN_MAX_FAILURES, SIGN_IN_WINDOW_SECONDS } from '../src/verification/sign-in.js'
 import { createUserDirectory, hashPassword } from '../src/web/user-directory.js'
+import { publicDeviceClient } from './support/clients.js'
 import { TestClock } from './support/server.js'
 
 const MAX_FAILURES = 5
@@ -29,23 +30,7 @@ const IP = '192.0.2.10'
 const TOTP_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
 
 function client(id: string, riskTier?: Client['riskTier']): Client {
-  return {
-    id,
-    name: `App ${id}`,
-    isConfidential: false,
-    authMethods: ['none'],
-    grantTypes: ['urn:ietf:params:oauth:grant-type:device_code'],
-    scopes: ['read'],
-    defaultScopes: ['read'],
-    accessTokenFormat: 'jwt',
-    accessTokenTtlSeconds: 600,
-    refreshTokenTtlSeconds: 86_400,
-    deviceCodeTtlSeconds: 600,
-    pollIntervalSeconds: 5,
-    canIntrospect: false,
-    disabled: false,
-    ...(riskTier ? { riskTier } : {}),
-  }
+  return publicDeviceClient(id, { name: `App ${id}`, ...(riskTier ? { riskTier } : {}) })
 }
 const CLIENTS = new Map([client('cli'), client('risky', 'high'), client('admin-app', 'admin')].map((c) => [c.id, c]))
 
