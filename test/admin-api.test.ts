@@ -82,6 +82,12 @@ describe('admin API authentication (RFC 6750 §3.1)', () => {
     }
   })
 
+  it('treats a blank Authorization header as no credentials: a challenge without an error attribute (RFC 6750 §3.1)', async () => {
+    const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization: '' } })
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin"')
+  })
+
   it('accepts the scheme name in any case (RFC 9110 §11.1: auth schemes are case-insensitive)', async () => {
     const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization: `bEaReR ${adminToken}` } })
     expect(res.status).toBe(200)
