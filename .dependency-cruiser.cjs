@@ -40,7 +40,7 @@ module.exports = {
         'src/storage/<domain>.ts) and openStore (src/storage/index.ts), never through an implementation.',
       from: { path: '^src/', pathNot: '^src/storage/' },
       to: {
-        path: '^src/storage/(kysely/|kysely-store\\.ts$|sqlite\\.ts$|sqlite-checkpointer\\.ts$|postgres\\.ts$|poll-times\\.ts$|migrations\\.ts$)',
+        path: '^src/storage/(kysely/|kysely-store\\.ts$|sqlite\\.ts$|sqlite-checkpointer\\.ts$|postgres\\.ts$|poll-times\\.ts$|migrations\\.ts$|migrations/)',
       },
     },
     {

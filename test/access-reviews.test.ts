@@ -12,6 +12,7 @@ import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ReviewItemView } from '../src/reviews/campaigns.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, TestClock, type TestServer } from './support/server.js'
+import { defaultPracticesPeriod } from '../src/governance/client-practices.js'
 
 const DAY = 86_400
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -231,6 +232,13 @@ describe('access-review campaign of device-issued grants (frozen clock)', () => 
     // Both sides were this test process (same address, no platform in "node"): cannot tell.
     expect(cli).toMatchObject({ approvals: 2, sameDevice: 0, sameDeviceUnknown: 2, sameDeviceShare: 0, storage: { unknown: 2, keyring: 0 } })
     expect((await api('/clients/practices?since=tomorrow')).status).toBe(400)
+  })
+
+  it('judges practices over the last 90 days when no period is asked for (the console\'s period too)', async () => {
+    const res = await api('/clients/practices')
+    expect(res.status).toBe(200)
+    expect(res.json.until - res.json.since).toBe(90 * DAY)
+    expect(defaultPracticesPeriod(res.json.until)).toEqual({ since: res.json.since, until: res.json.until })
   })
 
   it('creates a campaign through the admin API, refusing duplicates and bad input', async () => {

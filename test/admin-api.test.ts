@@ -73,6 +73,26 @@ describe('admin API authentication (RFC 6750 §3.1)', () => {
     }
   })
 
+  it('answers 401 invalid_token with the exact challenge for another scheme, a DPoP-scheme token or no token after the scheme', async () => {
+    for (const authorization of [`DPoP ${adminToken}`, basic('admin', FIXTURE.adminSecret), 'Bearer', `Bearer ${adminToken} ${adminToken}`]) {
+      const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization } })
+      expect(res.status, authorization.split(' ')[0]).toBe(401)
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin", error="invalid_token"')
+      expect(((await res.json()) as { error: string }).error).toBe('invalid_token')
+    }
+  })
+
+  it('treats a blank Authorization header as no credentials: a challenge without an error attribute (RFC 6750 §3.1)', async () => {
+    const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization: '' } })
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin"')
+  })
+
+  it('accepts the scheme name in any case (RFC 9110 §11.1: auth schemes are case-insensitive)', async () => {
+    const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization: `bEaReR ${adminToken}` } })
+    expect(res.status).toBe(200)
+  })
+
   it('answers 403 insufficient_scope for a live token without the admin scope', async () => {
     const res = await call('GET', '/grants', { token: readToken })
     expect(res.status).toBe(403)

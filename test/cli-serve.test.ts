@@ -13,7 +13,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { connect } from 'node:net'
 import { join } from 'node:path'
+import { generate } from 'otplib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConsoleClient } from './support/console.js'
 
 const ROOT = join(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin/devicegate.js')
@@ -115,10 +117,32 @@ describe('devicegate serve --dev', () => {
     expect(count(out, secret!)).toBe(1)
   })
 
+  it('lets the demo user open the console as admin with the printed password and TOTP secret (only in --dev)', async () => {
+    const { proc, url } = await serveDev({ DEVICEGATE_DEMO_PASSWORD: undefined, DEVICEGATE_DEMO_CLIENT_SECRET: undefined, DEVICEGATE_DEMO_TOTP_SECRET: undefined })
+    try {
+      const out = proc.output()
+      expect(out).toContain(`console:        ${url}/console`)
+      const password = /demo user:\s+demo\s+password: (\S+)/.exec(out)![1]!
+      const totpSecret = /demo TOTP:\s+secret ([A-Z2-7]+)/.exec(out)?.[1]
+      expect(totpSecret, out).toMatch(/^[A-Z2-7]{16,}$/)
+      expect(count(out, totpSecret!)).toBe(1)
+      const c = new ConsoleClient(url, url)
+      await c.get('/console/sign-in')
+      const res = await c.post('/console/sign-in', { username: 'demo', password, totp: await generate({ secret: totpSecret! }) })
+      expect(res.status).toBe(303)
+      const home = await c.get('/console')
+      expect(home.status).toBe(200)
+      expect(home.body).toContain('Signed in as <strong>demo</strong> (admin)')
+    } finally {
+      await stop(proc)
+    }
+  })
+
   it('prints no demo password or secret when they come from the environment, and uses them', async () => {
     const password = 'env-demo-password-4711'
     const secret = 'env-demo-client-secret-0815'
-    const { proc, url } = await serveDev({ DEVICEGATE_DEMO_PASSWORD: password, DEVICEGATE_DEMO_CLIENT_SECRET: secret })
+    const totpSecret = 'JBSWY3DPEHPK3PXPJBSWY3DP'
+    const { proc, url } = await serveDev({ DEVICEGATE_DEMO_PASSWORD: password, DEVICEGATE_DEMO_CLIENT_SECRET: secret, DEVICEGATE_DEMO_TOTP_SECRET: totpSecret })
     try {
       // demo-api authenticates with the environment's secret (client_credentials, RFC 6749 §4.4).
       const token = await fetch(`${url}/token`, {
@@ -133,8 +157,10 @@ describe('devicegate serve --dev', () => {
     const out = proc.output()
     expect(out).toContain('(password from DEVICEGATE_DEMO_PASSWORD)')
     expect(out).toContain('(secret from DEVICEGATE_DEMO_CLIENT_SECRET)')
+    expect(out).toContain('(secret from DEVICEGATE_DEMO_TOTP_SECRET)')
     expect(out).not.toContain(password)
     expect(out).not.toContain(secret)
+    expect(out).not.toContain(totpSecret)
   })
 })
 

@@ -116,6 +116,65 @@ describe('console sign-in (local admin with password + TOTP)', () => {
   })
 })
 
+describe('NIST SP 800-63B-4 §2.2.3 console reauthentication: inactivity timeout and absolute lifetime', () => {
+  const IDLE = 1800
+  const LIFETIME = 4 * 3600
+  let s: ConsoleTestServer
+  beforeAll(async () => {
+    s = await startConsoleServer(undefined, undefined, undefined, { session_ttl_seconds: LIFETIME, idle_timeout_seconds: IDLE })
+  })
+  afterAll(async () => {
+    await s?.close()
+  })
+  const expiredOf = async (username: string) => {
+    await s.server.governance.audit?.flush()
+    return (await s.server.store.listAuditEvents({ limit: 10_000 })).filter((e) => e.type === 'session.expired' && e.subject === username)
+  }
+
+  it('keeps an active session past the inactivity timeout: each request moves the deadline', async () => {
+    const c = await s.signIn('vera')
+    for (let i = 0; i < 3; i++) {
+      s.clock.advance(IDLE - 60)
+      expect((await c.get('/console')).status).toBe(200)
+    }
+  })
+
+  it('ends a session after 30 minutes without a request: GET goes to sign-in, POST is 401, the end is audited once', async () => {
+    const c = await s.signIn('otto')
+    expect((await c.get('/console')).status).toBe(200)
+    s.clock.advance(IDLE)
+    const res = await c.get('/console/grants')
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/console/sign-in?next=%2Fconsole%2Fgrants')
+    const revoke = await c.post('/console/revoke', { kind: 'user', username: 'alice' })
+    expect(revoke.status).toBe(401)
+    expect(revoke.headers.get('www-authenticate')).toBe('Form realm="devicegate-console"')
+    const ended = await expiredOf('otto')
+    expect(ended).toHaveLength(1)
+    expect(ended[0]!.actor).toBe('system')
+    expect(JSON.parse(ended[0]!.details)).toMatchObject({ surface: 'console', reason: 'idle_timeout' })
+    // Signing in again works, with a new session.
+    await c.signIn('otto', await s.freshTotp())
+    expect((await c.get('/console')).status).toBe(200)
+  })
+
+  it('ends even an active session at its absolute lifetime, audited as lifetime_ended', async () => {
+    const c = await s.signIn('ada')
+    let elapsed = 0
+    while (elapsed + IDLE / 2 < LIFETIME) {
+      s.clock.advance(IDLE / 2)
+      elapsed += IDLE / 2
+      expect((await c.get('/console')).status, `after ${elapsed} s`).toBe(200)
+    }
+    s.clock.advance(LIFETIME - elapsed)
+    const res = await c.get('/console')
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toMatch(/^\/console\/sign-in/)
+    const ended = await expiredOf('ada')
+    expect(ended.map((e) => JSON.parse(e.details).reason)).toEqual(['lifetime_ended'])
+  })
+})
+
 describe('console roles are checked on the server for every action', () => {
   it('answers a viewer’s hand-made revoke POST with 403, revokes nothing and audits the refusal', async () => {
     const grantId = await t.seedGrant()

@@ -6,6 +6,7 @@
 import { decodeJwt } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
+import { sha256Hex } from '../src/system.js'
 import { DPOP_NONCE_SLOT_SECONDS } from '../src/protocol/dpop-nonce.js'
 import { dpopKey, makeProof, type DpopKey, type ProofOptions } from './support/dpop.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
@@ -284,6 +285,27 @@ describe('RFC 9449 §5 refresh tokens of confidential clients are not key-bound 
     expect(bearer.status).toBe(200)
     expect(bearer.json.token_type).toBe('Bearer')
     expect(decodeJwt(bearer.json.access_token).cnf).toBeUndefined()
+  })
+
+  it('records the family\'s current key as its latest access token\'s cnf.jkt (inventory, console, reviews, device retirement)', async () => {
+    const conf = { authorization: basic('conf', FIXTURE.confSecret) }
+    const flow = await approved({}, conf, 'conf')
+    const first = await postForm(tokenUrl(), { grant_type: DEVICE_GRANT, device_code: flow.device_code }, { ...conf, DPoP: await proof(k1) })
+    const grantId = (await t.server.store.findAccessTokenByHash(sha256Hex(first.json.access_token)))!.grantId
+    const family = async () => (await t.server.store.findGrant(grantId))!.dpopJkt
+    expect(await family()).toBe(k1.jkt)
+    const refresh = (token: string, dpop?: string) =>
+      postForm(tokenUrl(), { grant_type: 'refresh_token', refresh_token: token }, { ...conf, ...(dpop ? { DPoP: dpop } : {}) })
+    const again = await refresh(first.json.refresh_token, await proof(k1))
+    expect(await family()).toBe(k1.jkt)
+    const rotated = await refresh(again.json.refresh_token, await proof(k2))
+    expect(rotated.status).toBe(200)
+    expect(await family()).toBe(k2.jkt)
+    expect((await t.server.store.listGrantsByDpopJkt(k2.jkt)).map((g) => g.id)).toContain(grantId)
+    expect((await t.server.store.listGrantsByDpopJkt(k1.jkt)).map((g) => g.id)).not.toContain(grantId)
+    const bearer = await refresh(rotated.json.refresh_token)
+    expect(bearer.json.token_type).toBe('Bearer')
+    expect(await family()).toBeNull()
   })
 })
 

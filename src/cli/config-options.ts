@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { InvalidArgumentError, type Command } from 'commander'
+import { newTotpSecret } from '../verification/totp.js'
 import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides, type ResolveOptions } from '../config/load.js'
 import { StoreUnavailableError } from '../storage/store.js'
 
@@ -42,6 +43,8 @@ export function withConfigOptions(command: Command): Command {
 export interface DevSecrets {
   generatedPassword?: string
   generatedClientSecret?: string
+  /** The demo user's generated TOTP secret (base32), for an authenticator app. */
+  generatedTotpSecret?: string
 }
 
 /**
@@ -69,13 +72,17 @@ export async function configFromOptions(opts: ConfigOptions, resolveOptions: Res
   const envSecret = process.env[DEV_ENV.clientSecret]
   const password = envPassword || randomBytes(12).toString('base64url')
   const clientSecret = envSecret || randomBytes(24).toString('base64url')
-  const { file, env } = devConfigFile({ password, clientSecret })
+  const envTotp = process.env[DEV_ENV.totpSecret]
+  if (envTotp && !/^[A-Z2-7]{16,}=*$/i.test(envTotp)) throw new ConfigError(`${DEV_ENV.totpSecret}: expected a base32 TOTP secret of at least 16 characters`)
+  const totpSecret = envTotp || newTotpSecret()
+  const { file, env } = devConfigFile({ password, clientSecret, totpSecret })
   const config = await resolveConfig(file, overrides, env, resolveOptions)
   return {
     config,
     dev: {
       ...(envPassword ? {} : { generatedPassword: password }),
       ...(envSecret ? {} : { generatedClientSecret: clientSecret }),
+      ...(envTotp ? {} : { generatedTotpSecret: totpSecret }),
     },
   }
 }

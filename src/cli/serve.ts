@@ -51,6 +51,11 @@ export function registerServeCommand(program: Command): void {
           '  demo user:      demo' + (dev.generatedPassword ? `  password: ${dev.generatedPassword}` : '  (password from DEVICEGATE_DEMO_PASSWORD)'),
           '  public client:  demo-cli (device flow; scopes read write offline_access)',
           '  machine client: demo-api' + (dev.generatedClientSecret ? `  secret: ${dev.generatedClientSecret}` : '  (secret from DEVICEGATE_DEMO_CLIENT_SECRET)'),
+          `  console:        ${config.issuer}/console  (demo is a console admin: password + a TOTP code)`,
+          '  demo TOTP:      ' +
+            (dev.generatedTotpSecret
+              ? `secret ${dev.generatedTotpSecret}  (add it to an authenticator app: TOTP, SHA-1, 6 digits, 30 s)`
+              : '(secret from DEVICEGATE_DEMO_TOTP_SECRET)'),
           '',
           `  try: curl -s -d client_id=demo-cli -d "scope=read offline_access" ${config.issuer}/device_authorization`,
           `       then open ${config.issuer}/device in a browser, sign in as demo and approve.`,

@@ -1,6 +1,6 @@
 /**
  * The `console:` section of the configuration: who may use the governance console at
- * `/console` and how long its sessions last. Its own module so the main schema only references it.
+ * `/console` and how long its sessions last (absolute lifetime and inactivity timeout). Its own module so the main schema only references it.
  */
 import { z } from 'zod'
 
@@ -32,8 +32,19 @@ export const consoleSchema = z
       .object({ viewer: grantee, operator: grantee, admin: grantee })
       .strict()
       .prefault({}),
-    /** Absolute lifetime of a console session in seconds, 300–43200; then sign in again. Default: 1800. */
+    /**
+     * Absolute (overall) lifetime of a console session in seconds, 300–43200, counted from sign-in
+     * whatever the activity; then sign in again. NIST SP 800-63B-4 §2.2.3 (AAL2) asks for
+     * reauthentication at least once per 24 hours; the ceiling here is 12 hours. Default: 1800.
+     */
     session_ttl_seconds: z.number().int().min(300).max(43_200).default(1800),
+    /**
+     * Inactivity timeout of a console session in seconds, 60–43200: a session with no request for
+     * this long ends (the person is sent to sign in again, and `session.expired` is audited). Each
+     * request moves the deadline, never past the absolute lifetime. NIST SP 800-63B-4 §2.2.3 (AAL2)
+     * and the AAL2 "30 minutes of inactivity" of SP 800-63B §4.2.3. Default: 1800.
+     */
+    idle_timeout_seconds: z.number().int().min(60).max(43_200).default(1800),
   })
   .strict()
   .prefault({})
@@ -42,7 +53,10 @@ export const consoleSchema = z
 export interface ConsoleConfig {
   readonly enabled: boolean
   readonly roles: Readonly<Record<ConsoleRole, { readonly users: readonly string[]; readonly groups: readonly string[] }>>
+  /** Absolute session lifetime from sign-in, seconds. */
   readonly sessionTtlSeconds: number
+  /** Inactivity timeout, seconds. */
+  readonly idleTimeoutSeconds: number
 }
 
 /** Freezes the parsed `console:` section into {@link ConsoleConfig}. */
@@ -50,5 +64,5 @@ export function resolveConsoleConfig(c: z.infer<typeof consoleSchema>): ConsoleC
   const roles = Object.fromEntries(
     CONSOLE_ROLES.map((r) => [r, Object.freeze({ users: Object.freeze([...c.roles[r].users]), groups: Object.freeze([...c.roles[r].groups]) })]),
   ) as ConsoleConfig['roles']
-  return Object.freeze({ enabled: c.enabled, roles: Object.freeze(roles), sessionTtlSeconds: c.session_ttl_seconds })
+  return Object.freeze({ enabled: c.enabled, roles: Object.freeze(roles), sessionTtlSeconds: c.session_ttl_seconds, idleTimeoutSeconds: c.idle_timeout_seconds })
 }

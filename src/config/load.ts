@@ -330,19 +330,28 @@ export const DEV_EXAMPLE_API_RESOURCE = 'http://127.0.0.1:9090/'
 export const DEV_ENV = {
   password: 'DEVICEGATE_DEMO_PASSWORD',
   clientSecret: 'DEVICEGATE_DEMO_CLIENT_SECRET',
+  /** The demo user's TOTP secret (RFC 6238; base32), the second factor the console asks of a role. */
+  totpSecret: 'DEVICEGATE_DEMO_TOTP_SECRET',
 } as const
 
 /**
  * The `--dev` preset: SQLite in ./data, public client `demo-cli` (device_code + refresh_token;
  * read, write, offline_access), confidential client `demo-api` (client_credentials; may
- * introspect), user `demo`. Secrets come from {@link DEV_ENV} or are generated; generated ones are
- * returned so the CLI can show them once.
+ * introspect), user `demo`. With `totpSecret`, `demo` also has that TOTP second factor and the
+ * console's `admin` role, so a person trying devicegate locally can open every console page and
+ * try every action (the console asks a role holder for password and TOTP). Secrets come from
+ * {@link DEV_ENV} or are generated; generated ones are returned so the CLI can show them once.
  */
-export function devConfigFile(secrets: { password: string; clientSecret: string }): {
+export function devConfigFile(secrets: { password: string; clientSecret: string; totpSecret?: string }): {
   file: ConfigFile
   env: Record<string, string>
 } {
-  const env = { DEVICEGATE_DEV_DEMO_PASSWORD: secrets.password, DEVICEGATE_DEV_DEMO_CLIENT_SECRET: secrets.clientSecret }
+  const env: Record<string, string> = {
+    DEVICEGATE_DEV_DEMO_PASSWORD: secrets.password,
+    DEVICEGATE_DEV_DEMO_CLIENT_SECRET: secrets.clientSecret,
+    ...(secrets.totpSecret !== undefined ? { DEVICEGATE_DEV_DEMO_TOTP_SECRET: secrets.totpSecret } : {}),
+  }
+  const withTotp = secrets.totpSecret !== undefined
   const file = parseConfig({
     data_dir: './data',
     scopes: {
@@ -371,7 +380,17 @@ export function devConfigFile(secrets: { password: string; clientSecret: string 
         introspection: true,
       },
     ],
-    users: [{ username: 'demo', display_name: 'Demo User', password_env: 'DEVICEGATE_DEV_DEMO_PASSWORD' }],
+    users: [
+      {
+        username: 'demo',
+        display_name: 'Demo User',
+        password_env: 'DEVICEGATE_DEV_DEMO_PASSWORD',
+        ...(withTotp ? { mfa: { totp_secret_env: 'DEVICEGATE_DEV_DEMO_TOTP_SECRET' } } : {}),
+      },
+    ],
+    // Only in --dev: the demo user may look around the whole console (a local trial, not a
+    // deployment). The console asks a role holder for a second factor, hence only with TOTP.
+    ...(withTotp ? { console: { roles: { admin: { users: ['demo'] } } } } : {}),
   })
   return { file, env }
 }

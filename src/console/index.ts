@@ -6,7 +6,13 @@
  * - Sessions: an opaque cookie `dg_console` (HttpOnly, Secure, SameSite=Lax, Path=/console) whose
  *   SHA-256 — domain-separated with a `console:` prefix, so a verification-page cookie can never be
  *   used here nor the reverse — keys a row of the web session table. Absolute lifetime
- *   `console.session_ttl_seconds` (default 1800 s); rotated at sign-in (no fixation).
+ *   `console.session_ttl_seconds` (default 1800 s) and inactivity timeout
+ *   `console.idle_timeout_seconds` (default 1800 s), NIST SP 800-63B-4 §2.2.3: each request of a
+ *   signed-in session moves its expiry to now + idle timeout, never past sign-in + lifetime; a
+ *   request with an ended session is sent to sign in (GET) or refused 401, and the end is audited
+ *   once as `session.expired` with `reason` `idle_timeout` or `lifetime_ended` (recorded when the
+ *   browser comes back: a session never revisited is purged silently). Rotated at sign-in (no
+ *   fixation).
  * - Sign-in: local password + TOTP (RFC 6238) from the built-in user store; a person with a console
  *   role must complete the second factor; one without a role (My devices only) must too when they
  *   have enrolled one. Upstream sign-in plugs in through {@link ConsoleSignIn}.
@@ -37,6 +43,9 @@ import { isAllowed, roleOf, type ConsolePermission, type ConsoleRole } from './r
 
 /** Path prefix of the console. */
 export const CONSOLE_PREFIX = '/console'
+/** A signed-in session's expiry is rewritten only when it would move by more than this (seconds). */
+const IDLE_TOUCH_SECONDS = 60
+
 /** Name of the console session cookie. */
 export const CONSOLE_COOKIE = 'dg_console'
 
@@ -209,7 +218,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
           authTime: user === undefined ? null : now,
           mfaAt: mfa ? now : null,
           createdAt: now,
-          expiresAt: now + deps.config.sessionTtlSeconds,
+          expiresAt: now + Math.min(deps.config.idleTimeoutSeconds, deps.config.sessionTtlSeconds),
         }
         await deps.store.createWebSession(record)
         if (mfa) await deps.store.markWebSessionMfa(record.idHash, now)
@@ -265,10 +274,38 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
         const value = request.cookies[CONSOLE_COOKIE]
         if (value === undefined || value.length === 0 || value.length > 256) return undefined
         const now = deps.clock.nowSeconds()
-        const record = await deps.store.findWebSession(consoleSessionHash(value), now)
-        if (record === undefined || record.expiresAt <= now) return undefined
+        const idHash = consoleSessionHash(value)
+        const record = await deps.store.findWebSession(idHash, now)
+        if (record === undefined) {
+          await endExpiredSession(request, idHash, now)
+          return undefined
+        }
         const user = record.subject === null ? undefined : deps.users.get(record.subject)
+        if (record.subject !== null) {
+          // Sliding inactivity deadline, capped by the absolute lifetime. Written only when it moves
+          // by more than a minute, so a burst of requests costs one write.
+          const expiresAt = Math.min(now + deps.config.idleTimeoutSeconds, record.createdAt + deps.config.sessionTtlSeconds)
+          if (expiresAt - record.expiresAt > IDLE_TOUCH_SECONDS && (await deps.store.extendWebSession(idHash, expiresAt, now))) record.expiresAt = expiresAt
+        }
         return { record, user: user !== undefined && !user.disabled ? user : undefined }
+      }
+
+      /**
+       * Ends a signed-in session whose inactivity timeout or lifetime has passed: deletes it and
+       * audits `session.expired` once (the store hands an expired row to one caller only).
+       */
+      async function endExpiredSession(request: FastifyRequest, idHash: string, now: number): Promise<void> {
+        const ended = await deps.store.takeExpiredWebSession(idHash, now)
+        if (ended === undefined || ended.subject === null) return
+        const reason = ended.expiresAt >= ended.createdAt + deps.config.sessionTtlSeconds ? 'lifetime_ended' : 'idle_timeout'
+        deps.logger.info({ event: 'console.session_expired', subject: ended.subject, reason, ip: request.clientIp }, 'console session ended')
+        await deps.events.record({
+          type: 'session.expired',
+          actor: 'system',
+          subject: ended.subject,
+          ip: request.clientIp,
+          details: { surface: 'console', reason, signedInAt: ended.createdAt, expiredAt: ended.expiresAt },
+        })
       }
 
       const postGuard = createPostGuard(issuerOrigin)

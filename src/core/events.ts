@@ -35,6 +35,8 @@ export const EVENT_TYPES = [
   'review.round_closed',
   // governance console
   'session.signed_out',
+  /** A console session ended by its inactivity timeout or absolute lifetime (NIST SP 800-63B-4 §2.2.3). */
+  'session.expired',
   'anomaly.acknowledged',
   'policy.reloaded',
   'console.access_denied',

@@ -20,9 +20,9 @@ import type { JWK } from 'jose'
 import type { z } from 'zod'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
+import { findActiveAccessToken, parseAuthorizationHeader } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Store } from '../storage/store.js'
-import { sha256Hex } from '../system.js'
 import { ADMIN_ROUTES, buildOpenApiDocument, describeIssue, type AdminRouteSpec, type RevocationBody } from './admin-schemas.js'
 import type { AnomalyEngine } from './anomalies.js'
 import { exportLine } from './audit.js'
@@ -148,21 +148,21 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         }
       })
 
-      /** RFC 6750 bearer check against the store, as introspection judges tokens. */
+      /**
+       * RFC 6750 bearer check: the header parsed by the one parser of access-token headers
+       * (`parseAuthorizationHeader`), the token judged as introspection judges it
+       * (`findActiveAccessToken`). Only the Bearer scheme: DPoP-bound tokens are refused here.
+       */
       async function authenticate(request: FastifyRequest): Promise<Admin> {
-        const header = request.headers.authorization
-        const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header ?? '')
-        if (!m) {
-          // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent.
-          if (header === undefined) throw new OAuthError('invalid_token', 'an admin access token is required', { headers: { 'WWW-Authenticate': REALM } })
+        const credentials = parseAuthorizationHeader(request.headers.authorization)
+        // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent.
+        if (credentials === undefined) throw new OAuthError('invalid_token', 'an admin access token is required', { headers: { 'WWW-Authenticate': REALM } })
+        if (credentials === null || credentials.scheme !== 'bearer')
           throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>"', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_token"` } })
-        }
         const invalid = () => new OAuthError('invalid_token', 'the access token is not active', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_token"` } })
-        const record = await deps.store.findAccessTokenByHash(sha256Hex(m[1]!))
-        const now = deps.clock.nowSeconds()
-        if (record === undefined || record.revokedAt !== null || record.grantRevokedAt !== null || record.expiresAt <= now) throw invalid()
-        const client = deps.clients.get(record.clientId)
-        if (client === undefined || client.disabled || record.dpopJkt !== null) throw invalid()
+        const active = await findActiveAccessToken(credentials.token, deps)
+        if (active === undefined || active.record.dpopJkt !== null) throw invalid()
+        const { record } = active
         if (!record.scope.split(' ').includes(deps.scope))
           throw new OAuthError('insufficient_scope', `the "${deps.scope}" scope is required`, {
             headers: { 'WWW-Authenticate': `${REALM}, error="insufficient_scope", scope="${deps.scope}"` },

@@ -45,6 +45,23 @@ export interface PracticesReport {
 const PAGE = 5000
 
 /**
+ * The period over which a client's practices are judged when none is asked for: the last 90 days.
+ * One quarter, the cadence of a recurring access review, long enough that a tool used monthly
+ * shows up. Used by the console's People and apps page and the admin API's `/clients/practices`.
+ */
+export const PRACTICES_PERIOD_DAYS = 90
+
+/**
+ * The default practices period ending at `until`: `[until − 90 days, until)`.
+ *
+ * @param until Epoch seconds (usually now).
+ * @returns `since` and `until`, epoch seconds.
+ */
+export function defaultPracticesPeriod(until: number): { since: number; until: number } {
+  return { since: until - PRACTICES_PERIOD_DAYS * 86_400, until }
+}
+
+/**
  * Summarises same-device approvals and declared storage per client for `[since, until)`.
  */
 export async function summarizeClientPractices(

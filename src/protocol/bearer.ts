@@ -30,6 +30,54 @@ export interface AuthenticatedToken {
   scopes: readonly string[]
 }
 
+/** The credentials of an `Authorization` header that names an access token. */
+export interface AccessTokenCredentials {
+  /** `bearer` (RFC 6750 §2.1) or `dpop` (RFC 9449 §7.1); the scheme is case-insensitive on the wire. */
+  scheme: 'bearer' | 'dpop'
+  /** The access token, a `b64token` (RFC 6750 §2.1; RFC 9449 §7.1 uses the same syntax). */
+  token: string
+}
+
+/**
+ * Parses an `Authorization` request header carrying an access token: `Bearer <b64token>` (RFC
+ * 6750 §2.1) or `DPoP <b64token>` (RFC 9449 §7.1). The one parser of access-token headers of
+ * devicegate's own protected resources (userinfo, Shared Signals stream management, global token
+ * revocation, the admin API).
+ *
+ * @param header The raw header value, or undefined when the request had none.
+ * @returns `undefined` when the request carries no credentials (no header, or a blank one: RFC
+ *   6750 §3.1 then calls for a challenge without an error code); `null` when the header is
+ *   present but not one of the two forms (another scheme, no token, a token outside `b64token`,
+ *   or several tokens); otherwise the scheme (lower case) and the token.
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-2.1
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ */
+export function parseAuthorizationHeader(header: string | undefined): AccessTokenCredentials | null | undefined {
+  if (header === undefined || header.trim() === '') return undefined
+  const m = /^(Bearer|DPoP)\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header)
+  if (!m) return null
+  return { scheme: m[1]!.toLowerCase() as 'bearer' | 'dpop', token: m[2]! }
+}
+
+/**
+ * Looks up an access token and tells whether it is active exactly as introspection judges it
+ * (RFC 7662 §2.2): known, not revoked, its family not revoked, unexpired, and its client still
+ * configured and enabled. Does not look at sender constraint (`dpopJkt`) or scope.
+ *
+ * @param token The access token as presented (it is looked up by its SHA-256).
+ * @returns the record and its client, or undefined when the token is not active.
+ */
+export async function findActiveAccessToken(
+  token: string,
+  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients'>,
+): Promise<{ record: WithGrantState<AccessTokenRecord>; client: Client } | undefined> {
+  const record = await deps.store.findAccessTokenByHash(sha256Hex(token))
+  if (record === undefined || record.revokedAt !== null || record.grantRevokedAt !== null || record.expiresAt <= deps.clock.nowSeconds()) return undefined
+  const client = deps.clients.get(record.clientId)
+  if (client === undefined || client.disabled) return undefined
+  return { record, client }
+}
+
 /**
  * Checks the access token of a request to one of devicegate's own protected resources.
  *
@@ -52,21 +100,17 @@ export async function authenticateAccessToken(
 ): Promise<AuthenticatedToken> {
   const algs = DPOP_ALGS.join(' ')
   const challenge = (extra = '') => `Bearer realm="${options.realm}"${extra}, DPoP realm="${options.realm}", algs="${algs}"${extra}`
-  const header = request.authorization
-  if (header === undefined || header.trim() === '')
+  const credentials = parseAuthorizationHeader(request.authorization)
+  if (credentials === undefined)
     throw new OAuthError('invalid_token', 'an access token is required', { headers: { 'WWW-Authenticate': challenge() } })
-  const invalid = (description: string, detail?: string) =>
-    new OAuthError('invalid_token', description, { headers: { 'WWW-Authenticate': challenge(', error="invalid_token"') }, ...(detail ? { detail } : {}) })
-  const m = /^(Bearer|DPoP)\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header)
-  if (!m) throw invalid('use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"')
-  const scheme = m[1]!.toLowerCase()
-  const token = m[2]!
-  const record = await deps.store.findAccessTokenByHash(sha256Hex(token))
+  const invalid = (description: string) =>
+    new OAuthError('invalid_token', description, { headers: { 'WWW-Authenticate': challenge(', error="invalid_token"') } })
+  if (credentials === null) throw invalid('use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"')
+  const { scheme, token } = credentials
+  const active = await findActiveAccessToken(token, deps)
+  if (active === undefined) throw invalid('the access token is not active')
+  const { record, client } = active
   const now = deps.clock.nowSeconds()
-  if (record === undefined || record.revokedAt !== null || record.grantRevokedAt !== null || record.expiresAt <= now)
-    throw invalid('the access token is not active')
-  const client = deps.clients.get(record.clientId)
-  if (client === undefined || client.disabled) throw invalid('the access token is not active', 'client disabled or removed')
   if (scheme === 'bearer') {
     // RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused.
     if (record.dpopJkt !== null) throw invalid('the access token is bound to a DPoP key: use the DPoP scheme with a proof')

@@ -16,7 +16,7 @@
  */
 import type { FastifyReply } from 'fastify'
 import type { AdminApiExtension } from '../governance/admin-api.js'
-import { summarizeClientPractices } from '../governance/client-practices.js'
+import { defaultPracticesPeriod, summarizeClientPractices } from '../governance/client-practices.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
@@ -76,7 +76,7 @@ export function reviewsAdminRoutes(deps: { reviews: ReviewService; evidence: () 
       await authenticate(request)
       const q = request.query as Query
       const until = time(q.until, 'until') ?? deps.clock.nowSeconds()
-      const since = time(q.since, 'since') ?? until - 90 * 86_400
+      const since = time(q.since, 'since') ?? defaultPracticesPeriod(until).since
       if (since >= until) throw bad('"since" must be before "until"')
       return summarizeClientPractices(deps.store, { since, until })
     })

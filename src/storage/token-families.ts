@@ -17,6 +17,13 @@ export interface GrantRecord {
   deviceGrantId: string | null
   /** Refresh tokens of the family expire at this time, whatever the rotation. */
   expiresAt: number | null
+  /**
+   * The family's current DPoP key: the `cnf.jkt` (RFC 9449 §6) of its latest access token, null
+   * when that one is a bearer token. Set at issuance and moved at a refresh that binds the new
+   * access token to another key or to none (a confidential client rotating its key, RFC 9449 §5;
+   * a public client's unbound family bound by its first proof). Read by the inventory, console,
+   * reviews and compliance evidence, and by device retirement (`revokeGrantsByDpopJkt`).
+   */
   dpopJkt: string | null
   /** RFC 8707 resources the family may obtain tokens for; absent or empty = none (aud is the issuer). */
   resources?: readonly string[]
@@ -71,6 +78,17 @@ export interface TokenBundle {
   refreshToken?: RefreshTokenRecord
 }
 
+/** What replaces a rotated refresh token ({@link TokenFamilyStore.rotateRefreshToken}). */
+export interface RotatedTokens {
+  accessToken: AccessTokenRecord
+  refreshToken: RefreshTokenRecord
+  /**
+   * The family's new current DPoP key (the new access token's `cnf.jkt`, null = bearer), when it
+   * differs from the recorded one; absent: unchanged (the usual case, no extra write).
+   */
+  familyDpopJkt?: string | null
+}
+
 /** Outcome of {@link TokenFamilyStore.rotateRefreshToken}. */
 export type RotationResult =
   /** `retried`: the token had been rotated; this was a retry within the grace (see `RetryGrace`). */
@@ -114,11 +132,14 @@ export interface TokenFamilyStore {
    * transaction its unused successor is revoked, the new tokens replace it, and the result is
    * `{ ok: true, retried: true }` — concurrent retries race on one conditional update, so one wins.
    * Otherwise it yields `reused` and writes nothing (the caller revokes the family).
+   *
+   * With `next.familyDpopJkt` (given only when the key changes), the family's current key
+   * ({@link GrantRecord.dpopJkt}) is set to it in the same transaction as the new tokens.
    */
   rotateRefreshToken(
     oldTokenHash: string,
     now: number,
-    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    next: RotatedTokens,
     grace?: RetryGrace,
   ): Promise<RotationResult>
   /** Revokes a whole token family: every access and refresh token in it becomes inactive. */

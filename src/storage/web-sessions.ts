@@ -26,4 +26,18 @@ export interface WebSessionStore {
   deleteWebSession(idHash: string): Promise<void>
   /** Records that the session's user completed MFA at `now` (RFC 6238 TOTP). @returns false when the session is gone. */
   markWebSessionMfa(idHash: string, now: number): Promise<boolean>
+  /**
+   * Moves a live session's expiry to `expiresAt` (epoch seconds): the sliding inactivity deadline
+   * of the console (NIST SP 800-63B-4 §2.2.3). One conditional update: a session already expired
+   * at `now` stays expired.
+   *
+   * @returns false when the session is gone or expired.
+   */
+  extendWebSession(idHash: string, expiresAt: number, now: number): Promise<boolean>
+  /**
+   * Deletes a session that has expired at `now` (`expiresAt <= now`) and returns it, so its end
+   * can be recorded exactly once: one atomic delete, so of several concurrent callers at most one
+   * gets the record. A live or unknown session: undefined, nothing changed.
+   */
+  takeExpiredWebSession(idHash: string, now: number): Promise<WebSessionRecord | undefined>
 }

@@ -33,6 +33,26 @@ describeStoreContract('token families', (contract) => {
       expect(await store.findAccessTokenByHash(next.accessToken.tokenHash)).toBeDefined()
     })
 
+    it('moves the family\'s current DPoP key with the rotation only when asked (RFC 9449 §5 key rotation)', async () => {
+      const b = bundle()
+      b.grant.dpopJkt = 'jkt-first'
+      await store.issueTokens(b)
+      const same = nextTokens(b.grant.id)
+      await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, same)
+      expect((await store.findGrant(b.grant.id))!.dpopJkt).toBe('jkt-first')
+      const moved = { ...nextTokens(b.grant.id), familyDpopJkt: 'jkt-second' }
+      expect(await store.rotateRefreshToken(same.refreshToken.tokenHash, NOW + 20, moved)).toEqual({ ok: true, retried: false })
+      expect((await store.findGrant(b.grant.id))!.dpopJkt).toBe('jkt-second')
+      // A refused rotation (reuse) writes nothing, the key included.
+      expect(await store.rotateRefreshToken(same.refreshToken.tokenHash, NOW + 30, { ...nextTokens(b.grant.id), familyDpopJkt: 'jkt-thief' })).toEqual({
+        ok: false,
+        reason: 'reused',
+      })
+      expect((await store.findGrant(b.grant.id))!.dpopJkt).toBe('jkt-second')
+      await store.rotateRefreshToken(moved.refreshToken.tokenHash, NOW + 40, { ...nextTokens(b.grant.id), familyDpopJkt: null })
+      expect((await store.findGrant(b.grant.id))!.dpopJkt).toBeNull()
+    })
+
     it('reports reuse of a rotated token and writes nothing', async () => {
       const b = bundle()
       await store.issueTokens(b)

@@ -27,6 +27,8 @@ export async function startConsoleServer(
   storageUrl?: string,
   consoleSignIns?: CreateServerOptions['consoleSignIns'],
   consoleExtensions?: CreateServerOptions['consoleExtensions'],
+  /** Console session settings other than the fixture's (`session_ttl_seconds: 1800`). */
+  sessionSettings: { session_ttl_seconds?: number; idle_timeout_seconds?: number } = {},
 ): Promise<ConsoleTestServer> {
   const h = await hash(CONSOLE_PASSWORD)
   const device = ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']
@@ -48,6 +50,7 @@ export async function startConsoleServer(
     console: {
       roles: { viewer: { users: ['vera', 'nora'] }, operator: { users: ['otto'] }, admin: { groups: ['identity-admins'] } },
       session_ttl_seconds: 1800,
+      ...sessionSettings,
     },
     log_level: 'silent',
   })

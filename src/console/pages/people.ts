@@ -14,14 +14,12 @@
  * - `POST /console/devices/:jkt/retire`             (admin) retires it and revokes its key's grants.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { summarizeClientPractices } from '../../governance/client-practices.js'
+import { defaultPracticesPeriod, PRACTICES_PERIOD_DAYS, summarizeClientPractices } from '../../governance/client-practices.js'
 import { DeviceRegistryError, listDevices, registerDevice, retireDevice } from '../../governance/devices.js'
 import { actionButton, badge, csrf, field, html, page, time } from '../html.js'
 import type { ConsoleContext } from '../index.js'
 import { roleOf } from '../roles.js'
 
-/** The period of the clients' same-device share, in days (the admin API's default too). */
-const PRACTICES_DAYS = 90
 
 export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleContext): Promise<void> {
   const { deps } = ctx
@@ -34,7 +32,7 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
     const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
     // [since, until) ends after the current second, so an approval made this second counts.
     const until = deps.clock.nowSeconds() + 1
-    const practices = new Map((await summarizeClientPractices(deps.store, { since: until - PRACTICES_DAYS * 86_400, until })).clients.map((p) => [p.clientId, p]))
+    const practices = new Map((await summarizeClientPractices(deps.store, defaultPracticesPeriod(until))).clients.map((p) => [p.clientId, p]))
     const advised = deps.configuredClients.flatMap((c) => {
       const p = practices.get(c.id)
       return p?.advice === undefined ? [] : [{ client: c, advice: p.advice }]
@@ -59,7 +57,7 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
       }</tr>`
     })}</tbody></table>
 <h2 id="clients_h">Clients</h2>
-<table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Same-device approvals (${String(PRACTICES_DAYS)} days)</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Same-device approvals (${String(PRACTICES_PERIOD_DAYS)} days)</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
 <tbody>${deps.configuredClients.map((c) => {
       const s = state('client', c.id, c.disabled)
       const p = practices.get(c.id)

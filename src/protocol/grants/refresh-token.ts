@@ -147,7 +147,15 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // A public client's refresh token stays bound to its key, or is bound by its first proof.
   const refreshJkt = client.isConfidential ? null : (current.dpopJkt ?? input.dpopJkt)
   const refresh = mintRefreshToken({ ...claims, dpopJkt: refreshJkt, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
-  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record }, grace)
+  // The family's current key is its latest access token's (RFC 9449 §5: a confidential client
+  // may present a new key at refresh); recorded with the rotation only when it moved.
+  const keyMoved = family !== undefined && family.dpopJkt !== accessJkt
+  const rotated = await deps.store.rotateRefreshToken(
+    tokenHash,
+    now,
+    { accessToken: access.record, refreshToken: refresh.record, ...(keyMoved ? { familyDpopJkt: accessJkt } : {}) },
+    grace,
+  )
   if (!rotated.ok) {
     if (rotated.reason === 'reused') {
       // Lost a race with a concurrent rotation or retry by the same sender within the grace:

@@ -12,6 +12,7 @@ import type {
   RefreshTokenRecord,
   RetryGrace,
   RevocationsSince,
+  RotatedTokens,
   RotationResult,
   TokenBundle,
   TokenFamilyStore,
@@ -50,10 +51,13 @@ export class TokenWriter {
     if (tokens.refreshToken) await this.#refreshTokenInsert.execute(trx, refreshTokenRow(tokens.refreshToken))
   }
 
-  /** Writes the tokens that replace a rotated refresh token. */
-  async insertRotated(trx: Kysely<DevicegateDatabase>, next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord }): Promise<void> {
+  /** Writes the tokens that replace a rotated refresh token, and the family's new key if it moved. */
+  async insertRotated(trx: Kysely<DevicegateDatabase>, next: RotatedTokens): Promise<void> {
     await this.#accessTokenInsert.execute(trx, accessTokenRow(next.accessToken))
     await this.#refreshTokenInsert.execute(trx, refreshTokenRow(next.refreshToken))
+    // RFC 9449 §5: the key moved (rare): record the family's current key with its new tokens.
+    if (next.familyDpopJkt !== undefined)
+      await trx.updateTable('grants').set({ dpop_jkt: next.familyDpopJkt }).where('id', '=', next.accessToken.grantId).execute()
   }
 }
 
@@ -158,7 +162,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   rotateRefreshToken(
     oldTokenHash: string,
     now: number,
-    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    next: RotatedTokens,
     grace?: RetryGrace,
   ): Promise<RotationResult> {
     return this.#ctx.guard(async () => {
@@ -193,7 +197,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   async #retryRotation(
     old: WithGrantState<RefreshTokenRecord>,
     now: number,
-    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    next: RotatedTokens,
     grace: RetryGrace,
   ): Promise<boolean> {
     const previous = old.replacedBy

@@ -1,8 +1,20 @@
 /** Verification-page sessions on Kysely: the `web_sessions` table (see ../web-sessions.ts). */
-import type { Kysely } from 'kysely'
+import type { Kysely, Selectable } from 'kysely'
 import type { WebSessionRecord, WebSessionStore } from '../web-sessions.js'
 import type { KyselyContext } from './context.js'
-import type { DevicegateDatabase } from './tables.js'
+import type { DevicegateDatabase, WebSessionsTable } from './tables.js'
+
+function toRecord(row: Selectable<WebSessionsTable>): WebSessionRecord {
+  return {
+    idHash: row.id_hash,
+    csrfToken: row.csrf_token,
+    subject: row.subject,
+    authTime: row.auth_time,
+    ...(row.mfa_at !== null ? { mfaAt: row.mfa_at } : {}),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  }
+}
 
 export class KyselyWebSessionStore implements WebSessionStore {
   readonly #ctx: KyselyContext
@@ -41,17 +53,32 @@ export class KyselyWebSessionStore implements WebSessionStore {
         .where('id_hash', '=', idHash)
         .where('expires_at', '>', now)
         .executeTakeFirst()
-      return (
-        row && {
-          idHash: row.id_hash,
-          csrfToken: row.csrf_token,
-          subject: row.subject,
-          authTime: row.auth_time,
-          ...(row.mfa_at !== null ? { mfaAt: row.mfa_at } : {}),
-          createdAt: row.created_at,
-          expiresAt: row.expires_at,
-        }
-      )
+      return row && toRecord(row)
+    })
+  }
+
+  extendWebSession(idHash: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#ctx.guard(async () => {
+      const result = await this.#db
+        .updateTable('web_sessions')
+        .set({ expires_at: expiresAt })
+        .where('id_hash', '=', idHash)
+        .where('expires_at', '>', now)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    })
+  }
+
+  takeExpiredWebSession(idHash: string, now: number): Promise<WebSessionRecord | undefined> {
+    return this.#ctx.guard(async () => {
+      // DELETE … RETURNING: SQLite ≥ 3.35 and PostgreSQL; one statement, so one taker.
+      const row = await this.#db
+        .deleteFrom('web_sessions')
+        .where('id_hash', '=', idHash)
+        .where('expires_at', '<=', now)
+        .returningAll()
+        .executeTakeFirst()
+      return row && toRecord(row)
     })
   }
 

@@ -1,6 +1,7 @@
 /**
- * Migration `011_signals`: the tables of what leaves the server (signals) and the OpenID Connect
- * authentication context of device approvals.
+ * Migrations of signals (src/signals/): `011_signals`, the tables of what leaves the server and
+ * the OpenID Connect authentication context of device approvals. Bodies only: the order lives in
+ * ../migrations.ts.
  *
  * - `oidc_auth_context`: per device authorization, the `nonce` sent with it and, once redeemed,
  *   how the approver authenticated (`auth_time`, `amr`, `acr`), for ID Tokens, userinfo and
@@ -66,7 +67,7 @@ async function createTriggers(db: Kysely<any>): Promise<void> {
   }
 }
 
-export const signalsMigration: Migration = {
+export const signals: Migration = {
   async up(db: Kysely<any>): Promise<void> {
     const pg = isPostgres(db)
     await db.schema

@@ -1,0 +1,228 @@
+/**
+ * Migrations of the device flow and its tokens (src/core/, src/protocol/): device authorizations, token families, web sessions, rate counters, signing keys and server secrets, DPoP replay, trusted devices, refresh rotation, and the ephemeral state of several instances.
+ *
+ * Bodies only: the order lives in ../migrations.ts. Never edit a landed migration; append a new one.
+ */
+import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
+
+export const initial: Migration = {
+  // Kysely recommends `Kysely<any>` in migrations: they must not depend on today's types.
+  async up(db: Kysely<any>): Promise<void> {
+    // RFC 8628 §3.1–3.5: one row per device authorization request.
+    await db.schema
+      .createTable('device_grants')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('device_code_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('user_code', 'text', (c) => c.notNull().unique())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('interval_seconds', 'integer', (c) => c.notNull())
+      .addColumn('last_polled_at', 'bigint')
+      .addColumn('subject', 'text')
+      .addColumn('decided_at', 'bigint')
+      .addColumn('request_ip', 'text', (c) => c.notNull())
+      .addColumn('request_user_agent', 'text')
+      .addColumn('dpop_jkt', 'text')
+      // No foreign key: the grant row is written after this one is marked redeemed.
+      .addColumn('grant_id', 'text')
+      .execute()
+
+    // Token families (RFC 9700 §4.14.2). Revocation is judged here, through a join.
+    await db.schema
+      .createTable('grants')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text')
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint')
+      .addColumn('device_grant_id', 'text')
+      .addColumn('expires_at', 'bigint')
+      .addColumn('dpop_jkt', 'text')
+      .execute()
+    await db.schema.createIndex('grants_subject_idx').on('grants').column('subject').execute()
+    await db.schema.createIndex('grants_client_id_idx').on('grants').column('client_id').execute()
+
+    await db.schema
+      .createTable('access_tokens')
+      .addColumn('token_hash', 'text', (c) => c.primaryKey())
+      .addColumn('jti', 'text', (c) => c.notNull())
+      .addColumn('grant_id', 'text', (c) => c.notNull().references('grants.id'))
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text')
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('issued_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint')
+      .addColumn('format', 'text', (c) => c.notNull())
+      .addColumn('dpop_jkt', 'text')
+      .execute()
+    await db.schema
+      .createIndex('access_tokens_grant_id_idx')
+      .on('access_tokens')
+      .column('grant_id')
+      .execute()
+
+    await db.schema
+      .createTable('refresh_tokens')
+      .addColumn('token_hash', 'text', (c) => c.primaryKey())
+      .addColumn('id', 'text', (c) => c.notNull())
+      .addColumn('grant_id', 'text', (c) => c.notNull().references('grants.id'))
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text')
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('issued_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint')
+      .addColumn('rotated_at', 'bigint')
+      .addColumn('revoked_at', 'bigint')
+      .addColumn('dpop_jkt', 'text')
+      .execute()
+    await db.schema
+      .createIndex('refresh_tokens_grant_id_idx')
+      .on('refresh_tokens')
+      .column('grant_id')
+      .execute()
+
+    await db.schema
+      .createTable('web_sessions')
+      .addColumn('id_hash', 'text', (c) => c.primaryKey())
+      .addColumn('csrf_token', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text')
+      .addColumn('auth_time', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute()
+
+    // Fixed-window counters: one row per (key, window length, window start).
+    await db.schema
+      .createTable('rate_counters')
+      .addColumn('key', 'text', (c) => c.notNull())
+      .addColumn('window_seconds', 'integer', (c) => c.notNull())
+      .addColumn('window_start', 'bigint', (c) => c.notNull())
+      .addColumn('hits', 'integer', (c) => c.notNull())
+      // window_start + window_seconds, so purging is a plain range delete.
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('rate_counters_pk', ['key', 'window_seconds', 'window_start'])
+      .execute()
+
+    await db.schema
+      .createTable('signing_keys')
+      .addColumn('kid', 'text', (c) => c.primaryKey())
+      .addColumn('alg', 'text', (c) => c.notNull())
+      .addColumn('public_jwk', 'text', (c) => c.notNull())
+      .addColumn('private_jwk', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('retired_at', 'bigint')
+      .addColumn('publish_until', 'bigint')
+      .execute()
+
+    // RFC 9449 §11.1 replay cache.
+    await db.schema
+      .createTable('dpop_jtis')
+      .addColumn('jti', 'text', (c) => c.primaryKey())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .execute()
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    for (const table of [
+      'dpop_jtis',
+      'signing_keys',
+      'rate_counters',
+      'web_sessions',
+      'refresh_tokens',
+      'access_tokens',
+      'grants',
+      'device_grants',
+    ]) {
+      await db.schema.dropTable(table).ifExists().execute()
+    }
+  },
+}
+/**
+ * DPoP and audience restriction: server-wide secrets (the DPoP nonce key, RFC 9449
+ * §8), resource indicators on device grants, families and access tokens (RFC 8707), the trusted
+ * device registry keyed by DPoP key thumbprint (RFC 7638), and indexes for the revocation feed.
+ */
+export const dpopResourcesDevices: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema
+      .createTable('server_secrets')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('value', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute()
+    // RFC 8707 resource indicators, space-delimited absolute URIs (a URI has no spaces); null = none.
+    await db.schema.alterTable('device_grants').addColumn('resources', 'text').execute()
+    await db.schema.alterTable('grants').addColumn('resources', 'text').execute()
+    await db.schema.alterTable('access_tokens').addColumn('resources', 'text').execute()
+    await db.schema
+      .createTable('devices')
+      .addColumn('jkt', 'text', (c) => c.primaryKey())
+      .addColumn('label', 'text', (c) => c.notNull())
+      .addColumn('registered_at', 'bigint', (c) => c.notNull())
+      .addColumn('registered_by', 'text')
+      .addColumn('retired_at', 'bigint')
+      .execute()
+    await db.schema.createIndex('grants_dpop_jkt_idx').on('grants').column('dpop_jkt').execute()
+    await db.schema.createIndex('grants_revoked_at_idx').on('grants').column('revoked_at').execute()
+    await db.schema.createIndex('access_tokens_revoked_at_idx').on('access_tokens').column('revoked_at').execute()
+    await db.schema.createIndex('access_tokens_dpop_jkt_idx').on('access_tokens').column('dpop_jkt').execute()
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    for (const index of ['access_tokens_dpop_jkt_idx', 'access_tokens_revoked_at_idx', 'grants_revoked_at_idx', 'grants_dpop_jkt_idx'])
+      await db.schema.dropIndex(index).ifExists().execute()
+    await db.schema.dropTable('devices').ifExists().execute()
+    await db.schema.alterTable('access_tokens').dropColumn('resources').execute()
+    await db.schema.alterTable('grants').dropColumn('resources').execute()
+    await db.schema.alterTable('device_grants').dropColumn('resources').execute()
+    await db.schema.dropTable('server_secrets').ifExists().execute()
+  },
+}
+/**
+ * Refresh retries (RFC 9700 §4.14.2 with a rotation leeway): who rotated a refresh token
+ * (`rotated_jkt`, the DPoP key of that request) and the token that replaced it (`replaced_by`),
+ * so a sender-constrained retry within the grace period is recognised and answered instead of
+ * being taken for reuse.
+ */
+export const refreshRotationGrace: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    // One column per statement: SQLite's ALTER TABLE adds one at a time.
+    await db.schema.alterTable('refresh_tokens').addColumn('rotated_jkt', 'text').execute()
+    await db.schema.alterTable('refresh_tokens').addColumn('replaced_by', 'text').execute()
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('refresh_tokens').dropColumn('replaced_by').execute()
+    await db.schema.alterTable('refresh_tokens').dropColumn('rotated_jkt').execute()
+  },
+}
+/**
+ * Ephemeral state of several instances off the durable commit path (`ephemeral.ts`), PostgreSQL
+ * only (SQLite keeps poll times in the process, and its commits are cheap): the RFC 8628 §3.5
+ * poll times get their own UNLOGGED table, and the RFC 9449 §11.1 `dpop_jtis` become UNLOGGED.
+ * Writes to UNLOGGED tables skip the WAL and so wait for no flush; PostgreSQL empties them after
+ * a crash and does not replicate them (README "Ephemeral state" says what that loses).
+ */
+export const ephemeralUnlogged: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return
+    // The statement's text (its inner indentation too) is pinned byte for byte by
+    // test/migrations-list.test.ts: landed migrations must run the SQL they always ran.
+    await sql`create unlogged table device_poll_times (
+        id text primary key,
+        last_polled_at bigint not null,
+        interval_seconds integer not null,
+        too_fast boolean not null,
+        expires_at bigint not null
+      )`.execute(db)
+    await sql`create index device_poll_times_expires_at_idx on device_poll_times (expires_at)`.execute(db)
+    await sql`alter table dpop_jtis set unlogged`.execute(db)
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return
+    await sql`alter table dpop_jtis set logged`.execute(db)
+    await sql`drop table if exists device_poll_times`.execute(db)
+  },
+}
