@@ -84,17 +84,9 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
       })
     : undefined
 
-  // CAEP token-claims-change: a refresh whose scope the policy narrowed (refresh-token grant).
+  // Outbox rows are written with the changes themselves (triggers; the refresh grant writes
+  // token-claims-change in its rotating transaction): these events only say there is work.
   options.events.listen(async (event: DomainEvent) => {
-    if (event.type === 'token.refreshed' && event.details?.narrowedByPolicy === true) {
-      await store.appendSignalEvent({
-        type: 'token.claims_changed',
-        occurredAt: clock.nowSeconds(),
-        ref: event.grantId ?? null,
-        target: null,
-        payload: { claims: { scope: event.details.scope }, previousScope: event.details.previousScope ?? null },
-      })
-    }
     if (WAKING_EVENTS.has(event.type)) wake()
   })
 

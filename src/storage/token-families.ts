@@ -3,6 +3,7 @@
  * opaque) and their rotating refresh tokens — the `grants`, `access_tokens` and `refresh_tokens`
  * tables. Kysely implementation: `kysely/token-families.ts`.
  */
+import type { NewOutboxEvent } from './signals.js'
 
 /** A token family: everything issued from one authorization (RFC 9700 §4.14.2). */
 export interface GrantRecord {
@@ -114,11 +115,15 @@ export interface TokenFamilyStore {
    * transaction its unused successor is revoked, the new tokens replace it, and the result is
    * `{ ok: true, retried: true }` — concurrent retries race on one conditional update, so one wins.
    * Otherwise it yields `reused` and writes nothing (the caller revokes the family).
+   *
+   * `next.signal`, when given, is an outbox event (signals, e.g. CAEP token-claims-change)
+   * written in the rotating transaction: committed with the rotation or not at all. A retry
+   * within the grace writes none (the first rotation's event stands for the change).
    */
   rotateRefreshToken(
     oldTokenHash: string,
     now: number,
-    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord; signal?: NewOutboxEvent },
     grace?: RetryGrace,
   ): Promise<RotationResult>
   /** Revokes a whole token family: every access and refresh token in it becomes inactive. */

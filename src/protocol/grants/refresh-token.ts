@@ -147,7 +147,12 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // A public client's refresh token stays bound to its key, or is bound by its first proof.
   const refreshJkt = client.isConfidential ? null : (current.dpopJkt ?? input.dpopJkt)
   const refresh = mintRefreshToken({ ...claims, dpopJkt: refreshJkt, scope: current.scope, expiresAt: current.expiresAt ?? now + client.refreshTokenTtlSeconds }, deps)
-  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record }, grace)
+  // The CAEP token-claims-change is committed with the rotation (signals outbox), so a crash can
+  // neither lose it nor send it for a rotation that did not happen.
+  const signal = narrowedByPolicy
+    ? { type: 'token.claims_changed', occurredAt: now, ref: current.grantId, target: null, payload: { claims: { scope }, previousScope: asked } }
+    : undefined
+  const rotated = await deps.store.rotateRefreshToken(tokenHash, now, { accessToken: access.record, refreshToken: refresh.record, ...(signal ? { signal } : {}) }, grace)
   if (!rotated.ok) {
     if (rotated.reason === 'reused') {
       // Lost a race with a concurrent rotation or retry by the same sender within the grace:

@@ -49,6 +49,17 @@ function toDelivery(row: DevicegateDatabase['signal_deliveries']): DeliveryRecor
   }
 }
 
+/**
+ * Appends one event to the outbox on `db`, which may be a transaction of another aggregate (a
+ * refresh rotation writes its token-claims-change in the rotating transaction).
+ */
+export async function insertOutboxEvent(db: Kysely<DevicegateDatabase>, event: NewOutboxEvent): Promise<void> {
+  await db
+    .insertInto('signal_outbox')
+    .values({ type: event.type, occurred_at: event.occurredAt, ref: event.ref, target: event.target, payload: JSON.stringify(event.payload) } as never)
+    .execute()
+}
+
 /** Largest id list per statement (SQLite's bound-parameter limit is far above). */
 const CHUNK = 500
 
@@ -65,12 +76,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
   }
 
   appendSignalEvent(event: NewOutboxEvent): Promise<void> {
-    return this.#run(async (db) => {
-      await db
-        .insertInto('signal_outbox')
-        .values({ type: event.type, occurred_at: event.occurredAt, ref: event.ref, target: event.target, payload: JSON.stringify(event.payload) } as never)
-        .execute()
-    })
+    return this.#run((db) => insertOutboxEvent(db, event))
   }
 
   /** Reads a batch of pending rows and the rows they name (grants, devices, anomalies, audit events), a few queries per batch. */

@@ -19,6 +19,8 @@ import type {
 } from '../token-families.js'
 import type { KyselyContext } from './context.js'
 import { PreparedInsert, PreparedQuery } from './prepared.js'
+import { insertOutboxEvent } from './signals.js'
+import type { NewOutboxEvent } from '../signals.js'
 import {
   joinResources,
   splitResources,
@@ -158,7 +160,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   rotateRefreshToken(
     oldTokenHash: string,
     now: number,
-    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord },
+    next: { accessToken: AccessTokenRecord; refreshToken: RefreshTokenRecord; signal?: NewOutboxEvent },
     grace?: RetryGrace,
   ): Promise<RotationResult> {
     return this.#ctx.guard(async () => {
@@ -166,6 +168,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash, grace?.dpopJkt ?? null, next.refreshToken.id)
         if (rotatedRows.length === 0) return false
         await this.#writer.insertRotated(trx, next)
+        if (next.signal) await insertOutboxEvent(trx, next.signal)
         return true
       })
       if (rotated) return { ok: true, retried: false }
