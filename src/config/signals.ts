@@ -6,8 +6,22 @@ import { z } from 'zod'
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
 
-/** Outbox event types an endpoint may subscribe to. */
-export const WEBHOOK_EVENTS = ['grant.revoked', 'anomaly.raised', 'admin.action', 'device.retired', 'token.claims_changed'] as const
+/**
+ * Outbox event types an endpoint may subscribe to: the webhook's `type` (Standard Webhooks:
+ * full-stop delimited `<resource>.<what happened>`). The `review.*` types are the access-review
+ * events (issue 15 §1), so reviewers can be reminded through a webhook.
+ */
+export const WEBHOOK_EVENTS = [
+  'grant.revoked',
+  'anomaly.raised',
+  'admin.action',
+  'device.retired',
+  'token.claims_changed',
+  'review.round_opened',
+  'review.reminder_due',
+  'review.item_decided',
+  'review.round_closed',
+] as const
 
 export const signalsSchema = z
   .object({

@@ -44,7 +44,7 @@ export interface Signals {
 }
 
 /** Domain events after which the outbox has new rows (revocations, anomalies, admin actions). */
-const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided'])
+const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided', 'review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'])
 
 /** Starts the signals domain. The dispatcher runs when `signals.enabled`. */
 export async function startSignals(options: SignalsOptions): Promise<Signals> {
@@ -60,7 +60,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
     logger,
     handlers: [
       ssfStreamHandler({ issuer: config.issuer, keys: options.keys, clock, store, emailOf, pushTimeoutMs: s.delivery.timeoutMs }),
-      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs }),
+      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs, emailOf }),
     ],
     options: { pollIntervalMs: s.delivery.pollIntervalMs, baseBackoffMs: s.delivery.baseBackoffMs, maxBackoffMs: s.delivery.maxBackoffMs, pushTimeoutMs: s.delivery.timeoutMs },
   })

@@ -31,6 +31,8 @@ interface TriggerSpec {
   /** Condition on OLD/NEW. */
   when: string
   type: string
+  /** SQL for the type instead of the constant `type` (e.g. `NEW.type`). */
+  typeSql?: string
   occurredAt: string
   /** The changed row's key; the signals store reads the rest of the row when it fans the event out. */
   ref: string
@@ -51,10 +53,10 @@ function isPostgres(db: Kysely<any>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter
 }
 
-async function createTriggers(db: Kysely<any>): Promise<void> {
+async function createTriggers(db: Kysely<any>, specs: readonly TriggerSpec[]): Promise<void> {
   const pg = isPostgres(db)
-  for (const t of TRIGGERS) {
-    const insert = `INSERT INTO signal_outbox (type, occurred_at, ref) VALUES ('${t.type}', ${t.occurredAt}, ${t.ref});`
+  for (const t of specs) {
+    const insert = `INSERT INTO signal_outbox (type, occurred_at, ref) VALUES (${t.typeSql ?? `'${t.type}'`}, ${t.occurredAt}, ${t.ref});`
     if (pg) {
       await sql
         .raw(`CREATE OR REPLACE FUNCTION ${t.name}_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${insert} RETURN NULL; END $$`)
@@ -63,6 +65,14 @@ async function createTriggers(db: Kysely<any>): Promise<void> {
     } else {
       await sql.raw(`CREATE TRIGGER ${t.name} ${t.timing} ON ${t.table} FOR EACH ROW WHEN ${t.when} BEGIN ${insert} END`).execute(db)
     }
+  }
+}
+
+async function dropTriggers(db: Kysely<any>, specs: readonly TriggerSpec[]): Promise<void> {
+  const pg = isPostgres(db)
+  for (const t of specs) {
+    await sql.raw(`DROP TRIGGER IF EXISTS ${t.name}${pg ? ` ON ${t.table}` : ''}`).execute(db)
+    if (pg) await sql.raw(`DROP FUNCTION IF EXISTS ${t.name}_fn()`).execute(db)
   }
 }
 
@@ -135,15 +145,45 @@ export const signalsMigration: Migration = {
     await db.schema.createIndex('signal_deliveries_status_idx').on('signal_deliveries').columns(['destination_id', 'status', 'event_seq']).execute()
     await db.schema.createIndex('signal_deliveries_jti_idx').on('signal_deliveries').columns(['destination_id', 'jti']).unique().execute()
 
-    await createTriggers(db)
+    await createTriggers(db, TRIGGERS)
   },
   async down(db: Kysely<any>): Promise<void> {
-    const pg = isPostgres(db)
-    for (const t of TRIGGERS) {
-      await sql.raw(`DROP TRIGGER IF EXISTS ${t.name}${pg ? ` ON ${t.table}` : ''}`).execute(db)
-      if (pg) await sql.raw(`DROP FUNCTION IF EXISTS ${t.name}_fn()`).execute(db)
-    }
+    await dropTriggers(db, TRIGGERS)
     for (const table of ['signal_deliveries', 'signal_subjects', 'signal_destinations', 'signal_outbox', 'oidc_auth_context'])
       await db.schema.dropTable(table).ifExists().execute()
+  },
+}
+
+/**
+ * Audit events of access reviews that leave the server (issue 15 §1: reminders go out through
+ * the webhooks): a round opened, its reminder due, an item decided (by a reviewer or by the
+ * deadline's default action), a round closed. The outbox type is the audit type.
+ */
+export const REVIEW_SIGNAL_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'] as const
+
+const REVIEW_TRIGGERS: TriggerSpec[] = [
+  {
+    name: 'audit_review_signal',
+    table: 'audit_events',
+    timing: 'AFTER INSERT',
+    when: `NEW.type IN (${REVIEW_SIGNAL_TYPES.map((t) => `'${t}'`).join(', ')})`,
+    type: 'review.*',
+    typeSql: 'NEW.type',
+    occurredAt: 'NEW.time',
+    ref: 'CAST(NEW.seq AS TEXT)',
+  },
+]
+
+/**
+ * Migration `015_signals_review_events`: a trigger on `audit_events` writes an outbox row for
+ * every access-review event in {@link REVIEW_SIGNAL_TYPES}, in the transaction that writes the
+ * audit record (the same way as administrator actions, see `011_signals`).
+ */
+export const signalsReviewEventsMigration: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await createTriggers(db, REVIEW_TRIGGERS)
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await dropTriggers(db, REVIEW_TRIGGERS)
   },
 }

@@ -4,6 +4,7 @@
  */
 import { sql, type Kysely } from 'kysely'
 import type { DeliveryRecord, DeliveryStatus, DestinationKind, DestinationRecord, DestinationStatus, NewOutboxEvent, OutboxEvent, SignalOutboxStore, StreamSubjectRecord } from '../signals.js'
+import { REVIEW_SIGNAL_TYPES } from '../signals-migration.js'
 import type { KyselyContext } from './context.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -92,7 +93,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
       const grants = await byKey(refs(['grant.revoked', 'token.claims_changed']), (ids) => db.selectFrom('grants').select(['id', 'client_id', 'subject', 'scope', 'device_grant_id', 'dpop_jkt']).where('id', 'in', ids).execute(), (g) => g.id)
       const devices = await byKey(refs(['device.retired']), (ids) => db.selectFrom('devices').select(['jkt', 'label']).where('jkt', 'in', ids).execute(), (d) => d.jkt)
       const anomalies = await byKey(refs(['anomaly.raised']), (ids) => db.selectFrom('anomalies').selectAll().where('id', 'in', ids).execute(), (a) => a.id)
-      const audit = await byKey(refs(['admin.action']), (ids) => db.selectFrom('audit_events').selectAll().where('seq', 'in', ids.map(Number)).execute(), (e) => String(e.seq))
+      const audit = await byKey(refs(['admin.action', ...REVIEW_SIGNAL_TYPES]), (ids) => db.selectFrom('audit_events').selectAll().where('seq', 'in', ids.map(Number)).execute(), (e) => String(e.seq))
       return rows.map((r): OutboxEvent => {
         const base = { seq: num(r.seq), id: `evt_${r.seq}`, type: r.type, occurredAt: num(r.occurred_at), target: r.target }
         const stored = r.payload === null ? {} : parseObject(r.payload)
@@ -114,8 +115,12 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
             const e = audit.get(ref)
             return { ...base, clientId: e?.client_id ?? null, subject: e?.subject ?? null, grantId: e?.grant_id ?? null, payload: e ? { seq: num(e.seq), auditType: e.type, actor: e.actor, details: e.details } : { seq: Number(ref) } }
           }
-          default:
-            return { ...base, clientId: null, subject: null, grantId: null, payload: stored }
+          default: {
+            if (!(REVIEW_SIGNAL_TYPES as readonly string[]).includes(r.type)) return { ...base, clientId: null, subject: null, grantId: null, payload: stored }
+            // An access-review event: the audit record's facts (reviewers, campaign, counts, deadline).
+            const e = audit.get(ref)
+            return { ...base, clientId: e?.client_id ?? null, subject: e?.subject ?? null, grantId: e?.grant_id ?? null, payload: e ? { seq: num(e.seq), details: e.details } : { seq: Number(ref) } }
+          }
         }
       })
     })
