@@ -191,7 +191,9 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const storeOptions = { ...config.storagePool, ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}) }
   const store = options.store ?? (await openStore(config.storageUrl, storeOptions))
-  const keys = await KeyRing.open(store, config.signingAlg, clock, options.keyEncryption ?? (await openKeyEncryption(config, logger)))
+  // One key encryption seals private signing keys and the receivers' push secrets (signals).
+  const keyEncryption = options.keyEncryption ?? (await openKeyEncryption(config, logger))
+  const keys = await KeyRing.open(store, config.signingAlg, clock, keyEncryption)
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const geo = options.geo ?? (await openGeoLookup(config.geo))
@@ -232,7 +234,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
-  const signals = await startSignals({ config, store, keys, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
+  const signals = await startSignals({ config, store, keys, secrets: keyEncryption, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
   // Access reviews and the compliance report: admin API routes and the review scheduler.
   const reviews = startReviews({
     config,

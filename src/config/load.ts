@@ -372,6 +372,8 @@ export function devConfigFile(secrets: { password: string; clientSecret: string 
       },
     ],
     users: [{ username: 'demo', display_name: 'Demo User', password_env: 'DEVICEGATE_DEV_DEMO_PASSWORD' }],
+    // Receivers and webhooks of a development machine listen on localhost.
+    signals: { allow_private_endpoints: true },
   })
   return { file, env }
 }

@@ -15,6 +15,7 @@ import type { KeyRing } from '../protocol/keys.js'
 import type { Store } from '../storage/store.js'
 import { SignalDispatcher } from './dispatcher.js'
 import { registerSignalsRoutes } from './http.js'
+import { sealStoredSecrets, type SecretSealer } from './secrets.js'
 import { StreamService } from './ssf/streams.js'
 import { ssfStreamHandler } from './ssf/transmitter.js'
 import { syncWebhookDestinations, webhookDestinationId, webhookHandler, type WebhookEndpoint } from './webhooks.js'
@@ -24,6 +25,8 @@ export interface SignalsOptions {
   config: Config
   store: Store
   keys: KeyRing
+  /** Seals the receivers' push `authorization_header`s (the key encryption of signing keys). */
+  secrets: SecretSealer
   clock: Clock
   random: Random
   logger: Logger
@@ -52,6 +55,11 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
   const s = config.signals
   const endpoints = new Map<string, WebhookEndpoint>(s.webhooks.map((w) => [webhookDestinationId(w.id), { ...w }]))
   await syncWebhookDestinations(store, endpoints.values(), clock.nowSeconds())
+  // Push secrets a migration left in plaintext are sealed before anything is pushed.
+  const sealing = await sealStoredSecrets(store, options.secrets)
+  if (sealing.sealed > 0) logger.info({ streams: sealing.sealed }, 'sealed Shared Signals push authorization headers at rest')
+  if (sealing.failed.length > 0) logger.warn({ streamIds: sealing.failed }, 'Shared Signals push authorization headers that do not open with the configured key-encryption keys')
+  const endpointPolicy = { allowHttp: s.ssf.allowHttpPush, allowPrivate: s.allowPrivateEndpoints }
   const emailOf = (username: string) => options.users.get(username)?.email
   const dispatcher = new SignalDispatcher({
     store,
@@ -59,8 +67,8 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
     random: options.random,
     logger,
     handlers: [
-      ssfStreamHandler({ issuer: config.issuer, keys: options.keys, clock, store, emailOf, pushTimeoutMs: s.delivery.timeoutMs }),
-      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs, emailOf }),
+      ssfStreamHandler({ issuer: config.issuer, keys: options.keys, clock, store, emailOf, pushTimeoutMs: s.delivery.timeoutMs, secrets: options.secrets, endpointPolicy }),
+      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs, emailOf, endpointPolicy }),
     ],
     options: { pollIntervalMs: s.delivery.pollIntervalMs, baseBackoffMs: s.delivery.baseBackoffMs, maxBackoffMs: s.delivery.maxBackoffMs, pushTimeoutMs: s.delivery.timeoutMs },
   })
@@ -74,6 +82,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
           issuer: config.issuer,
           maxStreamsPerReceiver: s.ssf.maxStreamsPerReceiver,
           allowHttpPush: s.ssf.allowHttpPush,
+          allowPrivateEndpoints: s.allowPrivateEndpoints,
           minVerificationIntervalSeconds: s.ssf.minVerificationIntervalSeconds,
           longPollSeconds: s.ssf.longPollSeconds,
         },
@@ -81,6 +90,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
           await dispatcher.fanOut()
         },
         wake,
+        secrets: options.secrets,
       })
     : undefined
 

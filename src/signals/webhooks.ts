@@ -10,6 +10,10 @@
  * Receivers verify with any Standard Webhooks library and refuse stale timestamps.
  *
  * Secrets come from environment variables, are kept in memory only and never logged or stored.
+ * URLs are checked at every delivery like SSF push endpoints (`endpoint-guard.ts`: no loopback,
+ * private, link-local or metadata address, also after DNS changes) unless the operator sets
+ * `allow_private_network: true` on the endpoint (an internal SIEM) or
+ * `signals.allow_private_endpoints`; the configuration refuses a private IP literal up front.
  * An endpoint that has failed for longer than its `pause_after_seconds` is paused (status
  * `paused`, audit event `webhook.paused`); its deliveries wait until an operator resumes it.
  * @see https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
@@ -19,6 +23,7 @@ import { WEBHOOK_EVENTS } from '../config/signals.js'
 import type { EventSink } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import type { DestinationHandler, PushOutcome } from './dispatcher.js'
+import { failureOf, postToEndpoint, type EndpointPolicy } from './endpoint-guard.js'
 import type { DestinationRecord, OutboxEvent, SignalOutboxStore } from '../storage/store.js'
 
 /** Event types webhooks can subscribe to (`signals.webhooks[].events`). */
@@ -35,6 +40,8 @@ export interface WebhookEndpoint {
   events: readonly WebhookEventType[]
   /** Failing longer than this pauses the endpoint, seconds. */
   pauseAfterSeconds: number
+  /** The operator allows this endpoint on a private network (`allow_private_network`). */
+  allowPrivateNetwork: boolean
 }
 
 /** The destination id of a configured endpoint. */
@@ -141,6 +148,8 @@ export function webhookHandler(deps: {
   pushTimeoutMs: number
   /** A user's e-mail address, when known (reviewers in access-review webhooks). */
   emailOf?: (username: string) => string | undefined
+  /** Which endpoints may be reached, checked at every delivery (`endpoint-guard.ts`). */
+  endpointPolicy: EndpointPolicy
 }): DestinationHandler {
   const endpointOf = (d: DestinationRecord) => deps.endpoints.get(d.id)
   return {
@@ -156,23 +165,24 @@ export function webhookHandler(deps: {
       if (!endpoint) return { ok: false, permanent: false, error: 'endpoint no longer configured' }
       const timestamp = deps.clock.nowSeconds()
       try {
-        const res = await fetch(endpoint.url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'webhook-id': delivery.jti,
-            'webhook-timestamp': String(timestamp),
-            'webhook-signature': signWebhook(endpoint.secret, delivery.jti, timestamp, delivery.payload),
+        const res = await postToEndpoint(
+          endpoint.url,
+          {
+            headers: {
+              'content-type': 'application/json',
+              'webhook-id': delivery.jti,
+              'webhook-timestamp': String(timestamp),
+              'webhook-signature': signWebhook(endpoint.secret, delivery.jti, timestamp, delivery.payload),
+            },
+            body: delivery.payload,
+            timeoutMs: deps.pushTimeoutMs,
           },
-          body: delivery.payload,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(deps.pushTimeoutMs),
-        })
-        await res.body?.cancel().catch(() => {})
+          { allowHttp: deps.endpointPolicy.allowHttp, allowPrivate: deps.endpointPolicy.allowPrivate || endpoint.allowPrivateNetwork },
+        )
         // Standard Webhooks: any 2xx is success; everything else is retried.
         return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, permanent: false, error: `HTTP ${res.status}` }
       } catch (err) {
-        return { ok: false, permanent: false, error: (err as Error).name === 'TimeoutError' ? 'timeout' : `network error: ${(err as Error).message}`.slice(0, 200) }
+        return { ok: false, permanent: false, error: failureOf(err) }
       }
     },
     async afterFailure(destination, failingForSeconds) {

@@ -35,7 +35,7 @@
  * A new domain appends its own migration at the end and adds its line here.
  */
 import { Migrator, PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely'
-import { signalsMigration, signalsReviewEventsMigration } from './signals-migration.js'
+import { signalsMigration, signalsReviewEventsMigration, signalsSecretsMigration } from './signals-migration.js'
 
 /** All migrations in order. Keys sort lexicographically; Kysely applies them in that order. */
 export const migrations: Record<string, Migration> = {
@@ -599,6 +599,7 @@ export const migrations: Record<string, Migration> = {
     },
   },
   '015_signals_review_events': signalsReviewEventsMigration,
+  '016_signals_secrets': signalsSecretsMigration,
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

@@ -187,3 +187,37 @@ export const signalsReviewEventsMigration: Migration = {
     await dropTriggers(db, REVIEW_TRIGGERS)
   },
 }
+
+/**
+ * Migration `016_signals_secrets`: an SSF push stream's `authorization_header` leaves the
+ * stream's `config` JSON for its own column, `signal_destinations.secret`, which holds it only
+ * sealed (AES-256-GCM under the key-encryption key, like private signing keys). The migration
+ * has no key, so it moves an existing header as `plain:<value>`; the first start with a key
+ * seals it (one compare-and-set per row, `signals/secrets.ts`), as older plaintext signing keys
+ * are sealed.
+ */
+export const signalsSecretsMigration: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('signal_destinations').addColumn('secret', 'text').execute()
+    const rows = (await db.selectFrom('signal_destinations').select(['id', 'config']).where('kind', '=', 'ssf_stream').execute()) as { id: string; config: string }[]
+    for (const row of rows) {
+      let config: Record<string, unknown>
+      try {
+        config = JSON.parse(row.config) as Record<string, unknown>
+      } catch {
+        continue
+      }
+      if (!('authorizationHeader' in config)) continue
+      const { authorizationHeader, ...rest } = config
+      await db
+        .updateTable('signal_destinations')
+        .set({ config: JSON.stringify(rest), secret: typeof authorizationHeader === 'string' && authorizationHeader.length > 0 ? `plain:${authorizationHeader}` : null })
+        .where('id', '=', row.id)
+        .execute()
+    }
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    // Sealed headers cannot be put back without the key: streams lose them (receivers set them again).
+    await db.schema.alterTable('signal_destinations').dropColumn('secret').execute()
+  },
+}

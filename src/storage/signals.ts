@@ -61,6 +61,13 @@ export interface DestinationRecord {
   nextAttemptAtMs: number
   /** Start of the current run of failed attempts (epoch seconds), or null. */
   failingSince: number | null
+  /**
+   * A secret the destination needs (an SSF push stream's `authorization_header`), sealed by the
+   * signals domain with the server's key encryption (`signals/secrets.ts`) before the store sees
+   * it; `plain:`-prefixed plaintext only between migration `016_signals_secrets` and the first
+   * start with a key-encryption key. Null or absent: none. Never part of `config`.
+   */
+  secret?: string | null
 }
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'acknowledged' | 'rejected'
@@ -104,8 +111,14 @@ export interface SignalOutboxStore {
   createSignalDestination(record: DestinationRecord): Promise<void>
   findSignalDestination(id: string): Promise<DestinationRecord | undefined>
   listSignalDestinations(filter: { kind?: DestinationKind; owner?: string }): Promise<DestinationRecord[]>
-  /** Changes configuration and/or status. @returns false when unknown. */
-  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean>
+  /** Changes configuration, secret and/or status. @returns false when unknown. */
+  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; secret?: string | null; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean>
+  /**
+   * Replaces a destination's stored secret only while it still equals `expected` (one
+   * conditional UPDATE): sealing plaintext after the migration, re-sealing after a KEK rotation.
+   * @returns whether the row changed.
+   */
+  replaceSignalDestinationSecret(id: string, expected: string, next: string): Promise<boolean>
   /** Deletes a destination with its subjects and deliveries. @returns false when unknown. */
   deleteSignalDestination(id: string): Promise<boolean>
 

@@ -32,6 +32,7 @@ function toDestination(row: DevicegateDatabase['signal_destinations']): Destinat
     updatedAt: num(row.updated_at),
     nextAttemptAtMs: num(row.next_attempt_at_ms),
     failingSince: numOrNull(row.failing_since),
+    secret: row.secret ?? null,
   }
 }
 
@@ -172,6 +173,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
           failing_since: r.failingSince,
           lease_owner: null,
           lease_until_ms: 0,
+          secret: r.secret ?? null,
         })
         .execute()
     })
@@ -193,13 +195,14 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
     })
   }
 
-  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean> {
+  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; secret?: string | null; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean> {
     return this.#run(async (db) => {
       const result = await db
         .updateTable('signal_destinations')
         .set({
           updated_at: now,
           ...(patch.config !== undefined ? { config: JSON.stringify(patch.config) } : {}),
+          ...(patch.secret !== undefined ? { secret: patch.secret } : {}),
           ...(patch.status !== undefined ? { status: patch.status } : {}),
           ...(patch.statusReason !== undefined ? { status_reason: patch.statusReason } : {}),
           // Re-enabling a paused destination makes it due now and starts a fresh failing run.
@@ -208,6 +211,13 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
         .where('id', '=', id)
         .executeTakeFirst()
       return Number(result.numUpdatedRows) > 0
+    })
+  }
+
+  replaceSignalDestinationSecret(id: string, expected: string, next: string): Promise<boolean> {
+    return this.#run(async (db) => {
+      const result = await db.updateTable('signal_destinations').set({ secret: next }).where('id', '=', id).where('secret', '=', expected).executeTakeFirst()
+      return Number(result.numUpdatedRows) === 1
     })
   }
 
