@@ -139,10 +139,13 @@ async function checkHost(hostname: string, what: string, resolveAll: ResolveAll)
   return addresses
 }
 
-/** A `lookup` for node:http(s) that refuses non-public addresses (checked at connect time). */
-function guardedLookup(resolveAll: ResolveAll): LookupFunction {
+/**
+ * A `lookup` for node:http(s) through `resolveAll`; with `check`, it refuses non-public addresses
+ * (at connect time, so the address connected to is one that was checked).
+ */
+function guardedLookup(resolveAll: ResolveAll, check: boolean): LookupFunction {
   return (hostname, options, callback) => {
-    checkHost(hostname, 'the endpoint', resolveAll).then(
+    ;(check ? checkHost(hostname, 'the endpoint', resolveAll) : resolveAll(hostname)).then(
       (addresses) => {
         const wanted = options.family === 4 || options.family === 6 ? addresses.filter((a) => a.family === options.family) : addresses
         if (options.all) (callback as unknown as (err: null, addresses: LookupAddress[]) => void)(null, wanted)
@@ -185,7 +188,7 @@ export async function postToEndpoint(
         method: 'POST',
         headers: { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) },
         signal,
-        ...(policy.allowPrivate || literal ? {} : { lookup: guardedLookup(resolveAll) }),
+        ...(literal ? {} : { lookup: guardedLookup(resolveAll, !policy.allowPrivate) }),
       },
       (res) => {
         let text = ''
