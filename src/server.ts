@@ -290,9 +290,9 @@ export async function createServer(config: Config, options: CreateServerOptions 
     : []
   const metadata = {
     ...buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
-    // draft-parecki-oauth-global-token-revocation §4: where the endpoint is and how to authenticate.
+    // draft-parecki-oauth-global-token-revocation-06 §6: where the endpoint is and how to authenticate (IANA access token types).
     ...(config.signals.globalRevocation.enabled
-      ? { global_token_revocation_endpoint: config.issuer + GLOBAL_REVOCATION_PATH, global_token_revocation_endpoint_auth_methods_supported: ['bearer'] }
+      ? { global_token_revocation_endpoint: config.issuer + GLOBAL_REVOCATION_PATH, global_token_revocation_endpoint_auth_methods_supported: ['Bearer', 'DPoP'] }
       : {}),
   }
   const app = await buildApp({

@@ -119,7 +119,8 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
           throw new OAuthError('insufficient_scope', 'global token revocation needs a confidential client\'s own token', {
             headers: { 'WWW-Authenticate': `Bearer realm="devicegate", error="insufficient_scope", scope="${global.scope}"` },
           })
-        if (request.body === undefined && !String(request.headers['content-type'] ?? '').startsWith('application/json'))
+        // Draft §3.1: the parameters are an application/json body (a form or no body is malformed).
+        if (!/^application\/json\s*(;|$)/i.test(String(request.headers['content-type'] ?? '')))
           throw new OAuthError('invalid_request', 'the body must be application/json')
         await handleGlobalRevocation(request.body, caller, request.clientIp, global)
         deps.wake()

@@ -115,15 +115,27 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
             scope: s.globalRevocation.scope,
             issuer: config.issuer,
             events: options.events,
-            async findUser(by) {
-              if (by.email !== undefined) {
-                const email = by.email.toLowerCase()
-                return users.find((u) => u.email?.toLowerCase() === email)?.username
+            async findSubjects(by) {
+              // A person devicegate knows: configured, in the people store, or still holding tokens.
+              const known = async (id: string) =>
+                options.users.get(id) !== undefined || (await store.findPerson(id)) !== undefined || (await store.countGrants({ subject: id, revoked: false })) > 0
+              if ('issuer' in by) {
+                if (by.issuer === config.issuer) return (await known(by.sub)) ? [by.sub] : []
+                // The person's subject at an upstream identity provider (draft §3.2).
+                const person = await store.findPersonByUpstream(by.issuer, by.sub)
+                return person ? [person.id] : []
               }
-              const username = by.username!
-              if (options.users.get(username) !== undefined) return username
-              // A user no longer configured may still hold tokens.
-              return (await options.store.countGrants({ subject: username, revoked: false })) > 0 ? username : undefined
+              const people = await store.listPeople()
+              if ('email' in by) {
+                // Every account with the address: a security tool naming it wants each one signed out.
+                const email = by.email.toLowerCase()
+                const ids = new Set(users.filter((u) => u.email?.toLowerCase() === email).map((u) => u.username))
+                for (const p of people) if (p.email?.toLowerCase() === email) ids.add(p.id)
+                return [...ids]
+              }
+              if (await known(by.id)) return [by.id]
+              const login = by.id.toLowerCase()
+              return people.filter((p) => p.status !== 'deleted' && p.userName.toLowerCase() === login).map((p) => p.id)
             },
             async revokeUser(subject, actor, ip) {
               const result = await options.revocation.revoke({ kind: 'user', subject }, { actor, ip, reason: 'global_token_revocation' })
