@@ -50,6 +50,23 @@ export const REDACT_PATHS = [
   '*.client_secret',
   '*.password',
   '*.token',
+  // Signals: a receiver's push credential (SSF 1.0 §8.1.1 `authorization_header`, in a stream
+  // request body or the stream's config), webhook secrets and signatures, and SET contents (RFC
+  // 8935 push bodies, RFC 8936 poll `sets`, outbox delivery payloads), wherever they are logged.
+  'authorization_header',
+  '*.authorization_header',
+  '*.*.authorization_header',
+  '*.authorizationHeader',
+  '*.authorization',
+  'secret',
+  '*.secret',
+  'req.headers["webhook-signature"]',
+  '*["webhook-signature"]',
+  'sets',
+  '*.sets',
+  '*.set',
+  'payload',
+  '*.payload',
 ]
 
 /** Creates the pino logger with secrets redacted and query strings (which may carry a user code) dropped. */

@@ -66,11 +66,18 @@ describe('SSF push authorization_header at rest (SSF 1.0 §8.1.1, RFC 8935 §2)'
       // A JWE (dir + A256GCM) naming the KEK and bound to this stream.
       expect(decodeProtectedHeader(row!.secret!)).toMatchObject({ alg: 'dir', enc: 'A256GCM', kid: expect.any(String), dg_sig_kid: `ssf_stream:${row!.id}:authorization_header` })
 
-      await deviceLogin(t.url)
-      const revoke = await json(`${t.url}/ssf/verify`, 'POST', as, { stream_id: created.body.stream_id, state: 'x' })
-      expect(revoke.status).toBe(204)
+      // The first attempt fails (503): the retry is logged, without the header or the SET.
+      receiver.failNext = 1
+      const verify = await json(`${t.url}/ssf/verify`, 'POST', as, { stream_id: created.body.stream_id, state: 'x' })
+      expect(verify.status).toBe(204)
       await receiver.waitFor(1)
-      expect(receiver.authorizations).toContain(HEADER)
+      expect(receiver.authorizations).toEqual([HEADER, HEADER])
+      expect(logs).toContain('signal push failed; will retry')
+      const db = new Database(file, { readonly: true })
+      const sets = (db.prepare('SELECT payload FROM signal_deliveries').all() as { payload: string }[]).map((r) => r.payload)
+      db.close()
+      expect(sets.length).toBeGreaterThan(0)
+      for (const set of sets) expect(logs).not.toContain(set.split('.')[1]!)
       // A PATCH without the header keeps it; one that changes the endpoint drops it.
       await json(`${t.url}/ssf/stream`, 'PATCH', as, { stream_id: created.body.stream_id, description: 'kept' })
       expect(rows(file)[0]!.secret).toBe(row!.secret)
@@ -198,5 +205,20 @@ describe('push endpoints must not reach internal hosts (SSRF guard)', () => {
     expect(() => parseConfig({ signals: { webhooks: [hook] } })).toThrow(/allow_private_network/)
     expect(() => parseConfig({ signals: { webhooks: [{ ...hook, allow_private_network: true }] } })).not.toThrow()
     expect(() => parseConfig({ signals: { webhooks: [{ ...hook, url: 'https://siem.example/hook' }] } })).not.toThrow()
+  })
+})
+
+describe('signals secrets never reach the logs (pino redaction)', () => {
+  it('redacts push authorization headers, webhook secrets and signatures, and SET contents wherever they are logged', () => {
+    let out = ''
+    const logger = createLogger('debug', new Writable({ write: (c, _e, done) => ((out += String(c)), done()) }))
+    const set = 'eyJhbGciOiJFUzI1NiJ9.eyJzZXQtY29udGVudHMiOnRydWV9.c2lnbmF0dXJl'
+    logger.info({ body: { delivery: { method: PUSH, authorization_header: HEADER } } }, 'stream request')
+    logger.info({ authorization_header: HEADER, config: { authorizationHeader: HEADER }, headers: { authorization: HEADER, 'webhook-signature': 'v1,c2lnbmF0dXJlLXZhbHVl' } }, 'push')
+    logger.info({ endpoint: { secret: 'whsec_c2VjcmV0LXdlYmhvb2sta2V5LWJ5dGVz' }, secret: 'whsec_c2VjcmV0LXdlYmhvb2sta2V5LWJ5dGVz' }, 'webhook')
+    logger.info({ sets: { jti1: set }, delivery: { payload: set, set }, payload: set }, 'sets')
+    logger.flush()
+    for (const secret of ['receiver-inbound-secret', 'c2VjcmV0LXdlYmhvb2sta2V5LWJ5dGVz', 'c2lnbmF0dXJlLXZhbHVl', 'eyJzZXQtY29udGVudHMiOnRydWV9']) expect(out).not.toContain(secret)
+    expect(out).toContain('[redacted]')
   })
 })
