@@ -20,9 +20,10 @@ import { parseConfig } from '../src/config/load.js'
 import { LocalKeyEncryption } from '../src/protocol/key-encryption.js'
 import { createLogger } from '../src/server.js'
 import { checkEndpointUrl, EndpointRefusedError, isPublicAddress, postToEndpoint } from '../src/signals/endpoint-guard.js'
-import { openStreamSecret, sealStreamSecret } from '../src/signals/secrets.js'
+import { openStreamSecret, sealStoredSecrets, sealStreamSecret } from '../src/signals/secrets.js'
+import { openStore } from '../src/storage/index.js'
 import { startTestServer, type TestServer } from './support/server.js'
-import { clientToken, deviceLogin, json, signalsConfig, startPushReceiver } from './support/signals.js'
+import { clientToken, json, signalsConfig, startPushReceiver } from './support/signals.js'
 
 const PUSH = 'urn:ietf:rfc:8935'
 const HEADER = 'Bearer receiver-inbound-secret-7f3a9c'
@@ -81,6 +82,9 @@ describe('SSF push authorization_header at rest (SSF 1.0 §8.1.1, RFC 8935 §2)'
       // A PATCH without the header keeps it; one that changes the endpoint drops it.
       await json(`${t.url}/ssf/stream`, 'PATCH', as, { stream_id: created.body.stream_id, description: 'kept' })
       expect(rows(file)[0]!.secret).toBe(row!.secret)
+      const moved = await json(`${t.url}/ssf/stream`, 'PATCH', as, { stream_id: created.body.stream_id, delivery: { method: PUSH, endpoint_url: `${receiver.url}/v2` } })
+      expect(moved.status).toBe(200)
+      expect(rows(file)[0]!.secret).toBeNull()
       expect(logs).not.toContain('receiver-inbound-secret')
     } finally {
       await receiver.close()
@@ -93,6 +97,23 @@ describe('SSF push authorization_header at rest (SSF 1.0 §8.1.1, RFC 8935 §2)'
     const sealed = await sealStreamSecret(kek, 'stream-a', HEADER)
     expect(await openStreamSecret(kek, 'stream-a', sealed)).toBe(HEADER)
     await expect(openStreamSecret(kek, 'stream-b', sealed)).rejects.toMatchObject({ code: 'ERR_KEK_DECRYPT' })
+  })
+
+  it('re-seals push secrets under the current key-encryption key after a KEK rotation (keys rewrap)', async () => {
+    const store = await openStore(`sqlite:${tempDb()}`)
+    try {
+      const oldKek = new LocalKeyEncryption(new Uint8Array(32).fill(1))
+      const newKek = new LocalKeyEncryption(new Uint8Array(32).fill(2), [new Uint8Array(32).fill(1)])
+      const now = 1_700_000_000
+      await store.createSignalDestination({ id: 's1', kind: 'ssf_stream', owner: 'receiver', config: { method: 'push', endpointUrl: 'https://r.example/e' }, status: 'enabled', statusReason: null, createdAt: now, updatedAt: now, nextAttemptAtMs: 0, failingSince: null, secret: await sealStreamSecret(oldKek, 's1', HEADER) })
+      expect(await sealStoredSecrets(store, newKek)).toEqual({ sealed: 0, unchanged: 1, failed: [] })
+      expect(await sealStoredSecrets(store, newKek, { rewrap: true })).toEqual({ sealed: 1, unchanged: 0, failed: [] })
+      const stored = (await store.findSignalDestination('s1'))!.secret!
+      expect(newKek.keyIdOf(stored)).toBe(newKek.currentKeyId)
+      expect(await openStreamSecret(new LocalKeyEncryption(new Uint8Array(32).fill(2)), 's1', stored)).toBe(HEADER)
+    } finally {
+      await store.close()
+    }
   })
 
   it('moves a plaintext header of an older database out of the config (migration 016) and seals it on the next start', async () => {

@@ -1,8 +1,8 @@
 /**
- * Signed webhooks (Standard Webhooks 1.0): anomalies, grant revocations, administrator actions and
- * access-review events (round opened, reminder due, item decided, round closed; see
- * {@link reviewWebhookData}) POSTed as JSON to configured endpoints, through the outbox (at least once, in order per
- * endpoint, retried with backoff).
+ * Signed webhooks (Standard Webhooks 1.0): anomalies, grant revocations, administrator actions
+ * and access-review events (round opened, reminder due, item decided, round closed; see
+ * {@link reviewWebhookData}) POSTed as JSON to configured endpoints, through the outbox (at least
+ * once, in order per endpoint, retried with backoff).
  *
  * Signing: headers `webhook-id` (the message id, the same on every attempt), `webhook-timestamp`
  * (epoch seconds of the attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>` over
