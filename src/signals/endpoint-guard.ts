@@ -194,9 +194,14 @@ export async function postToEndpoint(
         let text = ''
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => {
-          if (text.length < 2000) text += chunk
+          text += chunk
+          // Enough to log an RFC 8935 §2.3 error: a receiver cannot make devicegate read more.
+          if (text.length >= 2000) {
+            resolve({ status: res.statusCode ?? 0, body: text.slice(0, 2000) })
+            res.destroy()
+          }
         })
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text.slice(0, 2000) }))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
         res.on('error', reject)
       },
     )
