@@ -100,6 +100,7 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     for (const [type, body] of [
       ['application/x-www-form-urlencoded', 'sub_id=alice'],
       ['text/plain', JSON.stringify({ sub_id: { format: 'opaque', id: 'alice' } })],
+      ['application/xml', '<sub_id format="opaque" id="alice"/>'],
     ] as const) {
       const res = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}`, 'content-type': type }, body })
       expect(res.status, type).toBe(400)
