@@ -154,19 +154,17 @@ export const signalsMigration: Migration = {
   },
 }
 
-/**
- * Audit events of access reviews that leave the server (issue 15 §1: reminders go out through
- * the webhooks): a round opened, its reminder due, an item decided (by a reviewer or by the
- * deadline's default action), a round closed. The outbox type is the audit type.
- */
-export const REVIEW_SIGNAL_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'] as const
+// The access-review audit types as this migration knows them (frozen with it; the store's list
+// is REVIEW_SIGNAL_TYPES in signals.ts): a round opened, its reminder due, an item decided (by a
+// reviewer or by the deadline's default action), a round closed.
+const REVIEW_AUDIT_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed']
 
 const REVIEW_TRIGGERS: TriggerSpec[] = [
   {
     name: 'audit_review_signal',
     table: 'audit_events',
     timing: 'AFTER INSERT',
-    when: `NEW.type IN (${REVIEW_SIGNAL_TYPES.map((t) => `'${t}'`).join(', ')})`,
+    when: `NEW.type IN (${REVIEW_AUDIT_TYPES.map((t) => `'${t}'`).join(', ')})`,
     type: 'review.*',
     typeSql: 'NEW.type',
     occurredAt: 'NEW.time',
@@ -176,8 +174,9 @@ const REVIEW_TRIGGERS: TriggerSpec[] = [
 
 /**
  * Migration `015_signals_review_events`: a trigger on `audit_events` writes an outbox row for
- * every access-review event in {@link REVIEW_SIGNAL_TYPES}, in the transaction that writes the
- * audit record (the same way as administrator actions, see `011_signals`).
+ * every access-review event (issue 15 §1: reminders go out through the webhooks), in the
+ * transaction that writes the audit record (as administrator actions, see `011_signals`); the
+ * outbox type is the audit type.
  */
 export const signalsReviewEventsMigration: Migration = {
   async up(db: Kysely<any>): Promise<void> {

@@ -7,6 +7,9 @@
  * need sub-second steps) are epoch milliseconds.
  */
 
+/** Access-review audit events that are also outbox events (migration `015_signals_review_events`). */
+export const REVIEW_SIGNAL_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'] as const
+
 /** One event waiting in (or fanned out from) the outbox. */
 export interface OutboxEvent {
   /** Position in the outbox: deliveries to one destination follow it. */

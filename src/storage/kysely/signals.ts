@@ -3,8 +3,7 @@
  * subjects, deliveries), on the store's one connection.
  */
 import { sql, type Kysely } from 'kysely'
-import type { DeliveryRecord, DeliveryStatus, DestinationKind, DestinationRecord, DestinationStatus, NewOutboxEvent, OutboxEvent, SignalOutboxStore, StreamSubjectRecord } from '../signals.js'
-import { REVIEW_SIGNAL_TYPES } from '../signals-migration.js'
+import { REVIEW_SIGNAL_TYPES, type DeliveryRecord, type DeliveryStatus, type DestinationKind, type DestinationRecord, type DestinationStatus, type NewOutboxEvent, type OutboxEvent, type SignalOutboxStore, type StreamSubjectRecord } from '../signals.js'
 import type { KyselyContext } from './context.js'
 import type { DevicegateDatabase } from './tables.js'
 
