@@ -19,8 +19,8 @@
  * receiver the operator names on purpose.
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
-import { request as httpRequest } from 'node:http'
-import { request as httpsRequest } from 'node:https'
+import { Agent as HttpAgent, request as httpRequest } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 
 /** Which endpoints are allowed. */
@@ -157,6 +157,11 @@ function guardedLookup(resolveAll: ResolveAll, check: boolean): LookupFunction {
   }
 }
 
+// Kept-alive connections made through the checked lookup live in their own pools, so a request
+// that must be checked never reuses a connection opened without the check (an operator's
+// allow_private_network webhook to the same host and port).
+const CHECKED_AGENTS = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) }
+
 /** The answer of {@link postToEndpoint}: status and up to 2,000 characters of the body. */
 export interface EndpointResponse {
   status: number
@@ -189,6 +194,7 @@ export async function postToEndpoint(
         headers: { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) },
         signal,
         ...(literal ? {} : { lookup: guardedLookup(resolveAll, !policy.allowPrivate) }),
+        ...(policy.allowPrivate ? {} : { agent: target.protocol === 'https:' ? CHECKED_AGENTS.https : CHECKED_AGENTS.http }),
       },
       (res) => {
         let text = ''
