@@ -50,6 +50,23 @@ export const REDACT_PATHS = [
   '*.client_secret',
   '*.password',
   '*.token',
+  // Signals: a receiver's push credential (SSF 1.0 §8.1.1 `authorization_header`, in a stream
+  // request body or the stream's config), webhook secrets and signatures, and SET contents (RFC
+  // 8935 push bodies, RFC 8936 poll `sets`, outbox delivery payloads), wherever they are logged.
+  'authorization_header',
+  '*.authorization_header',
+  '*.*.authorization_header',
+  '*.authorizationHeader',
+  '*.authorization',
+  'secret',
+  '*.secret',
+  'req.headers["webhook-signature"]',
+  '*["webhook-signature"]',
+  'sets',
+  '*.sets',
+  '*.set',
+  'payload',
+  '*.payload',
 ]
 
 /** Creates the pino logger with secrets redacted and query strings (which may carry a user code) dropped. */
@@ -191,7 +208,9 @@ export async function createServer(config: Config, options: CreateServerOptions 
   const clock = options.clock ?? systemClock
   const storeOptions = { ...config.storagePool, ...(config.storageEphemeral ? { ephemeral: config.storageEphemeral } : {}) }
   const store = options.store ?? (await openStore(config.storageUrl, storeOptions))
-  const keys = await KeyRing.open(store, config.signingAlg, clock, options.keyEncryption ?? (await openKeyEncryption(config, logger)))
+  // One key encryption seals private signing keys and the receivers' push secrets (signals).
+  const keyEncryption = options.keyEncryption ?? (await openKeyEncryption(config, logger))
+  const keys = await KeyRing.open(store, config.signingAlg, clock, keyEncryption)
   // Conditional approval: policy file (or the built-in baseline), IP database, posture key.
   const policyHolder = await PolicyHolder.open(config.policy?.file, { watch: config.policy?.watch ?? true, logger })
   const geo = options.geo ?? (await openGeoLookup(config.geo))
@@ -232,7 +251,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
-  const signals = await startSignals({ config, store, keys, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
+  const signals = await startSignals({ config, store, keys, secrets: keyEncryption, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
   // Access reviews and the compliance report: admin API routes and the review scheduler.
   const reviews = startReviews({
     config,
@@ -288,9 +307,9 @@ export async function createServer(config: Config, options: CreateServerOptions 
     : []
   const metadata = {
     ...buildMetadata({ issuer: config.issuer, grantTypes: SUPPORTED_GRANT_TYPES, scopes, signingAlg: config.signingAlg, dpopAlgs: DPOP_ALGS }),
-    // draft-parecki-oauth-global-token-revocation §4: where the endpoint is and how to authenticate.
+    // draft-parecki-oauth-global-token-revocation-06 §6: where the endpoint is and how to authenticate (IANA access token types).
     ...(config.signals.globalRevocation.enabled
-      ? { global_token_revocation_endpoint: config.issuer + GLOBAL_REVOCATION_PATH, global_token_revocation_endpoint_auth_methods_supported: ['bearer'] }
+      ? { global_token_revocation_endpoint: config.issuer + GLOBAL_REVOCATION_PATH, global_token_revocation_endpoint_auth_methods_supported: ['Bearer', 'DPoP'] }
       : {}),
   }
   const app = await buildApp({

@@ -3,6 +3,10 @@
  * dedicated scope revokes every token of a person by subject identifier; answers per the draft;
  * audited; each revoked family emits a CAEP session-revoked SET.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EVENT_TYPES } from '../src/signals/ssf/events.js'
 import { sha256Hex } from '../src/system.js'
@@ -12,13 +16,16 @@ import { clientToken, deviceLogin, json, signalsConfig } from './support/signals
 let t: TestServer
 let tool: string
 const url = () => `${t.url}/global-token-revocation`
+const dir = mkdtempSync(join(tmpdir(), 'devicegate-gtr-'))
+const dbFile = join(dir, 'devicegate.db')
 
 beforeAll(async () => {
-  t = await startTestServer({ config: await signalsConfig() })
+  t = await startTestServer({ config: await signalsConfig(), storageUrl: `sqlite:${dbFile}` })
   tool = await clientToken(t.url, 'sec-tool')
 })
 afterAll(async () => {
   await t?.close()
+  rmSync(dir, { recursive: true, force: true })
 })
 
 async function liveFamilies(refreshTokens: string[]): Promise<number> {
@@ -30,7 +37,8 @@ async function liveFamilies(refreshTokens: string[]): Promise<number> {
 describe('draft-parecki-oauth-global-token-revocation', () => {
   it('is announced in the authorization server metadata', async () => {
     const meta = await json(`${t.url}/.well-known/oauth-authorization-server`, 'GET', undefined)
-    expect(meta.body).toMatchObject({ global_token_revocation_endpoint: `${t.issuer}/global-token-revocation` })
+    // §6: the endpoint and how to authenticate, as IANA OAuth Access Token Types.
+    expect(meta.body).toMatchObject({ global_token_revocation_endpoint: `${t.issuer}/global-token-revocation`, global_token_revocation_endpoint_auth_methods_supported: ['Bearer', 'DPoP'] })
   })
 
   it('revokes every family of the user named by iss_sub (204), audits it and emits session-revoked for each', async () => {
@@ -85,5 +93,77 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     const user = await deviceLogin(t.url)
     const asUser = await json(url(), 'POST', user.access_token, { sub_id: { format: 'opaque', id: 'alice' } })
     expect(asUser.status).toBe(403)
+  })
+
+  it('§3.1: refuses a body that is not application/json with 400 invalid_request, revoking nothing', async () => {
+    const a = await deviceLogin(t.url)
+    for (const [type, body] of [
+      ['application/x-www-form-urlencoded', 'sub_id=alice'],
+      ['text/plain', JSON.stringify({ sub_id: { format: 'opaque', id: 'alice' } })],
+      ['application/xml', '<sub_id format="opaque" id="alice"/>'],
+    ] as const) {
+      const res = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}`, 'content-type': type }, body })
+      expect(res.status, type).toBe(400)
+      expect(res.headers.get('cache-control')).toBe('no-store')
+      expect(await res.json()).toMatchObject({ error: 'invalid_request' })
+    }
+    const none = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}` } })
+    expect(none.status).toBe(400)
+    expect(await liveFamilies([a.refresh_token])).toBe(1)
+  })
+
+  it('§3.4.1: answers 204 with no body and no content type', async () => {
+    await deviceLogin(t.url)
+    const res = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}`, 'content-type': 'application/json' }, body: JSON.stringify({ sub_id: { format: 'opaque', id: 'alice' } }) })
+    expect(res.status).toBe(204)
+    expect(res.headers.get('content-type')).toBeNull()
+    expect(await res.text()).toBe('')
+  })
+
+  it('§3.2: finds a person by their subject at an upstream identity provider (iss_sub with the IdP issuer)', async () => {
+    const now = t.clock.nowSeconds()
+    await t.server.store.insertPerson({
+      id: 'p-6f1c', userName: 'carol', displayName: 'Carol', email: 'carol@example.com', status: 'active', source: 'provider', groups: [], risk: 0,
+      upstreamIssuer: 'https://idp.example.com/', upstreamSub: 'af19c476f1dc4470fa3d0d9a25', externalId: null, manager: null, passwordHash: null, passwordChangedAt: null, scimJson: null, version: 1, createdAt: now, updatedAt: now,
+    })
+    const res = await json(url(), 'POST', tool, { sub_id: { format: 'iss_sub', iss: 'https://idp.example.com/', sub: 'af19c476f1dc4470fa3d0d9a25' } })
+    expect(res.status).toBe(204)
+    await t.server.governance.audit?.flush()
+    const audit = await t.server.store.listAuditEvents({ limit: 10_000 })
+    expect(audit.filter((e) => e.type === 'global_revocation.requested').map((e) => e.subject)).toContain('p-6f1c')
+    // The same IdP, another subject: no such user.
+    expect((await json(url(), 'POST', tool, { sub_id: { format: 'iss_sub', iss: 'https://idp.example.com/', sub: 'someone-else' } })).status).toBe(404)
+    // Found by the e-mail address the people store holds, and by login name as an opaque id.
+    expect((await json(url(), 'POST', tool, { sub_id: { format: 'email', email: 'Carol@Example.com' } })).status).toBe(204)
+    expect((await json(url(), 'POST', tool, { sub_id: { format: 'opaque', id: 'carol' } })).status).toBe(204)
+  })
+
+  it('RFC 9493 aliases: revokes the one user its identifiers name; 400 when they name different users', async () => {
+    const a = await deviceLogin(t.url)
+    const same = await json(url(), 'POST', tool, { sub_id: { format: 'aliases', identifiers: [{ format: 'email', email: 'alice@example.com' }, { format: 'opaque', id: 'alice' }] } })
+    expect(same.status).toBe(204)
+    expect(await liveFamilies([a.refresh_token])).toBe(0)
+    const two = await json(url(), 'POST', tool, { sub_id: { format: 'aliases', identifiers: [{ format: 'opaque', id: 'alice' }, { format: 'opaque', id: 'mallory' }] } })
+    expect(two.status).toBe(400)
+    expect(two.body).toMatchObject({ error: 'invalid_request' })
+  })
+
+  it('§3.4.2: answers 422 when the user was found but their tokens could not be revoked, and a retry then succeeds', async () => {
+    const a = await deviceLogin(t.url)
+    const db = new Database(dbFile)
+    try {
+      db.exec("CREATE TRIGGER gtr_fail BEFORE UPDATE OF revoked_at ON grants BEGIN SELECT RAISE(ABORT, 'simulated failure'); END")
+      const failed = await json(url(), 'POST', tool, { sub_id: { format: 'opaque', id: 'alice' } })
+      expect(failed.status).toBe(422)
+      expect(failed.headers.get('cache-control')).toBe('no-store')
+      expect(failed.body).toMatchObject({ error: 'server_error' })
+      expect(JSON.stringify(failed.body)).not.toContain('simulated')
+      expect(await liveFamilies([a.refresh_token])).toBe(1)
+      db.exec('DROP TRIGGER gtr_fail')
+    } finally {
+      db.close()
+    }
+    expect((await json(url(), 'POST', tool, { sub_id: { format: 'opaque', id: 'alice' } })).status).toBe(204)
+    expect(await liveFamilies([a.refresh_token])).toBe(0)
   })
 })

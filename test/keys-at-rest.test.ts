@@ -263,6 +263,6 @@ describe('the CLI refuses a readable KEK file', () => {
     const list = spawnSync(process.execPath, [BIN, 'keys', 'list', '--config', config], { env, encoding: 'utf8', timeout: 30_000 })
     expect(list.status).toBe(0)
     const rewrap = spawnSync(process.execPath, [BIN, 'keys', 'rewrap', '--config', config], { env, encoding: 'utf8', timeout: 30_000 })
-    expect(rewrap.stdout).toBe('re-sealed 0 signing key(s) under the current key-encryption key; 1 already were\n')
+    expect(rewrap.stdout).toBe('re-sealed 0 signing key(s) under the current key-encryption key; 1 already were\nre-sealed 0 Shared Signals push secret(s); 0 already were\n')
   }, 60_000)
 })

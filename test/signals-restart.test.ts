@@ -87,7 +87,7 @@ for (const { adapter: database, run } of storeAdapters()) {
           { client_id: 'receiver', type: 'confidential', client_secret_hash: secretHash, grant_types: ['client_credentials'], scopes: ['ssf'] },
         ],
         users: [{ username: 'alice', password_env: 'DG_ALICE_PW' }],
-        signals: { ssf: { allow_http_push: true }, delivery: { base_backoff_ms: 50, max_backoff_ms: 200, poll_interval_ms: 50, timeout_ms: 1000 } },
+        signals: { allow_private_endpoints: true, ssf: { allow_http_push: true }, delivery: { base_backoff_ms: 50, max_backoff_ms: 200, poll_interval_ms: 50, timeout_ms: 1000 } },
       }
       const configPath = join(dir, 'devicegate.json')
       writeFileSync(configPath, JSON.stringify(config))

@@ -5,20 +5,23 @@ import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { ConfigError } from '../config/load.js'
-import { KEK_BYTES } from '../protocol/key-encryption.js'
+import { KEK_BYTES, type KeyEncryption } from '../protocol/key-encryption.js'
 import { loadKek } from '../config/kek.js'
 import { KeyRing } from '../protocol/keys.js'
+import { sealStoredSecrets } from '../signals/secrets.js'
 import { openStore } from '../storage/index.js'
+import type { Store } from '../storage/store.js'
 import { systemClock } from '../system.js'
 import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
 
-async function withKeyRing(opts: ConfigOptions, fn: (ring: KeyRing, longestTtlSeconds: number) => Promise<void>): Promise<void> {
+async function withKeyRing(opts: ConfigOptions, fn: (ring: KeyRing, longestTtlSeconds: number, more: { store: Store; encryption: KeyEncryption }) => Promise<void>): Promise<void> {
   try {
     const { config } = await configFromOptions(opts)
     const store = await openStore(config.storageUrl)
     try {
-      const ring = await KeyRing.open(store, config.signingAlg, systemClock, (await loadKek(config)).encryption)
-      await fn(ring, Math.max(600, ...config.clients.map((c) => c.accessTokenTtlSeconds)))
+      const encryption = (await loadKek(config)).encryption
+      const ring = await KeyRing.open(store, config.signingAlg, systemClock, encryption)
+      await fn(ring, Math.max(600, ...config.clients.map((c) => c.accessTokenTtlSeconds)), { store, encryption })
     } finally {
       await store.close()
     }
@@ -51,11 +54,14 @@ export function registerKeysCommands(program: Command): void {
   withConfigOptions(
     keys
       .command('rewrap')
-      .description('re-seal every private signing key under the current key-encryption key (after a KEK rotation; see README)'),
+      .description('re-seal every private signing key and Shared Signals push secret under the current key-encryption key (after a KEK rotation; see README)'),
   ).action((opts: ConfigOptions) =>
-    withKeyRing(opts, async (ring) => {
+    withKeyRing(opts, async (ring, _ttl, { store, encryption }) => {
       const { rewrapped, unchanged } = await ring.rewrap()
       process.stdout.write(`re-sealed ${rewrapped.length} signing key(s) under the current key-encryption key; ${unchanged.length} already were\n`)
+      const secrets = await sealStoredSecrets(store, encryption, { rewrap: true })
+      process.stdout.write(`re-sealed ${secrets.sealed} Shared Signals push secret(s); ${secrets.unchanged} already were\n`)
+      if (secrets.failed.length > 0) throw new ConfigError(`push secrets of stream(s) ${secrets.failed.join(', ')} do not open with the configured key-encryption keys`)
     }),
   )
   keys

@@ -391,6 +391,8 @@ export function devConfigFile(secrets: { password: string; clientSecret: string;
     // Only in --dev: the demo user may look around the whole console (a local trial, not a
     // deployment). The console asks a role holder for a second factor, hence only with TOTP.
     ...(withTotp ? { console: { roles: { admin: { users: ['demo'] } } } } : {}),
+    // Receivers and webhooks of a development machine listen on localhost.
+    signals: { allow_private_endpoints: true },
   })
   return { file, env }
 }

@@ -2,17 +2,41 @@
  * The `signals:` section of the configuration: what leaves the server — the Shared Signals
  * transmitter, global token revocation, signed webhooks — and how the outbox delivers.
  */
+import { isIP } from 'node:net'
 import { z } from 'zod'
+import { isPublicAddress } from '../signals/endpoint-guard.js'
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
 
-/** Outbox event types an endpoint may subscribe to. */
-export const WEBHOOK_EVENTS = ['grant.revoked', 'anomaly.raised', 'admin.action', 'device.retired', 'token.claims_changed'] as const
+/**
+ * Outbox event types an endpoint may subscribe to: the webhook's `type` (Standard Webhooks:
+ * full-stop delimited `<resource>.<what happened>`). The `review.*` types are the access-review
+ * events (issue 15 §1), so reviewers can be reminded through a webhook.
+ */
+export const WEBHOOK_EVENTS = [
+  'grant.revoked',
+  'anomaly.raised',
+  'admin.action',
+  'device.retired',
+  'token.claims_changed',
+  'review.round_opened',
+  'review.reminder_due',
+  'review.item_decided',
+  'review.round_closed',
+] as const
 
 export const signalsSchema = z
   .object({
     /** Run the outbox dispatcher (SSF push, webhooks). Default: true. */
     enabled: z.boolean().default(true),
+    /**
+     * Let SSF push endpoints and webhooks be on loopback, private, link-local (cloud metadata) or
+     * other non-public addresses. Off, every endpoint's host must resolve only to public addresses,
+     * checked when a stream is created or updated and again at every delivery (server-side request
+     * forgery guard, `signals/endpoint-guard.ts`). For development (`--dev` turns it on) and tests
+     * with 127.0.0.1 receivers. Default: false.
+     */
+    allow_private_endpoints: z.boolean().default(false),
     /** Shared Signals transmitter (OpenID SSF 1.0, CAEP 1.0). */
     ssf: z
       .object({
@@ -56,6 +80,11 @@ export const signalsSchema = z
             events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).default(['grant.revoked', 'anomaly.raised', 'admin.action']),
             /** An endpoint failing for longer than this is paused, seconds, 60–2592000. Default: 86400. */
             pause_after_seconds: int(60, 2_592_000).default(86_400),
+            /**
+             * The operator's own receiver on a private network (an internal SIEM): skip the
+             * public-address check for this endpoint only. Default: false.
+             */
+            allow_private_network: z.boolean().default(false),
           })
           .strict(),
       )
@@ -85,6 +114,10 @@ export const signalsSchema = z
       ids.add(w.id)
       if (!w.url.startsWith('https:') && !(w.url.startsWith('http:') && s.ssf.allow_http_push))
         ctx.addIssue({ code: 'custom', message: 'a webhook url must be https (http only with ssf.allow_http_push)', path: ['webhooks', i, 'url'] })
+      // A host name is checked at every delivery; an IP literal can be refused now.
+      const host = URL.canParse(w.url) ? new URL(w.url).hostname.replace(/^\[|\]$/g, '') : ''
+      if (isIP(host) !== 0 && !isPublicAddress(host) && !w.allow_private_network && !s.allow_private_endpoints)
+        ctx.addIssue({ code: 'custom', message: 'a webhook url on a loopback, private or link-local address needs allow_private_network: true', path: ['webhooks', i, 'url'] })
     }
     if (s.delivery.max_backoff_ms < s.delivery.base_backoff_ms)
       ctx.addIssue({ code: 'custom', message: 'max_backoff_ms must be at least base_backoff_ms', path: ['delivery', 'max_backoff_ms'] })
@@ -96,6 +129,8 @@ export type SignalsFile = z.infer<typeof signalsSchema>
 /** Resolved signals settings (camelCase, secrets read, frozen). */
 export interface SignalsConfig {
   readonly enabled: boolean
+  /** Endpoints may be on non-public addresses (see the schema). */
+  readonly allowPrivateEndpoints: boolean
   readonly ssf: {
     readonly enabled: boolean
     readonly scope: string
@@ -112,6 +147,7 @@ export interface SignalsConfig {
     readonly secret: string
     readonly events: readonly (typeof WEBHOOK_EVENTS)[number][]
     readonly pauseAfterSeconds: number
+    readonly allowPrivateNetwork: boolean
   }[]
   readonly delivery: { readonly baseBackoffMs: number; readonly maxBackoffMs: number; readonly pollIntervalMs: number; readonly timeoutMs: number }
   readonly retentionDays: number
@@ -129,10 +165,11 @@ export function resolveSignalsConfig(file: SignalsFile | undefined, env: Readonl
     const b64 = secret.startsWith('whsec_') ? secret.slice(6) : ''
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || Buffer.from(b64, 'base64').length < 24)
       throw new Error(`signals.webhooks[${i}].secret_env: ${w.secret_env} must hold "whsec_" followed by at least 24 bytes in base64`)
-    return Object.freeze({ id: w.id, url: w.url, secret, events: Object.freeze([...w.events]), pauseAfterSeconds: w.pause_after_seconds })
+    return Object.freeze({ id: w.id, url: w.url, secret, events: Object.freeze([...w.events]), pauseAfterSeconds: w.pause_after_seconds, allowPrivateNetwork: w.allow_private_network })
   })
   return Object.freeze({
     enabled: s.enabled,
+    allowPrivateEndpoints: s.allow_private_endpoints,
     ssf: Object.freeze({
       enabled: s.ssf.enabled,
       scope: s.ssf.scope,

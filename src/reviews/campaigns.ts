@@ -11,7 +11,9 @@
  *   item in the reason; that service also emits CAEP `session-revoked`) and are linked from the
  *   item (`revokedAt`).
  * - Events: `review.round_opened`, `review.item_decided`, `review.reminder_due` (once per round,
- *   a day before the deadline — the hook for webhook reminders) and `review.round_closed`.
+ *   a day before the deadline) and `review.round_closed`. Each is also an outbox event (trigger
+ *   of migration `015_signals_review_events`), delivered to the webhooks subscribed to it
+ *   (`signals/webhooks.ts`): reminders reach reviewers through the webhooks.
  *
  * The console's reviewer inbox calls {@link ReviewService.inbox} and {@link ReviewService.decide}.
  */
@@ -149,7 +151,7 @@ export class ReviewService implements ReviewEvidenceSource {
         await this.#d.events.record({
           type: 'review.reminder_due',
           actor: 'system',
-          details: { campaignId: round.campaignId, roundId: round.id, deadlineAt: round.deadlineAt, undecided: open.length, reviewers: [...new Set(open.flatMap((i) => i.reviewers))] },
+          details: { campaignId: round.campaignId, roundId: round.id, deadlineAt: round.deadlineAt, undecided: open.length, reviewers: [...new Set(open.flatMap((i) => i.reviewers))], undecidedByReviewer: countByReviewer(open) },
         })
         result.reminded.push(round.id)
       }
@@ -209,7 +211,7 @@ export class ReviewService implements ReviewEvidenceSource {
     await this.#d.events.record({
       type: 'review.round_opened',
       actor: 'system',
-      details: { campaignId: def.id, roundId, number, deadlineAt: round.deadlineAt, items: items.length, reviewers: [...new Set(items.flatMap((i) => i.reviewers))] },
+      details: { campaignId: def.id, roundId, number, deadlineAt: round.deadlineAt, items: items.length, reviewers: [...new Set(items.flatMap((i) => i.reviewers))], itemsByReviewer: countByReviewer(items) },
     })
     return roundId
   }
@@ -312,7 +314,7 @@ export class ReviewService implements ReviewEvidenceSource {
         clientId: item.clientId,
         subject: item.subject,
         grantId: item.grantId,
-        details: { campaignId: round.campaignId, roundId: round.id, itemId: item.id, decision: item.decision, via: 'deadline' },
+        details: { campaignId: round.campaignId, roundId: round.id, itemId: item.id, decision: item.decision, via: 'deadline', deadlineAt: round.deadlineAt },
       })
     }
     const items = await this.#d.store.listReviewItems(round.id)
@@ -328,7 +330,7 @@ export class ReviewService implements ReviewEvidenceSource {
     await this.#d.events.record({
       type: 'review.round_closed',
       actor: 'system',
-      details: { campaignId: round.campaignId, roundId: round.id, reason, items: s.items, decided: s.decided, kept: s.kept, revoked: s.revoked },
+      details: { campaignId: round.campaignId, roundId: round.id, reason, deadlineAt: round.deadlineAt, items: s.items, decided: s.decided, kept: s.kept, revoked: s.revoked },
     })
     return true
   }
@@ -404,6 +406,13 @@ export class ReviewService implements ReviewEvidenceSource {
     const s = summarize(await this.#d.store.listReviewItems(round.id))
     return { campaignId: round.campaignId, roundId: round.id, openedAt: round.openedAt, completedAt: round.closedAt, ...s }
   }
+}
+
+/** How many of `items` each reviewer may decide (for reminders: the inbox size per person). */
+function countByReviewer(items: readonly ReviewItemRecord[]): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const i of items) for (const r of i.reviewers) if (r !== i.subject) out[r] = (out[r] ?? 0) + 1
+  return out
 }
 
 /** Counts of a round's items. */

@@ -3,7 +3,7 @@
  *
  * Guarantees:
  * - **Nothing lost.** Events are rows committed with the change that caused them (triggers, see
- *   `storage/signals-migration.ts`); fan-out writes the deliveries and marks the events in one
+ *   `storage/migrations/signals.ts`); fan-out writes the deliveries and marks the events in one
  *   transaction; a delivery stays `pending` until the receiver accepted it. A crash at any point
  *   leaves rows that the next run (after a restart, or on another instance) picks up.
  * - **At least once.** A push whose answer was lost is sent again, with the same `jti` /

@@ -52,6 +52,9 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
         done(new SsfError(400, 'invalid_request', 'the body is not valid JSON'), undefined)
       }
     })
+    // Any other media type is a malformed request of these endpoints (400 with their error body,
+    // draft-parecki-oauth-global-token-revocation §3.4.2, SSF 1.0 §8.1), not fastify's 415.
+    api.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 256 * 1024 }, (_req, _text, done) => done(null, undefined))
     api.setErrorHandler((err, request, reply) => {
       if (err instanceof SsfError) {
         // Shared Signals endpoints answer {err, description}; the others speak OAuth errors.
@@ -119,7 +122,8 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
           throw new OAuthError('insufficient_scope', 'global token revocation needs a confidential client\'s own token', {
             headers: { 'WWW-Authenticate': `Bearer realm="devicegate", error="insufficient_scope", scope="${global.scope}"` },
           })
-        if (request.body === undefined && !String(request.headers['content-type'] ?? '').startsWith('application/json'))
+        // Draft §3.1: the parameters are an application/json body (a form or no body is malformed).
+        if (!/^application\/json\s*(;|$)/i.test(String(request.headers['content-type'] ?? '')))
           throw new OAuthError('invalid_request', 'the body must be application/json')
         await handleGlobalRevocation(request.body, caller, request.clientIp, global)
         deps.wake()

@@ -15,6 +15,7 @@ import type { KeyRing } from '../protocol/keys.js'
 import type { Store } from '../storage/store.js'
 import { SignalDispatcher } from './dispatcher.js'
 import { registerSignalsRoutes } from './http.js'
+import { sealStoredSecrets, type SecretSealer } from './secrets.js'
 import { StreamService } from './ssf/streams.js'
 import { ssfStreamHandler } from './ssf/transmitter.js'
 import { syncWebhookDestinations, webhookDestinationId, webhookHandler, type WebhookEndpoint } from './webhooks.js'
@@ -24,6 +25,8 @@ export interface SignalsOptions {
   config: Config
   store: Store
   keys: KeyRing
+  /** Seals the receivers' push `authorization_header`s (the key encryption of signing keys). */
+  secrets: SecretSealer
   clock: Clock
   random: Random
   logger: Logger
@@ -44,7 +47,7 @@ export interface Signals {
 }
 
 /** Domain events after which the outbox has new rows (revocations, anomalies, admin actions). */
-const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided'])
+const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided', 'review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'])
 
 /** Starts the signals domain. The dispatcher runs when `signals.enabled`. */
 export async function startSignals(options: SignalsOptions): Promise<Signals> {
@@ -52,6 +55,11 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
   const s = config.signals
   const endpoints = new Map<string, WebhookEndpoint>(s.webhooks.map((w) => [webhookDestinationId(w.id), { ...w }]))
   await syncWebhookDestinations(store, endpoints.values(), clock.nowSeconds())
+  // Push secrets a migration left in plaintext are sealed before anything is pushed.
+  const sealing = await sealStoredSecrets(store, options.secrets)
+  if (sealing.sealed > 0) logger.info({ streams: sealing.sealed }, 'sealed Shared Signals push authorization headers at rest')
+  if (sealing.failed.length > 0) logger.warn({ streamIds: sealing.failed }, 'Shared Signals push authorization headers that do not open with the configured key-encryption keys')
+  const endpointPolicy = { allowHttp: s.ssf.allowHttpPush, allowPrivate: s.allowPrivateEndpoints }
   const emailOf = (username: string) => options.users.get(username)?.email
   const dispatcher = new SignalDispatcher({
     store,
@@ -59,8 +67,8 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
     random: options.random,
     logger,
     handlers: [
-      ssfStreamHandler({ issuer: config.issuer, keys: options.keys, clock, store, emailOf, pushTimeoutMs: s.delivery.timeoutMs }),
-      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs }),
+      ssfStreamHandler({ issuer: config.issuer, keys: options.keys, clock, store, emailOf, pushTimeoutMs: s.delivery.timeoutMs, secrets: options.secrets, endpointPolicy }),
+      webhookHandler({ endpoints, store, clock, events: options.events, pushTimeoutMs: s.delivery.timeoutMs, emailOf, endpointPolicy }),
     ],
     options: { pollIntervalMs: s.delivery.pollIntervalMs, baseBackoffMs: s.delivery.baseBackoffMs, maxBackoffMs: s.delivery.maxBackoffMs, pushTimeoutMs: s.delivery.timeoutMs },
   })
@@ -74,6 +82,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
           issuer: config.issuer,
           maxStreamsPerReceiver: s.ssf.maxStreamsPerReceiver,
           allowHttpPush: s.ssf.allowHttpPush,
+          allowPrivateEndpoints: s.allowPrivateEndpoints,
           minVerificationIntervalSeconds: s.ssf.minVerificationIntervalSeconds,
           longPollSeconds: s.ssf.longPollSeconds,
         },
@@ -81,20 +90,13 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
           await dispatcher.fanOut()
         },
         wake,
+        secrets: options.secrets,
       })
     : undefined
 
-  // CAEP token-claims-change: a refresh whose scope the policy narrowed (refresh-token grant).
+  // Outbox rows are written with the changes themselves (triggers; the refresh grant writes
+  // token-claims-change in its rotating transaction): these events only say there is work.
   options.events.listen(async (event: DomainEvent) => {
-    if (event.type === 'token.refreshed' && event.details?.narrowedByPolicy === true) {
-      await store.appendSignalEvent({
-        type: 'token.claims_changed',
-        occurredAt: clock.nowSeconds(),
-        ref: event.grantId ?? null,
-        target: null,
-        payload: { claims: { scope: event.details.scope }, previousScope: event.details.previousScope ?? null },
-      })
-    }
     if (WAKING_EVENTS.has(event.type)) wake()
   })
 
@@ -113,15 +115,27 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
             scope: s.globalRevocation.scope,
             issuer: config.issuer,
             events: options.events,
-            async findUser(by) {
-              if (by.email !== undefined) {
-                const email = by.email.toLowerCase()
-                return users.find((u) => u.email?.toLowerCase() === email)?.username
+            async findSubjects(by) {
+              // A person devicegate knows: configured, in the people store, or still holding tokens.
+              const known = async (id: string) =>
+                options.users.get(id) !== undefined || (await store.findPerson(id)) !== undefined || (await store.countGrants({ subject: id, revoked: false })) > 0
+              if ('issuer' in by) {
+                if (by.issuer === config.issuer) return (await known(by.sub)) ? [by.sub] : []
+                // The person's subject at an upstream identity provider (draft §3.2).
+                const person = await store.findPersonByUpstream(by.issuer, by.sub)
+                return person ? [person.id] : []
               }
-              const username = by.username!
-              if (options.users.get(username) !== undefined) return username
-              // A user no longer configured may still hold tokens.
-              return (await options.store.countGrants({ subject: username, revoked: false })) > 0 ? username : undefined
+              const people = await store.listPeople()
+              if ('email' in by) {
+                // Every account with the address: a security tool naming it wants each one signed out.
+                const email = by.email.toLowerCase()
+                const ids = new Set(users.filter((u) => u.email?.toLowerCase() === email).map((u) => u.username))
+                for (const p of people) if (p.email?.toLowerCase() === email) ids.add(p.id)
+                return [...ids]
+              }
+              if (await known(by.id)) return [by.id]
+              const login = by.id.toLowerCase()
+              return people.filter((p) => p.status !== 'deleted' && p.userName.toLowerCase() === login).map((p) => p.id)
             },
             async revokeUser(subject, actor, ip) {
               const result = await options.revocation.revoke({ kind: 'user', subject }, { actor, ip, reason: 'global_token_revocation' })

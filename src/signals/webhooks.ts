@@ -1,7 +1,8 @@
 /**
- * Signed webhooks (Standard Webhooks 1.0): anomalies, grant revocations and administrator actions
- * POSTed as JSON to configured endpoints, through the outbox (at least once, in order per
- * endpoint, retried with backoff).
+ * Signed webhooks (Standard Webhooks 1.0): anomalies, grant revocations, administrator actions
+ * and access-review events (round opened, reminder due, item decided, round closed; see
+ * {@link reviewWebhookData}) POSTed as JSON to configured endpoints, through the outbox (at least
+ * once, in order per endpoint, retried with backoff).
  *
  * Signing: headers `webhook-id` (the message id, the same on every attempt), `webhook-timestamp`
  * (epoch seconds of the attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>` over
@@ -9,18 +10,24 @@
  * Receivers verify with any Standard Webhooks library and refuse stale timestamps.
  *
  * Secrets come from environment variables, are kept in memory only and never logged or stored.
+ * URLs are checked at every delivery like SSF push endpoints (`endpoint-guard.ts`: no loopback,
+ * private, link-local or metadata address, also after DNS changes) unless the operator sets
+ * `allow_private_network: true` on the endpoint (an internal SIEM) or
+ * `signals.allow_private_endpoints`; the configuration refuses a private IP literal up front.
  * An endpoint that has failed for longer than its `pause_after_seconds` is paused (status
  * `paused`, audit event `webhook.paused`); its deliveries wait until an operator resumes it.
  * @see https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
  */
 import { createHmac } from 'node:crypto'
+import { WEBHOOK_EVENTS } from '../config/signals.js'
 import type { EventSink } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import type { DestinationHandler, PushOutcome } from './dispatcher.js'
+import { failureOf, postToEndpoint, type EndpointPolicy } from './endpoint-guard.js'
 import type { DestinationRecord, OutboxEvent, SignalOutboxStore } from '../storage/store.js'
 
-/** Event types webhooks can subscribe to. */
-export const WEBHOOK_EVENT_TYPES = ['grant.revoked', 'anomaly.raised', 'admin.action', 'device.retired', 'token.claims_changed'] as const
+/** Event types webhooks can subscribe to (`signals.webhooks[].events`). */
+export const WEBHOOK_EVENT_TYPES = WEBHOOK_EVENTS
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number]
 
 /** A configured endpoint (from `signals.webhooks`). */
@@ -33,6 +40,8 @@ export interface WebhookEndpoint {
   events: readonly WebhookEventType[]
   /** Failing longer than this pauses the endpoint, seconds. */
   pauseAfterSeconds: number
+  /** The operator allows this endpoint on a private network (`allow_private_network`). */
+  allowPrivateNetwork: boolean
 }
 
 /** The destination id of a configured endpoint. */
@@ -59,7 +68,9 @@ export function webhookKey(secret: string): Buffer {
 }
 
 /** The JSON body of a webhook (Standard Webhooks payload structure: `type`, `timestamp`, `data`). */
-export function webhookBody(event: OutboxEvent): string {
+export function webhookBody(event: OutboxEvent, emailOf: (username: string) => string | undefined = () => undefined): string {
+  const timestamp = new Date(event.occurredAt * 1000).toISOString()
+  if (event.type.startsWith('review.')) return JSON.stringify({ type: event.type, timestamp, data: reviewWebhookData(event, emailOf) })
   const data: Record<string, unknown> = { id: event.id, clientId: event.clientId, subject: event.subject, grantId: event.grantId }
   for (const [k, v] of Object.entries(event.payload)) {
     // Detail members are JSON text in the database; sent as JSON.
@@ -73,7 +84,59 @@ export function webhookBody(event: OutboxEvent): string {
     }
     data[k] = v
   }
-  return JSON.stringify({ type: event.type, timestamp: new Date(event.occurredAt * 1000).toISOString(), data })
+  return JSON.stringify({ type: event.type, timestamp, data })
+}
+
+/**
+ * The `data` of an access-review webhook (issue 15 §1), built from named audit facts only (no
+ * justification text, never a token): `campaignId`, `roundId`, `deadlineAt` (epoch seconds) and
+ * `deadline` (RFC 3339), and by type —
+ * - `review.round_opened`: `number`, `items`, `reviewers: [{ reviewer, email?, items }]`;
+ * - `review.reminder_due`: `items` (undecided), `reviewers: [{ reviewer, email?, items }]` (each
+ *   reviewer's undecided items);
+ * - `review.item_decided`: `itemId`, `decision` (keep | revoke), `via` (reviewer | deadline),
+ *   `clientId`, `subject`, `grantId` (the family id, not a token);
+ * - `review.round_closed`: `reason` (completed | deadline), `items`, `decided`, `kept`, `revoked`.
+ */
+export function reviewWebhookData(event: OutboxEvent, emailOf: (username: string) => string | undefined): Record<string, unknown> {
+  let d: Record<string, unknown> = {}
+  try {
+    const parsed: unknown = typeof event.payload.details === 'string' ? JSON.parse(event.payload.details) : {}
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) d = parsed as Record<string, unknown>
+  } catch {
+    // an unreadable record: the ids below stay null
+  }
+  const str = (k: string) => (typeof d[k] === 'string' ? (d[k] as string) : null)
+  const int = (k: string) => (typeof d[k] === 'number' && Number.isFinite(d[k]) ? (d[k] as number) : null)
+  const deadlineAt = int('deadlineAt')
+  const reviewers = (counts: string) => {
+    const byReviewer = d[counts] !== null && typeof d[counts] === 'object' ? (d[counts] as Record<string, unknown>) : {}
+    const names = Array.isArray(d.reviewers) ? d.reviewers.filter((r): r is string => typeof r === 'string') : Object.keys(byReviewer)
+    return names.map((reviewer) => {
+      const email = emailOf(reviewer)
+      const items = byReviewer[reviewer]
+      return { reviewer, ...(email ? { email } : {}), ...(typeof items === 'number' ? { items } : {}) }
+    })
+  }
+  const base = {
+    id: event.id,
+    campaignId: str('campaignId'),
+    roundId: str('roundId'),
+    deadlineAt,
+    deadline: deadlineAt === null ? null : new Date(deadlineAt * 1000).toISOString(),
+  }
+  switch (event.type) {
+    case 'review.round_opened':
+      return { ...base, number: int('number'), items: int('items'), reviewers: reviewers('itemsByReviewer') }
+    case 'review.reminder_due':
+      return { ...base, items: int('undecided'), reviewers: reviewers('undecidedByReviewer') }
+    case 'review.item_decided':
+      return { ...base, itemId: str('itemId'), decision: str('decision'), via: str('via'), clientId: event.clientId, subject: event.subject, grantId: event.grantId }
+    case 'review.round_closed':
+      return { ...base, reason: str('reason'), items: int('items'), decided: int('decided'), kept: int('kept'), revoked: int('revoked') }
+    default:
+      return base
+  }
 }
 
 /** The webhook destination handler; see the module comment. */
@@ -83,6 +146,10 @@ export function webhookHandler(deps: {
   clock: Clock
   events: EventSink | undefined
   pushTimeoutMs: number
+  /** A user's e-mail address, when known (reviewers in access-review webhooks). */
+  emailOf?: (username: string) => string | undefined
+  /** Which endpoints may be reached, checked at every delivery (`endpoint-guard.ts`). */
+  endpointPolicy: EndpointPolicy
 }): DestinationHandler {
   const endpointOf = (d: DestinationRecord) => deps.endpoints.get(d.id)
   return {
@@ -90,7 +157,7 @@ export function webhookHandler(deps: {
     async render(destination, event) {
       const endpoint = endpointOf(destination)
       if (!endpoint || !(endpoint.events as readonly string[]).includes(event.type)) return null
-      return { jti: `msg_${event.id}`, payload: webhookBody(event) }
+      return { jti: `msg_${event.id}`, payload: webhookBody(event, deps.emailOf) }
     },
     isPush: (d) => endpointOf(d) !== undefined,
     async push(destination, delivery): Promise<PushOutcome> {
@@ -98,23 +165,24 @@ export function webhookHandler(deps: {
       if (!endpoint) return { ok: false, permanent: false, error: 'endpoint no longer configured' }
       const timestamp = deps.clock.nowSeconds()
       try {
-        const res = await fetch(endpoint.url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'webhook-id': delivery.jti,
-            'webhook-timestamp': String(timestamp),
-            'webhook-signature': signWebhook(endpoint.secret, delivery.jti, timestamp, delivery.payload),
+        const res = await postToEndpoint(
+          endpoint.url,
+          {
+            headers: {
+              'content-type': 'application/json',
+              'webhook-id': delivery.jti,
+              'webhook-timestamp': String(timestamp),
+              'webhook-signature': signWebhook(endpoint.secret, delivery.jti, timestamp, delivery.payload),
+            },
+            body: delivery.payload,
+            timeoutMs: deps.pushTimeoutMs,
           },
-          body: delivery.payload,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(deps.pushTimeoutMs),
-        })
-        await res.body?.cancel().catch(() => {})
+          { allowHttp: deps.endpointPolicy.allowHttp, allowPrivate: deps.endpointPolicy.allowPrivate || endpoint.allowPrivateNetwork },
+        )
         // Standard Webhooks: any 2xx is success; everything else is retried.
         return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, permanent: false, error: `HTTP ${res.status}` }
       } catch (err) {
-        return { ok: false, permanent: false, error: (err as Error).name === 'TimeoutError' ? 'timeout' : `network error: ${(err as Error).message}`.slice(0, 200) }
+        return { ok: false, permanent: false, error: failureOf(err) }
       }
     },
     async afterFailure(destination, failingForSeconds) {

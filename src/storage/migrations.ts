@@ -69,8 +69,10 @@ export const migrations: Record<string, Migration> = {
   '012_console': consoleDomain.consoleViews,
   '013_storage_class': policy.storageClass,
   '014_reviews': reviews.reviews,
+  '015_signals_review_events': signals.reviewEvents,
+  '016_signals_secrets': signals.secrets,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
-  //    '015_<name>': <domain>.<name>,
+  //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of
   //    migrations/<domain>.ts (a new file for a new domain). Never edit a line above this one.
 }

@@ -1,5 +1,5 @@
 /**
- * Storage of the signals domain (tables of migration `011_signals`, see `signals-migration.ts`):
+ * Storage of the signals domain (tables of migration `011_signals`, see `migrations/signals.ts`):
  * the outbox, destinations (Shared Signals streams, webhook endpoints), stream subjects and
  * deliveries. Implemented in `kysely/signals.ts`.
  *
@@ -7,13 +7,20 @@
  * need sub-second steps) are epoch milliseconds.
  */
 
+/** Access-review audit events that are also outbox events (migration `015_signals_review_events`). */
+export const REVIEW_SIGNAL_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'] as const
+
 /** One event waiting in (or fanned out from) the outbox. */
 export interface OutboxEvent {
   /** Position in the outbox: deliveries to one destination follow it. */
   seq: number
   /** Unique id, `evt_<seq>` (the base of SET `jti`s and `webhook-id`s). */
   id: string
-  /** `grant.revoked`, `device.retired`, `anomaly.raised`, `admin.action`, `token.claims_changed`, `ssf.verification`. */
+  /**
+   * `grant.revoked`, `device.retired`, `anomaly.raised`, `admin.action`, `token.claims_changed`,
+   * `ssf.verification`, or an access-review event (`review.round_opened`, `review.reminder_due`,
+   * `review.item_decided`, `review.round_closed`: payload `{ seq, details }` of the audit record).
+   */
   type: string
   /** Epoch seconds. */
   occurredAt: number
@@ -57,6 +64,13 @@ export interface DestinationRecord {
   nextAttemptAtMs: number
   /** Start of the current run of failed attempts (epoch seconds), or null. */
   failingSince: number | null
+  /**
+   * A secret the destination needs (an SSF push stream's `authorization_header`), sealed by the
+   * signals domain with the server's key encryption (`signals/secrets.ts`) before the store sees
+   * it; `plain:`-prefixed plaintext only between migration `016_signals_secrets` and the first
+   * start with a key-encryption key. Null or absent: none. Never part of `config`.
+   */
+  secret?: string | null
 }
 
 export type DeliveryStatus = 'pending' | 'delivered' | 'acknowledged' | 'rejected'
@@ -100,8 +114,14 @@ export interface SignalOutboxStore {
   createSignalDestination(record: DestinationRecord): Promise<void>
   findSignalDestination(id: string): Promise<DestinationRecord | undefined>
   listSignalDestinations(filter: { kind?: DestinationKind; owner?: string }): Promise<DestinationRecord[]>
-  /** Changes configuration and/or status. @returns false when unknown. */
-  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean>
+  /** Changes configuration, secret and/or status. @returns false when unknown. */
+  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; secret?: string | null; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean>
+  /**
+   * Replaces a destination's stored secret only while it still equals `expected` (one
+   * conditional UPDATE): sealing plaintext after the migration, re-sealing after a KEK rotation.
+   * @returns whether the row changed.
+   */
+  replaceSignalDestinationSecret(id: string, expected: string, next: string): Promise<boolean>
   /** Deletes a destination with its subjects and deliveries. @returns false when unknown. */
   deleteSignalDestination(id: string): Promise<boolean>
 

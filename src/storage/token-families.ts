@@ -3,6 +3,7 @@
  * opaque) and their rotating refresh tokens — the `grants`, `access_tokens` and `refresh_tokens`
  * tables. Kysely implementation: `kysely/token-families.ts`.
  */
+import type { NewOutboxEvent } from './signals.js'
 
 /** A token family: everything issued from one authorization (RFC 9700 §4.14.2). */
 export interface GrantRecord {
@@ -87,6 +88,11 @@ export interface RotatedTokens {
    * differs from the recorded one; absent: unchanged (the usual case, no extra write).
    */
   familyDpopJkt?: string | null
+  /**
+   * An outbox event (signals, e.g. CAEP token-claims-change) written in the rotating transaction:
+   * committed with the rotation or not at all.
+   */
+  signal?: NewOutboxEvent
 }
 
 /** Outcome of {@link TokenFamilyStore.rotateRefreshToken}. */
@@ -135,6 +141,10 @@ export interface TokenFamilyStore {
    *
    * With `next.familyDpopJkt` (given only when the key changes), the family's current key
    * ({@link GrantRecord.dpopJkt}) is set to it in the same transaction as the new tokens.
+   *
+   * `next.signal`, when given, is an outbox event (signals, e.g. CAEP token-claims-change)
+   * written in the rotating transaction: committed with the rotation or not at all. A retry
+   * within the grace writes none (the first rotation's event stands for the change).
    */
   rotateRefreshToken(
     oldTokenHash: string,

@@ -12,7 +12,7 @@ import { backoffMs, SignalDispatcher, type DestinationHandler, type PushOutcome 
 import type { DestinationRecord, Store } from '../../src/storage/store.js'
 import { systemRandom } from '../../src/system.js'
 import { describeStoreContract } from '../support/store-contract.js'
-import { bundle, id, NOW } from '../support/store-fixtures.js'
+import { bundle, id, nextTokens, NOW } from '../support/store-fixtures.js'
 
 const clock = { nowSeconds: () => NOW }
 
@@ -85,6 +85,40 @@ describeStoreContract('signals outbox', (contract) => {
       expect(events.find((e) => e.type === 'anomaly.raised')).toMatchObject({ subject: 'erin', payload: { kind: 'refresh_token_reuse', action: 'alert' } })
       expect(events.filter((e) => e.type === 'admin.action')).toHaveLength(1)
       expect(events.some((e) => e.type === 'token.issued')).toBe(false)
+    })
+
+    it('an access-review audit event writes its outbox row, with the audit facts (migration 015_signals_review_events)', async () => {
+      const details = JSON.stringify({ campaignId: 'c1', roundId: 'c1.1', deadlineAt: NOW + 86_400, undecided: 2, reviewers: ['bob'], undecidedByReviewer: { bob: 2 } })
+      await store.appendAuditEvents([{ time: NOW + 9, type: 'review.reminder_due', actor: 'system', clientId: null, subject: null, ip: null, grantId: null, details }], (prev) => prev)
+      const events = (await signals.listPendingSignalEvents(10_000)).filter((e) => e.type === 'review.reminder_due')
+      expect(events).toHaveLength(1)
+      expect(events[0]).toMatchObject({ occurredAt: NOW + 9, payload: { seq: expect.any(Number), details } })
+    })
+
+    it('a rotation carrying a signal commits it with the rotation, and a refused rotation writes none', async () => {
+      const b = bundle({ subject: 'gina' })
+      await store.issueTokens(b)
+      const signal = { type: 'token.claims_changed', occurredAt: NOW + 10, ref: b.grant.id, target: null, payload: { claims: { scope: 'read' } } }
+      const claims = async () => (await signals.listPendingSignalEvents(10_000)).filter((e) => e.type === 'token.claims_changed' && e.grantId === b.grant.id)
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 10, { ...nextTokens(b.grant.id), signal })).toMatchObject({ ok: true })
+      expect(await claims()).toHaveLength(1)
+      expect((await claims())[0]).toMatchObject({ subject: 'gina', payload: { claims: { scope: 'read' } } })
+      // Replaying the rotated token is refused: nothing is written.
+      expect(await store.rotateRefreshToken(b.refreshToken!.tokenHash, NOW + 11, { ...nextTokens(b.grant.id), signal })).toMatchObject({ ok: false })
+      expect(await claims()).toHaveLength(1)
+    })
+
+    it('keeps a destination secret apart from its config and replaces it only by compare-and-set', async () => {
+      const d = destination({ kind: 'ssf_stream', owner: 'receiver', config: { method: 'push' }, secret: 'sealed-1' })
+      await signals.createSignalDestination(d)
+      expect(await signals.findSignalDestination(d.id)).toMatchObject({ config: { method: 'push' }, secret: 'sealed-1' })
+      expect(await signals.replaceSignalDestinationSecret(d.id, 'other', 'sealed-2')).toBe(false)
+      expect(await signals.replaceSignalDestinationSecret(d.id, 'sealed-1', 'sealed-2')).toBe(true)
+      await signals.updateSignalDestination(d.id, { config: { method: 'push', description: 'x' } }, NOW)
+      expect((await signals.findSignalDestination(d.id))!.secret).toBe('sealed-2')
+      await signals.updateSignalDestination(d.id, { secret: null }, NOW)
+      expect((await signals.findSignalDestination(d.id))!.secret).toBeNull()
+      await signals.deleteSignalDestination(d.id)
     })
 
     it('delivers at least once and in order, retrying with backoff, and a refused event does not block the rest', async () => {

@@ -30,6 +30,8 @@ export async function signalsConfig(extra: Record<string, unknown> = {}) {
       { username: 'mallory', display_name: 'Mallory', password_hash: await hash(FIXTURE.attackerPassword) },
     ],
     signals: {
+      // Receivers in the tests listen on 127.0.0.1 (http): both guards are relaxed here only.
+      allow_private_endpoints: true,
       ssf: { allow_http_push: true, min_verification_interval_seconds: 0, long_poll_seconds: 1 },
       delivery: { base_backoff_ms: 20, max_backoff_ms: 200, poll_interval_ms: 50, timeout_ms: 2000 },
       ...extra,

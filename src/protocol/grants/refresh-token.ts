@@ -150,10 +150,15 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   // The family's current key is its latest access token's (RFC 9449 §5: a confidential client
   // may present a new key at refresh); recorded with the rotation only when it moved.
   const keyMoved = family !== undefined && family.dpopJkt !== accessJkt
+  // The CAEP token-claims-change is committed with the rotation (signals outbox), so a crash can
+  // neither lose it nor send it for a rotation that did not happen.
+  const signal = narrowedByPolicy
+    ? { type: 'token.claims_changed', occurredAt: now, ref: current.grantId, target: null, payload: { claims: { scope }, previousScope: asked } }
+    : undefined
   const rotated = await deps.store.rotateRefreshToken(
     tokenHash,
     now,
-    { accessToken: access.record, refreshToken: refresh.record, ...(keyMoved ? { familyDpopJkt: accessJkt } : {}) },
+    { accessToken: access.record, refreshToken: refresh.record, ...(keyMoved ? { familyDpopJkt: accessJkt } : {}), ...(signal ? { signal } : {}) },
     grace,
   )
   if (!rotated.ok) {

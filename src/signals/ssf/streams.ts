@@ -9,8 +9,14 @@
  *   a subject; adding it back undoes the removal.
  * - Push endpoints must be `https` (unless `signals.ssf.allow_http_push` is set, for tests and
  *   development), so SETs and the receiver's `authorization_header` never cross the network in
- *   clear.
- * - The `authorization_header` a receiver gives is used when pushing and never shown again.
+ *   clear, and must resolve only to public addresses (unless `signals.allow_private_endpoints`):
+ *   devicegate is not made to POST into its own network (`endpoint-guard.ts`; checked again at
+ *   every delivery). A refused `endpoint_url` is a 400 `invalid_request`; nothing is stored.
+ * - The `authorization_header` a receiver gives is stored only sealed (`signals/secrets.ts`),
+ *   opened in memory when pushing, and never returned by a read (SSF 1.0 §8.1.1 lists it among
+ *   the receiver-supplied delivery properties without requiring it back; a transmitter that
+ *   echoed it would hand the receiver's credential to anyone holding an `ssf` token of that
+ *   receiver) nor logged.
  * - Transmitter-supplied properties sent in an update are ignored, not refused.
  * - Errors are JSON `{ "err": …, "description": … }` (the RFC 8935 §2.3 shape) with the status
  *   SSF 1.0 §8.1 names: 400 malformed, 404 unknown stream, 409 too many streams, 429 verification
@@ -20,6 +26,8 @@ import { createHash } from 'node:crypto'
 import type { Clock, Random } from '../../core/ports.js'
 import { recordId } from '../../system.js'
 import type { DeliveryRecord, DestinationRecord, DestinationStatus, SignalOutboxStore } from '../../storage/store.js'
+import { checkEndpointUrl, EndpointRefusedError, type ResolveAll } from '../endpoint-guard.js'
+import { sealStreamSecret, type SecretSealer } from '../secrets.js'
 import { checkSubject, EVENTS_SUPPORTED, normalizeSubject, subjectKey, type SubjectIdentifier } from './events.js'
 
 /** RFC 8935 push and RFC 8936 poll delivery method URNs (SSF 1.0 §8.1.1). */
@@ -57,7 +65,6 @@ interface StreamConfig {
   eventsRequested: string[]
   method: 'push' | 'poll'
   endpointUrl: string | null
-  authorizationHeader: string | null
   audience: string
   lastVerificationAt: number | null
 }
@@ -69,6 +76,8 @@ export interface StreamServiceOptions {
   maxStreamsPerReceiver: number
   /** Accept `http:` push endpoints. */
   allowHttpPush: boolean
+  /** Accept push endpoints on loopback, private, link-local or other internal addresses. */
+  allowPrivateEndpoints: boolean
   /** Shortest time between two verification requests of a stream, seconds (`min_verification_interval`). */
   minVerificationIntervalSeconds: number
   /** Longest wait of a poll without `returnImmediately`, seconds. */
@@ -82,16 +91,18 @@ function configOf(d: DestinationRecord): StreamConfig {
     eventsRequested: c.eventsRequested ?? [],
     method: c.method ?? 'poll',
     endpointUrl: c.endpointUrl ?? null,
-    authorizationHeader: c.authorizationHeader ?? null,
     audience: c.audience ?? '',
     lastVerificationAt: c.lastVerificationAt ?? null,
   }
 }
 
-/** Whether a stream is delivered by push, and where (for the push handler). */
-export function pushTarget(d: DestinationRecord): { url: string; authorization: string | null } | null {
+/**
+ * Whether a stream is delivered by push, where, and its `authorization_header` as stored
+ * (sealed, see `signals/secrets.ts`) for the push handler to open.
+ */
+export function pushTarget(d: DestinationRecord): { url: string; sealedAuthorization: string | null } | null {
   const c = configOf(d)
-  return c.method === 'push' && c.endpointUrl ? { url: c.endpointUrl, authorization: c.authorizationHeader } : null
+  return c.method === 'push' && c.endpointUrl ? { url: c.endpointUrl, sealedAuthorization: d.secret ?? null } : null
 }
 
 /** The event types a stream gets: requested ∩ supported (SSF 1.0 §8.1.1 `events_delivered`). */
@@ -124,8 +135,24 @@ export class StreamService {
   /** Asks the dispatcher to run soon (a verification event was queued). */
   readonly #wake: () => void
 
-  constructor(deps: { store: SignalOutboxStore; clock: Clock; random: Random; options: StreamServiceOptions; refresh: () => Promise<void>; wake: () => void }) {
+  /** Seals the `authorization_header`s (the key encryption of signing keys). */
+  readonly #secrets: SecretSealer
+  /** DNS lookup for the endpoint check (tests inject one). */
+  readonly #resolveAll: ResolveAll | undefined
+
+  constructor(deps: {
+    store: SignalOutboxStore
+    clock: Clock
+    random: Random
+    options: StreamServiceOptions
+    refresh: () => Promise<void>
+    wake: () => void
+    secrets: SecretSealer
+    resolveAll?: ResolveAll
+  }) {
     this.#store = deps.store
+    this.#secrets = deps.secrets
+    this.#resolveAll = deps.resolveAll
     this.#clock = deps.clock
     this.#random = deps.random
     this.#options = deps.options
@@ -170,9 +197,14 @@ export class StreamService {
     }
   }
 
-  /** Reads the receiver-supplied properties of a create or update body into `base`. */
-  #readConfig(body: Record<string, unknown>, base: StreamConfig, replace: boolean): StreamConfig {
+  /**
+   * Reads the receiver-supplied properties of a create or update body into `base`, checking a
+   * push `endpoint_url` (https, public addresses: `endpoint-guard.ts`). `authorization` is the new
+   * `authorization_header` in plaintext, null to drop the stored one, undefined to keep it.
+   */
+  async #readConfig(body: Record<string, unknown>, base: StreamConfig, replace: boolean): Promise<{ config: StreamConfig; authorization: string | null | undefined }> {
     const next: StreamConfig = replace ? { ...base, description: null, eventsRequested: [...EVENTS_SUPPORTED] } : { ...base }
+    let authorization: string | null | undefined
     if (body.description !== undefined) {
       if (typeof body.description !== 'string' || body.description.length > 1000) throw bad('"description" must be a string of at most 1000 characters')
       next.description = body.description
@@ -190,30 +222,33 @@ export class StreamService {
       if (method === DELIVERY_METHODS.poll) {
         next.method = 'poll'
         next.endpointUrl = null
-        next.authorizationHeader = null
+        authorization = null
       } else if (method === DELIVERY_METHODS.push) {
         const url = delivery.endpoint_url
         if (typeof url !== 'string' || url.length > 2000) throw bad('push delivery needs "endpoint_url"')
-        let parsed: URL
-        try {
-          parsed = new URL(url)
-        } catch {
-          throw bad('"endpoint_url" must be an absolute URL')
-        }
-        if (parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && this.#options.allowHttpPush)) throw bad('"endpoint_url" must be an https URL')
-        if (parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') throw bad('"endpoint_url" must not carry a fragment or credentials')
         const auth = delivery.authorization_header
         if (auth !== undefined && (typeof auth !== 'string' || auth.length === 0 || auth.length > 4096 || /[\r\n]/.test(auth)))
           throw bad('"authorization_header" must be a single-line string')
+        try {
+          await checkEndpointUrl(url, { allowHttp: this.#options.allowHttpPush, allowPrivate: this.#options.allowPrivateEndpoints }, '"endpoint_url"', this.#resolveAll)
+        } catch (err) {
+          if (err instanceof EndpointRefusedError) throw bad(err.message)
+          throw err
+        }
+        // Kept from before when an update leaves it out and the endpoint stays; replaced when given.
+        authorization = typeof auth === 'string' ? auth : replace || base.endpointUrl !== url ? null : undefined
         next.method = 'push'
         next.endpointUrl = url
-        // Kept from before when an update leaves it out; replaced when given.
-        next.authorizationHeader = typeof auth === 'string' ? auth : replace || base.endpointUrl !== url ? null : base.authorizationHeader
       } else {
         throw bad(`unsupported delivery method ${JSON.stringify(String(method).slice(0, 60))}`)
       }
     }
-    return next
+    return { config: next, authorization }
+  }
+
+  /** The stored form of a new `authorization_header`: sealed, bound to the stream. */
+  async #sealed(streamId: string, authorization: string | null): Promise<string | null> {
+    return authorization === null ? null : sealStreamSecret(this.#secrets, streamId, authorization)
   }
 
   async #own(owner: string, streamId: string): Promise<DestinationRecord> {
@@ -225,13 +260,14 @@ export class StreamService {
   /** Creates a stream (SSF 1.0 §8.1.1.1). @returns its configuration (201). */
   async create(owner: string, body: unknown): Promise<Record<string, unknown>> {
     if (!isObject(body)) throw bad('the body must be a JSON object')
-    const initial: StreamConfig = { description: null, eventsRequested: [...EVENTS_SUPPORTED], method: 'poll', endpointUrl: null, authorizationHeader: null, audience: owner, lastVerificationAt: null }
-    const config = this.#readConfig(body, initial, false)
+    const initial: StreamConfig = { description: null, eventsRequested: [...EVENTS_SUPPORTED], method: 'poll', endpointUrl: null, audience: owner, lastVerificationAt: null }
+    const { config, authorization } = await this.#readConfig(body, initial, false)
     const existing = await this.#store.listSignalDestinations({ kind: 'ssf_stream', owner })
     if (existing.length >= this.#options.maxStreamsPerReceiver) throw new SsfError(409, 'conflict', `a receiver may have at most ${this.#options.maxStreamsPerReceiver} streams`)
     const now = this.#clock.nowSeconds()
+    const id = recordId(this.#random)
     const record: DestinationRecord = {
-      id: recordId(this.#random),
+      id,
       kind: 'ssf_stream',
       owner,
       config: { ...config },
@@ -241,6 +277,7 @@ export class StreamService {
       updatedAt: now,
       nextAttemptAtMs: 0,
       failingSince: null,
+      secret: await this.#sealed(id, authorization ?? null),
     }
     await this.#store.createSignalDestination(record)
     return this.#wire(record)
@@ -256,9 +293,10 @@ export class StreamService {
   async update(owner: string, body: unknown, replace: boolean): Promise<Record<string, unknown>> {
     if (!isObject(body)) throw bad('the body must be a JSON object')
     const d = await this.#own(owner, streamIdOf(body.stream_id))
-    const config = this.#readConfig(body, configOf(d), replace)
+    const { config, authorization } = await this.#readConfig(body, configOf(d), replace)
     const now = this.#clock.nowSeconds()
-    await this.#store.updateSignalDestination(d.id, { config: { ...config } }, now)
+    const secret = authorization === undefined ? {} : { secret: await this.#sealed(d.id, authorization) }
+    await this.#store.updateSignalDestination(d.id, { config: { ...config }, ...secret }, now)
     return this.#wire({ ...d, config: { ...config }, updatedAt: now })
   }
 

@@ -8,6 +8,8 @@ import type { Clock } from '../../core/ports.js'
 import type { KeyRing } from '../../protocol/keys.js'
 import type { DestinationHandler, PushOutcome } from '../dispatcher.js'
 import type { SignalOutboxStore } from '../../storage/store.js'
+import { failureOf, postToEndpoint, type EndpointPolicy, type EndpointResponse } from '../endpoint-guard.js'
+import { openStreamSecret, type SecretSealer } from '../secrets.js'
 import { caepEventOf, signSet, subIdOf, subjectMatches, subjectsOf } from './events.js'
 import { audienceOf, eventsDelivered, pushTarget, setJti } from './streams.js'
 
@@ -21,16 +23,19 @@ export interface TransmitterDeps {
   emailOf(username: string): string | undefined
   /** Timeout of one push, in ms. */
   pushTimeoutMs: number
+  /** Opens the streams' sealed `authorization_header`s (the key encryption of signing keys). */
+  secrets: SecretSealer
+  /** Which push endpoints may be reached (checked again at every delivery). */
+  endpointPolicy: EndpointPolicy
 }
 
 /**
  * Reads an RFC 8935 §2.3 error body (`{ err, description }`) for the log; never echoes more than
  * 200 characters of what a receiver sent.
  */
-async function errorOf(res: Response): Promise<string> {
-  const text = (await res.text().catch(() => '')).slice(0, 2000)
+function errorOf(res: EndpointResponse): string {
   try {
-    const body = JSON.parse(text) as { err?: unknown; description?: unknown }
+    const body = JSON.parse(res.body) as { err?: unknown; description?: unknown }
     if (typeof body.err === 'string') return `${body.err}${typeof body.description === 'string' ? `: ${body.description}` : ''}`.slice(0, 200)
   } catch {
     // not JSON
@@ -40,27 +45,23 @@ async function errorOf(res: Response): Promise<string> {
 
 /**
  * Pushes one SET (RFC 8935 §2): `POST` with `Content-Type: application/secevent+jwt`,
- * `Accept: application/json` and the receiver's `authorization_header`. 202 (any 2xx) is
- * success; 400 is the receiver refusing this SET (§2.3), recorded and not retried; anything else
- * (401/403, 429, 5xx, network) is retried with backoff, since the receiver may recover.
+ * `Accept: application/json` and the receiver's `authorization_header`, through the
+ * delivery-time address check of `endpoint-guard.ts`. 202 (any 2xx) is success; 400 is the
+ * receiver refusing this SET (§2.3), recorded and not retried; anything else (401/403, 429, 5xx,
+ * network, an address refused) is retried with backoff, since the receiver may recover.
  */
-export async function pushSet(url: string, authorization: string | null, set: string, timeoutMs: number): Promise<PushOutcome> {
+export async function pushSet(url: string, authorization: string | null, set: string, timeoutMs: number, policy: EndpointPolicy): Promise<PushOutcome> {
   try {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/secevent+jwt', accept: 'application/json', ...(authorization ? { authorization } : {}) },
-      body: set,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(timeoutMs),
-    })
-    if (res.status >= 200 && res.status < 300) {
-      await res.body?.cancel().catch(() => {})
-      return { ok: true }
-    }
-    const error = await errorOf(res)
+    const res = await postToEndpoint(
+      url,
+      { headers: { 'content-type': 'application/secevent+jwt', accept: 'application/json', ...(authorization ? { authorization } : {}) }, body: set, timeoutMs },
+      policy,
+    )
+    if (res.status >= 200 && res.status < 300) return { ok: true }
+    const error = errorOf(res)
     return res.status === 400 ? { ok: false, permanent: true, error } : { ok: false, permanent: false, error }
   } catch (err) {
-    return { ok: false, permanent: false, error: (err as Error).name === 'TimeoutError' ? 'timeout' : `network error: ${(err as Error).message}`.slice(0, 200) }
+    return { ok: false, permanent: false, error: failureOf(err) }
   }
 }
 
@@ -99,7 +100,16 @@ export function ssfStreamHandler(deps: TransmitterDeps): DestinationHandler {
     async push(stream, delivery) {
       const target = pushTarget(stream)
       if (target === null) return { ok: false, permanent: false, error: 'not a push stream' }
-      return pushSet(target.url, target.authorization, delivery.payload, deps.pushTimeoutMs)
+      let authorization: string | null = null
+      if (target.sealedAuthorization !== null) {
+        try {
+          authorization = await openStreamSecret(deps.secrets, stream.id, target.sealedAuthorization)
+        } catch {
+          // Sealed under a key-encryption key not configured here (or tampered): never pushed without it.
+          return { ok: false, permanent: false, error: 'the authorization_header does not open with the configured key-encryption keys' }
+        }
+      }
+      return pushSet(target.url, authorization, delivery.payload, deps.pushTimeoutMs, deps.endpointPolicy)
     },
   }
 }

@@ -3,7 +3,7 @@
  * subjects, deliveries), on the store's one connection.
  */
 import { sql, type Kysely } from 'kysely'
-import type { DeliveryRecord, DeliveryStatus, DestinationKind, DestinationRecord, DestinationStatus, NewOutboxEvent, OutboxEvent, SignalOutboxStore, StreamSubjectRecord } from '../signals.js'
+import { REVIEW_SIGNAL_TYPES, type DeliveryRecord, type DeliveryStatus, type DestinationKind, type DestinationRecord, type DestinationStatus, type NewOutboxEvent, type OutboxEvent, type SignalOutboxStore, type StreamSubjectRecord } from '../signals.js'
 import type { KyselyContext } from './context.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -31,6 +31,7 @@ function toDestination(row: DevicegateDatabase['signal_destinations']): Destinat
     updatedAt: num(row.updated_at),
     nextAttemptAtMs: num(row.next_attempt_at_ms),
     failingSince: numOrNull(row.failing_since),
+    secret: row.secret ?? null,
   }
 }
 
@@ -49,6 +50,17 @@ function toDelivery(row: DevicegateDatabase['signal_deliveries']): DeliveryRecor
   }
 }
 
+/**
+ * Appends one event to the outbox on `db`, which may be a transaction of another aggregate (a
+ * refresh rotation writes its token-claims-change in the rotating transaction).
+ */
+export async function insertOutboxEvent(db: Kysely<DevicegateDatabase>, event: NewOutboxEvent): Promise<void> {
+  await db
+    .insertInto('signal_outbox')
+    .values({ type: event.type, occurred_at: event.occurredAt, ref: event.ref, target: event.target, payload: JSON.stringify(event.payload) } as never)
+    .execute()
+}
+
 /** Largest id list per statement (SQLite's bound-parameter limit is far above). */
 const CHUNK = 500
 
@@ -65,12 +77,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
   }
 
   appendSignalEvent(event: NewOutboxEvent): Promise<void> {
-    return this.#run(async (db) => {
-      await db
-        .insertInto('signal_outbox')
-        .values({ type: event.type, occurred_at: event.occurredAt, ref: event.ref, target: event.target, payload: JSON.stringify(event.payload) } as never)
-        .execute()
-    })
+    return this.#run((db) => insertOutboxEvent(db, event))
   }
 
   /** Reads a batch of pending rows and the rows they name (grants, devices, anomalies, audit events), a few queries per batch. */
@@ -86,7 +93,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
       const grants = await byKey(refs(['grant.revoked', 'token.claims_changed']), (ids) => db.selectFrom('grants').select(['id', 'client_id', 'subject', 'scope', 'device_grant_id', 'dpop_jkt']).where('id', 'in', ids).execute(), (g) => g.id)
       const devices = await byKey(refs(['device.retired']), (ids) => db.selectFrom('devices').select(['jkt', 'label']).where('jkt', 'in', ids).execute(), (d) => d.jkt)
       const anomalies = await byKey(refs(['anomaly.raised']), (ids) => db.selectFrom('anomalies').selectAll().where('id', 'in', ids).execute(), (a) => a.id)
-      const audit = await byKey(refs(['admin.action']), (ids) => db.selectFrom('audit_events').selectAll().where('seq', 'in', ids.map(Number)).execute(), (e) => String(e.seq))
+      const audit = await byKey(refs(['admin.action', ...REVIEW_SIGNAL_TYPES]), (ids) => db.selectFrom('audit_events').selectAll().where('seq', 'in', ids.map(Number)).execute(), (e) => String(e.seq))
       return rows.map((r): OutboxEvent => {
         const base = { seq: num(r.seq), id: `evt_${r.seq}`, type: r.type, occurredAt: num(r.occurred_at), target: r.target }
         const stored = r.payload === null ? {} : parseObject(r.payload)
@@ -108,8 +115,12 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
             const e = audit.get(ref)
             return { ...base, clientId: e?.client_id ?? null, subject: e?.subject ?? null, grantId: e?.grant_id ?? null, payload: e ? { seq: num(e.seq), auditType: e.type, actor: e.actor, details: e.details } : { seq: Number(ref) } }
           }
-          default:
-            return { ...base, clientId: null, subject: null, grantId: null, payload: stored }
+          default: {
+            if (!(REVIEW_SIGNAL_TYPES as readonly string[]).includes(r.type)) return { ...base, clientId: null, subject: null, grantId: null, payload: stored }
+            // An access-review event: the audit record's facts (reviewers, campaign, counts, deadline).
+            const e = audit.get(ref)
+            return { ...base, clientId: e?.client_id ?? null, subject: e?.subject ?? null, grantId: e?.grant_id ?? null, payload: e ? { seq: num(e.seq), details: e.details } : { seq: Number(ref) } }
+          }
         }
       })
     })
@@ -161,6 +172,7 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
           failing_since: r.failingSince,
           lease_owner: null,
           lease_until_ms: 0,
+          secret: r.secret ?? null,
         })
         .execute()
     })
@@ -182,13 +194,14 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
     })
   }
 
-  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean> {
+  updateSignalDestination(id: string, patch: { config?: Record<string, unknown>; secret?: string | null; status?: DestinationStatus; statusReason?: string | null }, now: number): Promise<boolean> {
     return this.#run(async (db) => {
       const result = await db
         .updateTable('signal_destinations')
         .set({
           updated_at: now,
           ...(patch.config !== undefined ? { config: JSON.stringify(patch.config) } : {}),
+          ...(patch.secret !== undefined ? { secret: patch.secret } : {}),
           ...(patch.status !== undefined ? { status: patch.status } : {}),
           ...(patch.statusReason !== undefined ? { status_reason: patch.statusReason } : {}),
           // Re-enabling a paused destination makes it due now and starts a fresh failing run.
@@ -197,6 +210,13 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
         .where('id', '=', id)
         .executeTakeFirst()
       return Number(result.numUpdatedRows) > 0
+    })
+  }
+
+  replaceSignalDestinationSecret(id: string, expected: string, next: string): Promise<boolean> {
+    return this.#run(async (db) => {
+      const result = await db.updateTable('signal_destinations').set({ secret: next }).where('id', '=', id).where('secret', '=', expected).executeTakeFirst()
+      return Number(result.numUpdatedRows) === 1
     })
   }
 

@@ -260,6 +260,8 @@ export interface SignalDestinationsTable {
   failing_since: number | null
   lease_owner: string | null
   lease_until_ms: number
+  /** Sealed receiver secret (migration 016_signals_secrets); see DestinationRecord.secret. */
+  secret: string | null
 }
 
 /** Subjects added to or removed from a stream (SSF 1.0 §8.1.3). */

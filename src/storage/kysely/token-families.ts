@@ -20,6 +20,7 @@ import type {
 } from '../token-families.js'
 import type { KyselyContext } from './context.js'
 import { PreparedInsert, PreparedQuery } from './prepared.js'
+import { insertOutboxEvent } from './signals.js'
 import {
   joinResources,
   splitResources,
@@ -170,6 +171,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         const rotatedRows = await this.#hot.rotateRefreshToken.execute(trx, now, oldTokenHash, grace?.dpopJkt ?? null, next.refreshToken.id)
         if (rotatedRows.length === 0) return false
         await this.#writer.insertRotated(trx, next)
+        if (next.signal) await insertOutboxEvent(trx, next.signal)
         return true
       })
       if (rotated) return { ok: true, retried: false }

@@ -32,6 +32,8 @@ interface TriggerSpec {
   /** Condition on OLD/NEW. */
   when: string
   type: string
+  /** SQL for the type instead of the constant `type` (e.g. `NEW.type`). */
+  typeSql?: string
   occurredAt: string
   /** The changed row's key; the signals store reads the rest of the row when it fans the event out. */
   ref: string
@@ -52,10 +54,10 @@ function isPostgres(db: Kysely<any>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter
 }
 
-async function createTriggers(db: Kysely<any>): Promise<void> {
+async function createTriggers(db: Kysely<any>, specs: readonly TriggerSpec[]): Promise<void> {
   const pg = isPostgres(db)
-  for (const t of TRIGGERS) {
-    const insert = `INSERT INTO signal_outbox (type, occurred_at, ref) VALUES ('${t.type}', ${t.occurredAt}, ${t.ref});`
+  for (const t of specs) {
+    const insert = `INSERT INTO signal_outbox (type, occurred_at, ref) VALUES (${t.typeSql ?? `'${t.type}'`}, ${t.occurredAt}, ${t.ref});`
     if (pg) {
       await sql
         .raw(`CREATE OR REPLACE FUNCTION ${t.name}_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${insert} RETURN NULL; END $$`)
@@ -64,6 +66,14 @@ async function createTriggers(db: Kysely<any>): Promise<void> {
     } else {
       await sql.raw(`CREATE TRIGGER ${t.name} ${t.timing} ON ${t.table} FOR EACH ROW WHEN ${t.when} BEGIN ${insert} END`).execute(db)
     }
+  }
+}
+
+async function dropTriggers(db: Kysely<any>, specs: readonly TriggerSpec[]): Promise<void> {
+  const pg = isPostgres(db)
+  for (const t of specs) {
+    await sql.raw(`DROP TRIGGER IF EXISTS ${t.name}${pg ? ` ON ${t.table}` : ''}`).execute(db)
+    if (pg) await sql.raw(`DROP FUNCTION IF EXISTS ${t.name}_fn()`).execute(db)
   }
 }
 
@@ -136,15 +146,78 @@ export const signals: Migration = {
     await db.schema.createIndex('signal_deliveries_status_idx').on('signal_deliveries').columns(['destination_id', 'status', 'event_seq']).execute()
     await db.schema.createIndex('signal_deliveries_jti_idx').on('signal_deliveries').columns(['destination_id', 'jti']).unique().execute()
 
-    await createTriggers(db)
+    await createTriggers(db, TRIGGERS)
   },
   async down(db: Kysely<any>): Promise<void> {
-    const pg = isPostgres(db)
-    for (const t of TRIGGERS) {
-      await sql.raw(`DROP TRIGGER IF EXISTS ${t.name}${pg ? ` ON ${t.table}` : ''}`).execute(db)
-      if (pg) await sql.raw(`DROP FUNCTION IF EXISTS ${t.name}_fn()`).execute(db)
-    }
+    await dropTriggers(db, TRIGGERS)
     for (const table of ['signal_deliveries', 'signal_subjects', 'signal_destinations', 'signal_outbox', 'oidc_auth_context'])
       await db.schema.dropTable(table).ifExists().execute()
+  },
+}
+
+// The access-review audit types as this migration knows them (frozen with it; the store's list
+// is REVIEW_SIGNAL_TYPES in signals.ts): a round opened, its reminder due, an item decided (by a
+// reviewer or by the deadline's default action), a round closed.
+const REVIEW_AUDIT_TYPES = ['review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed']
+
+const REVIEW_TRIGGERS: TriggerSpec[] = [
+  {
+    name: 'audit_review_signal',
+    table: 'audit_events',
+    timing: 'AFTER INSERT',
+    when: `NEW.type IN (${REVIEW_AUDIT_TYPES.map((t) => `'${t}'`).join(', ')})`,
+    type: 'review.*',
+    typeSql: 'NEW.type',
+    occurredAt: 'NEW.time',
+    ref: 'CAST(NEW.seq AS TEXT)',
+  },
+]
+
+/**
+ * Migration `015_signals_review_events`: a trigger on `audit_events` writes an outbox row for
+ * every access-review event (issue 15 §1: reminders go out through the webhooks), in the
+ * transaction that writes the audit record (as administrator actions, see `011_signals`); the
+ * outbox type is the audit type.
+ */
+export const reviewEvents: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await createTriggers(db, REVIEW_TRIGGERS)
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await dropTriggers(db, REVIEW_TRIGGERS)
+  },
+}
+
+/**
+ * Migration `016_signals_secrets`: an SSF push stream's `authorization_header` leaves the
+ * stream's `config` JSON for its own column, `signal_destinations.secret`, which holds it only
+ * sealed (AES-256-GCM under the key-encryption key, like private signing keys). The migration
+ * has no key, so it moves an existing header as `plain:<value>`; the first start with a key
+ * seals it (one compare-and-set per row, `signals/secrets.ts`), as older plaintext signing keys
+ * are sealed.
+ */
+export const secrets: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await db.schema.alterTable('signal_destinations').addColumn('secret', 'text').execute()
+    const rows = (await db.selectFrom('signal_destinations').select(['id', 'config']).where('kind', '=', 'ssf_stream').execute()) as { id: string; config: string }[]
+    for (const row of rows) {
+      let config: Record<string, unknown>
+      try {
+        config = JSON.parse(row.config) as Record<string, unknown>
+      } catch {
+        continue
+      }
+      if (!('authorizationHeader' in config)) continue
+      const { authorizationHeader, ...rest } = config
+      await db
+        .updateTable('signal_destinations')
+        .set({ config: JSON.stringify(rest), secret: typeof authorizationHeader === 'string' && authorizationHeader.length > 0 ? `plain:${authorizationHeader}` : null })
+        .where('id', '=', row.id)
+        .execute()
+    }
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    // Sealed headers cannot be put back without the key: streams lose them (receivers set them again).
+    await db.schema.alterTable('signal_destinations').dropColumn('secret').execute()
   },
 }
