@@ -148,8 +148,9 @@ export class PeopleDirectory implements UserDirectory {
 /** What the people service needs to take a person's grants away. */
 export interface PersonRevoker {
   /**
-   * Revokes every live grant of a disabled or deleted person as `orphaned_token` (anomaly
-   * recorded); governance's `AnomalyEngine.orphan`. @returns grants revoked.
+   * Revokes every live grant of a disabled or deleted person at once, unconditionally, as
+   * `orphaned_token` (an anomaly is recorded besides when that detector is on); governance's
+   * `AnomalyEngine.orphan`. @returns grants revoked.
    */
   orphan(personId: string, reason: 'disabled' | 'deleted', actor: string): Promise<number>
   /** Revokes every live grant of a person for another reason; governance's `RevocationService`. @returns grants revoked. */
