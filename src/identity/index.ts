@@ -142,6 +142,7 @@ export class Identity {
       groups: u.groups ?? [],
       risk: u.risk ?? 0,
       ...(u.email !== undefined ? { email: u.email } : {}),
+      ...(u.manager !== undefined ? { manager: u.manager } : {}),
     }))
     await identity.people.seed(seeds, legacy)
     for (const id of legacy.keys()) await store.clearPrincipalOverride('user', id)

@@ -89,10 +89,12 @@ export class PeopleDirectory implements UserDirectory {
   #reindex(): void {
     const byUserName = new Map<string, string>()
     const users = new Map<string, User>()
+    for (const p of this.#byId.values()) if (p.status !== 'deleted') byUserName.set(p.userName.toLowerCase(), p.id)
+    const resolveManager = managerResolver(this.#byId, byUserName)
     for (const p of this.#byId.values()) {
       if (p.status === 'deleted') continue
-      byUserName.set(p.userName.toLowerCase(), p.id)
       const totp = this.#totp.get(p.id)
+      const manager = p.manager === null ? undefined : resolveManager(p.manager)
       users.set(
         p.id,
         Object.freeze({
@@ -103,6 +105,7 @@ export class PeopleDirectory implements UserDirectory {
           groups: Object.freeze(effectiveGroups(p)),
           risk: p.risk,
           ...(p.email ? { email: p.email } : {}),
+          ...(manager !== undefined && manager !== p.id ? { manager } : {}),
           ...(totp !== undefined ? { totpSecret: totp } : {}),
         }),
       )
@@ -127,6 +130,11 @@ export class PeopleDirectory implements UserDirectory {
     return [...this.#byId.values()]
   }
 
+  /** Ids of the active people in `group` (configured, upstream or SCIM membership), for group reviewers. */
+  membersOf(group: string): string[] {
+    return [...this.#users.values()].filter((u) => !u.disabled && (u.groups ?? []).includes(group)).map((u) => u.username)
+  }
+
   get(id: string): User | undefined {
     return this.#users.get(id)
   }
@@ -142,6 +150,38 @@ export class PeopleDirectory implements UserDirectory {
     }
     if (!ok || person === undefined || person.passwordHash === null || person.status !== 'active') return undefined
     return this.#users.get(person.id)
+  }
+}
+
+/**
+ * Resolves a stored `manager` reference to the manager's person id. The reference is kept as its
+ * source wrote it — SCIM's enterprise `manager.value` is the manager's SCIM `id` (RFC 7643 §4.3),
+ * the configuration's `manager` a username, a mapped upstream claim whatever the provider puts
+ * there — and resolved when people are (re)indexed, so a manager provisioned after their report
+ * is found at the next refresh. Tried in order: person id, user name (case-insensitive), then a
+ * single person with that `externalId` or email. Deleted people are never managers.
+ * @returns the manager's person id, or undefined when nobody matches.
+ */
+function managerResolver(byId: ReadonlyMap<string, Person>, byUserName: ReadonlyMap<string, string>): (ref: string) => string | undefined {
+  let byOther: Map<string, string | null> | undefined
+  return (ref) => {
+    const direct = byId.get(ref)
+    if (direct !== undefined && direct.status !== 'deleted') return direct.id
+    const named = byUserName.get(ref.toLowerCase())
+    if (named !== undefined) return named
+    if (byOther === undefined) {
+      // externalId and email, each kept only when it names one person (null: ambiguous).
+      byOther = new Map()
+      for (const p of byId.values()) {
+        if (p.status === 'deleted') continue
+        for (const key of new Set([p.externalId, p.email?.toLowerCase()])) {
+          if (key === null || key === undefined) continue
+          byOther.set(key, byOther.has(key) && byOther.get(key) !== p.id ? null : p.id)
+        }
+      }
+    }
+    const hit = byOther.has(ref) ? byOther.get(ref) : byOther.get(ref.toLowerCase())
+    return hit ?? undefined
   }
 }
 
@@ -178,6 +218,8 @@ export interface SeedUser {
   risk: number
   /** From `users[].email` (signals: OpenID Connect `email`, SSF `email` subjects). */
   email?: string
+  /** From `users[].manager`: the manager's username (access reviews with `reviewers: manager`). */
+  manager?: string
 }
 
 /** Changes to people, audited; shared by the admin API, the CLI, SCIM, upstream sign-in and Shared Signals. */
@@ -192,7 +234,7 @@ export class PeopleService {
 
   /**
    * Seeds the configured users (source `config`) at start-up: new ones are inserted; existing ones
-   * take the configuration's display name, groups, risk and enabled/disabled state, and its
+   * take the configuration's display name, groups, risk, manager and enabled/disabled state, and its
    * password unless the password was changed through devicegate since. Configured people no
    * longer in the configuration are marked deleted (their grants are revoked by the start-up
    * orphan sweep). `legacyStates` are administrator overrides made before people were stored
@@ -218,6 +260,7 @@ export class PeopleService {
               risk: u.risk,
               status: legacy ?? configStatus,
               passwordHash: u.passwordHash,
+              manager: u.manager ?? null,
               ...(u.email !== undefined ? { email: u.email } : {}),
             }),
           )
@@ -236,6 +279,7 @@ export class PeopleService {
         displayName: u.displayName,
         groups: [...u.groups],
         risk: u.risk,
+        manager: u.manager ?? null,
         status,
         passwordHash: existing.passwordChangedAt === null ? u.passwordHash : existing.passwordHash,
       }

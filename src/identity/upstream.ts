@@ -8,8 +8,8 @@
  *
  * A person is keyed by the provider's (`iss`, `sub`) — never by email, which can be reassigned.
  * Someone seen for the first time is created just in time with the mapped groups (or, when the
- * provider's `join` says so, linked to a person SCIM provisioned); their groups, display name and
- * email are refreshed at every sign-in.
+ * provider's `join` says so, linked to a person SCIM provisioned); their groups, display name,
+ * email and (when a `manager` claim is mapped and sent) manager are refreshed at every sign-in.
  *
  * Each provider has its own redirect URI (`<issuer>/device/upstream/<id>/callback`), so a response
  * can only be redeemed at the provider it came from (mix-up defence, RFC 9700 §4.4.2).
@@ -270,6 +270,8 @@ export class UpstreamSignIn {
     const amr = stringArrayClaim(claims[map.amr])
     const acr = stringClaim(claims[map.acr]) ?? null
     const displayName = stringClaim(claims[map.display_name]) ?? null
+    // Only a mapped claim that is present changes the manager (SCIM may be the one that sets it).
+    const manager = map.manager === undefined ? undefined : stringClaim(claims[map.manager])?.slice(0, 256)
     const wantedUserName = (stringClaim(claims[map.username]) ?? email ?? sub).slice(0, 200)
     const actor = `upstream:${provider.id}`
     const { people } = this.#deps
@@ -280,7 +282,7 @@ export class UpstreamSignIn {
         const userName = people.directory.byUserName(wantedUserName) === undefined ? wantedUserName : `${provider.id}:${wantedUserName}`
         const now = this.#deps.clock.nowSeconds()
         person = await people.create(
-          newPerson(undefined, now, { userName, displayName, email, source: 'provider', groups, upstreamIssuer: iss, upstreamSub: sub }),
+          newPerson(undefined, now, { userName, displayName, email, source: 'provider', groups, upstreamIssuer: iss, upstreamSub: sub, manager: manager ?? null }),
           actor,
           'upstream_sign_in',
         )
@@ -294,6 +296,7 @@ export class UpstreamSignIn {
             groups,
             ...(displayName !== null ? { displayName } : {}),
             ...(email !== null ? { email } : {}),
+            ...(manager !== undefined ? { manager } : {}),
           },
           actor,
           'upstream_sign_in',
