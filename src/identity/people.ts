@@ -99,7 +99,8 @@ export class PeopleDirectory implements UserDirectory {
         p.id,
         Object.freeze({
           username: p.id,
-          displayName: p.displayName ?? p.userName,
+          // What pages show ("Signed in as …"): never the opaque id of an upstream or SCIM person.
+          displayName: p.displayName !== null && p.displayName.trim() !== '' ? p.displayName : p.userName,
           passwordHash: p.passwordHash ?? '',
           disabled: p.status !== 'active',
           groups: Object.freeze(effectiveGroups(p)),
