@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http'
 import { hash } from '@node-rs/argon2'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clientToken, confidentialClient, scimCaller } from './support/identity.js'
 import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
@@ -43,17 +44,9 @@ beforeAll(async () => {
   txIssuer = `http://127.0.0.1:${(jwks.address() as { port: number }).port}`
   process.env.DG_TEST_DEPROVISION_UPSTREAM_SECRET = 'upstream-secret-0123456789'
   const file = await fixtureConfigFile()
-  const confidential = async (id: string, secret: string, scope: string) => ({
-    client_id: id,
-    type: 'confidential',
-    client_secret_hash: await hash(secret),
-    grant_types: ['client_credentials'],
-    scopes: [scope],
-    access_token_format: 'opaque',
-  })
   t = await startTestServer({
     config: await fixtureConfigFile({
-      clients: [...file.clients, await confidential('provisioner', SCIM_SECRET, 'scim'), await confidential('admin', FIXTURE.adminSecret, 'admin')],
+      clients: [...file.clients, await confidentialClient('provisioner', SCIM_SECRET, 'scim'), await confidentialClient('admin', FIXTURE.adminSecret, 'admin')],
       users: [
         ...file.users,
         ...(await Promise.all(['dora', 'eve', 'finn', 'gus', 'hal'].map(async (username) => ({ username, password_hash: await hash(FIXTURE.attackerPassword) })))),
@@ -65,10 +58,8 @@ beforeAll(async () => {
       ],
     }),
   })
-  const tokenOf = async (id: string, secret: string, scope: string) =>
-    (await postForm(`${t.url}/token`, { grant_type: 'client_credentials', scope }, { authorization: basic(id, secret) })).json.access_token as string
-  scimToken = await tokenOf('provisioner', SCIM_SECRET, 'scim')
-  adminToken = await tokenOf('admin', FIXTURE.adminSecret, 'admin')
+  scimToken = await clientToken(t.url, 'provisioner', SCIM_SECRET, 'scim')
+  adminToken = await clientToken(t.url, 'admin', FIXTURE.adminSecret, 'admin')
 })
 afterAll(async () => {
   await t?.close()
@@ -101,15 +92,7 @@ async function provisionedWithGrant(userName: string): Promise<{ id: string; acc
   return { id: created.json.id as string, accessToken: tok.json.access_token as string }
 }
 
-async function scim(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${t.url}/scim/v2${path}`, {
-    method,
-    headers: { authorization: `Bearer ${scimToken}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  })
-  const text = await res.text()
-  return { status: res.status, json: text ? (JSON.parse(text) as any) : undefined }
-}
+const scim = scimCaller(() => ({ url: t.url, token: scimToken }))
 
 async function pushEvent(type: string, subject: string): Promise<number> {
   const jwt = await new SignJWT({ jti: `deprov-${++jti}`, sub_id: { format: 'opaque', id: subject }, events: { [type]: {} } })

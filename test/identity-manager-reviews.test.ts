@@ -5,8 +5,8 @@
  * (issue 15 §1): the campaign item of a person's grant is assigned to their manager, who decides
  * it through the admin API.
  */
-import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { clientToken, confidentialClient, scimCaller } from './support/identity.js'
 import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
@@ -26,17 +26,9 @@ beforeAll(async () => {
   idp = await startFakeIdp({ clientId: 'devicegate', subject: () => nextClaims })
   process.env.DG_TEST_MANAGER_UPSTREAM_SECRET = 'upstream-secret-0123456789'
   const file = await fixtureConfigFile()
-  const confidential = async (id: string, secret: string, scope: string) => ({
-    client_id: id,
-    type: 'confidential',
-    client_secret_hash: await hash(secret),
-    grant_types: ['client_credentials'],
-    scopes: [scope],
-    access_token_format: 'opaque',
-  })
   t = await startTestServer({
     config: await fixtureConfigFile({
-      clients: [...file.clients, await confidential('provisioner', SCIM_SECRET, 'scim'), await confidential('admin', FIXTURE.adminSecret, 'admin')],
+      clients: [...file.clients, await confidentialClient('provisioner', SCIM_SECRET, 'scim'), await confidentialClient('admin', FIXTURE.adminSecret, 'admin')],
       // alice's manager is mallory (configuration).
       users: file.users.map((u) => (u.username === 'alice' ? { ...u, manager: 'mallory' } : u)),
       identity: { scim: { enabled: true } },
@@ -52,24 +44,15 @@ beforeAll(async () => {
       ],
     }),
   })
-  const tokenOf = async (id: string, secret: string, scope: string) =>
-    (await postForm(`${t.url}/token`, { grant_type: 'client_credentials', scope }, { authorization: basic(id, secret) })).json.access_token as string
-  scimToken = await tokenOf('provisioner', SCIM_SECRET, 'scim')
-  adminToken = await tokenOf('admin', FIXTURE.adminSecret, 'admin')
+  scimToken = await clientToken(t.url, 'provisioner', SCIM_SECRET, 'scim')
+  adminToken = await clientToken(t.url, 'admin', FIXTURE.adminSecret, 'admin')
 })
 afterAll(async () => {
   await t?.close()
   await idp?.close()
 })
 
-async function scim(method: string, path: string, body?: unknown) {
-  const res = await fetch(`${t.url}/scim/v2${path}`, {
-    method,
-    headers: { authorization: `Bearer ${scimToken}`, ...(body !== undefined ? { 'content-type': 'application/scim+json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  })
-  return { status: res.status, json: (await res.json()) as any }
-}
+const scim = scimCaller(() => ({ url: t.url, token: scimToken }))
 
 async function api(path: string, body?: unknown) {
   const res = await fetch(`${t.url}/admin/api${path}`, {

@@ -27,6 +27,19 @@ function optionalString(v: unknown, name: string, max = 256): string | null {
   return v
 }
 
+/**
+ * A request body that is a JSON object whose `schemas` include `schema` (RFC 7643 §3).
+ * @throws {ScimError} 400 `invalidSyntax`.
+ */
+function resourceBody(body: unknown, schema: string): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ScimError(400, 'the body must be a JSON object', 'invalidSyntax')
+  const b = body as Record<string, unknown>
+  const schemas = attr(b, 'schemas')
+  if (!Array.isArray(schemas) || !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === schema.toLowerCase()))
+    throw new ScimError(400, `"schemas" must include ${schema}`, 'invalidSyntax')
+  return b
+}
+
 /** What a SCIM User body says, mapped onto a person's columns. */
 export interface UserFields {
   userName: string
@@ -46,11 +59,7 @@ const MANAGED = new Set(['schemas', 'id', 'meta', 'username', 'displayname', 'ex
  * @throws {ScimError} 400 `invalidValue` / `invalidSyntax`.
  */
 export function readUser(body: unknown): UserFields {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ScimError(400, 'the body must be a JSON object', 'invalidSyntax')
-  const b = body as Record<string, unknown>
-  const schemas = attr(b, 'schemas')
-  if (!Array.isArray(schemas) || !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SCHEMA.user.toLowerCase()))
-    throw new ScimError(400, `"schemas" must include ${SCHEMA.user}`, 'invalidSyntax')
+  const b = resourceBody(body, SCHEMA.user)
   const userName = attr(b, 'userName')
   if (typeof userName !== 'string' || userName.trim() === '' || userName.length > 256) throw new ScimError(400, '"userName" is required (a string of at most 256 characters)', 'invalidValue')
   const emails = attr(b, 'emails')
@@ -130,11 +139,7 @@ export interface GroupFields {
  * @throws {ScimError} 400 `invalidSyntax` / `invalidValue`.
  */
 export function readGroup(body: unknown, isUser: (id: string) => boolean): GroupFields {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ScimError(400, 'the body must be a JSON object', 'invalidSyntax')
-  const b = body as Record<string, unknown>
-  const schemas = attr(b, 'schemas')
-  if (!Array.isArray(schemas) || !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SCHEMA.group.toLowerCase()))
-    throw new ScimError(400, `"schemas" must include ${SCHEMA.group}`, 'invalidSyntax')
+  const b = resourceBody(body, SCHEMA.group)
   const displayName = attr(b, 'displayName')
   if (typeof displayName !== 'string' || displayName.trim() === '' || displayName.length > 256) throw new ScimError(400, '"displayName" is required', 'invalidValue')
   const members = attr(b, 'members') ?? []
