@@ -34,6 +34,7 @@ export type UpstreamFailure =
   | 'email_not_allowed'
   | 'account_disabled'
   | 'account_conflict'
+  | 'groups_unavailable'
 
 /** Text shown for each failure: what happened and what to do. */
 export const UPSTREAM_FAILURE_TEXT: Record<UpstreamFailure, { title: string; message: string }> = {
@@ -49,6 +50,10 @@ export const UPSTREAM_FAILURE_TEXT: Record<UpstreamFailure, { title: string; mes
   email_not_allowed: { title: 'Account not allowed', message: 'Accounts with this email domain may not approve devices here.' },
   account_disabled: { title: 'Account disabled', message: 'Your account is disabled here. Ask your administrator.' },
   account_conflict: { title: 'Account conflict', message: 'Your account matches another person here. Ask your administrator.' },
+  groups_unavailable: {
+    title: 'Groups not received',
+    message: 'Your identity provider did not send your groups (it sent a reference to them instead, as it does for people in many groups), so approvals cannot be checked against them. Ask your administrator to limit the groups sent to this application.',
+  },
 }
 
 /** Raised inside {@link UpstreamSignIn}; carries the stable code and a detail for logs (never shown). */
@@ -266,6 +271,10 @@ export class UpstreamSignIn {
       if (email === null || claims.email_verified === false || domain === undefined || !provider.allowedEmailDomains.includes(domain))
         throw new UpstreamError('email_not_allowed', `email domain not allowed: ${domain ?? 'none'}`)
     }
+    // A distributed claim (OpenID Connect Core §5.6.2) — Entra ID's groups "overage" above 200
+    // groups — names the groups without sending them. Refreshing to no groups would lift every
+    // policy rule that denies by group, so nobody is signed in (fail closed).
+    if (claims[map.groups] === undefined && isDistributedClaim(claims, map.groups)) throw new UpstreamError('groups_unavailable', `"${map.groups}" is a distributed claim`)
     const groups = stringArrayClaim(claims[map.groups])
     const amr = stringArrayClaim(claims[map.amr])
     const acr = stringClaim(claims[map.acr]) ?? null
@@ -333,6 +342,12 @@ function classifyOidcError(err: unknown): UpstreamError {
   const name = err instanceof Error ? err.name : ''
   if (name === 'TimeoutError' || name === 'AbortError' || err instanceof TypeError) return new UpstreamError('unreachable', String((err as Error).message), { cause: err })
   return new UpstreamError('invalid_response', err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+/** Whether `name` is announced in `_claim_names` (aggregated or distributed claims, OpenID Connect Core §5.6.2). */
+function isDistributedClaim(claims: Record<string, unknown>, name: string): boolean {
+  const names = claims._claim_names
+  return names !== null && typeof names === 'object' && Object.hasOwn(names, name)
 }
 
 function stringClaim(v: unknown): string | undefined {
