@@ -168,3 +168,33 @@ describe('issue 12 §2: the administrator disabling or deleting a person revokes
     await t.server.governance.principals.change('client', 'conf', 'enabled', 'admin:test')
   })
 })
+
+describe('issue 12 §2: `devicegate users disable` (CLI) revokes with the orphaned_token detector off', () => {
+  it('revokes the person\'s grants in the shared database', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join, resolve } = await import('node:path')
+    const { stringify } = await import('yaml')
+    const root = resolve(import.meta.dirname, '..')
+    const dir = mkdtempSync(join(tmpdir(), 'devicegate-deprovision-cli-'))
+    const storageUrl = `sqlite:${join(dir, 'db.sqlite')}`
+    const file = await fixtureConfigFile({ governance: { anomalies: { orphaned_token: { enabled: false } } } })
+    const server = await startTestServer({ storageUrl, config: file })
+    try {
+      const auth = await postForm(`${server.url}/device_authorization`, { client_id: 'cli', scope: 'read offline_access' })
+      await approveAs(server.url, auth.json.user_code, 'approve', 'mallory')
+      const tok = await postForm(`${server.url}/token`, { grant_type: DEVICE, device_code: auth.json.device_code, client_id: 'cli' })
+      expect(tok.status).toBe(200)
+      const configPath = join(dir, 'devicegate.yaml')
+      writeFileSync(configPath, stringify({ ...file, issuer: server.issuer, storage: { url: storageUrl }, data_dir: dir, log_level: 'silent' }))
+      // dist/ is what the CLI runs (test/identity-cli.test.ts rebuilds it when src/ is newer).
+      const r = spawnSync(process.execPath, [join(root, 'bin/devicegate.js'), 'users', 'disable', 'mallory', '--config', configPath], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+      expect(r.status, r.stderr).toBe(0)
+      expect((await postForm(`${server.url}/introspect`, { token: tok.json.refresh_token }, { authorization: basic('rs', FIXTURE.rsSecret) })).json.active).toBe(false)
+    } finally {
+      await server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
