@@ -6,10 +6,15 @@
  * `orphaned_token` anomaly detector is switched off; the detector only decides whether an anomaly
  * is recorded besides.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { hash } from '@node-rs/argon2'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { stringify } from 'yaml'
+import { ensureBuilt, runCli } from './support/cli.js'
 import { clientToken, confidentialClient, scimCaller } from './support/identity.js'
 import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
 import { approveAs, basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
@@ -170,13 +175,9 @@ describe('issue 12 §2: the administrator disabling or deleting a person revokes
 })
 
 describe('issue 12 §2: `devicegate users disable` (CLI) revokes with the orphaned_token detector off', () => {
+  beforeAll(() => ensureBuilt(), 180_000)
+
   it('revokes the person\'s grants in the shared database', async () => {
-    const { spawnSync } = await import('node:child_process')
-    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs')
-    const { tmpdir } = await import('node:os')
-    const { join, resolve } = await import('node:path')
-    const { stringify } = await import('yaml')
-    const root = resolve(import.meta.dirname, '..')
     const dir = mkdtempSync(join(tmpdir(), 'devicegate-deprovision-cli-'))
     const storageUrl = `sqlite:${join(dir, 'db.sqlite')}`
     const file = await fixtureConfigFile({ governance: { anomalies: { orphaned_token: { enabled: false } } } })
@@ -188,8 +189,7 @@ describe('issue 12 §2: `devicegate users disable` (CLI) revokes with the orphan
       expect(tok.status).toBe(200)
       const configPath = join(dir, 'devicegate.yaml')
       writeFileSync(configPath, stringify({ ...file, issuer: server.issuer, storage: { url: storageUrl }, data_dir: dir, log_level: 'silent' }))
-      // dist/ is what the CLI runs (test/identity-cli.test.ts rebuilds it when src/ is newer).
-      const r = spawnSync(process.execPath, [join(root, 'bin/devicegate.js'), 'users', 'disable', 'mallory', '--config', configPath], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+      const r = runCli(['users', 'disable', 'mallory', '--config', configPath])
       expect(r.status, r.stderr).toBe(0)
       expect((await postForm(`${server.url}/introspect`, { token: tok.json.refresh_token }, { authorization: basic('rs', FIXTURE.rsSecret) })).json.active).toBe(false)
     } finally {
