@@ -260,6 +260,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     random: systemRandom,
     clients,
     users: governance.users,
+    groupMembers: (group) => identity.directory.membersOf(group),
     revocation: governance.revocation,
     events: governance.events,
     onError: (err) => logger.warn({ err }, 'access review scheduler failed'),

@@ -55,7 +55,7 @@ describe('console sign-in (local admin with password + TOTP)', () => {
     expect(c.cookie).not.toBe(before)
     const home = await c.get('/console')
     expect(home.status).toBe(200)
-    expect(home.body).toContain('Signed in as <strong>otto</strong> (operator)')
+    expect(home.body).toContain('Signed in as <strong>Otto Operator</strong> (operator)')
     const signedIn = (await auditOf('session.signed_in')).filter((e) => e.actor === 'otto')
     expect(JSON.parse(signedIn.at(-1)!.details)).toMatchObject({ surface: 'console', mfa: true, role: 'operator' })
     const failed = await auditOf('session.sign_in_failed')

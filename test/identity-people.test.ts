@@ -169,5 +169,9 @@ describe('README examples of the identity configuration', () => {
     const blocks = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!)
     expect(blocks.length).toBe(3)
     for (const block of blocks) expect(() => parseConfig(parse(block))).not.toThrow()
+    // An Entra ID and an Okta example (issue 12), each linked to its SCIM-provisioned people.
+    const providers = parseConfig(parse(blocks[0]!)).identity_providers ?? []
+    expect(providers.map((p) => p.id)).toEqual(['entra', 'okta'])
+    expect(providers.every((p) => p.join !== undefined)).toBe(true)
   })
 })

@@ -361,7 +361,7 @@ describe('RFC 8628 §3.3 sign-in', () => {
       headers: { cookie: `${SESSION_COOKIE}=${newValue}` },
     })
     expectReviewPage(review, grant)
-    expect(review.body).toContain('Signed in as <strong>demo</strong>')
+    expect(review.body).toContain('Signed in as <strong>Demo</strong>')
   })
 
   it('answers a wrong password with 401 "Invalid username or password" and stays signed out', async () => {

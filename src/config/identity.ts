@@ -40,6 +40,12 @@ export const identityProviderSchema = z
         amr: z.string().default('amr'),
         /** Authentication Context Class Reference. Default: acr. */
         acr: z.string().default('acr'),
+        /**
+         * A claim naming the person's manager (the manager's user name, email, SCIM externalId or
+         * devicegate person id), for access reviews with `reviewers: manager`; a sign-in without
+         * it leaves the stored manager as it is. Default: none (SCIM or the configuration sets it).
+         */
+        manager: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

@@ -129,6 +129,8 @@ export const NAV: readonly NavItem[] = [
 /** Who is signed in, as the layout shows it. */
 export interface Viewer {
   username: string
+  /** Shown as "Signed in as …" (`shownName`: display name, else id). */
+  name: string
   role: ConsoleRole | null
   csrfToken: string
 }
@@ -170,7 +172,7 @@ ${STYLE}
     <ul>${items.map((n) => html`<li><a href="${n.href}"${o.current === n.href ? new SafeHtml(' aria-current="page"') : ''}>${n.label}</a></li>`)}</ul>
   </nav>
   <div class="who">
-    <span>Signed in as <strong>${v.username}</strong> (${v.role ?? 'no console role'})</span>
+    <span>Signed in as <strong>${v.name}</strong> (${v.role ?? 'no console role'})</span>
     <form method="post" action="/console/sign-out">${csrf(v.csrfToken)}<button type="submit">Sign out</button></form>
   </div>`
   }

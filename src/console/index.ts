@@ -28,7 +28,7 @@ import helmet from '@fastify/helmet'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ConsoleConfig } from '../config/console.js'
 import type { DomainEvent, EventSink } from '../core/events.js'
-import type { Client, ClientDirectory, User, UserDirectory } from '../core/model.js'
+import { shownName, type Client, type ClientDirectory, type User, type UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { AuditLog } from '../governance/audit.js'
 import type { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
@@ -345,7 +345,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
         // A role needs a second factor in this sign-in; a session without one (granted a role
         // since) is sent to sign in again.
         const effectiveRole = role !== null && (loaded.record.mfaAt ?? null) === null ? null : role
-        request.consoleSession = { record: loaded.record, user, role: effectiveRole, viewer: { username: user.username, role: effectiveRole, csrfToken: loaded.record.csrfToken } }
+        request.consoleSession = { record: loaded.record, user, role: effectiveRole, viewer: { username: user.username, name: shownName(user), role: effectiveRole, csrfToken: loaded.record.csrfToken } }
         if (request.method === 'POST' && !isTrustedPost(request, loaded.record)) {
           deps.logger.warn({ event: 'console.request_refused', reason: 'csrf', subject: user.username, ip: request.clientIp }, 'console POST refused')
           return error(reply, request, 403, 'Request not accepted', 'This form could not be verified, so nothing was changed. Open the page again and retry from there.')

@@ -89,6 +89,17 @@ export interface User {
   readonly email?: string
 }
 
+/**
+ * The name pages show for a person ("Signed in as …"): the display name, else the stable id.
+ * People from an upstream provider or SCIM have an opaque id (a UUID); their directory fills
+ * `displayName` from the provider's or SCIM's display name, falling back to their user name, so
+ * the id shows only when nothing else is known. Plain text: templates escape it.
+ */
+export function shownName(user: Pick<User, 'username' | 'displayName'>): string {
+  const name = user.displayName.trim()
+  return name === '' ? user.username : name
+}
+
 /** Scope that asks for a refresh token (OpenID Connect Core §11, used the same way here). */
 export const OFFLINE_ACCESS = 'offline_access'
 

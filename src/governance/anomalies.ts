@@ -22,7 +22,7 @@
  * | `user_code_guessing` | `threshold` wrong user codes from one IP or one session in a window, or the server-wide budget of failed code entries spent (`source: server`; code entry then needs sign-in) (RFC 8628 §5.1) |
  * | `device_authorization_burst` | more than `per_ip` / `per_client` device authorizations in a window (counted per instance, in memory) |
  * | `approval_network_mismatch` | the approver's network differs from the device authorization request's (RFC 8628 §5.4 remote phishing), for approvals and for approvals the policy refused |
- * | `orphaned_token` | live families of a user disabled or deleted, or of a client disabled or removed — revoked when the change is made (admin API, CLI) and at start-up for configuration changes |
+ * | `orphaned_token` | live families of a user disabled or deleted, or of a client disabled or removed — revoked when the change is made (admin API, CLI, SCIM, Shared Signals) and at start-up for configuration changes; the revocation happens even with the detector off (it then only records no anomaly) |
  * | `dormant_grant` | a live family unused for `after_seconds`, found by a periodic sweep |
  * | `device_flow_same_device` | `threshold` approvals of one client within `window_seconds` where the approving browser ran on the requesting machine (same IP and platform; RFC 10027, BCP 247): the tool would fit a browser-based flow |
  */
@@ -375,19 +375,21 @@ export class AnomalyEngine {
 
   /**
    * Orphaned families: a user or client that can no longer act (disabled, deleted, removed from
-   * configuration). Revokes its live families now — whatever the configured action, unless the
-   * detector is disabled (then the families stay; introspection still refuses a disabled
-   * client's tokens) — and records one anomaly.
+   * configuration). Revokes its live families and denies its open device authorizations now,
+   * **whatever the detector's switch or configured action**: deprovisioning revokes every grant
+   * at once (issue 12 §3, OWASP NHI1 improper offboarding), so it is not a detector's choice. The
+   * detector only decides whether an `orphaned_token` anomaly (table row and `anomaly.raised`
+   * event) is recorded besides; the revocations themselves are audited as `token.revoked` by the
+   * revocation service either way.
    * @returns families revoked.
    */
   async orphan(kind: 'user' | 'client', id: string, reason: 'disabled' | 'deleted' | 'removed_from_config', actor: string): Promise<number> {
-    const c = this.#o.config.orphanedToken
-    if (!c.enabled) return 0
     const r = await this.#o.revocation.revoke(kind === 'user' ? { kind: 'user', subject: id } : { kind: 'client', clientId: id }, {
       actor,
       reason: `orphaned_token: ${kind} ${reason}`,
       listLimit: 0,
     })
+    if (!this.#o.config.orphanedToken.enabled) return r.grants
     if (r.grants === 0 && r.deviceAuthorizations === 0) return 0
     const id2 = randomToken(this.#o.random, 12)
     await this.#o.store.insertAnomaly({

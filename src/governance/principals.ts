@@ -4,9 +4,9 @@
  * and the directories the protocol handlers and pages use consult it: a disabled or deleted user
  * cannot sign in (and a signed-in session of theirs stops counting), a disabled or deleted client
  * cannot authenticate, and introspection answers `active: false` for its tokens. Their live token
- * families are revoked at the moment of the change (the `orphaned_token` detector), so their
- * tokens are inactive at once on every instance; other instances pick up the override itself
- * within {@link OVERRIDE_REFRESH_SECONDS}.
+ * families are revoked at the moment of the change (`orphaned_token`, whether or not that
+ * detector is on to record an anomaly), so their tokens are inactive at once on every instance;
+ * other instances pick up the override itself within {@link OVERRIDE_REFRESH_SECONDS}.
  */
 import type { DomainEvent, EventSink } from '../core/events.js'
 import type { Client, ClientDirectory, User, UserDirectory } from '../core/model.js'

@@ -22,8 +22,10 @@ import { SharedSignalsReceiver } from './shared-signals.js'
 import { registerSharedSignalsRoutes } from './shared-signals-routes.js'
 import type { FastifyInstance } from 'fastify'
 import type { CustomFetch } from 'openid-client'
-import { systemClock, systemRandom } from '../system.js'
+import { systemClock } from '../system.js'
 import type { IdentityPageOptions } from '../web/pages/kit.js'
+import { VERIFICATION_SERVICE } from '../web/verification.js'
+import type { VerificationService } from '../verification/service.js'
 
 /** What {@link Identity.open} needs. */
 export interface IdentityOptions {
@@ -105,16 +107,19 @@ export class Identity {
     },
   ]
 
-  /** Routes beside the verification pages (cookies, page security headers): upstream sign-in. */
+  /**
+   * Routes beside the verification pages (cookies, page security headers): upstream sign-in,
+   * which signs people in through the pages' verification service (registered before these).
+   */
   readonly pagePlugins: ((pages: FastifyInstance) => Promise<void>)[] = [
     async (pages) => {
       if (this.upstream === undefined) return
       await registerUpstreamRoutes(pages, {
         upstream: this.upstream,
-        store: this.options.store,
+        // The verification pages registered first on this instance: one sign-in path for both.
+        verification: pages.getDecorator<VerificationService>(VERIFICATION_SERVICE),
+        users: this.directory,
         clock: this.options.clock,
-        random: systemRandom,
-        sessionTtlSeconds: this.options.config.verification.sessionTtlSeconds,
         events: this.#events,
       })
     },
@@ -142,6 +147,7 @@ export class Identity {
       groups: u.groups ?? [],
       risk: u.risk ?? 0,
       ...(u.email !== undefined ? { email: u.email } : {}),
+      ...(u.manager !== undefined ? { manager: u.manager } : {}),
     }))
     await identity.people.seed(seeds, legacy)
     for (const id of legacy.keys()) await store.clearPrincipalOverride('user', id)

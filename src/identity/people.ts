@@ -89,20 +89,24 @@ export class PeopleDirectory implements UserDirectory {
   #reindex(): void {
     const byUserName = new Map<string, string>()
     const users = new Map<string, User>()
+    for (const p of this.#byId.values()) if (p.status !== 'deleted') byUserName.set(p.userName.toLowerCase(), p.id)
+    const resolveManager = managerResolver(this.#byId, byUserName)
     for (const p of this.#byId.values()) {
       if (p.status === 'deleted') continue
-      byUserName.set(p.userName.toLowerCase(), p.id)
       const totp = this.#totp.get(p.id)
+      const manager = p.manager === null ? undefined : resolveManager(p.manager)
       users.set(
         p.id,
         Object.freeze({
           username: p.id,
-          displayName: p.displayName ?? p.userName,
+          // What pages show ("Signed in as …"): never the opaque id of an upstream or SCIM person.
+          displayName: p.displayName !== null && p.displayName.trim() !== '' ? p.displayName : p.userName,
           passwordHash: p.passwordHash ?? '',
           disabled: p.status !== 'active',
           groups: Object.freeze(effectiveGroups(p)),
           risk: p.risk,
           ...(p.email ? { email: p.email } : {}),
+          ...(manager !== undefined && manager !== p.id ? { manager } : {}),
           ...(totp !== undefined ? { totpSecret: totp } : {}),
         }),
       )
@@ -127,6 +131,11 @@ export class PeopleDirectory implements UserDirectory {
     return [...this.#byId.values()]
   }
 
+  /** Ids of the active people in `group` (configured, upstream or SCIM membership), for group reviewers. */
+  membersOf(group: string): string[] {
+    return [...this.#users.values()].filter((u) => !u.disabled && (u.groups ?? []).includes(group)).map((u) => u.username)
+  }
+
   get(id: string): User | undefined {
     return this.#users.get(id)
   }
@@ -145,11 +154,44 @@ export class PeopleDirectory implements UserDirectory {
   }
 }
 
+/**
+ * Resolves a stored `manager` reference to the manager's person id. The reference is kept as its
+ * source wrote it — SCIM's enterprise `manager.value` is the manager's SCIM `id` (RFC 7643 §4.3),
+ * the configuration's `manager` a username, a mapped upstream claim whatever the provider puts
+ * there — and resolved when people are (re)indexed, so a manager provisioned after their report
+ * is found at the next refresh. Tried in order: person id, user name (case-insensitive), then a
+ * single person with that `externalId` or email. Deleted people are never managers.
+ * @returns the manager's person id, or undefined when nobody matches.
+ */
+function managerResolver(byId: ReadonlyMap<string, Person>, byUserName: ReadonlyMap<string, string>): (ref: string) => string | undefined {
+  let byOther: Map<string, string | null> | undefined
+  return (ref) => {
+    const direct = byId.get(ref)
+    if (direct !== undefined && direct.status !== 'deleted') return direct.id
+    const named = byUserName.get(ref.toLowerCase())
+    if (named !== undefined) return named
+    if (byOther === undefined) {
+      // externalId and email, each kept only when it names one person (null: ambiguous).
+      byOther = new Map()
+      for (const p of byId.values()) {
+        if (p.status === 'deleted') continue
+        for (const key of new Set([p.externalId, p.email?.toLowerCase()])) {
+          if (key === null || key === undefined) continue
+          byOther.set(key, byOther.has(key) && byOther.get(key) !== p.id ? null : p.id)
+        }
+      }
+    }
+    const hit = byOther.has(ref) ? byOther.get(ref) : byOther.get(ref.toLowerCase())
+    return hit ?? undefined
+  }
+}
+
 /** What the people service needs to take a person's grants away. */
 export interface PersonRevoker {
   /**
-   * Revokes every live grant of a disabled or deleted person as `orphaned_token` (anomaly
-   * recorded); governance's `AnomalyEngine.orphan`. @returns grants revoked.
+   * Revokes every live grant of a disabled or deleted person at once, unconditionally, as
+   * `orphaned_token` (an anomaly is recorded besides when that detector is on); governance's
+   * `AnomalyEngine.orphan`. @returns grants revoked.
    */
   orphan(personId: string, reason: 'disabled' | 'deleted', actor: string): Promise<number>
   /** Revokes every live grant of a person for another reason; governance's `RevocationService`. @returns grants revoked. */
@@ -177,6 +219,8 @@ export interface SeedUser {
   risk: number
   /** From `users[].email` (signals: OpenID Connect `email`, SSF `email` subjects). */
   email?: string
+  /** From `users[].manager`: the manager's username (access reviews with `reviewers: manager`). */
+  manager?: string
 }
 
 /** Changes to people, audited; shared by the admin API, the CLI, SCIM, upstream sign-in and Shared Signals. */
@@ -191,7 +235,7 @@ export class PeopleService {
 
   /**
    * Seeds the configured users (source `config`) at start-up: new ones are inserted; existing ones
-   * take the configuration's display name, groups, risk and enabled/disabled state, and its
+   * take the configuration's display name, groups, risk, manager and enabled/disabled state, and its
    * password unless the password was changed through devicegate since. Configured people no
    * longer in the configuration are marked deleted (their grants are revoked by the start-up
    * orphan sweep). `legacyStates` are administrator overrides made before people were stored
@@ -217,6 +261,7 @@ export class PeopleService {
               risk: u.risk,
               status: legacy ?? configStatus,
               passwordHash: u.passwordHash,
+              manager: u.manager ?? null,
               ...(u.email !== undefined ? { email: u.email } : {}),
             }),
           )
@@ -235,6 +280,7 @@ export class PeopleService {
         displayName: u.displayName,
         groups: [...u.groups],
         risk: u.risk,
+        manager: u.manager ?? null,
         status,
         passwordHash: existing.passwordChangedAt === null ? u.passwordHash : existing.passwordHash,
       }

@@ -1,5 +1,6 @@
 /**
- * HTTP routes of the SCIM 2.0 server at `/scim/v2` (RFC 7644 §3); `scim.ts` decides.
+ * HTTP routes of the SCIM 2.0 server at `/scim/v2` (RFC 7644 §3); `scim.ts` decides. Users and
+ * Groups are served by the same routes over {@link ScimResourceOperations}.
  *
  * Authentication: an RFC 6750 bearer access token issued by devicegate to a confidential client
  * (client_credentials) whose scope includes the configured SCIM scope (default `scim`); checked
@@ -12,7 +13,7 @@ import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
-import { ScimError, ScimService, SCHEMA, type ListQuery, type ScimResult } from './scim.js'
+import { ScimError, ScimService, SCHEMA, type ListQuery, type ScimResourceOperations, type ScimResult } from './scim.js'
 
 export const SCIM_PREFIX = '/scim/v2'
 const SCIM_JSON = 'application/scim+json'
@@ -92,6 +93,7 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         const v = request.headers['if-match']
         return typeof v === 'string' ? v : undefined
       }
+      /** One answer: status, no-store, the resource's weak ETag, Location on 201 (RFC 7644 §3.3). */
       const send = (reply: FastifyReply, r: ScimResult) => {
         reply.code(r.status).header('cache-control', 'no-store')
         if (r.etag !== undefined) reply.header('etag', r.etag)
@@ -120,27 +122,15 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         return send(reply, { status: 200, body: found })
       })
 
-      api.get('/Users', async (request, reply) => {
-        return send(reply, await scim.listUsers(q(request)))
-      })
-      api.post('/Users', async (request, reply) => send(reply, await scim.createUser(request.body, actorOf(request))))
-      api.get('/Users/:id', async (request, reply) => {
-        return send(reply, await scim.getUser(id(request), q(request)))
-      })
-      api.put('/Users/:id', async (request, reply) => send(reply, await scim.replaceUser(id(request), request.body, actorOf(request), ifMatch(request))))
-      api.patch('/Users/:id', async (request, reply) => send(reply, await scim.patchUser(id(request), request.body, actorOf(request), ifMatch(request))))
-      api.delete('/Users/:id', async (request, reply) => send(reply, await scim.deleteUser(id(request), actorOf(request), ifMatch(request))))
-
-      api.get('/Groups', async (request, reply) => {
-        return send(reply, await scim.listGroups(q(request)))
-      })
-      api.post('/Groups', async (request, reply) => send(reply, await scim.createGroup(request.body, actorOf(request))))
-      api.get('/Groups/:id', async (request, reply) => {
-        return send(reply, await scim.getGroup(id(request), q(request)))
-      })
-      api.put('/Groups/:id', async (request, reply) => send(reply, await scim.replaceGroup(id(request), request.body, actorOf(request), ifMatch(request))))
-      api.patch('/Groups/:id', async (request, reply) => send(reply, await scim.patchGroup(id(request), request.body, actorOf(request), ifMatch(request))))
-      api.delete('/Groups/:id', async (request, reply) => send(reply, await scim.deleteGroup(id(request), actorOf(request), ifMatch(request))))
+      // Users and Groups: the same six operations, the same If-Match / ETag handling (RFC 7644 §3.14).
+      for (const [path, ops] of [['/Users', scim.users], ['/Groups', scim.groups]] as const) {
+        api.get(path, async (request, reply) => send(reply, await ops.list(q(request))))
+        api.post(path, async (request, reply) => send(reply, await ops.create(request.body, actorOf(request))))
+        api.get(`${path}/:id`, async (request, reply) => send(reply, await ops.get(id(request), q(request))))
+        api.put(`${path}/:id`, async (request, reply) => send(reply, await ops.replace(id(request), request.body, actorOf(request), ifMatch(request))))
+        api.patch(`${path}/:id`, async (request, reply) => send(reply, await ops.patch(id(request), request.body, actorOf(request), ifMatch(request))))
+        api.delete(`${path}/:id`, async (request, reply) => send(reply, await ops.remove(id(request), actorOf(request), ifMatch(request))))
+      }
     },
     { prefix: SCIM_PREFIX },
   )

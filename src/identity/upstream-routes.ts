@@ -6,21 +6,21 @@
  *   `return_to` (a local path under /device or /console), optional `step_up=1`: binds a fresh
  *   `state` to the browser (cookie `dg_upstream`, HttpOnly, SameSite=Lax so the provider's
  *   top-level redirect back carries it) and answers 303 to the provider's authorization endpoint.
- * - `GET /device/upstream/:provider/callback` — the redirect URI: on success the sign-in session
- *   (`dg_session`) is replaced by a signed-in one (rotated, no fixation; second factor recorded
- *   when the provider reported one) and the browser goes to the return path; on any failure a
- *   page says what happened (4xx, never 5xx) and nobody is signed in.
+ * - `GET /device/upstream/:provider/callback` — the redirect URI: on success the person is signed
+ *   in through the verification service's `establishSession`, exactly as a password sign-in is
+ *   (`dg_session` rotated, no fixation; review claims moved; `session.signed_in` audited; second
+ *   factor recorded when the provider reported one) and the browser goes to the return path; on
+ *   any failure a page says what happened (4xx, never 5xx) and nobody is signed in.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { EventSink } from '../core/events.js'
-import type { Clock, Random } from '../core/ports.js'
+import type { UserDirectory } from '../core/model.js'
+import type { Clock } from '../core/ports.js'
 import { normalizeUserCode } from '../core/user-code.js'
-import type { Store } from '../storage/store.js'
-import { randomToken, sha256Hex } from '../system.js'
+import type { VerificationService } from '../verification/service.js'
 import { renderErrorPage } from '../web/templates/error.js'
-import { SESSION_COOKIE } from '../web/pages/kit.js'
+import { SESSION_COOKIE, setSessionCookie } from '../web/pages/kit.js'
 import { isLocalReturnPath, UPSTREAM_FAILURE_TEXT, UpstreamError, type UpstreamSignIn, type UpstreamSignedIn } from './upstream.js'
-import { reviewClaimId } from '../verification/sessions.js'
 
 /** Cookie binding a started upstream sign-in to this browser (its value is the `state`). */
 export const UPSTREAM_STATE_COOKIE = 'dg_upstream'
@@ -28,12 +28,14 @@ export const UPSTREAM_STATE_COOKIE = 'dg_upstream'
 /** What the routes need. */
 export interface UpstreamRouteDeps {
   upstream: UpstreamSignIn
-  /** Sign-in sessions of the verification pages. */
-  store: Store
+  /**
+   * The verification pages' service: a successful callback signs the person in through its
+   * `establishSession`, the one sign-in path (session rotation, review claims, audit).
+   */
+  verification: Pick<VerificationService, 'sessions' | 'establishSession'>
+  /** The people as the verification pages see them (the signed-in `User`). */
+  users: UserDirectory
   clock: Clock
-  random: Random
-  /** Sign-in session lifetime in seconds. */
-  sessionTtlSeconds: number
   events: EventSink
 }
 
@@ -67,7 +69,7 @@ export function sendUpstreamFailure(reply: FastifyReply, err: UpstreamError): Fa
 
 /** Registers the start and callback routes. */
 export async function registerUpstreamRoutes(app: FastifyInstance, deps: UpstreamRouteDeps): Promise<void> {
-  const { upstream, store, clock, events } = deps
+  const { upstream, clock, events } = deps
 
   async function failed(request: FastifyRequest, reply: FastifyReply, provider: string, err: UpstreamError): Promise<FastifyReply> {
     request.log.warn({ event: 'verification.upstream_failed', provider, code: err.code, detail: err.detail, ip: request.clientIp }, 'upstream sign-in failed')
@@ -110,40 +112,21 @@ export async function registerUpstreamRoutes(app: FastifyInstance, deps: Upstrea
       throw err
     }
     reply.clearCookie(UPSTREAM_STATE_COOKIE, { path: '/device/upstream' })
-    await startSignedInSession(request, reply, result)
-    return reply.code(303).header('cache-control', 'no-store').header('location', result.returnTo).send()
-  })
-
-  /** Replaces the browser's session by a signed-in one (session rotation at sign-in). */
-  async function startSignedInSession(request: FastifyRequest, reply: FastifyReply, result: UpstreamSignedIn): Promise<void> {
+    const user = deps.users.get(result.person.id)
+    if (user === undefined || user.disabled) return failed(request, reply, provider, new UpstreamError('account_disabled', `person ${result.person.id} cannot sign in`))
     const now = clock.nowSeconds()
-    const old = request.cookies[SESSION_COOKIE]
-    const value = randomToken(deps.random)
-    const idHash = sha256Hex(value)
-    if (old !== undefined && old.length > 0 && old.length <= 256) {
-      // The browser keeps the reviews it holds across the rotation (an upstream step-up comes back
-      // here while its review is open).
-      await store.moveDeviceGrantReviewClaims(reviewClaimId(sha256Hex(old)), reviewClaimId(idHash), now)
-      await store.deleteWebSession(sha256Hex(old))
-    }
-    await store.createWebSession({
-      idHash,
-      csrfToken: randomToken(deps.random),
-      subject: result.person.id,
-      authTime: now,
-      createdAt: now,
-      expiresAt: now + deps.sessionTtlSeconds,
-    })
-    // The provider's second factor counts as this sign-in's MFA for step-up policies.
-    if (result.mfa) await store.markWebSessionMfa(idHash, now)
-    reply.setCookie(SESSION_COOKIE, value, { httpOnly: true, secure: true, sameSite: 'lax', path: '/' })
-    request.log.info({ event: 'verification.signed_in', subject: result.person.id, provider: result.provider.id, mfa: result.mfa, ip: request.clientIp }, 'signed in upstream')
-    await events.record({
-      type: 'session.signed_in',
-      actor: result.person.id,
-      subject: result.person.id,
+    // The same path as password sign-in: a new session replaces the browser's (no fixation), the
+    // reviews it holds move with it (an upstream step-up comes back here while its review is
+    // open), and `session.signed_in` is audited — here with how the provider authenticated.
+    const established = await deps.verification.establishSession(user, now, {
+      replacing: await deps.verification.sessions.load(request.cookies[SESSION_COOKIE], now),
       ip: request.clientIp,
+      // The provider's second factor counts as this sign-in's MFA for step-up policies.
+      mfa: result.mfa,
       details: { via: 'upstream', provider: result.provider.id, mfa: result.mfa, stepUp: result.stepUp, amr: result.amr, acr: result.acr },
     })
-  }
+    setSessionCookie(reply, established.cookieValue)
+    // Back where the sign-in started (checked when it began: a code review or a local page).
+    return reply.code(303).header('cache-control', 'no-store').header('location', result.returnTo).send()
+  })
 }

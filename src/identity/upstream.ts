@@ -8,8 +8,8 @@
  *
  * A person is keyed by the provider's (`iss`, `sub`) — never by email, which can be reassigned.
  * Someone seen for the first time is created just in time with the mapped groups (or, when the
- * provider's `join` says so, linked to a person SCIM provisioned); their groups, display name and
- * email are refreshed at every sign-in.
+ * provider's `join` says so, linked to a person SCIM provisioned); their groups, display name,
+ * email and (when a `manager` claim is mapped and sent) manager are refreshed at every sign-in.
  *
  * Each provider has its own redirect URI (`<issuer>/device/upstream/<id>/callback`), so a response
  * can only be redeemed at the provider it came from (mix-up defence, RFC 9700 §4.4.2).
@@ -34,6 +34,7 @@ export type UpstreamFailure =
   | 'email_not_allowed'
   | 'account_disabled'
   | 'account_conflict'
+  | 'groups_unavailable'
 
 /** Text shown for each failure: what happened and what to do. */
 export const UPSTREAM_FAILURE_TEXT: Record<UpstreamFailure, { title: string; message: string }> = {
@@ -49,6 +50,10 @@ export const UPSTREAM_FAILURE_TEXT: Record<UpstreamFailure, { title: string; mes
   email_not_allowed: { title: 'Account not allowed', message: 'Accounts with this email domain may not approve devices here.' },
   account_disabled: { title: 'Account disabled', message: 'Your account is disabled here. Ask your administrator.' },
   account_conflict: { title: 'Account conflict', message: 'Your account matches another person here. Ask your administrator.' },
+  groups_unavailable: {
+    title: 'Groups not received',
+    message: 'Your identity provider did not send your groups (it sent a reference to them instead, as it does for people in many groups), so approvals cannot be checked against them. Ask your administrator to limit the groups sent to this application.',
+  },
 }
 
 /** Raised inside {@link UpstreamSignIn}; carries the stable code and a detail for logs (never shown). */
@@ -266,10 +271,16 @@ export class UpstreamSignIn {
       if (email === null || claims.email_verified === false || domain === undefined || !provider.allowedEmailDomains.includes(domain))
         throw new UpstreamError('email_not_allowed', `email domain not allowed: ${domain ?? 'none'}`)
     }
+    // A distributed claim (OpenID Connect Core §5.6.2) — Entra ID's groups "overage" above 200
+    // groups — names the groups without sending them. Refreshing to no groups would lift every
+    // policy rule that denies by group, so nobody is signed in (fail closed).
+    if (claims[map.groups] === undefined && isDistributedClaim(claims, map.groups)) throw new UpstreamError('groups_unavailable', `"${map.groups}" is a distributed claim`)
     const groups = stringArrayClaim(claims[map.groups])
     const amr = stringArrayClaim(claims[map.amr])
     const acr = stringClaim(claims[map.acr]) ?? null
     const displayName = stringClaim(claims[map.display_name]) ?? null
+    // Only a mapped claim that is present changes the manager (SCIM may be the one that sets it).
+    const manager = map.manager === undefined ? undefined : stringClaim(claims[map.manager])?.slice(0, 256)
     const wantedUserName = (stringClaim(claims[map.username]) ?? email ?? sub).slice(0, 200)
     const actor = `upstream:${provider.id}`
     const { people } = this.#deps
@@ -280,7 +291,7 @@ export class UpstreamSignIn {
         const userName = people.directory.byUserName(wantedUserName) === undefined ? wantedUserName : `${provider.id}:${wantedUserName}`
         const now = this.#deps.clock.nowSeconds()
         person = await people.create(
-          newPerson(undefined, now, { userName, displayName, email, source: 'provider', groups, upstreamIssuer: iss, upstreamSub: sub }),
+          newPerson(undefined, now, { userName, displayName, email, source: 'provider', groups, upstreamIssuer: iss, upstreamSub: sub, manager: manager ?? null }),
           actor,
           'upstream_sign_in',
         )
@@ -294,6 +305,7 @@ export class UpstreamSignIn {
             groups,
             ...(displayName !== null ? { displayName } : {}),
             ...(email !== null ? { email } : {}),
+            ...(manager !== undefined ? { manager } : {}),
           },
           actor,
           'upstream_sign_in',
@@ -330,6 +342,12 @@ function classifyOidcError(err: unknown): UpstreamError {
   const name = err instanceof Error ? err.name : ''
   if (name === 'TimeoutError' || name === 'AbortError' || err instanceof TypeError) return new UpstreamError('unreachable', String((err as Error).message), { cause: err })
   return new UpstreamError('invalid_response', err instanceof Error ? err.message : String(err), { cause: err })
+}
+
+/** Whether `name` is announced in `_claim_names` (aggregated or distributed claims, OpenID Connect Core §5.6.2). */
+function isDistributedClaim(claims: Record<string, unknown>, name: string): boolean {
+  const names = claims._claim_names
+  return names !== null && typeof names === 'object' && Object.hasOwn(names, name)
 }
 
 function stringClaim(v: unknown): string | undefined {

@@ -121,7 +121,7 @@ export function buildComplianceReport(e: Evidence, limits: ReviewsConfig['compli
       { label: 'live families of disabled or removed clients', value: e.inventory.ofDisabledClients, source: 'inventory' },
     ],
     fail: ownerless.length > 0 ? [[`device-flow clients without owners: ${ownerless.join(', ')}`, ownersFix(ownerless)]] : [],
-    warn: governance.detectors.orphaned_token?.enabled === false ? [['the orphaned_token detector is disabled', 'set governance.anomalies.orphaned_token.enabled: true']] : [],
+    warn: governance.detectors.orphaned_token?.enabled === false ? [['the orphaned_token detector is disabled: deprovisioning still revokes, but records no anomaly as evidence', 'set governance.anomalies.orphaned_token.enabled: true']] : [],
   })
   controls.push({
     id: 'PR.AA-02',

@@ -22,14 +22,21 @@ export interface ReviewsDeps {
   random: Random
   clients: ClientDirectory
   users: { get(username: string): User | undefined }
+  /**
+   * Ids of the active people in a group (configured, upstream or SCIM), for `reviewers: group`:
+   * the people directory's `membersOf`. Absent: the configured users with that group.
+   */
+  groupMembers?: (group: string) => string[]
   /** Central revocation (absent: one without events, for tools that never revoke). */
   revocation?: RevocationService
   events?: EventSink
 }
 
 /**
- * Builds the review service. Group members for `reviewers: group` are the configured users with
- * that group (SCIM groups where the identity provider provisions them into the user store).
+ * Builds the review service. Reviewers are people ids: `reviewers: manager` takes the person's
+ * resolved `manager` from `users` (the people directory resolves it whatever its source:
+ * configuration, SCIM enterprise `manager.value`, or a mapped upstream claim), `reviewers: group`
+ * the members `groupMembers` gives.
  */
 export function createReviewService(deps: ReviewsDeps): ReviewService {
   const events = deps.events ?? NO_EVENTS
@@ -38,7 +45,7 @@ export function createReviewService(deps: ReviewsDeps): ReviewService {
     grants: deps.store,
     clients: deps.clients,
     users: deps.users,
-    groupMembers: (group) => deps.config.users.filter((u) => !u.disabled && (u.groups ?? []).includes(group)).map((u) => u.username),
+    groupMembers: deps.groupMembers ?? ((group) => deps.config.users.filter((u) => !u.disabled && (u.groups ?? []).includes(group)).map((u) => u.username)),
     revocation: deps.revocation ?? new RevocationService(deps.store, deps.clock, events),
     events,
     clock: deps.clock,

@@ -3,9 +3,10 @@
  * synchronizer CSRF token, and — once signed in — the person and when they signed in and
  * completed the second factor.
  *
- * `establishSession` is the one way a person becomes signed in: password sign-in uses it today,
- * and any other sign-in method (an upstream OpenID Connect provider) calls it the same way to
- * rotate the session and return to the code being reviewed.
+ * `establishSession` is the one way a person becomes signed in: password sign-in and upstream
+ * OpenID Connect sign-in (`src/identity/upstream-routes.ts`) both call it, so session rotation (no
+ * fixation), the review claims moving with the browser, and the `session.signed_in` audit event
+ * happen the same way whatever the method.
  */
 import type { User, UserDirectory } from '../core/model.js'
 import type { EventSink } from '../core/events.js'
@@ -68,14 +69,18 @@ export function typedCodeProof(record: WebSessionRecord, userCode: string): stri
 export function createSessions(deps: SessionDeps) {
   const { store } = deps
 
-  /** Creates a session (anonymous, or signed in at `now`). Stores only the hash of the value. */
-  async function start(now: number, user?: User): Promise<NewSession> {
+  /**
+   * Creates a session (anonymous, or signed in at `now`). Stores only the hash of the value.
+   * @param mfaDone The person completed a second factor in this sign-in (recorded as `mfaAt: now`).
+   */
+  async function start(now: number, user?: User, mfaDone = false): Promise<NewSession> {
     const cookieValue = randomToken(deps.random)
     const record: WebSessionRecord = {
       idHash: sha256Hex(cookieValue),
       csrfToken: randomToken(deps.random),
       subject: user?.username ?? null,
       authTime: user === undefined ? null : now,
+      ...(user !== undefined && mfaDone ? { mfaAt: now } : {}),
       createdAt: now,
       expiresAt: now + deps.sessionTtlSeconds,
     }
@@ -113,13 +118,24 @@ export function createSessions(deps: SessionDeps) {
      * @param options.codeFromLink The code came in a link (`GET /device/sign-in?user_code=…`): the
      *   return path carries no typed-code proof, so it is treated as verification_uri_complete.
      * @param options.ip The browser's address, for the audit event.
+     * @param options.mfa The sign-in itself included a second factor (an upstream provider's `amr` /
+     *   `acr`): it counts as this session's MFA for step-up policies. Default: false.
+     * @param options.details How the person signed in (`via`, provider, `amr`…), added to the
+     *   `session.signed_in` audit event and the log line; never secrets.
      */
     async establishSession(
       person: User,
       now: number,
-      options: { replacing?: WebSession | undefined; userCode?: string | undefined; codeFromLink?: boolean | undefined; ip: string },
+      options: {
+        replacing?: WebSession | undefined
+        userCode?: string | undefined
+        codeFromLink?: boolean | undefined
+        ip: string
+        mfa?: boolean | undefined
+        details?: Record<string, unknown> | undefined
+      },
     ): Promise<EstablishedSession> {
-      const fresh = await start(now, person)
+      const fresh = await start(now, person, options.mfa === true)
       if (options.replacing !== undefined) {
         // A signed-in browser signing in again (an upstream step-up comes back this way) keeps the
         // reviews it holds: the claim belongs to the browser, and the new session is that browser.
@@ -127,8 +143,14 @@ export function createSessions(deps: SessionDeps) {
           await store.moveDeviceGrantReviewClaims(reviewerOf(options.replacing), reviewerOf(fresh.session), now)
         await store.deleteWebSession(options.replacing.record.idHash)
       }
-      deps.logger.info({ event: 'verification.signed_in', subject: person.username, ip: options.ip }, 'signed in')
-      await deps.events?.record({ type: 'session.signed_in', actor: person.username, subject: person.username, ip: options.ip })
+      deps.logger.info({ event: 'verification.signed_in', ...options.details, subject: person.username, ip: options.ip }, 'signed in')
+      await deps.events?.record({
+        type: 'session.signed_in',
+        actor: person.username,
+        subject: person.username,
+        ip: options.ip,
+        ...(options.details !== undefined ? { details: options.details } : {}),
+      })
       // The proof goes with every code, without looking the code up: this lookup would sit outside
       // the code-entry limiter, and a redirect that differed by the code's client would tell
       // whether the code exists (RFC 8628 §5.1). `GET /device` checks it only where policy needs it.

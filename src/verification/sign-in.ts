@@ -91,6 +91,7 @@ export function createSignIn(deps: SignInDeps) {
         userCode: canonical,
         codeFromLink: input.codeFromLink,
         ip,
+        details: { via: 'password' },
       })
       return { kind: 'signed_in', established }
     },

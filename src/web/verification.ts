@@ -36,6 +36,14 @@ import { registerSignOutPage } from './pages/sign-out.js'
 import { registerStepUpPages } from './pages/step-up.js'
 
 export { SESSION_COOKIE, SIGN_IN_CHALLENGE } from './pages/kit.js'
+
+/**
+ * Name of the decorator under which {@link registerVerificationPages} leaves its verification
+ * service on the pages' fastify instance, so other sign-in routes registered there (upstream
+ * OpenID Connect, `src/identity/`) sign people in through the same `establishSession`:
+ * `pages.getDecorator<VerificationService>(VERIFICATION_SERVICE)`.
+ */
+export const VERIFICATION_SERVICE = 'verificationService'
 export { SIGN_IN_MAX_FAILURES, SIGN_IN_MAX_FAILURES_PER_IP, SIGN_IN_WINDOW_SECONDS } from '../verification/sign-in.js'
 
 /**
@@ -57,6 +65,7 @@ export async function registerVerificationPages(app: FastifyInstance, deps: Veri
     logger: deps.logger,
     identity: deps.identity,
   }
+  app.decorate(VERIFICATION_SERVICE, ctx.service)
   registerCodeEntryPage(app, ctx)
   registerStepUpPages(app, ctx)
   registerSignInPage(app, ctx)

@@ -151,8 +151,9 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       break
   }
 
-  // The approver may have been disabled or deleted since (with the orphaned_token detector off,
-  // nothing denied the code then): no tokens on their authority.
+  // The approver may have been disabled or deleted since (disabling denies their open codes, but
+  // a change made on another instance or in the configuration may not have reached this code
+  // yet): no tokens on their authority.
   if (!isApproverAllowed(grant.subject, deps)) throw approverNotAllowed(grant.subject)
   // Conditional approval: decided again now, and its constraints shape the tokens.
   const shaped = await enforcePolicyAtRedemption(deps, { client, grant, dpopJkt: input.dpopJkt, now })

@@ -7,6 +7,7 @@ import type {} from '@fastify/cookie'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import type {} from '../../http/request-context.js'
 import type { Clock } from '../../core/ports.js'
+import { shownName } from '../../core/model.js'
 import { normalizeUserCode } from '../../core/user-code.js'
 import type { VerificationService, WebSession } from '../../verification/service.js'
 import type { PostGuard } from '../csrf.js'
@@ -112,7 +113,7 @@ export function isTrustedPost(ctx: PageContext, request: FastifyRequest, session
 
 /** What the pages need to show "Signed in as" and the Sign out button; undefined when signed out. */
 export function signedInOf(session: WebSession): SignedIn | undefined {
-  return session.user === undefined ? undefined : { username: session.user.username, csrfToken: session.record.csrfToken }
+  return session.user === undefined ? undefined : { name: shownName(session.user), csrfToken: session.record.csrfToken }
 }
 
 /** Sends a page with no-store; a 401 also gets {@link SIGN_IN_CHALLENGE} (RFC 9110 §15.5.2). */

@@ -7,7 +7,7 @@
  */
 import { describeStorageClass } from '../../core/storage-class.js'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { parseScope } from '../../core/model.js'
+import { parseScope, shownName } from '../../core/model.js'
 import { formatUserCode, normalizeUserCode } from '../../core/user-code.js'
 import type { PolicyDecision } from '../../policy/model.js'
 import type { Review, SignedInSession, WebSession } from '../../verification/service.js'
@@ -47,7 +47,7 @@ export function renderReview(ctx: PageContext, session: SignedInSession, review:
   const { grant, client, policy } = review
   return renderReviewPage({
     csrfToken: session.record.csrfToken,
-    signedInAs: session.user.username,
+    signedInAs: shownName(session.user),
     clientName: client.name,
     userCode: grant.userCode,
     userCodeDisplay: formatUserCode(grant.userCode),
@@ -100,7 +100,7 @@ export async function handleDecision(
     )
   }
   const signedIn = { ...session, user: session.user }
-  const bar = { username: signedIn.user.username, csrfToken: session.record.csrfToken }
+  const bar = { name: shownName(signedIn.user), csrfToken: session.record.csrfToken }
   const result = await ctx.service.decide(
     {
       session: signedIn,

@@ -23,6 +23,7 @@ import {
   type PageContext,
   signInOptions,
 } from './kit.js'
+import { shownName } from '../../core/model.js'
 import { renderReview } from './review.js'
 
 const NEEDS_MFA = 'Setting up a new authenticator needs a sign-in that completed the second factor.'
@@ -30,7 +31,7 @@ const NEEDS_MFA = 'Setting up a new authenticator needs a sign-in that completed
 function enrolPage(session: WebSession, ready: Extract<EnrolmentOutcome, { kind: 'ready' }>): string {
   return renderTotpEnrolPage({
     csrfToken: session.record.csrfToken,
-    signedInAs: session.user?.username ?? '',
+    signedInAs: session.user === undefined ? '' : shownName(session.user),
     secret: ready.secret,
     uri: ready.uri,
     message: ready.mismatch ? 'That code does not match. Enter the code the new authenticator shows.' : undefined,

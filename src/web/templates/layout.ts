@@ -119,7 +119,8 @@ const STYLE_ELEMENT = new SafeHtml(`<style>${PAGE_CSS}</style>`)
 
 /** Who is signed in, and the session's CSRF token for the Sign out form shown on every page. */
 export interface SignedIn {
-  username: string
+  /** The person's name as shown (`shownName`: display name, else id); escaped when rendered. */
+  name: string
   csrfToken: string
 }
 
@@ -134,7 +135,7 @@ interface LayoutOptions {
 /** "Signed in as …" and a named Sign out button (`POST /device/sign-out`, CSRF-protected). */
 function signedInBar(signedIn: SignedIn): SafeHtml {
   return html`<div class="muted signed-in">
-    <p>Signed in as <strong>${signedIn.username}</strong></p>
+    <p>Signed in as <strong>${signedIn.name}</strong></p>
     <form method="post" action="/device/sign-out">
       ${hidden('csrf_token', signedIn.csrfToken)}
       <button type="submit" id="sign_out">Sign out</button>

@@ -88,7 +88,7 @@ export function renderReviewPage(view: ReviewView): string {
   const codeShown = suffix === undefined ? view.userCodeDisplay : view.userCodeDisplay.slice(0, view.userCodeDisplay.length - suffix) + '•'.repeat(suffix)
   return layout({
     title: `Allow ${view.clientName}?`,
-    signedIn: { username: view.signedInAs, csrfToken: view.csrfToken },
+    signedIn: { name: view.signedInAs, csrfToken: view.csrfToken },
     body: html`<h1>Allow <strong>${view.clientName}</strong> to access your account?</h1>
       <p>Code: <span class="code-display">${codeShown}</span></p>
       <p>Check that this is the code shown on your device.</p>

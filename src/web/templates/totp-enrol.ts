@@ -5,7 +5,7 @@ import { hidden, html, layout } from './layout.js'
 export function renderTotpEnrolPage(input: { csrfToken: string; signedInAs: string; secret: string; uri: string; message?: string | undefined }): string {
   return layout({
     title: 'Set up a new authenticator',
-    signedIn: { username: input.signedInAs, csrfToken: input.csrfToken },
+    signedIn: { name: input.signedInAs, csrfToken: input.csrfToken },
     body: html`<h1>Set up a new authenticator</h1>
       <p>Add this account to your authenticator app with the key below (or the link), then enter the code it shows.</p>
       ${input.message === undefined ? '' : html`<p class="warning" role="alert">${input.message}</p>`}
