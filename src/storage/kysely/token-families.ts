@@ -65,6 +65,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   readonly #hot: {
     accessTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['access_tokens']> & { grant_revoked_at: number | null }>
     refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
+    refreshTokenWithGrant: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & GrantColumns>
     grantById: PreparedQuery<Selectable<DevicegateDatabase['grants']>>
     rotateRefreshToken: PreparedQuery<{ id: string }>
   }
@@ -89,6 +90,24 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
           .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
           .selectAll('refresh_tokens')
           .select('grants.revoked_at as grant_revoked_at')
+          .where('refresh_tokens.token_hash', '=', hash),
+      ),
+      refreshTokenWithGrant: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('refresh_tokens')
+          .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+          .selectAll('refresh_tokens')
+          .select([
+            'grants.client_id as grant_client_id',
+            'grants.subject as grant_subject',
+            'grants.scope as grant_scope',
+            'grants.created_at as grant_created_at',
+            'grants.revoked_at as grant_revoked_at',
+            'grants.device_grant_id as grant_device_grant_id',
+            'grants.expires_at as grant_expires_at',
+            'grants.dpop_jkt as grant_dpop_jkt',
+            'grants.resources as grant_resources',
+          ])
           .where('refresh_tokens.token_hash', '=', hash),
       ),
       grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
@@ -140,6 +159,26 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
     tokenHash: string,
   ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
     return this.#ctx.guard(() => this.#findRefreshToken(this.#db, tokenHash))
+  }
+
+  findRefreshTokenWithGrant(tokenHash: string): Promise<{ token: WithGrantState<RefreshTokenRecord>; grant: GrantRecord } | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.refreshTokenWithGrant.execute(this.#db, tokenHash)
+      if (row === undefined) return undefined
+      const grant = toGrant({
+        id: row.grant_id,
+        client_id: row.grant_client_id,
+        subject: row.grant_subject,
+        scope: row.grant_scope,
+        created_at: row.grant_created_at,
+        revoked_at: row.grant_revoked_at,
+        device_grant_id: row.grant_device_grant_id,
+        expires_at: row.grant_expires_at,
+        dpop_jkt: row.grant_dpop_jkt,
+        resources: row.grant_resources,
+      })
+      return { token: { ...toRefreshToken(row), grantRevokedAt: row.grant_revoked_at }, grant }
+    })
   }
 
   async #findRefreshToken(
@@ -357,6 +396,19 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
 
 // --- row mapping ---
 
+/** The columns of `grants` that {@link toGrant} reads, selected beside a token row with a `grant_` prefix. */
+interface GrantColumns {
+  grant_client_id: string
+  grant_subject: string | null
+  grant_scope: string
+  grant_created_at: number
+  grant_revoked_at: number | null
+  grant_device_grant_id: string | null
+  grant_expires_at: number | null
+  grant_dpop_jkt: string | null
+  grant_resources: string | null
+}
+
 function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grants']> {
   return {
     id: g.id,
@@ -373,7 +425,7 @@ function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grant
 }
 
 /** A `grants` row as a record (also used by the inventory and the device registry). */
-export function toGrant(row: Selectable<GrantsTable>): GrantRecord {
+export function toGrant(row: Omit<Selectable<GrantsTable>, 'last_used_at' | 'last_used_ip'>): GrantRecord {
   return {
     id: row.id,
     clientId: row.client_id,
