@@ -43,8 +43,13 @@ export interface Signals {
   close(): Promise<void>
 }
 
-/** Domain events after which the outbox has new rows (revocations, anomalies, admin actions). */
-const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided'])
+/**
+ * Domain events after which the outbox has new rows (revocations, anomalies, admin actions). A
+ * `token.refreshed` writes one only when the policy narrowed its scope (below): a plain rotation
+ * writes none, so it does not wake the dispatcher (a pass is a few queries, once per refresh
+ * under load).
+ */
+const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'policy.decided'])
 
 /** Starts the signals domain. The dispatcher runs when `signals.enabled`. */
 export async function startSignals(options: SignalsOptions): Promise<Signals> {
@@ -94,6 +99,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
         target: null,
         payload: { claims: { scope: event.details.scope }, previousScope: event.details.previousScope ?? null },
       })
+      wake()
     }
     if (WAKING_EVENTS.has(event.type)) wake()
   })
