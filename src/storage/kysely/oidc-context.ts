@@ -15,7 +15,13 @@ export class KyselyAuthContextStore implements AuthContextStore {
   constructor(ctx: KyselyContext) {
     this.#ctx = ctx
     const db = ctx.db
-    this.#byDeviceGrantId = new PreparedQuery(1, (id) => db.selectFrom('oidc_auth_context').selectAll().where('device_grant_id', '=', id))
+    this.#byDeviceGrantId = new PreparedQuery(1, (id) =>
+      db
+        .selectFrom('oidc_auth_context')
+        // Explicit columns, not `*`: runs as a named statement on PostgreSQL (prepared.ts).
+        .select(['device_grant_id', 'nonce', 'auth_time', 'amr', 'acr'])
+        .where('device_grant_id', '=', id),
+    )
   }
 
   saveOidcNonce(deviceGrantId: string, nonce: string): Promise<void> {

@@ -63,10 +63,10 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   readonly #writer: TokenWriter
   /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
-    accessTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['access_tokens']> & { grant_revoked_at: number | null }>
-    refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
-    refreshTokenWithGrant: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & GrantColumns>
-    grantById: PreparedQuery<Selectable<DevicegateDatabase['grants']>>
+    accessTokenByHash: PreparedQuery<Selectable<AccessTokensTable> & { grant_revoked_at: number | null }>
+    refreshTokenByHash: PreparedQuery<Selectable<RefreshTokensTable> & { grant_revoked_at: number | null }>
+    refreshTokenWithGrant: PreparedQuery<Selectable<RefreshTokensTable> & GrantColumns>
+    grantById: PreparedQuery<Omit<Selectable<GrantsTable>, 'last_used_at' | 'last_used_ip'>>
     rotateRefreshToken: PreparedQuery<{ id: string }>
   }
 
@@ -80,7 +80,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         db
           .selectFrom('access_tokens')
           .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
-          .selectAll('access_tokens')
+          .select(ACCESS_TOKEN_COLUMNS)
           .select('grants.revoked_at as grant_revoked_at')
           .where('access_tokens.token_hash', '=', hash),
       ),
@@ -88,7 +88,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         db
           .selectFrom('refresh_tokens')
           .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
-          .selectAll('refresh_tokens')
+          .select(REFRESH_TOKEN_COLUMNS)
           .select('grants.revoked_at as grant_revoked_at')
           .where('refresh_tokens.token_hash', '=', hash),
       ),
@@ -96,7 +96,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         db
           .selectFrom('refresh_tokens')
           .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
-          .selectAll('refresh_tokens')
+          .select(REFRESH_TOKEN_COLUMNS)
           .select([
             'grants.client_id as grant_client_id',
             'grants.subject as grant_subject',
@@ -110,7 +110,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
           ])
           .where('refresh_tokens.token_hash', '=', hash),
       ),
-      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
+      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').select(GRANT_COLUMNS).where('id', '=', id)),
       // RFC 9700 §4.14.2: marks the token rotated only while it and its family are live.
       rotateRefreshToken: new PreparedQuery(4, (now, tokenHash, rotatedJkt, replacedBy) =>
         db
@@ -395,6 +395,50 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
 }
 
 // --- row mapping ---
+
+// Explicit column lists for the hot lookups (not `t.*`): they run as named prepared statements on
+// PostgreSQL, whose result must not change when a later migration adds a column (prepared.ts).
+const ACCESS_TOKEN_COLUMNS = [
+  'access_tokens.token_hash',
+  'access_tokens.jti',
+  'access_tokens.grant_id',
+  'access_tokens.client_id',
+  'access_tokens.subject',
+  'access_tokens.scope',
+  'access_tokens.issued_at',
+  'access_tokens.expires_at',
+  'access_tokens.revoked_at',
+  'access_tokens.format',
+  'access_tokens.dpop_jkt',
+  'access_tokens.resources',
+] as const satisfies readonly `access_tokens.${keyof AccessTokensTable}`[]
+const REFRESH_TOKEN_COLUMNS = [
+  'refresh_tokens.token_hash',
+  'refresh_tokens.id',
+  'refresh_tokens.grant_id',
+  'refresh_tokens.client_id',
+  'refresh_tokens.subject',
+  'refresh_tokens.scope',
+  'refresh_tokens.issued_at',
+  'refresh_tokens.expires_at',
+  'refresh_tokens.rotated_at',
+  'refresh_tokens.revoked_at',
+  'refresh_tokens.dpop_jkt',
+  'refresh_tokens.rotated_jkt',
+  'refresh_tokens.replaced_by',
+] as const satisfies readonly `refresh_tokens.${keyof RefreshTokensTable}`[]
+const GRANT_COLUMNS = [
+  'id',
+  'client_id',
+  'subject',
+  'scope',
+  'created_at',
+  'revoked_at',
+  'device_grant_id',
+  'expires_at',
+  'dpop_jkt',
+  'resources',
+] as const satisfies readonly (keyof GrantsTable)[]
 
 /** The columns of `grants` that {@link toGrant} reads, selected beside a token row with a `grant_` prefix. */
 interface GrantColumns {
