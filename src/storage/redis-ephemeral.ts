@@ -15,7 +15,7 @@
  */
 import { Redis } from 'ioredis'
 import type { EphemeralStore, PollDecision } from './ephemeral.js'
-import type { RateCounterStore } from './rate-counters.js'
+import { windowStartOf, type RateCounterStore } from './rate-counters.js'
 import { StoreUnavailableError } from './errors.js'
 import { SLOW_DOWN_INCREMENT_SECONDS, type PollState } from './poll-times.js'
 
@@ -127,12 +127,6 @@ export class RedisEphemeralStore implements EphemeralStore, RateCounterStore {
   async close(): Promise<void> {
     await this.#redis.quit().catch(() => this.#redis.disconnect())
   }
-}
-
-/** Start of the aligned fixed window of `windowSeconds` that contains `now` (as the table's counters). */
-function windowStartOf(windowSeconds: number, now: number): number {
-  if (!Number.isInteger(windowSeconds) || windowSeconds <= 0) throw new TypeError(`windowSeconds must be a positive integer, got ${windowSeconds}`)
-  return Math.floor(now / windowSeconds) * windowSeconds
 }
 
 async function guard<T>(fn: () => Promise<T>): Promise<T> {
