@@ -2,6 +2,7 @@
  * Production implementations of the core ports and the hashing primitives every layer shares.
  * The only module (with `protocol/jose` users) that touches `node:crypto` for randomness and digests.
  */
+import * as nodeCrypto from 'node:crypto'
 import { createHash, randomBytes, randomFillSync, randomInt, timingSafeEqual } from 'node:crypto'
 import type { Clock, Random } from './core/ports.js'
 
@@ -32,14 +33,21 @@ export const systemRandom: Random = {
   int: (max) => randomInt(max),
 }
 
+/**
+ * One-shot digest (`crypto.hash`, Node ≥ 20.12): about a third of the CPU of `createHash()…digest()`
+ * for a short string (no Hash object); the streaming API where it is missing. Same bytes either way.
+ */
+const oneShotHash: ((algorithm: string, data: string, encoding: 'hex' | 'base64url') => string) | undefined =
+  typeof nodeCrypto.hash === 'function' ? nodeCrypto.hash : undefined
+
 /** Hex SHA-256 of a UTF-8 string: how device codes, tokens and session ids are stored. */
 export function sha256Hex(value: string): string {
-  return createHash('sha256').update(value).digest('hex')
+  return oneShotHash ? oneShotHash('sha256', value, 'hex') : createHash('sha256').update(value).digest('hex')
 }
 
 /** base64url SHA-256 of a UTF-8 string (e.g. DPoP `ath`, RFC 9449 §4.2). */
 export function sha256Base64Url(value: string): string {
-  return createHash('sha256').update(value).digest('base64url')
+  return oneShotHash ? oneShotHash('sha256', value, 'base64url') : createHash('sha256').update(value).digest('base64url')
 }
 
 /** A random base64url string carrying `byteLength` bytes of entropy. */

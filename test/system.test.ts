@@ -35,3 +35,13 @@ describe('recordId', () => {
     expect(new Set(later).size).toBe(1_000)
   })
 })
+
+describe('sha256Hex and sha256Base64Url', () => {
+  it('give the SHA-256 of the UTF-8 bytes (FIPS 180-4 test vector "abc", and a non-ASCII string)', async () => {
+    const { sha256Hex, sha256Base64Url } = await import('../src/system.js')
+    const { createHash } = await import('node:crypto')
+    expect(sha256Hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+    expect(sha256Base64Url('abc')).toBe(Buffer.from('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad', 'hex').toString('base64url'))
+    expect(sha256Hex('dgr_é€😀')).toBe(createHash('sha256').update(Buffer.from('dgr_é€😀', 'utf8')).digest('hex'))
+  })
+})

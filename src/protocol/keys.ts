@@ -17,6 +17,7 @@
 import { exportJWK, generateKeyPair, importJWK, calculateJwkThumbprint, type JWK, type CryptoKey } from 'jose'
 import type { Clock } from '../core/ports.js'
 import { StoreConflictError, StoreUnavailableError, type SigningKeyRecord, type Store } from '../storage/store.js'
+import { createCompactJwsSigner, type CompactJwsSigner } from './jws.js'
 import { isSealed, type KeyEncryption } from './key-encryption.js'
 
 /** What {@link KeyRing.rewrap} did: keys sealed anew under the current KEK, and those already were. */
@@ -32,6 +33,11 @@ export interface ActiveSigningKey {
   readonly kid: string
   readonly alg: string
   readonly privateKey: CryptoKey
+  /**
+   * Signs a JWT with this key, synchronously (JWS Compact Serialization, RFC 7515 §7.1); the
+   * header must name {@link alg}. What the per-request tokens use (see `jws.ts`).
+   */
+  readonly sign: CompactJwsSigner
 }
 
 /**
@@ -104,9 +110,7 @@ export class KeyRing {
       .filter((r) => r.retiredAt === null && r.alg === this.alg)
       .sort((a, b) => b.createdAt - a.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0))[0]
     this.#records = records
-    this.#active = current
-      ? { kid: current.kid, alg: current.alg, privateKey: (await importJWK(JSON.parse(await this.#openPrivateJwk(current)) as JWK, current.alg)) as CryptoKey }
-      : undefined
+    this.#active = current ? await activeKeyOf(current, JSON.parse(await this.#openPrivateJwk(current)) as JWK) : undefined
     this.#jwks = publishedJwks(records, now)
     this.#loadedAt = now
   }
@@ -222,6 +226,16 @@ export class KeyRing {
     for (const r of old) await this.store.retireSigningKey(r.kid, now, now + publishSeconds + RELOAD_SECONDS)
     await this.reload()
     return kid
+  }
+}
+
+/** The signing key of a record, from its opened private JWK: imported once for jose and once for node:crypto. */
+async function activeKeyOf(record: SigningKeyRecord, privateJwk: JWK): Promise<ActiveSigningKey> {
+  return {
+    kid: record.kid,
+    alg: record.alg,
+    privateKey: (await importJWK(privateJwk, record.alg)) as CryptoKey,
+    sign: createCompactJwsSigner(record.alg, privateJwk as Record<string, unknown>),
   }
 }
 

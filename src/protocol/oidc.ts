@@ -13,7 +13,6 @@
  * verification pages; `amr` (RFC 8176) is `pwd`, plus `otp` and `mfa` when they completed the
  * second factor in that sign-in; `acr` is one of {@link ACR_VALUES}.
  */
-import { SignJWT } from 'jose'
 import { parseScope, type Client, type User } from '../core/model.js'
 import type { AuthenticationContext } from '../storage/oidc-context.js'
 import type { DeviceGrantRecord } from '../storage/store.js'
@@ -117,19 +116,20 @@ export async function mintIdToken(input: IdTokenInput, deps: Pick<ProtocolDeps, 
   const now = deps.clock.nowSeconds()
   const key = await deps.keys.activeKey()
   const a = input.authentication
-  return new SignJWT({
-    ...(a ? { auth_time: a.authTime, amr: [...a.amr], acr: a.acr } : {}),
-    ...(input.nonce ? { nonce: input.nonce } : {}),
-    at_hash: atHash(input.accessToken, key.alg),
-    sid: input.sessionId,
-  })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
-    .setIssuer(deps.issuer)
-    .setSubject(input.subject)
-    .setAudience(input.client.id)
-    .setIssuedAt(now)
-    .setExpirationTime(now + input.client.accessTokenTtlSeconds)
-    .sign(key.privateKey)
+  return key.sign(
+    { alg: key.alg, kid: key.kid, typ: 'JWT' },
+    {
+      ...(a ? { auth_time: a.authTime, amr: [...a.amr], acr: a.acr } : {}),
+      ...(input.nonce ? { nonce: input.nonce } : {}),
+      at_hash: atHash(input.accessToken, key.alg),
+      sid: input.sessionId,
+      iss: deps.issuer,
+      sub: input.subject,
+      aud: input.client.id,
+      iat: now,
+      exp: now + input.client.accessTokenTtlSeconds,
+    },
+  )
 }
 
 /**

@@ -2,7 +2,6 @@
  * Minting access tokens (RFC 9068 JWT or opaque) and refresh tokens, and the token response
  * (RFC 6749 §5.1).
  */
-import { SignJWT } from 'jose'
 import type { Client } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { AuthenticationContext } from '../storage/oidc-context.js'
@@ -61,23 +60,25 @@ export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMint
   let token: string
   if (claims.client.accessTokenFormat === 'jwt') {
     const key = await deps.keys.activeKey()
-    token = await new SignJWT({
-      client_id: claims.client.id,
-      scope: claims.scope,
-      sid: claims.grantId,
-      ...(claims.dpopJkt ? { cnf: { jkt: claims.dpopJkt } } : {}),
-      ...(claims.authentication
-        ? { auth_time: claims.authentication.authTime, amr: [...claims.authentication.amr], acr: claims.authentication.acr }
-        : {}),
-    })
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
-      .setIssuer(deps.issuer)
-      .setSubject(claims.subject ?? claims.client.id)
-      .setAudience(audienceOf(claims.resources, deps.issuer))
-      .setJti(jti)
-      .setIssuedAt(now)
-      .setExpirationTime(exp)
-      .sign(key.privateKey)
+    // RFC 9068 §2.2 claims; signed synchronously (jws.ts: the same signature at half the CPU of jose's WebCrypto path).
+    token = key.sign(
+      { alg: key.alg, kid: key.kid, typ: 'at+jwt' },
+      {
+        client_id: claims.client.id,
+        scope: claims.scope,
+        sid: claims.grantId,
+        ...(claims.dpopJkt ? { cnf: { jkt: claims.dpopJkt } } : {}),
+        ...(claims.authentication
+          ? { auth_time: claims.authentication.authTime, amr: [...claims.authentication.amr], acr: claims.authentication.acr }
+          : {}),
+        iss: deps.issuer,
+        sub: claims.subject ?? claims.client.id,
+        aud: audienceOf(claims.resources, deps.issuer),
+        jti,
+        iat: now,
+        exp,
+      },
+    )
   } else {
     token = OPAQUE_ACCESS_TOKEN_PREFIX + randomToken(deps.random, 32)
   }

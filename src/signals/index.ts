@@ -46,8 +46,13 @@ export interface Signals {
   close(): Promise<void>
 }
 
-/** Domain events after which the outbox has new rows (revocations, anomalies, admin actions). */
-const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'token.refreshed', 'policy.decided', 'review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'])
+/**
+ * Domain events after which the outbox has new rows (revocations, anomalies, admin actions, access
+ * reviews). A `token.refreshed` writes one only when the policy narrowed its scope (below): a plain
+ * rotation writes none, so it does not wake the dispatcher (a pass is a few queries, once per
+ * refresh under load).
+ */
+const WAKING_EVENTS = new Set(['token.revoked', 'refresh_token.reuse_detected', 'device_code.replayed', 'anomaly.raised', 'admin.action', 'policy.decided', 'review.round_opened', 'review.reminder_due', 'review.item_decided', 'review.round_closed'])
 
 /** Starts the signals domain. The dispatcher runs when `signals.enabled`. */
 export async function startSignals(options: SignalsOptions): Promise<Signals> {
@@ -97,6 +102,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
   // Outbox rows are written with the changes themselves (triggers; the refresh grant writes
   // token-claims-change in its rotating transaction): these events only say there is work.
   options.events.listen(async (event: DomainEvent) => {
+    if (event.type === 'token.refreshed' && event.details?.narrowedByPolicy === true) wake()
     if (WAKING_EVENTS.has(event.type)) wake()
   })
 

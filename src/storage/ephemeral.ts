@@ -30,6 +30,9 @@
  *   PostgreSQL truncates UNLOGGED tables after a crash and a promoted standby starts with them
  *   empty (they are not replicated); Redis without persistence loses them on any restart.
  * - DPoP nonces are stateless (an HMAC of the time slot, `protocol/dpop-nonce.ts`): nothing lost.
+ * - Fixed-window rate-limit counters (sign-in, TOTP failures), kept in Redis when it is the
+ *   backend (`RedisEphemeralStore` implements `RateCounterStore`; on UNLOGGED they stay in the
+ *   durable `rate_counters` table): the current window's counts, one fresh budget per restart.
  *
  * Exactly-once redemption of device codes, refresh rotation and revocation stay durable
  * PostgreSQL transactions; nothing here is consulted for them.

@@ -65,9 +65,10 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
   const tokens = new TokenWriter(ctx.db)
   // Poll times and DPoP jtis stay off the durable commit path: in memory where one process owns
   // the database (SQLite), else in the shared ephemeral store (UNLOGGED tables or Redis).
-  const { pollTimes, ephemeral } =
+  // With Redis, the fixed-window rate-limit counters (sign-in, TOTP) are there as well.
+  const { pollTimes, ephemeral, counters } =
     options.pollTimes === 'memory'
-      ? { pollTimes: createPollTimes(ctx, options), ephemeral: undefined }
+      ? { pollTimes: createPollTimes(ctx, options), ephemeral: undefined, counters: undefined }
       : createEphemeral(ctx, options.ephemeral ?? { kind: 'unlogged' }, options.onBackgroundError ?? (() => {}))
   const lifecycle: StoreLifecycle = {
     kind: options.kind,
@@ -83,7 +84,7 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
   return {
     ...lifecycle,
     ...methodsOf<WebSessionStore>(new KyselyWebSessionStore(ctx)),
-    ...methodsOf<RateCounterStore>(new KyselyRateCounterStore(ctx)),
+    ...rateCounters(counters, new KyselyRateCounterStore(ctx)),
     ...methodsOf<RateSlotStore>(new KyselyRateSlotStore(ctx)),
     ...methodsOf<DpopReplayStore>(new KyselyDpopReplayStore(ctx, ephemeral)),
     ...methodsOf<DeviceGrantStore>(new KyselyDeviceGrantStore(ctx, tokens, pollTimes)),
@@ -101,6 +102,15 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...methodsOf<SignalOutboxStore>(new KyselySignalOutboxStore(ctx)),
     ...methodsOf<AuthContextStore>(new KyselyAuthContextStore(ctx)),
   }
+}
+
+/**
+ * The rate counters: those of the ephemeral store when it keeps them (Redis), else the table's. The
+ * table's store is built either way, so its purge step keeps its place.
+ */
+function rateCounters(ephemeral: RateCounterStore | undefined, table: KyselyRateCounterStore): RateCounterStore {
+  const source = ephemeral ?? table
+  return { incrementCounter: source.incrementCounter.bind(source), readCounter: source.readCounter.bind(source) }
 }
 
 /**

@@ -7,6 +7,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import type { EphemeralBackend } from './ephemeral.js'
+import { NAMED_STATEMENTS } from './kysely/prepared.js'
 import { migrateToLatest } from './migrations.js'
 import { StoreUnavailableError, type Store } from './store.js'
 
@@ -110,7 +111,10 @@ function hardenClient(client: pg.PoolClient): void {
   client.on('error', () => {})
   const query = client.query.bind(client) as (...args: unknown[]) => unknown
   ;(client as { query: unknown }).query = (...args: unknown[]) => {
-    const result = query(...args)
+    // Hot statements run as named prepared statements (see NAMED_STATEMENTS): parsed and planned
+    // once per connection. Kysely calls `query(text, values)`.
+    const name = typeof args[0] === 'string' && args.length === 2 ? NAMED_STATEMENTS.get(args[0]) : undefined
+    const result = name !== undefined ? query({ name, text: args[0], values: args[1] }) : query(...args)
     if (result instanceof Promise) {
       result.catch((error: unknown) => {
         if (error instanceof Error && error.message === 'Query read timeout') {

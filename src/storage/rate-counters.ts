@@ -14,3 +14,14 @@ export interface RateCounterStore {
   /** Reads the counter `key` in the current window (0 when absent). */
   readCounter(key: string, windowSeconds: number, now: number): Promise<number>
 }
+
+/**
+ * Start (epoch seconds) of the aligned fixed window of `windowSeconds` that contains `now`.
+ * @throws {TypeError} when `windowSeconds` is not a positive integer.
+ */
+export function windowStartOf(windowSeconds: number, now: number): number {
+  if (!Number.isInteger(windowSeconds) || windowSeconds <= 0) {
+    throw new TypeError(`windowSeconds must be a positive integer, got ${windowSeconds}`)
+  }
+  return Math.floor(now / windowSeconds) * windowSeconds
+}

@@ -4,7 +4,10 @@
  * Keys (all under the configured prefix, default `devicegate:`):
  * - `poll:<device grant id>` — a hash `{ l: last poll (epoch s), i: interval (s) }`, decided by
  *   one Lua script (atomic: Redis runs a script alone), expiring 15 minutes after the last poll;
- * - `jti:<sha256(jkt, jti)>` — `SET NX EX` until the proof's `iat` is no longer accepted.
+ * - `jti:<sha256(jkt, jti)>` — `SET NX EX` until the proof's `iat` is no longer accepted;
+ * - `rc:<window seconds>:<window start>:<counter key>` — a fixed-window rate-limit counter
+ *   (sign-in and TOTP failures, {@link RateCounterStore}): `INCR`, expiring one window after
+ *   its window ends (the window is in the key, so expiry is only clean-up).
  *
  * A key missing (first poll, evicted, or Redis restarted empty) is seeded from the
  * `device_grants` row, which the poll write-back keeps within a second. Redis errors and
@@ -12,6 +15,7 @@
  */
 import { Redis } from 'ioredis'
 import type { EphemeralStore, PollDecision } from './ephemeral.js'
+import { windowStartOf, type RateCounterStore } from './rate-counters.js'
 import { StoreUnavailableError } from './errors.js'
 import { SLOW_DOWN_INCREMENT_SECONDS, type PollState } from './poll-times.js'
 
@@ -42,6 +46,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return { tooFast, interval }
 `
 
+/** KEYS[1] the counter key; ARGV the key's time to live (seconds). Returns the new count. */
+const COUNTER_SCRIPT = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+`
+
+type CounterScript = (key: string, ttlSeconds: number) => Promise<number>
+
 type PollScript = (key: string, ...args: (string | number)[]) => Promise<[number, number] | null>
 
 export interface RedisEphemeralOptions {
@@ -55,9 +68,9 @@ export interface RedisEphemeralOptions {
   commandTimeoutMillis?: number
 }
 
-export class RedisEphemeralStore implements EphemeralStore {
+export class RedisEphemeralStore implements EphemeralStore, RateCounterStore {
   readonly kind = 'redis'
-  readonly #redis: Redis & { devicegatePoll: PollScript }
+  readonly #redis: Redis & { devicegatePoll: PollScript; devicegateCount: CounterScript }
   readonly #load: RedisEphemeralOptions['loadPollState']
 
   constructor(options: RedisEphemeralOptions) {
@@ -74,7 +87,8 @@ export class RedisEphemeralStore implements EphemeralStore {
     // A dropped connection emits 'error' while ioredis reconnects; commands report it themselves.
     redis.on('error', () => {})
     redis.defineCommand('devicegatePoll', { numberOfKeys: 1, lua: POLL_SCRIPT })
-    this.#redis = redis as Redis & { devicegatePoll: PollScript }
+    redis.defineCommand('devicegateCount', { numberOfKeys: 1, lua: COUNTER_SCRIPT })
+    this.#redis = redis as Redis & { devicegatePoll: PollScript; devicegateCount: CounterScript }
     this.#load = options.loadPollState
   }
 
@@ -96,6 +110,18 @@ export class RedisEphemeralStore implements EphemeralStore {
   async rememberJti(key: string, expiresAt: number, now: number): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(expiresAt - now))
     return (await guard(() => this.#redis.set(`jti:${key}`, '1', 'EX', ttl, 'NX'))) === 'OK'
+  }
+
+  /** One script: `INCR`, and `EXPIRE` on the window's first hit; atomic across instances. */
+  async incrementCounter(key: string, windowSeconds: number, now: number): Promise<number> {
+    const start = windowStartOf(windowSeconds, now)
+    const ttl = Math.max(1, start + 2 * windowSeconds - now)
+    return Number(await guard(() => this.#redis.devicegateCount(`rc:${windowSeconds}:${start}:${key}`, ttl)))
+  }
+
+  async readCounter(key: string, windowSeconds: number, now: number): Promise<number> {
+    const value = await guard(() => this.#redis.get(`rc:${windowSeconds}:${windowStartOf(windowSeconds, now)}:${key}`))
+    return value === null ? 0 : Number(value)
   }
 
   async close(): Promise<void> {

@@ -130,6 +130,12 @@ export interface TokenFamilyStore {
   findAccessTokenByHash(tokenHash: string): Promise<WithGrantState<AccessTokenRecord> | undefined>
   findRefreshTokenByHash(tokenHash: string): Promise<WithGrantState<RefreshTokenRecord> | undefined>
   /**
+   * A refresh token with its whole family, in one read (the refresh-token grant needs both):
+   * `token` is what {@link findRefreshTokenByHash} returns, `grant` what {@link findGrant} returns
+   * for its `grantId`. Undefined when no refresh token has that hash.
+   */
+  findRefreshTokenWithGrant(tokenHash: string): Promise<{ token: WithGrantState<RefreshTokenRecord>; grant: GrantRecord } | undefined>
+  /**
    * Exchanges a refresh token atomically: marks it rotated (with the request's DPoP key and its
    * successor's id) only when it is live (not rotated, not revoked, not expired, family not
    * revoked), then writes the new access and refresh token.

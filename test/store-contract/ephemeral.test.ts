@@ -140,6 +140,22 @@ describeStoreContract('ephemeral state of several instances', (contract) => {
         redis.disconnect()
       }
     })
+
+    it('keeps a rate-limit counter in Redis, expiring one window after its window ends', async () => {
+      const key = id('ip')
+      const start = 1_750_000_020 // multiple of 60
+      expect(await store.incrementCounter(key, 60, start + 10)).toBe(1)
+      expect(await store.incrementCounter(key, 60, start + 20)).toBe(2)
+      const redis = new Redis(REDIS_URL!)
+      try {
+        expect(await redis.get(`${contract.adapter.redisKeyPrefix}rc:60:${start}:${key}`)).toBe('2')
+        const ttl = await redis.ttl(`${contract.adapter.redisKeyPrefix}rc:60:${start}:${key}`)
+        expect(ttl).toBeGreaterThan(100)
+        expect(ttl).toBeLessThanOrEqual(110) // 2 × 60 − 10: set on the window's first hit
+      } finally {
+        redis.disconnect()
+      }
+    })
   })
 })
 

@@ -48,7 +48,8 @@ describeStoreContract('schema and upkeep', (contract) => {
 
       expect(await store.findWebSession(liveSession.idHash, NOW)).toBeDefined()
       expect(await store.findWebSession(deadSession.idHash, NOW)).toBeUndefined()
-      expect(await store.readCounter(key, 60, later - 60)).toBe(0)
+      // Redis keeps counters itself, expiring each a window after its window ends (redis-ephemeral.ts), not at purge.
+      if (adapter.ephemeral !== 'redis') expect(await store.readCounter(key, 60, later - 60)).toBe(0)
       expect(await store.readCounter(key, 60, later)).toBe(1)
       // Redis expires jtis itself, by their TTL (test/store-contract/ephemeral.test.ts), not at purge.
       if (adapter.ephemeral !== 'redis') expect(await store.rememberDpopJti(oldJti, later + 60, later)).toBe(true)

@@ -12,6 +12,26 @@ describeStoreContract('token families', (contract) => {
     store = contract.store
   })
 
+  describe('a refresh token with its family in one read', () => {
+    it('returns the same token and family as findRefreshTokenByHash and findGrant, revocation included', async () => {
+      const b = bundle()
+      b.grant.resources = ['https://api.example/a', 'https://api.example/b']
+      b.grant.dpopJkt = 'jkt-family'
+      await store.issueTokens(b)
+      const hashOf = b.refreshToken!.tokenHash
+      expect(await store.findRefreshTokenWithGrant(hashOf)).toEqual({
+        token: await store.findRefreshTokenByHash(hashOf),
+        grant: await store.findGrant(b.grant.id),
+      })
+      await store.revokeGrant(b.grant.id, NOW + 5)
+      const after = await store.findRefreshTokenWithGrant(hashOf)
+      expect(after?.token.grantRevokedAt).toBe(NOW + 5)
+      expect(after?.grant).toEqual(await store.findGrant(b.grant.id))
+      expect(after?.grant.revokedAt).toBe(NOW + 5)
+      expect(await store.findRefreshTokenWithGrant(hash())).toBeUndefined()
+    })
+  })
+
   describe('refresh-token rotation (RFC 9700 §4.14.2)', () => {
     it('rotates a live token once and writes the next tokens', async () => {
       const b = bundle()

@@ -60,9 +60,11 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const { client } = input
   const presented = requireParam(input.params, 'refresh_token')
   const tokenHash = sha256Hex(presented)
-  const current = await deps.store.findRefreshTokenByHash(tokenHash)
+  // The token and its family in one read.
+  const found = await deps.store.findRefreshTokenWithGrant(tokenHash)
   const invalid = (detail: string) => new OAuthError('invalid_grant', '"refresh_token" is invalid', { detail })
-  if (!current || current.clientId !== client.id) throw invalid(current ? 'issued to another client' : 'unknown')
+  if (!found || found.token.clientId !== client.id) throw invalid(found ? 'issued to another client' : 'unknown')
+  const { token: current, grant: family } = found
   const now = deps.clock.nowSeconds()
   const reuseDetected = () =>
     deps.events?.record({
@@ -102,7 +104,6 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   }
 
   // Conditional approval: policy, account and client as they are now decide again.
-  const family = await deps.store.findGrant(current.grantId)
   // Each access token is bound to the key of the proof that asked for it (RFC 9449 §5): for a
   // bound public refresh token that is its key (checked above), otherwise whatever proof came.
   const accessJkt = input.dpopJkt

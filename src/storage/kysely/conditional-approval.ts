@@ -18,7 +18,13 @@ export class KyselyConditionalApprovalStore implements ConditionalApprovalStore 
     this.#ctx = ctx
     this.#db = ctx.db
     const db = ctx.db
-    this.#deviceGrantPolicyById = new PreparedQuery(1, (id) => db.selectFrom('device_grant_policy').selectAll().where('device_grant_id', '=', id))
+    this.#deviceGrantPolicyById = new PreparedQuery(1, (id) =>
+      db
+        .selectFrom('device_grant_policy')
+        // Explicit columns, not `*`: runs as a named statement on PostgreSQL (prepared.ts).
+        .select(['device_grant_id', 'posture_json', 'decision', 'explanation_json', 'decided_at'])
+        .where('device_grant_id', '=', id),
+    )
   }
 
   saveDevicePosture(deviceGrantId: string, postureJson: string): Promise<void> {

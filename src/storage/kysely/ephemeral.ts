@@ -5,6 +5,7 @@
 import { CompiledQuery, sql, type Kysely } from 'kysely'
 import type { EphemeralBackend, EphemeralStore, PollDecision } from '../ephemeral.js'
 import { SLOW_DOWN_INCREMENT_SECONDS, type PollState } from '../poll-times.js'
+import type { RateCounterStore } from '../rate-counters.js'
 import { RedisEphemeralStore } from '../redis-ephemeral.js'
 import { SharedPollTimes } from '../shared-poll-times.js'
 import type { KyselyContext } from './context.js'
@@ -64,19 +65,22 @@ export class UnloggedEphemeralStore implements EphemeralStore {
  * written back to `device_grants` in batches (closed and flushed with the store).
  *
  * Redis is connected on first use; until it answers, calls fail with `StoreUnavailableError`.
+ * On Redis the fixed-window rate-limit counters live there too (`counters`); on UNLOGGED tables
+ * they stay in the `rate_counters` table.
  */
 export function createEphemeral(
   ctx: KyselyContext,
   backend: EphemeralBackend,
   onBackgroundError: (error: unknown) => void,
-): { ephemeral: EphemeralStore; pollTimes: SharedPollTimes } {
+): { ephemeral: EphemeralStore; pollTimes: SharedPollTimes; counters?: RateCounterStore } {
   const db = ctx.db
   let ephemeral: EphemeralStore
+  let counters: RateCounterStore | undefined
   if (backend.kind === 'redis') {
     const pollState = new PreparedQuery<{ last_polled_at: number | null; interval_seconds: number }>(1, (id) =>
       db.selectFrom('device_grants').select(['last_polled_at', 'interval_seconds']).where('id', '=', id),
     )
-    ephemeral = new RedisEphemeralStore({
+    const redis = new RedisEphemeralStore({
       url: backend.url,
       keyPrefix: backend.keyPrefix,
       loadPollState: async (id): Promise<PollState | undefined> => {
@@ -84,6 +88,8 @@ export function createEphemeral(
         return row && { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds }
       },
     })
+    ephemeral = redis
+    counters = redis
   } else ephemeral = new UnloggedEphemeralStore(ctx)
   // Callers run inside the store's guard (registerPoll), which maps database errors.
   const pollTimes = new SharedPollTimes(
@@ -95,7 +101,7 @@ export function createEphemeral(
     await pollTimes.flush()
     await ephemeral.close()
   })
-  return { ephemeral, pollTimes }
+  return { ephemeral, pollTimes, ...(counters ? { counters } : {}) }
 }
 
 /**

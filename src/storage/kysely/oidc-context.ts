@@ -1,14 +1,27 @@
 /**
  * The Kysely implementation of {@link AuthContextStore} (table `oidc_auth_context`).
  */
+import type { Selectable } from 'kysely'
 import type { AuthContextRecord, AuthContextStore, AuthenticationContext } from '../oidc-context.js'
 import type { KyselyContext } from './context.js'
+import { PreparedQuery } from './prepared.js'
+import type { DevicegateDatabase } from './tables.js'
 
 export class KyselyAuthContextStore implements AuthContextStore {
   readonly #ctx: KyselyContext
+  /** Read on every refresh that issues a JWT or an ID Token: compiled once (see {@link PreparedQuery}). */
+  readonly #byDeviceGrantId: PreparedQuery<Selectable<DevicegateDatabase['oidc_auth_context']>>
 
   constructor(ctx: KyselyContext) {
     this.#ctx = ctx
+    const db = ctx.db
+    this.#byDeviceGrantId = new PreparedQuery(1, (id) =>
+      db
+        .selectFrom('oidc_auth_context')
+        // Explicit columns, not `*`: runs as a named statement on PostgreSQL (prepared.ts).
+        .select(['device_grant_id', 'nonce', 'auth_time', 'amr', 'acr'])
+        .where('device_grant_id', '=', id),
+    )
   }
 
   saveOidcNonce(deviceGrantId: string, nonce: string): Promise<void> {
@@ -34,7 +47,7 @@ export class KyselyAuthContextStore implements AuthContextStore {
 
   findAuthContext(deviceGrantId: string): Promise<AuthContextRecord | undefined> {
     return this.#ctx.guard(async () => {
-      const row = await this.#ctx.db.selectFrom('oidc_auth_context').selectAll().where('device_grant_id', '=', deviceGrantId).executeTakeFirst()
+      const [row] = await this.#byDeviceGrantId.execute(this.#ctx.db, deviceGrantId)
       if (row === undefined) return undefined
       return {
         deviceGrantId: row.device_grant_id,

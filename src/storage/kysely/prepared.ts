@@ -2,8 +2,26 @@
  * Prepared-query helpers shared by every Kysely storage domain: hot-path statements are built and
  * compiled once per store, then executed with new parameter values.
  */
+import { createHash } from 'node:crypto'
 import { sql, type Compilable, type CompiledQuery, type Kysely, type SqlBool } from 'kysely'
 import type { DevicegateDatabase } from './tables.js'
+
+/**
+ * SQL texts of the hot statements ({@link PreparedQuery}), each with a statement name derived from
+ * the text: the PostgreSQL adapter runs these as named (server-side prepared) statements, so the
+ * server parses and plans each once per connection instead of on every call (measured: about
+ * half of the backend's CPU for an introspection lookup; bench/README.md, "Tokens").
+ *
+ * Statements with `*` in their text are left out: a column added by a later migration (a rolling
+ * upgrade) would change the result of a prepared `SELECT t.*` and PostgreSQL refuses such a plan
+ * ("cached plan must not change result type"); an explicit column list does not change.
+ */
+export const NAMED_STATEMENTS: ReadonlyMap<string, string> = new Map<string, string>()
+
+function registerNamed(text: string): void {
+  if (text.includes('*') || NAMED_STATEMENTS.has(text)) return
+  ;(NAMED_STATEMENTS as Map<string, string>).set(text, `dg_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`)
+}
 
 /**
  * A query compiled once and executed many times with new parameter values.
@@ -22,6 +40,7 @@ export class PreparedQuery<Row> {
     this.#compiled = build(...sentinels).compile()
     this.#slots = this.#compiled.parameters.map((p) => sentinels.indexOf(p as string))
     if (this.#slots.filter((i) => i >= 0).length < arity) throw new TypeError('PreparedQuery: a parameter was not bound')
+    registerNamed(this.#compiled.sql)
   }
 
   /** Runs the query with `args` in place of the sentinels. */

@@ -1,6 +1,6 @@
 /** Shared rate-limit counters on Kysely: the `rate_counters` table (see ../rate-counters.ts). */
 import type { Kysely } from 'kysely'
-import type { RateCounterStore } from '../rate-counters.js'
+import { windowStartOf, type RateCounterStore } from '../rate-counters.js'
 import type { KyselyContext } from './context.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -52,11 +52,4 @@ export class KyselyRateCounterStore implements RateCounterStore {
       return row?.hits ?? 0
     })
   }
-}
-
-function windowStartOf(windowSeconds: number, now: number): number {
-  if (!Number.isInteger(windowSeconds) || windowSeconds <= 0) {
-    throw new TypeError(`windowSeconds must be a positive integer, got ${windowSeconds}`)
-  }
-  return Math.floor(now / windowSeconds) * windowSeconds
 }

@@ -68,9 +68,10 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
   readonly #writer: TokenWriter
   /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
-    accessTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['access_tokens']> & { grant_revoked_at: number | null }>
-    refreshTokenByHash: PreparedQuery<Selectable<DevicegateDatabase['refresh_tokens']> & { grant_revoked_at: number | null }>
-    grantById: PreparedQuery<Selectable<DevicegateDatabase['grants']>>
+    accessTokenByHash: PreparedQuery<Selectable<AccessTokensTable> & { grant_revoked_at: number | null }>
+    refreshTokenByHash: PreparedQuery<Selectable<RefreshTokensTable> & { grant_revoked_at: number | null }>
+    refreshTokenWithGrant: PreparedQuery<Selectable<RefreshTokensTable> & GrantColumns>
+    grantById: PreparedQuery<Omit<Selectable<GrantsTable>, 'last_used_at' | 'last_used_ip'>>
     rotateRefreshToken: PreparedQuery<{ id: string }>
   }
 
@@ -84,7 +85,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         db
           .selectFrom('access_tokens')
           .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
-          .selectAll('access_tokens')
+          .select(ACCESS_TOKEN_COLUMNS)
           .select('grants.revoked_at as grant_revoked_at')
           .where('access_tokens.token_hash', '=', hash),
       ),
@@ -92,11 +93,29 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
         db
           .selectFrom('refresh_tokens')
           .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
-          .selectAll('refresh_tokens')
+          .select(REFRESH_TOKEN_COLUMNS)
           .select('grants.revoked_at as grant_revoked_at')
           .where('refresh_tokens.token_hash', '=', hash),
       ),
-      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').selectAll().where('id', '=', id)),
+      refreshTokenWithGrant: new PreparedQuery(1, (hash) =>
+        db
+          .selectFrom('refresh_tokens')
+          .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+          .select(REFRESH_TOKEN_COLUMNS)
+          .select([
+            'grants.client_id as grant_client_id',
+            'grants.subject as grant_subject',
+            'grants.scope as grant_scope',
+            'grants.created_at as grant_created_at',
+            'grants.revoked_at as grant_revoked_at',
+            'grants.device_grant_id as grant_device_grant_id',
+            'grants.expires_at as grant_expires_at',
+            'grants.dpop_jkt as grant_dpop_jkt',
+            'grants.resources as grant_resources',
+          ])
+          .where('refresh_tokens.token_hash', '=', hash),
+      ),
+      grantById: new PreparedQuery(1, (id) => db.selectFrom('grants').select(GRANT_COLUMNS).where('id', '=', id)),
       // RFC 9700 §4.14.2: marks the token rotated only while it and its family are live.
       rotateRefreshToken: new PreparedQuery(4, (now, tokenHash, rotatedJkt, replacedBy) =>
         db
@@ -145,6 +164,26 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
     tokenHash: string,
   ): Promise<WithGrantState<RefreshTokenRecord> | undefined> {
     return this.#ctx.guard(() => this.#findRefreshToken(this.#db, tokenHash))
+  }
+
+  findRefreshTokenWithGrant(tokenHash: string): Promise<{ token: WithGrantState<RefreshTokenRecord>; grant: GrantRecord } | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.refreshTokenWithGrant.execute(this.#db, tokenHash)
+      if (row === undefined) return undefined
+      const grant = toGrant({
+        id: row.grant_id,
+        client_id: row.grant_client_id,
+        subject: row.grant_subject,
+        scope: row.grant_scope,
+        created_at: row.grant_created_at,
+        revoked_at: row.grant_revoked_at,
+        device_grant_id: row.grant_device_grant_id,
+        expires_at: row.grant_expires_at,
+        dpop_jkt: row.grant_dpop_jkt,
+        resources: row.grant_resources,
+      })
+      return { token: { ...toRefreshToken(row), grantRevokedAt: row.grant_revoked_at }, grant }
+    })
   }
 
   async #findRefreshToken(
@@ -363,6 +402,63 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
 
 // --- row mapping ---
 
+// Explicit column lists for the hot lookups (not `t.*`): they run as named prepared statements on
+// PostgreSQL, whose result must not change when a later migration adds a column (prepared.ts).
+const ACCESS_TOKEN_COLUMNS = [
+  'access_tokens.token_hash',
+  'access_tokens.jti',
+  'access_tokens.grant_id',
+  'access_tokens.client_id',
+  'access_tokens.subject',
+  'access_tokens.scope',
+  'access_tokens.issued_at',
+  'access_tokens.expires_at',
+  'access_tokens.revoked_at',
+  'access_tokens.format',
+  'access_tokens.dpop_jkt',
+  'access_tokens.resources',
+] as const satisfies readonly `access_tokens.${keyof AccessTokensTable}`[]
+const REFRESH_TOKEN_COLUMNS = [
+  'refresh_tokens.token_hash',
+  'refresh_tokens.id',
+  'refresh_tokens.grant_id',
+  'refresh_tokens.client_id',
+  'refresh_tokens.subject',
+  'refresh_tokens.scope',
+  'refresh_tokens.issued_at',
+  'refresh_tokens.expires_at',
+  'refresh_tokens.rotated_at',
+  'refresh_tokens.revoked_at',
+  'refresh_tokens.dpop_jkt',
+  'refresh_tokens.rotated_jkt',
+  'refresh_tokens.replaced_by',
+] as const satisfies readonly `refresh_tokens.${keyof RefreshTokensTable}`[]
+const GRANT_COLUMNS = [
+  'id',
+  'client_id',
+  'subject',
+  'scope',
+  'created_at',
+  'revoked_at',
+  'device_grant_id',
+  'expires_at',
+  'dpop_jkt',
+  'resources',
+] as const satisfies readonly (keyof GrantsTable)[]
+
+/** The columns of `grants` that {@link toGrant} reads, selected beside a token row with a `grant_` prefix. */
+interface GrantColumns {
+  grant_client_id: string
+  grant_subject: string | null
+  grant_scope: string
+  grant_created_at: number
+  grant_revoked_at: number | null
+  grant_device_grant_id: string | null
+  grant_expires_at: number | null
+  grant_dpop_jkt: string | null
+  grant_resources: string | null
+}
+
 function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grants']> {
   return {
     id: g.id,
@@ -379,7 +475,7 @@ function grantRow(g: TokenBundle['grant']): Insertable<DevicegateDatabase['grant
 }
 
 /** A `grants` row as a record (also used by the inventory and the device registry). */
-export function toGrant(row: Selectable<GrantsTable>): GrantRecord {
+export function toGrant(row: Omit<Selectable<GrantsTable>, 'last_used_at' | 'last_used_ip'>): GrantRecord {
   return {
     id: row.id,
     clientId: row.client_id,
