@@ -222,6 +222,7 @@ async function runStore(store, runDir, bench) {
         // When every SET (and webhook) of this revocation has left the outbox; also holds the next
         // person back until then, so one revocation's backlog does not delay the next.
         const drained = (async () => {
+          await answered // the revocation has committed (its outbox rows with it)
           for (;;) {
             await sleep(50)
             if ((await undelivered(inspector)) === 0) return ms(t0)

@@ -180,10 +180,10 @@ export class SsfRevocations {
   }
 
   async #poll(): Promise<void> {
-    const started = this.#nowMs()
     try {
       await this.start()
       for (let more = true; more; ) {
+        const pageStarted = this.#nowMs()
         const body = (await this.#call(this.#pollUrl!, 'POST', { ack: this.#acks, setErrs: this.#errs, maxEvents: 100, returnImmediately: true })) as {
           sets: Record<string, string>
           moreAvailable?: boolean
@@ -196,8 +196,11 @@ export class SsfRevocations {
           else this.#acks.push(jti)
         }
         more = body.moreAvailable === true
+        // Each answered page is a successful poll: during a backlog of thousands of SETs (one per
+        // family of a mass revocation) checks go on with what is applied so far instead of all
+        // waiting for the whole backlog.
+        this.#lastSyncMs = pageStarted
       }
-      this.#lastSyncMs = started
       const cutoff = this.#nowMs() - this.#retainMs
       for (const [sid, at] of this.#sessions) if (at < cutoff) this.#sessions.delete(sid)
     } catch (err) {

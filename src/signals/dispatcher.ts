@@ -159,12 +159,18 @@ export class SignalDispatcher {
     this.#timer.unref()
   }
 
-  /** One pass: fan out every pending event, then push every due destination. */
+  /**
+   * One pass: fan out a batch of pending events, push every due destination, and again until the
+   * outbox is empty. Pushing after each batch (not after the whole backlog) lets the first events
+   * of a mass revocation (10,000 families: 10,000 signed SETs per stream) reach receivers while
+   * the rest are still being rendered.
+   */
   async runOnce(): Promise<void> {
-    while ((await this.fanOut()) === this.#options.batchSize) {
-      /* next batch */
+    for (;;) {
+      const handled = await this.fanOut()
+      await this.pushDue()
+      if (handled < this.#options.batchSize || this.#closing) return
     }
-    await this.pushDue()
   }
 
   /** Fans out one batch of outbox events. @returns how many events it handled. */

@@ -13,7 +13,11 @@ export interface OutboxEvent {
   seq: number
   /** Unique id, `evt_<seq>` (the base of SET `jti`s and `webhook-id`s). */
   id: string
-  /** `grant.revoked`, `device.retired`, `anomaly.raised`, `admin.action`, `token.claims_changed`, `ssf.verification`. */
+  /**
+   * `grant.revoked`, `user.revoked` (every family of `subject` at once, see
+   * `GrantInventoryStore.revokeGrantsWhere`), `device.retired`, `anomaly.raised`, `admin.action`,
+   * `token.claims_changed`, `ssf.verification`.
+   */
   type: string
   /** Epoch seconds. */
   occurredAt: number
