@@ -18,7 +18,7 @@ export const DEVICE_CLIENTS = ['cli', 'deploy-cli', 'ops-cli']
 
 /**
  * Writes config.yaml for a fresh data dir in runDir; returns { configFile, dataDir }.
- * @param extra.clients more clients; extra.scopes more scopes; extra.identity / extra.signals /
+ * @param extra.clients more clients; extra.users more people; extra.scopes more scopes; extra.identity / extra.signals /
  *   extra.governance: sections merged over the defaults (one level deep).
  */
 export async function writeConfig(runDir, tag, { storageUrl, extra = {} } = {}) {
@@ -35,7 +35,7 @@ export async function writeConfig(runDir, tag, { storageUrl, extra = {} } = {}) 
       { client_id: 'provisioner', name: 'Provisioner', type: 'confidential', client_secret_hash: await hash(PROVISIONER_SECRET), grant_types: ['client_credentials'], scopes: ['scim', 'read'], access_token_format: 'opaque', introspection: true },
       ...(extra.clients ?? []),
     ],
-    users: [{ username: ADMIN, display_name: 'Ada Admin', password_hash: await hash(ADMIN_PASSWORD), groups: ['identity-admins'] }],
+    users: [{ username: ADMIN, display_name: 'Ada Admin', password_hash: await hash(ADMIN_PASSWORD), groups: ['identity-admins'] }, ...(extra.users ?? [])],
     console: { roles: { admin: { groups: ['identity-admins'] } }, session_ttl_seconds: 43_200 },
     identity: { scim: { enabled: true }, ...extra.identity },
     ...(extra.signals ? { signals: extra.signals } : {}),
@@ -46,15 +46,15 @@ export async function writeConfig(runDir, tag, { storageUrl, extra = {} } = {}) 
   return { configFile, dataDir }
 }
 
-/** Starts `bin/devicegate.js serve -c configFile` on a free port; returns { origin, pid, stop }. */
-export async function startConfigured(runDir, tag, configFile) {
+/** Starts `bin/devicegate.js serve -c configFile` on a free port (with `env` added); returns { origin, pid, stop }. */
+export async function startConfigured(runDir, tag, configFile, env = {}) {
   const port = await freePort(HOST)
   const origin = `http://${HOST}:${port}`
   const child = await startProcess({
     cmd: process.execPath,
     args: ['bin/devicegate.js', 'serve', '-c', configFile, '--host', HOST, '--port', String(port), '--issuer', origin],
     cwd: ROOT,
-    env: {},
+    env,
     logFile: join(runDir, `devicegate-${tag}.log`),
     readyUrl: `${origin}/.well-known/oauth-authorization-server`,
   })

@@ -52,8 +52,9 @@ export interface DispatcherOptions {
   /** Longest retry delay in ms. Default: 300000 (5 minutes). */
   maxBackoffMs?: number
   /**
-   * How long a push lease is held, in ms; renewed before every push. A crashed instance's lease
-   * delays its destinations this long. Default: the push timeout + 5000.
+   * How long a push lease is held, in ms; renewed before a push that it would not outlast (by the
+   * push timeout plus one second). A crashed instance's lease delays its destinations this long.
+   * Default: the push timeout + 5000.
    */
   leaseMs?: number
   /** Events fanned out per transaction. Default: 200. */
@@ -207,15 +208,21 @@ export class SignalDispatcher {
 
   async #pushDestination(handler: DestinationHandler, destination: DestinationRecord): Promise<void> {
     const nowMs = this.#nowMs()
-    if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, nowMs, nowMs + this.#options.leaseMs))) return
+    let leaseUntil = nowMs + this.#options.leaseMs
+    if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, nowMs, leaseUntil))) return
     try {
       for (;;) {
         const batch = await this.#store.listPendingSignalDeliveries(destination.id, 50)
         if (batch.length === 0) return
         for (const delivery of batch) {
           if (this.#closing) return
+          // The lease must outlast this push (its timeout, plus a second): renewed only when it
+          // would not, instead of one UPDATE per push.
           const leaseAt = this.#nowMs()
-          if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, leaseAt, leaseAt + this.#options.leaseMs))) return
+          if (leaseUntil - leaseAt < this.#options.pushTimeoutMs + 1000) {
+            leaseUntil = leaseAt + this.#options.leaseMs
+            if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, leaseAt, leaseUntil))) return
+          }
           const outcome = await handler.push(destination, delivery)
           const now = this.#clock.nowSeconds()
           if (outcome.ok) {

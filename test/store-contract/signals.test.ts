@@ -168,6 +168,50 @@ describeStoreContract('signals outbox', (contract) => {
       expect(byDestination.filter((d) => d === dest.id)).toHaveLength(1)
     })
 
+    it('renews the push lease only when it would not outlast the next push, not once per push', async () => {
+      const dest = destination()
+      let nowMs = 5_000_000
+      let leaseUntil = 0
+      let acquired = 0
+      const shortOfLease: number[] = []
+      const counting = new Proxy(signals, {
+        get(target, prop, receiver) {
+          if (prop === 'acquireDestinationLease')
+            return async (id: string, owner: string, at: number, until: number) => {
+              if (id === dest.id) {
+                acquired++
+                leaseUntil = until
+              }
+              return target.acquireDestinationLease(id, owner, at, until)
+            }
+          const value = Reflect.get(target, prop, receiver)
+          return typeof value === 'function' ? value.bind(target) : value
+        },
+      })
+      const { handler } = recordingHandler()
+      const timed: DestinationHandler = {
+        ...handler,
+        push: async (d, delivery) => {
+          if (d.id === dest.id) {
+            if (leaseUntil - nowMs < 2000) shortOfLease.push(delivery.eventSeq) // the lease must cover the push timeout
+            nowMs += 1000 // each push takes a second
+          }
+          return handler.push(d, delivery)
+        },
+      }
+      const dispatcher = new SignalDispatcher({ store: counting, handlers: [timed], clock, random: systemRandom, logger: pino({ level: 'silent' }), nowMs: () => nowMs, options: { pushTimeoutMs: 2000 } })
+      await dispatcher.runOnce()
+      await signals.createSignalDestination(dest)
+      const grants = Array.from({ length: 12 }, () => bundle({ subject: 'kim' }))
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 50)
+      await dispatcher.runOnce()
+      expect((await signals.listSignalDeliveries(dest.id, { status: 'delivered', limit: 100 })).length).toBe(12)
+      expect(shortOfLease).toEqual([])
+      // Lease 7 s (timeout + 5 s), renewed when less than 3 s are left: at 0, 5 and 10 s.
+      expect(acquired).toBe(3)
+    })
+
     it('pushes after each fan-out batch: the first events of a large backlog leave before the last are rendered', async () => {
       const { handler } = recordingHandler()
       const steps: string[] = []
