@@ -82,6 +82,8 @@ export class SignalDispatcher {
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #again = false
+  /** The last fan-out started (they run one at a time). */
+  #fanOutTail: Promise<unknown> = Promise.resolve()
   /** The background loop is off (before start, after stop). */
   #stopped = true
   /** stop() was called: a push loop in progress ends after its current push. */
@@ -174,8 +176,18 @@ export class SignalDispatcher {
     }
   }
 
-  /** Fans out one batch of outbox events. @returns how many events it handled. */
-  async fanOut(): Promise<number> {
+  /**
+   * Fans out one batch of outbox events. Calls are serialized (the loop and RFC 8936 polls both
+   * call it): a second caller waits and takes the next batch, so no event is rendered and signed
+   * twice. @returns how many events it handled.
+   */
+  fanOut(): Promise<number> {
+    const run = this.#fanOutTail.then(() => this.#fanOutBatch())
+    this.#fanOutTail = run.catch(() => undefined)
+    return run
+  }
+
+  async #fanOutBatch(): Promise<number> {
     const events = await this.#store.listPendingSignalEvents(this.#options.batchSize)
     if (events.length === 0) return 0
     const destinations = await this.#store.listSignalDestinations({})

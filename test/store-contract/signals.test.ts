@@ -212,6 +212,29 @@ describeStoreContract('signals outbox', (contract) => {
       expect(acquired).toBe(3)
     })
 
+    it('concurrent fan-outs (the loop and an RFC 8936 poll) render each event once per destination', async () => {
+      const { handler } = recordingHandler()
+      const dest = destination()
+      const rendered: number[] = []
+      const counting: DestinationHandler = {
+        ...handler,
+        render: async (d, event) => {
+          if (d.id === dest.id) rendered.push(event.seq)
+          return handler.render(d, event)
+        },
+      }
+      const dispatcher = new SignalDispatcher({ store: signals, handlers: [counting], clock, random: systemRandom, logger: pino({ level: 'silent' }), options: { batchSize: 3 } })
+      await dispatcher.runOnce()
+      await signals.createSignalDestination(dest)
+      const grants = Array.from({ length: 7 }, () => bundle({ subject: 'lena' }))
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 60)
+      const handled = await Promise.all([dispatcher.fanOut(), dispatcher.fanOut(), dispatcher.fanOut(), dispatcher.fanOut()])
+      expect(handled).toEqual([3, 3, 1, 0])
+      expect(rendered).toHaveLength(7)
+      expect(new Set(rendered).size).toBe(7)
+    })
+
     it('pushes after each fan-out batch: the first events of a large backlog leave before the last are rendered', async () => {
       const { handler } = recordingHandler()
       const steps: string[] = []

@@ -7,7 +7,7 @@
 import type { Clock } from '../../core/ports.js'
 import type { KeyRing } from '../../protocol/keys.js'
 import type { DestinationHandler, PushOutcome } from '../dispatcher.js'
-import type { SignalOutboxStore } from '../../storage/store.js'
+import type { DestinationRecord, SignalOutboxStore, StreamSubjectRecord } from '../../storage/store.js'
 import { caepEventOf, signSet, subIdOf, subjectMatches, subjectsOf } from './events.js'
 import { audienceOf, eventsDelivered, pushTarget, setJti } from './streams.js'
 
@@ -66,6 +66,18 @@ export async function pushSet(url: string, authorization: string | null, set: st
 
 /** The Shared Signals destination handler; see the module comment. */
 export function ssfStreamHandler(deps: TransmitterDeps): DestinationHandler {
+  // The subjects a receiver removed, read once per fan-out batch: the dispatcher passes the same
+  // destination record for every event of a batch (and a fresh one for the next batch).
+  const removedOf = new WeakMap<DestinationRecord, Promise<StreamSubjectRecord[]>>()
+  const removed = (stream: DestinationRecord) => {
+    let list = removedOf.get(stream)
+    if (list === undefined) {
+      list = deps.store.listStreamSubjects(stream.id).then((all) => all.filter((s) => !s.included))
+      list.catch(() => removedOf.delete(stream))
+      removedOf.set(stream, list)
+    }
+    return list
+  }
   return {
     kind: 'ssf_stream',
     async render(stream, event) {
@@ -76,8 +88,7 @@ export function ssfStreamHandler(deps: TransmitterDeps): DestinationHandler {
       const subjects = subjectsOf(event, deps.issuer, deps.emailOf)
       if (!verification) {
         // default_subjects ALL: every subject, except those the receiver removed.
-        const removed = (await deps.store.listStreamSubjects(stream.id)).filter((s) => !s.included)
-        if (removed.some((s) => subjectMatches(s.subject, subjects))) return null
+        if ((await removed(stream)).some((s) => subjectMatches(s.subject, subjects))) return null
       }
       const jti = setJti(event.id, stream.id)
       const payload = await signSet(
