@@ -82,8 +82,9 @@ export class SignalDispatcher {
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #again = false
-  /** The last fan-out started (they run one at a time). */
+  /** The last fan-out started (they run one at a time), and how many are queued or running. */
   #fanOutTail: Promise<unknown> = Promise.resolve()
+  #fanOutsQueued = 0
   /** The background loop is off (before start, after stop). */
   #stopped = true
   /** stop() was called: a push loop in progress ends after its current push. */
@@ -182,9 +183,20 @@ export class SignalDispatcher {
    * twice. @returns how many events it handled.
    */
   fanOut(): Promise<number> {
-    const run = this.#fanOutTail.then(() => this.#fanOutBatch())
+    this.#fanOutsQueued++
+    const run = this.#fanOutTail.then(() => this.#fanOutBatch()).finally(() => this.#fanOutsQueued--)
     this.#fanOutTail = run.catch(() => undefined)
     return run
+  }
+
+  /**
+   * For RFC 8936 polls: when a fan-out is already running (the loop after a mass revocation), waits
+   * for it instead of queueing another batch behind it — what it fans out is enough to answer the
+   * poll; otherwise fans out one batch.
+   */
+  async fanOutSome(): Promise<void> {
+    if (this.#fanOutsQueued > 0) await this.#fanOutTail
+    else await this.fanOut()
   }
 
   async #fanOutBatch(): Promise<number> {
