@@ -16,8 +16,12 @@ export const ADMIN_PASSWORD = 'bench-admin-password-0123456789'
 export const PROVISIONER_SECRET = 'bench-provisioner-secret-0123456789'
 export const DEVICE_CLIENTS = ['cli', 'deploy-cli', 'ops-cli']
 
-/** Writes config.yaml for a fresh data dir in runDir; returns { configFile, dataDir }. */
-export async function writeConfig(runDir, tag, { storageUrl } = {}) {
+/**
+ * Writes config.yaml for a fresh data dir in runDir; returns { configFile, dataDir }.
+ * @param extra.clients more clients; extra.users more people; extra.scopes more scopes; extra.identity / extra.signals /
+ *   extra.governance: sections merged over the defaults (one level deep).
+ */
+export async function writeConfig(runDir, tag, { storageUrl, extra = {} } = {}) {
   const { hash } = requireFromRoot('@node-rs/argon2')
   const dataDir = mkdtempSync(join(runDir, `data-${tag}-`))
   const device = ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token']
@@ -25,29 +29,32 @@ export async function writeConfig(runDir, tag, { storageUrl } = {}) {
     data_dir: dataDir,
     ...(storageUrl ? { storage: { url: storageUrl } } : {}),
     log_level: 'warn',
-    scopes: { read: 'Read your data', offline_access: 'Stay signed in', scim: 'SCIM provisioning' },
+    scopes: { read: 'Read your data', offline_access: 'Stay signed in', scim: 'SCIM provisioning', ...extra.scopes },
     clients: [
       ...DEVICE_CLIENTS.map((id, i) => ({ client_id: id, name: `Bench ${id}`, type: 'public', grant_types: device, scopes: ['read', 'offline_access'], ...(i === 1 ? { risk_tier: 'low' } : {}) })),
       { client_id: 'provisioner', name: 'Provisioner', type: 'confidential', client_secret_hash: await hash(PROVISIONER_SECRET), grant_types: ['client_credentials'], scopes: ['scim', 'read'], access_token_format: 'opaque', introspection: true },
+      ...(extra.clients ?? []),
     ],
-    users: [{ username: ADMIN, display_name: 'Ada Admin', password_hash: await hash(ADMIN_PASSWORD), groups: ['identity-admins'] }],
+    users: [{ username: ADMIN, display_name: 'Ada Admin', password_hash: await hash(ADMIN_PASSWORD), groups: ['identity-admins'] }, ...(extra.users ?? [])],
     console: { roles: { admin: { groups: ['identity-admins'] } }, session_ttl_seconds: 43_200 },
-    identity: { scim: { enabled: true } },
+    identity: { scim: { enabled: true }, ...extra.identity },
+    ...(extra.signals ? { signals: extra.signals } : {}),
+    ...(extra.governance ? { governance: extra.governance } : {}),
   }
   const configFile = join(runDir, `config-${tag}.json.yaml`)
   writeFileSync(configFile, JSON.stringify(config, null, 2)) // JSON is YAML
   return { configFile, dataDir }
 }
 
-/** Starts `bin/devicegate.js serve -c configFile` on a free port; returns { origin, pid, stop }. */
-export async function startConfigured(runDir, tag, configFile) {
+/** Starts `bin/devicegate.js serve -c configFile` on a free port (with `env` added); returns { origin, pid, stop }. */
+export async function startConfigured(runDir, tag, configFile, env = {}) {
   const port = await freePort(HOST)
   const origin = `http://${HOST}:${port}`
   const child = await startProcess({
     cmd: process.execPath,
     args: ['bin/devicegate.js', 'serve', '-c', configFile, '--host', HOST, '--port', String(port), '--issuer', origin],
     cwd: ROOT,
-    env: {},
+    env,
     logFile: join(runDir, `devicegate-${tag}.log`),
     readyUrl: `${origin}/.well-known/oauth-authorization-server`,
   })

@@ -105,9 +105,10 @@ export async function devicegateEndpoints(origin) {
 
 /**
  * Approves device flows through devicegate's verification pages, as a person would: one sign-in
- * (the session is rotated on sign-in), then one approval form per user code.
+ * (the session is rotated on sign-in), then one approval form per user code. Signs in as the
+ * `--dev` user `demo` unless `as` names someone else.
  */
-export async function approveOnDevicegate(origin, userCodes) {
+export async function approveOnDevicegate(origin, userCodes, as = { username: 'demo', password: DEMO_PASSWORD }) {
   const browsers = []
   const signIn = async (userCode) => {
     const b = new Browser(origin)
@@ -116,7 +117,7 @@ export async function approveOnDevicegate(origin, userCodes) {
     if (!csrf) throw new Error(`devicegate /device: no csrf_token in page (status ${page.status})`)
     const signedIn = await b.request('/device/sign-in', {
       method: 'POST',
-      fields: { username: 'demo', password: DEMO_PASSWORD, csrf_token: csrf, user_code: userCode },
+      fields: { username: as.username, password: as.password, csrf_token: csrf, user_code: userCode },
       follow: false,
     })
     if (signedIn.status !== 303) throw new Error(`devicegate sign-in answered ${signedIn.status}: ${signedIn.text.slice(0, 300)}`)

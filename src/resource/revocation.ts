@@ -30,11 +30,20 @@ export class RevocationUnavailableError extends Error {
 }
 
 /**
+ * How far back each feed poll asks again, in seconds: revocations whose transaction commits up to
+ * this long after its time stamp are still seen (see {@link RevocationFeed}).
+ */
+export const FEED_OVERLAP_SECONDS = 30
+
+/**
  * Follows the revocation feed: one request per `pollIntervalMs` (default 1000), asking only for
  * what changed since the server time of the previous answer. Revoked `jti`s are kept until their
  * token's `exp`. When the last successful poll is older than twice the interval, the next check
  * waits for a fresh poll first; when none succeeds within `maxStalenessMs`, checks fail (closed).
- * So a revoked token is refused at most about 2 × `pollIntervalMs` after its revocation.
+ * So a revoked token is refused at most about 2 × `pollIntervalMs` after its revocation commits.
+ * Each poll asks from {@link FEED_OVERLAP_SECONDS} before the previous answer's server time, so a
+ * revocation committed late (stamped before an earlier answer) is not missed; the overlap costs
+ * re-reading the last 30 s of revocations at each poll.
  */
 export class RevocationFeed {
   readonly #url: string
@@ -99,8 +108,11 @@ export class RevocationFeed {
       if (!res.ok) throw new RevocationUnavailableError(`revocation feed answered ${res.status}`)
       const body = (await res.json()) as FeedBody
       for (const t of body.access_tokens) this.#revoked.set(t.jti, t.exp)
-      // The next poll starts at this answer's server time; `revoked_at >= since` overlaps by design.
-      this.#since = body.now
+      // The next poll asks again for the last FEED_OVERLAP_SECONDS before this answer's server
+      // time: a revocation is stamped when its transaction starts and seen when it commits, so a
+      // large one (10,000 families on PostgreSQL: over a second) commits after answers whose `now`
+      // is already past its `revoked_at`; asking from `now` alone would miss it for good.
+      this.#since = Math.max(0, body.now - FEED_OVERLAP_SECONDS)
       this.#lastSyncMs = started
       const nowSeconds = Math.floor(this.#nowMs() / 1000)
       for (const [jti, exp] of this.#revoked) if (exp <= nowSeconds) this.#revoked.delete(jti)

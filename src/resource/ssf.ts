@@ -68,6 +68,8 @@ export class SsfRevocations {
   #timer: ReturnType<typeof setInterval> | undefined
   #lastSyncMs = Number.NEGATIVE_INFINITY
   #lastError: unknown
+  /** Checks waiting for the next answered poll page. */
+  #pageWaiters: (() => void)[] = []
   #acks: string[] = []
   #errs: Record<string, { err: string; description: string }> = {}
 
@@ -171,6 +173,18 @@ export class SsfRevocations {
     return undefined
   }
 
+  /**
+   * Resolves when the next poll page has been answered and applied (starting a poll when none is
+   * in flight); rejects when the poll fails first. A backlog spans many pages: a check waits for
+   * one of them, not for all.
+   */
+  #nextPage(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pageWaiters.push(resolve)
+      this.sync().catch(reject)
+    })
+  }
+
   /** Polls once (RFC 8936 §2): acknowledges what was applied, then takes what is new. */
   sync(): Promise<void> {
     this.#inflight ??= this.#poll().finally(() => {
@@ -180,10 +194,10 @@ export class SsfRevocations {
   }
 
   async #poll(): Promise<void> {
-    const started = this.#nowMs()
     try {
       await this.start()
       for (let more = true; more; ) {
+        const pageStarted = this.#nowMs()
         const body = (await this.#call(this.#pollUrl!, 'POST', { ack: this.#acks, setErrs: this.#errs, maxEvents: 100, returnImmediately: true })) as {
           sets: Record<string, string>
           moreAvailable?: boolean
@@ -196,12 +210,17 @@ export class SsfRevocations {
           else this.#acks.push(jti)
         }
         more = body.moreAvailable === true
+        // Each answered page is a successful poll: during a backlog of thousands of SETs (one per
+        // family of a mass revocation; devicegate sends the user-level one first) checks go on
+        // with what is applied so far instead of all waiting for the whole backlog.
+        this.#lastSyncMs = pageStarted
+        for (const resolve of this.#pageWaiters.splice(0)) resolve()
       }
-      this.#lastSyncMs = started
       const cutoff = this.#nowMs() - this.#retainMs
       for (const [sid, at] of this.#sessions) if (at < cutoff) this.#sessions.delete(sid)
     } catch (err) {
       this.#lastError = err
+      this.#pageWaiters.length = 0 // rejected through sync()
       throw err
     }
   }
@@ -227,13 +246,14 @@ export class SsfRevocations {
 
   /**
    * Whether a token's session (or user, up to the event) was revoked, after making sure a poll
-   * succeeded recently enough (poll mode).
+   * page was answered recently enough (poll mode: within 2 × the interval, else it waits for the
+   * next page).
    * @throws {RevocationUnavailableError} when no poll succeeded within `maxStalenessMs`.
    */
   async isRevoked(token: SessionOfToken): Promise<boolean> {
     if (!this.#push && this.#nowMs() - this.#lastSyncMs > 2 * this.#pollIntervalMs) {
       try {
-        await this.sync()
+        await this.#nextPage()
       } catch {
         if (this.#nowMs() - this.#lastSyncMs > this.#maxStalenessMs)
           throw new RevocationUnavailableError('revocation state is unavailable', { cause: this.#lastError })

@@ -52,8 +52,9 @@ export interface DispatcherOptions {
   /** Longest retry delay in ms. Default: 300000 (5 minutes). */
   maxBackoffMs?: number
   /**
-   * How long a push lease is held, in ms; renewed before every push. A crashed instance's lease
-   * delays its destinations this long. Default: the push timeout + 5000.
+   * How long a push lease is held, in ms; renewed before a push that it would not outlast (by the
+   * push timeout plus one second). A crashed instance's lease delays its destinations this long.
+   * Default: the push timeout + 5000.
    */
   leaseMs?: number
   /** Events fanned out per transaction. Default: 200. */
@@ -81,6 +82,9 @@ export class SignalDispatcher {
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #again = false
+  /** The last fan-out started (they run one at a time), and how many are queued or running. */
+  #fanOutTail: Promise<unknown> = Promise.resolve()
+  #fanOutsQueued = 0
   /** The background loop is off (before start, after stop). */
   #stopped = true
   /** stop() was called: a push loop in progress ends after its current push. */
@@ -159,16 +163,43 @@ export class SignalDispatcher {
     this.#timer.unref()
   }
 
-  /** One pass: fan out every pending event, then push every due destination. */
+  /**
+   * One pass: fan out a batch of pending events, push every due destination, and again until the
+   * outbox is empty. Pushing after each batch (not after the whole backlog) lets the first events
+   * of a mass revocation (10,000 families: 10,000 signed SETs per stream) reach receivers while
+   * the rest are still being rendered.
+   */
   async runOnce(): Promise<void> {
-    while ((await this.fanOut()) === this.#options.batchSize) {
-      /* next batch */
+    for (;;) {
+      const handled = await this.fanOut()
+      await this.pushDue()
+      if (handled < this.#options.batchSize || this.#closing) return
     }
-    await this.pushDue()
   }
 
-  /** Fans out one batch of outbox events. @returns how many events it handled. */
-  async fanOut(): Promise<number> {
+  /**
+   * Fans out one batch of outbox events. Calls are serialized (the loop and RFC 8936 polls both
+   * call it): a second caller waits and takes the next batch, so no event is rendered and signed
+   * twice. @returns how many events it handled.
+   */
+  fanOut(): Promise<number> {
+    this.#fanOutsQueued++
+    const run = this.#fanOutTail.then(() => this.#fanOutBatch()).finally(() => this.#fanOutsQueued--)
+    this.#fanOutTail = run.catch(() => undefined)
+    return run
+  }
+
+  /**
+   * For RFC 8936 polls: when a fan-out is already running (the loop after a mass revocation), waits
+   * for it instead of queueing another batch behind it — what it fans out is enough to answer the
+   * poll; otherwise fans out one batch.
+   */
+  async fanOutSome(): Promise<void> {
+    if (this.#fanOutsQueued > 0) await this.#fanOutTail
+    else await this.fanOut()
+  }
+
+  async #fanOutBatch(): Promise<number> {
     const events = await this.#store.listPendingSignalEvents(this.#options.batchSize)
     if (events.length === 0) return 0
     const destinations = await this.#store.listSignalDestinations({})
@@ -201,15 +232,21 @@ export class SignalDispatcher {
 
   async #pushDestination(handler: DestinationHandler, destination: DestinationRecord): Promise<void> {
     const nowMs = this.#nowMs()
-    if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, nowMs, nowMs + this.#options.leaseMs))) return
+    let leaseUntil = nowMs + this.#options.leaseMs
+    if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, nowMs, leaseUntil))) return
     try {
       for (;;) {
         const batch = await this.#store.listPendingSignalDeliveries(destination.id, 50)
         if (batch.length === 0) return
         for (const delivery of batch) {
           if (this.#closing) return
+          // The lease must outlast this push (its timeout, plus a second): renewed only when it
+          // would not, instead of one UPDATE per push.
           const leaseAt = this.#nowMs()
-          if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, leaseAt, leaseAt + this.#options.leaseMs))) return
+          if (leaseUntil - leaseAt < this.#options.pushTimeoutMs + 1000) {
+            leaseUntil = leaseAt + this.#options.leaseMs
+            if (!(await this.#store.acquireDestinationLease(destination.id, this.#owner, leaseAt, leaseUntil))) return
+          }
           const outcome = await handler.push(destination, delivery)
           const now = this.#clock.nowSeconds()
           if (outcome.ok) {

@@ -91,9 +91,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
           minVerificationIntervalSeconds: s.ssf.minVerificationIntervalSeconds,
           longPollSeconds: s.ssf.longPollSeconds,
         },
-        refresh: async () => {
-          await dispatcher.fanOut()
-        },
+        refresh: () => dispatcher.fanOutSome(),
         wake,
         secrets: options.secrets,
       })

@@ -83,6 +83,9 @@ export interface GrantInventoryStore {
    * Revokes every live family matching `filter` in one UPDATE (chunked by 500 ids when `ids` or
    * `deviceGrantIds` are given). Tokens are judged through the join on `grants`, so this takes
    * effect at once for introspection, refresh and the revocation feed.
+   * A filter naming only a `subject` (every live family of one user) also writes, in the same
+   * transaction and ahead of the per-family `grant.revoked` rows, one `user.revoked` outbox row
+   * (none when nothing was revoked).
    * @returns the number of families revoked by this call.
    * @throws {TypeError} when the filter names no criterion (use `createdBefore` to revoke all).
    */

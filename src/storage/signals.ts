@@ -17,9 +17,11 @@ export interface OutboxEvent {
   /** Unique id, `evt_<seq>` (the base of SET `jti`s and `webhook-id`s). */
   id: string
   /**
-   * `grant.revoked`, `device.retired`, `anomaly.raised`, `admin.action`, `token.claims_changed`,
-   * `ssf.verification`, or an access-review event (`review.round_opened`, `review.reminder_due`,
-   * `review.item_decided`, `review.round_closed`: payload `{ seq, details }` of the audit record).
+   * `grant.revoked`, `user.revoked` (every family of `subject` at once, see
+   * `GrantInventoryStore.revokeGrantsWhere`), `device.retired`, `anomaly.raised`, `admin.action`,
+   * `token.claims_changed`, `ssf.verification`, or an access-review event (`review.round_opened`,
+   * `review.reminder_due`, `review.item_decided`, `review.round_closed`: payload `{ seq, details }`
+   * of the audit record).
    */
   type: string
   /** Epoch seconds. */

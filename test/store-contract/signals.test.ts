@@ -9,6 +9,7 @@
 import { pino } from 'pino'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { backoffMs, SignalDispatcher, type DestinationHandler, type PushOutcome } from '../../src/signals/dispatcher.js'
+import { caepEventOf, EVENT_TYPES, subIdOf, subjectsOf } from '../../src/signals/ssf/events.js'
 import type { DestinationRecord, Store } from '../../src/storage/store.js'
 import { systemRandom } from '../../src/system.js'
 import { describeStoreContract } from '../support/store-contract.js'
@@ -119,6 +120,25 @@ describeStoreContract('signals outbox', (contract) => {
       await signals.updateSignalDestination(d.id, { secret: null }, NOW)
       expect((await signals.findSignalDestination(d.id))!.secret).toBeNull()
       await signals.deleteSignalDestination(d.id)
+      })
+
+    it('revoking every family of one user writes one user.revoked row ahead of their grant.revoked rows (a session-revoked SET naming the user), none when nothing was revoked or the filter is narrower', async () => {
+      const lastSeq = Math.max(0, ...(await signals.listPendingSignalEvents(10_000)).map((e) => e.seq))
+      const x = bundle({ subject: 'ivy' })
+      const y = bundle({ subject: 'ivy', clientId: 'conf' })
+      const z = bundle({ subject: 'ivy' })
+      for (const g of [x, y, z]) await store.issueTokens(g)
+      expect(await store.revokeGrantsWhere({ subject: 'ivy', clientId: 'conf' }, NOW + 30)).toBe(1) // narrower than the user
+      expect(await store.revokeGrantsWhere({ subject: 'ivy', revoked: false }, NOW + 31)).toBe(2)
+      expect(await store.revokeGrantsWhere({ subject: 'ivy' }, NOW + 32)).toBe(0) // nothing left: no event
+      const events = (await signals.listPendingSignalEvents(10_000)).filter((e) => e.seq > lastSeq)
+      expect(events.map((e) => e.type)).toEqual(['grant.revoked', 'user.revoked', 'grant.revoked', 'grant.revoked'])
+      expect(events[0]!.grantId).toBe(y.grant.id)
+      expect(events[1]).toMatchObject({ type: 'user.revoked', subject: 'ivy', grantId: null, clientId: null, occurredAt: NOW + 31 })
+      expect(new Set(events.slice(2).map((e) => e.grantId))).toEqual(new Set([x.grant.id, z.grant.id]))
+      // CAEP session-revoked whose sub_id names the user only (all of the user's sessions).
+      expect(caepEventOf(events[1]!)).toEqual({ type: EVENT_TYPES.sessionRevoked, body: { event_timestamp: NOW + 31 } })
+      expect(subIdOf(subjectsOf(events[1]!, 'https://issuer.example', () => undefined))).toEqual({ format: 'complex', user: { format: 'iss_sub', iss: 'https://issuer.example', sub: 'ivy' } })
     })
 
     it('delivers at least once and in order, retrying with backoff, and a refused event does not block the rest', async () => {
@@ -180,6 +200,105 @@ describeStoreContract('signals outbox', (contract) => {
       await signals.updateSignalDestination(dest.id, { status: 'enabled' }, NOW)
       await dispatcher.runOnce()
       expect(byDestination.filter((d) => d === dest.id)).toHaveLength(1)
+    })
+
+    it('renews the push lease only when it would not outlast the next push, not once per push', async () => {
+      const dest = destination()
+      let nowMs = 5_000_000
+      let leaseUntil = 0
+      let acquired = 0
+      const shortOfLease: number[] = []
+      const counting = new Proxy(signals, {
+        get(target, prop, receiver) {
+          if (prop === 'acquireDestinationLease')
+            return async (id: string, owner: string, at: number, until: number) => {
+              if (id === dest.id) {
+                acquired++
+                leaseUntil = until
+              }
+              return target.acquireDestinationLease(id, owner, at, until)
+            }
+          const value = Reflect.get(target, prop, receiver)
+          return typeof value === 'function' ? value.bind(target) : value
+        },
+      })
+      const { handler } = recordingHandler()
+      const timed: DestinationHandler = {
+        ...handler,
+        push: async (d, delivery) => {
+          if (d.id === dest.id) {
+            if (leaseUntil - nowMs < 2000) shortOfLease.push(delivery.eventSeq) // the lease must cover the push timeout
+            nowMs += 1000 // each push takes a second
+          }
+          return handler.push(d, delivery)
+        },
+      }
+      const dispatcher = new SignalDispatcher({ store: counting, handlers: [timed], clock, random: systemRandom, logger: pino({ level: 'silent' }), nowMs: () => nowMs, options: { pushTimeoutMs: 2000 } })
+      await dispatcher.runOnce()
+      await signals.createSignalDestination(dest)
+      const grants = Array.from({ length: 12 }, () => bundle({ subject: 'kim' }))
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 50)
+      await dispatcher.runOnce()
+      expect((await signals.listSignalDeliveries(dest.id, { status: 'delivered', limit: 100 })).length).toBe(12)
+      expect(shortOfLease).toEqual([])
+      // Lease 7 s (timeout + 5 s), renewed when less than 3 s are left: at 0, 5 and 10 s.
+      expect(acquired).toBe(3)
+    })
+
+    it('concurrent fan-outs (the loop and an RFC 8936 poll) render each event once per destination, and a poll does not queue a batch behind a running one', async () => {
+      const { handler } = recordingHandler()
+      const dest = destination()
+      const rendered: number[] = []
+      const counting: DestinationHandler = {
+        ...handler,
+        render: async (d, event) => {
+          if (d.id === dest.id) rendered.push(event.seq)
+          return handler.render(d, event)
+        },
+      }
+      const dispatcher = new SignalDispatcher({ store: signals, handlers: [counting], clock, random: systemRandom, logger: pino({ level: 'silent' }), options: { batchSize: 3 } })
+      await dispatcher.runOnce()
+      await signals.createSignalDestination(dest)
+      const grants = Array.from({ length: 7 }, () => bundle({ subject: 'lena' }))
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 60)
+      // A poll's fan-out while the loop's is running waits for it instead of queueing another batch.
+      await Promise.all([dispatcher.fanOut(), dispatcher.fanOutSome()])
+      expect(rendered).toHaveLength(3)
+      const handled = await Promise.all([dispatcher.fanOut(), dispatcher.fanOut(), dispatcher.fanOut()])
+      expect(handled).toEqual([3, 1, 0])
+      expect(rendered).toHaveLength(7)
+      expect(new Set(rendered).size).toBe(7)
+    })
+
+    it('pushes after each fan-out batch: the first events of a large backlog leave before the last are rendered', async () => {
+      const { handler } = recordingHandler()
+      const steps: string[] = []
+      const dest = destination()
+      const logged: DestinationHandler = {
+        ...handler,
+        render: async (d, event) => {
+          if (d.id === dest.id) steps.push(`render ${event.seq}`)
+          return handler.render(d, event)
+        },
+        push: async (d, delivery) => {
+          if (d.id === dest.id) steps.push(`push ${delivery.eventSeq}`)
+          return handler.push(d, delivery)
+        },
+      }
+      const dispatcher = new SignalDispatcher({ store: signals, handlers: [logged], clock, random: systemRandom, logger: pino({ level: 'silent' }), options: { batchSize: 2 } })
+      await dispatcher.runOnce()
+      await signals.createSignalDestination(dest)
+      const grants = Array.from({ length: 5 }, () => bundle({ subject: 'jack' }))
+      for (const g of grants) await store.issueTokens(g)
+      for (const g of grants) await store.revokeGrant(g.grant.id, NOW + 40)
+      await dispatcher.runOnce()
+      expect(steps.filter((s) => s.startsWith('push'))).toHaveLength(5)
+      const firstPush = steps.findIndex((s) => s.startsWith('push'))
+      const lastRender = steps.findLastIndex((s) => s.startsWith('render'))
+      expect(firstPush).toBeGreaterThan(0)
+      expect(firstPush).toBeLessThan(lastRender)
     })
   })
 })

@@ -136,6 +136,9 @@ export function subIdOf(s: EventSubjects): SubjectIdentifier | null {
 /**
  * The event-type URI and event body (CAEP 1.0) of an outbox event, or null when it has none:
  * - `grant.revoked` → `session-revoked` (CAEP §3.1), `initiating_entity` when known;
+ * - `user.revoked` (every family of one user revoked at once, written ahead of their
+ *   `grant.revoked` rows) → `session-revoked` whose `sub_id` names the user only: all of the
+ *   user's sessions, so a receiver can act on the first SET of a mass revocation;
  * - `token.claims_changed` → `token-claims-change` (CAEP §3.2) with the new `claims`;
  * - `device.retired` → `credential-change` (CAEP §3.3): the device's DPoP key was revoked
  *   (`credential_type: app`, the key of an installation of a client app; `change_type: revoke`).
@@ -145,6 +148,7 @@ export function caepEventOf(event: OutboxEvent): { type: string; body: Record<st
   const event_timestamp = event.occurredAt
   switch (event.type) {
     case 'grant.revoked':
+    case 'user.revoked':
       return {
         type: EVENT_TYPES.sessionRevoked,
         body: { event_timestamp, ...(typeof event.payload.initiatingEntity === 'string' ? { initiating_entity: event.payload.initiatingEntity } : {}) },

@@ -390,13 +390,23 @@ export class StreamService {
     if (d.status !== 'enabled') return { sets: {}, moreAvailable: false }
     const deadline = Date.now() + (returnImmediately ? 0 : this.#options.longPollSeconds * 1000)
     let pending: DeliveryRecord[]
+    let refreshed = false
     for (;;) {
-      await this.#refresh()
+      // SETs already fanned out come first (fan-out follows the outbox order): they are answered
+      // at once, and more of the outbox is fanned out only when none is waiting, so a poll during
+      // a mass revocation does not wait behind the signing of another batch.
       pending = await this.#store.listPendingSignalDeliveries(d.id, maxEvents + 1)
+      if (pending.length === 0) {
+        await this.#refresh()
+        refreshed = true
+        pending = await this.#store.listPendingSignalDeliveries(d.id, maxEvents + 1)
+      }
       if (pending.length > 0 || Date.now() >= deadline || signal?.aborted) break
       await new Promise((r) => setTimeout(r, 250))
     }
-    return { sets: Object.fromEntries(pending.slice(0, maxEvents).map((p) => [p.jti, p.payload])), moreAvailable: pending.length > maxEvents }
+    // Events still in the outbox may become SETs of this stream: say so, and the receiver polls again.
+    const moreAvailable = pending.length > maxEvents || (!refreshed && (await this.#store.listPendingSignalEvents(1)).length > 0)
+    return { sets: Object.fromEntries(pending.slice(0, maxEvents).map((p) => [p.jti, p.payload])), moreAvailable }
   }
 }
 

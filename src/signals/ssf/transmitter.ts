@@ -7,7 +7,7 @@
 import type { Clock } from '../../core/ports.js'
 import type { KeyRing } from '../../protocol/keys.js'
 import type { DestinationHandler, PushOutcome } from '../dispatcher.js'
-import type { SignalOutboxStore } from '../../storage/store.js'
+import type { DestinationRecord, SignalOutboxStore, StreamSubjectRecord } from '../../storage/store.js'
 import { failureOf, postToEndpoint, type EndpointPolicy, type EndpointResponse } from '../endpoint-guard.js'
 import { openStreamSecret, type SecretSealer } from '../secrets.js'
 import { caepEventOf, signSet, subIdOf, subjectMatches, subjectsOf } from './events.js'
@@ -67,6 +67,18 @@ export async function pushSet(url: string, authorization: string | null, set: st
 
 /** The Shared Signals destination handler; see the module comment. */
 export function ssfStreamHandler(deps: TransmitterDeps): DestinationHandler {
+  // The subjects a receiver removed, read once per fan-out batch: the dispatcher passes the same
+  // destination record for every event of a batch (and a fresh one for the next batch).
+  const removedOf = new WeakMap<DestinationRecord, Promise<StreamSubjectRecord[]>>()
+  const removed = (stream: DestinationRecord) => {
+    let list = removedOf.get(stream)
+    if (list === undefined) {
+      list = deps.store.listStreamSubjects(stream.id).then((all) => all.filter((s) => !s.included))
+      list.catch(() => removedOf.delete(stream))
+      removedOf.set(stream, list)
+    }
+    return list
+  }
   return {
     kind: 'ssf_stream',
     async render(stream, event) {
@@ -77,8 +89,7 @@ export function ssfStreamHandler(deps: TransmitterDeps): DestinationHandler {
       const subjects = subjectsOf(event, deps.issuer, deps.emailOf)
       if (!verification) {
         // default_subjects ALL: every subject, except those the receiver removed.
-        const removed = (await deps.store.listStreamSubjects(stream.id)).filter((s) => !s.included)
-        if (removed.some((s) => subjectMatches(s.subject, subjects))) return null
+        if ((await removed(stream)).some((s) => subjectMatches(s.subject, subjects))) return null
       }
       const jti = setJti(event.id, stream.id)
       const payload = await signSet(

@@ -24,13 +24,21 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
     this.#pollTimes = pollTimes
   }
 
-  /** One UPDATE per chunk of at most 500 listed ids (a bound-parameter limit), in one transaction. */
+  /**
+   * One UPDATE per chunk of at most 500 listed ids (a bound-parameter limit), in one transaction.
+   * A revocation of every family of one user also writes one `user.revoked` outbox row, ahead of
+   * the per-family rows (see {@link isWholeUserFilter}).
+   */
   revokeGrantsWhere(filter: GrantFilter, now: number): Promise<number> {
     if (!hasGrantCriterion(filter)) {
       return Promise.reject(new TypeError('revokeGrantsWhere: the filter names no criterion'))
     }
     return this.#ctx.guard(() =>
       this.#db.transaction().execute(async (trx) => {
+        // Written first so it is delivered first (outbox order); removed again if nothing changed.
+        const userEvent = isWholeUserFilter(filter)
+          ? await trx.insertInto('signal_outbox').values({ type: 'user.revoked', occurred_at: now, ref: filter.subject, target: null, payload: null } as never).returning('seq').executeTakeFirstOrThrow()
+          : undefined
         let revoked = 0
         for (const chunk of chunkGrantFilter(filter)) {
           const result = await trx
@@ -41,6 +49,7 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
             .executeTakeFirst()
           revoked += Number(result.numUpdatedRows)
         }
+        if (userEvent !== undefined && revoked === 0) await trx.deleteFrom('signal_outbox').where('seq', '=', userEvent.seq).execute()
         return revoked
       }),
     )
@@ -209,6 +218,18 @@ export class KyselyGrantInventoryStore implements GrantInventoryStore {
 }
 
 /** Whether a filter selects something narrower than "every family" (revocation must). */
+/**
+ * Whether a filter names every live family of one user and nothing narrower (`{ subject }`, with
+ * `revoked: false` at most): central revocation of a user, SCIM deactivation and deletion, a
+ * Shared Signals event, global token revocation, a password change. Such a revocation is also
+ * announced as one user-level CAEP `session-revoked` (outbox type `user.revoked`, its `ref` the
+ * subject), so a receiver learns of all of them from the first SET instead of after one SET per
+ * family (signals/ssf/events.ts).
+ */
+function isWholeUserFilter(f: GrantFilter): f is GrantFilter & { subject: string } {
+  return f.subject !== undefined && (f.revoked === undefined || f.revoked === false) && Object.entries(f).every(([k, v]) => v === undefined || k === 'subject' || k === 'revoked')
+}
+
 function hasGrantCriterion(f: GrantFilter): boolean {
   return [f.ids, f.subject, f.clientId, f.dpopJkt, f.createdBefore, f.createdFrom, f.deviceGrantIds, f.requestIp, f.lastUsedBefore].some(
     (c) => c !== undefined,

@@ -105,6 +105,9 @@ export class KyselySignalOutboxStore implements SignalOutboxStore {
             const facts = r.type === 'grant.revoked' && g ? { scope: g.scope, deviceGrantId: g.device_grant_id, dpopJkt: g.dpop_jkt } : {}
             return { ...base, clientId: g?.client_id ?? null, subject: g?.subject ?? null, grantId: r.ref, payload: { ...facts, ...stored } }
           }
+          case 'user.revoked':
+            // Every family of one user (the ref) revoked at once (see grant-inventory.ts).
+            return { ...base, clientId: null, subject: ref, grantId: null, payload: stored }
           case 'device.retired':
             return { ...base, clientId: null, subject: null, grantId: null, payload: { jkt: ref, label: devices.get(ref)?.label ?? null } }
           case 'anomaly.raised': {
