@@ -22,11 +22,12 @@ const { values: opts } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '32' },
     warmup: { type: 'string', default: '2' },
-    scenarios: { type: 'string', default: 'a,b,c,d,e,f,g' },
+    scenarios: { type: 'string', default: 'a,b,h,c,d,e,f,g' },
     targets: { type: 'string', default: 'devicegate,oidc-provider,limit' },
     out: { type: 'string' },
     'keep-data': { type: 'boolean', default: false },
     'growth-sizes': { type: 'string', default: '10000,1000000' },
+    'pending-codes': { type: 'string', default: '100000' },
     'oidc-adapter': { type: 'string', default: 'map' },
     store: { type: 'string', default: 'sqlite' },
     'pg-url': { type: 'string' },
@@ -37,8 +38,8 @@ const { values: opts } = parseArgs({
 })
 if (opts.help) {
   console.log(`usage: node bench/run.mjs [--rounds 3] [--duration 10] [--connections 32] [--warmup 2]
-       [--scenarios a,b,c,d,e,f,g] [--targets devicegate,oidc-provider,limit] [--out FILE]
-       [--growth-sizes 10000,1000000] [--oidc-adapter map|default] [--keep-data]
+       [--scenarios a,b,h,c,d,e,f,g] [--targets devicegate,oidc-provider,limit] [--out FILE]
+       [--growth-sizes 10000,1000000] [--pending-codes 100000] [--oidc-adapter map|default] [--keep-data]
        [--store postgres [--pg-url URL] [--pg-ephemeral unlogged,redis] [--redis-url URL]]
            adds devicegate-pg and devicegate-pg-x2 (one and two instances; poll times and DPoP jtis in
            UNLOGGED tables), and with redis devicegate-pg-redis(-x2) (see bench/postgres.mjs)`)
@@ -52,6 +53,7 @@ const config = {
   warmupSeconds: Number(opts.warmup),
   scenarios: opts.scenarios.split(',').map((s) => s.trim()).filter(Boolean),
   growthSizes: opts['growth-sizes'].split(',').map(Number),
+  pendingCodes: Number(opts['pending-codes']),
 }
 const BUSY_OTHER_CORES = 0.25 // warn when other processes used more than a quarter of a core
 
@@ -202,6 +204,8 @@ for (const s of throughputIds) {
     devicegate_over_peer: dg && peer ? dg.rps / peer.rps : null,
     devicegate_over_limit: dg && lim ? dg.rps / lim.rps : null,
     peer_over_limit: peer && lim ? peer.rps / lim.rps : null,
+    devicegate_p99_over_peer_p99: dg && peer && peer.p99 > 0 ? dg.p99 / peer.p99 : null,
+    peer_cpu_over_devicegate_cpu: dg?.serverCpuMsPerRequest && peer?.serverCpuMsPerRequest ? peer.serverCpuMsPerRequest / dg.serverCpuMsPerRequest : null,
     // Each PostgreSQL target against one SQLite instance, measured in this run.
     over_sqlite: Object.fromEntries(
       targets.filter((t) => t.name.startsWith('devicegate-pg')).map((t) => [t.name, dg && summary[s][t.name] ? summary[s][t.name].rps / dg.rps : null]),

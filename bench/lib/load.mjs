@@ -9,8 +9,8 @@ const autocannon = createRequire(import.meta.url)('autocannon')
 // set-up: objects each scenario needs, created over plain HTTP
 
 /** Creates n pending device authorizations; returns the Device Authorization Responses. */
-export async function createDeviceCodes(t, n, scope = t.deviceScope) {
-  return mapLimit(Array.from({ length: n }), 16, async () => {
+export async function createDeviceCodes(t, n, scope = t.deviceScope, concurrency = 16) {
+  return mapLimit(Array.from({ length: n }), concurrency, async () => {
     const r = await postForm(t.endpoints.deviceAuthorization, { client_id: t.publicClientId, scope })
     if (r.status !== 200 || !r.json?.device_code) {
       throw new Error(`${t.name}: device authorization answered ${r.status}: ${r.text.slice(0, 200)}`)
@@ -96,6 +96,33 @@ export const SCENARIOS = {
           if (text.includes('"authorization_pending"')) return 'authorization_pending'
           if (text.includes('"slow_down"')) return 'slow_down'
           return null
+        },
+      }
+    },
+  },
+  h: {
+    title: '(h) polling, 100,000 codes at their interval',
+    /**
+     * RFC 8628 §3.5 as clients poll: N pending codes (`--pending-codes`, default 100,000) polled
+     * round-robin, so each code is polled once every N / (req/s) seconds, at or beyond its 5-second
+     * interval while the rate stays under N / 5: the answers are `authorization_pending`, the path
+     * every waiting client takes, with a working set too large for any cache of recent codes.
+     */
+    async prepare(t, config) {
+      const n = config.pendingCodes ?? 100_000
+      const codes = await createDeviceCodes(t, n, t.deviceScope, 32)
+      return { bodies: codes.map((c) => form({ grant_type: DEVICE_CODE_GRANT, device_code: c.device_code, client_id: t.publicClientId })) }
+    },
+    request(t, state) {
+      // One cursor for the warm-up and the measured run: the run goes on where the warm-up left
+      // off, so no code is polled again within its interval.
+      const { bodies } = state
+      state.next ??= 1 // bodies[0] was polled to size the limit's answers
+      return {
+        ...SCENARIOS.b.request(t, state),
+        setupRequest(req) {
+          req.body = bodies[state.next++ % bodies.length]
+          return req
         },
       }
     },

@@ -39,9 +39,23 @@ export function printReport(r) {
   if (rows.length) {
     out.push(table(['scenario', 'target', 'req/s', 'mean ms', 'p50 ms', 'p99 ms', 'errors', 'responses'], rows))
     out.push('')
-    const ratioRows = Object.values(r.scenarios).map((s) => [s.title, fmtRatio(s.ratios.devicegate_over_peer), fmtRatio(s.ratios.devicegate_over_limit), fmtRatio(s.ratios.peer_over_limit)])
-    out.push(table(['scenario', 'devicegate/peer', 'devicegate/limit', 'peer/limit'], ratioRows))
+    const ratioRows = Object.values(r.scenarios).map((s) => [
+      s.title,
+      fmtRatio(s.ratios.devicegate_over_peer),
+      fmtRatio(s.ratios.devicegate_over_limit),
+      fmtRatio(s.ratios.peer_over_limit),
+      fmtRatio(s.ratios.devicegate_p99_over_peer_p99),
+      fmtRatio(s.ratios.peer_cpu_over_devicegate_cpu),
+    ])
+    out.push(table(['scenario', 'devicegate/peer', 'devicegate/limit', 'peer/limit', 'dg p99/peer p99', 'peer CPU/dg CPU'], ratioRows))
+    out.push('(req/s ratios; "peer CPU/dg CPU" is the req/s ratio where CPU is the bound, from CPU per request, less sensitive to other load)')
     out.push('')
+    const cpuTargets = [...new Set(Object.values(r.scenarios).flatMap((s) => Object.keys(s).filter((n) => n !== 'title' && n !== 'ratios' && s[n]?.serverCpuMsPerRequest != null)))]
+    if (cpuTargets.length) {
+      out.push('CPU µs per request of each target\'s serving process(es), medians (/proc/<pid>/stat over the measured window):')
+      out.push(table(['scenario', ...cpuTargets], Object.values(r.scenarios).map((s) => [s.title, ...cpuTargets.map((n) => (s[n]?.serverCpuMsPerRequest == null ? '-' : fmtInt(s[n].serverCpuMsPerRequest * 1000)))])))
+      out.push('')
+    }
     const pgNames = [...new Set(Object.values(r.scenarios).flatMap((s) => Object.keys(s.ratios.over_sqlite ?? {})))]
     if (pgNames.length) {
       out.push('PostgreSQL targets / one SQLite instance (devicegate), req/s, this run:')

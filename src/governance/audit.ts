@@ -104,8 +104,17 @@ export function chainHash(prevHash: string, body: AuditEventBody): string {
  * instance) holding another key can say "key mismatch" rather than "forged".
  */
 export function auditKeyId(key: Uint8Array): string {
-  return createHash('sha256').update('devicegate-audit-key:').update(key).digest('base64url').slice(0, 12)
+  // Every seal names the key: computed once per key object, not once per record.
+  let id = keyIds.get(key)
+  if (id === undefined) {
+    id = createHash('sha256').update('devicegate-audit-key:').update(key).digest('base64url').slice(0, 12)
+    keyIds.set(key, id)
+  }
+  return id
 }
+
+/** Key ids by key object. A key is never mutated after loading ({@link loadCheckpointKey}). */
+const keyIds = new WeakMap<Uint8Array, string>()
 
 const hmac = (key: Uint8Array, text: string) => createHmac('sha256', key).update(text).digest('base64url')
 

@@ -176,9 +176,8 @@ export async function handleDeviceAuthorization(
         dpopJkt,
         grantId: null,
         ...(resources.length > 0 ? { resources } : {}),
-      })
+      }, storageClass)
       if (posture) await deps.store.saveDevicePosture(id, JSON.stringify(posture))
-      await deps.store.declareStorageClass({ deviceGrantId: id, clientId: client.id, storageClass, declaredAt: now })
       if (nonce !== undefined) await deps.store.saveOidcNonce(id, nonce)
       await deps.events?.record({
         type: 'device_authorization.requested',

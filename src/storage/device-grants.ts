@@ -2,6 +2,7 @@
  * Storage of device authorizations (RFC 8628 §3) and their polling: the `device_grants` table.
  * Kysely implementation: `kysely/device-grants.ts`.
  */
+import type { StorageClass } from '../core/storage-class.js'
 import type { TokenBundle } from './token-families.js'
 
 /** Lifecycle of a device authorization (RFC 8628 §3). Expiry is derived from `expiresAt`. */
@@ -52,8 +53,14 @@ export interface DeviceGrantFilter {
 
 /** Device authorizations: creation, lookup, polling, the decision and the one redemption. */
 export interface DeviceGrantStore {
-  /** @throws {StoreConflictError} when the user code or device code hash is taken. */
-  createDeviceGrant(grant: DeviceGrantRecord): Promise<void>
+  /**
+   * Creates a device authorization. With `storageClass`, also records the client's declared token
+   * storage for it (as `StorageClassStore.declareStorageClass` with `declaredAt =
+   * grant.createdAt`) in the same call, so both rows are committed together: one commit instead of
+   * two on the device authorization path.
+   * @throws {StoreConflictError} when the user code or device code hash is taken (nothing is written).
+   */
+  createDeviceGrant(grant: DeviceGrantRecord, storageClass?: StorageClass): Promise<void>
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined>
   /** Finds by canonical user code. */
   findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined>

@@ -6,8 +6,9 @@
 import { chmod, mkdir, open } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
-import { Kysely, SqliteDialect } from 'kysely'
+import { Kysely, SqliteDialect, type DialectAdapter } from 'kysely'
 import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
+import { DIRECT_EXECUTOR, type DirectExecutor } from './kysely/prepared.js'
 import { migrateToLatest } from './migrations.js'
 import { startCheckpointer, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js'
 import { StoreUnavailableError, type Store } from './store.js'
@@ -59,7 +60,8 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
     checkpointer.resetDone()
     database.pragma('wal_checkpoint(PASSIVE)')
   })
-  const db = new Kysely<DevicegateDatabase>({ dialect: new SqliteDialect({ database: driverHandle(database, group) }) })
+  const handle = driverHandle(database, group)
+  const db = new Kysely<DevicegateDatabase>({ dialect: new DirectSqliteDialect(handle, group) })
   return createKyselyStore({
     kind: 'sqlite',
     db,
@@ -112,10 +114,14 @@ class GroupCommit {
   readonly #database: Database.Database
   readonly #statements: Record<'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo', Database.Statement>
   #batch: { done: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | undefined
-  /** An explicit transaction (savepoint) is open; the shared commit waits for it. */
   #explicitOpen = false
 
   readonly #afterCommit: () => void
+
+  /** An explicit transaction (savepoint) is open; the shared commit waits for it. */
+  get explicitOpen(): boolean {
+    return this.#explicitOpen
+  }
 
   /** @param afterCommit Runs after each successful shared commit (WAL upkeep). */
   constructor(database: Database.Database, afterCommit: () => void = () => {}) {
@@ -211,7 +217,9 @@ class GroupCommit {
  * (better-sqlite3 statements are reusable and the connection is used synchronously, one statement
  * at a time). Writes and Kysely's transaction statements go through {@link GroupCommit}.
  */
-function driverHandle(database: Database.Database, group: GroupCommit): { close(): void; prepare(sql: string): Database.Statement } {
+type DriverHandle = { close(): void; prepare(sql: string): Database.Statement }
+
+function driverHandle(database: Database.Database, group: GroupCommit): DriverHandle {
   const cache = new Map<string, Database.Statement>()
   const control = (run: () => void) => ({ reader: false, run: () => (run(), { changes: 0, lastInsertRowid: 0 }) }) as unknown as Database.Statement
   const wrap = (sql: string): Database.Statement => {
@@ -255,6 +263,33 @@ function driverHandle(database: Database.Database, group: GroupCommit): { close(
       }
       return statement
     },
+  }
+}
+
+/**
+ * Kysely's SQLite dialect whose adapter carries a {@link DirectExecutor}: prepared hot-path
+ * statements (`kysely/prepared.ts`) run synchronously on the connection, through the same cached
+ * statements and group commit as Kysely's driver, unless another caller's explicit transaction
+ * holds the connection (then they queue behind it in Kysely, as before).
+ */
+class DirectSqliteDialect extends SqliteDialect {
+  readonly #direct: DirectExecutor
+
+  constructor(handle: DriverHandle, group: GroupCommit) {
+    super({ database: handle })
+    this.#direct = {
+      execute(sql, parameters, inTransaction) {
+        if (!inTransaction && group.explicitOpen) return undefined
+        const statement = handle.prepare(sql)
+        if (statement.reader) return statement.all(parameters) as unknown[]
+        statement.run(parameters)
+        return []
+      },
+    }
+  }
+
+  override createAdapter(): DialectAdapter {
+    return Object.assign(super.createAdapter(), { [DIRECT_EXECUTOR]: this.#direct })
   }
 }
 

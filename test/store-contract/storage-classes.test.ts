@@ -3,9 +3,9 @@
  * on every adapter (test/support/store-contract.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import type { Store } from '../../src/storage/store.js'
+import { StoreConflictError, type Store } from '../../src/storage/store.js'
 import { describeStoreContract } from '../support/store-contract.js'
-import { id, NOW } from '../support/store-fixtures.js'
+import { deviceGrant, id, NOW } from '../support/store-fixtures.js'
 
 describeStoreContract('storage classes', (contract) => {
   let store: Store
@@ -31,6 +31,18 @@ describeStoreContract('storage classes', (contract) => {
       expect(await store.countStorageClasses({ since: NOW, clientId: client })).toEqual({ keyring: 0, memory: 0, encrypted_file: 1, plaintext: 0, unknown: 1 })
       expect(await store.countStorageClasses({ since: NOW + 1, clientId: client })).toMatchObject({ encrypted_file: 0, unknown: 1 })
       expect(await store.listStorageClassClients(NOW)).toContain(client)
+    })
+
+    it('createDeviceGrant with a storage class records the declaration with the grant; a user-code clash writes neither', async () => {
+      const g = deviceGrant()
+      await store.createDeviceGrant(g, 'keyring')
+      expect(await store.findStorageClass(g.id)).toEqual({ deviceGrantId: g.id, clientId: g.clientId, storageClass: 'keyring', declaredAt: g.createdAt, redeclaredAt: null })
+      const clash = deviceGrant({ userCode: g.userCode })
+      await expect(store.createDeviceGrant(clash, 'plaintext')).rejects.toBeInstanceOf(StoreConflictError)
+      expect(await store.findStorageClass(clash.id)).toBeUndefined()
+      const plain = deviceGrant()
+      await store.createDeviceGrant(plain)
+      expect(await store.findStorageClass(plain.id)).toBeUndefined()
     })
   })
 })

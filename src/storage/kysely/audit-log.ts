@@ -13,6 +13,10 @@ export class KyselyAuditLogStore implements AuditLogStore {
   readonly #db: Kysely<DevicegateDatabase>
   /** One single-row insert compiled once (see {@link PreparedQuery}); used on SQLite. */
   readonly #auditEventInsert: PreparedQuery<unknown>
+  /** `seq = seq + n … RETURNING seq, hash` on the chain-head row, compiled once. */
+  readonly #headAdvance: PreparedQuery<{ seq: number | string; hash: string }>
+  /** `hash = ?` on the chain-head row, compiled once. */
+  readonly #headHash: PreparedQuery<unknown>
 
   constructor(ctx: KyselyContext) {
     this.#ctx = ctx
@@ -34,6 +38,14 @@ export class KyselyAuditLogStore implements AuditLogStore {
         mac: mac!,
       }),
     )
+    this.#headAdvance = new PreparedQuery(1, (n) =>
+      db
+        .updateTable('audit_head')
+        .set((eb) => ({ seq: eb('seq', '+', sql<number>`${n}`) }))
+        .where('id', '=', 1)
+        .returning(['seq', 'hash']),
+    )
+    this.#headHash = new PreparedQuery(1, (hash) => db.updateTable('audit_head').set({ hash: hash! }).where('id', '=', 1))
   }
 
   /**
@@ -49,12 +61,8 @@ export class KyselyAuditLogStore implements AuditLogStore {
     if (events.length === 0) return Promise.resolve([])
     return this.#ctx.guard(() =>
       this.#db.transaction().execute(async (trx) => {
-        const head = await trx
-          .updateTable('audit_head')
-          .set((eb) => ({ seq: eb('seq', '+', events.length) }))
-          .where('id', '=', 1)
-          .returning(['seq', 'hash'])
-          .executeTakeFirstOrThrow()
+        const [head] = await this.#headAdvance.execute(trx, events.length)
+        if (head === undefined) throw new Error('audit_head row missing')
         let seq = Number(head.seq) - events.length
         let prevHash = head.hash
         const records: AuditEventRecord[] = events.map((e) => {
@@ -79,7 +87,7 @@ export class KyselyAuditLogStore implements AuditLogStore {
           for (const r of records)
             await this.#auditEventInsert.execute(trx, r.seq, r.time, r.type, r.actor, r.clientId, r.subject, r.ip, r.grantId, r.details, r.prevHash, r.hash, r.mac ?? null)
         }
-        await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute()
+        await this.#headHash.execute(trx, prevHash)
         return records
       }),
     )

@@ -9,6 +9,7 @@
  * the shared ephemeral store (`SharedPollTimes`, `../ephemeral.ts`).
  */
 import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import type { StorageClass } from '../../core/storage-class.js'
 import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
 import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
@@ -70,6 +71,7 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #hot: {
     deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
     deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
+    storageClassInsert: PreparedQuery<unknown>
   }
 
   /**
@@ -88,6 +90,14 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
         db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
       ),
       deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
+      // The same statement as `KyselyStorageClassStore.declareStorageClass`, for the device
+      // authorization path (see createDeviceGrant).
+      storageClassInsert: new PreparedQuery(4, (id, clientId, storageClass, declaredAt) =>
+        db
+          .insertInto('grant_storage_classes')
+          .values({ device_grant_id: id!, client_id: clientId!, storage_class: storageClass!, declared_at: sql<number>`${declaredAt}`, redeclared_at: null })
+          .onConflict((oc) => oc.column('device_grant_id').doNothing()),
+      ),
     }
     // Redeemed grants stay: their token family points at them.
     ctx.onPurge(async (now) => {
@@ -99,9 +109,11 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     })
   }
 
-  createDeviceGrant(grant: DeviceGrantRecord): Promise<void> {
+  createDeviceGrant(grant: DeviceGrantRecord, storageClass?: StorageClass): Promise<void> {
     return this.#ctx.guard(async () => {
       await this.#hot.deviceGrantInsert.execute(this.#db, deviceGrantRow(grant))
+      // Same guard, so the same group commit on SQLite: one commit wait, not two.
+      if (storageClass !== undefined) await this.#hot.storageClassInsert.execute(this.#db, grant.id, grant.clientId, storageClass, grant.createdAt)
     })
   }
 

@@ -43,10 +43,18 @@ export class PreparedQuery<Row> {
     registerNamed(this.#compiled.sql)
   }
 
-  /** Runs the query with `args` in place of the sentinels. */
+  /**
+   * Runs the query with `args` in place of the sentinels: straight on the connection where the
+   * dialect offers a {@link DirectExecutor} (SQLite) and it accepts, else through Kysely.
+   */
   async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null)[]): Promise<Row[]> {
     const fixed = this.#compiled.parameters
     const parameters = this.#slots.map((slot, i) => (slot >= 0 ? args[slot] : fixed[i]))
+    const direct = directExecutorOf(db)
+    if (direct !== undefined) {
+      const rows = direct.execute(this.#compiled.sql, parameters, db.isTransaction)
+      if (rows !== undefined) return rows as Row[]
+    }
     const result = await db.executeQuery<Row>({ ...this.#compiled, parameters })
     return result.rows
   }
@@ -75,6 +83,28 @@ export class PreparedInsert<Row extends object> {
     if (Object.keys(row).length !== columns.length) throw new TypeError('PreparedInsert: the row has other columns')
     await this.#query.execute(db, ...columns.map((c) => (row[c] ?? null) as string | number | null))
   }
+}
+
+/** Where a dialect's adapter carries its {@link DirectExecutor}. */
+export const DIRECT_EXECUTOR = Symbol.for('devicegate.directExecutor')
+
+/**
+ * Runs a compiled statement synchronously on an in-process connection (SQLite), skipping Kysely's
+ * asynchronous executor (connection hand-over, result mapping): on the hot paths that machinery
+ * costs more than the statement. Writes still go through the adapter's group commit.
+ */
+export interface DirectExecutor {
+  /**
+   * Runs `sql` with `parameters`; returns the rows (none for a statement without RETURNING), or
+   * undefined when it must not run now — another caller's explicit transaction holds the
+   * connection and `inTransaction` is false — so the caller goes through Kysely and waits its turn.
+   * @param inTransaction The caller runs inside its own Kysely transaction (it holds the connection).
+   */
+  execute(sql: string, parameters: readonly unknown[], inTransaction: boolean): unknown[] | undefined
+}
+
+function directExecutorOf(db: Kysely<DevicegateDatabase>): DirectExecutor | undefined {
+  return (db.getExecutor().adapter as { [DIRECT_EXECUTOR]?: DirectExecutor })[DIRECT_EXECUTOR]
 }
 
 /** A condition that matches nothing (a filter with an empty id list). */
