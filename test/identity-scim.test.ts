@@ -87,6 +87,31 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     expect(res.json).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' })
   })
 
+  it('refuses, storing nothing, a body nested too deeply (was a 500 from the recursive store) or with strings no database keeps as sent', async () => {
+    const before = (await scim('GET', '/Users')).json.totalResults
+    const deep = `{"schemas":["${USER}"],"userName":"deep","x":${'['.repeat(20000)}${']'.repeat(20000)}}`
+    const nested = await scim('POST', '/Users', undefined, { raw: deep })
+    expect(nested.status).toBe(400)
+    expect(nested.json).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' })
+    // A lone surrogate was stored as U+FFFD (the 201 echoed what was sent, later reads differed);
+    // U+0000 is refused by PostgreSQL text columns. Both are 400 invalidValue, in values and names.
+    for (const raw of [
+      `{"schemas":["${USER}"],"userName":"lone\\ud800"}`,
+      `{"schemas":["${USER}"],"userName":"nul\\u0000"}`,
+      `{"schemas":["${USER}"],"userName":"ok","name":{"given\\udc00Name":"x"}}`,
+    ]) {
+      const res = await scim('POST', '/Users', undefined, { raw })
+      expect(res.status, raw).toBe(400)
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidValue' })
+    }
+    // A well-formed pair outside the BMP is fine.
+    const emoji = await scim('POST', '/Users', undefined, { raw: `{"schemas":["${USER}"],"userName":"emoji\\ud83d\\ude00"}` })
+    expect(emoji.status).toBe(201)
+    expect((await scim('GET', `/Users/${emoji.json.id}`)).json.userName).toBe('emoji\u{1F600}')
+    expect((await scim('DELETE', `/Users/${emoji.json.id}`)).status).toBe(204)
+    expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
+  })
+
   it('answers 404 in SCIM format for unknown resources and endpoints', async () => {
     expect((await scim('GET', '/Users/does-not-exist')).json).toMatchObject({ schemas: [ERROR], status: '404' })
     expect((await scim('GET', '/Bulk')).json).toMatchObject({ schemas: [ERROR], status: '404' })

@@ -11,6 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
+import { isDataException } from '../storage/data-errors.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
 import { ScimError, ScimService, SCHEMA, type ListQuery, type ScimResourceOperations, type ScimResult } from './scim.js'
@@ -40,16 +41,49 @@ class ScimAuthError extends ScimError {
   }
 }
 
+/** Deeper than any SCIM resource goes (the enterprise extension's `manager.value` is 3 levels). */
+export const MAX_SCIM_BODY_DEPTH = 32
+
+/**
+ * What makes a parsed SCIM body unfit to store, if anything: nesting deeper than
+ * {@link MAX_SCIM_BODY_DEPTH} (stored and rendered recursively, it would exhaust the stack), or a
+ * string (member names included) that is not well-formed Unicode or holds U+0000.
+ */
+export function scimBodyProblem(value: unknown, depth = 0): ScimError | undefined {
+  if (typeof value === 'string')
+    return /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value)
+      ? new ScimError(400, 'strings must be well-formed Unicode without U+0000', 'invalidValue')
+      : undefined
+  if (value === null || typeof value !== 'object') return undefined
+  if (depth >= MAX_SCIM_BODY_DEPTH) return new ScimError(400, `the body is nested deeper than ${MAX_SCIM_BODY_DEPTH} levels`, 'invalidSyntax')
+  for (const [k, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
+    const problem = (typeof k === 'string' ? scimBodyProblem(k, depth + 1) : undefined) ?? scimBodyProblem(v, depth + 1)
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}
+
 /** Registers `/scim/v2/…` in its own scope (JSON body parsing, SCIM error handler). */
 export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): Promise<void> {
   await app.register(
     async (api) => {
       const parse = (_req: FastifyRequest, text: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+        let body: unknown
         try {
-          done(null, text.length === 0 ? undefined : JSON.parse(text.toString()))
+          body = text.length === 0 ? undefined : JSON.parse(text.toString())
         } catch {
           done(new ScimError(400, 'the body is not valid JSON', 'invalidSyntax'), undefined)
+          return
         }
+        // JSON can nest deeper than the recursive JSON.stringify that stores a resource can go (a
+        // 500), and its escapes can spell what UTF-8 cannot carry (a lone surrogate, RFC 8259 §8.2:
+        // stored, it comes back as U+FFFD) or what a PostgreSQL text column refuses (U+0000).
+        const problem = scimBodyProblem(body)
+        if (problem !== undefined) {
+          done(problem, undefined)
+          return
+        }
+        done(null, body)
       }
       api.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit: 1024 * 1024 }, parse)
 
@@ -58,6 +92,11 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         if (err instanceof ScimError) return sendError(reply, err)
         const status = (err as { statusCode?: number }).statusCode
         if (status !== undefined && status >= 400 && status < 500) return sendError(reply, new ScimError(status, String((err as Error).message).slice(0, 200), status === 400 ? 'invalidSyntax' : undefined))
+        // The app-wide backstop (src/http/app.ts) does not reach this scope's own handler.
+        if (isDataException(err)) {
+          request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'scim request carried a value the database refuses')
+          return sendError(reply, new ScimError(400, 'a value in the request cannot be stored', 'invalidValue'))
+        }
         request.log.error({ err }, 'scim request failed')
         return sendError(reply, new ScimError(500, 'internal error'))
       })
@@ -123,13 +162,20 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
       })
 
       // Users and Groups: the same six operations, the same If-Match / ETag handling (RFC 7644 §3.14).
-      for (const [path, ops] of [['/Users', scim.users], ['/Groups', scim.groups]] as const) {
+      for (const [path, ops, kind] of [['/Users', scim.users, 'User'], ['/Groups', scim.groups, 'Group']] as const) {
+        // No resource id holds a control character (they are UUIDs); asked of the database, U+0000
+        // is an error on PostgreSQL (a 500), so such an id is answered here, as any unknown id is.
+        const resourceId = (request: FastifyRequest) => {
+          const v = id(request)
+          if (/[\u0000-\u001f\u007f]/.test(v)) throw new ScimError(404, `no ${kind} ${JSON.stringify(v.slice(0, 100))}`)
+          return v
+        }
         api.get(path, async (request, reply) => send(reply, await ops.list(q(request))))
         api.post(path, async (request, reply) => send(reply, await ops.create(request.body, actorOf(request))))
-        api.get(`${path}/:id`, async (request, reply) => send(reply, await ops.get(id(request), q(request))))
-        api.put(`${path}/:id`, async (request, reply) => send(reply, await ops.replace(id(request), request.body, actorOf(request), ifMatch(request))))
-        api.patch(`${path}/:id`, async (request, reply) => send(reply, await ops.patch(id(request), request.body, actorOf(request), ifMatch(request))))
-        api.delete(`${path}/:id`, async (request, reply) => send(reply, await ops.remove(id(request), actorOf(request), ifMatch(request))))
+        api.get(`${path}/:id`, async (request, reply) => send(reply, await ops.get(resourceId(request), q(request))))
+        api.put(`${path}/:id`, async (request, reply) => send(reply, await ops.replace(resourceId(request), request.body, actorOf(request), ifMatch(request))))
+        api.patch(`${path}/:id`, async (request, reply) => send(reply, await ops.patch(resourceId(request), request.body, actorOf(request), ifMatch(request))))
+        api.delete(`${path}/:id`, async (request, reply) => send(reply, await ops.remove(resourceId(request), actorOf(request), ifMatch(request))))
       }
     },
     { prefix: SCIM_PREFIX },
