@@ -56,6 +56,9 @@ const BAD_INPUTS: Array<[string, 'GET' | 'POST', string, unknown, string]> = [
   ['device label with a control character', 'POST', '/devices', { jkt: JKT, label: 'a\u0007' }, '"label" must not contain NUL or control characters'],
   ['label too long', 'POST', `/devices/${JKT}/label`, { label: 'x'.repeat(201) }, '"label" must be at most 200 characters'],
   ['body member on a bodiless action', 'POST', '/users/alice/disable', { now: true }, 'unknown body parameter "now"'],
+  ['body nested deeper than 32 levels', 'POST', '/revocations', { kind: 'user', username: 'x', dry_run: JSON.parse('['.repeat(40) + ']'.repeat(40)) }, 'the body is nested deeper than 32 levels'],
+  ['device label with a lone surrogate (RFC 8259 §8.2)', 'POST', '/devices', { jkt: JKT, label: 'a\uD800b' }, 'strings must be well-formed Unicode without U+0000'],
+  ['member name with a lone surrogate', 'POST', '/revocations', { kind: 'user', username: 'x', '\uDC00': 1 }, 'strings must be well-formed Unicode without U+0000'],
 ]
 
 async function adminServer(storageUrl?: string) {

@@ -41,7 +41,7 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     expect(meta.body).toMatchObject({ global_token_revocation_endpoint: `${t.issuer}/global-token-revocation`, global_token_revocation_endpoint_auth_methods_supported: ['Bearer', 'DPoP'] })
   })
 
-  it('revokes every family of the user named by iss_sub (204), audits it and emits session-revoked for each', async () => {
+  it('revokes every family of the user named by iss_sub (204), audits it and emits session-revoked for the user and for each family', async () => {
     const receiver = await clientToken(t.url, 'receiver')
     const stream = await json(`${t.url}/ssf/stream`, 'POST', receiver, { delivery: { method: 'urn:ietf:rfc:8936' } })
     const poll = stream.body.delivery.endpoint_url.replace(t.issuer, t.url)
@@ -57,11 +57,15 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     expect(audit.some((e) => e.type === 'token.revoked' && e.actor === 'client:sec-tool')).toBe(true)
     const sets = (await json(poll, 'POST', receiver, { returnImmediately: true })).body.sets as Record<string, string>
     const events = Object.values(sets).map((s) => JSON.parse(Buffer.from(s.split('.')[1]!, 'base64url').toString()) as { events: Record<string, unknown>; sub_id: any })
-    expect(events).toHaveLength(2)
-    for (const e of events) {
-      expect(Object.keys(e.events)).toEqual([EVENT_TYPES.sessionRevoked])
-      expect(e.sub_id.user.identifiers[0]).toEqual({ format: 'iss_sub', iss: t.issuer, sub: 'alice' })
-    }
+    // One session-revoked naming the user alone (all their sessions), then one per family.
+    expect(events).toHaveLength(3)
+    for (const e of events) expect(Object.keys(e.events)).toEqual([EVENT_TYPES.sessionRevoked])
+    // The user-level SET names no session; each family's names its session and application.
+    const userLevel = events.filter((e) => e.sub_id.session === undefined)
+    expect(userLevel).toHaveLength(1)
+    const perFamily = events.filter((e) => e.sub_id.session !== undefined)
+    expect(perFamily).toHaveLength(2)
+    for (const e of events) expect(e.sub_id.user.identifiers[0]).toEqual({ format: 'iss_sub', iss: t.issuer, sub: 'alice' })
   })
 
   it('finds the user by email (case-insensitively) and by opaque username', async () => {
@@ -109,6 +113,16 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     }
     const none = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}` } })
     expect(none.status).toBe(400)
+    expect(await liveFamilies([a.refresh_token])).toBe(1)
+  })
+
+  it('§3.1: refuses a JSON body that cannot be stored (a lone surrogate, RFC 8259 §8.2; nesting past 32 levels) with 400 invalid_request, revoking nothing', async () => {
+    const a = await deviceLogin(t.url)
+    for (const body of ['{"sub_id":{"format":"opaque","id":"alice\\ud800"}}', `{"sub_id":{"format":"opaque","id":"alice"},"x":${'['.repeat(40)}${']'.repeat(40)}}`]) {
+      const res = await fetch(url(), { method: 'POST', headers: { authorization: `Bearer ${tool}`, 'content-type': 'application/json' }, body })
+      expect(res.status, body.slice(0, 60)).toBe(400)
+      expect(await res.json()).toMatchObject({ error: 'invalid_request' })
+    }
     expect(await liveFamilies([a.refresh_token])).toBe(1)
   })
 

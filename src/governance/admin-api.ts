@@ -20,6 +20,7 @@ import type { JWK } from 'jose'
 import type { z } from 'zod'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
+import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { findActiveAccessToken, parseAuthorizationHeader } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Store } from '../storage/store.js'
@@ -142,6 +143,12 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         try {
           const parsed: unknown = (text as string).length === 0 ? {} : JSON.parse(text as string)
           if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
+          // U+0000 is refused by each field's schema, which names the field.
+          const problem = jsonBodyProblem(parsed, { nul: false })
+          if (problem !== undefined) {
+            done(new OAuthError('invalid_request', describeJsonBodyProblem(problem)), undefined)
+            return
+          }
           done(null, parsed)
         } catch {
           done(new OAuthError('invalid_request', 'the body must be a JSON object'), undefined)

@@ -11,6 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
+import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { isDataException } from '../storage/data-errors.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
@@ -41,26 +42,14 @@ class ScimAuthError extends ScimError {
   }
 }
 
-/** Deeper than any SCIM resource goes (the enterprise extension's `manager.value` is 3 levels). */
-export const MAX_SCIM_BODY_DEPTH = 32
-
 /**
- * What makes a parsed SCIM body unfit to store, if anything: nesting deeper than
- * {@link MAX_SCIM_BODY_DEPTH} (stored and rendered recursively, it would exhaust the stack), or a
- * string (member names included) that is not well-formed Unicode or holds U+0000.
+ * What makes a parsed SCIM body unfit to store, if anything ({@link jsonBodyProblem}): nesting
+ * too deep is `invalidSyntax`, a malformed string `invalidValue` (RFC 7644 §3.12).
  */
-export function scimBodyProblem(value: unknown, depth = 0): ScimError | undefined {
-  if (typeof value === 'string')
-    return /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value)
-      ? new ScimError(400, 'strings must be well-formed Unicode without U+0000', 'invalidValue')
-      : undefined
-  if (value === null || typeof value !== 'object') return undefined
-  if (depth >= MAX_SCIM_BODY_DEPTH) return new ScimError(400, `the body is nested deeper than ${MAX_SCIM_BODY_DEPTH} levels`, 'invalidSyntax')
-  for (const [k, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
-    const problem = (typeof k === 'string' ? scimBodyProblem(k, depth + 1) : undefined) ?? scimBodyProblem(v, depth + 1)
-    if (problem !== undefined) return problem
-  }
-  return undefined
+export function scimBodyProblem(value: unknown): ScimError | undefined {
+  const problem = jsonBodyProblem(value)
+  if (problem === undefined) return undefined
+  return new ScimError(400, describeJsonBodyProblem(problem), problem === 'too_deep' ? 'invalidSyntax' : 'invalidValue')
 }
 
 /** Registers `/scim/v2/…` in its own scope (JSON body parsing, SCIM error handler). */
@@ -75,9 +64,6 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
           done(new ScimError(400, 'the body is not valid JSON', 'invalidSyntax'), undefined)
           return
         }
-        // JSON can nest deeper than the recursive JSON.stringify that stores a resource can go (a
-        // 500), and its escapes can spell what UTF-8 cannot carry (a lone surrogate, RFC 8259 §8.2:
-        // stored, it comes back as U+FFFD) or what a PostgreSQL text column refuses (U+0000).
         const problem = scimBodyProblem(body)
         if (problem !== undefined) {
           done(problem, undefined)

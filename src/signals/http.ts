@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
+import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { DeliveryStatus, SignalOutboxStore, Store } from '../storage/store.js'
@@ -46,11 +47,16 @@ function protectedRequest(request: FastifyRequest, issuer: string) {
 export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsHttpDeps): Promise<void> {
   await app.register(async (api) => {
     api.addContentTypeParser(['application/json', 'application/secevent+json'], { parseAs: 'string', bodyLimit: 256 * 1024 }, (_req, text, done) => {
+      let body: unknown
       try {
-        done(null, (text as string).length === 0 ? undefined : JSON.parse(text as string))
+        body = (text as string).length === 0 ? undefined : JSON.parse(text as string)
       } catch {
         done(new SsfError(400, 'invalid_request', 'the body is not valid JSON'), undefined)
+        return
       }
+      const problem = jsonBodyProblem(body)
+      if (problem !== undefined) done(new SsfError(400, 'invalid_request', describeJsonBodyProblem(problem)), undefined)
+      else done(null, body)
     })
     // Any other media type is a malformed request of these endpoints (400 with their error body,
     // draft-parecki-oauth-global-token-revocation §3.4.2, SSF 1.0 §8.1), not fastify's 415.
