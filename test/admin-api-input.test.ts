@@ -5,12 +5,12 @@
  * 64 bits, malformed cursors, loose dates — on SQLite and on PostgreSQL; the OpenAPI document is
  * generated from the same schemas; PostgreSQL data exceptions (SQLSTATE class 22) map to 400.
  */
-import { randomBytes } from 'node:crypto'
 import { hash } from '@node-rs/argon2'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ADMIN_ROUTES, type AdminRouteSpec } from '../src/governance/admin-schemas.js'
 import { isDataException } from '../src/storage/data-errors.js'
+import { freshPgSchema } from './support/pg-schema.js'
 import { basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
@@ -82,24 +82,7 @@ const STORES: Array<{ name: string; run: boolean; url: () => Promise<{ url?: str
   {
     name: 'postgres',
     run: Boolean(PG_URL),
-    url: async () => {
-      const schema = `dg_admin_input_${process.pid}_${randomBytes(4).toString('hex')}`
-      const c = new pg.Client({ connectionString: PG_URL })
-      await c.connect()
-      await c.query(`create schema ${schema}`)
-      await c.end()
-      const url = new URL(PG_URL!)
-      url.searchParams.set('options', `-c search_path=${schema}`)
-      return {
-        url: url.toString(),
-        async drop() {
-          const d = new pg.Client({ connectionString: PG_URL })
-          await d.connect()
-          await d.query(`drop schema if exists ${schema} cascade`)
-          await d.end()
-        },
-      }
-    },
+    url: () => freshPgSchema(PG_URL!, 'dg_admin_input'),
   },
 ]
 

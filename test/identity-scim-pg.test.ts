@@ -3,10 +3,9 @@
  * (U+0000, SQLSTATE 22021) is a client error — 400 `invalidValue` in a body, 404 in a resource id —
  * never a 500 (SCIM's own error handler is not reached by the app-wide data-exception backstop).
  */
-import { randomBytes } from 'node:crypto'
 import { hash } from '@node-rs/argon2'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freshPgSchema } from './support/pg-schema.js'
 import { basic, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
@@ -19,18 +18,13 @@ const SECRET = 'provisioner-secret-0123456789abcdef'
 describe.skipIf(!PG_URL)('SCIM on PostgreSQL: U+0000 is a client error, not a 500', () => {
   let t: TestServer
   let token: string
-  const schema = `dg_scim_pg_${process.pid}_${randomBytes(4).toString('hex')}`
+  let schema: { url: string; drop(): Promise<void> } | undefined
 
   beforeAll(async () => {
-    const c = new pg.Client({ connectionString: PG_URL })
-    await c.connect()
-    await c.query(`create schema ${schema}`)
-    await c.end()
-    const url = new URL(PG_URL!)
-    url.searchParams.set('options', `-c search_path=${schema}`)
+    schema = await freshPgSchema(PG_URL!, 'dg_scim_pg')
     const file = await fixtureConfigFile()
     t = await startTestServer({
-      storageUrl: url.toString(),
+      storageUrl: schema.url,
       config: await fixtureConfigFile({
         clients: [
           ...file.clients,
@@ -43,10 +37,7 @@ describe.skipIf(!PG_URL)('SCIM on PostgreSQL: U+0000 is a client error, not a 50
   })
   afterAll(async () => {
     await t?.close()
-    const d = new pg.Client({ connectionString: PG_URL })
-    await d.connect()
-    await d.query(`drop schema if exists ${schema} cascade`)
-    await d.end()
+    await schema?.drop()
   })
 
   const scim = async (method: string, path: string, raw?: string) => {
