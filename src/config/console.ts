@@ -34,15 +34,15 @@ export const consoleSchema = z
       .prefault({}),
     /**
      * Absolute (overall) lifetime of a console session in seconds, 300–43200, counted from sign-in
-     * whatever the activity; then sign in again. NIST SP 800-63B-4 §2.2.3 (AAL2) asks for
-     * reauthentication at least once per 24 hours; the ceiling here is 12 hours. Default: 1800.
+     * whatever the activity; then sign in again. NIST SP 800-63B §4.2.2 (rev. 3, AAL2) asks for
+     * reauthentication at least once per 12 hours: the ceiling here. Default: 1800.
      */
     session_ttl_seconds: z.number().int().min(300).max(43_200).default(1800),
     /**
      * Inactivity timeout of a console session in seconds, 60–43200: a session with no request for
      * this long ends (the person is sent to sign in again, and `session.expired` is audited). Each
-     * request moves the deadline, never past the absolute lifetime. NIST SP 800-63B-4 §2.2.3 (AAL2)
-     * and the AAL2 "30 minutes of inactivity" of SP 800-63B §4.2.3. Default: 1800.
+     * request moves the deadline, never past the absolute lifetime: the AAL2 "30 minutes of
+     * inactivity" of NIST SP 800-63B §4.2.3 (rev. 3). Default: 1800.
      */
     idle_timeout_seconds: z.number().int().min(60).max(43_200).default(1800),
   })

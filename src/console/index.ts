@@ -7,7 +7,7 @@
  *   SHA-256 — domain-separated with a `console:` prefix, so a verification-page cookie can never be
  *   used here nor the reverse — keys a row of the web session table. Absolute lifetime
  *   `console.session_ttl_seconds` (default 1800 s) and inactivity timeout
- *   `console.idle_timeout_seconds` (default 1800 s), NIST SP 800-63B-4 §2.2.3: each request of a
+ *   `console.idle_timeout_seconds` (default 1800 s), NIST SP 800-63B §4.2.2–4.2.3 (AAL2): each request of a
  *   signed-in session moves its expiry to now + idle timeout, never past sign-in + lifetime; a
  *   request with an ended session is sent to sign in (GET) or refused 401, and the end is audited
  *   once as `session.expired` with `reason` `idle_timeout` or `lifetime_ended` (recorded when the
