@@ -132,7 +132,7 @@ describe('devicegate serve --dev', () => {
       expect(res.status).toBe(303)
       const home = await c.get('/console')
       expect(home.status).toBe(200)
-      expect(home.body).toContain('Signed in as <strong>demo</strong> (admin)')
+      expect(home.body).toContain('Signed in as <strong>Demo User</strong> (admin)')
     } finally {
       await stop(proc)
     }
