@@ -20,7 +20,7 @@ import { defaultPracticesPeriod, summarizeClientPractices } from '../governance/
 import { OAuthError } from '../protocol/errors.js'
 import type { Clock } from '../core/ports.js'
 import type { Store } from '../storage/store.js'
-import { ReviewError, type ReviewService } from './campaigns.js'
+import { REVIEW_ERROR_STATUS, ReviewError, type ReviewService } from './campaigns.js'
 import type { EvidenceDeps } from './evidence.js'
 import { createComplianceReport, renderComplianceHtml } from './report.js'
 
@@ -42,20 +42,11 @@ function format<T extends string>(value: string | undefined, allowed: readonly T
   return value as T
 }
 
-const STATUS: Record<ReviewError['code'], number> = {
-  ERR_INVALID: 400,
-  ERR_NOT_FOUND: 404,
-  ERR_CAMPAIGN_EXISTS: 409,
-  ERR_NOT_REVIEWER: 403,
-  ERR_OWN_GRANT: 403,
-  ERR_ALREADY_DECIDED: 409,
-}
-
 async function call<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn()
   } catch (err) {
-    if (err instanceof ReviewError) throw new OAuthError('invalid_request', err.message, { status: STATUS[err.code], detail: err.code })
+    if (err instanceof ReviewError) throw new OAuthError('invalid_request', err.message, { status: REVIEW_ERROR_STATUS[err.code], detail: err.code })
     if (err instanceof RangeError) throw bad(err.message)
     throw err
   }

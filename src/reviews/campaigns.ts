@@ -43,6 +43,16 @@ export class ReviewError extends Error {
   }
 }
 
+/** The HTTP status of each {@link ReviewErrorCode}, for the admin API and the console alike. */
+export const REVIEW_ERROR_STATUS: Readonly<Record<ReviewErrorCode, number>> = Object.freeze({
+  ERR_INVALID: 400,
+  ERR_NOT_FOUND: 404,
+  ERR_CAMPAIGN_EXISTS: 409,
+  ERR_NOT_REVIEWER: 403,
+  ERR_OWN_GRANT: 403,
+  ERR_ALREADY_DECIDED: 409,
+})
+
 /** What a reviewer sees about one grant (stored with the item when the round opens). */
 export interface ItemFacts {
   person: string | null

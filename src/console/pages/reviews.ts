@@ -15,19 +15,9 @@
  * revokes the grant at once and is audited (`review.item_decided`, `grant.revoked`).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { MAX_JUSTIFICATION, ReviewError, type ReviewService } from '../../reviews/campaigns.js'
+import { MAX_JUSTIFICATION, REVIEW_ERROR_STATUS, ReviewError, type ReviewService } from '../../reviews/campaigns.js'
 import { ago, badge, csrf, html, page, time } from '../html.js'
 import type { ConsoleContext, ConsoleExtension } from '../index.js'
-
-/** HTTP status of each refusal of {@link ReviewService.decide}. */
-const STATUS: Record<ReviewError['code'], number> = {
-  ERR_INVALID: 400,
-  ERR_NOT_FOUND: 404,
-  ERR_CAMPAIGN_EXISTS: 409,
-  ERR_NOT_REVIEWER: 403,
-  ERR_OWN_GRANT: 403,
-  ERR_ALREADY_DECIDED: 409,
-}
 
 const PATH = '/console/reviews'
 
@@ -107,7 +97,7 @@ ${
               : err.code === 'ERR_ALREADY_DECIDED'
                 ? 'This item is already decided or its review has closed. Nothing was changed.'
                 : `Not recorded: ${err.message}. Nothing was changed.`
-      return show(request, reply, { tone: 'error', text }, STATUS[err.code])
+      return show(request, reply, { tone: 'error', text }, REVIEW_ERROR_STATUS[err.code])
     }
   })
 }
