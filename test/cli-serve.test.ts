@@ -8,35 +8,22 @@
  *
  * dist/ is rebuilt here when any source file is newer than it (`npm test` builds first anyway).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { generate } from 'otplib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ensureBuilt } from './support/cli.js'
 import { ConsoleClient } from './support/console.js'
 
 const ROOT = join(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin/devicegate.js')
 const dirs: string[] = []
 
-function newest(dir: string): number {
-  let max = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    max = Math.max(max, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
-  }
-  return max
-}
-
 beforeAll(() => {
-  const out = join(ROOT, 'dist/cli/main.js')
-  if (!existsSync(out) || newest(join(ROOT, 'src')) > statSync(out).mtimeMs) {
-    // tsc emits even when some other module has a type error; the outputs are what matter here.
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore' })
-  }
-  if (!existsSync(out)) throw new Error('dist/cli/main.js missing after build; run `npm run build`')
+  ensureBuilt()
 }, 120_000)
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })

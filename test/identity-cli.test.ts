@@ -4,11 +4,12 @@
  * A password change revokes every grant of the person (RFC 6819 §5.2.2.4) and is audited.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ensureBuilt } from './support/cli.js'
 import { stringify } from 'yaml'
 import { openStore } from '../src/storage/index.js'
 
@@ -17,19 +18,8 @@ const BIN = join(ROOT, 'bin/devicegate.js')
 let dir = ''
 let configPath = ''
 
-function newest(d: string): number {
-  let max = 0
-  for (const entry of readdirSync(d, { withFileTypes: true })) {
-    const path = join(d, entry.name)
-    max = Math.max(max, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
-  }
-  return max
-}
-
 beforeAll(async () => {
-  const out = join(ROOT, 'dist/cli/main.js')
-  if (!existsSync(out) || newest(join(ROOT, 'src')) > statSync(out).mtimeMs)
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore' })
+  ensureBuilt()
   dir = mkdtempSync(join(tmpdir(), 'devicegate-people-cli-'))
   configPath = join(dir, 'devicegate.yaml')
   writeFileSync(

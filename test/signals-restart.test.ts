@@ -4,13 +4,14 @@
  * server restarts — and the receiver gets every SET, in order, each verified with jose, and any
  * SET sent twice carries the same `jti`. SQLite file, and PostgreSQL when configured.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ensureBuilt } from './support/cli.js'
 import { FIXTURE, postForm } from './support/server.js'
 import { clientToken, deviceLogin, json, RECEIVER_SECRET, startPushReceiver } from './support/signals.js'
 import { storeAdapters } from './support/store-contract.js'
@@ -19,19 +20,8 @@ const ROOT = resolve(import.meta.dirname, '..')
 const BIN = join(ROOT, 'bin/devicegate.js')
 const dirs: string[] = []
 
-function newest(dir: string): number {
-  let max = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    max = Math.max(max, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
-  }
-  return max
-}
-
 beforeAll(() => {
-  const out = join(ROOT, 'dist/cli/main.js')
-  if (!existsSync(out) || newest(join(ROOT, 'src')) > statSync(out).mtimeMs)
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore' })
+  ensureBuilt()
 }, 120_000)
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
