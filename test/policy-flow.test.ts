@@ -60,6 +60,27 @@ describe('issued tokens obey the approval constraints (token and introspection)'
     expect(refreshed.json).toMatchObject({ expires_in: 120, scope: 'read offline_access' })
   })
 
+  it('states the full capped lifetime (expires_in 120, exp - iat 120) even when the clock crosses a second during the request', async () => {
+    const { flow } = await approve('cli', 'read offline_access')
+    t.clock.advance(10)
+    // Every reading of the clock from here on is a second later than the one before: the policy's
+    // cap and the token's `iat` must come from one reading of the request's time.
+    const read = t.clock.nowSeconds.bind(t.clock)
+    t.clock.nowSeconds = () => {
+      const now = read()
+      t.clock.advance(1)
+      return now
+    }
+    const redeemed = await postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: flow.json.device_code, client_id: 'cli' })
+    const refreshed = await postForm(`${t.url}/token`, { grant_type: 'refresh_token', refresh_token: redeemed.json.refresh_token, client_id: 'cli' })
+    for (const [grant, res] of [['device_code', redeemed], ['refresh_token', refreshed]] as const) {
+      expect(res.status, grant).toBe(200)
+      expect(res.json.expires_in, grant).toBe(120)
+      const claims = decodeJwt(res.json.access_token)
+      expect(claims.exp! - claims.iat!, grant).toBe(120)
+    }
+  })
+
   it('issues no refresh token under the shared_device profile and revokes the older session', async () => {
     const first = await approve('shared-cli', 'read offline_access')
     const a = await poll('shared-cli', first.flow.json.device_code)

@@ -33,6 +33,12 @@ export interface AccessTokenClaims {
   dpopJkt: string | null
   /** RFC 8707 resources: the token's `aud`. Absent or empty: the issuer. */
   resources?: readonly string[]
+  /**
+   * The request's time (epoch seconds): `iat`, and the start of the lifetime. One clock reading per
+   * request, the same that computed `notAfter`, so `expires_in` never loses a second to a tick
+   * between the two reads.
+   */
+  issuedAt: number
   /** Upper bound on `exp` (epoch seconds), e.g. the family's end of life. */
   notAfter?: number
   /** How the approver authenticated: JWTs carry `auth_time`, `amr`, `acr` (RFC 9068 §2.2.1). */
@@ -54,7 +60,7 @@ export interface Minted<R> {
  * token string is stored.
  */
 export async function mintAccessToken(claims: AccessTokenClaims, deps: TokenMinterDeps): Promise<Minted<AccessTokenRecord>> {
-  const now = deps.clock.nowSeconds()
+  const now = claims.issuedAt
   const exp = Math.min(now + claims.client.accessTokenTtlSeconds, claims.notAfter ?? Number.MAX_SAFE_INTEGER)
   const jti = recordId(deps.random)
   let token: string
@@ -113,7 +119,7 @@ export function audienceOf(resources: readonly string[] | undefined, issuer: str
 /** Mints an opaque refresh token (256 bits) that expires with its family at `expiresAt`. */
 export function mintRefreshToken(
   claims: Omit<AccessTokenClaims, 'notAfter' | 'authentication'> & { expiresAt: number },
-  deps: Pick<TokenMinterDeps, 'clock' | 'random'>,
+  deps: Pick<TokenMinterDeps, 'random'>,
 ): Minted<RefreshTokenRecord> {
   const token = REFRESH_TOKEN_PREFIX + randomToken(deps.random, 32)
   return {
@@ -125,7 +131,7 @@ export function mintRefreshToken(
       clientId: claims.client.id,
       subject: claims.subject,
       scope: claims.scope,
-      issuedAt: deps.clock.nowSeconds(),
+      issuedAt: claims.issuedAt,
       expiresAt: claims.expiresAt,
       rotatedAt: null,
       revokedAt: null,

@@ -25,7 +25,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const now = deps.clock.nowSeconds()
   const grantId = recordId(deps.random)
   const resources = resolveResources(client, readResources(input.params))
-  const access = await mintAccessToken({ client, subject: null, scope, grantId, dpopJkt: input.dpopJkt, resources }, deps)
+  const access = await mintAccessToken({ client, subject: null, scope, grantId, issuedAt: now, dpopJkt: input.dpopJkt, resources }, deps)
   await deps.store.issueTokens({
     grant: {
       id: grantId,

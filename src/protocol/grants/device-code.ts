@@ -165,7 +165,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
   const context = subject === null ? undefined : await deps.store.findAuthContext(grant.id)
   const authentication =
     subject === null ? null : (context?.authentication ?? authenticationAtApproval(grant, shaped.decision?.facts.mfaDone ?? false, now))
-  const claims = { client, subject, scope: shaped.scope, grantId, dpopJkt: input.dpopJkt, notAfter: shaped.accessNotAfter, resources }
+  const claims = { client, subject, scope: shaped.scope, grantId, issuedAt: now, dpopJkt: input.dpopJkt, notAfter: shaped.accessNotAfter, resources }
   const access = await mintAccessToken({ ...claims, authentication }, deps)
   const wantsRefresh =
     shaped.refreshAllowed &&

@@ -138,6 +138,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     client,
     subject: current.subject,
     grantId: current.grantId,
+    issuedAt: now,
     ...(shaped ? { notAfter: shaped.accessNotAfter } : {}),
   }
   // How the approver authenticated: only JWTs and ID Tokens state it (one read, not for opaque tokens).
