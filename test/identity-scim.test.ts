@@ -207,6 +207,28 @@ describe('RFC 7644 §3.3–3.6 Users', () => {
     expect((await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'remove' }] })).status).toBe(400)
   })
 
+  it('refuses a PATCH (§3.5.2) whose path or value names a prototype link: 400, Object.prototype untouched (scim-patch 0.8.3 set members on it for the whole process)', async () => {
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'proto-test' })
+    expect(group.status).toBe(201)
+    const before = await scim('GET', `/Users/${id}`)
+    // Each of these set a property on Object.prototype through scim-patch 0.8.3.
+    const paths = ['__proto__.dgPolluted', 'constructor.prototype.dgPolluted', 'name.__proto__.dgPolluted', `${ENTERPRISE}:__proto__.dgPolluted`, 'emails[value eq "x"].__proto__', '__proto__']
+    for (const path of paths)
+      for (const target of [`/Users/${id}`, `/Groups/${group.json.id}`]) {
+        const res = await scim('PATCH', target, undefined, { raw: JSON.stringify({ schemas: [PATCH], Operations: [{ op: 'add', path, value: { dgPolluted: 'yes' } }] }) })
+        expect(res.status, `${target} ${path}`).toBe(400)
+        expect(res.json.scimType).toBe('invalidPath')
+      }
+    // A path-less value's member names are read as paths; JSON.parse keeps "__proto__" as a member.
+    for (const value of ['{"__proto__.dgPolluted":"yes"}', '{"constructor.prototype.dgPolluted":"yes"}', '{"name":{"__proto__":{"dgPolluted":"yes"}}}']) {
+      const res = await scim('PATCH', `/Users/${id}`, undefined, { raw: `{"schemas":["${PATCH}"],"Operations":[{"op":"replace","value":${value}}]}` })
+      expect(res.status, value).toBe(400)
+      expect(res.json.scimType).toBe('invalidValue')
+    }
+    expect(Object.prototype).not.toHaveProperty('dgPolluted')
+    expect((await scim('GET', `/Users/${id}`)).json.meta.version).toBe(before.json.meta.version)
+  })
+
   it('deletes (§3.6): 204, then 404, and the userName is free again', async () => {
     const created = await scim('POST', '/Users', { schemas: [USER], userName: 'temp' })
     expect((await scim('DELETE', `/Users/${created.json.id}`)).status).toBe(204)

@@ -168,9 +168,26 @@ export function checkIfMatch(version: number, ifMatch: string | undefined): void
 }
 
 /**
+ * A path segment naming a JavaScript prototype link (`__proto__`, `constructor`, `prototype`), as
+ * an attribute, a sub-attribute or after a schema URN. No SCIM schema (RFC 7643) has such an
+ * attribute, and scim-patch (0.8.3, the latest) follows these names into `Object.prototype`:
+ * `{"op":"add","path":"__proto__.x","value":1}` set `x` on every object of the server process.
+ */
+const PROTOTYPE_PATH_SEGMENT = /(?:^|[.:\]\s])(?:__proto__|constructor|prototype)(?=$|[.[\]\s])/i
+
+/** Whether a member name anywhere in `value` names a prototype link (scim-patch reads the names of a path-less value as paths). */
+function namesPrototypeLink(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false
+  if (Array.isArray(value)) return value.some((member) => namesPrototypeLink(member))
+  return Object.entries(value).some(([name, member]) => PROTOTYPE_PATH_SEGMENT.test(name) || namesPrototypeLink(member))
+}
+
+/**
  * Reads a PatchOp body (RFC 7644 §3.5.2). Operation names are case-insensitive (Entra ID sends
- * `Replace`, `Add`).
- * @throws {ScimError} 400 `invalidSyntax`.
+ * `Replace`, `Add`). A path, or a member name in a value, through a prototype link (see
+ * {@link PROTOTYPE_PATH_SEGMENT}) is refused, as an attribute no schema defines.
+ * @throws {ScimError} 400 `invalidSyntax`; 400 `invalidPath` for a path that is not a string or
+ * names a prototype link; 400 `invalidValue` for a value whose member names one.
  */
 export function readPatch(body: unknown): ScimPatchOperation[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ScimError(400, 'the body must be a JSON object', 'invalidSyntax')
@@ -186,7 +203,9 @@ export function readPatch(body: unknown): ScimPatchOperation[] {
     if (typeof op !== 'string' || !['add', 'remove', 'replace'].includes(op.toLowerCase())) throw new ScimError(400, '"op" must be add, remove or replace', 'invalidSyntax')
     const path = attr(o as Record<string, unknown>, 'path')
     if (path !== undefined && typeof path !== 'string') throw new ScimError(400, '"path" must be a string', 'invalidPath')
+    if (path !== undefined && PROTOTYPE_PATH_SEGMENT.test(path)) throw new ScimError(400, '"path" names no attribute of the schema', 'invalidPath')
     const value = attr(o as Record<string, unknown>, 'value')
+    if (namesPrototypeLink(value)) throw new ScimError(400, '"value" names no attribute of the schema', 'invalidValue')
     return { op: op.toLowerCase(), ...(path !== undefined ? { path } : {}), ...(value !== undefined ? { value } : {}) } as ScimPatchOperation
   })
 }
