@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { pino } from 'pino'
+import { parseConfig, resolveConfig } from '../src/config/load.js'
+import { Identity } from '../src/identity/index.js'
 import { PeopleDirectory, PeopleService } from '../src/identity/people.js'
 import { openStore } from '../src/storage/index.js'
 import type { Store } from '../src/storage/store.js'
@@ -66,6 +69,29 @@ describe('seeding configured users', () => {
     await dir.refresh()
     expect(dir.get('ann')).toBeDefined()
     expect(await dir.authenticate('ann', 'a new password')).toBeUndefined()
+  })
+})
+
+describe('seeding from a command-line tool', () => {
+  let store: Store
+  const a = sqlite()
+  beforeAll(async () => {
+    store = await a.open()
+  })
+  afterAll(async () => {
+    await store.close()
+    await a.close()
+  })
+
+  it('a command that resolves the configuration without hashing secrets (users list) keeps the password_env hash the server stored', async () => {
+    const file = parseConfig({ clients: [], users: [{ username: 'erin', password_env: 'DG_TEST_ERIN_PASSWORD' }] })
+    const env = { DG_TEST_ERIN_PASSWORD: 'erin password 123' }
+    const open = async (secrets: 'hash' | 'check') =>
+      Identity.open({ config: await resolveConfig(file, {}, env, { secrets }), store, clock: { nowSeconds: () => NOW }, logger: pino({ level: 'silent' }) })
+    await open('hash') // serve
+    const tool = await open('check') // devicegate users list|show|disable…: stored '!unhashed' over the hash, so erin could not sign in
+    expect(await tool.directory.authenticate('erin', 'erin password 123')).toBeDefined()
+    expect((await store.findPerson('erin'))?.passwordHash).toMatch(/^\$argon2id\$/)
   })
 })
 

@@ -5,7 +5,7 @@
  * binds it to governance afterwards (revocation and audit).
  */
 import { pino, type Logger } from 'pino'
-import type { Config } from '../config/load.js'
+import { UNHASHED_SECRET, type Config } from '../config/load.js'
 import type { DomainEvent, EventSink } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import type { Governance } from '../governance/index.js'
@@ -142,7 +142,8 @@ export class Identity {
     const seeds: SeedUser[] = config.users.map((u) => ({
       username: u.username,
       displayName: u.displayName,
-      passwordHash: u.passwordHash,
+      // A tool resolves the configuration without hashing secrets: it must not store the placeholder.
+      passwordHash: u.passwordHash === UNHASHED_SECRET ? undefined : u.passwordHash,
       disabled: u.disabled,
       groups: u.groups ?? [],
       risk: u.risk ?? 0,

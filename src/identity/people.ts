@@ -213,7 +213,12 @@ export class PeopleError extends Error {
 export interface SeedUser {
   username: string
   displayName: string
-  passwordHash: string
+  /**
+   * argon2id PHC hash of the configured password; `undefined` when this process does not know it
+   * (a command that resolved the configuration without hashing `password_env` secrets): the stored
+   * hash is then kept, and a new person gets none until the server seeds it.
+   */
+  passwordHash: string | undefined
   disabled: boolean
   groups: readonly string[]
   risk: number
@@ -236,7 +241,8 @@ export class PeopleService {
   /**
    * Seeds the configured users (source `config`) at start-up: new ones are inserted; existing ones
    * take the configuration's display name, groups, risk, manager and enabled/disabled state, and its
-   * password unless the password was changed through devicegate since. Configured people no
+   * password unless the password was changed through devicegate since or the seed does not know it
+   * (`passwordHash` undefined: a command-line tool must not overwrite the server's hash). Configured people no
    * longer in the configuration are marked deleted (their grants are revoked by the start-up
    * orphan sweep). `legacyStates` are administrator overrides made before people were stored
    * (`principal_overrides`); they are applied once.
@@ -260,7 +266,7 @@ export class PeopleService {
               groups: [...u.groups],
               risk: u.risk,
               status: legacy ?? configStatus,
-              passwordHash: u.passwordHash,
+              passwordHash: u.passwordHash ?? null,
               manager: u.manager ?? null,
               ...(u.email !== undefined ? { email: u.email } : {}),
             }),
@@ -282,7 +288,7 @@ export class PeopleService {
         risk: u.risk,
         manager: u.manager ?? null,
         status,
-        passwordHash: existing.passwordChangedAt === null ? u.passwordHash : existing.passwordHash,
+        passwordHash: existing.passwordChangedAt === null && u.passwordHash !== undefined ? u.passwordHash : existing.passwordHash,
       }
       // A lost race (another instance seeding at the same time) leaves that instance's identical write.
       if (!samePerson(existing, next)) await this.store.updatePerson({ ...next, version: existing.version + 1, updatedAt: now }, existing.version)
