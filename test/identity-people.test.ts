@@ -176,6 +176,18 @@ describe('people through the admin API', () => {
     expect((await call('POST', '/users/nobody/password', { password: 'long enough password' })).status).toBe(404)
   })
 
+  it('refuses a password with NUL or control characters (400 invalid_request, as every admin API field), changing nothing', async () => {
+    const changes = async () => (await call('GET', '/audit/events?limit=10000')).json.items.filter((e: any) => e.type === 'person.password_changed').length
+    const before = await changes()
+    for (const password of ['a brand\u0000 new secret', 'tab\tseparated secret', 'del\u007f character secret']) {
+      const res = await call('POST', '/users/carol/password', { password })
+      expect(res.status).toBe(400)
+      expect(res.json).toMatchObject({ error: 'invalid_request', error_description: 'a password must not contain NUL or control characters' })
+    }
+    expect(await changes()).toBe(before)
+    expect(await t.server.identity.directory.authenticate('carol', 'a brand new password')).toBeDefined()
+  })
+
   it('deletes a person: gone from sign-in and from policy, listed as deleted', async () => {
     const tokens = await login('mallory')
     expect((await call('POST', '/users/mallory/delete')).json.revoked_grants).toBe(1)

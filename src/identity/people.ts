@@ -325,13 +325,15 @@ export class PeopleService {
    * a credential change invalidates the tokens obtained with the old one). Writes
    * `person.password_changed` (never the password).
    * @returns grants revoked.
-   * @throws {PeopleError} `not_found`; `invalid` for a password shorter than 8 or longer than 256 characters.
+   * @throws {PeopleError} `not_found`; `invalid` for a password shorter than 8 or longer than 256
+   * characters, or with a NUL or other control character (no keyboard types one into a sign-in form).
    */
   async changePassword(id: string, password: string, actor: string, ip: string | null = null): Promise<number> {
     const person = this.directory.person(id)
     if (person === undefined || person.status === 'deleted') throw new PeopleError('not_found', `no person "${id}"`)
     if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH)
       throw new PeopleError('invalid', `a password has ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`)
+    if (/[\u0000-\u001f\u007f]/.test(password)) throw new PeopleError('invalid', 'a password must not contain NUL or control characters')
     const now = this.clock.nowSeconds()
     const passwordHash = await hashPassword(password)
     await this.store.setPersonPassword(id, passwordHash, now)
