@@ -190,6 +190,22 @@ describe('console policy, audit, people and devices', () => {
     expect((await admin.post('/console/people/ada/disable', {})).status).toBe(409)
   })
 
+  it('shows a person\'s stored status and offers the action that changes it, whoever disabled them (console, CLI, admin API)', async () => {
+    const admin = await t.signIn('ada')
+    const bobRow = async () => (await admin.get('/console/people')).body.match(/<tr><td>[^<]*\(<code>bob<\/code>\).*?<\/tr>/)?.[0] ?? ''
+    expect(await bobRow()).toContain('<span class="badge enabled">enabled</span>')
+    expect((await admin.post('/console/people/bob/disable', {})).status).toBe(200)
+    // It showed "enabled" and a Disable button here: the page read the pre-people overrides table.
+    expect(await bobRow()).toContain('<span class="badge disabled">disabled</span>')
+    expect(await bobRow()).toContain('/console/people/bob/enable')
+    await t.server.identity.people.setStatus('bob', 'active', 'test')
+    expect(await bobRow()).toContain('<span class="badge enabled">enabled</span>')
+    await t.server.identity.people.setStatus('bob', 'disabled', 'test')
+    expect(await bobRow()).toContain('<span class="badge disabled">disabled</span>')
+    expect((await admin.post('/console/people/bob/enable', {})).status).toBe(200)
+    expect(await bobRow()).toContain('/console/people/bob/disable')
+  })
+
   it('registers and retires a trusted device (admin)', async () => {
     const admin = await t.signIn('ada')
     const jkt = 'A'.repeat(43)

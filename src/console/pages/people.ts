@@ -38,10 +38,16 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
       return p?.advice === undefined ? [] : [{ client: c, advice: p.advice }]
     })
     const state = (kind: 'user' | 'client', id: string, configuredDisabled: boolean) => deps.overrides.state(kind, id) ?? (configuredDisabled ? 'disabled' : 'enabled')
+    // A person's status lives in the people store (console, CLI, admin API, SCIM and Shared Signals
+    // change it there); `principal_overrides` only held it before people were stored.
+    const personState = (username: string) => {
+      const user = deps.users.get(username)
+      return user === undefined ? 'deleted' : user.disabled ? 'disabled' : 'enabled'
+    }
     const body = html`<h2 id="people_h">People</h2>
 <table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col" class="num">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
 <tbody>${deps.configuredUsers.map((u, i) => {
-      const s = state('user', u.username, u.disabled)
+      const s = personState(u.username)
       return html`<tr><td>${u.displayName} (<code>${u.username}</code>)</td><td>${badge(s)}</td><td>${(u.groups ?? []).join(', ') || '—'}</td><td class="num">${u.risk ?? 0}</td><td>configuration</td><td>${totp[i] ? 'TOTP' : 'none'}</td><td>${roleOf(deps.config, u.username, u.groups ?? []) ?? '—'}</td><td><a href="/console/grants?person=${encodeURIComponent(u.username)}">grants</a></td>${
         isAdmin
           ? html`<td>${
