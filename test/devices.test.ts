@@ -123,4 +123,29 @@ describe('devicegate devices CLI', () => {
     expect(await run('list')).not.toContain(key.jkt)
     expect(await run('list', '--all')).toContain(key.jkt)
   })
+
+  it('register --jwk-file with a missing or non-JSON file says so in one line and exits 2, without a stack trace', async () => {
+    const notJson = join(t.server.config.dataDir, 'not-a-jwk.txt')
+    writeFileSync(notJson, 'not json')
+    for (const [file, message] of [
+      [join(t.server.config.dataDir, 'missing.jwk'), `devicegate: --jwk-file: cannot read ${join(t.server.config.dataDir, 'missing.jwk')} (ENOENT)\n`],
+      [notJson, `devicegate: --jwk-file: ${notJson} is not a JSON JWK\n`],
+    ]) {
+      let err = ''
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+        err += String(chunk)
+        return true
+      })
+      const exit = vi.spyOn(process, 'exit').mockImplementation(((code: number) => {
+        throw new Error(`exit ${code}`)
+      }) as never)
+      try {
+        await expect(run('register', '--jwk-file', file!, '--label', 'x')).rejects.toThrow('exit 2')
+      } finally {
+        stderr.mockRestore()
+        exit.mockRestore()
+      }
+      expect(err).toBe(message)
+    }
+  })
 })

@@ -33,6 +33,24 @@ async function withRegistry(opts: ConfigOptions, fn: (registry: DeviceRegistry) 
   }
 }
 
+/**
+ * Reads `--jwk-file`: a JSON public JWK.
+ * @throws {DeviceRegistryError} `ERR_DEVICE_INVALID` naming the file when it cannot be read or is not JSON (was a stack trace).
+ */
+async function readJwkFile(file: string): Promise<JWK> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new DeviceRegistryError('ERR_DEVICE_INVALID', `--jwk-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+  try {
+    return JSON.parse(text) as JWK
+  } catch {
+    throw new DeviceRegistryError('ERR_DEVICE_INVALID', `--jwk-file: ${file} is not a JSON JWK`)
+  }
+}
+
 const iso = (t: number | null) => (t === null ? '-' : new Date(t * 1000).toISOString())
 
 function printDevice(d: DeviceRecord): void {
@@ -60,7 +78,7 @@ export function registerDevicesCommands(program: Command): void {
       .option('--json', 'print JSON'),
   ).action((jkt: string | undefined, opts: ConfigOptions & { label: string; jwkFile?: string; by?: string; json?: boolean }) =>
     withRegistry(opts, async (registry) => {
-      const jwk = opts.jwkFile ? (JSON.parse(await readFile(opts.jwkFile, 'utf8')) as JWK) : undefined
+      const jwk = opts.jwkFile ? await readJwkFile(opts.jwkFile) : undefined
       if (!jwk && !jkt) throw new DeviceRegistryError('ERR_DEVICE_INVALID', 'give a jkt or --jwk-file')
       const device = await registry.register({ ...(jkt ? { jkt } : {}), ...(jwk ? { jwk } : {}), label: opts.label, registeredBy: opts.by ?? null })
       if (opts.json) process.stdout.write(`${JSON.stringify(device)}\n`)
