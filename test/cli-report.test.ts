@@ -54,6 +54,13 @@ describe('devicegate report compliance', () => {
     expect(html).toContain('<section id="NHI7">')
   })
 
+  it('says in one line, without a stack, that --out cannot be written', () => {
+    const out = join(dir, 'no-such-dir', 'report.html')
+    const res = run(['report', 'compliance', '--dev', '--data-dir', dir, '--out', out])
+    expect(res.status).toBe(1)
+    expect(res.stderr).toBe(`devicegate: --out: cannot write ${out} (ENOENT)\n`)
+  })
+
   it('refuses a bad --since with a message, not a stack', () => {
     const res = run(['report', 'compliance', '--dev', '--data-dir', dir, '--since', 'yesterday'])
     expect(res.status).not.toBe(0)

@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander'
 import { loadPolicyFile } from '../policy/holder.js'
 import { BUILT_IN_POLICY } from '../policy/compile.js'
 import { createComplianceReport, renderComplianceHtml } from '../reviews/report.js'
+import { ConfigError } from '../config/load.js'
 import { withConfigOptions, type ConfigOptions } from './config-options.js'
 import { parseTimeOption, withStore } from './governance.js'
 import { createReviewService } from '../reviews/index.js'
@@ -42,7 +43,9 @@ export function registerReviewsCommands(program: Command): void {
       const r = await createComplianceReport({ config, policy, store, clock: systemClock, reviews }, { since: opts.since, until: opts.until })
       const text = opts.format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : renderComplianceHtml(r)
       if (opts.out) {
-        await writeFile(opts.out, text, { mode: 0o644 })
+        await writeFile(opts.out, text, { mode: 0o644 }).catch((err: NodeJS.ErrnoException) => {
+          throw new ConfigError(`--out: cannot write ${opts.out} (${err.code ?? err.message})`)
+        })
         process.stderr.write(`${opts.out}: ${r.summary.pass} pass, ${r.summary.warn} warn, ${r.summary.fail} fail (audit head seq ${r.chainHead.seq})\n`)
       } else process.stdout.write(text)
     }),
