@@ -166,6 +166,14 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
   })
 
+  it('answers 501 in SCIM format for /Me (RFC 7644 §3.11) and searching with POST (§3.4.3), which it does not implement', async () => {
+    for (const [method, path] of [['GET', '/Me'], ['PATCH', '/Me'], ['POST', '/.search'], ['POST', '/Users/.search'], ['POST', '/Groups/.search']] as const) {
+      const res = await scim(method, path, method === 'GET' ? undefined : { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'] })
+      expect(res.status, `${method} ${path}`).toBe(501)
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '501' })
+    }
+  })
+
   it('answers 404 in SCIM format for unknown resources and endpoints', async () => {
     expect((await scim('GET', '/Users/does-not-exist')).json).toMatchObject({ schemas: [ERROR], status: '404' })
     expect((await scim('GET', '/Bulk')).json).toMatchObject({ schemas: [ERROR], status: '404' })

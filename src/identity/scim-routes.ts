@@ -8,7 +8,8 @@
  * token, 403 `insufficient_scope` without the scope. Every error, including unparseable JSON and
  * unknown paths under /scim/v2, is SCIM error JSON (RFC 7644 §3.12), never a 5xx for bad input:
  * another method on a known endpoint is 405 with `Allow`, a body that is not
- * `application/scim+json` or `application/json` (RFC 7644 §3.1, §3.8) is 415.
+ * `application/scim+json` or `application/json` (RFC 7644 §3.1, §3.8) is 415, `/Me` and POST
+ * `.search` (not implemented) are 501.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
@@ -175,6 +176,12 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
           return send(reply, { status: 200, body: found })
         },
       })
+
+      // Endpoints RFC 7644 defines that devicegate does not implement: 501, not 404 or 405 — /Me
+      // (§3.11: "SHOULD respond with HTTP status code 501") and searching with POST (§3.4.3).
+      const notImplemented = (what: string) => async (_request: FastifyRequest, reply: FastifyReply) => sendError(reply, new ScimError(501, `${what} is not implemented`))
+      api.route({ method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/Me', handler: notImplemented('/Me (RFC 7644 §3.11)') })
+      for (const path of ['/.search', '/Users/.search', '/Groups/.search']) api.route({ method: ['POST'], url: path, handler: notImplemented('searching with POST (RFC 7644 §3.4.3); use GET with "filter"') })
 
       // Users and Groups: the same six operations, the same If-Match / ETag handling (RFC 7644 §3.14).
       for (const [path, ops, kind] of [['/Users', scim.users, 'User'], ['/Groups', scim.groups, 'Group']] as const) {
