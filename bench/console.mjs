@@ -1,9 +1,10 @@
-// Console list pages with 10,000 grants and 100,000 audit events (issue 14, quality bar: every
-// list page under 200 ms server time). Seeds a fresh SQLite data dir while the server is stopped,
+// Console list pages with 10,000 grants, 100,000 audit events and 10,000 people in the people
+// store (issue 14, quality bar: every list page under 200 ms server time). Seeds a fresh SQLite
+// data dir while the server is stopped,
 // starts `bin/devicegate.js serve -c <generated config>`, signs in to /console as an admin with
 // password + TOTP, then GETs each page N times, one request at a time on 127.0.0.1.
 //
-//   node bench/console.mjs [--grants 10000] [--audit 100000] [--n 30]
+//   node bench/console.mjs [--grants 10000] [--audit 100000] [--people 10000] [--n 30]
 //
 // "Server time" is the round trip of one sequential request over loopback to the last body byte
 // (request logging is off in devicegate; loopback adds well under 1 ms). `<tr>` counts the table
@@ -26,7 +27,10 @@ const GRANTS = opt('grants', 10_000)
 const AUDIT = opt('audit', 100_000)
 const N = opt('n', 30)
 const TARGET_MS = 200
+/** Grant subjects: user0 … user199. */
 const PEOPLE = 200
+/** People stored (SCIM and upstream sign-in), user0 … user<STORED_PEOPLE - 1>; the first PEOPLE are the grant subjects. */
+const STORED_PEOPLE = Math.max(PEOPLE, opt('people', 10_000))
 const DAY = 86_400
 
 const log = (s) => console.error(s)
@@ -86,9 +90,29 @@ async function seed(file) {
         insAn({ ...an, id: randomUUID(), time: now - Math.floor((i / (GRANTS / 10)) * 7 * DAY), dedupe_key: `bench-${i}`, client_id: DEVICE_CLIENTS[k % DEVICE_CLIENTS.length], subject: subjectOf(k), grant_id: grantIds[k], ip: `198.51.100.${i % 250}` })
       }
     })()
+    // People as SCIM and upstream sign-in store them: half each, one in twenty disabled and one in
+    // fifty deleted (none of the grant subjects, whose grants the start-up sweep would revoke),
+    // groups from the provider's claim or a SCIM group (every tenth person in `oncall`).
+    const person = { id: '', user_name: '', display_name: '', email: '', status: 'active', source: 'scim', groups_json: '[]', risk: 0, upstream_issuer: null, upstream_sub: null, external_id: null, manager: null, password_hash: null, password_changed_at: null, scim_json: null, version: 1, created_at: 0, updated_at: 0 }
+    const insPerson = insertInto(db, 'people', person)
+    const insMember = insertInto(db, 'people_group_members', { group_id: '', person_id: '' })
+    db.transaction(() => {
+      const oncall = { id: 'oncall', display_name: 'oncall', external_id: null, version: 1, created_at: now - 40 * DAY, updated_at: now - 40 * DAY }
+      insertInto(db, 'people_groups', oncall)(oncall)
+      for (let i = 0; i < STORED_PEOPLE; i++) {
+        const id = `user${i}`
+        const upstream = i % 2 === 1
+        const created = now - 40 * DAY + i
+        const status = i < PEOPLE ? 'active' : i % 50 === 0 ? 'deleted' : i % 20 === 0 ? 'disabled' : 'active'
+        insPerson({ ...person, id, user_name: `${id}@example.com`, display_name: `Person ${i}`, email: `${id}@example.com`, status, source: upstream ? 'provider' : 'scim', groups_json: JSON.stringify(upstream ? [`team-${i % 40}`] : []), risk: i % 7 === 0 ? 30 : 0, upstream_issuer: upstream ? 'https://idp.bench.example' : null, upstream_sub: upstream ? `sub-${i}` : null, external_id: upstream ? null : `ext-${i}`, created_at: created, updated_at: created })
+        if (i % 10 === 0 && status !== 'deleted') insMember({ group_id: 'oncall', person_id: id })
+      }
+    })()
+    const deepPerson = db.prepare('SELECT created_at, id FROM people ORDER BY created_at, id LIMIT 1 OFFSET ?').get(Math.max(0, STORED_PEOPLE - 50))
     // A cursor deep in the grant list: the keyset position of the grant 50 rows before the end.
     const deep = db.prepare('SELECT created_at, id FROM grants ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?').get(Math.max(0, GRANTS - 50))
-    return { seconds: (Date.now() - started) / 1000, deepCursor: Buffer.from(JSON.stringify([Number(deep.created_at), deep.id])).toString('base64url'), lastSeq: seq }
+    const cursor = (row) => Buffer.from(JSON.stringify([Number(row.created_at), row.id])).toString('base64url')
+    return { seconds: (Date.now() - started) / 1000, deepCursor: cursor(deep), deepPersonCursor: cursor(deepPerson), lastSeq: seq }
   } finally {
     db.pragma('journal_mode = WAL')
     db.close()
@@ -133,7 +157,7 @@ log(`run dir ${runDir}`)
 const { configFile, dataDir } = await writeConfig(runDir, 'console')
 const file = await createSchema(runDir, 'console', configFile, dataDir)
 const secret = enrollAdminTotp(configFile)
-log(`seeding ${GRANTS.toLocaleString('en-US')} grants and ${AUDIT.toLocaleString('en-US')} audit events into ${file}`)
+log(`seeding ${GRANTS.toLocaleString('en-US')} grants, ${AUDIT.toLocaleString('en-US')} audit events and ${STORED_PEOPLE.toLocaleString('en-US')} people into ${file}`)
 const seeded = await seed(file)
 log(`seeded in ${seeded.seconds.toFixed(1)} s`)
 const inst = await startConfigured(runDir, 'console', configFile)
@@ -157,6 +181,10 @@ try {
     ['audit ?person=user7', '/console/audit?person=user7'],
     ['audit far page (before)', `/console/audit?before=${Math.max(2, seeded.lastSeq - AUDIT + 200)}`],
     ['people', '/console/people'],
+    ['people ?q=user123', '/console/people?q=user123'],
+    ['people ?q=oncall&status=active', '/console/people?q=oncall&status=active'],
+    ['people ?source=provider', '/console/people?source=provider'],
+    ['people far page (after)', `/console/people?after=${seeded.deepPersonCursor}`],
     ['devices', '/console/devices'],
     ['my devices (ada: 500 grants)', '/console/my-devices'],
   ]
@@ -173,7 +201,7 @@ try {
     log(`  ${name}: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms`)
   }
   const load = loadavg().map((x) => x.toFixed(1)).join(' ')
-  console.log(`console list pages: ${GRANTS.toLocaleString('en-US')} grants, ${AUDIT.toLocaleString('en-US')} audit events, ${GRANTS / 10} anomalies, SQLite; ${N} sequential GETs per page; load average ${load}`)
+  console.log(`console list pages: ${GRANTS.toLocaleString('en-US')} grants, ${AUDIT.toLocaleString('en-US')} audit events, ${GRANTS / 10} anomalies, ${STORED_PEOPLE.toLocaleString('en-US')} people, SQLite; ${N} sequential GETs per page; load average ${load}`)
   console.log(`${'page'.padEnd(32)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'KB'.padStart(6)} ${'<tr>'.padStart(5)}  < ${TARGET_MS} ms`)
   for (const r of rows) console.log(`${r.name.padEnd(32)} ${r.p50.toFixed(1).padStart(8)} ${r.p95.toFixed(1).padStart(8)} ${r.kb.toFixed(0).padStart(6)} ${String(r.tr).padStart(5)}  ${r.p95 < TARGET_MS ? 'yes' : 'NO'}`)
 } finally {

@@ -289,7 +289,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
               issuerOrigin: new URL(config.issuer).origin,
               users: governance.users,
               clients,
-              configuredUsers: config.users,
+              people: identity.directory,
               configuredClients: config.clients,
               events: governance.events,
               revocation: governance.revocation,

@@ -13,7 +13,9 @@ import type { ConfigFile } from '../src/config/schema.js'
 import { BUILT_IN_POLICY, compilePolicyText } from '../src/policy/compile.js'
 import type { ComplianceReport } from '../src/reviews/compliance.js'
 import { createComplianceReport, renderComplianceHtml } from '../src/reviews/report.js'
+import { newPerson } from '../src/identity/people.js'
 import { openStore, type Store } from '../src/storage/index.js'
+import { bundle } from './support/store-fixtures.js'
 import { PageSession, postForm, startTestServer, TestClock, type TestServer } from './support/server.js'
 
 const DEV = devConfigFile({ password: 'dev-password-0123456789', clientSecret: 'dev-client-secret-0123456789abcdef' })
@@ -159,5 +161,39 @@ describe('after the documented changes', () => {
       'storage.yaml',
     )
     expect(control(await reportFor(file, withRule), 'NHI2').verdict).not.toBe('fail')
+  })
+
+  it('NHI1 and PR.AA-01 count people from the people store (SCIM, upstream sign-in), not the configuration only; a live family of a deleted SCIM person fails NHI1', async () => {
+    const file = devFile((f) => {
+      const cli = f.clients.find((c: { client_id: string }) => c.client_id === 'demo-cli')
+      cli.owners = ['demo']
+      cli.refresh_token_ttl_seconds = 1_209_600
+    })
+    const now = clock.nowSeconds()
+    const person = (userName: string, source: 'scim' | 'provider', status: 'active' | 'disabled' | 'deleted') =>
+      newPerson(undefined, now, { userName, source, status, ...(source === 'provider' ? { upstreamIssuer: 'https://idp.example', upstreamSub: userName } : {}) })
+    const leaver = person('leaver', 'scim', 'deleted')
+    for (const p of [person('sam', 'scim', 'active'), person('sue', 'scim', 'disabled'), leaver, person('uma', 'provider', 'active'), person('ulf', 'provider', 'deleted')]) await store.insertPerson(p)
+    const evidence = (r: ComplianceReport, id: string) => Object.fromEntries(control(r, id).evidence.map((e) => [e.label, e.value]))
+
+    const clean = await reportFor(file)
+    // The configured demo user is not stored in this database: counted as the server will seed it.
+    expect(evidence(clean, 'NHI1')).toMatchObject({
+      'people active / disabled / deleted': '3 / 1 / 2',
+      'people from configuration active / disabled / deleted': '1 / 0 / 0',
+      'people from SCIM active / disabled / deleted': '1 / 1 / 1',
+      'people from upstream sign-in active / disabled / deleted': '1 / 0 / 1',
+      'live families of disabled, deleted or unknown people': 0,
+    })
+    expect(evidence(clean, 'PR.AA-01')['people active / disabled / deleted']).toBe('3 / 1 / 2')
+    expect(evidence(clean, 'PR.AA-03')['people with a TOTP second factor']).toBe('0 of 4')
+    expect(control(clean, 'NHI1').verdict).toBe('pass')
+
+    // Offboarding missed a family: the SCIM person was deleted but their grant is live.
+    await store.issueTokens(bundle({ subject: leaver.id, clientId: 'demo-cli', grantExpiresAt: null }))
+    const missed = await reportFor(file)
+    expect(control(missed, 'NHI1').verdict).toBe('fail')
+    expect(control(missed, 'NHI1').findings).toContain('1 live families belong to disabled, deleted or unknown people')
+    expect(control(missed, 'NHI1').fixes).toContain('restart the server (start-up orphan check) or `devicegate revoke --user <id>`')
   })
 })

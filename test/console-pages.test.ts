@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newPerson } from '../src/identity/people.js'
 import { startConsoleServer, type ConsoleTestServer } from './support/console.js'
 
 let t: ConsoleTestServer
@@ -193,13 +194,13 @@ describe('console policy, audit, people and devices', () => {
   it('shows a person\'s stored status and offers the action that changes it, whoever disabled them (console, CLI, admin API)', async () => {
     const admin = await t.signIn('ada')
     const bobRow = async () => (await admin.get('/console/people')).body.match(/<tr><td>[^<]*\(<code>bob<\/code>\).*?<\/tr>/)?.[0] ?? ''
-    expect(await bobRow()).toContain('<span class="badge enabled">enabled</span>')
+    expect(await bobRow()).toContain('<span class="badge active">active</span>')
     expect((await admin.post('/console/people/bob/disable', {})).status).toBe(200)
     // It showed "enabled" and a Disable button here: the page read the pre-people overrides table.
     expect(await bobRow()).toContain('<span class="badge disabled">disabled</span>')
     expect(await bobRow()).toContain('/console/people/bob/enable')
     await t.server.identity.people.setStatus('bob', 'active', 'test')
-    expect(await bobRow()).toContain('<span class="badge enabled">enabled</span>')
+    expect(await bobRow()).toContain('<span class="badge active">active</span>')
     await t.server.identity.people.setStatus('bob', 'disabled', 'test')
     expect(await bobRow()).toContain('<span class="badge disabled">disabled</span>')
     expect((await admin.post('/console/people/bob/enable', {})).status).toBe(200)
@@ -234,5 +235,71 @@ describe('My devices (every approver)', () => {
     expect(res.status).toBe(200)
     expect((await t.server.store.findGrant(mine))!.revokedAt).not.toBeNull()
     expect((await audit('token.revoked')).filter((e) => e.grantId === mine)[0]).toMatchObject({ actor: 'alice' })
+  })
+})
+
+describe('console people: everyone in the people store, not only the configuration', () => {
+  /** The People section of the page (the Clients table follows it). */
+  const peopleTable = (body: string) => body.split('<h2 id="clients_h">')[0]!
+  const PERSON_ID = '0b6f2b9e-1c1a-4a53-9d55-2f6a3c1e0a01'
+  it('lists people provisioned by SCIM and created by upstream sign-in with status, source, groups (SCIM memberships included) and risk; an admin disables one', async () => {
+    const store = t.server.store
+    const now = t.clock.nowSeconds()
+    await store.insertPerson(newPerson(PERSON_ID, now, { userName: 'sam.scim@example.com', displayName: 'Sam Scim', email: 'sam.scim@example.com', source: 'scim', risk: 40 }))
+    await store.insertGroup({ id: 'grp-1', displayName: 'payments-oncall', externalId: null, members: [PERSON_ID], version: 1, createdAt: now, updatedAt: now })
+    await store.insertPerson(newPerson(undefined, now, { userName: 'uma.upstream', displayName: 'Uma Upstream', source: 'provider', groups: ['sre'], upstreamIssuer: 'https://idp.example', upstreamSub: 'u-1' }))
+    await store.insertPerson(newPerson(undefined, now, { userName: 'gone.scim', source: 'scim', status: 'deleted' }))
+    await t.server.identity.directory.refresh()
+
+    const viewer = await t.signIn('vera')
+    const res = await viewer.get('/console/people')
+    expect(res.status).toBe(200)
+    const row = (name: string) => res.body.split('<tr>').find((r) => r.includes(`<code>${name}</code>`))
+    expect(row('sam.scim@example.com')).toMatch(/Sam Scim.*badge active.*payments-oncall.*>40<.*SCIM/s)
+    expect(row('uma.upstream')).toMatch(/Uma Upstream.*badge active.*sre.*upstream sign-in/s)
+    expect(row('gone.scim')).toMatch(/badge deleted.*SCIM/s)
+    expect(row('alice')).toMatch(/badge active.*staff.*configuration/s)
+
+    const admin = await t.signIn('ada')
+    const disabled = await admin.post(`/console/people/${PERSON_ID}/disable`, {})
+    expect(disabled.status).toBe(200)
+    expect((await store.findPerson(PERSON_ID))!.status).toBe('disabled')
+    expect(disabled.body.split('<tr>').find((r) => r.includes('<code>sam.scim@example.com</code>'))).toMatch(/badge disabled.*Enable sam\.scim@example\.com/s)
+    expect((await admin.post(`/console/people/${PERSON_ID}/enable`, {})).status).toBe(200)
+  })
+
+  it('searches by name, e-mail or group, filters by status and source, and refuses a filter it cannot use (400)', async () => {
+    const c = await t.signIn('vera')
+    const names = (body: string) => [...peopleTable(body).matchAll(/<tr><td>[^<]*\(<code>([^<]+)<\/code>\)/g)].map((m) => m[1])
+    expect(names((await c.get('/console/people?q=SAM')).body)).toEqual(['sam.scim@example.com'])
+    expect(names((await c.get('/console/people?q=payments-on')).body)).toEqual(['sam.scim@example.com'])
+    expect(names((await c.get('/console/people?source=provider')).body)).toEqual(['uma.upstream'])
+    expect(names((await c.get('/console/people?status=deleted')).body)).toEqual(['gone.scim'])
+    expect(names((await c.get('/console/people?q=staff&source=config')).body)).toEqual(['alice', 'bob'])
+    expect((await c.get('/console/people?q=nobody-at-all')).body).toContain('No people match.')
+    for (const q of ['status=gone', 'source=ldap', 'after=garbage']) expect((await c.get(`/console/people?${q}`)).status, q).toBe(400)
+  })
+
+  it('pages 50 at a time with a keyset cursor, every person exactly once', async () => {
+    const now = t.clock.nowSeconds()
+    for (let i = 0; i < 70; i++) await t.server.store.insertPerson(newPerson(undefined, now + 1, { userName: `bulk${String(i).padStart(3, '0')}`, source: 'scim' }))
+    await t.server.identity.directory.refresh()
+    const c = await t.signIn('vera')
+    const seen: string[] = []
+    let path: string | undefined = '/console/people?source=scim'
+    let pages = 0
+    while (path !== undefined) {
+      const res = await c.get(path)
+      expect(res.status).toBe(200)
+      expect(res.body).toContain('<caption>72 people, oldest first</caption>')
+      seen.push(...[...peopleTable(res.body).matchAll(/\(<code>([^<]+)<\/code>\)/g)].map((m) => m[1]!))
+      const next = /<a href="([^"]+)" rel="next">/.exec(res.body)?.[1]
+      path = next?.replaceAll('&amp;', '&')
+      pages++
+    }
+    expect(pages).toBe(2)
+    expect(seen).toHaveLength(72)
+    expect(new Set(seen).size).toBe(72)
+    expect(seen.slice(0, 2)).toEqual(['sam.scim@example.com', 'gone.scim'])
   })
 })

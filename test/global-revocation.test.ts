@@ -87,6 +87,25 @@ describe('draft-parecki-oauth-global-token-revocation', () => {
     }
   })
 
+  it('§3.4.2: answers a malformed identifier with 400 invalid_request in every format (U+0000 or another control character in opaque, email, iss_sub, aliases), not 404, revoking nothing', async () => {
+    const a = await deviceLogin(t.url)
+    for (const bad of ['ali\u0000ce', 'ali\u0001ce', 'alice\n', 'ali\u007fce', 'ali\u0085ce']) {
+      for (const subId of [
+        { format: 'opaque', id: bad },
+        { format: 'email', email: `${bad}@example.com` },
+        { format: 'iss_sub', iss: t.issuer, sub: bad },
+        { format: 'iss_sub', iss: `${t.issuer}${bad}`, sub: 'alice' },
+        { format: 'aliases', identifiers: [{ format: 'opaque', id: 'alice' }, { format: 'opaque', id: bad }] },
+      ]) {
+        const res = await json(url(), 'POST', tool, { sub_id: subId })
+        expect(res.status, JSON.stringify(subId)).toBe(400)
+        expect(res.headers.get('cache-control')).toBe('no-store')
+        expect(res.body).toMatchObject({ error: 'invalid_request' })
+      }
+    }
+    expect(await liveFamilies([a.refresh_token])).toBe(1)
+  })
+
   it('needs a token (401) carrying the dedicated scope (403)', async () => {
     const none = await json(url(), 'POST', undefined, { sub_id: { format: 'opaque', id: 'alice' } })
     expect(none.status).toBe(401)

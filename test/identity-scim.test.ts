@@ -112,6 +112,68 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
   })
 
+  it('answers 405 with Allow and SCIM error JSON for another method on a known endpoint, not 404 (RFC 7644 §3.12, RFC 9110 §15.5.6)', async () => {
+    const cases: [string, string, string][] = [
+      ['DELETE', '/Users', 'GET, POST, HEAD'],
+      ['PUT', '/Users', 'GET, POST, HEAD'],
+      ['DELETE', '/Groups', 'GET, POST, HEAD'],
+      ['PATCH', '/Groups', 'GET, POST, HEAD'],
+      ['POST', '/Users/some-id', 'GET, PUT, PATCH, DELETE, HEAD'],
+      ['POST', '/Groups/some-id', 'GET, PUT, PATCH, DELETE, HEAD'],
+      ['POST', '/ServiceProviderConfig', 'GET, HEAD'],
+      ['DELETE', '/ResourceTypes', 'GET, HEAD'],
+      ['PUT', '/Schemas/urn:x', 'GET, HEAD'],
+    ]
+    for (const [method, path, allow] of cases) {
+      const res = await scim(method, path)
+      expect(res.status, `${method} ${path}`).toBe(405)
+      expect(res.headers.get('allow'), `${method} ${path}`).toBe(allow)
+      expect(res.headers.get('content-type')).toContain('application/scim+json')
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '405' })
+    }
+    // Authentication still comes first.
+    expect((await scim('DELETE', '/Users', undefined, { token: null })).status).toBe(401)
+  })
+
+  it('answers 415 with SCIM error JSON for a body that is not application/scim+json or application/json (RFC 7644 §3.1, §3.12), storing nothing', async () => {
+    const before = (await scim('GET', '/Users')).json.totalResults
+    const user = JSON.stringify({ schemas: [USER], userName: 'media-type' })
+    const created = await scim('POST', '/Users', { schemas: [USER], userName: 'media-type-target' })
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'media-type-group' })
+    for (const [method, path, contentType] of [
+      ['POST', '/Users', 'text/plain'],
+      ['POST', '/Users', 'application/x-www-form-urlencoded'],
+      ['POST', '/Groups', 'application/xml'],
+      ['PUT', `/Users/${created.json.id}`, 'text/plain'],
+      ['PATCH', `/Users/${created.json.id}`, 'text/plain'],
+      ['PUT', `/Groups/${group.json.id}`, 'multipart/form-data; boundary=x'],
+      ['PATCH', `/Groups/${group.json.id}`, 'text/json'],
+    ] as const) {
+      const res = await scim(method, path, undefined, { raw: user, headers: { 'content-type': contentType } })
+      expect(res.status, `${method} ${path} ${contentType}`).toBe(415)
+      expect(res.headers.get('content-type')).toContain('application/scim+json')
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '415' })
+    }
+    // A body with no media type at all is 415 too.
+    const untyped = await fetch(`${t.url}/scim/v2/Users`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: new Blob([user]) })
+    expect(untyped.status).toBe(415)
+    // Both accepted media types still work, with parameters.
+    const json = await scim('POST', '/Users', undefined, { raw: user, headers: { 'content-type': 'application/json; charset=utf-8' } })
+    expect(json.status).toBe(201)
+    expect((await scim('DELETE', `/Users/${json.json.id}`)).status).toBe(204)
+    expect((await scim('DELETE', `/Users/${created.json.id}`)).status).toBe(204)
+    expect((await scim('DELETE', `/Groups/${group.json.id}`)).status).toBe(204)
+    expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
+  })
+
+  it('answers 501 in SCIM format for /Me (RFC 7644 §3.11) and searching with POST (§3.4.3), which it does not implement', async () => {
+    for (const [method, path] of [['GET', '/Me'], ['PATCH', '/Me'], ['POST', '/.search'], ['POST', '/Users/.search'], ['POST', '/Groups/.search']] as const) {
+      const res = await scim(method, path, method === 'GET' ? undefined : { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'] })
+      expect(res.status, `${method} ${path}`).toBe(501)
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '501' })
+    }
+  })
+
   it('answers 404 in SCIM format for unknown resources and endpoints', async () => {
     expect((await scim('GET', '/Users/does-not-exist')).json).toMatchObject({ schemas: [ERROR], status: '404' })
     expect((await scim('GET', '/Bulk')).json).toMatchObject({ schemas: [ERROR], status: '404' })

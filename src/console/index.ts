@@ -32,6 +32,7 @@ import { shownName, type Client, type ClientDirectory, type User, type UserDirec
 import type { Clock, Random } from '../core/ports.js'
 import type { AuditLog } from '../governance/audit.js'
 import type { PrincipalAdmin, PrincipalOverrides } from '../governance/principals.js'
+import type { Person } from '../identity/people.js'
 import type { RevocationService } from '../governance/revocation.js'
 import type { PolicyHolder } from '../policy/holder.js'
 import type { PolicyService } from '../policy/service.js'
@@ -96,8 +97,9 @@ export interface ConsoleDeps {
   /** The governed directories (administrator overrides applied). */
   users: UserDirectory
   clients: ClientDirectory
-  /** Everyone and everything configured, for the People & clients lists. */
-  configuredUsers: readonly User[]
+  /** Every person of the identity domain (configured, upstream, SCIM; any status), for the People list. */
+  people: { all(): readonly Person[] }
+  /** Every configured client, for the client lists. */
   configuredClients: readonly Client[]
   events: EventSink
   revocation: RevocationService

@@ -6,7 +6,10 @@
  * (client_credentials) whose scope includes the configured SCIM scope (default `scim`); checked
  * against the store as introspection judges tokens. 401 with a `Bearer` challenge without a live
  * token, 403 `insufficient_scope` without the scope. Every error, including unparseable JSON and
- * unknown paths under /scim/v2, is SCIM error JSON (RFC 7644 §3.12), never a 5xx for bad input.
+ * unknown paths under /scim/v2, is SCIM error JSON (RFC 7644 §3.12), never a 5xx for bad input:
+ * another method on a known endpoint is 405 with `Allow`, a body that is not
+ * `application/scim+json` or `application/json` (RFC 7644 §3.1, §3.8) is 415, `/Me` and POST
+ * `.search` (not implemented) are 501.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
@@ -20,6 +23,7 @@ import { ScimError, ScimService, SCHEMA, type ListQuery, type ScimResourceOperat
 export const SCIM_PREFIX = '/scim/v2'
 const SCIM_JSON = 'application/scim+json'
 const REALM = 'Bearer realm="devicegate-scim"'
+const BODY_LIMIT = 1024 * 1024
 
 /** What the routes need. */
 export interface ScimRouteDeps {
@@ -71,7 +75,15 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         }
         done(null, body)
       }
-      api.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit: 1024 * 1024 }, parse)
+      // RFC 7644 §3.1/§3.8: bodies are application/scim+json (application/json accepted). The app's
+      // catch-all parser (which discards other bodies) is not inherited: any other media type, or a
+      // body without one, is 415 here rather than a misleading 400 about a missing body.
+      api.removeAllContentTypeParsers()
+      api.addContentTypeParser(['application/scim+json', 'application/json'], { parseAs: 'string', bodyLimit: BODY_LIMIT }, parse)
+      api.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (request, _body, done) => {
+        const type = request.headers['content-type']
+        done(new ScimError(415, `send the body as ${SCIM_JSON} or application/json${type === undefined ? '' : `, not ${JSON.stringify(type.slice(0, 100))}`}`), undefined)
+      })
 
       api.setErrorHandler((err, request, reply) => {
         if (err instanceof ScimAuthError) reply.header('www-authenticate', err.challenge)
@@ -126,26 +138,50 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         return r.body === undefined ? reply.send() : reply.type(SCIM_JSON).send(JSON.stringify(r.body))
       }
 
-      api.get('/ServiceProviderConfig', async (_request, reply) => {
-        return send(reply, scim.serviceProviderConfig())
-      })
+      type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+      type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
+      /**
+       * Registers one SCIM endpoint with its handlers; any other method on it is 405 with `Allow`
+       * (RFC 9110 §15.5.6) and SCIM error JSON (RFC 7644 §3.12), not 404: the path exists.
+       */
+      const endpoint = (path: string, handlers: Partial<Record<Method, Handler>>) => {
+        const methods = Object.keys(handlers) as Method[]
+        for (const method of methods) api.route({ method, url: path, handler: handlers[method]! })
+        const allow = (methods.includes('GET') ? [...methods, 'HEAD'] : methods).join(', ')
+        const others = (['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter((m) => !methods.includes(m))
+        if (others.length > 0)
+          api.route({
+            method: others,
+            url: path,
+            handler: async (request, reply) =>
+              sendError(reply.header('allow', allow), new ScimError(405, `use ${methods.join(' or ')} for ${request.url.split('?')[0]!.slice(0, 100)}`)),
+          })
+      }
+
+      endpoint('/ServiceProviderConfig', { GET: async (_request, reply) => send(reply, scim.serviceProviderConfig()) })
       const listOf = (items: Record<string, unknown>[]) => ({ status: 200, body: { schemas: [SCHEMA.list], totalResults: items.length, startIndex: 1, itemsPerPage: items.length, Resources: items } })
-      api.get('/ResourceTypes', async (_request, reply) => {
-        return send(reply, listOf(scim.resourceTypes()))
+      endpoint('/ResourceTypes', { GET: async (_request, reply) => send(reply, listOf(scim.resourceTypes())) })
+      endpoint('/ResourceTypes/:id', {
+        GET: async (request, reply) => {
+          const found = scim.resourceTypes().find((r) => r.id === id(request))
+          if (!found) throw new ScimError(404, `no ResourceType "${id(request)}"`)
+          return send(reply, { status: 200, body: found })
+        },
       })
-      api.get('/ResourceTypes/:id', async (request, reply) => {
-        const found = scim.resourceTypes().find((r) => r.id === id(request))
-        if (!found) throw new ScimError(404, `no ResourceType "${id(request)}"`)
-        return send(reply, { status: 200, body: found })
+      endpoint('/Schemas', { GET: async (_request, reply) => send(reply, listOf(scim.schemas())) })
+      endpoint('/Schemas/:id', {
+        GET: async (request, reply) => {
+          const found = scim.schemas().find((s) => s.id === id(request))
+          if (!found) throw new ScimError(404, `no Schema "${id(request)}"`)
+          return send(reply, { status: 200, body: found })
+        },
       })
-      api.get('/Schemas', async (_request, reply) => {
-        return send(reply, listOf(scim.schemas()))
-      })
-      api.get('/Schemas/:id', async (request, reply) => {
-        const found = scim.schemas().find((s) => s.id === id(request))
-        if (!found) throw new ScimError(404, `no Schema "${id(request)}"`)
-        return send(reply, { status: 200, body: found })
-      })
+
+      // Endpoints RFC 7644 defines that devicegate does not implement: 501, not 404 or 405 — /Me
+      // (§3.11: "SHOULD respond with HTTP status code 501") and searching with POST (§3.4.3).
+      const notImplemented = (what: string) => async (_request: FastifyRequest, reply: FastifyReply) => sendError(reply, new ScimError(501, `${what} is not implemented`))
+      api.route({ method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], url: '/Me', handler: notImplemented('/Me (RFC 7644 §3.11)') })
+      for (const path of ['/.search', '/Users/.search', '/Groups/.search']) api.route({ method: ['POST'], url: path, handler: notImplemented('searching with POST (RFC 7644 §3.4.3); use GET with "filter"') })
 
       // Users and Groups: the same six operations, the same If-Match / ETag handling (RFC 7644 §3.14).
       for (const [path, ops, kind] of [['/Users', scim.users, 'User'], ['/Groups', scim.groups, 'Group']] as const) {
@@ -156,12 +192,16 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
           if (/[\u0000-\u001f\u007f]/.test(v)) throw new ScimError(404, `no ${kind} ${JSON.stringify(v.slice(0, 100))}`)
           return v
         }
-        api.get(path, async (request, reply) => send(reply, await ops.list(q(request))))
-        api.post(path, async (request, reply) => send(reply, await ops.create(request.body, actorOf(request))))
-        api.get(`${path}/:id`, async (request, reply) => send(reply, await ops.get(resourceId(request), q(request))))
-        api.put(`${path}/:id`, async (request, reply) => send(reply, await ops.replace(resourceId(request), request.body, actorOf(request), ifMatch(request))))
-        api.patch(`${path}/:id`, async (request, reply) => send(reply, await ops.patch(resourceId(request), request.body, actorOf(request), ifMatch(request))))
-        api.delete(`${path}/:id`, async (request, reply) => send(reply, await ops.remove(resourceId(request), actorOf(request), ifMatch(request))))
+        endpoint(path, {
+          GET: async (request, reply) => send(reply, await ops.list(q(request))),
+          POST: async (request, reply) => send(reply, await ops.create(request.body, actorOf(request))),
+        })
+        endpoint(`${path}/:id`, {
+          GET: async (request, reply) => send(reply, await ops.get(resourceId(request), q(request))),
+          PUT: async (request, reply) => send(reply, await ops.replace(resourceId(request), request.body, actorOf(request), ifMatch(request))),
+          PATCH: async (request, reply) => send(reply, await ops.patch(resourceId(request), request.body, actorOf(request), ifMatch(request))),
+          DELETE: async (request, reply) => send(reply, await ops.remove(resourceId(request), actorOf(request), ifMatch(request))),
+        })
       }
     },
     { prefix: SCIM_PREFIX },

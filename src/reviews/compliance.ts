@@ -9,7 +9,7 @@
  */
 import type { ReviewsConfig } from '../config/reviews.js'
 import { SAME_DEVICE_ADVICE } from '../policy/same-device.js'
-import type { AuditCount, Evidence } from './evidence.js'
+import type { AuditCount, Evidence, PeopleEvidence, StatusCounts } from './evidence.js'
 
 export type Verdict = 'pass' | 'warn' | 'fail'
 
@@ -17,8 +17,8 @@ export type Verdict = 'pass' | 'warn' | 'fail'
 export interface EvidenceItem {
   label: string
   value: string | number | boolean
-  /** Where it comes from: `config`, `policy`, `audit`, `inventory`, `keys`, `reviews`. */
-  source: 'config' | 'policy' | 'audit' | 'inventory' | 'keys' | 'reviews'
+  /** Where it comes from: `config`, `policy`, `audit`, `inventory`, `keys`, `reviews`, `people` (the people store). */
+  source: 'config' | 'policy' | 'audit' | 'inventory' | 'keys' | 'reviews' | 'people'
   /** Audit sequence numbers behind an audit-derived value (check with `devicegate audit verify`). */
   seqs?: number[]
 }
@@ -69,6 +69,17 @@ function judge(findings: { fail: string[]; warn: string[] }): Verdict {
   return findings.fail.length > 0 ? 'fail' : findings.warn.length > 0 ? 'warn' : 'pass'
 }
 
+/** `active / disabled / deleted` of a count of people. */
+const statusLine = (c: StatusCounts) => `${c.active} / ${c.disabled} / ${c.deleted}`
+
+/** One evidence line per source that has people (configuration, upstream sign-in, SCIM). */
+function peopleBySource(p: PeopleEvidence): EvidenceItem[] {
+  const label = { config: 'configuration', provider: 'upstream sign-in', scim: 'SCIM' } as const
+  return (['config', 'provider', 'scim'] as const)
+    .filter((s) => p.bySource[s].active + p.bySource[s].disabled + p.bySource[s].deleted > 0)
+    .map((s) => ({ label: `people from ${label[s]} active / disabled / deleted`, value: statusLine(p.bySource[s]), source: 'people' }))
+}
+
 type Draft = Omit<ControlResult, 'verdict' | 'findings' | 'fixes'> & { fail: [string, string][]; warn: [string, string][] }
 
 function finish(d: Draft): ControlResult {
@@ -116,7 +127,8 @@ export function buildComplianceReport(e: Evidence, limits: ReviewsConfig['compli
     evidence: [
       { label: 'device-flow clients', value: deviceClients.length, source: 'config' },
       { label: 'clients without owners', value: ownerless.join(', ') || 'none', source: 'config' },
-      { label: 'users (disabled)', value: `${e.users.total} (${e.users.disabled})`, source: 'config' },
+      { label: 'people active / disabled / deleted', value: statusLine(e.users), source: 'people' },
+      ...peopleBySource(e.users),
       { label: 'live token families', value: e.inventory.live, source: 'inventory' },
       { label: 'live families of disabled or removed clients', value: e.inventory.ofDisabledClients, source: 'inventory' },
     ],
@@ -149,7 +161,7 @@ export function buildComplianceReport(e: Evidence, limits: ReviewsConfig['compli
     evidence: [
       { label: 'admin-tier clients approved without MFA', value: adminNoMfa.join(', ') || 'none', source: 'policy' },
       { label: 'high-tier clients approved without MFA', value: highNoMfa.join(', ') || 'none', source: 'policy' },
-      { label: 'users with a TOTP second factor', value: `${e.users.withTotp} of ${e.users.total}`, source: 'config' },
+      { label: 'people with a TOTP second factor', value: `${e.users.withTotp} of ${e.users.total}`, source: 'people' },
       { label: 'baseline rules included', value: e.includeBaseline, source: 'policy' },
       auditItem('failed sign-ins in the period', e.audit['session.sign_in_failed']),
     ],
@@ -334,11 +346,17 @@ export function buildComplianceReport(e: Evidence, limits: ReviewsConfig['compli
     evidence: [
       { label: 'clients without owners', value: ownerless.join(', ') || 'none', source: 'config' },
       { label: 'live families of disabled or removed clients', value: e.inventory.ofDisabledClients, source: 'inventory' },
+      { label: 'people active / disabled / deleted', value: statusLine(e.users), source: 'people' },
+      ...peopleBySource(e.users),
+      { label: 'live families of disabled, deleted or unknown people', value: e.inventory.ofInactivePeople, source: 'inventory' },
       auditItem('orphaned_token anomalies', e.anomalies.orphaned_token),
     ],
     fail: [
       ...(ownerless.length > 0 ? [[`apps without an owner to offboard them: ${ownerless.join(', ')}`, ownersFix(ownerless)] as [string, string]] : []),
       ...(e.inventory.ofDisabledClients > 0 ? [[`${e.inventory.ofDisabledClients} live families belong to disabled or removed clients`, 'restart the server (start-up orphan check) or `devicegate revoke --client <id>`'] as [string, string]] : []),
+      ...(e.inventory.ofInactivePeople > 0
+        ? [[`${e.inventory.ofInactivePeople} live families belong to disabled, deleted or unknown people`, 'restart the server (start-up orphan check) or `devicegate revoke --user <id>`'] as [string, string]]
+        : []),
     ],
     warn: [],
   })
@@ -420,7 +438,7 @@ export function buildComplianceReport(e: Evidence, limits: ReviewsConfig['compli
     implementation: 'TOTP (RFC 6238) as the second factor on the verification page, required by policy step-up.',
     evidence: [
       { label: 'admin-tier apps without MFA', value: adminNoMfa.join(', ') || 'none', source: 'policy' },
-      { label: 'users with TOTP', value: `${e.users.withTotp} of ${e.users.total}`, source: 'config' },
+      { label: 'people with TOTP', value: `${e.users.withTotp} of ${e.users.total}`, source: 'people' },
     ],
     fail: adminNoMfa.length > 0 ? [[`admin-tier approvals possible at AAL1: ${adminNoMfa.join(', ')}`, 'keep include_baseline: true (baseline.admin-mfa) and enrol approvers with `devicegate users enroll-totp`']] : [],
     warn: anyMfa && e.users.withTotp === 0 && e.users.total > 0 ? [['apps require MFA but no approver has a second factor', 'enrol approvers with `devicegate users enroll-totp <username>`']] : [],

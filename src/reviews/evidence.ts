@@ -16,7 +16,7 @@ import type { CompiledPolicy } from '../policy/compile.js'
 import { evaluate } from '../policy/evaluate.js'
 import type { PolicyFacts } from '../policy/model.js'
 import type { RiskTier } from '../policy/schema.js'
-import type { Store } from '../storage/store.js'
+import type { PersonSource, PersonStatus, Store } from '../storage/store.js'
 
 /** A count from the audit log with the records that make it up. */
 export interface AuditCount {
@@ -81,7 +81,13 @@ export interface Evidence {
   /** Policy decisions that denied, by phase. */
   policyDenials: AuditCount
   clients: ClientPosture[]
-  users: { total: number; disabled: number; withTotp: number; withManager: number }
+  /**
+   * People of the people store (configured, signed in upstream, provisioned by SCIM), by status and
+   * source; configured users the server has not stored yet count as it will seed them.
+   * `total` is everyone not deleted (active and disabled); `withTotp` and `withManager` count
+   * among them.
+   */
+  users: PeopleEvidence
   inventory: {
     live: number
     liveDeviceFlow: number
@@ -92,6 +98,8 @@ export interface Evidence {
     overLimit: { grantId: string; clientId: string; lifetimeSeconds: number; limitSeconds: number }[]
     /** Live families of disabled or unknown clients. */
     ofDisabledClients: number
+    /** Live families of a person who is disabled, deleted or unknown (OWASP NHI1: offboarding missed them). */
+    ofInactivePeople: number
     /** Live families unused for the dormant detector's `after_seconds`. */
     dormant: number
   }
@@ -99,6 +107,21 @@ export interface Evidence {
   practices: PracticesReport
   storageTotals: Record<StorageClass, number> | null
   reviews: { campaigns: number; lastRound: ReviewRoundSummary | undefined } | null
+}
+
+/** People counted by status. */
+export interface StatusCounts {
+  active: number
+  disabled: number
+  deleted: number
+}
+
+/** People evidence; see {@link Evidence.users}. */
+export interface PeopleEvidence extends StatusCounts {
+  total: number
+  bySource: Record<PersonSource, StatusCounts>
+  withTotp: number
+  withManager: number
 }
 
 /** What {@link gatherEvidence} reads. */
@@ -213,10 +236,11 @@ export async function gatherEvidence(deps: EvidenceDeps, period: { since: number
     afterSeq = page[page.length - 1]!.seq
   }
 
+  const people = await gatherPeople(config, store)
   const clients = config.clients.filter((c) => !c.disabled).map((c) => probeClient(policy, c, now))
   const limits = config.reviews.compliance.maxRefreshLifetimeSeconds
   const byId = new Map(config.clients.map((c) => [c.id, c]))
-  const inventory: Evidence['inventory'] = { live: 0, liveDeviceFlow: 0, dpopBound: 0, longestLifetimeSeconds: 0, overLimit: [], ofDisabledClients: 0, dormant: 0 }
+  const inventory: Evidence['inventory'] = { live: 0, liveDeviceFlow: 0, dpopBound: 0, longestLifetimeSeconds: 0, overLimit: [], ofDisabledClients: 0, ofInactivePeople: 0, dormant: 0 }
   const dormantAfter = config.governance.anomalies.dormantGrant.afterSeconds
   let after: { createdAt: number; id: string } | undefined
   for (;;) {
@@ -229,6 +253,8 @@ export async function gatherEvidence(deps: EvidenceDeps, period: { since: number
       }
       const client = byId.get(g.clientId)
       if (client === undefined || client.disabled) inventory.ofDisabledClients++
+      // client_credentials families have no person; any other subject must be an active person.
+      if (g.subject !== null && people.statusOf.get(g.subject) !== 'active') inventory.ofInactivePeople++
       if (g.expiresAt !== null) {
         const lifetime = g.expiresAt - g.createdAt
         inventory.longestLifetimeSeconds = Math.max(inventory.longestLifetimeSeconds, lifetime)
@@ -242,8 +268,6 @@ export async function gatherEvidence(deps: EvidenceDeps, period: { since: number
     after = { createdAt: last.createdAt, id: last.id }
   }
 
-  let withTotp = 0
-  for (const u of config.users) if (u.totpSecret !== undefined || (await store.findTotpSecret(u.username)) !== undefined) withTotp++
   const active = (await store.listSigningKeys()).filter((k) => k.retiredAt === null).sort((a, b) => b.createdAt - a.createdAt)[0]
   const practices = await summarizeClientPractices(store, { since, until })
   return {
@@ -258,16 +282,36 @@ export async function gatherEvidence(deps: EvidenceDeps, period: { since: number
     anomalies,
     policyDenials,
     clients,
-    users: {
-      total: config.users.length,
-      disabled: config.users.filter((u) => u.disabled).length,
-      withTotp,
-      withManager: config.users.filter((u) => u.manager !== undefined).length,
-    },
+    users: people.evidence,
     inventory,
     signingKey: active ? { kid: active.kid, alg: active.alg, ageDays: Math.floor((now - active.createdAt) / 86_400) } : null,
     practices,
     storageTotals: await store.countStorageClasses({ since }),
     reviews: deps.reviews ? { campaigns: await deps.reviews.countCampaigns(), lastRound: await deps.reviews.lastCompletedRound() } : null,
   }
+}
+
+/**
+ * Counts people from the people store (`src/identity/`: configured, upstream sign-in, SCIM), so
+ * offboarding evidence (OWASP NHI1) covers people who never were in the configuration. Configured
+ * users not stored yet (a database the server has not started on) count as the server seeds them.
+ * @returns the counts, and each person's status by id (the token `sub`).
+ */
+async function gatherPeople(config: Config, store: Store): Promise<{ evidence: PeopleEvidence; statusOf: Map<string, PersonStatus> }> {
+  const zero = (): StatusCounts => ({ active: 0, disabled: 0, deleted: 0 })
+  const evidence: PeopleEvidence = { total: 0, ...zero(), bySource: { config: zero(), provider: zero(), scim: zero() }, withTotp: 0, withManager: 0 }
+  const configured = new Map(config.users.map((u) => [u.username, u]))
+  const statusOf = new Map<string, PersonStatus>()
+  const count = async (id: string, status: PersonStatus, source: PersonSource, hasManager: boolean) => {
+    statusOf.set(id, status)
+    evidence[status]++
+    evidence.bySource[source][status]++
+    if (status === 'deleted') return
+    evidence.total++
+    if (hasManager) evidence.withManager++
+    if (configured.get(id)?.totpSecret !== undefined || (await store.findTotpSecret(id)) !== undefined) evidence.withTotp++
+  }
+  for (const p of await store.listPeople()) await count(p.id, p.status, p.source, p.manager !== null)
+  for (const u of config.users) if (!statusOf.has(u.username)) await count(u.username, u.disabled ? 'disabled' : 'active', 'config', u.manager !== undefined)
+  return { evidence, statusOf }
 }

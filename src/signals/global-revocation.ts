@@ -15,8 +15,9 @@
  *   open device authorizations denied; they must authenticate again. CAEP session-revoked
  *   events follow through the outbox (§5); each request is audited
  *   (`global_revocation.requested`, plus the revocation's own `token.revoked`).
- * - §3.4 responses: 204 No Content; 400 malformed request or unsupported identifier, or a body
- *   that is not `application/json`; 401 invalid or missing token (RFC 6750 §3.1 challenge);
+ * - §3.4 responses: 204 No Content; 400 malformed request or unsupported identifier (in every
+ *   format, a member with U+0000 or another control character is malformed), or a body that is
+ *   not `application/json`; 401 invalid or missing token (RFC 6750 §3.1 challenge);
  *   403 missing scope or not a confidential client's own token; 404 no such person (§7.2: the
  *   endpoint is authenticated, so the answer may say so); 422 the person was found but their
  *   tokens could not be revoked (e.g. the database failed mid-way; nothing is reported revoked,
@@ -44,7 +45,20 @@ export interface GlobalRevocationDeps {
   events: EventSink | undefined
 }
 
-const text = (s: Record<string, unknown>, k: string) => (typeof s[k] === 'string' && (s[k] as string).length > 0 && (s[k] as string).length <= 1000 ? (s[k] as string) : undefined)
+/** C0 controls, DEL and C1 controls: no login name, e-mail address, issuer or subject holds one. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+
+/**
+ * The non-empty string member `k` (at most 1000 characters), or undefined when absent or not one.
+ * @throws {OAuthError} 400 `invalid_request` when it holds a control character: a malformed
+ *   identifier is an invalid request (§3.4.2) in every format, not an unknown person (404).
+ */
+function text(s: Record<string, unknown>, k: string): string | undefined {
+  const v = s[k]
+  if (typeof v !== 'string' || v.length === 0 || v.length > 1000) return undefined
+  if (CONTROL.test(v)) throw new OAuthError('invalid_request', `"${k}" must not contain control characters`)
+  return v
+}
 
 /** Reads one simple identifier. @throws {OAuthError} 400 `invalid_request` when malformed or unsupported. */
 function lookupOf(s: Record<string, unknown>): SubjectLookup {

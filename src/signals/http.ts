@@ -5,8 +5,9 @@
  * - `POST /global-token-revocation`;
  * - the admin API for webhook endpoints under `/admin/api/webhooks`.
  *
- * Stream-management and poll errors are `{ err, description }` with the SSF status; token
- * problems are RFC 6750 errors with their `WWW-Authenticate` challenge.
+ * Stream-management and poll errors are `{ err, description }` with the SSF status, including a
+ * value the database refuses and a body over the limit; token problems are RFC 6750 errors with
+ * their `WWW-Authenticate` challenge.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { EventSink } from '../core/events.js'
@@ -15,6 +16,7 @@ import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
+import { isDataException } from '../storage/data-errors.js'
 import type { DeliveryStatus, SignalOutboxStore, Store } from '../storage/store.js'
 import { GLOBAL_REVOCATION_PATH, handleGlobalRevocation, type GlobalRevocationDeps } from './global-revocation.js'
 import { SsfError, SSF_PATHS, type StreamService } from './ssf/streams.js'
@@ -43,6 +45,31 @@ function protectedRequest(request: FastifyRequest, issuer: string) {
   return { authorization: request.headers.authorization, dpop: request.headers.dpop, method: request.method, uri: issuer + request.url.split('?')[0] }
 }
 
+/**
+ * Renders a stream-management or poll error: the SSF status with the RFC 8935 §2.3-style body
+ * `{ "err": …, "description": … }` (SSF 1.0 §8.1), `Cache-Control: no-store`.
+ */
+function sendSsfError(reply: FastifyReply, err: SsfError): FastifyReply {
+  return reply.status(err.status).header('cache-control', 'no-store').type('application/json').send({ err: err.err, description: err.description })
+}
+
+/**
+ * The request's own fault that reached the error handler outside {@link SsfError}, as one: a value
+ * the database cannot hold (400) or a 4xx of the framework (oversized body 413, …). Undefined for
+ * anything else (token errors, server faults).
+ */
+function requestFault(err: unknown, request: FastifyRequest): SsfError | undefined {
+  if (err instanceof OAuthError) return undefined
+  if (isDataException(err)) {
+    request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'shared signals request carried a value the database refuses')
+    return new SsfError(400, 'invalid_request', 'a request value is out of range or not valid text')
+  }
+  const status = (err as { statusCode?: unknown }).statusCode
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new SsfError(status, 'invalid_request', (err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is too large' : 'malformed request')
+  return undefined
+}
+
 /** Registers the routes; see the module comment. */
 export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsHttpDeps): Promise<void> {
   await app.register(async (api) => {
@@ -62,13 +89,14 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
     // draft-parecki-oauth-global-token-revocation §3.4.2, SSF 1.0 §8.1), not fastify's 415.
     api.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 256 * 1024 }, (_req, _text, done) => done(null, undefined))
     api.setErrorHandler((err, request, reply) => {
-      if (err instanceof SsfError) {
-        // Shared Signals endpoints answer {err, description}; the others speak OAuth errors.
-        if (request.url.startsWith('/ssf/'))
-          return reply.status(err.status).header('cache-control', 'no-store').type('application/json').send({ err: err.err, description: err.description })
-        throw new OAuthError('invalid_request', err.description, { status: err.status })
-      }
-      throw err
+      // Shared Signals endpoints answer {err, description}; the others speak OAuth errors. Token
+      // problems stay RFC 6750 errors (their WWW-Authenticate challenge) and server faults go to the
+      // app-wide handler; what the request did wrong is put in the SSF shape here, because the
+      // app-wide backstops (a PostgreSQL data exception, fastify's 4xx) answer in the OAuth shape.
+      const ssf = err instanceof SsfError ? err : request.url.startsWith('/ssf/') ? requestFault(err, request) : undefined
+      if (ssf === undefined) throw err
+      if (request.url.startsWith('/ssf/')) return sendSsfError(reply, ssf)
+      throw new OAuthError('invalid_request', ssf.description, { status: ssf.status })
     })
 
     /** A receiver: a confidential client's token with the SSF scope (RFC 6750). */

