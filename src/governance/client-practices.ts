@@ -38,7 +38,7 @@ export interface PracticesReport {
   since: number
   until: number
   clients: ClientPractices[]
-  /** First and last audit sequence numbers read, null when the period had none. */
+  /** First and last audit sequence numbers of the period's approvals read, null when it had none. */
   auditRange: { firstSeq: number; lastSeq: number } | null
 }
 
@@ -89,11 +89,10 @@ export async function summarizeClientPractices(
   let afterSeq = 0
   let range: PracticesReport['auditRange'] = null
   for (;;) {
-    const page = await store.listAuditEvents({ afterSeq, sinceTime: period.since, limit: PAGE })
+    const page = await store.listAuditEvents({ afterSeq, sinceTime: period.since, untilTime: period.until, types: ['device_code.approved'], limit: PAGE })
     for (const r of page) {
-      if (r.time >= period.until) continue
       range = range === null ? { firstSeq: r.seq, lastSeq: r.seq } : { firstSeq: range.firstSeq, lastSeq: r.seq }
-      if (r.type !== 'device_code.approved' || r.clientId === null) continue
+      if (r.clientId === null) continue
       const e = entry(r.clientId)
       e.approvals++
       let details: Record<string, unknown> = {}

@@ -146,6 +146,9 @@ const TRACKED_EVENTS = [
   'session.sign_in_failed',
 ] as const
 
+/** The audit records the evidence reads: the tracked ones, and policy decisions for denials. */
+const EVIDENCE_EVENTS: readonly string[] = [...TRACKED_EVENTS, 'policy.decided']
+
 function add(c: AuditCount | undefined, seq: number): AuditCount {
   const x = c ?? { count: 0, seqs: [] }
   x.count++
@@ -217,9 +220,8 @@ export async function gatherEvidence(deps: EvidenceDeps, period: { since: number
   let policyDenials: AuditCount = { count: 0, seqs: [] }
   let afterSeq = 0
   for (;;) {
-    const page = await store.listAuditEvents({ afterSeq, sinceTime: since, limit: 5000 })
+    const page = await store.listAuditEvents({ afterSeq, sinceTime: since, untilTime: until, types: EVIDENCE_EVENTS, limit: 5000 })
     for (const r of page) {
-      if (r.time >= until) continue
       if ((TRACKED_EVENTS as readonly string[]).includes(r.type)) audit[r.type] = add(audit[r.type], r.seq)
       if (r.type === 'anomaly.raised' || r.type === 'policy.decided') {
         let d: Record<string, unknown> = {}

@@ -47,6 +47,15 @@ export interface AuditCheckpointRecord {
   signature: string
 }
 
+/** What {@link AuditLogStore.listAuditEvents} selects. Times are epoch seconds. */
+export interface AuditEventQuery {
+  afterSeq?: number
+  sinceTime?: number
+  untilTime?: number
+  types?: readonly string[]
+  limit: number
+}
+
 /** The append-only, hash-chained audit log and its checkpoints. */
 export interface AuditLogStore {
   /**
@@ -64,8 +73,13 @@ export interface AuditLogStore {
   ): Promise<AuditEventRecord[]>
   /** The chain head: last `seq` (0 when empty) and its hash (64 zeros when empty). */
   readAuditHead(): Promise<{ seq: number; hash: string }>
-  /** Events in `seq` order with `seq > afterSeq` (default 0) and `time >= sinceTime`, at most `limit`. */
-  listAuditEvents(query: { afterSeq?: number; sinceTime?: number; limit: number }): Promise<AuditEventRecord[]>
+  /**
+   * Events in `seq` order with `seq > afterSeq` (default 0), `sinceTime <= time < untilTime` (epoch
+   * seconds; either bound may be absent) and, when `types` is given, a `type` among them (an empty
+   * list matches nothing); at most `limit`. Filtering here, not in the caller, keeps a report over a
+   * 90-day window from reading every record of it.
+   */
+  listAuditEvents(query: AuditEventQuery): Promise<AuditEventRecord[]>
   /** Stores a signed checkpoint of the chain head; a second one for the same `seq` is ignored. */
   insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>
   /** Every checkpoint, in `seq` order. */

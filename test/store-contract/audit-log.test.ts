@@ -85,5 +85,27 @@ describeStoreContract('audit log', (contract) => {
       const cps = (await store.listAuditCheckpoints()).filter((c) => c.seq === late!.seq)
       expect(cps).toEqual([{ seq: late!.seq, hash: late!.hash, time: NOW, signature: 'a' }])
     })
+
+    it('lists only the named types within [sinceTime, untilTime), and nothing for an empty type list', async () => {
+      const before = await store.readAuditHead()
+      const at = NOW + 7000
+      const written = await store.appendAuditEvents(
+        [
+          event('device_code.approved', { time: at - 1 }),
+          event('device_code.approved', { time: at }),
+          event('token.issued', { time: at }),
+          event('policy.decided', { time: at + 1 }),
+          event('device_code.approved', { time: at + 2 }),
+        ],
+        chain,
+      )
+      const seqs = (q: { sinceTime?: number; untilTime?: number; types?: readonly string[] }) =>
+        store.listAuditEvents({ afterSeq: before.seq, limit: 10, ...q }).then((rows) => rows.map((r) => r.seq))
+      const s = written.map((r) => r.seq)
+      expect(await seqs({ sinceTime: at, untilTime: at + 2, types: ['device_code.approved'] })).toEqual([s[1]])
+      expect(await seqs({ sinceTime: at, untilTime: at + 2, types: ['device_code.approved', 'policy.decided'] })).toEqual([s[1], s[3]])
+      expect(await seqs({ untilTime: at + 1 })).toEqual([s[0], s[1], s[2]])
+      expect(await seqs({ types: [] })).toEqual([])
+    })
   })
 })

@@ -3,7 +3,7 @@
  * ../audit-log.ts). Appends serialise on the chain-head row, across instances.
  */
 import { sql, type Kysely, type Selectable } from 'kysely'
-import type { AuditCheckpointRecord, AuditEventBody, AuditEventRecord, AuditLogStore, NewAuditEvent } from '../audit-log.js'
+import type { AuditCheckpointRecord, AuditEventBody, AuditEventQuery, AuditEventRecord, AuditLogStore, NewAuditEvent } from '../audit-log.js'
 import type { KyselyContext } from './context.js'
 import { PreparedQuery } from './prepared.js'
 import type { AuditEventsTable, DevicegateDatabase } from './tables.js'
@@ -104,11 +104,14 @@ export class KyselyAuditLogStore implements AuditLogStore {
     })
   }
 
-  listAuditEvents(query: { afterSeq?: number; sinceTime?: number; limit: number }): Promise<AuditEventRecord[]> {
+  listAuditEvents(query: AuditEventQuery): Promise<AuditEventRecord[]> {
     return this.#ctx.guard(async () => {
+      if (query.types !== undefined && query.types.length === 0) return []
       let q = this.#db.selectFrom('audit_events').selectAll()
       if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq)
       if (query.sinceTime !== undefined) q = q.where('time', '>=', query.sinceTime)
+      if (query.untilTime !== undefined) q = q.where('time', '<', query.untilTime)
+      if (query.types !== undefined) q = q.where('type', 'in', [...query.types])
       const rows = await q.orderBy('seq').limit(query.limit).execute()
       return rows.map(toAuditEvent)
     })
