@@ -62,6 +62,30 @@ describe('SQLite poll times (RFC 8628 §3.5 slow_down bookkeeping in memory)', (
     await expect(store.registerPoll('dg_missing', NOW)).rejects.toThrow(/no device grant/)
     await store.close()
   })
+
+  it('decides a poll after the lookup by device code from the row that lookup read, and never from a row older than its own decisions', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const other = new Database(path)
+    other.pragma('busy_timeout = 5000')
+    try {
+      const g = deviceGrant()
+      await store.createDeviceGrant(g)
+      // Another process polled this code at NOW with a grown interval (a restart, say).
+      other.prepare('update device_grants set last_polled_at = ?, interval_seconds = 10 where id = ?').run(NOW, g.id)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW, intervalSeconds: 10 })
+      // RFC 8628 §3.5: 9 s after the last poll with a 10 s interval is too fast.
+      expect(await store.registerPoll(g.id, NOW + 9)).toEqual({ tooFast: true, intervalSeconds: 15 })
+      // The row is older than this process's decision until written back: a later lookup must
+      // not put that older state in place of the decision.
+      other.prepare('update device_grants set last_polled_at = null, interval_seconds = 5 where id = ?').run(g.id)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW + 9, intervalSeconds: 15 })
+      expect(await store.registerPoll(g.id, NOW + 10)).toEqual({ tooFast: true, intervalSeconds: 20 })
+    } finally {
+      other.close()
+      await store.close()
+    }
+  })
 })
 
 describe('SQLite WAL checkpoints (off the request path)', () => {
