@@ -6,6 +6,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
@@ -60,6 +61,30 @@ describe('SQLite poll times (RFC 8628 §3.5 slow_down bookkeeping in memory)', (
     const store = await openStore(`sqlite:${file()}`)
     await expect(store.registerPoll('dg_missing', NOW)).rejects.toThrow(/no device grant/)
     await store.close()
+  })
+
+  it('decides a poll after the lookup by device code from the row that lookup read, and never from a row older than its own decisions', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const other = new Database(path)
+    other.pragma('busy_timeout = 5000')
+    try {
+      const g = deviceGrant()
+      await store.createDeviceGrant(g)
+      // Another process polled this code at NOW with a grown interval (a restart, say).
+      other.prepare('update device_grants set last_polled_at = ?, interval_seconds = 10 where id = ?').run(NOW, g.id)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW, intervalSeconds: 10 })
+      // RFC 8628 §3.5: 9 s after the last poll with a 10 s interval is too fast.
+      expect(await store.registerPoll(g.id, NOW + 9)).toEqual({ tooFast: true, intervalSeconds: 15 })
+      // The row is older than this process's decision until written back: a later lookup must
+      // not put that older state in place of the decision.
+      other.prepare('update device_grants set last_polled_at = null, interval_seconds = 5 where id = ?').run(g.id)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW + 9, intervalSeconds: 15 })
+      expect(await store.registerPoll(g.id, NOW + 10)).toEqual({ tooFast: true, intervalSeconds: 20 })
+    } finally {
+      other.close()
+      await store.close()
+    }
   })
 })
 
@@ -146,5 +171,52 @@ describe('SQLite group commit (writes of one event-loop turn share one commit)',
     expect(await store.redeemDeviceGrant(g.id, NOW, bundle())).toBe(true)
     expect(await store.findDeviceGrantByUserCode(g.userCode)).toMatchObject({ status: 'redeemed' })
     await store.close()
+  })
+})
+
+describe('SQLite shared read transaction (hot reads of one event-loop turn share one snapshot)', () => {
+  const insertSql = `insert into device_grants (id, device_code_hash, user_code, client_id, scope, status, created_at, expires_at, interval_seconds, request_ip) values (?, ?, ?, 'cli', 'openid', 'pending', ${NOW}, ${NOW + 600}, 5, '127.0.0.1')`
+
+  it('a write after a hot read of the same turn succeeds although another process committed in between (no SQLITE_BUSY_SNAPSHOT)', async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const known = deviceGrant()
+    await store.createDeviceGrant(known)
+    const other = new Database(path)
+    other.pragma('busy_timeout = 5000')
+    try {
+      // All in one turn: the read opens the turn's read snapshot, another connection commits,
+      // then this store writes.
+      const read = store.findDeviceGrantByDeviceCodeHash(known.deviceCodeHash)
+      const foreign = deviceGrant()
+      other.prepare(insertSql).run(foreign.id, foreign.deviceCodeHash, foreign.userCode)
+      const mine = deviceGrant()
+      const written = store.createDeviceGrant(mine)
+      expect(await read).toMatchObject({ id: known.id })
+      await expect(written).resolves.toBeUndefined()
+      expect(other.prepare('select id from device_grants where id = ?').pluck().get(mine.id)).toBe(mine.id)
+      expect(await store.findDeviceGrantByDeviceCodeHash(foreign.deviceCodeHash)).toMatchObject({ id: foreign.id })
+    } finally {
+      other.close()
+      await store.close()
+    }
+  })
+
+  it("a hot read of a later turn sees another process's commit (the snapshot ends with the turn)", async () => {
+    const path = file()
+    const store = await openStore(`sqlite:${path}`)
+    const other = new Database(path)
+    other.pragma('busy_timeout = 5000')
+    try {
+      const foreign = deviceGrant()
+      expect(await store.findDeviceGrantByDeviceCodeHash(foreign.deviceCodeHash)).toBeUndefined()
+      // Another process commits while this turn's read snapshot may still be open.
+      other.prepare(insertSql).run(foreign.id, foreign.deviceCodeHash, foreign.userCode)
+      await new Promise((r) => setImmediate(r))
+      expect(await store.findDeviceGrantByDeviceCodeHash(foreign.deviceCodeHash)).toMatchObject({ id: foreign.id, status: 'pending' })
+    } finally {
+      other.close()
+      await store.close()
+    }
   })
 })

@@ -25,13 +25,15 @@
  * - ephemeral state of several instances (`ephemeral.ts`): `device_poll_times` (PostgreSQL only,
  *   UNLOGGED) — 008
  * - trusted devices (`trusted-devices.ts`): `devices` — 002
- * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003, 007 (record seals)
+ * - audit log (`audit-log.ts`): `audit_events`, `audit_head`, `audit_checkpoints` — 003, 007 (record seals),
+ *   017 (`seq` the rowid on SQLite)
  * - governance records (`governance-records.ts`): `anomalies`, `principal_overrides` — 003
  * - conditional approval (`conditional-approval.ts`): `device_grant_policy`, `totp_secrets` — 004
  * - storage classes (`storage-classes.ts`): `grant_storage_classes` — 013
  * - access reviews (`access-reviews.ts`): `review_campaigns`, `review_rounds`, `review_items` — 014
  * - governance console (`console-views.ts`): `console_anomaly_acks` — 012; indexes for its lists
- *   and charts on `device_grants`, `device_grant_policy`, `audit_events`, `anomalies` — 012
+ *   and charts on `device_grants`, `device_grant_policy`, `audit_events`, `anomalies` — 012; three
+ *   of them partial 018
  * - people (`people.ts`): `people`, `people_groups`, `people_group_members`, `upstream_logins`,
  *   `security_events_received`, `device_compliance` — 010
  * - signals (`signals.ts`, `oidc-context.ts`): `oidc_auth_context`, `signal_outbox`,
@@ -71,6 +73,8 @@ export const migrations: Record<string, Migration> = {
   '014_reviews': reviews.reviews,
   '015_signals_review_events': signals.reviewEvents,
   '016_signals_secrets': signals.secrets,
+  '017_audit_seq_rowid': governance.auditSeqRowid,
+  '018_partial_indexes': consoleDomain.partialIndexes,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
   //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of

@@ -37,6 +37,12 @@ export interface PollTimes {
   register(id: string, now: number): Promise<{ tooFast: boolean; intervalSeconds: number }>
   /** The state this process holds for `id` that may be newer than the row, if any. */
   current(id: string): PollState | undefined
+  /**
+   * Offers the state just read from `id`'s row, so that the {@link register} that follows (the
+   * token endpoint reads the row, then registers the poll) need not read it again. Ignored when
+   * this process already holds a state for `id` (that one is newer) or decides polls elsewhere.
+   */
+  seed?(id: string, state: PollState): void
   /** Writes what is not yet in the rows back now; resolves when written (never rejects). */
   flush(): Promise<void>
 }
@@ -87,6 +93,14 @@ export class InMemoryPollTimes implements PollTimes {
     entry.dirty = true
     this.#timer ??= setTimeout(() => void this.flush(), POLL_WRITE_BACK_MS).unref()
     return { tooFast, intervalSeconds: entry.intervalSeconds }
+  }
+
+  /**
+   * Keeps the state read from `id`'s row, unless an entry exists (newer than the row). A clean
+   * entry: nothing to write back; evicted like any idle one.
+   */
+  seed(id: string, state: PollState): void {
+    if (!this.#entries.has(id)) this.#entries.set(id, { lastPolledAt: state.lastPolledAt, intervalSeconds: state.intervalSeconds, dirty: false })
   }
 
   /** The state held in memory for `id`, if any: newer than the row. */

@@ -120,7 +120,10 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
     return this.#ctx.guard(async () => {
       const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
-      return row && toDeviceGrantRecord(row, this.#pollTimes)
+      if (row === undefined) return undefined
+      // The poll path: a pending code is registered next; its poll state is in this row already.
+      if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
+      return toDeviceGrantRecord(row, this.#pollTimes)
     })
   }
 

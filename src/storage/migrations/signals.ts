@@ -22,7 +22,8 @@
  * Both dialects: SQLite triggers; PostgreSQL PL/pgSQL trigger functions, created in the current
  * schema. A trigger writes only the event type, time and the changed row's key.
  */
-import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
+import { sql, type Kysely, type Migration } from 'kysely'
+import { isPostgres } from './dialect.js'
 
 interface TriggerSpec {
   name: string
@@ -49,10 +50,6 @@ const TRIGGERS: TriggerSpec[] = [
   // revocation is audited as token.revoked with actor admin:<client>).
   { name: 'audit_admin_signal', table: 'audit_events', timing: 'AFTER INSERT', when: "NEW.type = 'admin.action' OR NEW.actor LIKE 'admin:%'", type: 'admin.action', occurredAt: 'NEW.time', ref: 'CAST(NEW.seq AS TEXT)' },
 ]
-
-function isPostgres(db: Kysely<any>): boolean {
-  return db.getExecutor().adapter instanceof PostgresAdapter
-}
 
 async function createTriggers(db: Kysely<any>, specs: readonly TriggerSpec[]): Promise<void> {
   const pg = isPostgres(db)
