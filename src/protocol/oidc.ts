@@ -170,12 +170,13 @@ export function userClaims(user: User | undefined, scopes: readonly string[]): R
  * approval when known. Client-credentials tokens (no user) are refused with `invalid_token`.
  *
  * @throws {OAuthError} `invalid_token` (401), `insufficient_scope` (403, no `openid`),
- *   `invalid_dpop_proof` — each with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
+ *   `invalid_dpop_proof`, `use_dpop_nonce` (401 with a `DPoP-Nonce`, when `dpop.require_nonce`,
+ *   RFC 9449 §9) — each with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
  * @see https://openid.net/specs/openid-connect-core-1_0.html#UserInfo
  */
 export async function handleUserInfo(
   request: ProtectedRequest,
-  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients' | 'users'>,
+  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients' | 'users' | 'dpopNonces'>,
 ): Promise<Record<string, unknown>> {
   const { record, scopes } = await authenticateAccessToken(request, deps, { realm: 'devicegate-userinfo', scope: OPENID_SCOPE })
   if (record.subject === null)

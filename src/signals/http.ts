@@ -14,6 +14,7 @@ import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
+import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { DeliveryStatus, SignalOutboxStore, Store } from '../storage/store.js'
 import { GLOBAL_REVOCATION_PATH, handleGlobalRevocation, type GlobalRevocationDeps } from './global-revocation.js'
@@ -37,6 +38,8 @@ export interface SignalsHttpDeps {
   events: EventSink | undefined
   /** Asks the dispatcher to run soon. */
   wake(): void
+  /** Set when DPoP proofs must carry a server nonce (RFC 9449 §9, `dpop.require_nonce`). */
+  dpopNonces?: DpopNonces | undefined
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
