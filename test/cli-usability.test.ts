@@ -7,10 +7,12 @@
  *   records the tool rather than "node";
  * - the keyring fallback note is printed once per store, not on every login;
  * - governance commands find the configuration as the README prints them (no --config):
- *   DEVICEGATE_CONFIG, else ./devicegate.yaml; `tokens list` has a header row.
+ *   DEVICEGATE_CONFIG, else ./devicegate.yaml; `tokens list` has a header row;
+ * - a command that only reads refuses a data directory that does not exist instead of creating it
+ *   with an empty database (a mistyped --data-dir made `audit verify` say `ok: 0 records`).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -96,6 +98,8 @@ describe('governance commands find the configuration as the README prints them',
   beforeAll(() => {
     dir = tempDir()
     writeFileSync(join(dir, 'devicegate.yaml'), `data_dir: ${JSON.stringify(join(dir, 'data'))}\nlog_level: silent\n`)
+    // As after `devicegate serve` (or `migrate`): a read-only command never creates the data directory.
+    mkdirSync(join(dir, 'data'))
   })
 
   it('reads ./devicegate.yaml without --config, and prints a header row in tokens list', () => {
@@ -124,5 +128,37 @@ describe('governance commands find the configuration as the README prints them',
     const [header, row] = table.split('\n')
     expect(row!.indexOf('alice')).toBe(header!.indexOf('SUBJECT'))
     expect(row!.indexOf('read')).toBe(header!.indexOf('SCOPE'))
+  })
+})
+
+describe('read-only commands refuse a data directory that does not exist', () => {
+  const READ_ONLY: string[][] = [
+    ['audit', 'verify'],
+    ['audit', 'export'],
+    ['users', 'list'],
+    ['users', 'show', 'alice'],
+    ['tokens', 'list'],
+    ['flows', 'list'],
+    ['report', 'compliance', '--format', 'json'],
+    ['devices', 'list'],
+    ['devices', 'grants', 'x'.repeat(43)],
+    ['keys', 'list'],
+  ]
+  for (const command of READ_ONLY) {
+    it(`${command.slice(0, 2).join(' ')}: one line on stderr, exit 1, and the directory is not created`, () => {
+      const missing = join(tempDir(), 'typo', 'x')
+      const res = runCli([...command, '--dev', '--data-dir', missing])
+      expect(res.status).toBe(1)
+      expect(res.stdout).toBe('')
+      expect(res.stderr).toBe(`devicegate: data directory ${missing} does not exist; this command only reads and creates nothing (check --data-dir, data_dir or storage.url)\n`)
+      expect(existsSync(join(missing, '..'))).toBe(false)
+    })
+  }
+
+  it('migrate (a command that writes) still creates it', () => {
+    const missing = join(tempDir(), 'new', 'x')
+    const res = runCli(['migrate', '--dev', '--data-dir', missing])
+    expect(res.status).toBe(0)
+    expect(existsSync(join(missing, 'devicegate.db'))).toBe(true)
   })
 })

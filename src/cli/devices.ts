@@ -13,11 +13,12 @@ import {
 import { openStore } from '../storage/index.js'
 import type { DeviceRecord, GrantRecord } from '../storage/store.js'
 import { systemClock } from '../system.js'
-import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+import { configFromOptions, exitWithError, requireExistingDatabaseDir, withConfigOptions, type ConfigOptions, type StoreAccess } from './config-options.js'
 
-async function withRegistry(opts: ConfigOptions, fn: (registry: DeviceRegistry) => Promise<void>): Promise<void> {
+async function withRegistry(opts: ConfigOptions, fn: (registry: DeviceRegistry) => Promise<void>, access: StoreAccess = 'write'): Promise<void> {
   try {
     const { config } = await configFromOptions(opts)
+    if (access === 'read') requireExistingDatabaseDir(config.storageUrl)
     const store = await openStore(config.storageUrl)
     try {
       await fn(createDeviceRegistry({ store, clock: systemClock }))
@@ -93,7 +94,7 @@ export function registerDevicesCommands(program: Command): void {
       const list = await registry.list({ includeRetired: Boolean(opts.all) })
       if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`)
       else list.forEach(printDevice)
-    }),
+    }, 'read'),
   )
 
   withConfigOptions(
@@ -123,6 +124,6 @@ export function registerDevicesCommands(program: Command): void {
       const grants = await registry.grants(jkt)
       if (opts.json) process.stdout.write(`${JSON.stringify(grants)}\n`)
       else grants.forEach(printGrant)
-    }),
+    }, 'read'),
   )
 }
