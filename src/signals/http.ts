@@ -66,6 +66,7 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
     api.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 256 * 1024 }, (_req, _text, done) => done(null, undefined))
     api.setErrorHandler((err, request, reply) => {
       if (err instanceof SsfError) {
+        if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
         // Shared Signals endpoints answer {err, description}; the others speak OAuth errors.
         if (request.url.startsWith('/ssf/'))
           return reply.status(err.status).header('cache-control', 'no-store').type('application/json').send({ err: err.err, description: err.description })
