@@ -195,8 +195,12 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
       api.post('/admin/api/webhooks/:id/deliveries/:seq/retry', async (request, reply: FastifyReply) => {
         const actor = await admin(request)
         const d = await endpointOf(request)
-        const seq = Number((request.params as { seq: string }).seq)
-        if (!Number.isInteger(seq) || !(await deps.signals.retrySignalDelivery(d.id, seq))) throw new OAuthError('invalid_request', 'delivery not found', { status: 404 })
+        // A malformed id is 400 like every admin route's path parameters (admin-api.ts parsePart);
+        // only a well-formed sequence number that names no delivery is 404.
+        const raw = (request.params as { seq: string }).seq
+        const seq = Number(raw)
+        if (!/^\d{1,15}$/.test(raw) || !Number.isSafeInteger(seq)) throw new OAuthError('invalid_request', '"seq" must be a delivery sequence number (decimal digits)')
+        if (!(await deps.signals.retrySignalDelivery(d.id, seq))) throw new OAuthError('invalid_request', 'delivery not found', { status: 404 })
         await deps.events?.record({ type: 'admin.action', actor, details: { action: 'webhook.delivery_retried', endpoint: view(d).id, seq } })
         deps.wake()
         return reply.status(202).send({ status: 'pending' })
