@@ -162,3 +162,34 @@ describe('read-only commands refuse a data directory that does not exist', () =>
     expect(existsSync(join(missing, 'devicegate.db'))).toBe(true)
   })
 })
+
+describe('usage errors and empty listings', () => {
+  it('tokens list and flows list refuse a --limit outside 1–1000, as their help says: exit 2 naming the range', () => {
+    const dir = tempDir()
+    for (const args of [['tokens', 'list', '--limit', '0'], ['tokens', 'list', '--limit', '1001'], ['tokens', 'list', '--limit', 'abc'], ['flows', 'list', '--limit', '0']]) {
+      const res = runCli([...args, '--dev', '--data-dir', dir])
+      expect(res.status, args.join(' ')).toBe(2)
+      expect(res.stderr, args.join(' ')).toContain(`error: option '--limit <n>' argument '${args[3]}' is invalid. expected an integer from 1 to 1000`)
+      expect(res.stdout).toBe('')
+    }
+  })
+
+  it('geo refuses an argument that is not an IP address (exit 2) instead of printing "country unknown"', () => {
+    const res = runCli(['geo', '8.8.8.8', 'notanip', '--dev', '--data-dir', tempDir()])
+    expect(res.status).toBe(2)
+    expect(res.stderr).toBe('devicegate: "notanip" is not an IPv4 or IPv6 address\n')
+    expect(res.stdout).toBe('')
+  })
+
+  it('devices list says there are none; --json still prints []', () => {
+    const dir = tempDir()
+    const text = runCli(['devices', 'list', '--dev', '--data-dir', dir])
+    expect(text.status).toBe(0)
+    expect(text.stdout).toBe('(no trusted devices; --all includes retired ones)\n')
+    const all = runCli(['devices', 'list', '--all', '--dev', '--data-dir', dir])
+    expect(all.stdout).toBe('(no devices)\n')
+    const json = runCli(['devices', 'list', '--json', '--dev', '--data-dir', dir])
+    expect(json.status).toBe(0)
+    expect(json.stdout).toBe('[]\n')
+  })
+})

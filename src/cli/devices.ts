@@ -93,6 +93,7 @@ export function registerDevicesCommands(program: Command): void {
     withRegistry(opts, async (registry) => {
       const list = await registry.list({ includeRetired: Boolean(opts.all) })
       if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`)
+      else if (list.length === 0) process.stdout.write(opts.all ? '(no devices)\n' : '(no trusted devices; --all includes retired ones)\n')
       else list.forEach(printDevice)
     }, 'read'),
   )
@@ -123,6 +124,7 @@ export function registerDevicesCommands(program: Command): void {
     withRegistry(opts, async (registry) => {
       const grants = await registry.grants(jkt)
       if (opts.json) process.stdout.write(`${JSON.stringify(grants)}\n`)
+      else if (grants.length === 0) process.stdout.write('(no token families bound to this key)\n')
       else grants.forEach(printGrant)
     }, 'read'),
   )

@@ -31,6 +31,21 @@ export function parseTimeOption(value: string): number {
 }
 
 /**
+ * Parses `--limit` of the listing commands: an integer from 1 to 1000, as their help says (the
+ * inventory clamps silently, so `--limit 0` listed one row).
+ * @throws {InvalidArgumentError} with exit code 2 (a usage error), naming the range.
+ */
+export function parseLimitOption(value: string): number {
+  const n = Number(value)
+  if (!/^\s*\d+\s*$/.test(value) || n < 1 || n > 1000) {
+    const err = new InvalidArgumentError('expected an integer from 1 to 1000')
+    err.exitCode = 2
+    throw err
+  }
+  return n
+}
+
+/**
  * Opens the configured store, runs `fn`, closes it; errors exit non-zero.
  * @param access `read` for commands that only read: a missing database directory is refused
  *   (exit 1, one line) instead of created ({@link requireExistingDatabaseDir}).
@@ -142,7 +157,7 @@ export function registerTokensCommands(program: Command): void {
       .option('--user <username>', 'only this subject')
       .option('--client <client_id>', 'only this client')
       .option('--status <status>', 'active or revoked')
-      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--limit <n>', 'at most this many (1–1000)', parseLimitOption, 100)
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--json', 'JSON Lines instead of a table'),
   ).action((opts: ConfigOptions & { user?: string; client?: string; status?: string; limit: number; cursor?: string; json?: boolean }) =>
@@ -172,7 +187,7 @@ export function registerFlowsCommands(program: Command): void {
       .option('--status <status>', `only ${FLOW_STATUSES.join(', ')}`)
       .option('--user <username>', 'only flows decided by this user')
       .option('--client <client_id>', 'only this client')
-      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--limit <n>', 'at most this many (1–1000)', parseLimitOption, 100)
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--json', 'JSON Lines instead of a table'),
   ).action((opts: ConfigOptions & { status?: string; user?: string; client?: string; limit: number; cursor?: string; json?: boolean }) =>
