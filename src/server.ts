@@ -251,7 +251,7 @@ export async function createServer(config: Config, options: CreateServerOptions 
     events: governance.events,
     ...(config.dpop.requireNonce ? { dpopNonces: await DpopNonces.open(store, clock, systemRandom) } : {}),
   }
-  const signals = await startSignals({ config, store, keys, secrets: keyEncryption, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients })
+  const signals = await startSignals({ config, store, keys, secrets: keyEncryption, clock, random: systemRandom, logger, events: governance.events, revocation: governance.revocation, users: governance.users, clients, dpopNonces: protocol.dpopNonces })
   // Access reviews and the compliance report: admin API routes and the review scheduler.
   const reviews = startReviews({
     config,

@@ -7,10 +7,12 @@
  *   records the tool rather than "node";
  * - the keyring fallback note is printed once per store, not on every login;
  * - governance commands find the configuration as the README prints them (no --config):
- *   DEVICEGATE_CONFIG, else ./devicegate.yaml; `tokens list` has a header row.
+ *   DEVICEGATE_CONFIG, else ./devicegate.yaml; `tokens list` has a header row;
+ * - a command that only reads refuses a data directory that does not exist instead of creating it
+ *   with an empty database (a mistyped --data-dir made `audit verify` say `ok: 0 records`).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -96,6 +98,8 @@ describe('governance commands find the configuration as the README prints them',
   beforeAll(() => {
     dir = tempDir()
     writeFileSync(join(dir, 'devicegate.yaml'), `data_dir: ${JSON.stringify(join(dir, 'data'))}\nlog_level: silent\n`)
+    // As after `devicegate serve` (or `migrate`): a read-only command never creates the data directory.
+    mkdirSync(join(dir, 'data'))
   })
 
   it('reads ./devicegate.yaml without --config, and prints a header row in tokens list', () => {
@@ -124,5 +128,68 @@ describe('governance commands find the configuration as the README prints them',
     const [header, row] = table.split('\n')
     expect(row!.indexOf('alice')).toBe(header!.indexOf('SUBJECT'))
     expect(row!.indexOf('read')).toBe(header!.indexOf('SCOPE'))
+  })
+})
+
+describe('read-only commands refuse a data directory that does not exist', () => {
+  const READ_ONLY: string[][] = [
+    ['audit', 'verify'],
+    ['audit', 'export'],
+    ['users', 'list'],
+    ['users', 'show', 'alice'],
+    ['tokens', 'list'],
+    ['flows', 'list'],
+    ['report', 'compliance', '--format', 'json'],
+    ['devices', 'list'],
+    ['devices', 'grants', 'x'.repeat(43)],
+    ['keys', 'list'],
+  ]
+  for (const command of READ_ONLY) {
+    it(`${command.slice(0, 2).join(' ')}: one line on stderr, exit 1, and the directory is not created`, () => {
+      const missing = join(tempDir(), 'typo', 'x')
+      const res = runCli([...command, '--dev', '--data-dir', missing])
+      expect(res.status).toBe(1)
+      expect(res.stdout).toBe('')
+      expect(res.stderr).toBe(`devicegate: data directory ${missing} does not exist; this command only reads and creates nothing (check --data-dir, data_dir or storage.url)\n`)
+      expect(existsSync(join(missing, '..'))).toBe(false)
+    })
+  }
+
+  it('migrate (a command that writes) still creates it', () => {
+    const missing = join(tempDir(), 'new', 'x')
+    const res = runCli(['migrate', '--dev', '--data-dir', missing])
+    expect(res.status).toBe(0)
+    expect(existsSync(join(missing, 'devicegate.db'))).toBe(true)
+  })
+})
+
+describe('usage errors and empty listings', () => {
+  it('tokens list and flows list refuse a --limit outside 1–1000, as their help says: exit 2 naming the range', () => {
+    const dir = tempDir()
+    for (const args of [['tokens', 'list', '--limit', '0'], ['tokens', 'list', '--limit', '1001'], ['tokens', 'list', '--limit', 'abc'], ['flows', 'list', '--limit', '0']]) {
+      const res = runCli([...args, '--dev', '--data-dir', dir])
+      expect(res.status, args.join(' ')).toBe(2)
+      expect(res.stderr, args.join(' ')).toContain(`error: option '--limit <n>' argument '${args[3]}' is invalid. expected an integer from 1 to 1000`)
+      expect(res.stdout).toBe('')
+    }
+  })
+
+  it('geo refuses an argument that is not an IP address (exit 2) instead of printing "country unknown"', () => {
+    const res = runCli(['geo', '8.8.8.8', 'notanip', '--dev', '--data-dir', tempDir()])
+    expect(res.status).toBe(2)
+    expect(res.stderr).toBe('devicegate: "notanip" is not an IPv4 or IPv6 address\n')
+    expect(res.stdout).toBe('')
+  })
+
+  it('devices list says there are none; --json still prints []', () => {
+    const dir = tempDir()
+    const text = runCli(['devices', 'list', '--dev', '--data-dir', dir])
+    expect(text.status).toBe(0)
+    expect(text.stdout).toBe('(no trusted devices; --all includes retired ones)\n')
+    const all = runCli(['devices', 'list', '--all', '--dev', '--data-dir', dir])
+    expect(all.stdout).toBe('(no devices)\n')
+    const json = runCli(['devices', 'list', '--json', '--dev', '--data-dir', dir])
+    expect(json.status).toBe(0)
+    expect(json.stdout).toBe('[]\n')
   })
 })

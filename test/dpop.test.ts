@@ -3,6 +3,7 @@
  * bound tokens (§5, §6), bound device codes (devicegate extension of RFC 8628), clients that
  * require DPoP, and introspection of bound tokens (RFC 7662 + RFC 9449 §6.2).
  */
+import { createHash } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
@@ -36,6 +37,7 @@ async function configWithDpopClient(extra: Record<string, unknown> = {}) {
         scopes: ['read', 'offline_access'],
         dpop: { bind_device_code: true },
       },
+      { client_id: 'oidc-cli', name: 'OIDC CLI', type: 'public', grant_types: [DEVICE_GRANT], scopes: ['openid', 'read'] },
     ],
   })
 }
@@ -97,6 +99,10 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
     ['htu with another scheme (check 9, RFC 3986 §6.2.3 does not equate them)', () => proof(k1, { htu: tokenUrl().replace('http:', 'https:') })],
     ['htu with another port (check 9)', () => proof(k1, { htu: `http://127.0.0.1:1/token` })],
     ['htu missing (check 9)', () => proof(k1, { omit: ['htu'] })],
+    // RFC 3986 §3.2.1: userinfo is part of the authority, so http://u:p@host/token is not the
+    // request's URI (normalisation keeps it); RFC 9110 §4.2.4: its presence is an error.
+    ['htu with userinfo user:pass@ before the host (check 9, RFC 9110 §4.2.4)', () => proof(k1, { htu: tokenUrl().replace('http://', 'http://u:p@') })],
+    ['htu with an empty userinfo @ before the host (check 9, RFC 9110 §4.2.4)', () => proof(k1, { htu: tokenUrl().replace('http://', 'http://@') })],
     ['iat 10 minutes old (check 11, §11.1)', () => proof(k1, { iatOffset: -600 })],
     ['iat 61 s old (check 11)', () => proof(k1, { iatOffset: -61 })],
     ['iat 60 s in the future (check 11)', () => proof(k1, { iatOffset: 60 })],
@@ -378,6 +384,29 @@ describe('RFC 9449 §8 server nonces (dpop.require_nonce)', () => {
     n.clock.advance(DPOP_NONCE_SLOT_SECONDS)
     const { deviceCode: second } = await nApproved()
     expectDpopError(await nRedeem(second, await nProof({ nonce: nonce! })), 'use_dpop_nonce')
+  })
+
+  it('RFC 9449 §9: /userinfo answers 401 use_dpop_nonce with a DPoP challenge and a DPoP-Nonce for a proof without a nonce, then accepts the nonce', async () => {
+    const authz = await postForm(`${n.url}/device_authorization`, { client_id: 'oidc-cli', scope: 'openid' })
+    await approveAs(n.url, authz.json.user_code)
+    const tokens = await postForm(`${n.url}/token`, { grant_type: DEVICE_GRANT, device_code: authz.json.device_code, client_id: 'oidc-cli' }, { DPoP: await nProof({ nonce: authz.headers.get('dpop-nonce')! }) })
+    expect(tokens.json.token_type).toBe('DPoP')
+    const token = tokens.json.access_token as string
+    const ath = createHash('sha256').update(token).digest('base64url')
+    const userinfo = (dpop: string) => fetch(`${n.url}/userinfo`, { headers: { authorization: `DPoP ${token}`, dpop } })
+    const noNonce = await userinfo(await makeProof(k1, { htu: `${n.issuer}/userinfo`, htm: 'GET', ath, now: n.clock.nowSeconds() }))
+    expect(noNonce.status).toBe(401)
+    expect(noNonce.headers.get('www-authenticate')).toMatch(/^DPoP .*error="use_dpop_nonce"/)
+    expect(noNonce.headers.get('cache-control')).toBe('no-store')
+    const nonce = noNonce.headers.get('dpop-nonce')
+    expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    expect(await noNonce.json()).toMatchObject({ error: 'use_dpop_nonce' })
+    const wrongNonce = await userinfo(await makeProof(k1, { htu: `${n.issuer}/userinfo`, htm: 'GET', ath, nonce: 'made-up-nonce', now: n.clock.nowSeconds() }))
+    expect(wrongNonce.status).toBe(401)
+    expect(wrongNonce.headers.get('dpop-nonce')).toBe(nonce)
+    const ok = await userinfo(await makeProof(k1, { htu: `${n.issuer}/userinfo`, htm: 'GET', ath, nonce: nonce!, now: n.clock.nowSeconds() }))
+    expect(ok.status).toBe(200)
+    expect(await ok.json()).toMatchObject({ sub: 'alice' })
   })
 
   it('accepts a nonce issued by another instance sharing the store', async () => {

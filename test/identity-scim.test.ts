@@ -245,6 +245,19 @@ describe('RFC 7644 §3.3–3.6 Users', () => {
     expect((await scim('GET', '/Users?count=abc')).json.scimType).toBe('invalidValue')
   })
 
+  it('pages with integers only (§3.4.2.4, RFC 7643 §2.3.4 no exponent): startIndex=1e23 is 400 invalidValue, not echoed as 1e+23; startIndex < 1 is 1', async () => {
+    for (const bad of ['1e23', '1.5', '0x10', '99999999999999999999']) {
+      const res = await scim('GET', `/Users?startIndex=${bad}`)
+      expect(res.status, bad).toBe(400)
+      expect(res.json.scimType, bad).toBe('invalidValue')
+      expect(res.json.detail, bad).toMatch(/"startIndex" must be an integer/)
+    }
+    expect((await scim('GET', '/Users?count=1e2')).status).toBe(400)
+    const below = await scim('GET', '/Users?startIndex=-5&count=1')
+    expect(below.status).toBe(200)
+    expect(below.json.startIndex).toBe(1)
+  })
+
   it('replaces with PUT (§3.5.1) and honours If-Match (412 on an old version)', async () => {
     const res = await scim('PUT', `/Users/${id}`, { schemas: [USER], userName: 'bjensen', displayName: 'Babs Jensen', externalId: 'bjensen' }, { headers: { 'if-match': 'W/"1"' } })
     expect(res.status).toBe(200)
@@ -289,6 +302,39 @@ describe('RFC 7644 §3.3–3.6 Users', () => {
     }
     expect(Object.prototype).not.toHaveProperty('dgPolluted')
     expect((await scim('GET', `/Users/${id}`)).json.meta.version).toBe(before.json.meta.version)
+  })
+
+  it('refuses a PATCH (§3.5.2) that modifies a readOnly attribute (id, meta, groups): 400 mutability, nothing changed', async () => {
+    const before = await scim('GET', `/Users/${id}`)
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'readonly-test' })
+    const cases: Array<[string, Record<string, unknown>]> = [
+      [`/Users/${id}`, { op: 'replace', path: 'id', value: 'another-id' }],
+      [`/Users/${id}`, { op: 'replace', path: 'urn:ietf:params:scim:schemas:core:2.0:User:id', value: 'another-id' }],
+      [`/Users/${id}`, { op: 'replace', path: 'meta.created', value: '2000-01-01T00:00:00Z' }],
+      [`/Users/${id}`, { op: 'remove', path: 'meta' }],
+      [`/Users/${id}`, { op: 'add', path: 'groups', value: [{ value: group.json.id }] }],
+      [`/Users/${id}`, { op: 'replace', value: { id: 'another-id', displayName: 'Not Applied' } }],
+      [`/Groups/${group.json.id}`, { op: 'replace', path: 'id', value: 'another-id' }],
+    ]
+    for (const [target, op] of cases) {
+      const res = await scim('PATCH', target, { schemas: [PATCH], Operations: [op] })
+      expect(res.status, JSON.stringify(op)).toBe(400)
+      expect(res.json.scimType, JSON.stringify(op)).toBe('mutability')
+    }
+    const after = await scim('GET', `/Users/${id}`)
+    expect(after.json.meta.version).toBe(before.json.meta.version)
+    expect(after.json.displayName).toBe(before.json.displayName)
+    // Echoing the resource's own id modifies nothing, so it is not refused.
+    const echo = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value: { id, displayName: before.json.displayName } }] })
+    expect(echo.status).toBe(200)
+  })
+
+  it('ignores readOnly values in a PUT (§3.5.1 "readOnly: any values provided SHALL be ignored"): another id is 200 and the id stays', async () => {
+    const current = await scim('GET', `/Users/${id}`)
+    const res = await scim('PUT', `/Users/${id}`, { schemas: [USER], id: 'another-id', userName: current.json.userName, displayName: current.json.displayName, externalId: current.json.externalId })
+    expect(res.status).toBe(200)
+    expect(res.json.id).toBe(id)
+    expect((await scim('GET', '/Users/another-id')).status).toBe(404)
   })
 
   it('deletes (§3.6): 204, then 404, and the userName is free again', async () => {

@@ -113,6 +113,16 @@ describe('OpenID Connect Core §3.1.3 ID Token from the device flow (openid-clie
     expect(res.status).toBe(400)
     expect(res.json).toMatchObject({ error: 'invalid_request' })
   })
+
+  it('caps nonce at 255 characters with or without openid: a 10 KB nonce is 400 invalid_request (RFC 6749 §5.2), 255 is accepted', async () => {
+    for (const scope of ['openid', 'read']) {
+      const res = await postForm(`${t.url}/device_authorization`, { client_id: 'oidc-cli', scope, nonce: 'n'.repeat(10 * 1024) })
+      expect(res.status, scope).toBe(400)
+      expect(res.json, scope).toEqual({ error: 'invalid_request', error_description: "'nonce' must be at most 255 printable ASCII characters" })
+    }
+    const longest = await postForm(`${t.url}/device_authorization`, { client_id: 'oidc-cli', scope: 'openid', nonce: 'n'.repeat(255) })
+    expect(longest.status).toBe(200)
+  })
 })
 
 describe('OpenID Connect Core §5.3 UserInfo errors (RFC 6750 §3.1, RFC 9449 §7)', () => {

@@ -111,6 +111,20 @@ describe('SSF 1.0 §8.1 stream management', () => {
     await deleteAllStreams()
   })
 
+  it('names what is wrong with stream_id (SSF 1.0 §8.1.1): given twice is not "required"', async () => {
+    const created = await createPushStream()
+    const id = created.stream_id as string
+    const twice = await json(`${streamUrl()}?stream_id=${id}&stream_id=${id}`, 'GET', token)
+    expect(twice.status).toBe(400)
+    expect(twice.body).toEqual({ err: 'invalid_request', description: '"stream_id" must be given once' })
+    const deleteTwice = await json(`${streamUrl()}?stream_id=${id}&stream_id=other`, 'DELETE', token)
+    expect(deleteTwice.body).toEqual({ err: 'invalid_request', description: '"stream_id" must be given once' })
+    expect((await json(`${t.url}/ssf/status`, 'POST', token, { stream_id: 42, status: 'enabled' })).body).toEqual({ err: 'invalid_request', description: '"stream_id" must be a string' })
+    expect((await json(`${t.url}/ssf/verify`, 'POST', token, {})).body).toEqual({ err: 'invalid_request', description: '"stream_id" is required' })
+    expect((await json(`${streamUrl()}?stream_id=${id}`, 'GET', token)).body).toEqual(created)
+    await deleteAllStreams()
+  })
+
   it('hides other receivers\' streams (404), needs a token (401) with the ssf scope (403), and limits streams (409)', async () => {
     const created = await createPushStream()
     const other = await clientToken(t.url, 'receiver-2')
@@ -253,5 +267,26 @@ describe('RFC 8936 poll delivery with acknowledgement', () => {
     const other = await clientToken(t.url, 'receiver-2')
     expect((await json(local, 'POST', other, { returnImmediately: true })).status).toBe(404)
     await deleteAllStreams()
+  })
+})
+
+describe('SSF 1.0 §8.1.4.2 verification inside min_verification_interval', () => {
+  let v: TestServer
+  beforeAll(async () => {
+    v = await startTestServer({ config: await signalsConfig({ ssf: { min_verification_interval_seconds: 30, long_poll_seconds: 1 } }) })
+  })
+  afterAll(async () => v?.close())
+
+  it('answers 429 with Retry-After: the seconds left (RFC 6585 §4, RFC 9110 §10.2.3)', async () => {
+    const as = await clientToken(v.url, 'receiver')
+    const stream = (await json(`${v.url}/ssf/stream`, 'POST', as, { delivery: { method: POLL } })).body as { stream_id: string }
+    expect((await json(`${v.url}/ssf/verify`, 'POST', as, { stream_id: stream.stream_id })).status).toBe(204)
+    v.clock.advance(10)
+    const again = await json(`${v.url}/ssf/verify`, 'POST', as, { stream_id: stream.stream_id })
+    expect(again.status).toBe(429)
+    expect(again.body).toMatchObject({ err: 'too_many_requests' })
+    expect(again.headers.get('retry-after')).toBe('20')
+    v.clock.advance(20)
+    expect((await json(`${v.url}/ssf/verify`, 'POST', as, { stream_id: stream.stream_id })).status).toBe(204)
   })
 })

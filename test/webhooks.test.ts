@@ -150,6 +150,12 @@ describe('webhooks through the outbox', () => {
     expect(retry.status).toBe(202)
     await waitFor(() => received.filter((r) => r.id === pending.webhook_id).length === 2, 'retried delivery')
     expect((await json(`${t.url}/admin/api/webhooks/siem/deliveries/999999/retry`, 'POST', admin)).status).toBe(404)
+    // A malformed delivery id is 400 invalid_request, like the admin API's other path parameters.
+    for (const bad of ['abc', '1.5', '-1', '1e3', '99999999999999999999']) {
+      const res = await json(`${t.url}/admin/api/webhooks/siem/deliveries/${bad}/retry`, 'POST', admin)
+      expect(res.status, bad).toBe(400)
+      expect(res.body, bad).toEqual({ error: 'invalid_request', error_description: "'seq' must be a delivery sequence number (decimal digits)" })
+    }
     expect((await json(`${t.url}/admin/api/webhooks/nope/deliveries`, 'GET', admin)).status).toBe(404)
     expect((await json(`${t.url}/admin/api/webhooks`, 'GET', undefined)).status).toBe(401)
   })

@@ -3,6 +3,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
 import { newTotpSecret } from '../verification/totp.js'
 import { ConfigError, DEV_ENV, devConfigFile, loadConfigFile, resolveConfig, type Config, type ConfigOverrides, type ResolveOptions } from '../config/load.js'
@@ -85,6 +86,30 @@ export async function configFromOptions(opts: ConfigOptions, resolveOptions: Res
       ...(envTotp ? {} : { generatedTotpSecret: totpSecret }),
     },
   }
+}
+
+/**
+ * What a command does with the store: `read` commands (listings, `audit verify|export`, `report
+ * compliance`) must not create a database; `write` commands (and `serve`) create it when missing.
+ */
+export type StoreAccess = 'read' | 'write'
+
+/**
+ * Refuses, before anything is opened, a read-only command whose SQLite database directory (the
+ * data directory, or the directory of `storage.url`) does not exist: opening the store would
+ * create it with an empty database and the command would report on that (`audit verify --data-dir
+ * /typo` said `ok: 0 records`). PostgreSQL and `:memory:` URLs pass.
+ *
+ * @param storageUrl The resolved `storage.url` (`sqlite:/abs/path`, a bare path, or `postgres://…`).
+ * @throws {ConfigError} naming the missing directory.
+ */
+export function requireExistingDatabaseDir(storageUrl: string): void {
+  if (/^postgres(ql)?:\/\//i.test(storageUrl)) return
+  const path = storageUrl.replace(/^sqlite:(\/\/)?/i, '')
+  if (path === '' || path === ':memory:') return
+  const dir = dirname(resolve(path))
+  if (!existsSync(dir))
+    throw new ConfigError(`data directory ${dir} does not exist; this command only reads and creates nothing (check --data-dir, data_dir or storage.url)`)
 }
 
 /** Prints a start-up failure without a stack and exits non-zero. */

@@ -13,11 +13,12 @@ import {
 import { openStore } from '../storage/index.js'
 import type { DeviceRecord, GrantRecord } from '../storage/store.js'
 import { systemClock } from '../system.js'
-import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+import { configFromOptions, exitWithError, requireExistingDatabaseDir, withConfigOptions, type ConfigOptions, type StoreAccess } from './config-options.js'
 
-async function withRegistry(opts: ConfigOptions, fn: (registry: DeviceRegistry) => Promise<void>): Promise<void> {
+async function withRegistry(opts: ConfigOptions, fn: (registry: DeviceRegistry) => Promise<void>, access: StoreAccess = 'write'): Promise<void> {
   try {
     const { config } = await configFromOptions(opts)
+    if (access === 'read') requireExistingDatabaseDir(config.storageUrl)
     const store = await openStore(config.storageUrl)
     try {
       await fn(createDeviceRegistry({ store, clock: systemClock }))
@@ -92,8 +93,9 @@ export function registerDevicesCommands(program: Command): void {
     withRegistry(opts, async (registry) => {
       const list = await registry.list({ includeRetired: Boolean(opts.all) })
       if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`)
+      else if (list.length === 0) process.stdout.write(opts.all ? '(no devices)\n' : '(no trusted devices; --all includes retired ones)\n')
       else list.forEach(printDevice)
-    }),
+    }, 'read'),
   )
 
   withConfigOptions(
@@ -122,7 +124,8 @@ export function registerDevicesCommands(program: Command): void {
     withRegistry(opts, async (registry) => {
       const grants = await registry.grants(jkt)
       if (opts.json) process.stdout.write(`${JSON.stringify(grants)}\n`)
+      else if (grants.length === 0) process.stdout.write('(no token families bound to this key)\n')
       else grants.forEach(printGrant)
-    }),
+    }, 'read'),
   )
 }

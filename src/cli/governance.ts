@@ -17,7 +17,7 @@ import { systemClock } from '../system.js'
 import { openStore } from '../storage/index.js'
 import type { Store } from '../storage/store.js'
 import { openToolIdentity } from '../identity/index.js'
-import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+import { configFromOptions, exitWithError, requireExistingDatabaseDir, withConfigOptions, type ConfigOptions, type StoreAccess } from './config-options.js'
 
 /**
  * Parses a time option: ISO 8601 (`2026-01-31T12:00:00Z`, `2026-01-31`) or epoch seconds.
@@ -30,10 +30,30 @@ export function parseTimeOption(value: string): number {
   return Math.floor(ms / 1000)
 }
 
-/** Opens the configured store, runs `fn`, closes it; errors exit non-zero. */
-export async function withStore(opts: ConfigOptions, fn: (store: Store, config: Config) => Promise<void>): Promise<void> {
+/**
+ * Parses `--limit` of the listing commands: an integer from 1 to 1000, as their help says (the
+ * inventory clamps silently, so `--limit 0` listed one row).
+ * @throws {InvalidArgumentError} with exit code 2 (a usage error), naming the range.
+ */
+export function parseLimitOption(value: string): number {
+  const n = Number(value)
+  if (!/^\s*\d+\s*$/.test(value) || n < 1 || n > 1000) {
+    const err = new InvalidArgumentError('expected an integer from 1 to 1000')
+    err.exitCode = 2
+    throw err
+  }
+  return n
+}
+
+/**
+ * Opens the configured store, runs `fn`, closes it; errors exit non-zero.
+ * @param access `read` for commands that only read: a missing database directory is refused
+ *   (exit 1, one line) instead of created ({@link requireExistingDatabaseDir}).
+ */
+export async function withStore(opts: ConfigOptions, fn: (store: Store, config: Config) => Promise<void>, access: StoreAccess = 'write'): Promise<void> {
   try {
     const { config } = await configFromOptions(opts)
+    if (access === 'read') requireExistingDatabaseDir(config.storageUrl)
     const store = await openStore(config.storageUrl)
     try {
       await fn(store, config)
@@ -75,7 +95,7 @@ export function registerAuditCommands(program: Command): void {
         `ok: ${result.checked} records, chain head seq ${result.lastSeq}, ${result.checkpoints} signed checkpoints, ` +
           `${result.uncheckpointed} records after the newest checkpoint (${seconds.toFixed(2)} s)\n`,
       )
-    }),
+    }, 'read'),
   )
   withConfigOptions(
     audit
@@ -91,7 +111,7 @@ export function registerAuditCommands(program: Command): void {
       const n = await exportAuditLog(store, opts.since, write)
       if (out !== process.stdout) await new Promise<void>((resolve) => (out as NodeJS.WritableStream).end(resolve))
       process.stderr.write(`exported ${n} records\n`)
-    }),
+    }, 'read'),
   )
 }
 
@@ -137,7 +157,7 @@ export function registerTokensCommands(program: Command): void {
       .option('--user <username>', 'only this subject')
       .option('--client <client_id>', 'only this client')
       .option('--status <status>', 'active or revoked')
-      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--limit <n>', 'at most this many (1–1000)', parseLimitOption, 100)
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--json', 'JSON Lines instead of a table'),
   ).action((opts: ConfigOptions & { user?: string; client?: string; status?: string; limit: number; cursor?: string; json?: boolean }) =>
@@ -153,7 +173,7 @@ export function registerTokensCommands(program: Command): void {
       if (opts.json) for (const i of page.items) process.stdout.write(JSON.stringify(i) + '\n')
       else process.stdout.write(formatTokenTable(page.items))
       if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
-    }),
+    }, 'read'),
   )
 }
 
@@ -167,7 +187,7 @@ export function registerFlowsCommands(program: Command): void {
       .option('--status <status>', `only ${FLOW_STATUSES.join(', ')}`)
       .option('--user <username>', 'only flows decided by this user')
       .option('--client <client_id>', 'only this client')
-      .option('--limit <n>', 'at most this many (1–1000)', (v) => Number(v), 100)
+      .option('--limit <n>', 'at most this many (1–1000)', parseLimitOption, 100)
       .option('--cursor <cursor>', 'continue after a previous page')
       .option('--json', 'JSON Lines instead of a table'),
   ).action((opts: ConfigOptions & { status?: string; user?: string; client?: string; limit: number; cursor?: string; json?: boolean }) =>
@@ -183,7 +203,7 @@ export function registerFlowsCommands(program: Command): void {
       if (opts.json) for (const f of page.items) process.stdout.write(JSON.stringify(f) + '\n')
       else process.stdout.write(formatFlowTable(page.items))
       if (page.next_cursor !== null) process.stderr.write(`more: --cursor ${page.next_cursor}\n`)
-    }),
+    }, 'read'),
   )
 }
 

@@ -12,11 +12,16 @@ import { sealStoredSecrets } from '../signals/secrets.js'
 import { openStore } from '../storage/index.js'
 import type { Store } from '../storage/store.js'
 import { systemClock } from '../system.js'
-import { configFromOptions, exitWithError, withConfigOptions, type ConfigOptions } from './config-options.js'
+import { configFromOptions, exitWithError, requireExistingDatabaseDir, withConfigOptions, type ConfigOptions, type StoreAccess } from './config-options.js'
 
-async function withKeyRing(opts: ConfigOptions, fn: (ring: KeyRing, longestTtlSeconds: number, more: { store: Store; encryption: KeyEncryption }) => Promise<void>): Promise<void> {
+async function withKeyRing(
+  opts: ConfigOptions,
+  fn: (ring: KeyRing, longestTtlSeconds: number, more: { store: Store; encryption: KeyEncryption }) => Promise<void>,
+  access: StoreAccess = 'write',
+): Promise<void> {
   try {
     const { config } = await configFromOptions(opts)
+    if (access === 'read') requireExistingDatabaseDir(config.storageUrl)
     const store = await openStore(config.storageUrl)
     try {
       const encryption = (await loadKek(config)).encryption
@@ -39,7 +44,7 @@ export function registerKeysCommands(program: Command): void {
         const state = k.retiredAt === null ? 'active' : `retired, published until ${new Date((k.publishUntil ?? 0) * 1000).toISOString()}`
         process.stdout.write(`${k.kid}  ${k.alg}  created ${new Date(k.createdAt * 1000).toISOString()}  ${state}\n`)
       }
-    }),
+    }, 'read'),
   )
   withConfigOptions(
     keys

@@ -10,7 +10,7 @@ import { RevocationService } from '../governance/revocation.js'
 import { openToolIdentity, type Identity } from '../identity/index.js'
 import { effectiveGroups, PeopleError, personView } from '../identity/people.js'
 import { systemClock, systemRandom } from '../system.js'
-import { withConfigOptions, type ConfigOptions } from './config-options.js'
+import { withConfigOptions, type ConfigOptions, type StoreAccess } from './config-options.js'
 import { cliActor, cliEvents, withStore } from './governance.js'
 
 /** Reads one line from standard input (the new password), without echo when it is a terminal. */
@@ -29,7 +29,7 @@ async function readSecretLine(prompt: string): Promise<string> {
   }
 }
 
-async function withIdentity(opts: ConfigOptions, fn: (identity: Identity) => Promise<void>): Promise<void> {
+async function withIdentity(opts: ConfigOptions, fn: (identity: Identity) => Promise<void>, access: StoreAccess = 'write'): Promise<void> {
   await withStore(opts, async (store, config) => {
     const { events, close } = await cliEvents(store, config)
     const revocation = new RevocationService(store, systemClock, events)
@@ -41,7 +41,7 @@ async function withIdentity(opts: ConfigOptions, fn: (identity: Identity) => Pro
       identity.close()
       await close()
     }
-  })
+  }, access)
 }
 
 /** Registers `users list`, `users show` and `users set-password`. */
@@ -62,14 +62,14 @@ export function registerPeopleCommands(program: Command): void {
           opts.json ? `${JSON.stringify(personView(p))}\n` : `${p.id}\t${p.userName}\t${p.status}\t${p.source}\t${effectiveGroups(p).join(',') || '-'}\t${p.risk}\n`,
         )
       }
-    }),
+    }, 'read'),
   )
   withConfigOptions(users.command('show <id>').description('show one person as JSON')).action((id: string, opts: ConfigOptions) =>
     withIdentity(opts, async (identity) => {
       const person = identity.directory.person(id) ?? identity.directory.byUserName(id)
       if (person === undefined) throw new InvalidArgumentError(`no person "${id}"`)
       process.stdout.write(`${JSON.stringify(personView(person), null, 2)}\n`)
-    }),
+    }, 'read'),
   )
   withConfigOptions(
     users

@@ -48,6 +48,6 @@ export function registerReviewsCommands(program: Command): void {
         })
         process.stderr.write(`${opts.out}: ${r.summary.pass} pass, ${r.summary.warn} warn, ${r.summary.fail} fail (audit head seq ${r.chainHead.seq})\n`)
       } else process.stdout.write(text)
-    }),
+    }, 'read'),
   )
 }

@@ -1,6 +1,7 @@
 /**
  * `devicegate hash-secret`, `devicegate check-config`, `devicegate migrate`.
  */
+import { isIP } from 'node:net'
 import type { Command } from 'commander'
 import { loadConfigFile, resolveConfig } from '../config/load.js'
 import { checkStartup } from '../server.js'
@@ -44,6 +45,12 @@ export function registerUtilityCommands(program: Command): void {
       .description('look up addresses in the configured IP data (networks, MaxMind DB, ip-location-db CSV): country and ASN')
       .argument('<ip...>', 'IPv4 or IPv6 addresses'),
   ).action(async (ips: string[], opts: ConfigOptions) => {
+    // An argument that is no address is a usage error (exit 2), not a lookup that finds nothing.
+    const invalid = ips.find((ip) => isIP(ip) === 0)
+    if (invalid !== undefined) {
+      process.stderr.write(`devicegate: ${JSON.stringify(invalid.slice(0, 100))} is not an IPv4 or IPv6 address\n`)
+      process.exit(2)
+    }
     try {
       const { config } = await configFromOptions(opts)
       const geo = await openGeoLookup(config.geo)

@@ -110,10 +110,22 @@ export interface ListQuery {
   excludedAttributes?: string
 }
 
+/**
+ * A SCIM Integer (RFC 7643 §2.3.4: a decimal number with no fractional digits and no exponent),
+ * within the range a number holds exactly.
+ * @throws {ScimError} 400 `invalidValue` naming the parameter (`1e23`, `1.5`, `0x10`, `ten`, and
+ *   integers beyond 2^53 - 1).
+ */
+function integerParameter(value: string, name: string): number {
+  const n = Number(value)
+  if (!/^\s*[+-]?\d+\s*$/.test(value) || !Number.isSafeInteger(n))
+    throw new ScimError(400, `"${name}" must be an integer (decimal digits, at most ${Number.MAX_SAFE_INTEGER})`, 'invalidValue')
+  return n
+}
+
 function pageOf(q: ListQuery): { start: number; count: number } {
-  const start = q.startIndex === undefined ? 1 : Number(q.startIndex)
-  const count = q.count === undefined ? 100 : Number(q.count)
-  if (!Number.isInteger(start) || !Number.isInteger(count)) throw new ScimError(400, '"startIndex" and "count" must be integers', 'invalidValue')
+  const start = q.startIndex === undefined ? 1 : integerParameter(q.startIndex, 'startIndex')
+  const count = q.count === undefined ? 100 : integerParameter(q.count, 'count')
   // RFC 7644 §3.4.2.4: values below 1 are 1 (startIndex) and 0 (count).
   return { start: Math.max(1, start), count: Math.min(MAX_RESULTS, Math.max(0, count)) }
 }
@@ -210,6 +222,44 @@ export function readPatch(body: unknown): ScimPatchOperation[] {
   })
 }
 
+
+/** The top-level attribute a PATCH path names: `id` for `id`, `meta.created` and `urn:…:User:id`. */
+function pathAttribute(path: string): string {
+  const beforeFilter = path.split('[')[0]!
+  const local = /^urn:/i.test(beforeFilter) ? beforeFilter.slice(beforeFilter.lastIndexOf(':') + 1) : beforeFilter
+  return local.split('.')[0]!.trim().toLowerCase()
+}
+
+/**
+ * Refuses PATCH operations that would modify a readOnly attribute: RFC 7644 §3.5.2 ("a client MUST
+ * NOT modify an attribute that has mutability readOnly"; an incompatible operation gets the §3.12
+ * error) with scimType `mutability`. An operation whose `path` names one (`id`, `meta.created`,
+ * `urn:ietf:params:scim:schemas:core:2.0:User:id`) is refused whatever its value; a path-less
+ * `add`/`replace` is refused when its value carries one with a value other than the current one
+ * (a client that echoes the resource's own `id` modifies nothing). Unlike PATCH, PUT ignores
+ * readOnly values (RFC 7644 §3.5.1).
+ *
+ * @param current The resource as served (with its readOnly attributes).
+ * @param readOnly Lower-case names of its readOnly top-level attributes (RFC 7643 §3.1, §4.1).
+ * @throws {ScimError} 400 `mutability` naming the attribute.
+ */
+export function refuseReadOnlyPatch(ops: readonly ScimPatchOperation[], current: Record<string, unknown>, readOnly: readonly string[]): void {
+  const refuse = (name: string) => new ScimError(400, `"${name}" is readOnly and cannot be modified`, 'mutability')
+  for (const op of ops) {
+    const path = (op as { path?: string }).path
+    if (path !== undefined) {
+      const name = pathAttribute(path)
+      if (readOnly.includes(name)) throw refuse(name)
+      continue
+    }
+    const value = (op as { value?: unknown }).value
+    if (op.op === 'remove' || value === null || typeof value !== 'object' || Array.isArray(value)) continue
+    for (const [key, given] of Object.entries(value)) {
+      const name = key.toLowerCase()
+      if (readOnly.includes(name) && JSON.stringify(given) !== JSON.stringify(attr(current, name))) throw refuse(name)
+    }
+  }
+}
 
 /** Applies operations with scim-patch; its errors become SCIM errors with their `scimType`. */
 export function applyPatch(resource: Record<string, unknown>, ops: ScimPatchOperation[]): Record<string, unknown> {

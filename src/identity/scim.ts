@@ -26,10 +26,15 @@ import { StoreConflictError } from '../storage/store.js'
 import type { GroupRecord, PeopleStore, PersonRecord } from '../storage/store.js'
 import { newPerson, PeopleError, type Person, type PeopleService } from './people.js'
 import { resourceTypes, schemas, serviceProviderConfig } from './scim-discovery.js'
-import { applyPatch, attr, checkIfMatch, listResponse, projectAttributes, readPatch, SCHEMA, ScimError, weakEtag, type ListQuery, type ScimResult } from './scim-protocol.js'
+import { applyPatch, attr, checkIfMatch, listResponse, projectAttributes, readPatch, refuseReadOnlyPatch, SCHEMA, ScimError, weakEtag, type ListQuery, type ScimResult } from './scim-protocol.js'
 import { asBoolean, groupResource, readGroup, readUser, userResource, type GroupFields, type UserFields } from './scim-resources.js'
 
 export { SCHEMA, ScimError, type ListQuery, type ScimResult } from './scim-protocol.js'
+
+/** readOnly attributes of a User (RFC 7643 §3.1 `id`, `meta`; §4.1.2 `groups`): PATCH may not modify them. */
+const USER_READ_ONLY = ['id', 'meta', 'groups'] as const
+/** readOnly attributes of a Group (RFC 7643 §3.1). */
+const GROUP_READ_ONLY = ['id', 'meta'] as const
 
 /** What {@link ScimService} needs. */
 export interface ScimDeps {
@@ -159,7 +164,9 @@ export class ScimService {
   async patchUser(id: string, body: unknown, actor: string, ifMatch?: string): Promise<ScimResult> {
     const p = this.#person(id, ifMatch)
     const ops = readPatch(body)
-    const { groups: _g, meta: _m, ...patchable } = this.#userResource(p, await this.#groups())
+    const current = this.#userResource(p, await this.#groups())
+    refuseReadOnlyPatch(ops, current, USER_READ_ONLY)
+    const { groups: _g, meta: _m, ...patchable } = current
     const patched = applyPatch(patchable, ops)
     if (asBoolean(attr(patched, 'active'), 'active') === undefined) patched.active = p.status === 'active'
     await this.#applyUser(p, readUser({ ...patched, schemas: [SCHEMA.user, ...(Array.isArray(patched.schemas) ? patched.schemas : [])] }), actor)
@@ -232,7 +239,9 @@ export class ScimService {
   async patchGroup(id: string, body: unknown, actor: string, ifMatch?: string): Promise<ScimResult> {
     const current = await this.#group(id, ifMatch)
     const ops = readPatch(body)
-    const { meta: _m, ...patchable } = this.#groupResource(current)
+    const resource = this.#groupResource(current)
+    refuseReadOnlyPatch(ops, resource, GROUP_READ_ONLY)
+    const { meta: _m, ...patchable } = resource
     const patched = applyPatch(patchable, ops)
     return this.#saveGroup(current, this.#readGroup({ ...patched, schemas: [SCHEMA.group] }), actor)
   }

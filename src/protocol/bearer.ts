@@ -9,6 +9,7 @@ import { checkDpopProof, DpopProofError } from '../resource/dpop.js'
 import type { AccessTokenRecord, WithGrantState } from '../storage/store.js'
 import { sha256Base64Url, sha256Hex } from '../system.js'
 import type { ProtocolDeps } from './deps.js'
+import type { DpopNonces } from './dpop-nonce.js'
 import { DPOP_ALGS, DPOP_MAX_AGE_SECONDS, DPOP_MAX_SKEW_SECONDS } from './dpop.js'
 import { OAuthError } from './errors.js'
 
@@ -86,16 +87,21 @@ export async function findActiveAccessToken(
  * - `Bearer` with a DPoP-bound token, an unknown, revoked or expired token, or a disabled client:
  *   401 `invalid_token`.
  * - `DPoP`: the proof must pass RFC 9449 §4.3 and §7.1 (`ath`, key = `cnf.jkt`, one-time `jti`).
+ *   When the server requires nonces (`deps.dpopNonces`, `dpop.require_nonce`), a proof without a
+ *   current `nonce` gets 401 `use_dpop_nonce` with `WWW-Authenticate: DPoP error="use_dpop_nonce"`
+ *   and a fresh `DPoP-Nonce` header (RFC 9449 §9, the resource-server form of §8); its `jti` is not
+ *   burnt, so the client retries with the nonce.
  * - Missing `scope` (when given): 403 `insufficient_scope` naming it.
  * Every challenge names both schemes, so a client learns which one to use (RFC 9449 §7.1).
  *
  * @param realm The `realm` of the challenge.
- * @throws {OAuthError} `invalid_token`, `insufficient_scope`, `invalid_dpop_proof`.
+ * @throws {OAuthError} `invalid_token`, `insufficient_scope`, `invalid_dpop_proof`, `use_dpop_nonce`.
  * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-9
  */
 export async function authenticateAccessToken(
   request: ProtectedRequest,
-  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients'>,
+  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients'> & { dpopNonces?: DpopNonces | undefined },
   options: { realm: string; scope?: string },
 ): Promise<AuthenticatedToken> {
   const algs = DPOP_ALGS.join(' ')
@@ -128,6 +134,13 @@ export async function authenticateAccessToken(
       })
       if (checked.payload.ath !== sha256Base64Url(token)) throw new DpopProofError('the DPoP proof "ath" does not match the access token')
       if (checked.jkt !== record.dpopJkt) throw new DpopProofError('the DPoP proof key is not the key the access token is bound to')
+      // RFC 9449 §4.3 check 10 and §9: checked before the replay cache, so the proof's jti survives.
+      const { nonce } = checked.payload
+      if (deps.dpopNonces && (typeof nonce !== 'string' || !deps.dpopNonces.isValid(nonce)))
+        throw new OAuthError('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', {
+          status: 401,
+          headers: { 'WWW-Authenticate': `DPoP realm="${options.realm}", algs="${algs}", error="use_dpop_nonce"`, 'DPoP-Nonce': deps.dpopNonces.current() },
+        })
       const fresh = await deps.store.rememberDpopJti(sha256Hex(`${checked.jkt}\0${checked.jti}`), Math.ceil(checked.iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS, now)
       if (!fresh) throw new DpopProofError('the DPoP proof has been used before')
     } catch (err) {

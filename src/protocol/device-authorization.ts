@@ -115,7 +115,10 @@ export async function handleDeviceAuthorization(
   const scope = resolveRequestedScope(client, params.scope)
   const dpopJkt = resolveDeviceCodeBinding(params, proofJkt)
   // OpenID Connect: the nonce comes back in the ID Token (devicegate extension, see protocol/oidc.ts).
-  const nonce = isOpenIdScope(scope) ? readNonce(params) : undefined
+  // Its length and characters are checked with or without `openid` (a 10 KB nonce was accepted
+  // when the scope had none); it is kept only for an OpenID request.
+  const requestedNonce = readNonce(params)
+  const nonce = isOpenIdScope(scope) ? requestedNonce : undefined
   // RFC 8707 §2: the resources the tokens will be for; the token request may narrow them.
   const resources = resolveResources(client, readResources(params))
   const now = deps.clock.nowSeconds()

@@ -41,7 +41,11 @@ export const ACR_VALUES = {
   mfa: 'urn:devicegate:acr:mfa',
 } as const
 
-/** Longest accepted `nonce`, in characters. */
+/**
+ * Longest accepted `nonce`, in characters. OpenID Connect Core §3.1.2.1 sets no limit; 255 bounds
+ * what each pending device authorization stores and every ID Token repeats, and leaves room for
+ * any random nonce (openid-client's `randomNonce()` is 43 characters).
+ */
 export const MAX_NONCE_LENGTH = 255
 
 /** Claims the UserInfo Endpoint and ID Tokens may carry (Core §5.1), for `claims_supported`. */
@@ -49,7 +53,8 @@ export const CLAIMS_SUPPORTED = ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time',
 
 /**
  * Reads the `nonce` of a device authorization request (devicegate extension, see the module
- * comment). Kept only when the requested scope includes `openid`.
+ * comment). Checked on every request that carries one; the caller keeps it only when the
+ * requested scope includes `openid`.
  * @throws {OAuthError} `invalid_request` when it is longer than {@link MAX_NONCE_LENGTH} or not printable ASCII.
  */
 export function readNonce(params: Params): string | undefined {
@@ -170,12 +175,13 @@ export function userClaims(user: User | undefined, scopes: readonly string[]): R
  * approval when known. Client-credentials tokens (no user) are refused with `invalid_token`.
  *
  * @throws {OAuthError} `invalid_token` (401), `insufficient_scope` (403, no `openid`),
- *   `invalid_dpop_proof` — each with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
+ *   `invalid_dpop_proof`, `use_dpop_nonce` (401 with a `DPoP-Nonce`, when `dpop.require_nonce`,
+ *   RFC 9449 §9) — each with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
  * @see https://openid.net/specs/openid-connect-core-1_0.html#UserInfo
  */
 export async function handleUserInfo(
   request: ProtectedRequest,
-  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients' | 'users'>,
+  deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients' | 'users' | 'dpopNonces'>,
 ): Promise<Record<string, unknown>> {
   const { record, scopes } = await authenticateAccessToken(request, deps, { realm: 'devicegate-userinfo', scope: OPENID_SCOPE })
   if (record.subject === null)

@@ -43,8 +43,18 @@ export class ReplayCache {
 /**
  * Normalises an http(s) URI for `htu` comparison (RFC 9449 §4.3 check 9 with RFC 3986 §6.2.2–6.2.3
  * syntax- and scheme-based normalisation); query and fragment are ignored.
+ *
+ * A URI with a userinfo subcomponent (`http://u:p@host/token`, even an empty `http://@host/…`)
+ * gives undefined, so it never matches: userinfo is part of the authority (RFC 3986 §3.2.1), which
+ * normalisation keeps, so such a URI is not the request's URI; and RFC 9110 §4.2.4 deprecates it in
+ * http(s) URIs and tells a recipient to treat its presence as an error.
+ *
+ * @returns `scheme://host[:port]/path`, or undefined for a URI that is not absolute http(s) or
+ *   that carries userinfo.
  */
 export function normalizeHtu(uri: string): string | undefined {
+  // The WHATWG parser drops an empty userinfo (`http://@host/`), so look at the raw authority too.
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(uri)) return undefined
   let url: URL
   try {
     url = new URL(uri)
@@ -52,6 +62,7 @@ export function normalizeHtu(uri: string): string | undefined {
     return undefined
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
+  if (url.username !== '' || url.password !== '') return undefined
   return `${url.protocol}//${url.host}${url.pathname}`
 }
 

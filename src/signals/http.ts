@@ -15,6 +15,7 @@ import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
+import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
 import type { DeliveryStatus, SignalOutboxStore, Store } from '../storage/store.js'
@@ -39,6 +40,8 @@ export interface SignalsHttpDeps {
   events: EventSink | undefined
   /** Asks the dispatcher to run soon. */
   wake(): void
+  /** Set when DPoP proofs must carry a server nonce (RFC 9449 §9, `dpop.require_nonce`). */
+  dpopNonces?: DpopNonces | undefined
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
@@ -50,6 +53,7 @@ function protectedRequest(request: FastifyRequest, issuer: string) {
  * `{ "err": …, "description": … }` (SSF 1.0 §8.1), `Cache-Control: no-store`.
  */
 function sendSsfError(reply: FastifyReply, err: SsfError): FastifyReply {
+  if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
   return reply.status(err.status).header('cache-control', 'no-store').type('application/json').send({ err: err.err, description: err.description })
 }
 
@@ -219,8 +223,12 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
       api.post('/admin/api/webhooks/:id/deliveries/:seq/retry', async (request, reply: FastifyReply) => {
         const actor = await admin(request)
         const d = await endpointOf(request)
-        const seq = Number((request.params as { seq: string }).seq)
-        if (!Number.isInteger(seq) || !(await deps.signals.retrySignalDelivery(d.id, seq))) throw new OAuthError('invalid_request', 'delivery not found', { status: 404 })
+        // A malformed id is 400 like every admin route's path parameters (admin-api.ts parsePart);
+        // only a well-formed sequence number that names no delivery is 404.
+        const raw = (request.params as { seq: string }).seq
+        const seq = Number(raw)
+        if (!/^\d{1,15}$/.test(raw) || !Number.isSafeInteger(seq)) throw new OAuthError('invalid_request', '"seq" must be a delivery sequence number (decimal digits)')
+        if (!(await deps.signals.retrySignalDelivery(d.id, seq))) throw new OAuthError('invalid_request', 'delivery not found', { status: 404 })
         await deps.events?.record({ type: 'admin.action', actor, details: { action: 'webhook.delivery_retried', endpoint: view(d).id, seq } })
         deps.wake()
         return reply.status(202).send({ status: 'pending' })

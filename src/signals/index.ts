@@ -11,6 +11,7 @@ import type { ClientDirectory, UserDirectory } from '../core/model.js'
 import type { Clock, Random } from '../core/ports.js'
 import type { GovernanceEvents } from '../governance/events.js'
 import type { RevocationService } from '../governance/revocation.js'
+import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import type { KeyRing } from '../protocol/keys.js'
 import type { Store } from '../storage/store.js'
 import { SignalDispatcher } from './dispatcher.js'
@@ -34,6 +35,8 @@ export interface SignalsOptions {
   revocation: RevocationService
   users: UserDirectory
   clients: ClientDirectory
+  /** Set when DPoP proofs must carry a server nonce (RFC 9449 §9, `dpop.require_nonce`). */
+  dpopNonces?: DpopNonces | undefined
 }
 
 /** The running signals domain. */
@@ -151,6 +154,7 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
       webhookIds: s.webhooks.map((w) => w.id),
       events: options.events,
       wake,
+      dpopNonces: options.dpopNonces,
     })
 
   if (s.enabled) dispatcher.start()

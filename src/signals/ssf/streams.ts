@@ -47,10 +47,15 @@ export const SSF_PATHS = {
 /** A refused stream-management or poll request: status and RFC 8935 §2.3-style body. */
 export class SsfError extends Error {
   override readonly name = 'SsfError'
+  /**
+   * @param retryAfterSeconds For a 429: when the request may be repeated, sent as `Retry-After`
+   *   (delay-seconds, RFC 9110 §10.2.3; RFC 6585 §4).
+   */
   constructor(
     readonly status: number,
     readonly err: string,
     readonly description: string,
+    readonly retryAfterSeconds?: number,
   ) {
     super(description)
   }
@@ -119,8 +124,16 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
+/**
+ * The `stream_id` of a request (query parameter or body member), one string of 1–100 characters.
+ * @throws {SsfError} 400 `invalid_request` saying what is wrong: missing, given more than once
+ *   (`?stream_id=a&stream_id=b` arrives as an array), not a string, or of the wrong length.
+ */
 function streamIdOf(value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 100) throw bad('"stream_id" is required')
+  if (value === undefined || value === null || value === '') throw bad('"stream_id" is required')
+  if (Array.isArray(value)) throw bad('"stream_id" must be given once')
+  if (typeof value !== 'string') throw bad('"stream_id" must be a string')
+  if (value.length > 100) throw bad('"stream_id" must be at most 100 characters')
   return value
 }
 
@@ -352,8 +365,15 @@ export class StreamService {
     if (state !== undefined && (typeof state !== 'string' || state.length > 1000)) throw bad('"state" must be a string')
     const now = this.#clock.nowSeconds()
     const c = configOf(d)
+    // SSF 1.0 §8.1.4.2: the transmitter MAY answer 429 inside min_verification_interval; the
+    // answer says when to retry (RFC 6585 §4, RFC 9110 §10.2.3 Retry-After in seconds).
     if (c.lastVerificationAt !== null && now - c.lastVerificationAt < this.#options.minVerificationIntervalSeconds)
-      throw new SsfError(429, 'too_many_requests', `verification may be requested once every ${this.#options.minVerificationIntervalSeconds} seconds`)
+      throw new SsfError(
+        429,
+        'too_many_requests',
+        `verification may be requested once every ${this.#options.minVerificationIntervalSeconds} seconds`,
+        Math.max(1, Math.ceil(c.lastVerificationAt + this.#options.minVerificationIntervalSeconds - now)),
+      )
     await this.#store.updateSignalDestination(d.id, { config: { ...c, lastVerificationAt: now } }, now)
     await this.#store.appendSignalEvent({
       type: 'ssf.verification',
