@@ -26,6 +26,7 @@ import { VERIFICATION_PAGE_CSP, VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/
 import { registerVerificationPages } from '../web/verification.js'
 import { createClientAddressResolver } from './client-address.js'
 import './request-context.js'
+import { lazyChildLoggerFactory } from './request-logger.js'
 
 /** Largest accepted request body, in bytes. OAuth requests are a few hundred bytes. */
 export const BODY_LIMIT_BYTES = 64 * 1024
@@ -246,6 +247,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // One access-log line per request (onResponse, below) instead of fastify's two, written after
     // the client address is known.
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log is built on first use: few requests log anything besides the access line.
+    childLoggerFactory: lazyChildLoggerFactory,
   })
 
   app.decorateRequest('clientIp', '')
