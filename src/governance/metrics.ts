@@ -135,7 +135,9 @@ export class Metrics {
   #observe(request: Tracked, reply: FastifyReply): void {
     const endpoint = request.routeOptions.url ?? 'unmatched'
     const status = reply.statusCode
-    const outcome = request[OUTCOME] ?? (status < 400 ? 'ok' : `http_${status}`)
+    // An OAuth error either reached an error handler (the onError hook below saw it) or was
+    // answered by its route directly (`request.oauthError`, set by the HTTP layer).
+    const outcome = request[OUTCOME] ?? request.oauthError ?? (status < 400 ? 'ok' : `http_${status}`)
     const key = `${endpoint}\0${outcome}`
     let child = this.#children.get(key)
     if (child === undefined) this.#children.set(key, (child = this.#requests.labels(endpoint, outcome)))
