@@ -106,6 +106,33 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 �
     expectHtmlPage(await rawRequest(port, [tooLarge]), 413)
   })
 
+  it('answers an OAuth error a route throws with the headers the error handler gives (authorization_pending, RFC 8628 §3.5; RFC 6749 §5.2)', async () => {
+    const post = (path: string, body: string, extra = '') =>
+      `POST ${path} HTTP/1.1\r\nHost: devicegate.test\r\nContent-Type: application/x-www-form-urlencoded\r\n${extra}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`
+    const authz = await rawRequest(port, [post('/device_authorization', 'client_id=cli&scope=read')])
+    const deviceCode = JSON.parse(authz.body).device_code as string
+    // Answered by the token route itself.
+    const pending = await rawRequest(port, [post('/token', `grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=cli&device_code=${deviceCode}`)])
+    expect(pending.status).toBe(400)
+    expect(JSON.parse(pending.body)).toEqual({ error: 'authorization_pending', error_description: 'the user has not yet approved the request' })
+    // Thrown by a hook before the route: answered by the error handler.
+    const refused = await rawRequest(port, [post('/token', 'grant_type=x', 'Content-Encoding: gzip\r\n')])
+    expect(refused.status).toBe(415)
+    const comparable = (h: Record<string, string>) => {
+      const { date: _date, 'content-length': _length, ...rest } = h
+      return rest
+    }
+    expect(comparable(pending.headers)).toEqual(comparable(refused.headers))
+    expect(comparable(pending.headers)).toEqual({
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      pragma: 'no-cache',
+      'x-content-type-options': 'nosniff',
+      connection: 'close',
+    })
+    expect(Number(pending.headers['content-length'])).toBe(Buffer.byteLength(pending.body))
+  })
+
   it('keeps JSON with no-store for unknown paths and wrong methods outside the pages', async () => {
     expectOAuthJson(await rawRequest(port, [get('/no-such-endpoint')]), 404)
     const wrongMethod = await rawRequest(port, [get('/token')])

@@ -21,20 +21,24 @@
  * instead of the main one; `governance.metrics.bearer_token_env` / `bearer_token_file` require
  * `Authorization: Bearer <token>` (RFC 6750 §2.1; 401 with a `Bearer` challenge otherwise).
  *
- * Per-request cost: two timestamps, one map lookup for the label children, one counter
- * increment and one histogram observation.
+ * Per-request cost: two map lookups, a bucket search and three additions on plain numbers
+ * ({@link RequestStats}); prom-client reads them at scrape time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ConfigError } from '../config/load.js'
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Registry } from 'prom-client'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import { OAuthError } from '../protocol/errors.js'
 import { approvalSameDevice } from './anomalies.js'
+import { RequestStats } from './request-stats.js'
 import type { Store } from '../storage/store.js'
+
+/** Upper bounds of the request latency histogram's buckets, in seconds. */
+export const HTTP_LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
 /** Path of the metrics endpoint. */
 export const METRICS_PATH = '/metrics'
@@ -45,8 +49,7 @@ type Tracked = FastifyRequest & { [OUTCOME]?: string }
 /** The metrics of one server. */
 export class Metrics {
   readonly registry = new Registry()
-  readonly #requests: Counter<'endpoint' | 'outcome'>
-  readonly #duration: Histogram<'endpoint'>
+  readonly #http: RequestStats
   readonly #approvals: Counter
   readonly #denials: Counter
   readonly #issued: Counter<'grant_type'>
@@ -56,20 +59,14 @@ export class Metrics {
   readonly #anomalies: Counter<'kind'>
   readonly #storageClasses: Counter<'storage_class'>
   readonly #sameDevice: Counter<'client_id'>
-  /** label children cached by `endpoint\0outcome`, so a request costs no label hashing. */
-  readonly #children = new Map<string, { inc(): void }>()
-  readonly #timers = new Map<string, { observe(v: number): void }>()
 
   constructor(store: Store, clock: Clock) {
     const registers = [this.registry]
-    this.#requests = new Counter({ name: 'devicegate_http_requests_total', help: 'HTTP requests by route and outcome (OAuth error code, ok, or http_<status>)', labelNames: ['endpoint', 'outcome'], registers })
-    this.#duration = new Histogram({
-      name: 'devicegate_http_request_duration_seconds',
-      help: 'HTTP request latency by route',
-      labelNames: ['endpoint'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    })
+    this.#http = new RequestStats(
+      this.registry,
+      { name: 'devicegate_http_requests_total', help: 'HTTP requests by route and outcome (OAuth error code, ok, or http_<status>)' },
+      { name: 'devicegate_http_request_duration_seconds', help: 'HTTP request latency by route', buckets: HTTP_LATENCY_BUCKETS },
+    )
     new Gauge({
       name: 'devicegate_pending_device_codes',
       help: 'Pending, unexpired device authorizations (RFC 8628), counted at scrape time',
@@ -135,14 +132,10 @@ export class Metrics {
   #observe(request: Tracked, reply: FastifyReply): void {
     const endpoint = request.routeOptions.url ?? 'unmatched'
     const status = reply.statusCode
-    const outcome = request[OUTCOME] ?? (status < 400 ? 'ok' : `http_${status}`)
-    const key = `${endpoint}\0${outcome}`
-    let child = this.#children.get(key)
-    if (child === undefined) this.#children.set(key, (child = this.#requests.labels(endpoint, outcome)))
-    child.inc()
-    let timer = this.#timers.get(endpoint)
-    if (timer === undefined) this.#timers.set(endpoint, (timer = this.#duration.labels(endpoint)))
-    timer.observe(reply.elapsedTime / 1000) // fastify times every request from its arrival, in ms
+    // An OAuth error either reached an error handler (the onError hook below saw it) or was
+    // answered by its route directly (`request.oauthError`, set by the HTTP layer).
+    const outcome = request[OUTCOME] ?? request.oauthError ?? (status < 400 ? 'ok' : `http_${status}`)
+    this.#http.record(endpoint, outcome, reply.elapsedTime / 1000) // fastify times every request from its arrival, in ms
   }
 
   /**

@@ -1,6 +1,8 @@
 /**
  * Per-request facts derived once by the HTTP layer and read everywhere else.
  */
+import type { OAuthErrorCode } from '../protocol/errors.js'
+
 declare module 'fastify' {
   interface FastifyRequest {
     /**
@@ -9,6 +11,12 @@ declare module 'fastify' {
      * review page, logs, policy and audit.
      */
     clientIp: string
+    /**
+     * The OAuth error code (RFC 6749 §5.2) a JSON endpoint answered with itself, without passing
+     * the error to fastify's error handler, so no `onError` hook saw it (`authorization_pending`,
+     * `slow_down`, …); null otherwise. Metrics count it as the request's outcome.
+     */
+    oauthError: OAuthErrorCode | null
   }
 }
 export {}

@@ -51,6 +51,9 @@ export interface OAuthErrorExtra {
   members?: Readonly<Record<string, string | readonly string[]>>
 }
 
+/** Headers of an error that has none. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+
 /** An Error that skips capturing a stack trace (V8 reads `stackTraceLimit` at construction). */
 class StacklessError extends Error {
   constructor(message: string, options: ErrorOptions) {
@@ -86,10 +89,15 @@ export class OAuthError extends StacklessError {
     return this.extra.status ?? OAUTH_ERRORS[this.error].status
   }
 
-  /** Response headers: the catalogue's (e.g. the 401 challenge), overridden by `extra.headers`. */
-  get headers(): Record<string, string> {
+  /**
+   * Response headers: the catalogue's (e.g. the 401 challenge), overridden by `extra.headers`.
+   * Read-only: without extra headers this is the catalogue's own object (or one shared empty one).
+   */
+  get headers(): Readonly<Record<string, string>> {
     const entry = OAUTH_ERRORS[this.error]
-    return { ...('headers' in entry ? entry.headers : {}), ...this.extra.headers }
+    const extra = this.extra.headers
+    if (!('headers' in entry)) return extra ?? NO_HEADERS
+    return extra === undefined ? entry.headers : { ...entry.headers, ...extra }
   }
 
   /**
@@ -103,8 +111,13 @@ export class OAuthError extends StacklessError {
   }
 }
 
+/** Anything outside the `error_description` character set of RFC 6749 §5.2. */
+const OUTSIDE_DESCRIPTION_CHARSET = /[^\x20-\x21\x23-\x5B\x5D-\x7E]/
+
 /** Maps text into the `error_description` character set of RFC 6749 §5.2. */
 export function toDescriptionCharset(text: string): string {
+  // Most descriptions are fixed text already in the set: one test instead of three replaces.
+  if (!OUTSIDE_DESCRIPTION_CHARSET.test(text)) return text
   return text.replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x7E]/g, '?')
 }
 
