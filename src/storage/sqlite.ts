@@ -23,8 +23,8 @@ const BUSY_TIMEOUT_MS = 5_000
  * Durability: `journal_mode=WAL` with `synchronous=NORMAL`. A committed transaction survives a
  * crash of the process, but the last transactions before an operating-system crash or power
  * loss may be lost (the database itself stays consistent). That trade buys much faster commits;
- * use PostgreSQL where that loss is not acceptable. Also set: `busy_timeout` (5 s) and
- * `foreign_keys=ON`. WAL checkpoints run in a worker thread, off the request path
+ * use PostgreSQL where that loss is not acceptable. Also set: `busy_timeout` (5 s),
+ * `foreign_keys=ON` and `temp_store=MEMORY` (statement journals in memory, not in temporary files). WAL checkpoints run in a worker thread, off the request path
  * ({@link startCheckpointer}).
  *
  * One process serves from the file (several instances need PostgreSQL), so RFC 8628 §3.5 poll
