@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
 import { decodeProtectedHeader } from 'jose'
+import { Kysely, Migrator, SqliteDialect } from 'kysely'
 import { afterAll, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config/load.js'
 import { LocalKeyEncryption } from '../src/protocol/key-encryption.js'
@@ -22,6 +23,7 @@ import { createLogger } from '../src/server.js'
 import { checkEndpointUrl, EndpointRefusedError, isPublicAddress, postToEndpoint } from '../src/signals/endpoint-guard.js'
 import { openStreamSecret, sealStoredSecrets, sealStreamSecret } from '../src/signals/secrets.js'
 import { openStore } from '../src/storage/index.js'
+import { migrations } from '../src/storage/migrations.js'
 import { startTestServer, type TestServer } from './support/server.js'
 import { clientToken, json, signalsConfig, startPushReceiver } from './support/signals.js'
 
@@ -123,12 +125,15 @@ describe('SSF push authorization_header at rest (SSF 1.0 §8.1.1, RFC 8935 §2)'
     const as = await clientToken(t.url, 'receiver')
     const created = await json(`${t.url}/ssf/stream`, 'POST', as, { delivery: { method: PUSH, endpoint_url: receiver.url } })
     await t.close()
-    // The database as 011_signals left it: the header in the stream's config JSON, no secret column.
+    // The database as it was before 016_signals_secrets (every later migration undone, 016's down
+    // drops the secret column): the header in the stream's config JSON.
     const db = new Database(file)
+    const kysely = new Kysely<any>({ dialect: new SqliteDialect({ database: db }) })
+    const { error } = await new Migrator({ db: kysely, provider: { getMigrations: async () => migrations } }).migrateTo('015_signals_review_events')
+    if (error !== undefined) throw error
     const config = JSON.parse((db.prepare('SELECT config FROM signal_destinations WHERE id = ?').get(created.body.stream_id) as { config: string }).config)
     db.prepare('UPDATE signal_destinations SET config = ? WHERE id = ?').run(JSON.stringify({ ...config, authorizationHeader: HEADER }), created.body.stream_id)
-    db.exec("ALTER TABLE signal_destinations DROP COLUMN secret; DELETE FROM kysely_migration WHERE name = '016_signals_secrets'")
-    db.close()
+    await kysely.destroy()
     t = await startTestServer({ config: await signalsConfig(), storageUrl: `sqlite:${file}` })
     try {
       const [row] = rows(file)
