@@ -8,7 +8,7 @@ import { SIGNAL_EVENT_TYPES, type DomainEvent, type EventSink } from '../core/ev
 import type { AuditLog } from './audit.js'
 
 /** Reacts to an event; may record further events (e.g. `anomaly.raised`) on the same sink. */
-export type EventListener = (event: DomainEvent) => void | Promise<void>
+export type EventListener = (event: DomainEvent) => void | Promise<unknown>
 
 export class GovernanceEvents implements EventSink {
   readonly #audit: AuditLog | undefined
@@ -34,7 +34,10 @@ export class GovernanceEvents implements EventSink {
     const written = this.#audit !== undefined && !SIGNAL_EVENT_TYPES.has(event.type) ? this.#audit.append(event) : undefined
     for (const listener of this.#listeners) {
       try {
-        await listener(event)
+        // Most listeners are synchronous: awaiting only a returned promise spares every event a
+        // microtask turn per listener (polling and introspection record one on every request).
+        const pending = listener(event)
+        if (pending !== undefined) await pending
       } catch (err) {
         this.#onError(err, event)
       }

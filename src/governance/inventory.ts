@@ -316,17 +316,18 @@ export async function describeLineage(store: Store, clock: Clock, grantId: strin
  * conditional UPDATE skips those another instance wrote; so at most one write per family per
  * interval and instance. The map is bounded (cleared at 100,000 entries).
  */
-export function createLastUseTracker(store: Store, clock: Clock, everySeconds: number): (event: DomainEvent) => Promise<void> {
+export function createLastUseTracker(store: Store, clock: Clock, everySeconds: number): (event: DomainEvent) => Promise<unknown> | undefined {
   const written = new Map<string, { at: number; ip: string | null }>()
-  return async (event) => {
-    if ((event.type !== 'token.used' && event.type !== 'token.refreshed') || !event.grantId) return
+  // Not async: most events need no write, and those answer without a promise (see GovernanceEvents.record).
+  return (event) => {
+    if ((event.type !== 'token.used' && event.type !== 'token.refreshed') || !event.grantId) return undefined
     const now = clock.nowSeconds()
     const ip = event.ip ?? null
     const last = written.get(event.grantId)
-    if (last !== undefined && now - last.at < everySeconds && (ip === null || ip === last.ip)) return
+    if (last !== undefined && now - last.at < everySeconds && (ip === null || ip === last.ip)) return undefined
     if (written.size >= 100_000) written.clear()
     written.set(event.grantId, { at: now, ip })
     // A changed address is worth a write even inside the interval (the detectors compare it).
-    await store.touchGrant(event.grantId, now, ip, last !== undefined && ip !== last.ip ? 0 : everySeconds)
+    return store.touchGrant(event.grantId, now, ip, last !== undefined && ip !== last.ip ? 0 : everySeconds)
   }
 }
