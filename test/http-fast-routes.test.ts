@@ -292,3 +292,17 @@ describe('fast path: draining for shutdown', () => {
     expect(JSON.parse(refused.body)).toEqual({ error: 'temporarily_unavailable', error_description: 'the server is shutting down' })
   })
 })
+
+describe('OAuthError.toJSONText (the error body both paths send)', () => {
+  it('is JSON.stringify(toJSON()) byte for byte, for descriptions with quotes, backslashes, controls and non-ASCII, and with extension members', () => {
+    const errors = [
+      new OAuthError('authorization_pending', 'the user has not yet approved the request'),
+      new OAuthError('slow_down', 'poll no more than once every 10 seconds'),
+      new OAuthError('invalid_request'),
+      new OAuthError('unsupported_grant_type', `"grant_type" "a\\"b\\\\c\nd\u00e9\u2028\ud800" is not supported`),
+      new OAuthError('invalid_client', 'client authentication failed', { headers: { 'WWW-Authenticate': 'Basic' } }),
+      new OAuthError('invalid_request', 'refused', { members: { devicegate_reason: 'storage_not_accepted', list: ['a', 'b"'] } }),
+    ]
+    for (const err of errors) expect(err.toJSONText()).toBe(JSON.stringify(err.toJSON()))
+  })
+})

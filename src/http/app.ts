@@ -1,6 +1,8 @@
 /**
  * The fastify application: wiring only. Parses requests, calls protocol handlers, renders their
- * results and errors. Decides nothing.
+ * results and errors. Decides nothing. The ordinary requests of the four form-encoded JSON
+ * endpoints are answered by the fast path in front of fastify (fast-routes.ts) through the same
+ * endpoint definitions and rendering (oauth-endpoints.ts); fastify answers everything else.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -60,8 +62,11 @@ export interface AppDeps {
   /** Longest time to receive a whole request, headers and body, in seconds. Default: 30. */
   requestTimeoutSeconds?: number
   /**
-   * Called with the root instance before the protocol routes are added (governance: metrics
-   * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
+   * Called with the root instance before the protocol routes are added (governance: the metrics
+   * observer and `/metrics`, the admin API plugin). Hooks they add apply to every route, but not
+   * to the requests the fast path answers in front of fastify (the ordinary requests of `/token`,
+   * `/device_authorization`, `/introspect` and `/revoke`, see fast-routes.ts): to see every
+   * answered request, use `app.observeRequests`.
    */
   plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
   /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in). */

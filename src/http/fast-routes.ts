@@ -60,13 +60,19 @@ const FORM_CONTENT_TYPE = /^application\/x-www-form-urlencoded(?:; ?charset=utf-
 
 /**
  * Calls `report` once, when the response has finished or failed: when fastify runs `onResponse`.
- * A response to a client that has gone away may do neither; then nothing is reported, as with fastify.
+ * A response to a client that has gone away may do neither; then nothing is reported, as with
+ * fastify. What `report` throws (a log destination already closed) is dropped, as fastify drops
+ * what an `onResponse` hook throws when request logging is off.
  */
 function onFinished(res: ServerResponse, report: () => void): void {
   const once = () => {
     res.removeListener('finish', once)
     res.removeListener('error', once)
-    report()
+    try {
+      report()
+    } catch {
+      // Dropped, as fastify does (see above).
+    }
   }
   res.on('finish', once)
   res.on('error', once)
