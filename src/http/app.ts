@@ -378,8 +378,10 @@ function requestIdGenerator(): () => string {
 /**
  * Puts `fastRoute` in front of fastify on the app's HTTP server: node's `request` event goes to
  * it first, and what it does not take goes on to fastify's handler. (fastify's `serverFactory`
- * would do the same but changes how fastify listens: no second socket for `localhost`.)
- * Without exactly one `request` listener (fastify's), the fast path stays off and a warning says so.
+ * would do the same but changes how fastify listens: no second socket for `localhost`.) The
+ * second socket fastify opens when listening on `localhost` (IPv4 beside IPv6) has fastify's
+ * handler alone: the same answers, without the fast path. Without exactly one `request`
+ * listener (fastify's), the fast path stays off and a warning says so.
  */
 function installFastRoutes(app: FastifyInstance, fastRoute: FastRoute): void {
   const listeners = app.server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[]
