@@ -4,7 +4,7 @@
  * decodes with `decodeURIComponent` and falls back to `URLSearchParams` when that cannot.
  */
 import { describe, expect, it } from 'vitest'
-import { parseFormBody } from '../src/http/app.js'
+import { parseFormBody } from '../src/http/form-body.js'
 import type { FormBody } from '../src/protocol/params.js'
 
 /** The reference: URL Standard §5.1 application/x-www-form-urlencoded parsing, repeats as arrays. */

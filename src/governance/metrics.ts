@@ -27,11 +27,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { ConfigError } from '../config/load.js'
 import { Counter, Gauge, Registry } from 'prom-client'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
+import type { AnsweredRequest } from '../http/request-context.js'
 import { OAuthError } from '../protocol/errors.js'
 import { approvalSameDevice } from './anomalies.js'
 import { RequestStats } from './request-stats.js'
@@ -42,9 +43,6 @@ export const HTTP_LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.
 
 /** Path of the metrics endpoint. */
 export const METRICS_PATH = '/metrics'
-
-const OUTCOME = Symbol('devicegate.metrics.outcome')
-type Tracked = FastifyRequest & { [OUTCOME]?: string }
 
 /** The metrics of one server. */
 export class Metrics {
@@ -129,32 +127,29 @@ export class Metrics {
     }
   }
 
-  #observe(request: Tracked, reply: FastifyReply): void {
-    const endpoint = request.routeOptions.url ?? 'unmatched'
-    const status = reply.statusCode
-    // An OAuth error either reached an error handler (the onError hook below saw it) or was
-    // answered by its route directly (`request.oauthError`, set by the HTTP layer).
-    const outcome = request[OUTCOME] ?? request.oauthError ?? (status < 400 ? 'ok' : `http_${status}`)
-    this.#http.record(endpoint, outcome, reply.elapsedTime / 1000) // fastify times every request from its arrival, in ms
+  /**
+   * Counts one answered request (an observer of the HTTP layer, http/request-context.ts). The
+   * outcome: the OAuth error code of what was thrown to the error handler (`invalid_request` for
+   * another 4xx, `server_error` for anything else), else the code a route answered with itself,
+   * else `ok` below 400 and `http_<status>` from 400.
+   */
+  readonly observe = (request: AnsweredRequest): void => {
+    const { error, status } = request
+    let outcome: string
+    if (error !== undefined) {
+      const statusCode = (error as { statusCode?: unknown } | null)?.statusCode
+      outcome = error instanceof OAuthError ? error.error : typeof statusCode === 'number' && statusCode < 500 ? 'invalid_request' : 'server_error'
+    } else outcome = request.oauthError ?? (status < 400 ? 'ok' : `http_${status}`)
+    this.#http.record(request.endpoint, outcome, request.elapsedMs / 1000)
   }
 
   /**
-   * Adds the hooks (on the root instance, so every route is measured) and, unless metrics have a
-   * listener of their own, `GET /metrics`.
+   * Observes every request the app answers (on the root instance: every route, and the fast path
+   * in front of fastify) and, unless metrics have a listener of their own, adds `GET /metrics`.
    * @param access Where /metrics is served and the bearer token it requires.
    */
   async register(app: FastifyInstance, access: MetricsAccess = { ownListener: false }): Promise<void> {
-    // Callback-style hooks: on every request, an async hook's promise is measurable overhead.
-    app.addHook('onError', (request, _reply, error, done) => {
-      const e = error as { statusCode?: number }
-      ;(request as Tracked)[OUTCOME] =
-        error instanceof OAuthError ? error.error : typeof e.statusCode === 'number' && e.statusCode < 500 ? 'invalid_request' : 'server_error'
-      done()
-    })
-    app.addHook('onResponse', (request, reply, done) => {
-      this.#observe(request as Tracked, reply)
-      done()
-    })
+    app.observeRequests(this.observe)
     if (!access.ownListener) this.#route(app, access.bearerToken)
   }
 

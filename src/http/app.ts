@@ -1,35 +1,33 @@
 /**
  * The fastify application: wiring only. Parses requests, calls protocol handlers, renders their
- * results and errors. Decides nothing.
+ * results and errors. Decides nothing. The ordinary requests of the four form-encoded JSON
+ * endpoints are answered by the fast path in front of fastify (fast-routes.ts) through the same
+ * endpoint definitions and rendering (oauth-endpoints.ts); fastify answers everything else.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import cookie from '@fastify/cookie'
 import helmet from '@fastify/helmet'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import pino from 'pino'
 import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
-import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
-import { verifyDpopProof } from '../protocol/dpop.js'
 import { OAuthError } from '../protocol/errors.js'
-import { handleIntrospection } from '../protocol/introspection.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
 import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
-import { readParams, type FormBody } from '../protocol/params.js'
-import { handleRevocation } from '../protocol/revocation.js'
+import type { FormBody } from '../protocol/params.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
-import { handleTokenRequest } from '../protocol/token.js'
-import { isDataException } from '../storage/data-errors.js'
-import { StoreUnavailableError } from '../storage/store.js'
 import type { VerificationDeps } from '../web/deps.js'
 import { renderErrorPage } from '../web/templates/error.js'
 import { VERIFICATION_PAGE_CSP, VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/templates/layout.js'
 import { registerVerificationPages } from '../web/verification.js'
+import { createAccessLog } from './access-log.js'
 import { createClientAddressResolver } from './client-address.js'
-import './request-context.js'
+import { createFastRoutes, type FastRoute } from './fast-routes.js'
+import { parseFormBody } from './form-body.js'
+import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, formEndpoints, NO_STORE_HEADERS, toOAuthError } from './oauth-endpoints.js'
+import type { AnsweredRequest, RequestObserver } from './request-context.js'
 import { lazyChildLoggerFactory } from './request-logger.js'
 
-/** Largest accepted request body, in bytes. OAuth requests are a few hundred bytes. */
-export const BODY_LIMIT_BYTES = 64 * 1024
+export { BODY_LIMIT_BYTES } from './oauth-endpoints.js'
 
 /** Default longest time to receive a whole request (headers and body), in seconds (`listen.request_timeout_seconds`). */
 export const REQUEST_TIMEOUT_SECONDS = 30
@@ -64,110 +62,15 @@ export interface AppDeps {
   /** Longest time to receive a whole request, headers and body, in seconds. Default: 30. */
   requestTimeoutSeconds?: number
   /**
-   * Called with the root instance before the protocol routes are added (governance: metrics
-   * hooks and `/metrics`, the admin API plugin). Hooks they add apply to every route.
+   * Called with the root instance before the protocol routes are added (governance: the metrics
+   * observer and `/metrics`, the admin API plugin). Hooks they add apply to every route, but not
+   * to the requests the fast path answers in front of fastify (the ordinary requests of `/token`,
+   * `/device_authorization`, `/introspect` and `/revoke`, see fast-routes.ts): to see every
+   * answered request, use `app.observeRequests`.
    */
   plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
   /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in). */
   pagePlugins?: readonly ((pages: FastifyInstance) => Promise<void>)[]
-}
-
-/**
- * The logger of the one access-log line per request: the same destination and level as `logger`,
- * without its redaction. That line's fields are fixed (method, path without query, status, time,
- * client address) and hold no secret, and pino's redaction, which parses every configured path
- * on every line, was about a twentieth of each request. Falls back to `logger` when its
- * destination cannot be reached.
- */
-function accessLoggerOf(logger: FastifyBaseLogger): FastifyBaseLogger {
-  const destination = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as pino.DestinationStream | undefined
-  return destination === undefined ? logger : pino({ level: logger.level }, destination)
-}
-
-/**
- * Parses `application/x-www-form-urlencoded` into a {@link FormBody}; repeats become arrays, in
- * order. The result is what the WHATWG URL Standard's urlencoded parser (`URLSearchParams`)
- * gives, a few times faster: each name and value is cut out with `indexOf` and decoded only when
- * it holds `%` or `+`. Should a `%` sequence not decode as UTF-8 (where the standard substitutes
- * U+FFFD), the whole body is parsed by `URLSearchParams` instead.
- * @see https://url.spec.whatwg.org/#urlencoded-parsing
- */
-export function parseFormBody(text: string): FormBody {
-  const body: FormBody = Object.create(null)
-  for (let start = 0; start < text.length; ) {
-    let end = text.indexOf('&', start)
-    if (end === -1) end = text.length
-    if (end > start) {
-      // Search for '=' within this sequence only: a body of many '&' and no '=' stays linear.
-      const sequence = text.slice(start, end)
-      const eq = sequence.indexOf('=')
-      const name = decodeFormComponent(eq === -1 ? sequence : sequence.slice(0, eq))
-      const value = eq === -1 ? '' : decodeFormComponent(sequence.slice(eq + 1))
-      if (name === undefined || value === undefined) return parseFormBodyStandard(text)
-      addFormValue(body, name, value)
-    }
-    start = end + 1
-  }
-  return body
-}
-
-/**
- * `+` as a space, then percent-decoded as UTF-8; undefined when a `%` is not followed by two hex
- * digits or the bytes are not UTF-8 (the caller then falls back to `URLSearchParams`). Escapes of
- * ASCII bytes (`%3A` in every device-code `grant_type`) are decoded here; `decodeURIComponent`,
- * several times slower, only sees text with escaped non-ASCII bytes.
- */
-function decodeFormComponent(raw: string): string | undefined {
-  const percent = raw.indexOf('%')
-  const plus = raw.indexOf('+')
-  if (percent === -1 && plus === -1) return raw
-  let out = ''
-  let copied = 0
-  for (let i = percent === -1 ? plus : plus === -1 ? percent : Math.min(percent, plus); i < raw.length; i++) {
-    const c = raw.charCodeAt(i)
-    if (c === 0x2b) {
-      out += raw.slice(copied, i) + ' '
-      copied = i + 1
-    } else if (c === 0x25) {
-      const byte = (hexDigit(raw.charCodeAt(i + 1)) << 4) | hexDigit(raw.charCodeAt(i + 2))
-      if (byte < 0) return undefined
-      if (byte >= 0x80) return decodeUtf8Component(raw)
-      out += raw.slice(copied, i) + String.fromCharCode(byte)
-      copied = i + 3
-      i += 2
-    }
-  }
-  return out + raw.slice(copied)
-}
-
-/** The value of a hex digit's char code, or -256 (so that any byte built with it is negative). */
-function hexDigit(code: number): number {
-  if (code >= 0x30 && code <= 0x39) return code - 0x30
-  const lower = code | 0x20
-  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -256
-}
-
-/** {@link decodeFormComponent} for text with escaped non-ASCII bytes. */
-function decodeUtf8Component(raw: string): string | undefined {
-  try {
-    return decodeURIComponent(raw.replaceAll('+', ' '))
-  } catch {
-    return undefined
-  }
-}
-
-/** {@link parseFormBody} by `URLSearchParams`, for bodies with byte sequences that are not UTF-8. */
-function parseFormBodyStandard(text: string): FormBody {
-  const body: FormBody = Object.create(null)
-  for (const [name, value] of new URLSearchParams(text)) addFormValue(body, name, value)
-  return body
-}
-
-function addFormValue(body: FormBody, name: string, value: string): void {
-  const prev = body[name]
-  if (prev === undefined) body[name] = value
-  else if (Array.isArray(prev)) prev.push(value)
-  else body[name] = [prev, value]
 }
 
 function contextOf(request: FastifyRequest): RequestContext {
@@ -178,21 +81,9 @@ function contextOf(request: FastifyRequest): RequestContext {
   }
 }
 
-function paramsOf(request: FastifyRequest) {
-  return readParams(request.body as FormBody | undefined, request.query as Record<string, unknown>)
-}
-
-/** Renders an {@link OAuthError} as RFC 6749 §5.2 JSON. */
+/** Renders an {@link OAuthError} as RFC 6749 §5.2 JSON (oauth-endpoints.ts, as the fast path does). */
 function sendOAuthError(reply: FastifyReply, err: OAuthError): FastifyReply {
-  const headers = err.headers
-  for (const name in headers) reply.header(name, headers[name])
-  return reply
-    .status(err.status)
-    .header('cache-control', 'no-store')
-    .header('pragma', 'no-cache')
-    .header('x-content-type-options', 'nosniff')
-    .type('application/json')
-    .send(err.toJSON())
+  return reply.status(err.status).headers(addOAuthErrorHeaders(err, {})).send(err.toJSONText())
 }
 
 /** Page titles for the statuses an error page can have. */
@@ -232,7 +123,7 @@ function sendErrorPage(reply: FastifyReply, err: OAuthError): FastifyReply {
  * `Cache-Control: no-store` on the OAuth endpoints, an HTML page on the verification pages.
  */
 function renderError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const oauth = toOAuthError(err, request)
+  const oauth = toOAuthError(err, request.log)
   return isPagePath(request.url) ? sendErrorPage(reply, oauth) : sendOAuthError(reply, oauth)
 }
 
@@ -284,36 +175,6 @@ export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   socket.destroy()
 }
 
-/** Maps anything thrown to the OAuth error the client sees; logs what it hides. */
-function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
-  if (err instanceof OAuthError) return err
-  if (err instanceof StoreUnavailableError) {
-    request.log.error({ err }, 'store unavailable')
-    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable', { headers: { 'Retry-After': '5' } })
-  }
-  if (isDataException(err)) {
-    // A value the database cannot hold: the request's fault, not the server's.
-    request.log.warn({ err }, 'database refused a request value')
-    return new OAuthError('invalid_request', 'a request value is out of range or not valid text', { cause: err })
-  }
-  const e = err as { statusCode?: number; code?: string }
-  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    const description =
-      e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-        ? 'the request body is too large'
-        : e.code === 'FST_ERR_BAD_URL'
-          ? 'the request URL is not validly encoded'
-          : e.code === 'FST_ERR_MAX_PARAM_LENGTH'
-            ? 'a path segment is too long'
-            : e.statusCode === 415
-              ? 'unsupported content type'
-              : 'malformed request'
-    return new OAuthError('invalid_request', description, { status: e.statusCode, cause: err })
-  }
-  request.log.error({ err }, 'unhandled error')
-  return new OAuthError('server_error', 'the server encountered an unexpected error')
-}
-
 /**
  * Builds the HTTP application.
  *
@@ -325,6 +186,7 @@ function toOAuthError(err: unknown, request: FastifyRequest): OAuthError {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const resolveClientIp = createClientAddressResolver(deps.trustedProxies)
   const requestTimeoutMs = (deps.requestTimeoutSeconds ?? REQUEST_TIMEOUT_SECONDS) * 1000
+  const nextRequestId = requestIdGenerator()
   const app = Fastify({
     loggerInstance: deps.logger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -349,10 +211,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // request.log is built on first use: few requests log anything besides the access line.
     childLoggerFactory: lazyChildLoggerFactory,
+    // Shared with the fast path, so request ids stay unique across both.
+    genReqId: nextRequestId,
   })
 
   app.decorateRequest('clientIp', '')
   app.decorateRequest('oauthError', null)
+  app.decorateRequest('thrownError', undefined)
+  const observers: RequestObserver[] = []
+  app.decorate('observeRequests', (observer: RequestObserver) => {
+    observers.push(observer)
+  })
   let closing = false
   app.addHook('preClose', (done) => {
     closing = true
@@ -361,7 +230,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Callback-style hooks: on every request, an async hook's promise is measurable overhead.
   app.addHook('onRequest', (request, reply, done) => {
     request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
-    reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('x-content-type-options', 'nosniff')
+    reply.headers(NO_STORE_HEADERS)
     // Draining for shutdown: a request arriving on a kept-alive connection goes elsewhere.
     if (closing) {
       reply.header('connection', 'close')
@@ -373,12 +242,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return done(new OAuthError('invalid_request', 'content-encoding is not supported', { status: 415 }))
     done()
   })
-  const accessLog = accessLoggerOf(deps.logger)
+  // What was thrown to the error handler, for observers (metrics count it as the outcome).
+  app.addHook('onError', (request, _reply, error, done) => {
+    request.thrownError = error
+    done()
+  })
+  // Both answering paths end here: the access-log line, then the observers.
+  const accessLog = createAccessLog(deps.logger)
+  const answered = (request: AnsweredRequest) => {
+    accessLog(request.id, request.method, request.url.split('?')[0]!, request.status, Math.round(request.elapsedMs * 10) / 10, request.clientIp)
+    for (const observe of observers) observe(request)
+  }
   app.addHook('onResponse', (request, reply, done) => {
-    accessLog.info(
-      { reqId: request.id, method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, clientIp: request.clientIp },
-      'request',
-    )
+    answered({
+      id: request.id,
+      method: request.method,
+      url: request.url,
+      clientIp: request.clientIp,
+      endpoint: request.routeOptions.url ?? 'unmatched',
+      status: reply.statusCode,
+      elapsedMs: reply.elapsedTime,
+      error: request.thrownError,
+      oauthError: request.oauthError,
+    })
     done()
   })
 
@@ -423,45 +309,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.send({ status: 'ok' })
   })
 
-  // RFC 9449 §8: when nonces are required, every answer of the two DPoP endpoints (errors too)
-  // carries a current nonce, so a client learns it before it needs it.
-  const offerDpopNonce = (reply: FastifyReply) => {
-    if (protocol.dpopNonces) reply.header('DPoP-Nonce', protocol.dpopNonces.current())
-  }
-  /** Verifies the request's `DPoP` header, if any, against `path` (RFC 9449 §4.3); null when absent. */
-  const dpopJktOf = async (request: FastifyRequest, path: string): Promise<string | null> => {
-    const proof = request.headers.dpop
-    return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + path, protocol)).jkt
-  }
-  app.post(
-    ENDPOINTS.deviceAuthorization,
-    answeringOAuthErrors(async (request, reply) => {
-      offerDpopNonce(reply)
-      const params = paramsOf(request)
-      const dpopJkt = await dpopJktOf(request, ENDPOINTS.deviceAuthorization)
-      return handleDeviceAuthorization(params, contextOf(request), protocol, dpopJkt)
-    }),
-  )
-  app.post(
-    ENDPOINTS.token,
-    answeringOAuthErrors(async (request, reply) => {
-      offerDpopNonce(reply)
-      const params = paramsOf(request)
-      const dpopJkt = await dpopJktOf(request, ENDPOINTS.token)
-      return handleTokenRequest(params, contextOf(request), dpopJkt, protocol)
-    }),
-  )
-  app.post(
-    ENDPOINTS.revocation,
-    answeringOAuthErrors(async (request, reply) => {
-      await handleRevocation(paramsOf(request), contextOf(request), protocol)
-      return reply.status(200).send()
-    }),
-  )
-  app.post(
-    ENDPOINTS.introspection,
-    answeringOAuthErrors(async (request) => handleIntrospection(paramsOf(request), contextOf(request), protocol)),
-  )
+  // The form-encoded JSON endpoints: routes here for what the fast path leaves to fastify
+  // (anything unusual, and app.inject), the fast path in front of fastify for the rest; both
+  // through the same endpoint definitions (oauth-endpoints.ts).
+  const endpoints = formEndpoints(protocol)
+  for (const endpoint of endpoints)
+    app.post(
+      endpoint.path,
+      answeringOAuthErrors(async (request, reply) => {
+        // RFC 9449 §8: every answer, errors too, carries a current nonce.
+        if (endpoint.dpopNonce !== undefined) reply.header('dpop-nonce', endpoint.dpopNonce())
+        const result = await endpoint.handle({
+          method: request.method,
+          body: request.body as FormBody | undefined,
+          query: request.query as Record<string, unknown>,
+          headers: request.headers,
+          clientIp: request.clientIp,
+        })
+        return result === undefined ? reply.status(200).send() : result
+      }),
+    )
   // devicegate's revocation feed for resource servers that verify JWTs locally.
   app.get(
     REVOCATION_FEED_PATH,
@@ -488,5 +355,43 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await registerVerificationPages(pages, { ...deps.web, logger: app.log })
     for (const plugin of deps.pagePlugins ?? []) await plugin(pages)
   })
+
+  installFastRoutes(
+    app,
+    createFastRoutes({ endpoints, ignoreTrailingSlash: true, resolveClientIp, nextRequestId, isClosing: () => closing, logger: deps.logger, answered }),
+  )
   return app
+}
+
+/**
+ * fastify's default request ids (`req-1`, `req-2`, …, the counter in base 36, wrapping at 2³¹ − 1),
+ * as one generator both answering paths draw from.
+ */
+function requestIdGenerator(): () => string {
+  let next = 0
+  return () => {
+    next = (next + 1) & 0x7fffffff
+    return `req-${next.toString(36)}`
+  }
+}
+
+/**
+ * Puts `fastRoute` in front of fastify on the app's HTTP server: node's `request` event goes to
+ * it first, and what it does not take goes on to fastify's handler. (fastify's `serverFactory`
+ * would do the same but changes how fastify listens: no second socket for `localhost`.) The
+ * second socket fastify opens when listening on `localhost` (IPv4 beside IPv6) has fastify's
+ * handler alone: the same answers, without the fast path. Without exactly one `request`
+ * listener (fastify's), the fast path stays off and a warning says so.
+ */
+function installFastRoutes(app: FastifyInstance, fastRoute: FastRoute): void {
+  const listeners = app.server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[]
+  const fastifyHandler = listeners[0]
+  if (listeners.length !== 1 || fastifyHandler === undefined) {
+    app.log.warn({ listeners: listeners.length }, 'fast path not installed: unexpected request listeners')
+    return
+  }
+  app.server.removeListener('request', fastifyHandler)
+  app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!fastRoute(req, res)) fastifyHandler(req, res)
+  })
 }

@@ -1,7 +1,35 @@
 /**
- * Per-request facts derived once by the HTTP layer and read everywhere else.
+ * Per-request facts derived once by the HTTP layer and read everywhere else, and the record of an
+ * answered request that observers (metrics) receive, whichever path answered it.
  */
 import type { OAuthErrorCode } from '../protocol/errors.js'
+
+/**
+ * One answered request, as both answering paths report it (fastify's `onResponse`, and the fast
+ * path of fast-routes.ts once its response has finished).
+ */
+export interface AnsweredRequest {
+  /** Request id (`req-1`, `req-2`, …; base 36). */
+  readonly id: string
+  readonly method: string
+  /** The request target as sent: path and query string. */
+  readonly url: string
+  /** The client address (client-address.ts). */
+  readonly clientIp: string
+  /** The route pattern (`/token`, `/admin/api/grants/:id`), or `unmatched`. */
+  readonly endpoint: string
+  /** The HTTP status sent. */
+  readonly status: number
+  /** From the request's arrival to the response's end, in milliseconds. */
+  readonly elapsedMs: number
+  /** What a route, hook or parser threw to the error handler (fastify's `onError`); undefined when nothing was. */
+  readonly error: unknown
+  /** The OAuth error code a route answered with itself (see `FastifyRequest.oauthError`), or null. */
+  readonly oauthError: OAuthErrorCode | null
+}
+
+/** Told of every answered request, after its response has finished. Must not throw. */
+export type RequestObserver = (request: AnsweredRequest) => void
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,6 +45,15 @@ declare module 'fastify' {
      * `slow_down`, …); null otherwise. Metrics count it as the request's outcome.
      */
     oauthError: OAuthErrorCode | null
+    /** What was thrown to the error handler for this request (seen by `onError`); undefined when nothing was. */
+    thrownError: unknown
+  }
+  interface FastifyInstance {
+    /**
+     * Adds an observer of every request the app answers: its routes and the fast path in front of
+     * them (http/fast-routes.ts), which no fastify hook sees.
+     */
+    observeRequests(observer: RequestObserver): void
   }
 }
 export {}

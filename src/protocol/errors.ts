@@ -109,6 +109,18 @@ export class OAuthError extends StacklessError {
     const body = this.description === undefined ? { error: this.error } : { error: this.error, error_description: toDescriptionCharset(this.description) }
     return this.extra.members === undefined ? body : { ...this.extra.members, ...body }
   }
+
+  /**
+   * `JSON.stringify(this.toJSON())`, byte for byte. Without extension members the text is built
+   * directly: the code is a snake_case identifier and the description, once mapped into the
+   * RFC 6749 §5.2 character set, holds no character JSON escapes (no `"`, `\\`, control or
+   * non-ASCII character), so neither needs escaping.
+   */
+  toJSONText(): string {
+    if (this.extra.members !== undefined) return JSON.stringify(this.toJSON())
+    const d = this.description
+    return d === undefined ? `{"error":"${this.error}"}` : `{"error":"${this.error}","error_description":"${toDescriptionCharset(d)}"}`
+  }
 }
 
 /** Anything outside the `error_description` character set of RFC 6749 §5.2. */
