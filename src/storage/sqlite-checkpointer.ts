@@ -23,14 +23,8 @@
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
-/**
- * Time between two checkpoints, in milliseconds. A page changed by several commits between two
- * passes is copied once, so a longer interval copies fewer pages: under device authorizations
- * (two random-key indexes, ~3.7 WAL frames each) the worker's CPU per request fell from ~9 µs at
- * 100 ms to ~6.5 µs at 300 ms (5.6 µs at 1 s). The price is a WAL that runs up to one interval's
- * frames past {@link WAL_RESET_FRAMES} before it starts over.
- */
-export const CHECKPOINT_INTERVAL_MS = 300
+/** Time between two checkpoints, in milliseconds. */
+export const CHECKPOINT_INTERVAL_MS = 100
 
 /**
  * A WAL this long (frames, one page each: 128 MB at 4 KiB) is started over once copied back. Each
