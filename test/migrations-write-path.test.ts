@@ -1,9 +1,12 @@
 /**
- * Migrations 017_audit_seq_rowid and 018_partial_indexes (issue 17, write path):
+ * Migrations 017_audit_seq_rowid, 018_partial_indexes and 019_signals_review_trigger_or (issue 17,
+ * write path):
  * - on SQLite `audit_events.seq` becomes the rowid, the log is copied unchanged (same rows, the
  *   chain still verifies), and the table's indexes and signal triggers are still there and fire;
  * - `device_grants.decided_at` / `review_claim` and `audit_events.grant_id` are indexed only where
- *   set, and the queries that filter on them still use those indexes (SQLite and PostgreSQL).
+ *   set, and the queries that filter on them still use those indexes (SQLite and PostgreSQL);
+ * - on SQLite the access-review trigger's condition has no IN list, and exactly the same audit
+ *   records get the same outbox rows, in the same order, before, after and back down.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -120,6 +123,77 @@ describe('SQLite: 017_audit_seq_rowid and 018_partial_indexes', () => {
     expect(plan(CLAIM_QUERY)).toMatch(/SEARCH device_grants USING (COVERING )?INDEX device_grants_review_claim_idx/)
     expect(plan(GRANT_QUERY)).toMatch(/SEARCH audit_events USING (COVERING )?INDEX audit_events_grant_id_idx/)
     await db.destroy()
+  })
+})
+
+describe('SQLite: 019_signals_review_trigger_or', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'devicegate-mig-trigger-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  /** Audit records (type, actor) covering both triggers, neither, and both at once. */
+  const EVENTS: [string, string | null][] = [
+    ['device_authorization.requested', 'client:cli'],
+    ['review.round_opened', 'system'],
+    ['review.reminder_due', null],
+    ['review.item_decided', 'admin:ops'],
+    ['review.round_closed', 'bob'],
+    ['review.round', 'bob'],
+    ['Review.round_opened', 'bob'],
+    ['admin.action', 'admin:ops'],
+    ['token.revoked', 'admin:ops'],
+    ['token.revoked', 'ADMIN:ops'],
+  ]
+
+  /** Inserts EVENTS after the last record; returns the outbox rows they wrote (type, and the record's place in EVENTS). */
+  function appendEvents(raw: Database.Database): [string, number][] {
+    const first = (raw.prepare('select coalesce(max(seq), 0) + 1 from audit_events').pluck().get() as number)
+    const outboxFrom = raw.prepare('select coalesce(max(seq), 0) from signal_outbox').pluck().get() as number
+    const insert = raw.prepare(`insert into audit_events (seq, time, type, actor, details, prev_hash, hash) values (?, 1, ?, ?, '{}', 'x', 'y')`)
+    EVENTS.forEach(([type, actor], i) => insert.run(first + i, type, actor))
+    return raw
+      .prepare('select type, ref from signal_outbox where seq > ? order by seq')
+      .all(outboxFrom)
+      .map((r: any) => [r.type as string, Number(r.ref) - first])
+  }
+
+  const triggerSql = (raw: Database.Database) => raw.prepare(`select sql from sqlite_master where type = 'trigger' and name = 'audit_review_signal'`).pluck().get() as string
+
+  it('writes the review condition as equalities, keeps every record and outbox row, and signals the same records in the same order; down restores the IN list', async () => {
+    const raw = new Database(join(dir, 'd.db'))
+    const db = new Kysely<any>({ dialect: new SqliteDialect({ database: raw }) })
+    try {
+      await migrateThrough(db, '018_partial_indexes')
+      const before = triggerSql(raw)
+      expect(before).toContain('NEW.type IN (')
+      const signalled = appendEvents(raw)
+      expect(signalled).toEqual([
+        ['review.round_opened', 1],
+        ['review.reminder_due', 2],
+        // Both triggers: SQLite fires the one created last (the review trigger) first.
+        ['review.item_decided', 3],
+        ['admin.action', 3],
+        ['review.round_closed', 4],
+        ['admin.action', 7],
+        ['admin.action', 8],
+        ['admin.action', 9],
+      ])
+      const dump = () => ({ events: raw.prepare('select * from audit_events order by seq').all(), outbox: raw.prepare('select * from signal_outbox order by seq').all() })
+      const data = dump()
+
+      await migrateAll(db)
+      expect(triggerSql(raw)).not.toMatch(/ IN \(/i)
+      expect(triggerSql(raw)).toContain(`NEW.type = 'review.round_opened' OR NEW.type = 'review.reminder_due'`)
+      expect(dump()).toEqual(data)
+      expect(appendEvents(raw)).toEqual(signalled)
+
+      const after = dump()
+      await migrations['019_signals_review_trigger_or']!.down!(db)
+      expect(triggerSql(raw)).toBe(before)
+      expect(dump()).toEqual(after)
+      expect(appendEvents(raw)).toEqual(signalled)
+    } finally {
+      await db.destroy()
+    }
   })
 })
 

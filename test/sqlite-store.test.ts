@@ -118,6 +118,34 @@ describe('SQLite WAL checkpoints (off the request path)', () => {
   })
 })
 
+describe('SQLite hot reads (prepared statements, rows read as arrays)', () => {
+  it('return the same records as the Kysely path: every column, with its value, null or number', async () => {
+    const store = await openStore(`sqlite:${file()}`)
+    try {
+      const full = deviceGrant({
+        status: 'approved',
+        subject: 'alice',
+        decidedAt: NOW + 3,
+        lastPolledAt: NOW + 1,
+        intervalSeconds: 10,
+        dpopJkt: 'jkt-1',
+        requestUserAgent: 'curl/8 "quoted" \\ ü',
+        resources: ['https://api.example/', 'https://other.example/'],
+      })
+      const sparse = deviceGrant({ requestUserAgent: null })
+      for (const g of [full, sparse]) {
+        await store.createDeviceGrant(g)
+        const hot = await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash) // direct executor
+        expect(hot).toEqual(await store.findDeviceGrantByUserCode(g.userCode)) // Kysely's driver
+        expect(hot).toEqual(g)
+      }
+      expect(await store.findDeviceGrantByDeviceCodeHash('0'.repeat(64))).toBeUndefined()
+    } finally {
+      await store.close()
+    }
+  })
+})
+
 describe('SQLite group commit (writes of one event-loop turn share one commit)', () => {
   it('resolves a write only once it is committed: another connection sees it at once', async () => {
     const path = file()

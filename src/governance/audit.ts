@@ -23,6 +23,7 @@ import { dirname } from 'node:path'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import type { AuditCheckpointRecord, AuditEventBody, AuditEventRecord, NewAuditEvent, Store } from '../storage/store.js'
+import { sha256Hex } from '../system.js'
 
 /** `prev_hash` of the first record. */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -52,10 +53,14 @@ export function canonicalize(value: unknown): string {
       if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalize(v))).join(',')}]`
       const toJSON = (value as { toJSON?: () => unknown }).toJSON
       if (typeof toJSON === 'function') return canonicalize(toJSON.call(value))
-      const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined)
+      const object = value as Record<string, unknown>
       // Default sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 requires.
-      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalize(v)}`).join(',')}}`
+      let members = ''
+      for (const k of Object.keys(object).sort()) {
+        const v = object[k]
+        if (v !== undefined) members += `${members === '' ? '' : ','}${JSON.stringify(k)}:${canonicalize(v)}`
+      }
+      return `{${members}}`
     }
     default:
       throw new TypeError(`canonicalize: ${typeof value} is not JSON`)
@@ -91,9 +96,13 @@ export function canonicalAuditRecord(body: AuditEventBody): string {
   )
 }
 
-/** `hash = SHA-256(prev_hash ‖ JCS(record))`, hex. */
+/**
+ * `hash = SHA-256(prev_hash ‖ JCS(record))`, hex. Hashed in one shot over the concatenated text
+ * ({@link sha256Hex}): the same UTF-8 bytes as feeding the two parts to a streaming hash, for
+ * a fraction of its cost (it runs once per event on every request that records one).
+ */
 export function chainHash(prevHash: string, body: AuditEventBody): string {
-  return createHash('sha256').update(prevHash).update(canonicalAuditRecord(body)).digest('hex')
+  return sha256Hex(prevHash + canonicalAuditRecord(body))
 }
 
 // --- checkpoints ---------------------------------------------------------------------------------

@@ -37,7 +37,8 @@
  * - people (`people.ts`): `people`, `people_groups`, `people_group_members`, `upstream_logins`,
  *   `security_events_received`, `device_compliance` — 010
  * - signals (`signals.ts`, `oidc-context.ts`): `oidc_auth_context`, `signal_outbox`,
- *   `signal_destinations`, `signal_subjects`, `signal_deliveries` and their triggers — 011
+ *   `signal_destinations`, `signal_subjects`, `signal_deliveries` and their triggers — 011; the
+ *   access-review trigger on `audit_events` 015, its condition without an IN list on SQLite 019
  * - rate slots (`rate-slots.ts`): `rate_slots` — 005_rate_slots
  *
  * A new domain appends its own migration at the end and adds its line here.
@@ -75,6 +76,7 @@ export const migrations: Record<string, Migration> = {
   '016_signals_secrets': signals.secrets,
   '017_audit_seq_rowid': governance.auditSeqRowid,
   '018_partial_indexes': consoleDomain.partialIndexes,
+  '019_signals_review_trigger_or': signals.reviewTriggerOr,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
   //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of

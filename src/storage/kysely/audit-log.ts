@@ -66,11 +66,24 @@ export class KyselyAuditLogStore implements AuditLogStore {
         let seq = Number(head.seq) - events.length
         let prevHash = head.hash
         const records: AuditEventRecord[] = events.map((e) => {
-          const body: AuditEventBody = { ...e, seq: ++seq }
-          const hash = chain(prevHash, body)
-          const record: AuditEventRecord = { ...body, prevHash, hash }
-          record.mac = seal ? seal(record) : null
-          prevHash = hash
+          // Written out rather than spread: one object per event, built in one shape.
+          const record: AuditEventRecord = {
+            seq: ++seq,
+            time: e.time,
+            type: e.type,
+            actor: e.actor,
+            clientId: e.clientId,
+            subject: e.subject,
+            ip: e.ip,
+            grantId: e.grantId,
+            details: e.details,
+            prevHash,
+            hash: '',
+            mac: null,
+          }
+          record.hash = chain(prevHash, record)
+          if (seal) record.mac = seal(record)
+          prevHash = record.hash
           return record
         })
         if (this.#ctx.kind === 'postgres') {
