@@ -30,8 +30,13 @@ async function migrateThrough(db: Kysely<any>, last: string): Promise<void> {
   if (error !== undefined) throw error
 }
 
-async function migrateAll(db: Kysely<any>): Promise<void> {
-  const { error } = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateToLatest()
+/**
+ * @param schema PostgreSQL: the schema holding Kysely's bookkeeping tables. Without it Kysely looks
+ *   for them in every schema and, should another test's schema hold them at that moment, skips
+ *   creating its own (as the server does, src/storage/postgres.ts).
+ */
+async function migrateAll(db: Kysely<any>, schema?: string): Promise<void> {
+  const { error } = await new Migrator({ db, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) }).migrateToLatest()
   if (error !== undefined) throw error
 }
 
@@ -213,7 +218,7 @@ describe.skipIf(!PG_URL)('PostgreSQL: 017_audit_seq_rowid and 018_partial_indexe
     await admin.end()
     const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: PG_URL, max: 1, options: `-c search_path=${schema}` }) }) })
     try {
-      await migrateAll(db)
+      await migrateAll(db, schema)
       const seqType = await sql<{ data_type: string }>`select data_type from information_schema.columns where table_schema = ${schema} and table_name = 'audit_events' and column_name = 'seq'`.execute(db)
       expect(seqType.rows[0]?.data_type).toBe('bigint')
       await sql`set enable_seqscan = off`.execute(db)
