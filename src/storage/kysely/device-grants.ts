@@ -18,6 +18,31 @@ import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
 import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
 import type { TokenWriter } from './token-families.js'
 
+/** Every column of `device_grants` (the compiler checks none is missing), for hot reads. */
+const DEVICE_GRANT_COLUMNS = [
+  'id',
+  'device_code_hash',
+  'user_code',
+  'client_id',
+  'scope',
+  'status',
+  'created_at',
+  'expires_at',
+  'interval_seconds',
+  'last_polled_at',
+  'subject',
+  'decided_at',
+  'request_ip',
+  'request_user_agent',
+  'dpop_jkt',
+  'grant_id',
+  'resources',
+  'review_claim',
+  'review_claim_until',
+] as const satisfies readonly (keyof DeviceGrantsTable)[]
+const allDeviceGrantColumns: Exclude<keyof DeviceGrantsTable, (typeof DEVICE_GRANT_COLUMNS)[number]> extends never ? true : never = true
+void allDeviceGrantColumns
+
 /** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
 
@@ -87,7 +112,8 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     const db = ctx.db
     this.#hot = {
       deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
-        db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
+        // Columns by name, not `*`, so that it runs as a named statement on PostgreSQL (prepared.ts).
+        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where('device_code_hash', '=', hash),
       ),
       deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
       // The same statement as `KyselyStorageClassStore.declareStorageClass`, for the device

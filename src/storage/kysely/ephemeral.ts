@@ -10,7 +10,7 @@ import { RedisEphemeralStore } from '../redis-ephemeral.js'
 import { SharedPollTimes } from '../shared-poll-times.js'
 import type { KyselyContext } from './context.js'
 import { insertDpopJti } from './dpop-replay.js'
-import { PreparedQuery } from './prepared.js'
+import { PreparedQuery, registerNamed } from './prepared.js'
 import type { DevicegateDatabase } from './tables.js'
 
 /**
@@ -31,6 +31,8 @@ on conflict (id) do update set
   interval_seconds = p.interval_seconds + case when p.last_polled_at + p.interval_seconds > excluded.last_polled_at then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
   last_polled_at = excluded.last_polled_at
 returning too_fast, interval_seconds`
+// A named statement on the pool (parsed and planned once per connection), like PreparedQuery's.
+registerNamed(DECIDE_POLL_SQL)
 
 /** Poll times and DPoP jtis in UNLOGGED tables of the store's own PostgreSQL database. */
 export class UnloggedEphemeralStore implements EphemeralStore {

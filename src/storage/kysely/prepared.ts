@@ -18,7 +18,12 @@ import type { DevicegateDatabase } from './tables.js'
  */
 export const NAMED_STATEMENTS: ReadonlyMap<string, string> = new Map<string, string>()
 
-function registerNamed(text: string): void {
+/**
+ * Adds a hot statement's SQL text to {@link NAMED_STATEMENTS} (done by {@link PreparedQuery} for
+ * its own; call it for raw SQL run through `CompiledQuery.raw`). Texts with `*` are left out (see
+ * above). Idempotent.
+ */
+export function registerNamed(text: string): void {
   if (text.includes('*') || NAMED_STATEMENTS.has(text)) return
   ;(NAMED_STATEMENTS as Map<string, string>).set(text, `dg_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`)
 }
