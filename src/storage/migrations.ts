@@ -75,6 +75,7 @@ export const migrations: Record<string, Migration> = {
   '016_signals_secrets': signals.secrets,
   '017_audit_seq_rowid': governance.auditSeqRowid,
   '018_partial_indexes': consoleDomain.partialIndexes,
+  '019_device_grant_changes': protocol.deviceGrantChanges,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
   //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of

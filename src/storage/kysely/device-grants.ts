@@ -11,6 +11,7 @@
 import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import type { StorageClass } from '../../core/storage-class.js'
 import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
+import type { PendingGrantCache } from '../pending-grant-cache.js'
 import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
 import type { KyselyContext, KyselyStoreOptions } from './context.js'
@@ -81,9 +82,17 @@ export function createPollTimes(
 
 /** A device grant row as a record, with the poll state held in memory when it is newer. */
 export function toDeviceGrantRecord(row: Selectable<DeviceGrantsTable>, pollTimes: PollTimes): DeviceGrantRecord {
-  const record = toDeviceGrant(row)
+  return withPollState(toDeviceGrant(row), pollTimes)
+}
+
+/** `record` with the poll state held in memory when there is one (newer than the row); changes `record`. */
+function withPollState(record: DeviceGrantRecord, pollTimes: PollTimes): DeviceGrantRecord {
   const poll = pollTimes.current(record.id)
-  return poll ? { ...record, lastPolledAt: poll.lastPolledAt, intervalSeconds: poll.intervalSeconds } : record
+  if (poll) {
+    record.lastPolledAt = poll.lastPolledAt
+    record.intervalSeconds = poll.intervalSeconds
+  }
+  return record
 }
 
 export class KyselyDeviceGrantStore implements DeviceGrantStore {
@@ -92,6 +101,8 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #tokens: TokenWriter
   /** Where polls are decided: in memory (SQLite) or in the shared ephemeral store (PostgreSQL). */
   readonly #pollTimes: PollTimes
+  /** Pending device grants known to this instance (several instances; see `../pending-grant-cache.ts`). */
+  readonly #pending: PendingGrantCache | undefined
   /** Hot-path statements compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
     deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
@@ -103,12 +114,14 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
    * @param tokens Writes the token family of a redemption in the redeeming transaction.
    * @param pollTimes In-memory poll times (see {@link createPollTimes}) or the shared ones of
    *   several instances (`SharedPollTimes`, see `kysely/ephemeral.ts`).
+   * @param pending This instance's cache of pending device grants, if it keeps one (PostgreSQL).
    */
-  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: PollTimes) {
+  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: PollTimes, pending?: PendingGrantCache) {
     this.#ctx = ctx
     this.#db = ctx.db
     this.#tokens = tokens
     this.#pollTimes = pollTimes
+    this.#pending = pending
     const db = ctx.db
     this.#hot = {
       deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
@@ -143,13 +156,24 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     })
   }
 
+  /**
+   * With a cache of pending grants (several instances), a code known to be pending is answered
+   * from it without a read; its status may then be older than the row by the staleness window of
+   * `../pending-grant-cache.ts` (an approval is never taken from the cache). Its poll fields may
+   * be older too; polls are decided by `registerPoll`, not from them.
+   */
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
+    const cached = this.#pending?.get(deviceCodeHash)
+    if (cached !== undefined) return Promise.resolve(withPollState({ ...cached }, this.#pollTimes))
     return this.#ctx.guard(async () => {
+      const ticket = this.#pending?.ticket()
       const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
       if (row === undefined) return undefined
       // The poll path: a pending code is registered next; its poll state is in this row already.
       if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
-      return toDeviceGrantRecord(row, this.#pollTimes)
+      const record = toDeviceGrant(row)
+      if (ticket !== undefined) this.#pending!.offer(ticket, record)
+      return withPollState({ ...record }, this.#pollTimes)
     })
   }
 
@@ -190,6 +214,8 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
         .where('expires_at', '>', now)
       if (reviewer !== undefined) update = update.where((eb) => unclaimedBy(eb, reviewer, now))
       const result = await update.executeTakeFirst()
+      // This instance sees its own decision at once; the others when the notification arrives.
+      if (result.numUpdatedRows > 0n) this.#pending?.forget(id)
       return result.numUpdatedRows > 0n
     })
   }
