@@ -49,10 +49,11 @@ export class PreparedQuery<Row> {
   }
 
   /**
-   * Runs the query with `args` in place of the sentinels: straight on the connection where the
+   * Runs the query with `args` in place of the sentinels (an array only where the SQL takes one,
+   * e.g. `= any(…)` on PostgreSQL): straight on the connection where the
    * dialect offers a {@link DirectExecutor} (SQLite) and it accepts, else through Kysely.
    */
-  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null)[]): Promise<Row[]> {
+  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null | readonly string[])[]): Promise<Row[]> {
     const fixed = this.#compiled.parameters
     const parameters = this.#slots.map((slot, i) => (slot >= 0 ? args[slot] : fixed[i]))
     const direct = directExecutorOf(db)
