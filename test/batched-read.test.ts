@@ -1,15 +1,16 @@
 /**
- * Concurrent access-token lookups coalesced into one statement per event-loop turn on PostgreSQL
- * (src/storage/kysely/batched-read.ts): each lookup still gets its own row, or none, and sees a
- * revocation committed before it was asked. The helper alone always; the store with
- * DEVICEGATE_TEST_PG_URL (skipped loudly otherwise).
+ * Concurrent access-token lookups and UNLOGGED poll decisions coalesced into one statement per
+ * event-loop turn on PostgreSQL (src/storage/kysely/batched-read.ts): each lookup still gets its
+ * own row, or none, and sees a revocation committed before it was asked; polls stay atomic across
+ * instances, without deadlocks. The helpers alone always; the store with DEVICEGATE_TEST_PG_URL
+ * (skipped loudly otherwise).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BatchedRead } from '../src/storage/kysely/batched-read.js'
+import { BatchedRead, BatchedWrite } from '../src/storage/kysely/batched-read.js'
 import { openStore } from '../src/storage/index.js'
 import type { Store } from '../src/storage/store.js'
 import { freshPgSchema } from './support/pg-schema.js'
-import { bundle, NOW } from './support/store-fixtures.js'
+import { bundle, deviceGrant, NOW } from './support/store-fixtures.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
 if (!PG_URL) console.warn('batched access-token lookups on PostgreSQL SKIPPED: set DEVICEGATE_TEST_PG_URL')
@@ -47,6 +48,19 @@ describe('BatchedRead', () => {
   })
 })
 
+describe('BatchedWrite', () => {
+  it('never puts one key twice in a statement: repeats of a key in one turn go in later statements', async () => {
+    const statements: string[][] = []
+    const batched = new BatchedWrite<number, number>(async (calls) => {
+      statements.push(calls.map((c) => c.key))
+      return new Map(calls.map((c) => [c.key, c.arg * 10]))
+    })
+    const results = await Promise.all([batched.call('a', 1), batched.call('b', 2), batched.call('a', 3), batched.call('a', 4)])
+    expect(results).toEqual([10, 20, 30, 40])
+    expect(statements).toEqual([['a', 'b'], ['a'], ['a']])
+  })
+})
+
 describe.skipIf(!PG_URL)('access-token lookups on PostgreSQL, coalesced', () => {
   let schema: Awaited<ReturnType<typeof freshPgSchema>>
   let store: Store
@@ -57,6 +71,27 @@ describe.skipIf(!PG_URL)('access-token lookups on PostgreSQL, coalesced', () => 
   afterAll(async () => {
     await store?.close()
     await schema?.drop()
+  })
+
+  it('decides 400 concurrent polls of 20 device grants on two instances (UNLOGGED) without a deadlock: one on-time poll per grant', async () => {
+    const other = await openStore(schema.url)
+    try {
+      const grants = Array.from({ length: 20 }, () => deviceGrant({ intervalSeconds: 5 }))
+      for (const g of grants) await store.createDeviceGrant(g)
+      // Each instance polls the grants in its own shuffled order, so statements share ids in any order.
+      const order = (seed: number) => Array.from({ length: 200 }, (_, i) => grants[(i * seed + seed) % 20]!)
+      const polls = [...order(7).map((g) => store.registerPoll(g.id, NOW)), ...order(13).map((g) => other.registerPoll(g.id, NOW))]
+      const results = await Promise.all(polls)
+      const byGrant = new Map<string, { tooFast: boolean; intervalSeconds: number }[]>()
+      ;[...order(7), ...order(13)].forEach((g, i) => byGrant.set(g.id, [...(byGrant.get(g.id) ?? []), results[i]!]))
+      for (const decisions of byGrant.values()) {
+        expect(decisions).toHaveLength(20)
+        expect(decisions.filter((d) => !d.tooFast)).toHaveLength(1)
+        expect(Math.max(...decisions.map((d) => d.intervalSeconds))).toBe(5 + 19 * 5)
+      }
+    } finally {
+      await other.close()
+    }
   })
 
   it('gives each of 50 concurrent lookups its own token, none for an unknown hash, and the family revocation committed before', async () => {

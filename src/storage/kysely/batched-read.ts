@@ -59,3 +59,59 @@ export class BatchedRead<Row> {
     }
   }
 }
+
+/**
+ * The same coalescing for a statement that writes one row per key and returns a result per key
+ * (a poll decision: `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE … RETURNING`). Such a
+ * statement must not touch one row twice, so a turn's calls are split into statements of distinct
+ * keys, all sent at once; statements on the same row are serialised by its row lock, as separate
+ * calls would be.
+ */
+export class BatchedWrite<Arg, Result> {
+  readonly #write: (calls: readonly { key: string; arg: Arg }[]) => Promise<ReadonlyMap<string, Result>>
+  #waiting: (Waiting<Result> & { arg: Arg })[] = []
+
+  /**
+   * @param write Runs the calls (distinct keys, at most {@link BATCHED_READ_MAX_KEYS}) in one
+   *   statement; a key missing from the result gets undefined. Its errors reject every call of it.
+   */
+  constructor(write: (calls: readonly { key: string; arg: Arg }[]) => Promise<ReadonlyMap<string, Result>>) {
+    this.#write = write
+  }
+
+  /** The result for `key`, or undefined when the statement returned none for it. */
+  call(key: string, arg: Arg): Promise<Result | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.#waiting.length === 0) setImmediate(() => this.#flush())
+      this.#waiting.push({ key, arg, resolve, reject })
+    })
+  }
+
+  #flush(): void {
+    let rest = this.#waiting
+    this.#waiting = []
+    while (rest.length > 0) {
+      const batch: typeof rest = []
+      const later: typeof rest = []
+      const keys = new Set<string>()
+      for (const w of rest) {
+        if (keys.has(w.key) || batch.length >= BATCHED_READ_MAX_KEYS) later.push(w)
+        else {
+          keys.add(w.key)
+          batch.push(w)
+        }
+      }
+      void this.#send(batch)
+      rest = later
+    }
+  }
+
+  async #send(batch: readonly (Waiting<Result> & { arg: Arg })[]): Promise<void> {
+    try {
+      const results = await this.#write(batch.map((w) => ({ key: w.key, arg: w.arg })))
+      for (const w of batch) w.resolve(results.get(w.key))
+    } catch (error) {
+      for (const w of batch) w.reject(error)
+    }
+  }
+}
