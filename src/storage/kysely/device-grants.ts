@@ -15,6 +15,7 @@ import type { PendingGrantCache } from '../pending-grant-cache.js'
 import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
 import type { KyselyContext, KyselyStoreOptions } from './context.js'
+import { BatchedRead } from './batched-read.js'
 import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
 import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
 import type { TokenWriter } from './token-families.js'
@@ -43,6 +44,9 @@ const DEVICE_GRANT_COLUMNS = [
 ] as const satisfies readonly (keyof DeviceGrantsTable)[]
 const allDeviceGrantColumns: Exclude<keyof DeviceGrantsTable, (typeof DEVICE_GRANT_COLUMNS)[number]> extends never ? true : never = true
 void allDeviceGrantColumns
+
+/** A `device_grants` row as read by the hot path. */
+type DeviceGrantRow = Selectable<DeviceGrantsTable>
 
 /** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
@@ -103,6 +107,8 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #pollTimes: PollTimes
   /** Pending device grants known to this instance (several instances; see `../pending-grant-cache.ts`). */
   readonly #pending: PendingGrantCache | undefined
+  /** PostgreSQL: concurrent reads by code hash coalesced into one statement per event-loop turn. */
+  readonly #byCodeHash: BatchedRead<DeviceGrantRow> | undefined
   /** Hot-path statements compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
     deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
@@ -138,6 +144,12 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
           .onConflict((oc) => oc.column('device_grant_id').doNothing()),
       ),
     }
+    if (ctx.kind === 'postgres') {
+      const byHashes = new PreparedQuery<DeviceGrantRow>(1, (hashes) =>
+        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where(sql<boolean>`device_code_hash = any(${hashes}::text[])`),
+      )
+      this.#byCodeHash = new BatchedRead((hashes) => byHashes.execute(db, hashes), (row) => row.device_code_hash)
+    }
     // Redeemed grants stay: their token family points at them.
     ctx.onPurge(async (now) => {
       await this.#db
@@ -167,7 +179,9 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     if (cached !== undefined) return Promise.resolve(withPollState({ ...cached }, this.#pollTimes))
     return this.#ctx.guard(async () => {
       const ticket = this.#pending?.ticket()
-      const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
+      const row = this.#byCodeHash
+        ? await this.#byCodeHash.load(deviceCodeHash)
+        : (await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash))[0]
       if (row === undefined) return undefined
       // The poll path: a pending code is registered next; its poll state is in this row already.
       if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
