@@ -91,6 +91,9 @@ async function redisCpuSeconds(url) {
   }
 }
 
+/** BENCH_DEVICEGATE_NODE_FLAGS as node arguments (see lib/targets.mjs). */
+const nodeFlags = () => (process.env.BENCH_DEVICEGATE_NODE_FLAGS ?? '').split(' ').filter(Boolean)
+
 function pgTarget(name, instances, pgUrl, redisUrl) {
   return {
     name,
@@ -117,7 +120,8 @@ function pgTarget(name, instances, pgUrl, redisUrl) {
           children.push(
             await startProcess({
               cmd: process.execPath,
-              args: ['bin/devicegate.js', 'serve', '--config', path, '--host', HOST, '--port', String(port), '--issuer', origin],
+              // BENCH_DEVICEGATE_NODE_FLAGS (e.g. --cpu-prof) apply to every instance, as to the SQLite target.
+              args: [...nodeFlags(), 'bin/devicegate.js', 'serve', '--config', path, '--host', HOST, '--port', String(port), '--issuer', origin],
               cwd: ROOT,
               env,
               logFile: join(runDir, `${name}-${tag}-${i}.log`),
@@ -143,6 +147,13 @@ function pgTarget(name, instances, pgUrl, redisUrl) {
           pid: children[0].pid,
           // The instances and their database backends (the proxy stands in for a load balancer).
           serverPids: async () => [...servers.map((c) => c.pid), ...(await backendPids(pgUrl, schema))],
+          // The same split for the report; the proxy is shown apart and not counted (it stands in
+          // for a load balancer on a host of its own).
+          cpuParts: async () => ({
+            devicegate: servers.map((c) => c.pid),
+            postgres: await backendPids(pgUrl, schema),
+            ...(instances > 1 ? { proxy: [children[instances].pid] } : {}),
+          }),
           ...(redis ? { externalCpuSeconds: () => redisCpuSeconds(redis.url) } : {}),
           ...(await devicegateEndpoints(origin)),
           stop,

@@ -12,7 +12,7 @@ import { cpus } from 'node:os'
 import { TARGETS, makeRunDir, devicegateAvailable } from './lib/targets.mjs'
 import { SCENARIOS, runLoad } from './lib/load.mjs'
 import { scenarioMemory, scenarioGrowth, scenarioRevokeBySubject } from './lib/extra.mjs'
-import { printReport, median } from './lib/report.mjs'
+import { printReport, median, medianParts } from './lib/report.mjs'
 import { loadAverage, startServerCpuWindow } from './lib/proc.mjs'
 import { benchPgUrl, benchRedisUrl, registerPostgresTargets } from './postgres.mjs'
 
@@ -42,7 +42,8 @@ if (opts.help) {
        [--growth-sizes 10000,1000000] [--pending-codes 100000] [--oidc-adapter map|default] [--keep-data]
        [--store postgres [--pg-url URL] [--pg-ephemeral unlogged,redis] [--redis-url URL]]
            adds devicegate-pg and devicegate-pg-x2 (one and two instances; poll times and DPoP jtis in
-           UNLOGGED tables), and with redis devicegate-pg-redis(-x2) (see bench/postgres.mjs)`)
+           UNLOGGED tables), and with redis devicegate-pg-redis(-x2) (see bench/postgres.mjs); naming
+           some of these in --targets runs only those`)
   process.exit(0)
 }
 
@@ -60,7 +61,9 @@ const BUSY_OTHER_CORES = 0.25 // warn when other processes used more than a quar
 let targetNames = opts.targets.split(',').map((s) => s.trim())
 if (opts.store === 'postgres') {
   const pgOptions = { ephemeral: opts['pg-ephemeral'].split(',').map((s) => s.trim()).filter(Boolean), redisUrl: benchRedisUrl(opts['redis-url']) }
-  for (const n of registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']), pgOptions)) if (!targetNames.includes(n)) targetNames.push(n)
+  const pgNames = registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']), pgOptions)
+  // All PostgreSQL targets, unless --targets names some of them (e.g. to profile one).
+  if (!targetNames.some((n) => pgNames.includes(n))) targetNames.push(...pgNames)
 } else if (opts.store !== 'sqlite') throw new TypeError(`--store: expected sqlite or postgres, got "${opts.store}"`)
 const notes = []
 const warnings = []
@@ -134,6 +137,7 @@ async function runRound(round, t) {
       const serverCpu = t.name === 'limit' ? undefined : await startServerCpuWindow(inst)
       const r = await runLoad({ ...common, spec: spec(), durationSeconds: config.durationSeconds })
       if (serverCpu) r.serverCpuMsPerRequest = await serverCpu.stop(r.total)
+      if (serverCpu?.parts) r.cpuParts = serverCpu.parts
       if (states[s].lost) r.errors['refresh pool exhausted'] = states[s].lost
       r.round = round
       results[s][t.name].push(r)
@@ -192,6 +196,7 @@ for (const s of throughputIds) {
       p50: median(rs.map((r) => r.p50)),
       p99: median(rs.map((r) => r.p99)),
       serverCpuMsPerRequest: median(rs.map((r) => r.serverCpuMsPerRequest)),
+      ...(rs.some((r) => r.cpuParts) ? { cpuParts: medianParts(rs.map((r) => r.cpuParts ?? {})) } : {}),
       errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
       counts,
       errors,

@@ -202,6 +202,24 @@ describe.runIf(backend.run)(`several instances on one PostgreSQL database (ephem
     expect((await poll(C, device_code)).json).toMatchObject({ error: 'slow_down', error_description: expect.stringContaining('15 seconds') })
   })
 
+  it('answers with tokens on B, which had answered the code pending, once A\'s approval reaches it (notified on commit), and only once', async () => {
+    const { device_code, user_code } = await authorize(C)
+    expect((await poll(B, device_code)).json.error).toBe('authorization_pending')
+    await approveAs(A.url, user_code)
+    // B answers from its cache of pending codes until the notification of A's commit arrives
+    // (milliseconds): the staleness window of src/storage/pending-grant-cache.ts.
+    const deadline = Date.now() + 5_000
+    let res = await poll(B, device_code)
+    while (res.status !== 200 && Date.now() < deadline) {
+      expect(res.status).toBe(400)
+      expect(['slow_down', 'authorization_pending']).toContain(res.json.error)
+      await new Promise((r) => setTimeout(r, 20))
+      res = await poll(B, device_code)
+    }
+    expect(res.status, res.text).toBe(200)
+    expect((await poll(C, device_code)).json.error).toBe('invalid_grant')
+  })
+
   it('detects a refresh token rotated on A and replayed on B, and revokes the whole family', async () => {
     const first = await loggedIn()
     const rotated = await refresh(A, first.refresh_token)

@@ -148,21 +148,43 @@ export function startCpuWindow(targetPid) {
  * and, for PostgreSQL targets, their database backends) and `externalCpuSeconds()` (e.g. the
  * Redis server's own counter). Less sensitive to other load than req/s: a busy machine slows
  * a request, it does not make it cost more CPU (caches aside).
- * @returns `stop(requests)` → CPU milliseconds per request.
+ *
+ * A target with `cpuParts()` (`{ part: pids }`, e.g. devicegate / postgres / proxy) also gets its
+ * CPU per request split by part (`parts` after `stop`; `external` is `externalCpuSeconds`). A
+ * part that is not among `serverPids()` (the proxy) is reported but not in the total.
+ * @returns `stop(requests)` → CPU milliseconds per request; then `parts` → `{ part: ms per request }`.
  */
 export async function startServerCpuWindow(inst) {
   const pidsOf = async () => (inst.serverPids ? await inst.serverPids() : [inst.pid])
-  const before = new Map((await pidsOf()).map((p) => [p, processTicks(p)]))
+  const partsOf = async () => (inst.cpuParts ? await inst.cpuParts() : {})
+  const servingBefore = await pidsOf()
+  const partsBefore = await partsOf()
+  const before = new Map([...servingBefore, ...Object.values(partsBefore).flat()].map((p) => [p, processTicks(p)]))
   const externalBefore = inst.externalCpuSeconds ? await inst.externalCpuSeconds() : 0
-  return {
+  const used = (p) => Math.max(0, processTicks(p) - (before.get(p) ?? 0))
+  const window = {
+    /** After `stop`, for a target with `cpuParts`: CPU milliseconds per request by part. */
+    parts: undefined,
     async stop(requests) {
-      const pids = new Set([...before.keys(), ...(await pidsOf())])
+      const serving = new Set([...servingBefore, ...(await pidsOf())])
       let ticks = 0
-      for (const p of pids) ticks += Math.max(0, processTicks(p) - (before.get(p) ?? 0))
+      for (const p of serving) ticks += used(p)
       const external = inst.externalCpuSeconds ? (await inst.externalCpuSeconds()) - externalBefore : 0
-      return requests > 0 ? ((ticks / CLK_TCK + external) * 1000) / requests : null
+      if (requests <= 0) return null
+      const perRequest = (seconds) => (seconds * 1000) / requests
+      if (inst.cpuParts) {
+        const partsNow = await partsOf()
+        window.parts = {}
+        for (const name of new Set([...Object.keys(partsBefore), ...Object.keys(partsNow)])) {
+          const pids = new Set([...(partsBefore[name] ?? []), ...(partsNow[name] ?? [])])
+          window.parts[name] = perRequest([...pids].reduce((sum, p) => sum + used(p), 0) / CLK_TCK)
+        }
+        if (inst.externalCpuSeconds) window.parts.external = perRequest(external)
+      }
+      return perRequest(ticks / CLK_TCK + external)
     },
   }
+  return window
 }
 
 export function loadAverage() {

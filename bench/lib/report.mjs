@@ -7,6 +7,12 @@ export function median(xs) {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
+/** Per-part medians of `{ part: number }` objects (a part missing from a round is left out there). */
+export function medianParts(list) {
+  const names = [...new Set(list.flatMap((o) => Object.keys(o)))]
+  return Object.fromEntries(names.map((n) => [n, median(list.map((o) => o[n]))]))
+}
+
 const fmtInt = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'))
 const fmtMs = (x) => (x == null ? '-' : x < 10 ? x.toFixed(2) : x.toFixed(1))
 const fmtRatio = (x) => (x == null ? '-' : `${x.toFixed(2)}×`)
@@ -65,6 +71,15 @@ export function printReport(r) {
       out.push('CPU ms per request (devicegate processes + their PostgreSQL backends + Redis server), medians:')
       out.push(table(['scenario', ...cpuNames], Object.values(r.scenarios).map((s) => [s.title, ...cpuNames.map((n) => (s[n]?.serverCpuMsPerRequest == null ? '-' : s[n].serverCpuMsPerRequest.toFixed(3)))])))
       out.push('')
+      const partNames = ['devicegate', 'postgres', 'external', 'proxy']
+      const partRows = Object.values(r.scenarios).flatMap((s) =>
+        pgNames.filter((n) => s[n]?.cpuParts).map((n) => [s.title, n, ...partNames.map((p) => (s[n].cpuParts[p] == null ? '-' : fmtInt(s[n].cpuParts[p] * 1000)))]),
+      )
+      if (partRows.length) {
+        out.push('where it goes, CPU µs per request: devicegate instances, their PostgreSQL backends, Redis (external), and the -x2 proxy (not in the totals):')
+        out.push(table(['scenario', 'target', ...partNames], partRows))
+        out.push('')
+      }
       out.push('the same as a ratio, SQLite CPU per request / target CPU per request (the req/s ratio where CPU is the bound):')
       out.push(table(['scenario', ...pgNames], Object.values(r.scenarios).map((s) => [s.title, ...pgNames.map((n) => fmtRatio(s.ratios.cpu_over_sqlite?.[n]))])))
       out.push('')

@@ -87,7 +87,7 @@ export function createKyselyStore(options: KyselyStoreOptions): Store {
     ...rateCounters(counters, new KyselyRateCounterStore(ctx)),
     ...methodsOf<RateSlotStore>(new KyselyRateSlotStore(ctx)),
     ...methodsOf<DpopReplayStore>(new KyselyDpopReplayStore(ctx, ephemeral)),
-    ...methodsOf<DeviceGrantStore>(new KyselyDeviceGrantStore(ctx, tokens, pollTimes)),
+    ...methodsOf<DeviceGrantStore>(new KyselyDeviceGrantStore(ctx, tokens, pollTimes, options.pendingGrants)),
     ...methodsOf<TokenFamilyStore>(new KyselyTokenFamilyStore(ctx, tokens)),
     ...methodsOf<ConditionalApprovalStore>(new KyselyConditionalApprovalStore(ctx)),
     ...methodsOf<KeyStore>(new KyselyKeyStore(ctx)),

@@ -14,7 +14,7 @@
  * The tables by domain, and the migrations that created or changed them:
  *
  * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002; review claims
- *   005_review_claims
+ *   005_review_claims; the status-change notification trigger (PostgreSQL) 020
  * - token families (`token-families.ts`): `grants`, `access_tokens`, `refresh_tokens` — 0001;
  *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004;
  *   `refresh_tokens.rotated_jkt` / `replaced_by` 006
@@ -77,6 +77,7 @@ export const migrations: Record<string, Migration> = {
   '017_audit_seq_rowid': governance.auditSeqRowid,
   '018_partial_indexes': consoleDomain.partialIndexes,
   '019_signals_review_trigger_or': signals.reviewTriggerOr,
+  '020_device_grant_changes': protocol.deviceGrantChanges,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
   //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of

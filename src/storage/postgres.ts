@@ -8,6 +8,8 @@ import pg from 'pg'
 import { createKyselyStore, type DevicegateDatabase, type StoreErrorKind } from './kysely-store.js'
 import type { EphemeralBackend } from './ephemeral.js'
 import { NAMED_STATEMENTS } from './kysely/prepared.js'
+import { PendingGrantCache } from './pending-grant-cache.js'
+import { listenForDeviceGrantChanges } from './postgres-listen.js'
 import { migrateToLatest } from './migrations.js'
 import { StoreUnavailableError, type Store } from './store.js'
 
@@ -19,7 +21,10 @@ const INT8_OID = 20
  * `storage.query_timeout_seconds` override them).
  */
 export const POSTGRES_POOL_DEFAULTS = {
-  /** Connections per instance. Keep instances × poolSize under the server's `max_connections`. */
+  /**
+   * Connections per instance. Keep instances × (poolSize + 1) under the server's
+   * `max_connections` (each instance also holds one listening connection, see `pendingGrantCache`).
+   */
   poolSize: 10,
   /** Longest wait for a connection (a new one, or a free one from a busy pool). Milliseconds. */
   connectionTimeoutMillis: 5_000,
@@ -43,11 +48,18 @@ export interface PostgresStoreOptions {
    * database.
    */
   ephemeral?: EphemeralBackend
+  /**
+   * Answer polls of device codes known to be pending from this instance's cache, kept true by
+   * the database's change notifications (`pending-grant-cache.ts`; one more connection, which
+   * listens). Default: true. Tests may pass the cache to use, to observe it.
+   */
+  pendingGrantCache?: boolean | PendingGrantCache
 }
 
 /**
- * Opens a pooled PostgreSQL {@link Store}. Connects lazily; does not migrate (call `migrate()`,
- * or use `openStore`). Tables live in the connection's `current_schema()` (set `search_path`,
+ * Opens a pooled PostgreSQL {@link Store}. The pool connects lazily; the connection that listens
+ * for device grant changes (unless `pendingGrantCache: false`) connects at once, in the background,
+ * and is closed with the store. Does not migrate (call `migrate()`, or use `openStore`). Tables live in the connection's `current_schema()` (set `search_path`,
  * e.g. `?options=-c%20search_path%3Ddevicegate`, to use another schema).
  *
  * `bigint` columns (epoch seconds) are parsed to `number` by this pool only, not globally.
@@ -84,12 +96,20 @@ export async function createPostgresStore(
   pool.on('error', () => {})
   pool.on('connect', (client) => hardenClient(client))
   const db = new Kysely<DevicegateDatabase>({ dialect: new PostgresDialect({ pool }) })
+  const pendingGrants =
+    opts.pendingGrantCache === false ? undefined : opts.pendingGrantCache instanceof PendingGrantCache ? opts.pendingGrantCache : new PendingGrantCache()
+  const listener =
+    pendingGrants &&
+    listenForDeviceGrantChanges(url, pendingGrants, {
+      connectionTimeoutMillis: opts.connectionTimeoutMillis ?? POSTGRES_POOL_DEFAULTS.connectionTimeoutMillis,
+    })
   return createKyselyStore({
     kind: 'postgres',
     db,
     classifyError: classifyPostgresError,
     pollTimes: 'ephemeral',
     ephemeral: opts.ephemeral ?? { kind: 'unlogged' },
+    ...(pendingGrants ? { pendingGrants, beforeClose: () => listener!.close() } : {}),
     migrate: async (kdb) => {
       const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(
         kdb,
@@ -97,6 +117,8 @@ export async function createPostgresStore(
       const schema = rows[0]?.schema
       if (!schema) throw new StoreUnavailableError('no current schema: the schema named in search_path does not exist')
       await migrateToLatest(kdb, { migrationTableSchema: schema })
+      // The change trigger may have just been created: the cache need not wait for the next check.
+      await listener?.recheck()
     },
   })
 }

@@ -5,6 +5,7 @@
  */
 import type { Kysely } from 'kysely'
 import type { EphemeralBackend } from '../ephemeral.js'
+import type { PendingGrantCache } from '../pending-grant-cache.js'
 import { StoreConflictError, StoreUnavailableError } from '../errors.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -35,6 +36,12 @@ export interface KyselyStoreOptions {
    * committed (undefined when none are pending). Every store call waits for it before it returns.
    */
   settled?: () => Promise<void> | undefined
+  /**
+   * Several instances (PostgreSQL): each instance's cache of pending device grants, kept true by
+   * change notifications (`../pending-grant-cache.ts`), so that a poll of a code known to be
+   * pending reads nothing. Absent: every poll reads its device grant.
+   */
+  pendingGrants?: PendingGrantCache
   /** Runs before the connection closes (e.g. stops a checkpointer). */
   beforeClose?: () => Promise<void>
   /** Receives failures of background writes (poll write-back); default: ignored. */

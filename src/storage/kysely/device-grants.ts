@@ -11,12 +11,42 @@
 import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import type { StorageClass } from '../../core/storage-class.js'
 import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
+import type { PendingGrantCache } from '../pending-grant-cache.js'
 import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
 import type { KyselyContext, KyselyStoreOptions } from './context.js'
+import { BatchedRead } from './batched-read.js'
 import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
 import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
 import type { TokenWriter } from './token-families.js'
+
+/** Every column of `device_grants` (the compiler checks none is missing), for hot reads. */
+const DEVICE_GRANT_COLUMNS = [
+  'id',
+  'device_code_hash',
+  'user_code',
+  'client_id',
+  'scope',
+  'status',
+  'created_at',
+  'expires_at',
+  'interval_seconds',
+  'last_polled_at',
+  'subject',
+  'decided_at',
+  'request_ip',
+  'request_user_agent',
+  'dpop_jkt',
+  'grant_id',
+  'resources',
+  'review_claim',
+  'review_claim_until',
+] as const satisfies readonly (keyof DeviceGrantsTable)[]
+const allDeviceGrantColumns: Exclude<keyof DeviceGrantsTable, (typeof DEVICE_GRANT_COLUMNS)[number]> extends never ? true : never = true
+void allDeviceGrantColumns
+
+/** A `device_grants` row as read by the hot path. */
+type DeviceGrantRow = Selectable<DeviceGrantsTable>
 
 /** Unredeemed device grants are kept this long past expiry (support, audit), then purged. */
 const DEVICE_GRANT_RETENTION_SECONDS = 86_400
@@ -56,9 +86,17 @@ export function createPollTimes(
 
 /** A device grant row as a record, with the poll state held in memory when it is newer. */
 export function toDeviceGrantRecord(row: Selectable<DeviceGrantsTable>, pollTimes: PollTimes): DeviceGrantRecord {
-  const record = toDeviceGrant(row)
+  return withPollState(toDeviceGrant(row), pollTimes)
+}
+
+/** `record` with the poll state held in memory when there is one (newer than the row); changes `record`. */
+function withPollState(record: DeviceGrantRecord, pollTimes: PollTimes): DeviceGrantRecord {
   const poll = pollTimes.current(record.id)
-  return poll ? { ...record, lastPolledAt: poll.lastPolledAt, intervalSeconds: poll.intervalSeconds } : record
+  if (poll) {
+    record.lastPolledAt = poll.lastPolledAt
+    record.intervalSeconds = poll.intervalSeconds
+  }
+  return record
 }
 
 export class KyselyDeviceGrantStore implements DeviceGrantStore {
@@ -67,6 +105,10 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #tokens: TokenWriter
   /** Where polls are decided: in memory (SQLite) or in the shared ephemeral store (PostgreSQL). */
   readonly #pollTimes: PollTimes
+  /** Pending device grants known to this instance (several instances; see `../pending-grant-cache.ts`). */
+  readonly #pending: PendingGrantCache | undefined
+  /** PostgreSQL: concurrent reads by code hash coalesced into one statement per event-loop turn. */
+  readonly #byCodeHash: BatchedRead<DeviceGrantRow> | undefined
   /** Hot-path statements compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
     deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
@@ -78,16 +120,19 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
    * @param tokens Writes the token family of a redemption in the redeeming transaction.
    * @param pollTimes In-memory poll times (see {@link createPollTimes}) or the shared ones of
    *   several instances (`SharedPollTimes`, see `kysely/ephemeral.ts`).
+   * @param pending This instance's cache of pending device grants, if it keeps one (PostgreSQL).
    */
-  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: PollTimes) {
+  constructor(ctx: KyselyContext, tokens: TokenWriter, pollTimes: PollTimes, pending?: PendingGrantCache) {
     this.#ctx = ctx
     this.#db = ctx.db
     this.#tokens = tokens
     this.#pollTimes = pollTimes
+    this.#pending = pending
     const db = ctx.db
     this.#hot = {
       deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
-        db.selectFrom('device_grants').selectAll().where('device_code_hash', '=', hash),
+        // Columns by name, not `*`, so that it runs as a named statement on PostgreSQL (prepared.ts).
+        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where('device_code_hash', '=', hash),
       ),
       deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
       // The same statement as `KyselyStorageClassStore.declareStorageClass`, for the device
@@ -98,6 +143,12 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
           .values({ device_grant_id: id!, client_id: clientId!, storage_class: storageClass!, declared_at: sql<number>`${declaredAt}`, redeclared_at: null })
           .onConflict((oc) => oc.column('device_grant_id').doNothing()),
       ),
+    }
+    if (ctx.kind === 'postgres') {
+      const byHashes = new PreparedQuery<DeviceGrantRow>(1, (hashes) =>
+        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where(sql<boolean>`device_code_hash = any(${hashes}::text[])`),
+      )
+      this.#byCodeHash = new BatchedRead((hashes) => byHashes.execute(db, hashes), (row) => row.device_code_hash)
     }
     // Redeemed grants stay: their token family points at them.
     ctx.onPurge(async (now) => {
@@ -117,13 +168,26 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     })
   }
 
+  /**
+   * With a cache of pending grants (several instances), a code known to be pending is answered
+   * from it without a read; its status may then be older than the row by the staleness window of
+   * `../pending-grant-cache.ts` (an approval is never taken from the cache). Its poll fields may
+   * be older too; polls are decided by `registerPoll`, not from them.
+   */
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
+    const cached = this.#pending?.get(deviceCodeHash)
+    if (cached !== undefined) return Promise.resolve(withPollState({ ...cached }, this.#pollTimes))
     return this.#ctx.guard(async () => {
-      const [row] = await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash)
+      const ticket = this.#pending?.ticket()
+      const row = this.#byCodeHash
+        ? await this.#byCodeHash.load(deviceCodeHash)
+        : (await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash))[0]
       if (row === undefined) return undefined
       // The poll path: a pending code is registered next; its poll state is in this row already.
       if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
-      return toDeviceGrantRecord(row, this.#pollTimes)
+      const record = toDeviceGrant(row)
+      if (ticket !== undefined) this.#pending!.offer(ticket, record)
+      return withPollState({ ...record }, this.#pollTimes)
     })
   }
 
@@ -164,6 +228,8 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
         .where('expires_at', '>', now)
       if (reviewer !== undefined) update = update.where((eb) => unclaimedBy(eb, reviewer, now))
       const result = await update.executeTakeFirst()
+      // This instance sees its own decision at once; the others when the notification arrives.
+      if (result.numUpdatedRows > 0n) this.#pending?.forget(id)
       return result.numUpdatedRows > 0n
     })
   }

@@ -10,27 +10,32 @@ import { RedisEphemeralStore } from '../redis-ephemeral.js'
 import { SharedPollTimes } from '../shared-poll-times.js'
 import type { KyselyContext } from './context.js'
 import { insertDpopJti } from './dpop-replay.js'
-import { PreparedQuery } from './prepared.js'
+import { BatchedWrite } from './batched-read.js'
+import { PreparedQuery, registerNamed } from './prepared.js'
 import type { DevicegateDatabase } from './tables.js'
 
 /**
- * One poll decided in one statement on the UNLOGGED `device_poll_times` (RFC 8628 §3.5). The
- * first poll of a grant seeds the entry from its `device_grants` row (and is judged against
- * that row's last poll); later ones update it under the row lock, so concurrent polls of one
- * grant are serialised. No row when the grant does not exist. Parameters: $1 id, $2 now.
+ * Polls decided in one statement on the UNLOGGED `device_poll_times` (RFC 8628 §3.5), one row per
+ * device grant (the ids are distinct: {@link BatchedWrite}). The first poll of a grant seeds the
+ * entry from its `device_grants` row (and is judged against that row's last poll); later ones
+ * update it under the row lock, so concurrent polls of one grant are serialised. Rows are taken in
+ * id order, so two such statements (of this instance or another) sharing ids cannot deadlock. No
+ * row for a grant that does not exist. Parameters: $1 ids, $2 their poll times (epoch seconds).
  */
-const DECIDE_POLL_SQL = `
+const DECIDE_POLLS_SQL = `
 insert into device_poll_times as p (id, last_polled_at, interval_seconds, too_fast, expires_at)
-select g.id, $2::bigint,
-       g.interval_seconds + case when g.last_polled_at + g.interval_seconds > $2::bigint then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
-       coalesce(g.last_polled_at + g.interval_seconds > $2::bigint, false),
+select g.id, v.now,
+       g.interval_seconds + case when g.last_polled_at + g.interval_seconds > v.now then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
+       coalesce(g.last_polled_at + g.interval_seconds > v.now, false),
        g.expires_at
-  from device_grants g where g.id = $1
+  from unnest($1::text[], $2::bigint[]) as v(id, now) join device_grants g on g.id = v.id
+ order by v.id
 on conflict (id) do update set
   too_fast = p.last_polled_at + p.interval_seconds > excluded.last_polled_at,
   interval_seconds = p.interval_seconds + case when p.last_polled_at + p.interval_seconds > excluded.last_polled_at then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
   last_polled_at = excluded.last_polled_at
-returning too_fast, interval_seconds`
+returning p.id, p.too_fast, p.interval_seconds`
+registerNamed(DECIDE_POLLS_SQL)
 
 /** Poll times and DPoP jtis in UNLOGGED tables of the store's own PostgreSQL database. */
 export class UnloggedEphemeralStore implements EphemeralStore {
@@ -44,13 +49,17 @@ export class UnloggedEphemeralStore implements EphemeralStore {
     })
   }
 
-  async decidePoll(id: string, now: number): Promise<PollDecision | undefined> {
-    const { rows } = await this.#db.executeQuery<{ too_fast: boolean; interval_seconds: number }>(
-      CompiledQuery.raw(DECIDE_POLL_SQL, [id, now]),
-    )
-    const row = rows[0]
-    return row && { tooFast: row.too_fast, intervalSeconds: row.interval_seconds }
+  /** Concurrent polls of one event-loop turn are decided in one statement (one round trip). */
+  decidePoll(id: string, now: number): Promise<PollDecision | undefined> {
+    return this.#decisions.call(id, now)
   }
+
+  readonly #decisions = new BatchedWrite<number, PollDecision>(async (calls) => {
+    const { rows } = await this.#db.executeQuery<{ id: string; too_fast: boolean; interval_seconds: number }>(
+      CompiledQuery.raw(DECIDE_POLLS_SQL, [calls.map((c) => c.key), calls.map((c) => c.arg)]),
+    )
+    return new Map(rows.map((row) => [row.id, { tooFast: row.too_fast, intervalSeconds: row.interval_seconds }]))
+  })
 
   /** `dpop_jtis` is UNLOGGED on PostgreSQL (migration 008); expired rows go with `purgeExpired`. */
   rememberJti(key: string, expiresAt: number): Promise<boolean> {

@@ -18,7 +18,12 @@ import type { DevicegateDatabase } from './tables.js'
  */
 export const NAMED_STATEMENTS: ReadonlyMap<string, string> = new Map<string, string>()
 
-function registerNamed(text: string): void {
+/**
+ * Adds a hot statement's SQL text to {@link NAMED_STATEMENTS} (done by {@link PreparedQuery} for
+ * its own; call it for raw SQL run through `CompiledQuery.raw`). Texts with `*` are left out (see
+ * above). Idempotent.
+ */
+export function registerNamed(text: string): void {
   if (text.includes('*') || NAMED_STATEMENTS.has(text)) return
   ;(NAMED_STATEMENTS as Map<string, string>).set(text, `dg_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`)
 }
@@ -44,10 +49,11 @@ export class PreparedQuery<Row> {
   }
 
   /**
-   * Runs the query with `args` in place of the sentinels: straight on the connection where the
+   * Runs the query with `args` in place of the sentinels (an array only where the SQL takes one,
+   * e.g. `= any(…)` on PostgreSQL): straight on the connection where the
    * dialect offers a {@link DirectExecutor} (SQLite) and it accepts, else through Kysely.
    */
-  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null)[]): Promise<Row[]> {
+  async execute(db: Kysely<DevicegateDatabase>, ...args: readonly (string | number | null | readonly string[])[]): Promise<Row[]> {
     const fixed = this.#compiled.parameters
     const parameters = this.#slots.map((slot, i) => (slot >= 0 ? args[slot] : fixed[i]))
     const direct = directExecutorOf(db)

@@ -19,6 +19,7 @@ import type {
   WithGrantState,
 } from '../token-families.js'
 import type { KyselyContext } from './context.js'
+import { BatchedRead } from './batched-read.js'
 import { PreparedInsert, PreparedQuery } from './prepared.js'
 import { insertOutboxEvent } from './signals.js'
 import {
@@ -62,13 +63,21 @@ export class TokenWriter {
   }
 }
 
+/** An access token row with its family's revocation time. */
+type AccessTokenRow = Selectable<AccessTokensTable> & { grant_revoked_at: number | null }
+
 export class KyselyTokenFamilyStore implements TokenFamilyStore {
   readonly #ctx: KyselyContext
   readonly #db: Kysely<DevicegateDatabase>
   readonly #writer: TokenWriter
+  /**
+   * PostgreSQL: concurrent access-token lookups (introspection, resource requests) coalesced into
+   * one statement per event-loop turn (see {@link BatchedRead}).
+   */
+  readonly #accessTokens: BatchedRead<AccessTokenRow> | undefined
   /** Hot-path lookups compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
-    accessTokenByHash: PreparedQuery<Selectable<AccessTokensTable> & { grant_revoked_at: number | null }>
+    accessTokenByHash: PreparedQuery<AccessTokenRow>
     refreshTokenByHash: PreparedQuery<Selectable<RefreshTokensTable> & { grant_revoked_at: number | null }>
     refreshTokenWithGrant: PreparedQuery<Selectable<RefreshTokensTable> & GrantColumns>
     grantById: PreparedQuery<Omit<Selectable<GrantsTable>, 'last_used_at' | 'last_used_ip'>>
@@ -138,6 +147,20 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
           .returning('refresh_tokens.id'),
       ),
     }
+    if (ctx.kind === 'postgres') {
+      const accessTokensByHashes = new PreparedQuery<AccessTokenRow>(1, (hashes) =>
+        db
+          .selectFrom('access_tokens')
+          .innerJoin('grants', 'grants.id', 'access_tokens.grant_id')
+          .select(ACCESS_TOKEN_COLUMNS)
+          .select('grants.revoked_at as grant_revoked_at')
+          .where(sql<boolean>`access_tokens.token_hash = any(${hashes}::text[])`),
+      )
+      this.#accessTokens = new BatchedRead(
+        (hashes) => accessTokensByHashes.execute(db, hashes),
+        (row) => row.token_hash,
+      )
+    }
   }
 
   issueTokens(tokens: TokenBundle): Promise<void> {
@@ -155,7 +178,7 @@ export class KyselyTokenFamilyStore implements TokenFamilyStore {
     tokenHash: string,
   ): Promise<WithGrantState<AccessTokenRecord> | undefined> {
     return this.#ctx.guard(async () => {
-      const [row] = await this.#hot.accessTokenByHash.execute(this.#db, tokenHash)
+      const row = this.#accessTokens ? await this.#accessTokens.load(tokenHash) : (await this.#hot.accessTokenByHash.execute(this.#db, tokenHash))[0]
       return row && { ...toAccessToken(row), grantRevokedAt: row.grant_revoked_at }
     })
   }

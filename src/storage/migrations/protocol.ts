@@ -1,9 +1,10 @@
 /**
- * Migrations of the device flow and its tokens (src/core/, src/protocol/): device authorizations, token families, web sessions, rate counters, signing keys and server secrets, DPoP replay, trusted devices, refresh rotation, and the ephemeral state of several instances.
+ * Migrations of the device flow and its tokens (src/core/, src/protocol/): device authorizations, token families, web sessions, rate counters, signing keys and server secrets, DPoP replay, trusted devices, refresh rotation, the ephemeral state of several instances, and the device grant change notifications.
  *
  * Bodies only: the order lives in ../migrations.ts. Never edit a landed migration; append a new one.
  */
 import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
+import { isPostgres } from './dialect.js'
 
 export const initial: Migration = {
   // Kysely recommends `Kysely<any>` in migrations: they must not depend on today's types.
@@ -224,5 +225,32 @@ export const ephemeralUnlogged: Migration = {
     if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return
     await sql`alter table dpop_jtis set logged`.execute(db)
     await sql`drop table if exists device_poll_times`.execute(db)
+  },
+}
+
+/**
+ * PostgreSQL only: a change of a device grant's status (approval, denial, redemption; by any
+ * instance or by hand) is announced on the channel `devicegate_device_grants` with the payload
+ * `<schema> <device grant id>`, sent when the transaction commits, so that every instance's cache
+ * of pending device grants forgets it (`../pending-grant-cache.ts`, `../postgres-listen.ts`).
+ * Updates that leave the status alone (poll times, review claims) fire nothing. SQLite: nothing
+ * (one process owns the database and reads it on every poll).
+ */
+export const deviceGrantChanges: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    if (!isPostgres(db)) return
+    await sql`create function device_grant_status_changed() returns trigger language plpgsql as $$
+begin
+  perform pg_notify('devicegate_device_grants', tg_table_schema || ' ' || new.id);
+  return null;
+end
+$$`.execute(db)
+    await sql`create trigger device_grants_status_changed after update of status on device_grants
+      for each row when (old.status is distinct from new.status) execute function device_grant_status_changed()`.execute(db)
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    if (!isPostgres(db)) return
+    await sql`drop trigger if exists device_grants_status_changed on device_grants`.execute(db)
+    await sql`drop function if exists device_grant_status_changed()`.execute(db)
   },
 }

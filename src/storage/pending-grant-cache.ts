@@ -1,0 +1,127 @@
+/**
+ * Each PostgreSQL instance's cache of pending device grants, so that a poll of a code known to be
+ * pending (RFC 8628 §3.5: `authorization_pending` / `slow_down`) needs no database read.
+ *
+ * Only `pending` records are kept, and only while the instance listens for changes: a change of a
+ * device grant's status (approval, denial, redemption, by any instance or by hand) makes the
+ * database send a notification on commit (trigger of migration 020, channel
+ * {@link DEVICE_GRANT_CHANNEL}), and each instance forgets that grant when it arrives
+ * (`postgres-listen.ts`). When the listening connection is lost, the whole cache is dropped and
+ * nothing is cached until it listens again.
+ *
+ * Staleness window: a poll on another instance may still answer `authorization_pending` or
+ * `slow_down` for a code approved or denied there, from the commit until that instance has read
+ * the notification (normally milliseconds; at most the health check's period plus its timeout
+ * when the connection dies silently, see `postgres-listen.ts`; and never longer than
+ * {@link PENDING_GRANT_MAX_AGE_MS}). The client's next poll sees the decision. Tokens are never
+ * issued from the cache: an approved code is always read from, and redeemed in, the database, so
+ * exactly-once redemption does not depend on it.
+ */
+import type { DeviceGrantRecord } from './device-grants.js'
+
+/** The notification channel of device grant status changes; payload `<schema> <device grant id>`. */
+export const DEVICE_GRANT_CHANNEL = 'devicegate_device_grants'
+
+/** Longest a record is served from the cache before it is read again, in milliseconds. */
+export const PENDING_GRANT_MAX_AGE_MS = 30_000
+
+/** Most records kept; the oldest go first. About 0.5 KB each. */
+export const PENDING_GRANT_MAX_ENTRIES = 50_000
+
+interface Entry {
+  record: DeviceGrantRecord
+  /** `Date.now()` when it was read. */
+  readAt: number
+}
+
+export class PendingGrantCache {
+  readonly #byHash = new Map<string, Entry>()
+  readonly #hashById = new Map<string, string>()
+  readonly #maxEntries: number
+  readonly #maxAgeMs: number
+  readonly #clock: () => number
+  #live = false
+  /** Bumped by every forget, start and stop: a read begun before it may hold an outdated state. */
+  #epoch = 0
+
+  /**
+   * @param opts.maxEntries Most records kept (default {@link PENDING_GRANT_MAX_ENTRIES}).
+   * @param opts.maxAgeMs Longest a record is served, milliseconds (default {@link PENDING_GRANT_MAX_AGE_MS}).
+   * @param opts.clock Milliseconds now (default `Date.now`).
+   */
+  constructor(opts: { maxEntries?: number; maxAgeMs?: number; clock?: () => number } = {}) {
+    this.#maxEntries = opts.maxEntries ?? PENDING_GRANT_MAX_ENTRIES
+    this.#maxAgeMs = opts.maxAgeMs ?? PENDING_GRANT_MAX_AGE_MS
+    this.#clock = opts.clock ?? Date.now
+  }
+
+  /** Whether changes are being listened for (records are cached only then). */
+  get live(): boolean {
+    return this.#live
+  }
+
+  /** Records held. */
+  get size(): number {
+    return this.#byHash.size
+  }
+
+  /** The pending record of the device code with this SHA-256 hash, if cached and fresh. Do not modify it. */
+  get(deviceCodeHash: string): DeviceGrantRecord | undefined {
+    const entry = this.#byHash.get(deviceCodeHash)
+    if (entry === undefined) return undefined
+    if (this.#clock() - entry.readAt >= this.#maxAgeMs) {
+      this.#delete(deviceCodeHash, entry.record.id)
+      return undefined
+    }
+    return entry.record
+  }
+
+  /**
+   * Take before reading a device grant from the database; give it back to {@link offer} with the
+   * record read. Undefined when nothing may be cached (not listening).
+   */
+  ticket(): number | undefined {
+    return this.#live ? this.#epoch : undefined
+  }
+
+  /**
+   * Caches `record` if it is pending and nothing was forgotten, nor the listening restarted or
+   * stopped, since `ticket` was taken (a notification may have overtaken the read).
+   */
+  offer(ticket: number | undefined, record: DeviceGrantRecord): void {
+    if (ticket === undefined || ticket !== this.#epoch || !this.#live || record.status !== 'pending') return
+    this.#delete(record.deviceCodeHash, record.id)
+    if (this.#byHash.size >= this.#maxEntries) {
+      const oldest = this.#byHash.entries().next().value
+      if (oldest !== undefined) this.#delete(oldest[0], oldest[1].record.id)
+    }
+    this.#byHash.set(record.deviceCodeHash, { record, readAt: this.#clock() })
+    this.#hashById.set(record.id, record.deviceCodeHash)
+  }
+
+  /** Forgets the device grant with this id (its status changed). */
+  forget(id: string): void {
+    this.#epoch++
+    const hash = this.#hashById.get(id)
+    if (hash !== undefined) this.#delete(hash, id)
+  }
+
+  /** Listening has begun: records read from now on may be cached. */
+  start(): void {
+    this.#epoch++
+    this.#live = true
+  }
+
+  /** Listening has stopped (connection lost, store closed): drops every record, caches none. */
+  stop(): void {
+    this.#epoch++
+    this.#live = false
+    this.#byHash.clear()
+    this.#hashById.clear()
+  }
+
+  #delete(hash: string, id: string): void {
+    this.#byHash.delete(hash)
+    this.#hashById.delete(id)
+  }
+}

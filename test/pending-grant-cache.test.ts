@@ -1,0 +1,174 @@
+/**
+ * Each PostgreSQL instance's cache of pending device grants (src/storage/pending-grant-cache.ts,
+ * src/storage/postgres-listen.ts): polls of a code known to be pending read nothing, a status
+ * change is forgotten on every instance when its notification arrives, and the whole cache goes
+ * when the listening connection is lost. The cache alone always; on PostgreSQL with
+ * DEVICEGATE_TEST_PG_URL (skipped loudly otherwise).
+ */
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { openStore } from '../src/storage/index.js'
+import { PendingGrantCache } from '../src/storage/pending-grant-cache.js'
+import type { Store } from '../src/storage/store.js'
+import { freshPgSchema } from './support/pg-schema.js'
+import { accessToken, deviceGrant, id } from './support/store-fixtures.js'
+
+const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
+if (!PG_URL) console.warn('pending grant cache tests on PostgreSQL SKIPPED: set DEVICEGATE_TEST_PG_URL')
+
+describe('PendingGrantCache', () => {
+  it('caches a pending record only while live, and not when something was forgotten after the ticket was taken', () => {
+    const cache = new PendingGrantCache()
+    const g = deviceGrant()
+    cache.offer(cache.ticket(), g)
+    expect(cache.get(g.deviceCodeHash)).toBeUndefined()
+    cache.start()
+    const before = cache.ticket()
+    cache.forget('some other grant')
+    cache.offer(before, g)
+    expect(cache.get(g.deviceCodeHash)).toBeUndefined()
+    cache.offer(cache.ticket(), g)
+    expect(cache.get(g.deviceCodeHash)).toBe(g)
+    const approved = deviceGrant({ status: 'approved' })
+    cache.offer(cache.ticket(), approved)
+    expect(cache.get(approved.deviceCodeHash)).toBeUndefined()
+  })
+
+  it('forgets a grant by id, and everything when stopped', () => {
+    const cache = new PendingGrantCache()
+    cache.start()
+    const [a, b] = [deviceGrant(), deviceGrant()]
+    cache.offer(cache.ticket(), a)
+    cache.offer(cache.ticket(), b)
+    cache.forget(a.id)
+    expect(cache.get(a.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(b.deviceCodeHash)).toBe(b)
+    cache.stop()
+    expect(cache.size).toBe(0)
+    expect(cache.ticket()).toBeUndefined()
+  })
+
+  it('serves a record no longer than its maximum age and keeps at most its maximum number, dropping the oldest', () => {
+    let now = 1_000
+    const cache = new PendingGrantCache({ maxEntries: 2, maxAgeMs: 100, clock: () => now })
+    cache.start()
+    const [a, b, c] = [deviceGrant(), deviceGrant(), deviceGrant()]
+    for (const g of [a, b, c]) cache.offer(cache.ticket(), g)
+    expect(cache.size).toBe(2)
+    expect(cache.get(a.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(c.deviceCodeHash)).toBe(c)
+    now += 100
+    expect(cache.get(c.deviceCodeHash)).toBeUndefined()
+  })
+})
+
+/** Waits until `check` holds (notifications arrive asynchronously), at most `ms`. */
+async function eventually(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+describe.skipIf(!PG_URL)('the pending device grant cache of several instances on PostgreSQL', () => {
+  let schema: Awaited<ReturnType<typeof freshPgSchema>>
+  let url = ''
+  const application = `dg_cache_${randomBytes(4).toString('hex')}`
+  const stores: Store[] = []
+  /** A migrated store (an instance) with its own pool, listener and the cache returned with it. */
+  const instance = async () => {
+    const cache = new PendingGrantCache()
+    const store = await openStore(url, { pendingGrantCache: cache })
+    stores.push(store)
+    await eventually(() => cache.live)
+    return { store, cache }
+  }
+  const admin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+    const c = new pg.Client({ connectionString: url })
+    await c.connect()
+    try {
+      return await fn(c)
+    } finally {
+      await c.end()
+    }
+  }
+
+  beforeAll(async () => {
+    schema = await freshPgSchema(PG_URL!, 'dg_cache')
+    const u = new URL(schema.url)
+    u.searchParams.set('application_name', application)
+    url = u.toString()
+  })
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close()
+  })
+  afterAll(async () => {
+    await schema?.drop()
+  })
+
+  it('answers a pending code from the cache after the first read, and sees another instance approve it once notified; it is redeemed exactly once', async () => {
+    const a = await instance()
+    const b = await instance()
+    const g = deviceGrant({ expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    await a.store.createDeviceGrant(g)
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
+    expect((await b.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
+    expect(a.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
+    expect(b.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
+
+    const now = Math.floor(Date.now() / 1000)
+    expect(await b.store.decideDeviceGrant(g.id, 'approved', 'alice', now)).toBe(true)
+    // The deciding instance forgets at once; the other when the notification (sent on commit) arrives.
+    expect((await b.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('approved')
+    await eventually(() => a.cache.get(g.deviceCodeHash) === undefined)
+    expect(await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ status: 'approved', subject: 'alice' })
+
+    const bundle = (grantId: string) => ({
+      grant: { id: grantId, clientId: 'cli', subject: 'alice', scope: 'openid', createdAt: now, revokedAt: null, deviceGrantId: g.id, expiresAt: now + 3600, dpopJkt: null },
+      accessToken: accessToken(grantId, { issuedAt: now, expiresAt: now + 600 }),
+    })
+    const redeemed = await Promise.all([a.store.redeemDeviceGrant(g.id, now, bundle(id('g'))), b.store.redeemDeviceGrant(g.id, now, bundle(id('g')))])
+    expect(redeemed.filter(Boolean)).toHaveLength(1)
+  })
+
+  it('serves a stale pending state while it is not told of a change, and drops the whole cache when its listening connection is lost', async () => {
+    const a = await instance()
+    const g = deviceGrant({ expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    await a.store.createDeviceGrant(g)
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
+    // A change the trigger does not announce (replica mode skips ordinary triggers): the cache cannot know.
+    await admin((c) => c.query(`set session_replication_role = replica; update device_grants set status = 'denied' where id = '${g.id}'`))
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
+
+    const killed = await admin(async (c) => {
+      const { rows } = await c.query(
+        `select pg_terminate_backend(pid) as ok from pg_stat_activity
+          where application_name = $1 and pid <> pg_backend_pid() and (query ilike 'listen %' or query ilike '%pg_trigger%')`,
+        [application],
+      )
+      return rows.length
+    })
+    expect(killed).toBe(1)
+    await eventually(() => !a.cache.live)
+    expect(a.cache.size).toBe(0)
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('denied')
+    // It listens again (after about a second) and caches again.
+    await eventually(() => a.cache.live)
+  })
+
+  it('caches nothing while the trigger that announces changes is disabled', async () => {
+    const a = await instance()
+    await admin((c) => c.query('alter table device_grants disable trigger device_grants_status_changed'))
+    try {
+      await eventually(() => !a.cache.live, 10_000)
+      const g = deviceGrant({ expiresAt: Math.floor(Date.now() / 1000) + 600 })
+      await a.store.createDeviceGrant(g)
+      await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)
+      expect(a.cache.size).toBe(0)
+    } finally {
+      await admin((c) => c.query('alter table device_grants enable trigger device_grants_status_changed'))
+    }
+  }, 15_000)
+})
