@@ -173,17 +173,18 @@ export function benchRedisUrl(flag) {
 
 /**
  * Adds the PostgreSQL targets to `targets` (run.mjs's TARGETS), one and two instances for each
- * ephemeral backend in `ephemeral` (`unlogged`, `redis`).
+ * ephemeral backend in `ephemeral` (`unlogged`, `redis`), each running only `scenarios` when given
+ * (scenario ids; run.mjs's `--pg-scenarios`).
  * @returns their names, or throws when no PostgreSQL URL is known.
  */
-export function registerPostgresTargets(targets, pgUrl, { ephemeral = ['unlogged'], redisUrl } = {}) {
+export function registerPostgresTargets(targets, pgUrl, { ephemeral = ['unlogged'], redisUrl, scenarios } = {}) {
   if (!pgUrl) throw new Error('--store postgres: give --pg-url or set DEVICEGATE_BENCH_PG_URL / DEVICEGATE_TEST_PG_URL')
   const names = []
   for (const kind of ephemeral) {
     if (kind !== 'unlogged' && kind !== 'redis') throw new TypeError(`--pg-ephemeral: expected unlogged or redis, got "${kind}"`)
     const base = kind === 'redis' ? 'devicegate-pg-redis' : 'devicegate-pg'
     for (const [name, n] of [[base, 1], [`${base}-x2`, 2]]) {
-      targets[name] = pgTarget(name, n, pgUrl, kind === 'redis' ? redisUrl : undefined)
+      targets[name] = { ...pgTarget(name, n, pgUrl, kind === 'redis' ? redisUrl : undefined), ...(scenarios ? { scenarios } : {}) }
       names.push(name)
     }
   }

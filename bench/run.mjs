@@ -29,7 +29,8 @@ const { values: opts } = parseArgs({
     'growth-sizes': { type: 'string', default: '10000,1000000' },
     'pending-codes': { type: 'string', default: '100000' },
     'oidc-adapter': { type: 'string', default: 'map' },
-    store: { type: 'string', default: 'sqlite' },
+    store: { type: 'string', default: 'auto' },
+    'pg-scenarios': { type: 'string', default: 'b,c' },
     'pg-url': { type: 'string' },
     'pg-ephemeral': { type: 'string', default: 'unlogged' },
     'redis-url': { type: 'string' },
@@ -40,7 +41,11 @@ if (opts.help) {
   console.log(`usage: node bench/run.mjs [--rounds 3] [--duration 10] [--connections 32] [--warmup 2]
        [--scenarios a,b,h,c,d,e,f,g] [--targets devicegate,oidc-provider,limit] [--out FILE]
        [--growth-sizes 10000,1000000] [--pending-codes 100000] [--oidc-adapter map|default] [--keep-data]
-       [--store postgres [--pg-url URL] [--pg-ephemeral unlogged,redis] [--redis-url URL]]
+       [--store auto|sqlite|postgres [--pg-url URL] [--pg-ephemeral unlogged,redis] [--redis-url URL]
+                                     [--pg-scenarios b,c]]
+           auto (the default): postgres when a PostgreSQL URL is given (--pg-url, DEVICEGATE_BENCH_PG_URL,
+           DEVICEGATE_TEST_PG_URL or DATABASE_URL), else sqlite alone.
+           postgres
            adds devicegate-pg and devicegate-pg-x2 (one and two instances; poll times and DPoP jtis in
            UNLOGGED tables), and with redis devicegate-pg-redis(-x2) (see bench/postgres.mjs); naming
            some of these in --targets runs only those`)
@@ -59,13 +64,16 @@ const config = {
 const BUSY_OTHER_CORES = 0.25 // warn when other processes used more than a quarter of a core
 
 let targetNames = opts.targets.split(',').map((s) => s.trim())
-if (opts.store === 'postgres') {
-  const pgOptions = { ephemeral: opts['pg-ephemeral'].split(',').map((s) => s.trim()).filter(Boolean), redisUrl: benchRedisUrl(opts['redis-url']) }
+const notes = []
+if (!['auto', 'sqlite', 'postgres'].includes(opts.store)) throw new TypeError(`--store: expected auto, sqlite or postgres, got "${opts.store}"`)
+// The scenarios the PostgreSQL targets run (issue 17 sets its multi-instance target on polling and introspection).
+const pgScenarios = opts['pg-scenarios'].split(',').map((s) => s.trim()).filter(Boolean)
+if (opts.store === 'postgres' || (opts.store === 'auto' && benchPgUrl(opts['pg-url']))) {
+  const pgOptions = { ephemeral: opts['pg-ephemeral'].split(',').map((s) => s.trim()).filter(Boolean), redisUrl: benchRedisUrl(opts['redis-url']), scenarios: pgScenarios }
   const pgNames = registerPostgresTargets(TARGETS, benchPgUrl(opts['pg-url']), pgOptions)
   // All PostgreSQL targets, unless --targets names some of them (e.g. to profile one).
   if (!targetNames.some((n) => pgNames.includes(n))) targetNames.push(...pgNames)
-} else if (opts.store !== 'sqlite') throw new TypeError(`--store: expected sqlite or postgres, got "${opts.store}"`)
-const notes = []
+} else if (opts.store === 'auto') notes.push('PostgreSQL targets not run: no PostgreSQL URL (--pg-url, DEVICEGATE_BENCH_PG_URL or DEVICEGATE_TEST_PG_URL)')
 const warnings = []
 const log = (...a) => console.error(...a)
 
@@ -125,12 +133,15 @@ async function runRound(round, t) {
   }
   try {
     const states = {}
-    for (const s of throughputIds) {
+    // A target may run only some scenarios (the PostgreSQL targets: --pg-scenarios).
+    const ids = t.scenarios ? throughputIds.filter((s) => t.scenarios.includes(s)) : throughputIds
+    for (const s of ids) {
       log(`  [round ${round}] ${t.name}: preparing ${SCENARIOS[s].title}`)
       states[s] = await SCENARIOS[s].prepare(inst, config)
     }
-    if (t.name !== 'limit' && !sizes.source) await probeSizes(inst, states)
-    for (const s of throughputIds) {
+    // The limit's answer sizes come from a target that ran every scenario.
+    if (t.name !== 'limit' && !t.scenarios && !sizes.source) await probeSizes(inst, states)
+    for (const s of ids) {
       const spec = () => SCENARIOS[s].request(inst, states[s])
       const common = { origin: inst.origin, connections: config.connections, targetPid: inst.pid }
       if (config.warmupSeconds > 0) await runLoad({ ...common, spec: spec(), durationSeconds: config.warmupSeconds })
