@@ -14,7 +14,7 @@ import { verifyDpopProof } from '../protocol/dpop.js'
 import { OAuthError } from '../protocol/errors.js'
 import { handleIntrospection } from '../protocol/introspection.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
-import { readParams, type FormBody } from '../protocol/params.js'
+import { readParams, type FormBody, type Params } from '../protocol/params.js'
 import { handleRevocation } from '../protocol/revocation.js'
 import { handleTokenRequest } from '../protocol/token.js'
 import { isDataException } from '../storage/data-errors.js'
@@ -81,25 +81,19 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
     const proof = request.headers.dpop
     return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + path, protocol)).jkt
   }
+  /** An endpoint that takes a DPoP proof: its parameters are read first, then the proof, then `handler` decides. */
+  const withDpop = (path: string, handler: (params: Params, ctx: RequestContext, dpopJkt: string | null) => Promise<object>): FormEndpoint => ({
+    path,
+    dpopNonce,
+    async handle(request) {
+      const params = paramsOf(request)
+      const dpopJkt = await dpopJktOf(request, path)
+      return handler(params, contextOf(request), dpopJkt)
+    },
+  })
   return [
-    {
-      path: ENDPOINTS.deviceAuthorization,
-      dpopNonce,
-      async handle(request) {
-        const params = paramsOf(request)
-        const dpopJkt = await dpopJktOf(request, ENDPOINTS.deviceAuthorization)
-        return handleDeviceAuthorization(params, contextOf(request), protocol, dpopJkt)
-      },
-    },
-    {
-      path: ENDPOINTS.token,
-      dpopNonce,
-      async handle(request) {
-        const params = paramsOf(request)
-        const dpopJkt = await dpopJktOf(request, ENDPOINTS.token)
-        return handleTokenRequest(params, contextOf(request), dpopJkt, protocol)
-      },
-    },
+    withDpop(ENDPOINTS.deviceAuthorization, (params, ctx, dpopJkt) => handleDeviceAuthorization(params, ctx, protocol, dpopJkt)),
+    withDpop(ENDPOINTS.token, (params, ctx, dpopJkt) => handleTokenRequest(params, ctx, dpopJkt, protocol)),
     {
       path: ENDPOINTS.revocation,
       dpopNonce: undefined,
