@@ -172,3 +172,44 @@ describe.skipIf(!PG_URL)('the pending device grant cache of several instances on
     }
   }, 15_000)
 })
+
+describe.skipIf(!PG_URL)('the pending device grant cache in a schema whose name holds a space', () => {
+  const schema = `dg cache ${process.pid} ${randomBytes(4).toString('hex')}`
+  const stores: Store[] = []
+  const admin = async (text: string) => {
+    const c = new pg.Client({ connectionString: PG_URL })
+    await c.connect()
+    try {
+      await c.query(text)
+    } finally {
+      await c.end()
+    }
+  }
+  beforeAll(() => admin(`create schema "${schema}"`))
+  afterAll(async () => {
+    for (const s of stores.splice(0)) await s.close()
+    await admin(`drop schema if exists "${schema}" cascade`)
+  })
+
+  it('forgets a grant another instance approved once notified (the notification names the schema, spaces and all)', async () => {
+    const u = new URL(PG_URL!)
+    // PostgreSQL's `options`: a space inside a value is escaped with a backslash.
+    u.searchParams.set('options', `-c search_path="${schema.replaceAll(' ', '\\ ')}"`)
+    const instance = async () => {
+      const cache = new PendingGrantCache()
+      const store = await openStore(u.toString(), { pendingGrantCache: cache })
+      stores.push(store)
+      await eventually(() => cache.live)
+      return { store, cache }
+    }
+    const a = await instance()
+    const b = await instance()
+    const g = deviceGrant({ expiresAt: Math.floor(Date.now() / 1000) + 600 })
+    await a.store.createDeviceGrant(g)
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
+    expect(a.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
+    expect(await b.store.decideDeviceGrant(g.id, 'approved', 'alice', Math.floor(Date.now() / 1000))).toBe(true)
+    await eventually(() => a.cache.get(g.deviceCodeHash) === undefined)
+    expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('approved')
+  })
+})

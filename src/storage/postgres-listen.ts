@@ -1,8 +1,8 @@
 /**
  * Keeps a {@link PendingGrantCache} true to the database: one dedicated PostgreSQL connection per
  * instance runs `LISTEN devicegate_device_grants` and forgets each device grant whose status
- * change is announced (trigger of migration 020, sent on commit; payload `<schema> <id>`, other
- * schemas' are ignored).
+ * change is announced (trigger of migration 020, sent on commit; payload `<schema> <id>`, split at
+ * its last space since a schema name may hold spaces; other schemas' are ignored).
  *
  * The cache is live only while that connection listens and the trigger is in place and enabled
  * (checked on connecting and every {@link HEALTH_CHECK_MS}: an operator disabling it, or a schema
@@ -96,7 +96,8 @@ export function listenForDeviceGrantChanges(
       if (!schema) throw new Error('no current schema')
       c.on('notification', (message) => {
         if (message.channel !== DEVICE_GRANT_CHANNEL || message.payload === undefined) return
-        const space = message.payload.indexOf(' ')
+        // Split at the last space: a schema name may hold spaces, an id holds none.
+        const space = message.payload.lastIndexOf(' ')
         if (message.payload.slice(0, space) === schema) cache.forget(message.payload.slice(space + 1))
       })
       await c.query(`listen ${DEVICE_GRANT_CHANNEL}`)
