@@ -171,8 +171,11 @@ export function classifyPostgresError(error: unknown): StoreErrorKind {
     // Class 08 connection exception; 28 invalid authorization (wrong password, no such role);
     // 3D000 no such database; 53 insufficient resources (too many connections); 57P01–57P03
     // shutdown / cannot connect now; 57014 statement timeout; 25006 read-only (failover in
-    // progress). None of these is the client's fault: it may retry later.
+    // progress); 40001 serialization failure and 40P01 deadlock (the transaction was rolled back
+    // whole, nothing of it written). None of these is the client's fault: it may retry later.
     if (
+      code === '40001' ||
+      code === '40P01' ||
       code.startsWith('08') ||
       code.startsWith('28') ||
       code === '3D000' ||
