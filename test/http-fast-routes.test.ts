@@ -293,6 +293,49 @@ describe('fast path: draining for shutdown', () => {
   })
 })
 
+describe('draining for shutdown: requests in flight', () => {
+  /**
+   * Sends `head`, then `rest` after `gapMs`, on a kept-alive connection the client never closes.
+   * @returns the response's `connection` header and how long after the response the server closed the connection (ms).
+   */
+  function inFlight(port: number, head: string, rest: string, gapMs: number): Promise<{ connection: string | undefined; closedAfterMs: number }> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1')
+      let text = ''
+      let answeredAt = 0
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('latin1')
+        if (answeredAt === 0 && text.includes('\r\n\r\n')) answeredAt = Date.now()
+      })
+      socket.on('error', reject)
+      socket.on('close', () => {
+        const connection = /\r\nconnection: *([^\r]*)/i.exec(text)?.[1]
+        resolve({ connection, closedAfterMs: Date.now() - answeredAt })
+      })
+      socket.write(head)
+      setTimeout(() => socket.write(rest), gapMs)
+    })
+  }
+
+  it('ends the kept-alive connection with the answer to a request in flight when draining began (fast path and fastify), instead of waiting out the deadline', async () => {
+    const t = await startTestServer({ config: await fixtureConfigFile({ listen: { shutdown_deadline_seconds: 5 } }) })
+    const port = Number(new URL(t.url).port)
+    const body = 'grant_type=nop'
+    // Taken by the fast path (form POST to /token), and by fastify (a JSON body to /token).
+    const fast = inFlight(port, `POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\ngrant`, body.slice(5), 600)
+    const viaFastify = inFlight(port, `POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{`, '}', 600)
+    await new Promise((r) => setTimeout(r, 300))
+    const started = Date.now()
+    await t.close()
+    const closedInMs = Date.now() - started
+    for (const answer of [await fast, await viaFastify]) {
+      expect(answer.connection).toBe('close')
+      expect(answer.closedAfterMs).toBeLessThan(1000)
+    }
+    expect(closedInMs).toBeLessThan(3000)
+  })
+})
+
 describe('OAuthError.toJSONText (the error body both paths send)', () => {
   it('is JSON.stringify(toJSON()) byte for byte, for descriptions with quotes, backslashes, controls and non-ASCII, and with extension members', () => {
     const errors = [

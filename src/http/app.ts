@@ -242,6 +242,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return done(new OAuthError('invalid_request', 'content-encoding is not supported', { status: 415 }))
     done()
   })
+  // A request already in flight when draining began: its answer ends the connection too, so the
+  // server does not wait out the shutdown deadline on a kept-alive, idle connection.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
   // What was thrown to the error handler, for observers (metrics count it as the outcome).
   app.addHook('onError', (request, _reply, error, done) => {
     request.thrownError = error

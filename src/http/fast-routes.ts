@@ -118,6 +118,8 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       payload = oauth.toJSONText()
     }
     headers['content-length'] = payload === undefined ? '0' : String(Buffer.byteLength(payload))
+    // Draining began while this request was in flight: end the connection with the answer (as fastify's onSend hook does).
+    if (isClosing()) headers.connection = 'close'
     res.writeHead(status, headers)
     res.end(payload)
   }
