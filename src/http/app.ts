@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream'
 import cookie from '@fastify/cookie'
 import helmet from '@fastify/helmet'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
+import type { ProtocolDeps } from '../protocol/deps.js'
 import { OAuthError } from '../protocol/errors.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
 import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
@@ -23,7 +23,7 @@ import { createAccessLog } from './access-log.js'
 import { createClientAddressResolver } from './client-address.js'
 import { createFastRoutes, type FastRoute } from './fast-routes.js'
 import { parseFormBody } from './form-body.js'
-import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, formEndpoints, NO_STORE_HEADERS, toOAuthError } from './oauth-endpoints.js'
+import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, contextOf, formEndpoints, NO_STORE_HEADERS, toOAuthError } from './oauth-endpoints.js'
 import type { AnsweredRequest, RequestObserver } from './request-context.js'
 import { lazyChildLoggerFactory } from './request-logger.js'
 
@@ -71,14 +71,6 @@ export interface AppDeps {
   plugins?: readonly ((app: FastifyInstance) => Promise<void>)[]
   /** Routes registered beside the verification pages: with cookies and the pages' security headers (upstream sign-in). */
   pagePlugins?: readonly ((pages: FastifyInstance) => Promise<void>)[]
-}
-
-function contextOf(request: FastifyRequest): RequestContext {
-  return {
-    clientIp: request.clientIp,
-    userAgent: request.headers['user-agent'],
-    authorization: request.headers.authorization,
-  }
 }
 
 /** Renders an {@link OAuthError} as RFC 6749 §5.2 JSON (oauth-endpoints.ts, as the fast path does). */
@@ -231,9 +223,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', (request, reply, done) => {
     request.clientIp = resolveClientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'])
     reply.headers(NO_STORE_HEADERS)
-    // Draining for shutdown: a request arriving on a kept-alive connection goes elsewhere.
+    // Draining for shutdown: a request arriving on a kept-alive connection goes elsewhere (its
+    // answer closes the connection: the onSend hook below).
     if (closing) {
-      reply.header('connection', 'close')
       return done(new OAuthError('temporarily_unavailable', 'the server is shutting down', { headers: { 'Retry-After': '5' } }))
     }
     // Bodies are parsed as sent; a compressed body would be read as garbage (RFC 9110 §8.4).
@@ -242,8 +234,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return done(new OAuthError('invalid_request', 'content-encoding is not supported', { status: 415 }))
     done()
   })
-  // A request already in flight when draining began: its answer ends the connection too, so the
-  // server does not wait out the shutdown deadline on a kept-alive, idle connection.
+  // While draining every answer ends its connection, also that of a request already in flight when
+  // draining began: the server does not wait out the shutdown deadline on a kept-alive, idle one.
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
     done(null, payload)

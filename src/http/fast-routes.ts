@@ -78,6 +78,19 @@ function onFinished(res: ServerResponse, report: () => void): void {
   res.on('error', once)
 }
 
+/** A request the fast path has taken, with what it learned on arrival. */
+interface TakenRequest {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly endpoint: FormEndpoint
+  /** Its request id (`req-1`, …). */
+  readonly id: string
+  /** The client address (client-address.ts). */
+  readonly clientIp: string
+  /** `performance.now()` at arrival, in milliseconds. */
+  readonly started: number
+}
+
 /** Builds the fast path's `request` listener. */
 export function createFastRoutes(options: FastRoutesOptions): FastRoute {
   const { resolveClientIp, nextRequestId, isClosing, logger, answered } = options
@@ -87,17 +100,33 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     if (options.ignoreTrailingSlash) routes.set(`${endpoint.path}/`, endpoint)
   }
 
+  /** Reports `t` to `answered` once its response has finished; `outcome` is read then. */
+  function reportWhenFinished(t: TakenRequest, outcome: () => Pick<AnsweredRequest, 'error' | 'oauthError'>): void {
+    onFinished(t.res, () =>
+      answered({ id: t.id, method: 'POST', url: t.req.url!, clientIp: t.clientIp, endpoint: t.endpoint.path, status: t.res.statusCode, elapsedMs: performance.now() - t.started, ...outcome() }),
+    )
+  }
+
+  /** Writes the answer: `headers` completed by its length and, while draining, `Connection: close`. */
+  function send(res: ServerResponse, status: number, headers: Record<string, string>, payload: string | undefined): void {
+    headers['content-length'] = payload === undefined ? '0' : String(Buffer.byteLength(payload))
+    // Draining began while this request was in flight: end the connection with the answer (as fastify's onSend hook does).
+    if (isClosing()) headers.connection = 'close'
+    res.writeHead(status, headers)
+    res.end(payload)
+  }
+
   /** Handles the parsed request and writes the answer; reports it once the response has finished. */
-  async function answer(req: IncomingMessage, res: ServerResponse, endpoint: FormEndpoint, id: string, clientIp: string, text: string, started: number): Promise<void> {
+  async function answer(t: TakenRequest, text: string): Promise<void> {
     const headers: Record<string, string> = { ...NO_STORE_HEADERS }
     let status = 200
     let payload: string | undefined
     let error: unknown
     let oauthError: OAuthErrorCode | null = null
-    onFinished(res, () => answered({ id, method: 'POST', url: req.url!, clientIp, endpoint: endpoint.path, status: res.statusCode, elapsedMs: performance.now() - started, error, oauthError }))
+    reportWhenFinished(t, () => ({ error, oauthError }))
     try {
-      if (endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = endpoint.dpopNonce()
-      const result = await endpoint.handle({ method: 'POST', body: parseFormBody(text), query: undefined, headers: req.headers, clientIp })
+      if (t.endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = t.endpoint.dpopNonce()
+      const result = await t.endpoint.handle({ method: 'POST', body: parseFormBody(text), query: undefined, headers: t.req.headers, clientIp: t.clientIp })
       if (result !== undefined) {
         payload = JSON.stringify(result)
         headers['content-type'] = JSON_CONTENT_TYPE
@@ -110,33 +139,25 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
         oauth = err
         oauthError = err.error
       } else {
-        oauth = toOAuthError(err, logger.child({ reqId: id }))
+        oauth = toOAuthError(err, logger.child({ reqId: t.id }))
         error = err
       }
       status = oauth.status
       addOAuthErrorHeaders(oauth, headers)
       payload = oauth.toJSONText()
     }
-    headers['content-length'] = payload === undefined ? '0' : String(Buffer.byteLength(payload))
-    // Draining began while this request was in flight: end the connection with the answer (as fastify's onSend hook does).
-    if (isClosing()) headers.connection = 'close'
-    res.writeHead(status, headers)
-    res.end(payload)
+    send(t.res, status, headers, payload)
   }
 
   /**
    * The body could not be read (the client went away mid-body): answered as fastify answers a
    * body-parser error — 400 `invalid_request`, `Connection: close` — should anyone still listen.
    */
-  function answerUnreadable(req: IncomingMessage, res: ServerResponse, endpoint: FormEndpoint, id: string, clientIp: string, err: Error & { statusCode?: number }, started: number): void {
+  function answerUnreadable(t: TakenRequest, err: Error & { statusCode?: number }): void {
     if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400
-    const oauth = toOAuthError(err, logger.child({ reqId: id }))
-    onFinished(res, () => answered({ id, method: 'POST', url: req.url!, clientIp, endpoint: endpoint.path, status: res.statusCode, elapsedMs: performance.now() - started, error: err, oauthError: null }))
-    const headers = addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' })
-    const payload = oauth.toJSONText()
-    headers['content-length'] = String(Buffer.byteLength(payload))
-    res.writeHead(oauth.status, headers)
-    res.end(payload)
+    const oauth = toOAuthError(err, logger.child({ reqId: t.id }))
+    reportWhenFinished(t, () => ({ error: err, oauthError: null }))
+    send(t.res, oauth.status, addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' }), oauth.toJSONText())
   }
 
   return (req, res) => {
@@ -156,24 +177,22 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       isClosing()
     )
       return false
-    const started = performance.now()
-    const id = nextRequestId()
-    const clientIp = resolveClientIp(req.socket.remoteAddress, h['x-forwarded-for'])
+    const t: TakenRequest = { req, res, endpoint, id: nextRequestId(), clientIp: resolveClientIp(req.socket.remoteAddress, h['x-forwarded-for']), started: performance.now() }
     const chunks: Buffer[] = []
     const onData = (chunk: Buffer) => chunks.push(chunk)
     const onEnd = () => {
       req.removeListener('error', onError)
       const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')
-      answer(req, res, endpoint, id, clientIp, text, started).catch((err: unknown) => {
+      answer(t, text).catch((err: unknown) => {
         // Only a fault of the answering itself (a header node refuses) gets here.
-        logger.child({ reqId: id }).error({ err }, 'unhandled error')
+        logger.child({ reqId: t.id }).error({ err }, 'unhandled error')
         res.destroy()
       })
     }
     const onError = (err: Error) => {
       req.removeListener('data', onData)
       req.removeListener('end', onEnd)
-      answerUnreadable(req, res, endpoint, id, clientIp, err, started)
+      answerUnreadable(t, err)
     }
     req.on('data', onData)
     req.once('end', onEnd)

@@ -67,7 +67,8 @@ export interface FormEndpoint {
   handle(request: FormRequest): Promise<object | undefined>
 }
 
-function contextOf(request: FormRequest): RequestContext {
+/** What the protocol handlers read of a request besides its parameters (a fastify request has both fields too). */
+export function contextOf(request: Pick<FormRequest, 'headers' | 'clientIp'>): RequestContext {
   return { clientIp: request.clientIp, userAgent: request.headers['user-agent'], authorization: request.headers.authorization }
 }
 
