@@ -6,12 +6,12 @@
  * DEVICEGATE_TEST_PG_URL (skipped loudly otherwise).
  */
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { openStore } from '../src/storage/index.js'
 import { PendingGrantCache } from '../src/storage/pending-grant-cache.js'
 import type { Store } from '../src/storage/store.js'
-import { freshPgSchema } from './support/pg-schema.js'
+import { freshPgSchema, withPgClient } from './support/pg-schema.js'
 import { accessToken, deviceGrant, id } from './support/store-fixtures.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
@@ -85,15 +85,7 @@ describe.skipIf(!PG_URL)('the pending device grant cache of several instances on
     await eventually(() => cache.live)
     return { store, cache }
   }
-  const admin = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const c = new pg.Client({ connectionString: url })
-    await c.connect()
-    try {
-      return await fn(c)
-    } finally {
-      await c.end()
-    }
-  }
+  const admin = <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(url, fn)
 
   beforeAll(async () => {
     schema = await freshPgSchema(PG_URL!, 'dg_cache')
@@ -176,15 +168,7 @@ describe.skipIf(!PG_URL)('the pending device grant cache of several instances on
 describe.skipIf(!PG_URL)('the pending device grant cache in a schema whose name holds a space', () => {
   const schema = `dg cache ${process.pid} ${randomBytes(4).toString('hex')}`
   const stores: Store[] = []
-  const admin = async (text: string) => {
-    const c = new pg.Client({ connectionString: PG_URL })
-    await c.connect()
-    try {
-      await c.query(text)
-    } finally {
-      await c.end()
-    }
-  }
+  const admin = (text: string) => withPgClient(PG_URL!, (c) => c.query(text))
   beforeAll(() => admin(`create schema "${schema}"`))
   afterAll(async () => {
     for (const s of stores.splice(0)) await s.close()

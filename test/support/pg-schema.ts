@@ -5,14 +5,19 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 
-async function query(pgUrl: string, text: string): Promise<void> {
+/** Runs `fn` on a client of its own connected to `pgUrl`, closed afterwards. */
+export async function withPgClient<T>(pgUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: pgUrl })
   await c.connect()
   try {
-    await c.query(text)
+    return await fn(c)
   } finally {
     await c.end()
   }
+}
+
+async function query(pgUrl: string, text: string): Promise<void> {
+  await withPgClient(pgUrl, (c) => c.query(text))
 }
 
 /** Creates `<prefix>_<pid>_<random>` and answers its storage URL and how to drop it. */
