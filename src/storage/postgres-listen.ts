@@ -18,13 +18,14 @@ import { DEVICE_GRANT_CHANNEL, type PendingGrantCache } from './pending-grant-ca
 export const HEALTH_CHECK_MS = 5_000
 /** How long the health check may take before the connection counts as lost, in milliseconds. */
 export const HEALTH_CHECK_TIMEOUT_MS = 2_000
+/** First and longest delay before reconnecting, in milliseconds (doubling in between). */
 const RECONNECT_MIN_MS = 1_000
+const RECONNECT_MAX_MS = 30_000
 /** Whether migration 020's trigger exists on this schema's `device_grants` and is enabled. */
 const TRIGGER_IN_PLACE_SQL = `select exists (
   select 1 from pg_trigger t join pg_class c on c.oid = t.tgrelid
    where c.relname = 'device_grants' and t.tgname = 'device_grants_status_changed' and t.tgenabled <> 'D'
      and c.relnamespace = (select oid from pg_namespace where nspname = current_schema())) as ok`
-const RECONNECT_MAX_MS = 30_000
 
 /** A running listener. */
 export interface DeviceGrantListener {

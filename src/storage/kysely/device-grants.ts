@@ -186,7 +186,9 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
       // The poll path: a pending code is registered next; its poll state is in this row already.
       if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
       const record = toDeviceGrant(row)
-      if (ticket !== undefined) this.#pending!.offer(ticket, record)
+      if (ticket === undefined) return withPollState(record, this.#pollTimes)
+      // The cache keeps `record`: the caller gets a copy.
+      this.#pending!.offer(ticket, record)
       return withPollState({ ...record }, this.#pollTimes)
     })
   }
