@@ -164,11 +164,16 @@ describe('OpenID Connect Core §5.3 UserInfo errors (RFC 6750 §3.1, RFC 9449 §
     expect(ok.status).toBe(200)
     expect(await ok.json()).toMatchObject({ sub: 'alice' })
     // The same proof again is a replay (RFC 9449 §11.1).
+    // A resource server answers a bad proof with 401 and a DPoP challenge (RFC 9449 §7.1), not the
+    // token endpoint's 400 (§5).
     const replay = await fetch(`${t.url}/userinfo`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: proof } })
-    expect(replay.status).toBe(400)
+    expect(replay.status).toBe(401)
+    expect(replay.headers.get('www-authenticate')).toBe('DPoP realm="devicegate-userinfo", algs="ES256 EdDSA RS256 PS256", error="invalid_dpop_proof"')
     expect(await replay.json()).toMatchObject({ error: 'invalid_dpop_proof' })
     const other = await makeProof(await dpopKey(), { htu: `${t.issuer}/userinfo`, htm: 'GET', ath: ath(tokens.access_token), now: t.clock.nowSeconds() })
     const wrongKey = await fetch(`${t.url}/userinfo`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: other } })
-    expect(wrongKey.status).toBe(400)
+    // RFC 9449 §7.1's example: a failed key binding is invalid_token on the DPoP challenge.
+    expect(wrongKey.status).toBe(401)
+    expect(wrongKey.headers.get('www-authenticate')).toBe('DPoP realm="devicegate-userinfo", algs="ES256 EdDSA RS256 PS256", error="invalid_token"')
   })
 })

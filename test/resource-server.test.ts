@@ -89,10 +89,20 @@ describe('RFC 6750 §3 / RFC 9449 §7.1 challenges', () => {
     expect(res.cacheControl).toBe('no-store')
   })
 
-  it('answers a malformed Authorization header with 400 invalid_request', async () => {
+  it('answers a malformed Bearer or DPoP Authorization header with 400 invalid_request (RFC 6750 §3.1)', async () => {
+    for (const authorization of ['Bearer', 'DPoP a b', 'Bearer not!a!token']) {
+      const res = await fetch(`${apiUrl}/me`, { headers: { authorization } })
+      expect(res.status, authorization).toBe(400)
+      expect(res.headers.get('www-authenticate'), authorization).toMatch(/error="invalid_request"/)
+      expect(res.headers.get('cache-control')).toBe('no-store')
+    }
+  })
+
+  it('answers another scheme (Basic) like no credentials: 401, both challenges, no error code (RFC 6750 §3.1, unsupported method)', async () => {
     const res = await fetch(`${apiUrl}/me`, { headers: { authorization: 'Basic abc' } })
-    expect(res.status).toBe(400)
-    expect(res.headers.get('www-authenticate')).toMatch(/error="invalid_request"/)
+    expect(res.status).toBe(401)
+    expect(res.headers.get('www-authenticate')).toBe('DPoP realm="example-api", algs="ES256 EdDSA RS256 PS256", Bearer realm="example-api"')
+    expect(res.headers.get('cache-control')).toBe('no-store')
   })
 })
 

@@ -79,24 +79,63 @@ export async function findActiveAccessToken(
   return { record, client }
 }
 
+/** An error code a protected resource puts in its challenge (RFC 6750 §3.1, RFC 9449 §7.1, §9). */
+export type ResourceChallengeError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce'
+
 /**
- * Checks the access token of a request to one of devicegate's own protected resources.
+ * The `WWW-Authenticate` value of an answer from one of devicegate's own protected resources.
  *
- * - No `Authorization` header: 401 `invalid_token` with a bare challenge (RFC 6750 §3.1: no error
- *   code when the request had no credentials).
- * - `Bearer` with a DPoP-bound token, an unknown, revoked or expired token, or a disabled client:
- *   401 `invalid_token`.
- * - `DPoP`: the proof must pass RFC 9449 §4.3 and §7.1 (`ath`, key = `cnf.jkt`, one-time `jti`).
- *   When the server requires nonces (`deps.dpopNonces`, `dpop.require_nonce`), a proof without a
- *   current `nonce` gets 401 `use_dpop_nonce` with `WWW-Authenticate: DPoP error="use_dpop_nonce"`
- *   and a fresh `DPoP-Nonce` header (RFC 9449 §9, the resource-server form of §8); its `jti` is not
- *   burnt, so the client retries with the nonce.
- * - Missing `scope` (when given): 403 `insufficient_scope` naming it.
- * Every challenge names both schemes, so a client learns which one to use (RFC 9449 §7.1).
+ * - Without `error` (no credentials, or another scheme): both challenges, bare —
+ *   `Bearer realm="r", DPoP realm="r", algs="ES256 …"` (RFC 6750 §3.1: no error code when the request
+ *   had no credentials; RFC 9449 §7.2: a resource taking both schemes names both).
+ * - `invalid_request`, `invalid_token`, `insufficient_scope`: both challenges, each with the
+ *   error (and `scope` for `insufficient_scope`), so a client of either scheme reads it.
+ * - `invalid_dpop_proof`, `use_dpop_nonce`: the DPoP challenge only (RFC 9449 §7.1, §9): these
+ *   codes are about the DPoP proof and mean nothing to a Bearer client.
+ * Every DPoP challenge carries `algs`, the proof algorithms accepted (RFC 9449 §7.1).
+ *
+ * @param realm The `realm` of the challenge(s), e.g. `devicegate-userinfo`.
+ * @param error The error code, or undefined for a bare challenge.
+ * @param options.scope The scope needed (with `insufficient_scope`).
+ * @param options.dpopOnly The DPoP challenge only, whatever the error (a failed DPoP key binding).
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-3
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
+ */
+export function resourceChallenge(realm: string, error?: ResourceChallengeError, options: { scope?: string | undefined; dpopOnly?: boolean } = {}): string {
+  const { scope } = options
+  const params = error === undefined ? '' : `, error="${error}"${error === 'insufficient_scope' && scope !== undefined ? `, scope="${scope}"` : ''}`
+  const dpop = `DPoP realm="${realm}", algs="${DPOP_ALGS.join(' ')}"${params}`
+  if (options.dpopOnly === true || error === 'invalid_dpop_proof' || error === 'use_dpop_nonce') return dpop
+  return `Bearer realm="${realm}"${params}, ${dpop}`
+}
+
+/** An `Authorization` header that names the Bearer or DPoP scheme, with or without a well-formed token. */
+const ACCESS_TOKEN_SCHEME = /^\s*(?:Bearer|DPoP)(?:\s|$)/i
+
+/**
+ * Checks the access token of a request to one of devicegate's own protected resources. Every
+ * refusal is an {@link OAuthError} whose `WWW-Authenticate` comes from {@link resourceChallenge}
+ * (rendered with `Cache-Control: no-store`):
+ *
+ * | request | answer |
+ * |---|---|
+ * | no `Authorization`, a blank one, or another scheme (`Basic …`) | 401, both challenges bare (RFC 6750 §3.1: no error code when the request has no credentials or uses an unsupported method) |
+ * | `Bearer`/`DPoP` without a well-formed `b64token` (`Bearer`, `Bearer a b`) | 400 `invalid_request` (RFC 6750 §3.1: malformed request) |
+ * | an unknown, revoked or expired token, or a disabled client | 401 `invalid_token` |
+ * | `Bearer` with a DPoP-bound token | 401 `invalid_token` (RFC 9449 §7.2: no downgrade) |
+ * | `DPoP` with a token that is not DPoP-bound | 401 `invalid_token` |
+ * | `DPoP` without a proof, with several `DPoP` headers, or with a proof failing RFC 9449 §4.3 (signature, `htm`, `htu`, `iat`, `ath`, replayed `jti`) | 401 `invalid_dpop_proof`, DPoP challenge only (RFC 9449 §7.1) |
+ * | a valid proof by another key than the token's `cnf.jkt` | 401 `invalid_token`, DPoP challenge only (RFC 9449 §7.1's own example: "Invalid DPoP key binding") |
+ * | nonces required (`dpop.require_nonce`) and the proof has no current `nonce` | 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`, DPoP challenge only (RFC 9449 §9); the proof's `jti` is not burnt, so the client retries with the nonce |
+ * | the token lacks `options.scope` | 403 `insufficient_scope` naming it |
+ *
+ * The token endpoint is not judged here: there a bad proof is 400 `invalid_dpop_proof` in the
+ * JSON body (RFC 9449 §5), see `protocol/dpop.ts`.
  *
  * @param realm The `realm` of the challenge.
- * @throws {OAuthError} `invalid_token`, `insufficient_scope`, `invalid_dpop_proof`, `use_dpop_nonce`.
+ * @throws {OAuthError} `invalid_request`, `invalid_token`, `insufficient_scope`, `invalid_dpop_proof`, `use_dpop_nonce`.
  * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-9
  */
 export async function authenticateAccessToken(
@@ -104,27 +143,39 @@ export async function authenticateAccessToken(
   deps: Pick<ProtocolDeps, 'store' | 'clock' | 'clients'> & { dpopNonces?: DpopNonces | undefined },
   options: { realm: string; scope?: string },
 ): Promise<AuthenticatedToken> {
-  const algs = DPOP_ALGS.join(' ')
-  const challenge = (extra = '') => `Bearer realm="${options.realm}"${extra}, DPoP realm="${options.realm}", algs="${algs}"${extra}`
+  const { realm } = options
+  const refuse = (error: ResourceChallengeError, description: string, headers: Record<string, string> = {}) =>
+    new OAuthError(error, description, {
+      // The catalogue's statuses are the token endpoint's (RFC 9449 §5, §8: 400); a resource
+      // server answers these two with 401 (RFC 9449 §7.1, §9).
+      ...(error === 'invalid_dpop_proof' || error === 'use_dpop_nonce' ? { status: 401 } : {}),
+      headers: { 'WWW-Authenticate': resourceChallenge(realm, error, { scope: options.scope }), ...headers },
+    })
   const credentials = parseAuthorizationHeader(request.authorization)
-  if (credentials === undefined)
-    throw new OAuthError('invalid_token', 'an access token is required', { headers: { 'WWW-Authenticate': challenge() } })
-  const invalid = (description: string) =>
-    new OAuthError('invalid_token', description, { headers: { 'WWW-Authenticate': challenge(', error="invalid_token"') } })
-  if (credentials === null) throw invalid('use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"')
+  if (credentials === undefined) throw new OAuthError('invalid_token', 'an access token is required', { headers: { 'WWW-Authenticate': resourceChallenge(realm) } })
+  // RFC 6750 §3.1: a request "attempted using an unsupported authentication method" is answered
+  // like one without credentials: the challenges, no error code.
+  if (credentials === null && !ACCESS_TOKEN_SCHEME.test(request.authorization!))
+    throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"', {
+      headers: { 'WWW-Authenticate': resourceChallenge(realm) },
+    })
+  if (credentials === null) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
   const { scheme, token } = credentials
   const active = await findActiveAccessToken(token, deps)
-  if (active === undefined) throw invalid('the access token is not active')
+  if (active === undefined) throw refuse('invalid_token', 'the access token is not active')
   const { record, client } = active
   const now = deps.clock.nowSeconds()
   if (scheme === 'bearer') {
     // RFC 9449 §7.2: a DPoP-bound token presented as a bearer token is refused.
-    if (record.dpopJkt !== null) throw invalid('the access token is bound to a DPoP key: use the DPoP scheme with a proof')
+    if (record.dpopJkt !== null) throw refuse('invalid_token', 'the access token is bound to a DPoP key: use the DPoP scheme with a proof')
   } else {
-    if (record.dpopJkt === null) throw invalid('the access token is not DPoP-bound: use the Bearer scheme')
+    if (record.dpopJkt === null) throw refuse('invalid_token', 'the access token is not DPoP-bound: use the Bearer scheme')
+    // RFC 9449 §7 requires a proof with every request; §4.3 check 1 allows one DPoP header only.
+    // RFC 9449 leaves open whether a missing proof is RFC 6750's 400 invalid_request or its own
+    // invalid_dpop_proof: 401 invalid_dpop_proof is chosen, the answer to a request "without valid
+    // authorization" (§7.1) that keeps the DPoP challenge and tells the client what to fix.
     const proof = request.dpop
-    if (proof === undefined || (Array.isArray(proof) && proof.length !== 1))
-      throw new OAuthError('invalid_dpop_proof', 'exactly one DPoP proof is required', { headers: { 'WWW-Authenticate': challenge(', error="invalid_dpop_proof"') } })
+    if (proof === undefined || (Array.isArray(proof) && proof.length !== 1)) throw refuse('invalid_dpop_proof', 'exactly one DPoP proof is required')
     try {
       const checked = await checkDpopProof(Array.isArray(proof) ? proof[0]! : proof, { method: request.method, uri: request.uri }, {
         algorithms: DPOP_ALGS,
@@ -133,26 +184,25 @@ export async function authenticateAccessToken(
         nowSeconds: now,
       })
       if (checked.payload.ath !== sha256Base64Url(token)) throw new DpopProofError('the DPoP proof "ath" does not match the access token')
-      if (checked.jkt !== record.dpopJkt) throw new DpopProofError('the DPoP proof key is not the key the access token is bound to')
+      // RFC 9449 §7.1: a proof by another key than the token's is a failed key binding, answered
+      // as in that section's example (invalid_token on the DPoP challenge): a new proof by the same
+      // key cannot succeed, the client needs a token bound to the key it holds.
+      if (checked.jkt !== record.dpopJkt)
+        throw new OAuthError('invalid_token', 'the DPoP proof key is not the key the access token is bound to', {
+          headers: { 'WWW-Authenticate': resourceChallenge(realm, 'invalid_token', { dpopOnly: true }) },
+        })
       // RFC 9449 §4.3 check 10 and §9: checked before the replay cache, so the proof's jti survives.
       const { nonce } = checked.payload
       if (deps.dpopNonces && (typeof nonce !== 'string' || !deps.dpopNonces.isValid(nonce)))
-        throw new OAuthError('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', {
-          status: 401,
-          headers: { 'WWW-Authenticate': `DPoP realm="${options.realm}", algs="${algs}", error="use_dpop_nonce"`, 'DPoP-Nonce': deps.dpopNonces.current() },
-        })
+        throw refuse('use_dpop_nonce', 'the DPoP proof needs the current server "nonce"', { 'DPoP-Nonce': deps.dpopNonces.current() })
       const fresh = await deps.store.rememberDpopJti(sha256Hex(`${checked.jkt}\0${checked.jti}`), Math.ceil(checked.iat) + DPOP_MAX_AGE_SECONDS + DPOP_MAX_SKEW_SECONDS, now)
       if (!fresh) throw new DpopProofError('the DPoP proof has been used before')
     } catch (err) {
-      if (err instanceof DpopProofError)
-        throw new OAuthError('invalid_dpop_proof', err.message, { headers: { 'WWW-Authenticate': challenge(', error="invalid_dpop_proof"') } })
+      if (err instanceof DpopProofError) throw refuse('invalid_dpop_proof', err.message)
       throw err
     }
   }
   const scopes = record.scope.split(' ').filter(Boolean)
-  if (options.scope !== undefined && !scopes.includes(options.scope))
-    throw new OAuthError('insufficient_scope', `the "${options.scope}" scope is required`, {
-      headers: { 'WWW-Authenticate': challenge(`, error="insufficient_scope", scope="${options.scope}"`) },
-    })
+  if (options.scope !== undefined && !scopes.includes(options.scope)) throw refuse('insufficient_scope', `the "${options.scope}" scope is required`)
   return { record, client, scopes }
 }

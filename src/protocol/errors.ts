@@ -19,6 +19,8 @@ export const OAUTH_ERRORS = {
   access_denied: { status: 400, rfc: 'RFC 8628 §3.5' },
   expired_token: { status: 400, rfc: 'RFC 8628 §3.5' },
   unsupported_token_type: { status: 400, rfc: 'RFC 7009 §2.2.1' },
+  // The token endpoint's statuses (RFC 9449 §5, §8); a protected resource answers both with 401
+  // and a DPoP challenge (§7.1, §9): `authenticateAccessToken` (bearer.ts) sets that status.
   invalid_dpop_proof: { status: 400, rfc: 'RFC 9449 §5' },
   use_dpop_nonce: { status: 400, rfc: 'RFC 9449 §8' }, // + DPoP-Nonce header
   invalid_token: { status: 401, rfc: 'RFC 6750 §3.1' },

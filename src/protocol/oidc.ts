@@ -17,7 +17,7 @@ import { parseScope, type Client, type User } from '../core/model.js'
 import type { AuthenticationContext } from '../storage/oidc-context.js'
 import type { DeviceGrantRecord } from '../storage/store.js'
 import { createHash } from 'node:crypto'
-import { authenticateAccessToken, type ProtectedRequest } from './bearer.js'
+import { authenticateAccessToken, resourceChallenge, type ProtectedRequest } from './bearer.js'
 import type { ProtocolDeps } from './deps.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
@@ -174,9 +174,10 @@ export function userClaims(user: User | undefined, scopes: readonly string[]): R
  * user's `sub` and the claims of the granted scopes, plus `auth_time`, `amr` and `acr` of the
  * approval when known. Client-credentials tokens (no user) are refused with `invalid_token`.
  *
- * @throws {OAuthError} `invalid_token` (401), `insufficient_scope` (403, no `openid`),
- *   `invalid_dpop_proof`, `use_dpop_nonce` (401 with a `DPoP-Nonce`, when `dpop.require_nonce`,
- *   RFC 9449 §9) — each with its `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
+ * @throws {OAuthError} `invalid_request` (400, a malformed `Authorization`), `invalid_token` (401),
+ *   `insufficient_scope` (403, no `openid`), `invalid_dpop_proof` (401), `use_dpop_nonce` (401 with
+ *   a `DPoP-Nonce`, when `dpop.require_nonce`, RFC 9449 §9) — each with its `WWW-Authenticate`
+ *   challenge (RFC 6750 §3, RFC 9449 §7.1); see `authenticateAccessToken`.
  * @see https://openid.net/specs/openid-connect-core-1_0.html#UserInfo
  */
 export async function handleUserInfo(
@@ -186,7 +187,7 @@ export async function handleUserInfo(
   const { record, scopes } = await authenticateAccessToken(request, deps, { realm: 'devicegate-userinfo', scope: OPENID_SCOPE })
   if (record.subject === null)
     throw new OAuthError('invalid_token', 'the access token does not name a user', {
-      headers: { 'WWW-Authenticate': 'Bearer realm="devicegate-userinfo", error="invalid_token"' },
+      headers: { 'WWW-Authenticate': resourceChallenge('devicegate-userinfo', 'invalid_token') },
     })
   const authentication = await authenticationOfGrant(record.grantId, deps)
   return {

@@ -221,6 +221,10 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
     const authorization = single(request.headers.authorization)
     if (authorization === undefined || authorization === '') throw refuse(undefined, 'authentication required', noCredentialsScheme)
     if (Array.isArray(authorization)) throw refuse('invalid_request', 'one Authorization header only', noCredentialsScheme)
+    // RFC 6750 §3.1: another scheme ("attempted using an unsupported authentication method") is
+    // answered like no credentials, with no error code; a Bearer or DPoP header without a
+    // well-formed token is a malformed request, 400 invalid_request.
+    if (!/^(Bearer|DPoP)(\s|$)/i.test(authorization)) throw refuse(undefined, 'use "Authorization: Bearer <token>" or "Authorization: DPoP <token>"', noCredentialsScheme)
     const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization)
     if (!match) throw refuse('invalid_request', 'expected "Authorization: Bearer <token>" or "Authorization: DPoP <token>"', noCredentialsScheme)
     const scheme: 'Bearer' | 'DPoP' = match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer'

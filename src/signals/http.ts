@@ -14,7 +14,7 @@ import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authenticateAccessToken, type AuthenticatedToken } from '../protocol/bearer.js'
+import { authenticateAccessToken, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
 import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
@@ -108,7 +108,7 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
       const token = await authenticateAccessToken(protectedRequest(request, deps.issuer), deps, { realm: 'devicegate-ssf', scope: deps.ssfScope })
       if (!token.client.isConfidential || token.record.subject !== null)
         throw new OAuthError('insufficient_scope', 'stream management needs a confidential client\'s own token (client_credentials)', {
-          headers: { 'WWW-Authenticate': `Bearer realm="devicegate-ssf", error="insufficient_scope", scope="${deps.ssfScope}"` },
+          headers: { 'WWW-Authenticate': resourceChallenge('devicegate-ssf', 'insufficient_scope', { scope: deps.ssfScope }) },
         })
       return token
     }
@@ -158,7 +158,7 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
         const caller = await authenticateAccessToken(protectedRequest(request, deps.issuer), deps, { realm: 'devicegate', scope: global.scope })
         if (!caller.client.isConfidential || caller.record.subject !== null)
           throw new OAuthError('insufficient_scope', 'global token revocation needs a confidential client\'s own token', {
-            headers: { 'WWW-Authenticate': `Bearer realm="devicegate", error="insufficient_scope", scope="${global.scope}"` },
+            headers: { 'WWW-Authenticate': resourceChallenge('devicegate', 'insufficient_scope', { scope: global.scope }) },
           })
         // Draft §3.1: the parameters are an application/json body (a form or no body is malformed).
         if (!/^application\/json\s*(;|$)/i.test(String(request.headers['content-type'] ?? '')))
