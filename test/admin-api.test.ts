@@ -64,20 +64,28 @@ describe('admin API authentication (RFC 6750 §3.1)', () => {
     expect(res.json.error).toBe('invalid_token')
   })
 
-  it('answers 401 invalid_token for an unknown or malformed token', async () => {
-    for (const token of ['not-a-token', 'x y']) {
-      const res = await call('GET', '/grants', { token })
-      expect(res.status).toBe(401)
-      expect(res.json.error).toBe('invalid_token')
-      expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+  it('answers 401 invalid_token for an unknown token', async () => {
+    const res = await call('GET', '/grants', { token: 'not-a-token' })
+    expect(res.status).toBe(401)
+    expect(res.json.error).toBe('invalid_token')
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin", error="invalid_token"')
+  })
+
+  it('answers a malformed Bearer header (no token, two tokens) with 400 invalid_request and its challenge (RFC 6750 §3.1)', async () => {
+    for (const authorization of ['Bearer', 'Bearer x y', `Bearer ${adminToken} ${adminToken}`]) {
+      const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization } })
+      expect(res.status, authorization).toBe(400)
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin", error="invalid_request"')
+      expect(res.headers.get('cache-control')).toBe('no-store')
+      expect(((await res.json()) as { error: string }).error).toBe('invalid_request')
     }
   })
 
-  it('answers 401 invalid_token with the exact challenge for another scheme, a DPoP-scheme token or no token after the scheme', async () => {
-    for (const authorization of [`DPoP ${adminToken}`, basic('admin', FIXTURE.adminSecret), 'Bearer', `Bearer ${adminToken} ${adminToken}`]) {
+  it('answers another scheme (Basic, DPoP) like no credentials: 401, the bare challenge (RFC 6750 §3.1, unsupported method)', async () => {
+    for (const authorization of [`DPoP ${adminToken}`, basic('admin', FIXTURE.adminSecret)]) {
       const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization } })
       expect(res.status, authorization.split(' ')[0]).toBe(401)
-      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin", error="invalid_token"')
+      expect(res.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-admin"')
       expect(((await res.json()) as { error: string }).error).toBe('invalid_token')
     }
   })

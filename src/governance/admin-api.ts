@@ -6,9 +6,11 @@
  * Bearer`), typically to a confidential admin client through client_credentials, carrying the
  * configured admin scope (default `admin`). The token is checked against the store exactly as
  * introspection does (not revoked, family not revoked, unexpired, client still enabled). Without
- * a token: 401 with `WWW-Authenticate: Bearer realm="devicegate-admin"`; with a bad one: 401
- * `invalid_token`; without the scope: 403 `insufficient_scope` (RFC 6750 §3.1). DPoP-bound tokens
- * are refused here (the admin API does not check DPoP proofs).
+ * a token, or with another scheme (Basic, DPoP): 401 with `WWW-Authenticate: Bearer
+ * realm="devicegate-admin"` and no error code; with a malformed Bearer header (`Bearer`, `Bearer a
+ * b`): 400 `invalid_request`; with a bad token: 401 `invalid_token`; without the scope: 403
+ * `insufficient_scope` (RFC 6750 §3.1). DPoP-bound tokens are refused here (the admin API does not
+ * check DPoP proofs; RFC 9449 §7.2).
  *
  * Every route calls the same functions as the CLI: inventory, central revocation (with dry run),
  * anomalies and audit events since a time, user and client disable/delete, and the trusted
@@ -161,11 +163,17 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
        * (`findActiveAccessToken`). Only the Bearer scheme: DPoP-bound tokens are refused here.
        */
       async function authenticate(request: FastifyRequest): Promise<Admin> {
-        const credentials = parseAuthorizationHeader(request.headers.authorization)
-        // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent.
+        const header = request.headers.authorization
+        const credentials = parseAuthorizationHeader(header)
+        // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent, nor
+        // when they were "attempted using an unsupported authentication method" (Basic, or DPoP:
+        // this API takes Bearer only).
         if (credentials === undefined) throw new OAuthError('invalid_token', 'an admin access token is required', { headers: { 'WWW-Authenticate': REALM } })
-        if (credentials === null || credentials.scheme !== 'bearer')
-          throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>"', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_token"` } })
+        if (credentials?.scheme === 'dpop' || (credentials === null && !/^\s*Bearer(?:\s|$)/i.test(header!)))
+          throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>"', { headers: { 'WWW-Authenticate': REALM } })
+        // RFC 6750 §3.1: a Bearer header without a well-formed token is a malformed request.
+        if (credentials === null)
+          throw new OAuthError('invalid_request', 'the Authorization header must be "Bearer <access token>"', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
         const invalid = () => new OAuthError('invalid_token', 'the access token is not active', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_token"` } })
         const active = await findActiveAccessToken(credentials.token, deps)
         if (active === undefined || active.record.dpopJkt !== null) throw invalid()
