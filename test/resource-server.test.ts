@@ -171,7 +171,8 @@ describe('DPoP-bound tokens at the resource (RFC 9449 §7)', () => {
   it('answers 403 insufficient_scope with the needed scope', async () => {
     const res = await callApi('/notes', { token, method: 'POST', proof: await apiProof(k1, token, { htm: 'POST', htu: `${apiUrl}/notes` }) })
     expect(res.status).toBe(403)
-    expect(res.wwwAuthenticate).toMatch(/^DPoP .*error="insufficient_scope".*scope="write"/)
+    // After the plugin verified the request, requireAccess' scope refusal carries the server's realm and algs.
+    expect(res.wwwAuthenticate).toBe('DPoP realm="example-api", error="insufficient_scope", error_description="the access token lacks a required scope", scope="write", algs="ES256 EdDSA RS256 PS256"')
   })
 })
 

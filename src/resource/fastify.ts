@@ -11,7 +11,6 @@
  * ```
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { DEFAULT_DPOP_ALGS } from './dpop.js'
 import { ResourceAuthError } from './errors.js'
 import type { ResourceServer, VerifiedAccess } from './verifier.js'
 
@@ -34,7 +33,8 @@ async function verifyInto(server: ResourceServer, request: FastifyRequest, reply
       const missing = scopes.filter((s) => !request.devicegate!.scopes.includes(s))
       if (missing.length > 0) {
         const { tokenType } = request.devicegate
-        throw new ResourceAuthError('insufficient_scope', 'the access token lacks a required scope', tokenType, { dpopAlgs: DEFAULT_DPOP_ALGS, scope: scopes.join(' ') })
+        // The server's own realm and algs, as on every other challenge it sends (RFC 9449 §7.1).
+        throw new ResourceAuthError('insufficient_scope', 'the access token lacks a required scope', tokenType, { ...server.challenge, scope: scopes.join(' ') })
       }
       return
     }

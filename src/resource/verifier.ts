@@ -5,7 +5,7 @@
  */
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js'
-import { ResourceAuthError, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
+import { ResourceAuthError, type ChallengeContext, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError, type ClientCredentials, type IntrospectionResult } from './revocation.js'
 import { SsfRevocations } from './ssf.js'
 
@@ -131,6 +131,12 @@ export interface ResourceServer {
    */
   verifyRequest(request: RequestLike, options?: { scopes?: readonly string[]; clientIp?: string }): Promise<VerifiedAccess>
   /**
+   * What this API's challenges say besides the error: `realm` (when configured) and the DPoP
+   * `algs` (RFC 9449 §7.1), for refusals made outside {@link ResourceServer.verifyRequest} (a
+   * route's own scope check, `requireAccess` after the plugin verified the request).
+   */
+  readonly challenge: Readonly<ChallengeContext>
+  /**
    * SSF push mode: handles one RFC 8935 push at the API's push URL (`body` as text). Answer with
    * the returned status and JSON body. Undefined in other modes.
    */
@@ -166,7 +172,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
   const jwks = createRemoteJWKSet(new URL(options.jwksUri ?? `${issuer}/jwks`), { cooldownDuration: options.jwksCooldownMs ?? 1000, cacheMaxAge: 600_000 })
   const algorithms = [...(options.algorithms ?? ['ES256', 'EdDSA', 'RS256', 'PS256'])]
   const tolerance = options.clockToleranceSeconds ?? 5
-  const challenge = { ...(options.realm ? { realm: options.realm } : {}), dpopAlgs }
+  const challenge: Readonly<ChallengeContext> = Object.freeze({ ...(options.realm ? { realm: options.realm } : {}), dpopAlgs })
   const revocation = options.revocation
   const feed =
     revocation.mode === 'feed'
@@ -354,6 +360,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
 
   return {
     verifyRequest,
+    challenge,
     ...(ssf ? { receiveSsfPush: (request: { body: string; headers: Record<string, string | string[] | undefined> }) => ssf.receivePush(request) } : {}),
     close: () => {
       feed?.stop()
