@@ -17,13 +17,15 @@ const poll = (deviceCode: string, clientId = 'cli') =>
   postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId })
 
 describe('RFC 8628 §3.2 device authorization response', () => {
-  it('returns a device_code with at least 128 bits, a §6.1 user_code, both URIs, expires_in and interval, no-store', async () => {
+  it('returns a device_code "<id>.<secret>" with at least 128 bits in the secret, a §6.1 user_code, both URIs, expires_in and interval, no-store', async () => {
     const res = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read' })
     expect(res.status).toBe(200)
     expect(res.headers.get('cache-control')).toBe('no-store')
     expect(res.headers.get('content-type')).toMatch(/^application\/json/)
     const body = res.json
-    expect(Buffer.from(body.device_code, 'base64url').length).toBeGreaterThanOrEqual(16)
+    // `<device grant id>.<secret>` (issue 17): the secret alone carries 256 bits.
+    const secret = /^[0-9a-f]{12}[A-Za-z0-9_-]{14}\.([A-Za-z0-9_-]{43})$/.exec(body.device_code)?.[1]
+    expect(Buffer.from(secret ?? '', 'base64url').length).toBeGreaterThanOrEqual(16)
     expect(body.user_code).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/)
     expect(body.verification_uri).toBe(`${t.url}/device`)
     expect(body.verification_uri_complete).toBe(`${t.url}/device?user_code=${body.user_code}`)

@@ -5,8 +5,9 @@ import { GRANT_TYPES } from '../core/model.js'
 import { DECLARABLE_STORAGE_CLASSES, type StorageClass } from '../core/storage-class.js'
 import { formatUserCode, generateUserCode } from '../core/user-code.js'
 import { StoreConflictError } from '../storage/store.js'
-import { randomToken, recordId, sha256Hex } from '../system.js'
+import { recordId } from '../system.js'
 import { authenticateClient } from './clients.js'
+import { issueDeviceCode } from './device-code-key.js'
 import type { ProtocolDeps, RequestContext } from './deps.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
@@ -88,7 +89,8 @@ export function storageRefusalMembers(storageClass: StorageClass): Record<string
  * ({@link resolveDeviceCodeBinding}, a devicegate extension). A `storage_class` parameter declares
  * where the client keeps its tokens ({@link readStorageClass}, a devicegate extension); a policy
  * rule with a `storage` condition that denies it refuses the flow here, before any code exists.
- * The `device_code` carries 256 bits of randomness and is stored only as its SHA-256; the
+ * The `device_code` is `<device grant id>.<secret>` ({@link issueDeviceCode}): the secret carries
+ * 256 bits of randomness and is stored only as its SHA-256 ({@link deviceCodeLookupKey}); the
  * `user_code` follows RFC 8628 §6.1. `interval` is always present, so the value the client uses is
  * the value enforced.
  *
@@ -156,14 +158,15 @@ export async function handleDeviceAuthorization(
       })
     }
   }
-  const deviceCode = randomToken(deps.random, 32)
   for (let attempt = 0; ; attempt++) {
     const userCode = generateUserCode(deps.random)
     try {
       const id = recordId(deps.random)
+      // `<id>.<secret>`, stored under a key that sorts by creation time (issue 17).
+      const deviceCode = issueDeviceCode(id, deps.random)
       await deps.store.createDeviceGrant({
         id,
-        deviceCodeHash: sha256Hex(deviceCode),
+        deviceCodeHash: deviceCode.key,
         userCode,
         clientId: client.id,
         scope,
@@ -191,7 +194,7 @@ export async function handleDeviceAuthorization(
       })
       const verificationUri = deps.issuer + VERIFICATION_PATH
       return {
-        device_code: deviceCode,
+        device_code: deviceCode.code,
         user_code: formatUserCode(userCode),
         verification_uri: verificationUri,
         // RFC 8628 §3.2 makes it optional; a policy that requires a typed code omits it.

@@ -11,7 +11,11 @@ export type DeviceGrantStatus = 'pending' | 'approved' | 'denied' | 'redeemed'
 /** A device authorization request and its decision (RFC 8628 §3.1–3.5). */
 export interface DeviceGrantRecord {
   id: string
-  /** SHA-256 (hex) of the `device_code`. */
+  /**
+   * The `device_code`'s lookup key (protocol/device-code-key.ts `deviceCodeLookupKey`): `<id>.` and
+   * the SHA-256 (hex) of the secret for a code `<id>.<secret>`; the SHA-256 (hex) of the whole code
+   * for one issued before. Opaque to the store: unique, compared for equality.
+   */
   deviceCodeHash: string
   /** Canonical user code (8 characters, no dash). */
   userCode: string

@@ -4,7 +4,8 @@
 import { deviceGrantState } from '../../core/device-grant.js'
 import { GRANT_TYPES, OFFLINE_ACCESS, parseScope } from '../../core/model.js'
 import type { TokenBundle } from '../../storage/store.js'
-import { recordId, sha256Hex } from '../../system.js'
+import { recordId } from '../../system.js'
+import { deviceCodeLookupKey } from '../device-code-key.js'
 import type { ProtocolDeps } from '../deps.js'
 import { OAuthError } from '../errors.js'
 import { enforcePolicyAtRedemption } from '../policy-enforcement.js'
@@ -78,9 +79,13 @@ export function isDuplicateOfRedemption(
 export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<TokenResponse> {
   const { client } = input
   const deviceCode = requireParam(input.params, 'device_code')
-  const grant = await deps.store.findDeviceGrantByDeviceCodeHash(sha256Hex(deviceCode))
+  // A code of the wrong shape has no key and is answered as an unknown one.
+  const key = deviceCodeLookupKey(deviceCode)
+  const grant = key === undefined ? undefined : await deps.store.findDeviceGrantByDeviceCodeHash(key)
   if (!grant || grant.clientId !== client.id)
-    throw new OAuthError('invalid_grant', '"device_code" is invalid', { detail: grant ? 'issued to another client' : 'unknown' })
+    throw new OAuthError('invalid_grant', '"device_code" is invalid', {
+      detail: grant ? 'issued to another client' : key === undefined ? 'malformed' : 'unknown',
+    })
   // devicegate extension of RFC 8628: a device code bound to a DPoP key at device authorization
   // is redeemed only with a proof by that key. Checked before the poll is recorded, so a thief's
   // attempt changes nothing for the rightful client.
