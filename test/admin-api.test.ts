@@ -81,6 +81,23 @@ describe('admin API authentication (RFC 6750 §3.1)', () => {
     }
   })
 
+  it('answers two Authorization header fields with 400 invalid_request, whichever comes first (RFC 6750 §3.1, RFC 9110 §5.3)', async () => {
+    const { request } = await import('node:http')
+    const u = new URL(`${t.url}/admin/api/grants`)
+    for (const fields of [[`Bearer ${adminToken}`, basic('admin', FIXTURE.adminSecret)], [basic('admin', FIXTURE.adminSecret), `Bearer ${adminToken}`]]) {
+      const res = await new Promise<{ status: number; challenge: unknown; body: string }>((resolve, reject) => {
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: ['host', u.host, ...fields.flatMap((f) => ['authorization', f])] }, (r) => {
+          let body = ''
+          r.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: r.statusCode!, challenge: r.headers['www-authenticate'], body }))
+        })
+        req.on('error', reject).end()
+      })
+      expect(res.status, fields[0]!.split(' ')[0]).toBe(400)
+      expect(res.challenge).toBe('Bearer realm="devicegate-admin", error="invalid_request"')
+      expect(JSON.parse(res.body).error).toBe('invalid_request')
+    }
+  })
+
   it('answers another scheme (Basic, DPoP) like no credentials: 401, the bare challenge (RFC 6750 §3.1, unsupported method)', async () => {
     for (const authorization of [`DPoP ${adminToken}`, basic('admin', FIXTURE.adminSecret)]) {
       const res = await fetch(`${t.url}/admin/api/grants`, { headers: { authorization } })

@@ -68,6 +68,18 @@ async function userinfo(headers: Record<string, string>, server = t) {
   }
 }
 
+/** GET with header fields node's `fetch` cannot repeat (an array value is sent as several field lines). */
+function rawGet(url: string, headers: Record<string, string | string[]>) {
+  const u = new URL(url)
+  return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'GET', headers }, (r) => {
+      let body = ''
+      r.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: r.statusCode!, headers: r.headers, body }))
+    })
+    req.on('error', reject).end()
+  })
+}
+
 const userinfoProof = (key: DpopKey, token: string, opts: Partial<ProofOptions> = {}, server = t) =>
   makeProof(key, { htm: 'GET', htu: `${server.issuer}/userinfo`, ath: ath(token), now: server.clock.nowSeconds(), ...opts })
 
@@ -84,6 +96,17 @@ describe('RFC 6750 §3.1 at /userinfo: no credentials, another scheme, a malform
     it(`answers the malformed header ${JSON.stringify(authorization)} with 400 invalid_request (RFC 6750 §3.1)`, async () => {
       expect(await userinfo({ authorization })).toEqual({ status: 400, challenge: both('invalid_request'), cacheControl: 'no-store', nonce: null, error: 'invalid_request' })
     })
+
+  it('answers two Authorization header fields with 400 invalid_request, whichever comes first (RFC 6750 §3.1: a repeated parameter; RFC 9110 §5.3)', async () => {
+    const token = await login(t)
+    for (const fields of [[`Bearer ${token}`, 'Basic Zm9vOmJhcg=='], ['Basic Zm9vOmJhcg==', `Bearer ${token}`], [`Bearer ${token}`, `Bearer ${token}`]]) {
+      const res = await rawGet(`${t.url}/userinfo`, { authorization: fields })
+      expect(res.status, fields.join(' | ')).toBe(400)
+      expect(res.headers['www-authenticate']).toBe(both('invalid_request'))
+      expect(res.headers['cache-control']).toBe('no-store')
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_request' })
+    }
+  })
 
   it('answers an unknown token with 401 invalid_token (RFC 6750 §3.1)', async () => {
     expect(await userinfo({ authorization: 'Bearer not-a-token' })).toEqual({ status: 401, challenge: both('invalid_token'), cacheControl: 'no-store', nonce: null, error: 'invalid_token' })

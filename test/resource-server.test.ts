@@ -98,6 +98,22 @@ describe('RFC 6750 §3 / RFC 9449 §7.1 challenges', () => {
     }
   })
 
+  it('answers two Authorization header fields with 400 invalid_request, whichever comes first (RFC 6750 §3.1, RFC 9110 §5.3)', async () => {
+    const { access_token } = await tokens()
+    const { request } = await import('node:http')
+    const u = new URL(`${apiUrl}/me`)
+    for (const fields of [[`Bearer ${access_token}`, 'Basic abc'], ['Basic abc', `Bearer ${access_token}`]]) {
+      const res = await new Promise<{ status: number; challenge: unknown }>((resolve, reject) => {
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: ['host', u.host, ...fields.flatMap((f) => ['authorization', f])] }, (r) => {
+          r.resume().on('end', () => resolve({ status: r.statusCode!, challenge: r.headers['www-authenticate'] }))
+        })
+        req.on('error', reject).end()
+      })
+      expect(res.status, fields[0]!.split(' ')[0]).toBe(400)
+      expect(String(res.challenge)).toMatch(/error="invalid_request"/)
+    }
+  })
+
   it('answers another scheme (Basic) like no credentials: 401, both challenges, no error code (RFC 6750 §3.1, unsupported method)', async () => {
     const res = await fetch(`${apiUrl}/me`, { headers: { authorization: 'Basic abc' } })
     expect(res.status).toBe(401)

@@ -8,7 +8,7 @@
  * introspection does (not revoked, family not revoked, unexpired, client still enabled). Without
  * a token, or with another scheme (Basic, DPoP): 401 with `WWW-Authenticate: Bearer
  * realm="devicegate-admin"` and no error code; with a malformed Bearer header (`Bearer`, `Bearer a
- * b`): 400 `invalid_request`; with a bad token: 401 `invalid_token`; without the scope: 403
+ * b`) or a repeated `Authorization` field: 400 `invalid_request`; with a bad token: 401 `invalid_token`; without the scope: 403
  * `insufficient_scope` (RFC 6750 §3.1). DPoP-bound tokens are refused here (the admin API does not
  * check DPoP proofs; RFC 9449 §7.2).
  *
@@ -23,7 +23,7 @@ import type { z } from 'zod'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { findActiveAccessToken, parseAuthorizationHeader } from '../protocol/bearer.js'
+import { authorizationField, findActiveAccessToken, parseAuthorizationHeader } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Store } from '../storage/store.js'
 import { ADMIN_ROUTES, buildOpenApiDocument, describeIssue, type AdminRouteSpec, type RevocationBody } from './admin-schemas.js'
@@ -163,7 +163,11 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
        * (`findActiveAccessToken`). Only the Bearer scheme: DPoP-bound tokens are refused here.
        */
       async function authenticate(request: FastifyRequest): Promise<Admin> {
-        const header = request.headers.authorization
+        const field = authorizationField(request.raw.rawHeaders)
+        // Two credentials (node would keep only the first line): a malformed request, RFC 6750 §3.1.
+        if (Array.isArray(field))
+          throw new OAuthError('invalid_request', 'the Authorization header must be sent once', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
+        const header = field
         const credentials = parseAuthorizationHeader(header)
         // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent, nor
         // when they were "attempted using an unsupported authentication method" (Basic, or DPoP:

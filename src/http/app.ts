@@ -12,6 +12,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { ProtocolDeps } from '../protocol/deps.js'
 import { OAuthError } from '../protocol/errors.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
+import { authorizationField } from '../protocol/bearer.js'
 import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
 import type { FormBody } from '../protocol/params.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
@@ -295,7 +296,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // RFC 9449 §7.1); errors carry their WWW-Authenticate challenge.
   const userinfo = answeringOAuthErrors(async (request) =>
     handleUserInfo(
-      { authorization: request.headers.authorization, dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
+      { authorization: authorizationField(request.raw.rawHeaders), dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
       protocol,
     ),
   )

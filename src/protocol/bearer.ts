@@ -6,6 +6,7 @@
  */
 import type { Client } from '../core/model.js'
 import { checkDpopProof, DpopProofError } from '../resource/dpop.js'
+import { headerFieldValues } from '../resource/header-fields.js'
 import type { AccessTokenRecord, WithGrantState } from '../storage/store.js'
 import { sha256Base64Url, sha256Hex } from '../system.js'
 import type { ProtocolDeps } from './deps.js'
@@ -15,8 +16,11 @@ import { OAuthError } from './errors.js'
 
 /** The request facts {@link authenticateAccessToken} reads. */
 export interface ProtectedRequest {
-  /** The raw `Authorization` header. */
-  authorization: string | undefined
+  /**
+   * The raw `Authorization` field: its value, or every value when the request repeated the field
+   * (read them with `headerFieldValues`: node's `headers.authorization` keeps only the first).
+   */
+  authorization: string | string[] | undefined
   /** The raw `DPoP` header(s). */
   dpop: string | string[] | undefined
   method: string
@@ -37,6 +41,17 @@ export interface AccessTokenCredentials {
   scheme: 'bearer' | 'dpop'
   /** The access token, a `b64token` (RFC 6750 §2.1; RFC 9449 §7.1 uses the same syntax). */
   token: string
+}
+
+/**
+ * The `Authorization` field of a request as received, for {@link ProtectedRequest.authorization}.
+ *
+ * @param rawHeaders node's `IncomingMessage.rawHeaders` (names and values alternating).
+ * @returns undefined without the field, its value, or every value when it is repeated (then
+ *   {@link authenticateAccessToken} answers 400 `invalid_request`).
+ */
+export function authorizationField(rawHeaders: readonly string[]): string | string[] | undefined {
+  return headerFieldValues(rawHeaders, 'authorization')
 }
 
 /**
@@ -121,6 +136,7 @@ const ACCESS_TOKEN_SCHEME = /^\s*(?:Bearer|DPoP)(?:\s|$)/i
  * |---|---|
  * | no `Authorization`, a blank one, or another scheme (`Basic …`) | 401, both challenges bare (RFC 6750 §3.1: no error code when the request has no credentials or uses an unsupported method) |
  * | `Bearer`/`DPoP` without a well-formed `b64token` (`Bearer`, `Bearer a b`) | 400 `invalid_request` (RFC 6750 §3.1: malformed request) |
+ * | the `Authorization` field repeated, whatever the schemes | 400 `invalid_request` (RFC 6750 §3.1: a repeated parameter; RFC 9110 §5.3: not a list field) |
  * | an unknown, revoked or expired token, or a disabled client | 401 `invalid_token` |
  * | `Bearer` with a DPoP-bound token | 401 `invalid_token` (RFC 9449 §7.2: no downgrade) |
  * | `DPoP` with a token that is not DPoP-bound | 401 `invalid_token` |
@@ -151,11 +167,14 @@ export async function authenticateAccessToken(
       ...(error === 'invalid_dpop_proof' || error === 'use_dpop_nonce' ? { status: 401 } : {}),
       headers: { 'WWW-Authenticate': resourceChallenge(realm, error, { scope: options.scope }), ...headers },
     })
-  const credentials = parseAuthorizationHeader(request.authorization)
+  // Two credentials (node would keep only the first line): judged on neither, whatever the order.
+  if (Array.isArray(request.authorization)) throw refuse('invalid_request', 'the Authorization header must be sent once')
+  const authorization = request.authorization
+  const credentials = parseAuthorizationHeader(authorization)
   if (credentials === undefined) throw new OAuthError('invalid_token', 'an access token is required', { headers: { 'WWW-Authenticate': resourceChallenge(realm) } })
   // RFC 6750 §3.1: a request "attempted using an unsupported authentication method" is answered
   // like one without credentials: the challenges, no error code.
-  if (credentials === null && !ACCESS_TOKEN_SCHEME.test(request.authorization!))
+  if (credentials === null && !ACCESS_TOKEN_SCHEME.test(authorization!))
     throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"', {
       headers: { 'WWW-Authenticate': resourceChallenge(realm) },
     })

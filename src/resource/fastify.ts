@@ -38,7 +38,8 @@ async function verifyInto(server: ResourceServer, request: FastifyRequest, reply
       }
       return
     }
-    request.devicegate = await server.verifyRequest(request, { scopes, clientIp: request.ip })
+    // rawHeaders: a repeated Authorization field is refused, not judged on its first line.
+    request.devicegate = await server.verifyRequest({ method: request.method, url: request.url, headers: request.headers, rawHeaders: request.raw.rawHeaders }, { scopes, clientIp: request.ip })
   } catch (err) {
     if (err instanceof ResourceAuthError) {
       await sendResourceError(reply, err)

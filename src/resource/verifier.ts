@@ -5,6 +5,7 @@
  */
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js'
+import { headerFieldValues } from './header-fields.js'
 import { ResourceAuthError, type ChallengeContext, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError, type ClientCredentials, type IntrospectionResult } from './revocation.js'
 import { SsfRevocations } from './ssf.js'
@@ -15,6 +16,13 @@ export interface RequestLike {
   /** Path and query (`/things?x=1`) or an absolute URL. */
   url?: string | undefined
   headers: Record<string, string | string[] | undefined>
+  /**
+   * The header fields as received (node's `IncomingMessage.rawHeaders`: names and values
+   * alternating). When given, `Authorization` is read from here, so a repeated field is seen
+   * (node's `headers.authorization` keeps only the first line) and refused with 400
+   * `invalid_request`. `authorize` (node) and the fastify plugin pass it.
+   */
+  rawHeaders?: readonly string[] | undefined
 }
 
 /** How revocation is checked. */
@@ -224,7 +232,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
 
   async function verifyRequest(request: RequestLike, verifyOptions: { scopes?: readonly string[]; clientIp?: string } = {}): Promise<VerifiedAccess> {
     const noCredentialsScheme: ChallengeScheme = dpopRequired ? 'DPoP' : 'both'
-    const authorization = single(request.headers.authorization)
+    const authorization = request.rawHeaders !== undefined ? headerFieldValues(request.rawHeaders, 'authorization') : single(request.headers.authorization)
     if (authorization === undefined || authorization === '') throw refuse(undefined, 'authentication required', noCredentialsScheme)
     if (Array.isArray(authorization)) throw refuse('invalid_request', 'one Authorization header only', noCredentialsScheme)
     // RFC 6750 §3.1: another scheme ("attempted using an unsupported authentication method") is

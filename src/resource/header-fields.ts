@@ -1,0 +1,27 @@
+/**
+ * Request header fields as received, for the fields node folds: node's `IncomingMessage.headers`
+ * keeps only the first line of a repeated `Authorization` field and discards the others, so a
+ * request carrying two credentials would be judged on whichever came first. `rawHeaders` (name,
+ * value, name, value…, as received) keeps every line.
+ */
+
+/**
+ * Every value of the header field `name` in `rawHeaders`, in order.
+ *
+ * @param rawHeaders node's `IncomingMessage.rawHeaders`: names and values alternating.
+ * @param name The field name, lower case (field names are case-insensitive, RFC 9110 §5.1).
+ * @returns undefined when the field is absent; its value when it appears once; every value when it
+ *   is repeated — for a field that is not a list, such as `Authorization` (RFC 9110 §11.6.2), a
+ *   sender must not repeat it (RFC 9110 §5.3), and the caller refuses the request.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-5.3
+ */
+export function headerFieldValues(rawHeaders: readonly string[], name: string): string | string[] | undefined {
+  let found: string | string[] | undefined
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const field = rawHeaders[i]!
+    if (field.length !== name.length || field.toLowerCase() !== name) continue
+    const value = rawHeaders[i + 1]!
+    found = found === undefined ? value : Array.isArray(found) ? [...found, value] : [found, value]
+  }
+  return found
+}
