@@ -320,7 +320,7 @@ describe('refresh with rotation', () => {
 })
 
 /** A tiny resource server that checks DPoP proofs (RFC 9449 §7) and first demands a nonce (§9). */
-async function startResource(log: string[]) {
+async function startResource(log: string[], nonceChallenge: string | string[] = 'DPoP error="use_dpop_nonce", error_description="nonce required"') {
   const tokens: string[] = []
   const proofs: Record<string, unknown>[] = []
   let nonceRequired = false
@@ -337,7 +337,7 @@ async function startResource(log: string[]) {
       const ath = createHash('sha256').update(token!).digest('base64url')
       const cnf = (decodeJwt(token!).cnf as { jkt: string }).jkt
       if (nonceRequired && payload.nonce !== 'rs-nonce') {
-        res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="nonce required"', 'dpop-nonce': 'rs-nonce' })
+        res.writeHead(401, { 'www-authenticate': nonceChallenge, 'dpop-nonce': 'rs-nonce' })
         res.end()
         return
       }
@@ -364,6 +364,26 @@ async function startResource(log: string[]) {
 }
 
 describe('authorised requests', () => {
+  // RFC 9110 §11.6.1: WWW-Authenticate is a list of challenges in any order, in one field line or several.
+  for (const [name, challenge] of [
+    ['after a Bearer challenge in the same field', 'Bearer realm="api", DPoP realm="api", algs="ES256 EdDSA", error="use_dpop_nonce"'],
+    ['in a second WWW-Authenticate field', ['Bearer realm="api"', 'DPoP algs="ES256", error="use_dpop_nonce"']],
+  ] as const)
+    it(`retries once with a resource nonce asked for by a DPoP challenge ${name} (RFC 9449 §9, RFC 9110 §11.6.1)`, async () => {
+      const log: string[] = []
+      const resource = await startResource(log, challenge as string | string[])
+      try {
+        resource.requireNonce()
+        const { client } = await loggedIn()
+        const res = await client.fetch(`${resource.url}/api`, { method: 'GET' })
+        expect(res.status).toBe(200)
+        expect(log.filter((l) => l.startsWith('resource'))).toHaveLength(2)
+        expect(resource.proofs[1]).toMatchObject({ nonce: 'rs-nonce' })
+      } finally {
+        await resource.close()
+      }
+    })
+
   it('sends Authorization: DPoP with a proof carrying ath, and retries once with a resource nonce', async () => {
     const log: string[] = []
     const resource = await startResource(log)

@@ -9,6 +9,7 @@
 import type { webcrypto } from 'node:crypto'
 import { calculateJwkThumbprint, SignJWT, type JWK } from 'jose'
 import { ClientError } from './errors.js'
+import { findChallenge } from './www-authenticate.js'
 
 type CryptoKey = webcrypto.CryptoKey
 type CryptoKeyPair = webcrypto.CryptoKeyPair
@@ -159,9 +160,11 @@ export class DpopKey {
 }
 
 /**
- * True when a resource server's 401 asks for a (new) nonce: `WWW-Authenticate: DPoP
- * error="use_dpop_nonce"` (RFC 9449 §9).
+ * True when a resource server's 401 asks for a (new) nonce: a `DPoP` challenge with
+ * `error="use_dpop_nonce"` (RFC 9449 §9), wherever it stands among the `WWW-Authenticate`
+ * challenges (RFC 9110 §11.6.1: a resource taking both schemes may name `Bearer` first, or send
+ * each challenge in a field line of its own).
  */
 export function isResourceNonceChallenge(status: number, headers: Headers): boolean {
-  return status === 401 && /^\s*DPoP\b[^]*error="use_dpop_nonce"/i.test(headers.get('www-authenticate') ?? '')
+  return status === 401 && findChallenge(headers.get('www-authenticate'), 'DPoP')?.params.error === 'use_dpop_nonce'
 }

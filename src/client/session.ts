@@ -9,6 +9,7 @@ import { decodeJwt, type JWTPayload } from 'jose'
 import { advertisesDpop, discover, supportsDpop, type AuthorizationServerMetadata } from './discovery.js'
 import { pollForToken, startDeviceAuthorization, systemFlowClock, type DeviceAuthorization, type FlowClock, type PollProgress } from './device-flow.js'
 import { DpopKey, isResourceNonceChallenge, type DpopPrivateJwk } from './dpop.js'
+import { findChallenge } from './www-authenticate.js'
 import { ClientError, OAuthResponseError } from './errors.js'
 import { errorFromResponse, postForm, type FetchLike } from './http.js'
 import type { DeclaredStorageClass, TokenStore } from './token-store.js'
@@ -518,7 +519,7 @@ export class DeviceClient {
       const newNonce = key?.rememberNonce(target, res.headers) ?? false
       if (key && newNonce && attempt === 0 && isResourceNonceChallenge(res.status, res.headers)) continue
       // A proof refused by a resource server whose clock (its `Date`) is off from ours: once, on its clock.
-      if (key && attempt === 0 && res.status === 401 && /error="invalid_dpop_proof"/.test(res.headers.get('www-authenticate') ?? '') && key.adjustClock(target, res.headers))
+      if (key && attempt === 0 && res.status === 401 && findChallenge(res.headers.get('www-authenticate'), 'DPoP')?.params.error === 'invalid_dpop_proof' && key.adjustClock(target, res.headers))
         continue
       return res
     }
