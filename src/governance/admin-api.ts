@@ -8,8 +8,8 @@
  * introspection does (not revoked, family not revoked, unexpired, client still enabled). Without
  * a token, or with another scheme (Basic, DPoP): 401 with `WWW-Authenticate: Bearer
  * realm="devicegate-admin"` and no error code; with a malformed Bearer header (`Bearer`, `Bearer a
- * b`) or a repeated `Authorization` field: 400 `invalid_request`; with a bad token: 401 `invalid_token`; without the scope: 403
- * `insufficient_scope` (RFC 6750 §3.1). DPoP-bound tokens are refused here (the admin API does not
+ * b`) or a repeated `Authorization` field: 400 `invalid_request`; with a bad token: 401
+ * `invalid_token`; without the scope: 403 `insufficient_scope` (RFC 6750 §3.1). DPoP-bound tokens are refused here (the admin API does not
  * check DPoP proofs; RFC 9449 §7.2).
  *
  * Every route calls the same functions as the CLI: inventory, central revocation (with dry run),
