@@ -41,7 +41,8 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 
 /**
  * Verifies client secrets against their argon2id hashes. Successful verifications are remembered
- * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself)
+ * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself,
+ * with the client id and hash they were verified for)
  * so the slow hash runs once per client and secret, not on every token or introspection request.
  * The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot run into each
  * other; the digest never leaves the process. (A plain one-shot hash instead of an HMAC or a Hash
@@ -55,7 +56,8 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 export class SecretVerifier {
   /** 32 random bytes as 64 hex digits: a fixed length, so key and secret cannot run into each other. */
   readonly #key = randomBytes(32).toString('hex')
-  readonly #verified = new Map<string, true>()
+  /** Digest of a verified secret → the client and hash it was verified against (a secret shared by two clients keeps the last). */
+  readonly #verified = new Map<string, { clientId: string; secretHash: string }>()
   readonly #dummyHash: Promise<string>
   static readonly #MAX_ENTRIES = 10_000
 
@@ -79,12 +81,13 @@ export class SecretVerifier {
       await verifySafely(await this.#dummyHash, secret)
       return false
     }
-    const cacheKey = `${client.id}\0${client.secretHash}\0${sha256Base64Url(this.#key + secret)}`
-    if (this.#verified.has(cacheKey)) return true
+    const digest = sha256Base64Url(this.#key + secret)
+    const verified = this.#verified.get(digest)
+    if (verified !== undefined && verified.clientId === client.id && verified.secretHash === client.secretHash) return true
     const ok = await verifySafely(client.secretHash, secret)
     if (ok) {
       if (this.#verified.size >= SecretVerifier.#MAX_ENTRIES) this.#verified.clear()
-      this.#verified.set(cacheKey, true)
+      this.#verified.set(digest, { clientId: client.id, secretHash: client.secretHash })
     }
     return ok
   }
