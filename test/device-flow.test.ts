@@ -47,9 +47,9 @@ describe('RFC 8628 §3.5 device access token response', () => {
   it('adds 5 seconds to the interval on slow_down and keeps it for later polls', async () => {
     const { device_code } = await authorize()
     expect((await poll(device_code)).json.error).toBe('authorization_pending')
-    expect((await poll(device_code)).json.error).toBe('slow_down')
+    expect((await poll(device_code)).json).toEqual({ error: 'slow_down', error_description: 'poll no more than once every 10 seconds' })
     t.clock.advance(6) // the old interval (5 s) is no longer enough: it grew to 10 s
-    expect((await poll(device_code)).json.error).toBe('slow_down')
+    expect((await poll(device_code)).json).toEqual({ error: 'slow_down', error_description: 'poll no more than once every 15 seconds' })
     t.clock.advance(16) // the interval is now 15 s
     expect((await poll(device_code)).json.error).toBe('authorization_pending')
     t.clock.advance(15)

@@ -182,8 +182,48 @@ export class AnomalyEngine {
     return { raised: true, action, revokedGrants, deniedDeviceAuthorizations }
   }
 
-  /** The event listener that runs the event-driven detectors. */
-  readonly listener = async (event: DomainEvent): Promise<void> => {
+  /**
+   * The event listener that runs the event-driven detectors. Events no detector acts on — most
+   * of them: every poll answered `slow_down` (RFC 8628 §3.5) while its code is below the
+   * threshold or once its anomaly is raised, every introspection without `client_ip` — are passed
+   * over without a promise, so the sink does not wait a turn for them (see GovernanceEvents.record).
+   * @returns a promise while a detector acts on the event; undefined when none does.
+   */
+  readonly listener = (event: DomainEvent): Promise<void> | undefined => {
+    switch (event.type) {
+      case 'device_code.polled_too_fast':
+        return this.#slowDownIgnoredDue(event) ? this.#detect(event) : undefined
+      case 'refresh_token.reuse_detected':
+      case 'dpop_proof.rejected':
+      case 'user_code.looked_up':
+      case 'user_code.entry_budget_exhausted':
+      case 'device_authorization.requested':
+      case 'device_code.approved':
+      case 'device_code.denied':
+        return this.#detect(event)
+      case 'token.used':
+      case 'token.refreshed': {
+        // Only a use from a known address can be from a new network (introspection without `client_ip` is not).
+        const c = this.#o.config.tokenUsedFromNewIpRange
+        return c.enabled && event.ip && event.grantId ? this.#detect(event) : undefined
+      }
+      default:
+        return undefined
+    }
+  }
+
+  /**
+   * Whether a `device_code.polled_too_fast` event reaches `slow_down_ignored`: the detector is on,
+   * the code's `slow_down` count is at the threshold, and its anomaly has not been raised by this
+   * process yet (the same checks {@link raise} makes first, without a promise).
+   */
+  #slowDownIgnoredDue(event: DomainEvent): boolean {
+    const c = this.#o.config.slowDownIgnored
+    return c.enabled && Number(event.details?.slowDowns) >= c.threshold && !this.#seen.has(`slow_down_ignored:${String(event.details?.deviceGrantId)}`)
+  }
+
+  /** Runs the detectors of `event` (the events {@link listener} passes on). */
+  async #detect(event: DomainEvent): Promise<void> {
     const details = event.details ?? {}
     switch (event.type) {
       case 'refresh_token.reuse_detected':

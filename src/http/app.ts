@@ -249,7 +249,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Both answering paths end here: the access-log line, then the observers.
   const accessLog = createAccessLog(deps.logger)
   const answered = (request: AnsweredRequest) => {
-    accessLog(request.id, request.method, request.url.split('?')[0]!, request.status, Math.round(request.elapsedMs * 10) / 10, request.clientIp)
+    const query = request.url.indexOf('?')
+    accessLog(request.id, request.method, query === -1 ? request.url : request.url.slice(0, query), request.status, Math.round(request.elapsedMs * 10) / 10, request.clientIp)
     for (const observe of observers) observe(request)
   }
   app.addHook('onResponse', (request, reply, done) => {

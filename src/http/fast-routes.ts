@@ -59,37 +59,39 @@ export type FastRoute = (req: IncomingMessage, res: ServerResponse) => boolean
 const FORM_CONTENT_TYPE = /^application\/x-www-form-urlencoded(?:; ?charset=utf-8)?$/i
 
 /**
- * Calls `report` once, when the response has finished or failed: when fastify runs `onResponse`.
- * A response to a client that has gone away may do neither; then nothing is reported, as with
- * fastify. What `report` throws (a log destination already closed) is dropped, as fastify drops
- * what an `onResponse` hook throws when request logging is off.
+ * A request the fast path has taken: what it learned on arrival, its body as read so far, and
+ * the outcome reported once its response has finished. One object per request, found by the
+ * listeners (shared by all requests, see {@link createFastRoutes}) on the request and response
+ * under {@link TAKEN}: no closures and no `once` wrappers per request.
  */
-function onFinished(res: ServerResponse, report: () => void): void {
-  const once = () => {
-    res.removeListener('finish', once)
-    res.removeListener('error', once)
-    try {
-      report()
-    } catch {
-      // Dropped, as fastify does (see above).
-    }
-  }
-  res.on('finish', once)
-  res.on('error', once)
+class TakenRequest {
+  /** The body's chunks so far. */
+  readonly chunks: Buffer[] = []
+  /** `reading` the body; `answering` once it has ended (or failed); `reported` once reported. */
+  phase: 'reading' | 'answering' | 'reported' = 'reading'
+  /** What was thrown that is not an OAuth answer (a fault), for observers; undefined when nothing was. */
+  error: unknown = undefined
+  /** The OAuth error code answered, or null. */
+  oauthError: OAuthErrorCode | null = null
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly endpoint: FormEndpoint,
+    /** Its request id (`req-1`, …). */
+    readonly id: string,
+    /** The client address (client-address.ts). */
+    readonly clientIp: string,
+    /** `performance.now()` at arrival, in milliseconds. */
+    readonly started: number,
+  ) {}
 }
 
-/** A request the fast path has taken, with what it learned on arrival. */
-interface TakenRequest {
-  readonly req: IncomingMessage
-  readonly res: ServerResponse
-  readonly endpoint: FormEndpoint
-  /** Its request id (`req-1`, …). */
-  readonly id: string
-  /** The client address (client-address.ts). */
-  readonly clientIp: string
-  /** `performance.now()` at arrival, in milliseconds. */
-  readonly started: number
-}
+/** Where a taken request's {@link TakenRequest} is kept on its `IncomingMessage` and `ServerResponse`. */
+const TAKEN: unique symbol = Symbol('devicegate.fastRoute')
+
+/** A node request or response the fast path has taken. */
+type Taken<T> = T & { [TAKEN]: TakenRequest }
 
 /** Builds the fast path's `request` listener. */
 export function createFastRoutes(options: FastRoutesOptions): FastRoute {
@@ -100,11 +102,58 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     if (options.ignoreTrailingSlash) routes.set(`${endpoint.path}/`, endpoint)
   }
 
-  /** Reports `t` to `answered` once its response has finished; `outcome` is read then. */
-  function reportWhenFinished(t: TakenRequest, outcome: () => Pick<AnsweredRequest, 'error' | 'oauthError'>): void {
-    onFinished(t.res, () =>
-      answered({ id: t.id, method: 'POST', url: t.req.url!, clientIp: t.clientIp, endpoint: t.endpoint.path, status: t.res.statusCode, elapsedMs: performance.now() - t.started, ...outcome() }),
-    )
+  /**
+   * The response's `finish` and `error` listener: reports the request once, when fastify runs
+   * `onResponse`. A response to a client that has gone away may do neither; then nothing is
+   * reported, as with fastify. What `answered` throws (a log destination already closed) is
+   * dropped, as fastify drops what an `onResponse` hook throws when request logging is off.
+   */
+  function onResponseDone(this: Taken<ServerResponse>): void {
+    const t = this[TAKEN]
+    if (t.phase === 'reported') return
+    t.phase = 'reported'
+    try {
+      answered({ id: t.id, method: 'POST', url: t.req.url!, clientIp: t.clientIp, endpoint: t.endpoint.path, status: this.statusCode, elapsedMs: performance.now() - t.started, error: t.error, oauthError: t.oauthError })
+    } catch {
+      // Dropped, as fastify does (see above).
+    }
+  }
+
+  /**
+   * Leaves the body behind: from now on the request is answered, and reported once its response
+   * has finished or failed, whichever comes first (fastify's `onResponse`).
+   */
+  function startAnswering(t: TakenRequest): void {
+    t.phase = 'answering'
+    t.res.on('finish', onResponseDone)
+    t.res.on('error', onResponseDone)
+  }
+
+  /** The request's `data` listener. */
+  function onBodyData(this: Taken<IncomingMessage>, chunk: Buffer): void {
+    this[TAKEN].chunks.push(chunk)
+  }
+
+  /** The request's `end` listener: the body is complete; answer it. */
+  function onBodyEnd(this: Taken<IncomingMessage>): void {
+    const t = this[TAKEN]
+    if (t.phase !== 'reading') return
+    startAnswering(t)
+    const chunks = t.chunks
+    const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')
+    answer(t, text).catch((err: unknown) => {
+      // Only a fault of the answering itself (a header node refuses) gets here.
+      logger.child({ reqId: t.id }).error({ err }, 'unhandled error')
+      t.res.destroy()
+    })
+  }
+
+  /** The request's `error` listener: only while the body is read (see {@link answerUnreadable}). */
+  function onBodyError(this: Taken<IncomingMessage>, err: Error): void {
+    const t = this[TAKEN]
+    if (t.phase !== 'reading') return
+    startAnswering(t)
+    answerUnreadable(t, err)
   }
 
   /** Writes the answer: `headers` completed by its length and, while draining, `Connection: close`. */
@@ -121,9 +170,6 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     const headers: Record<string, string> = { ...NO_STORE_HEADERS }
     let status = 200
     let payload: string | undefined
-    let error: unknown
-    let oauthError: OAuthErrorCode | null = null
-    reportWhenFinished(t, () => ({ error, oauthError }))
     try {
       if (t.endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = t.endpoint.dpopNonce()
       const result = await t.endpoint.handle({ method: 'POST', body: parseFormBody(text), query: undefined, headers: t.req.headers, clientIp: t.clientIp })
@@ -137,10 +183,10 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       let oauth: OAuthError
       if (err instanceof OAuthError) {
         oauth = err
-        oauthError = err.error
+        t.oauthError = err.error
       } else {
         oauth = toOAuthError(err, logger.child({ reqId: t.id }))
-        error = err
+        t.error = err
       }
       status = oauth.status
       addOAuthErrorHeaders(oauth, headers)
@@ -156,7 +202,7 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
   function answerUnreadable(t: TakenRequest, err: Error & { statusCode?: number }): void {
     if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400
     const oauth = toOAuthError(err, logger.child({ reqId: t.id }))
-    reportWhenFinished(t, () => ({ error: err, oauthError: null }))
+    t.error = err
     send(t.res, oauth.status, addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' }), oauth.toJSONText())
   }
 
@@ -177,26 +223,12 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       isClosing()
     )
       return false
-    const t: TakenRequest = { req, res, endpoint, id: nextRequestId(), clientIp: resolveClientIp(req.socket.remoteAddress, h['x-forwarded-for']), started: performance.now() }
-    const chunks: Buffer[] = []
-    const onData = (chunk: Buffer) => chunks.push(chunk)
-    const onEnd = () => {
-      req.removeListener('error', onError)
-      const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')
-      answer(t, text).catch((err: unknown) => {
-        // Only a fault of the answering itself (a header node refuses) gets here.
-        logger.child({ reqId: t.id }).error({ err }, 'unhandled error')
-        res.destroy()
-      })
-    }
-    const onError = (err: Error) => {
-      req.removeListener('data', onData)
-      req.removeListener('end', onEnd)
-      answerUnreadable(t, err)
-    }
-    req.on('data', onData)
-    req.once('end', onEnd)
-    req.once('error', onError)
+    const t = new TakenRequest(req, res, endpoint, nextRequestId(), resolveClientIp(req.socket.remoteAddress, h['x-forwarded-for']), performance.now())
+    ;(req as Taken<IncomingMessage>)[TAKEN] = t
+    ;(res as Taken<ServerResponse>)[TAKEN] = t
+    req.on('data', onBodyData)
+    req.on('end', onBodyEnd)
+    req.on('error', onBodyError)
     return true
   }
 }

@@ -1,9 +1,10 @@
 /**
  * Client directory and client authentication (RFC 6749 §2.3, §3.2.1).
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { hash as argon2Hash, verify as argon2Verify, type Algorithm } from '@node-rs/argon2'
 import type { Client, ClientDirectory } from '../core/model.js'
+import { sha256Base64Url } from '../system.js'
 import { OAuthError } from './errors.js'
 import type { Params } from './params.js'
 
@@ -40,11 +41,12 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 
 /**
  * Verifies client secrets against their argon2id hashes. Successful verifications are remembered
- * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself)
+ * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself,
+ * with the client id and hash they were verified for)
  * so the slow hash runs once per client and secret, not on every token or introspection request.
- * The key has a fixed length (32 bytes), so key and secret cannot run into each other; the
- * digest never leaves the process. (A plain hash instead of an HMAC: about two thirds of the
- * cost, which was a few percent of an introspection request, issue 17.)
+ * The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot run into each
+ * other; the digest never leaves the process. (A plain one-shot hash instead of an HMAC or a Hash
+ * object: a fraction of the cost, which was a few percent of an introspection request, issue 17.)
  *
  * A presented secret always costs one argon2 verification when it fails: for an unknown or
  * disabled client, or one not allowed the method, it is checked against a dummy hash made with the
@@ -52,8 +54,10 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
  * as a wrong secret and the response time does not reveal which clients exist.
  */
 export class SecretVerifier {
-  readonly #key = randomBytes(32)
-  readonly #verified = new Map<string, true>()
+  /** 32 random bytes as 64 hex digits: a fixed length, so key and secret cannot run into each other. */
+  readonly #key = randomBytes(32).toString('hex')
+  /** Digest of a verified secret → the client and hash it was verified against (a secret shared by two clients keeps the last). */
+  readonly #verified = new Map<string, { clientId: string; secretHash: string }>()
   readonly #dummyHash: Promise<string>
   static readonly #MAX_ENTRIES = 10_000
 
@@ -77,12 +81,13 @@ export class SecretVerifier {
       await verifySafely(await this.#dummyHash, secret)
       return false
     }
-    const cacheKey = `${client.id}\0${client.secretHash}\0${createHash('sha256').update(this.#key).update(secret).digest('base64')}`
-    if (this.#verified.has(cacheKey)) return true
+    const digest = sha256Base64Url(this.#key + secret)
+    const verified = this.#verified.get(digest)
+    if (verified !== undefined && verified.clientId === client.id && verified.secretHash === client.secretHash) return true
     const ok = await verifySafely(client.secretHash, secret)
     if (ok) {
       if (this.#verified.size >= SecretVerifier.#MAX_ENTRIES) this.#verified.clear()
-      this.#verified.set(cacheKey, true)
+      this.#verified.set(digest, { clientId: client.id, secretHash: client.secretHash })
     }
     return ok
   }
@@ -99,6 +104,8 @@ async function verifySafely(phc: string, secret: string): Promise<boolean> {
 
 /** Decodes one half of HTTP Basic credentials (RFC 6749 §2.3.1: form-urlencoded, then base64). */
 function decodeBasicPart(part: string): string {
+  // Most ids and secrets hold neither `%` nor `+`: nothing to decode.
+  if (!part.includes('%') && !part.includes('+')) return part
   return decodeURIComponent(part.replace(/\+/g, ' '))
 }
 

@@ -45,7 +45,10 @@ export function readParams(body: FormBody | undefined, query: Record<string, unk
   if (body === undefined)
     throw new OAuthError('invalid_request', 'the request body must be application/x-www-form-urlencoded')
   const params: Record<string, string | undefined> & { [ALL_VALUES]?: Record<string, string[]> } = Object.create(null)
-  for (const [name, value] of Object.entries(body)) {
+  // `for…in` over own keys: no entry arrays per parameter (this runs on every OAuth request).
+  for (const name in body) {
+    if (!Object.hasOwn(body, name)) continue
+    const value = body[name]!
     if (Array.isArray(value)) {
       if (!REPEATABLE_PARAMETERS.has(name)) throw new OAuthError('invalid_request', `"${name}" must not be included more than once`)
       const values = value.filter((v) => v !== '')

@@ -30,6 +30,7 @@ export function isResourceIndicator(value: string): boolean {
  */
 export function readResources(params: Params): string[] {
   const values = paramValues(params, 'resource')
+  if (values.length === 0) return values
   for (const v of values)
     if (!isResourceIndicator(v)) throw new OAuthError('invalid_target', '"resource" must be an absolute URI without a fragment')
   return [...new Set(values)]

@@ -12,15 +12,18 @@ export type FoundToken =
  */
 export async function findToken(store: Store, token: string, hint: string | undefined): Promise<FoundToken | undefined> {
   const hash = sha256Hex(token)
-  const access = async (): Promise<FoundToken | undefined> => {
-    const record = await store.findAccessTokenByHash(hash)
-    return record && { kind: 'access_token', record }
-  }
-  const refresh = async (): Promise<FoundToken | undefined> => {
-    const record = await store.findRefreshTokenByHash(hash)
-    return record && { kind: 'refresh_token', record }
-  }
-  return hint === 'refresh_token' ? ((await refresh()) ?? (await access())) : ((await access()) ?? (await refresh()))
+  if (hint === 'refresh_token') return (await findRefreshToken(store, hash)) ?? (await findAccessToken(store, hash))
+  return (await findAccessToken(store, hash)) ?? (await findRefreshToken(store, hash))
+}
+
+async function findAccessToken(store: Store, hash: string): Promise<FoundToken | undefined> {
+  const record = await store.findAccessTokenByHash(hash)
+  return record && { kind: 'access_token', record }
+}
+
+async function findRefreshToken(store: Store, hash: string): Promise<FoundToken | undefined> {
+  const record = await store.findRefreshTokenByHash(hash)
+  return record && { kind: 'refresh_token', record }
 }
 
 /** Whether a found token is live at `now`: not revoked, family not revoked, not expired, not rotated. */

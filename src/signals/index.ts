@@ -102,7 +102,8 @@ export async function startSignals(options: SignalsOptions): Promise<Signals> {
 
   // Outbox rows are written with the changes themselves (triggers; the refresh grant writes
   // token-claims-change in its rotating transaction): these events only say there is work.
-  options.events.listen(async (event: DomainEvent) => {
+  // Synchronous: an async listener would cost every event (one per poll and introspection) a promise and a turn.
+  options.events.listen((event: DomainEvent) => {
     if (event.type === 'token.refreshed' && event.details?.narrowedByPolicy === true) wake()
     if (WAKING_EVENTS.has(event.type)) wake()
   })

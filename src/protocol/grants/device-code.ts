@@ -33,6 +33,29 @@ function approverNotAllowed(subject: string | null): OAuthError {
 }
 
 /**
+ * The answer to a poll of a code still pending (RFC 8628 §3.5): the same every time, so one
+ * instance is thrown for all of them (an OAuthError is never changed once made), sparing most
+ * polls the construction of an Error.
+ */
+const AUTHORIZATION_PENDING = new OAuthError('authorization_pending', 'the user has not yet approved the request')
+
+/** `slow_down` answers by polling interval in seconds, shared as {@link AUTHORIZATION_PENDING} is. */
+const SLOW_DOWN_BY_INTERVAL = new Map<number, OAuthError>()
+
+/** At most this many intervals keep a shared `slow_down` answer (they grow by 5 s per `slow_down`). */
+const SLOW_DOWN_CACHED_INTERVALS = 64
+
+/** RFC 8628 §3.5 `slow_down`, naming the polling interval the code now has (seconds). */
+function slowDown(intervalSeconds: number): OAuthError {
+  let err = SLOW_DOWN_BY_INTERVAL.get(intervalSeconds)
+  if (err === undefined) {
+    err = new OAuthError('slow_down', `poll no more than once every ${intervalSeconds} seconds`)
+    if (SLOW_DOWN_BY_INTERVAL.size < SLOW_DOWN_CACHED_INTERVALS) SLOW_DOWN_BY_INTERVAL.set(intervalSeconds, err)
+  }
+  return err
+}
+
+/**
  * Whether a presentation of a redeemed device code repeats the redeeming poll: the same key
  * (the family's DPoP thumbprint, or both unbound) within one polling interval of the redemption.
  * The client is already known to be the same (checked first). Such a repeat is what a client
@@ -121,7 +144,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
         ip: input.ctx.clientIp,
         details: { deviceGrantId: grant.id, intervalSeconds: poll.intervalSeconds, slowDowns: Math.round((poll.intervalSeconds - client.pollIntervalSeconds) / 5) },
       })
-      throw new OAuthError('slow_down', `poll no more than once every ${poll.intervalSeconds} seconds`)
+      throw slowDown(poll.intervalSeconds)
     }
   }
 
@@ -151,7 +174,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
     case 'expired':
       throw new OAuthError('expired_token', '"device_code" has expired')
     case 'pending':
-      throw new OAuthError('authorization_pending', 'the user has not yet approved the request')
+      throw AUTHORIZATION_PENDING
     case 'approved':
       break
   }
