@@ -324,6 +324,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           body: request.body as FormBody | undefined,
           query: request.query as Record<string, unknown>,
           headers: request.headers,
+          rawHeaders: request.raw.rawHeaders,
           clientIp: request.clientIp,
         })
         return result === undefined ? reply.status(200).send() : result
@@ -332,7 +333,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // devicegate's revocation feed for resource servers that verify JWTs locally.
   app.get(
     REVOCATION_FEED_PATH,
-    answeringOAuthErrors(async (request) => handleRevocationFeed(request.query as Record<string, unknown>, contextOf(request), protocol)),
+    answeringOAuthErrors(async (request) => handleRevocationFeed(request.query as Record<string, unknown>, contextOf({ headers: request.headers, rawHeaders: request.raw.rawHeaders, clientIp: request.clientIp }), protocol)),
   )
 
   // The HTML pages get cookies and the full browser security headers (helmet); the JSON endpoints

@@ -8,6 +8,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
+import { authorizationField } from '../protocol/bearer.js'
 import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
 import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
 import { verifyDpopProof } from '../protocol/dpop.js'
@@ -44,6 +45,11 @@ export interface FormRequest {
   /** The parsed query string; undefined or empty when there was none. */
   query: Record<string, unknown> | undefined
   headers: IncomingHttpHeaders
+  /**
+   * The header fields as received (node's `IncomingMessage.rawHeaders`: names and values
+   * alternating), where a repeated `Authorization` field shows every line (see {@link contextOf}).
+   */
+  rawHeaders: readonly string[]
   /** The client address (see client-address.ts). */
   clientIp: string
 }
@@ -67,9 +73,16 @@ export interface FormEndpoint {
   handle(request: FormRequest): Promise<object | undefined>
 }
 
-/** What the protocol handlers read of a request besides its parameters (a fastify request has both fields too). */
-export function contextOf(request: Pick<FormRequest, 'headers' | 'clientIp'>): RequestContext {
-  return { clientIp: request.clientIp, userAgent: request.headers['user-agent'], authorization: request.headers.authorization }
+/**
+ * What the protocol handlers read of a request besides its parameters. `authorization` is every
+ * line of a repeated `Authorization` field, which client authentication refuses (RFC 6749 §2.3,
+ * RFC 9110 §5.3): node's `headers.authorization` keeps only the first line. The raw lines are
+ * scanned only when the request has the field (no allocation), so requests without it cost nothing.
+ */
+export function contextOf(request: Pick<FormRequest, 'headers' | 'rawHeaders' | 'clientIp'>): RequestContext {
+  const headers = request.headers
+  const authorization = headers.authorization === undefined ? undefined : authorizationField(request.rawHeaders)
+  return { clientIp: request.clientIp, userAgent: headers['user-agent'], authorization }
 }
 
 /** The four form endpoints, bound to `protocol`. */

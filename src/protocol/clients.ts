@@ -111,8 +111,8 @@ function decodeBasicPart(part: string): string {
 
 /** What a request presents to identify its client. */
 export interface ClientAuthInput {
-  /** The raw `Authorization` header. */
-  authorization: string | undefined
+  /** The raw `Authorization` field: its value, or every value when the request repeated it (refused). */
+  authorization: string | string[] | undefined
   params: Params
 }
 
@@ -122,12 +122,16 @@ export interface ClientAuthInput {
  *
  * Public clients identify with `client_id` only (method `none`). Confidential clients must use one
  * of their methods: `client_secret_basic` (Authorization header) or `client_secret_post` (body).
- * Using more than one method is `invalid_request` (RFC 6749 §2.3).
+ * Using more than one method is `invalid_request` (RFC 6749 §2.3), and so is a repeated
+ * `Authorization` field, whatever its values (two credentials, or Basic and Bearer): RFC 6749
+ * §2.3 allows one method per request and `Authorization` is not a list field (RFC 9110 §5.3).
  *
  * @throws {OAuthError} `invalid_client` (401; with `WWW-Authenticate: Basic` when the header was
  *   used) for unknown, disabled or badly authenticated clients; `invalid_request` when no client
- *   is identified or methods are mixed.
+ *   is identified, methods are mixed or the `Authorization` field is repeated.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-2.3
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-2.3.1
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-5.3
  */
 export async function authenticateClient(
   input: ClientAuthInput,
@@ -135,6 +139,8 @@ export async function authenticateClient(
   secrets: SecretVerifier,
 ): Promise<Client> {
   const { authorization, params } = input
+  // Two credentials (node would keep only the first line): judged on neither, whatever the order.
+  if (Array.isArray(authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
   // Any Basic header is an authentication attempt: one that is malformed (no credentials, extra
   // tokens, not base64, no colon) fails rather than being ignored in favour of `client_id`.
   if (/^Basic(\s|$)/i.test(authorization ?? '')) {

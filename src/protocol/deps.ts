@@ -32,6 +32,10 @@ export interface RequestContext {
   /** The caller's address, derived once by the HTTP layer. */
   clientIp: string
   userAgent: string | undefined
-  /** The raw Authorization header (client authentication). */
-  authorization: string | undefined
+  /**
+   * The raw `Authorization` field (client authentication): its value, or every value when the
+   * request repeated it (read from node's `rawHeaders`: `headers.authorization` keeps only the
+   * first line); `authenticateClient` (clients.ts) refuses a repeated field.
+   */
+  authorization: string | string[] | undefined
 }

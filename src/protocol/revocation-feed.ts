@@ -31,7 +31,8 @@ export interface RevocationFeedResponse {
  *
  * @throws {OAuthError} `invalid_client` (401, Basic challenge) without valid Basic credentials;
  *   `unauthorized_client` (403, RFC 6749 §5.2 code with the RFC 9110 §15.5.4 status) for an
- *   authenticated client not allowed to introspect; `invalid_request` for a malformed `since`.
+ *   authenticated client not allowed to introspect; `invalid_request` for a malformed `since` or a
+ *   repeated `Authorization` field.
  * @see https://www.rfc-editor.org/rfc/rfc9110#section-15.5.4
  */
 export async function handleRevocationFeed(
@@ -40,7 +41,8 @@ export async function handleRevocationFeed(
   deps: ProtocolDeps,
 ): Promise<RevocationFeedResponse> {
   const challenge = { 'WWW-Authenticate': 'Basic realm="devicegate", charset="UTF-8"' }
-  if (!/^Basic\s/i.test(ctx.authorization ?? ''))
+  // A repeated field goes on to authenticateClient, which refuses it (400 invalid_request).
+  if (!Array.isArray(ctx.authorization) && !/^Basic\s/i.test(ctx.authorization ?? ''))
     throw new OAuthError('invalid_client', 'the revocation feed requires HTTP Basic client authentication', { headers: challenge })
   const caller = await authenticateClient({ authorization: ctx.authorization, params: {} }, deps.clients, deps.secrets)
   // Authenticated but not allowed: credentials again would not help, so no 401 and no challenge

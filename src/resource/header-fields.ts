@@ -19,9 +19,24 @@ export function headerFieldValues(rawHeaders: readonly string[], name: string): 
   let found: string | string[] | undefined
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const field = rawHeaders[i]!
-    if (field.length !== name.length || field.toLowerCase() !== name) continue
+    if (field.length !== name.length || !isFieldName(field, name)) continue
     const value = rawHeaders[i + 1]!
     found = found === undefined ? value : Array.isArray(found) ? [...found, value] : [found, value]
   }
   return found
+}
+
+/**
+ * Whether the received field name `field` is `name` (lower case, same length), ignoring ASCII
+ * case, without allocating (no `toLowerCase`): the scan runs on every request that carries the field.
+ */
+function isFieldName(field: string, name: string): boolean {
+  if (field === name) return true
+  for (let j = 0; j < name.length; j++) {
+    const c = field.charCodeAt(j)
+    const n = name.charCodeAt(j)
+    // ASCII upper-case letters fold to lower case; nothing else folds (RFC 9110 §5.1).
+    if (c !== n && !(c >= 0x41 && c <= 0x5a && c + 0x20 === n)) return false
+  }
+  return true
 }
