@@ -5,6 +5,7 @@
  * audited with the SCIM client as actor), the join with upstream sign-in, and an Entra ID–style
  * and an Okta-style provisioning sequence replayed.
  */
+import { request } from 'node:http'
 import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
@@ -79,6 +80,27 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     const res = await scim('POST', '/Users', undefined, { token: readToken, raw: '{not json' })
     expect(res.status).toBe(403)
     expect(res.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
+  })
+
+  it('answers 400 invalid_request to a repeated Authorization field, whichever line carries the scim token (RFC 6750 §3.1, RFC 9110 §5.3)', async () => {
+    /** GET /Users with every line of `authorizations` as its own Authorization field line. */
+    const twice = (authorizations: string[]) =>
+      new Promise<{ status: number; challenge: string | undefined; json: any }>((resolve, reject) => {
+        const req = request(`${t.url}/scim/v2/Users`, { method: 'GET' }, (res) => {
+          let text = ''
+          res.on('data', (d: Buffer) => (text += d.toString('utf8')))
+          res.on('end', () => resolve({ status: res.statusCode!, challenge: res.headers['www-authenticate'], json: JSON.parse(text) }))
+        })
+        req.on('error', reject)
+        req.setHeader('Authorization', authorizations)
+        req.end()
+      })
+    for (const pair of [[`Bearer ${token}`, `Bearer ${readToken}`], [`Bearer ${readToken}`, `Bearer ${token}`], [`Bearer ${token}`, basic('rs', FIXTURE.rsSecret)]]) {
+      const res = await twice(pair)
+      expect({ pair, status: res.status, challenge: res.challenge }).toEqual({ pair, status: 400, challenge: 'Bearer realm="devicegate-scim", error="invalid_request"' })
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '400' })
+    }
+    expect((await twice([`Bearer ${token}`])).status).toBe(200)
   })
 
   it('answers 400 invalidSyntax for a body that is not JSON', async () => {

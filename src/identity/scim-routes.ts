@@ -15,6 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
+import { authorizationField } from '../protocol/bearer.js'
 import { isDataException } from '../storage/data-errors.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
@@ -100,9 +101,15 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
       })
       api.setNotFoundHandler((request, reply) => sendError(reply, new ScimError(404, `no SCIM endpoint ${request.method} ${request.url.split('?')[0]!.slice(0, 100)}`)))
 
-      /** RFC 6750 bearer check; returns the audit actor `scim:<client id>`. */
+      /**
+       * RFC 6750 bearer check; returns the audit actor `scim:<client id>`. The field is read as
+       * received: node's `headers.authorization` keeps only the first line of a repeated field,
+       * which is refused (400 `invalid_request`, RFC 6750 §3.1, RFC 9110 §5.3) whatever its lines.
+       */
       async function authenticate(request: FastifyRequest): Promise<string> {
-        const header = request.headers.authorization
+        const field = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        if (Array.isArray(field)) throw new ScimAuthError(400, 'the Authorization header must be sent once', `${REALM}, error="invalid_request"`)
+        const header = field
         const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header ?? '')
         if (!m) throw new ScimAuthError(401, 'a bearer access token with the SCIM scope is required', header === undefined ? REALM : `${REALM}, error="invalid_token"`)
         const record = await deps.store.findAccessTokenByHash(sha256Hex(m[1]!))
