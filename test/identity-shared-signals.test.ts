@@ -4,7 +4,7 @@
  * acknowledged and has one effect), RFC 8936 poll with acknowledgements and `setErrs`, and the
  * effects of CAEP and RISC events on people, grants, risk and device compliance, each audited.
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, request, type Server } from 'node:http'
 import { hash } from '@node-rs/argon2'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -167,6 +167,24 @@ describe('RFC 8935 push: refused SETs answer 400 with the right err and change n
     const res = await push((await makeSet(`${CAEP}session-revoked`, { jti: 'bad-sig' })).jwt)
     expect(res.status).toBe(202)
     expect(await active(token)).toBe(false)
+  })
+
+  it('a repeated Authorization field: 400 invalid_request, even when a line is the right one (RFC 9110 §5.3)', async () => {
+    const right = process.env.DG_TEST_SSF_PUSH_AUTH!
+    for (const pair of [[right, 'Bearer wrong'], ['Bearer wrong', right]]) {
+      const { jwt } = await makeSet(`${RISC}account-enabled`, { iss: `${tx.issuer}/authenticated` })
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${t.url}/ssf/push`, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' } }, (r) => {
+          let body = ''
+          r.on('data', (d: Buffer) => (body += d.toString('utf8')))
+          r.on('end', () => resolve({ status: r.statusCode!, body }))
+        })
+        req.on('error', reject)
+        req.setHeader('Authorization', pair) // two field lines
+        req.end(jwt)
+      })
+      expect({ pair, status: res.status, json: JSON.parse(res.body) }).toEqual({ pair, status: 400, json: { err: 'invalid_request', description: 'the Authorization header must be sent once' } })
+    }
   })
 
   it('the right Authorization header is accepted', async () => {

@@ -4,6 +4,7 @@
  * without it.
  */
 import { randomBytes } from 'node:crypto'
+import { request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadMetricsToken } from '../src/governance/metrics.js'
 import { fixtureConfigFile, startTestServer, type TestServer } from './support/server.js'
@@ -26,6 +27,23 @@ describe('/metrics behind a bearer token', () => {
     expect(wrong.status).toBe(401)
     expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-metrics", error="invalid_token"')
     expect(await wrong.text()).not.toContain('devicegate_http_requests_total')
+  })
+
+  it('answers 400 invalid_request to a repeated Authorization field, even when a line carries the token (RFC 6750 §3.1, RFC 9110 §5.3)', async () => {
+    for (const pair of [[`Bearer ${TOKEN}`, 'Bearer other'], ['Bearer other', `Bearer ${TOKEN}`]]) {
+      const res = await new Promise<{ status: number; challenge: string | undefined; body: string }>((resolve, reject) => {
+        const req = request(`${t.url}/metrics`, (r) => {
+          let body = ''
+          r.on('data', (d: Buffer) => (body += d.toString('utf8')))
+          r.on('end', () => resolve({ status: r.statusCode!, challenge: r.headers['www-authenticate'], body }))
+        })
+        req.on('error', reject)
+        req.setHeader('Authorization', pair) // two field lines
+        req.end()
+      })
+      expect({ pair, status: res.status, challenge: res.challenge }).toEqual({ pair, status: 400, challenge: 'Bearer realm="devicegate-metrics", error="invalid_request"' })
+      expect(JSON.parse(res.body)).toEqual({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
+    }
   })
 
   it('serves the metrics with the token', async () => {

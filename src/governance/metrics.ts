@@ -33,6 +33,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import type { DomainEvent } from '../core/events.js'
 import type { Clock } from '../core/ports.js'
 import type { AnsweredRequest } from '../http/request-context.js'
+import { authorizationField } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import { approvalSameDevice } from './anomalies.js'
 import { RequestStats } from './request-stats.js'
@@ -158,7 +159,16 @@ export class Metrics {
     const expected = bearerToken === undefined ? undefined : digest(bearerToken)
     app.get(METRICS_PATH, async (request, reply) => {
       if (expected !== undefined) {
-        const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')
+        // Read as received: node's headers.authorization keeps only the first line of a repeated
+        // field, which is refused whatever its lines (RFC 6750 §3.1, RFC 9110 §5.3).
+        const field = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        if (Array.isArray(field))
+          return reply
+            .status(400)
+            .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
+            .header('cache-control', 'no-store')
+            .send({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
+        const m = /^Bearer\s+(\S+)\s*$/i.exec(field ?? '')
         // RFC 6750 §3.1: no error attribute when no credentials were sent.
         if (m === null || !timingSafeEqual(digest(m[1]!), expected))
           return reply

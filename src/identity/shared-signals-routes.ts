@@ -2,9 +2,11 @@
  * The RFC 8935 push endpoint of the Shared Signals receiver: `POST /ssf/push` with
  * `Content-Type: application/secevent+jwt` and the SET as the body. Answers 202 Accepted with no
  * body when the SET is accepted (a retransmission too), or 400 with `{ "err", "description" }`
- * (RFC 8935 §2.3) when it is refused — and then nothing was recorded or changed.
+ * (RFC 8935 §2.3) when it is refused — and then nothing was recorded or changed; a repeated
+ * `Authorization` field is refused so (`invalid_request`), whatever its lines.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import { authorizationField } from '../protocol/bearer.js'
 import { SetError, type SharedSignalsReceiver } from './shared-signals.js'
 
 export const SSF_PUSH_PATH = '/ssf/push'
@@ -29,8 +31,11 @@ export async function registerSharedSignalsRoutes(app: FastifyInstance, receiver
       const body = request.body
       if (typeof body !== 'string' || body.trim() === '') return refuse(reply, new SetError('invalid_request', 'send the SET as the body with Content-Type: application/secevent+jwt'))
       try {
-        const authorization = request.headers.authorization
-        await receiver.receive(body.trim(), 'push', typeof authorization === 'string' ? authorization : undefined)
+        // Read as received: node's headers.authorization keeps only the first line of a repeated
+        // field, which is refused whatever its lines (RFC 9110 §5.3: not a list field).
+        const authorization = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        if (Array.isArray(authorization)) throw new SetError('invalid_request', 'the Authorization header must be sent once')
+        await receiver.receive(body.trim(), 'push', authorization)
       } catch (err) {
         if (err instanceof SetError) {
           request.log.warn({ event: 'ssf.set_refused', err: err.err, description: err.description, ip: request.clientIp }, 'security event refused')
