@@ -94,6 +94,32 @@ describe('fast path and shared OAuth answers under pipelining and concurrency', 
     expect(JSON.parse(a!.body).error).toBe('unsupported_grant_type')
   })
 
+  it('logs each request at most once when clients leave before the answer, and answers the next one', async () => {
+    const port = Number(new URL(t.url).port)
+    lines.length = 0
+    // Full requests whose answers need an argon2 verification (a wrong secret), each client gone at once.
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        new Promise<void>((resolve) => {
+          const s = connect(port, '127.0.0.1', () => {
+            s.write(form('/token', 'grant_type=client_credentials', `Authorization: ${basic('conf', `wrong-${i}`)}\r\n`))
+            setImmediate(() => {
+              s.destroy()
+              resolve()
+            })
+          })
+        }),
+      ),
+    )
+    await new Promise((r) => setTimeout(r, 500))
+    const [a] = await pipelined(port, form('/token', 'grant_type=nope&client_id=cli'), 1)
+    expect(a!.status).toBe(400)
+    await new Promise((r) => setTimeout(r, 50))
+    const ids = lines.filter((l) => l.msg === 'request').map((l) => l.reqId)
+    expect(new Set(ids).size).toBe(ids.length)
+    expect(lines.filter((l) => l.msg === 'request' && l.status === 400)).toHaveLength(1)
+  })
+
   it('names each code its own grown interval in concurrent slow_down answers (RFC 8628 §3.5)', async () => {
     const codes = await Promise.all(Array.from({ length: 4 }, () => postForm(`${t.url}/device_authorization`, { client_id: 'cli' })))
     const poll = (code: string) => postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, client_id: 'cli', device_code: code })
