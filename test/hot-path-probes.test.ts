@@ -7,7 +7,8 @@ import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../src/server.js'
-import { basic, FIXTURE, postForm, startTestServer, type TestServer } from './support/server.js'
+import { dpopKey, makeProof } from './support/dpop.js'
+import { basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
@@ -176,5 +177,34 @@ describe('Basic credentials form-encoded or not (RFC 6749 §2.3.1)', () => {
     expect(bad.status).toBeLessThan(500)
     const bad2 = await cc(b64(`%E0%A4%A:${FIXTURE.confSecret}`))
     expect(bad2.status).toBeLessThan(500)
+  })
+})
+
+describe('shared pending answers with server DPoP nonces (RFC 9449 §8, RFC 8628 §3.5)', () => {
+  let t: TestServer
+  beforeAll(async () => {
+    t = await startTestServer({ config: await fixtureConfigFile({ dpop: { require_nonce: true } }) })
+  })
+  afterAll(() => t?.close())
+
+  it('answers each pending poll with its own DPoP-Nonce and no header left by an earlier answer', async () => {
+    const key = await dpopKey()
+    const a = await postForm(`${t.url}/device_authorization`, { client_id: 'cli' })
+    const b = await postForm(`${t.url}/device_authorization`, { client_id: 'cli' })
+    const poll = (code: string, dpop?: string) => postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, client_id: 'cli', device_code: code }, dpop ? { DPoP: dpop } : {})
+    const refused = await poll(a.json.device_code, await makeProof(key, { htu: `${t.url}/token`, now: t.clock.nowSeconds() }))
+    expect(refused.json.error).toBe('use_dpop_nonce')
+    const nonce = refused.headers.get('dpop-nonce')!
+    const answers = await Promise.all([poll(b.json.device_code), poll(a.json.device_code, await makeProof(key, { htu: `${t.url}/token`, now: t.clock.nowSeconds(), nonce }))])
+    for (const res of answers) {
+      expect(res.status).toBe(400)
+      expect(res.json).toEqual({ error: 'authorization_pending', error_description: 'the user has not yet approved the request' })
+      expect(res.headers.get('dpop-nonce')).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(res.headers.get('www-authenticate')).toBeNull()
+      expect(res.headers.get('cache-control')).toBe('no-store')
+    }
+    const plain = await poll(b.json.device_code)
+    expect(plain.json.error).toBe('slow_down')
+    expect(plain.headers.get('www-authenticate')).toBeNull()
   })
 })
