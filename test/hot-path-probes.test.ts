@@ -79,6 +79,23 @@ describe('fast path and shared OAuth answers under pipelining and concurrency', 
     expect(new Set(access.map((l) => l.reqId)).size).toBe(3)
   })
 
+  it('answers pipelined requests in order when a slow fast-path answer precedes fastify ones (RFC 9112 §9.3.2)', async () => {
+    const port = Number(new URL(t.url).port)
+    const chunked = 'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n17\r\ngrant_type=nope&client_\r\n6\r\nid=cli\r\n0\r\n\r\n'
+    const text =
+      form('/token', 'grant_type=client_credentials', `Authorization: ${basic('conf', 'a-wrong-secret')}\r\n`) +
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' +
+      chunked +
+      form('/token', 'grant_type=client_credentials&scope=read', `Authorization: ${basic('conf', FIXTURE.confSecret)}\r\n`)
+    const answers = await pipelined(port, text, 4)
+    expect(answers.map((a) => a.status)).toEqual([401, 200, 400, 200])
+    expect(JSON.parse(answers[0]!.body).error).toBe('invalid_client')
+    expect(answers[0]!.headers['www-authenticate']).toBe('Basic realm="devicegate", charset="UTF-8"')
+    expect(JSON.parse(answers[1]!.body)).toEqual({ status: 'ok' })
+    expect(JSON.parse(answers[2]!.body).error).toBe('unsupported_grant_type')
+    expect(JSON.parse(answers[3]!.body).access_token).toEqual(expect.any(String))
+  })
+
   it('answers a request after one whose client left mid-body, on a new connection', async () => {
     const port = Number(new URL(t.url).port)
     await new Promise<void>((resolve) => {
