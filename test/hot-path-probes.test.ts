@@ -1,13 +1,16 @@
 /**
- * Probes of the hot-path changes against a real server (fast path, shared OAuth answers, secret cache):
- * pipelined requests each with its own answer and log line; shared `slow_down` answers name
- * each client's own interval (RFC 8628 §3.5); audit order of approve/deny.
+ * Probes of the hot-path changes against a real server: the fast path answers pipelined
+ * requests (with fastify-routed ones between them) in order, each with its own answer and one
+ * access line, and survives clients that leave; shared `authorization_pending`/`slow_down`
+ * answers carry no header of another request and name each code's own interval (RFC 8628 §3.5,
+ * RFC 9449 §8); the verified-secret cache and Basic credential decoding (RFC 6749 §2.3.1).
  */
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../src/server.js'
 import { dpopKey, makeProof } from './support/dpop.js'
+import { parseConfig } from '../src/config/load.js'
 import { basic, FIXTURE, fixtureConfigFile, postForm, startTestServer, type TestServer } from './support/server.js'
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -223,5 +226,28 @@ describe('shared pending answers with server DPoP nonces (RFC 9449 §8, RFC 8628
     const plain = await poll(b.json.device_code)
     expect(plain.json.error).toBe('slow_down')
     expect(plain.headers.get('www-authenticate')).toBeNull()
+  })
+})
+
+describe('shared slow_down answers across clients with different intervals (RFC 8628 §3.5)', () => {
+  let t: TestServer
+  beforeAll(async () => {
+    const base = await fixtureConfigFile()
+    const seven = { client_id: 'seven-cli', name: 'Seven CLI', type: 'public', grant_types: [DEVICE_GRANT], scopes: ['read'], poll_interval_seconds: 7 }
+    t = await startTestServer({ config: parseConfig({ ...base, clients: [...base.clients, seven] }) })
+  })
+  afterAll(() => t?.close())
+
+  it('names each client its own grown interval when both slow down at once', async () => {
+    const start = (client: string) => postForm(`${t.url}/device_authorization`, { client_id: client })
+    const [five, seven] = await Promise.all([start('cli'), start('seven-cli')])
+    expect(seven.json.interval).toBe(7)
+    const poll = (client: string, code: string) => postForm(`${t.url}/token`, { grant_type: DEVICE_GRANT, client_id: client, device_code: code })
+    await Promise.all([poll('cli', five.json.device_code), poll('seven-cli', seven.json.device_code)])
+    for (let round = 1; round <= 3; round++) {
+      const [a, b] = await Promise.all([poll('cli', five.json.device_code), poll('seven-cli', seven.json.device_code)])
+      expect(a.json).toEqual({ error: 'slow_down', error_description: `poll no more than once every ${5 + 5 * round} seconds` })
+      expect(b.json).toEqual({ error: 'slow_down', error_description: `poll no more than once every ${7 + 5 * round} seconds` })
+    }
   })
 })
