@@ -99,6 +99,29 @@ describe('fast path and shared OAuth answers under pipelining and concurrency', 
     expect(JSON.parse(answers[3]!.body).access_token).toEqual(expect.any(String))
   })
 
+  it('answers a malformed request pipelined behind a slow one after that one, then closes (RFC 9112 §9.3.2)', async () => {
+    const port = Number(new URL(t.url).port)
+    // The first answer waits for a secret check; the second request's chunk size is not hex.
+    const text =
+      form('/token', 'grant_type=client_credentials', `Authorization: ${basic('conf', 'a-wrong-secret')}\r\n`) +
+      'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n'
+    const answers = await pipelined(port, text, 2)
+    expect(answers.map((a) => a.status)).toEqual([401, 400])
+    expect(JSON.parse(answers[0]!.body).error).toBe('invalid_client')
+    expect(JSON.parse(answers[1]!.body)).toEqual({ error: 'invalid_request', error_description: 'malformed request' })
+    expect(answers[1]!.headers.connection).toBe('close')
+  })
+
+  it('answers a request whose own chunked body is malformed with 400 at once (RFC 9112 §7.1)', async () => {
+    const port = Number(new URL(t.url).port)
+    const text = 'POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n'
+    const started = Date.now()
+    const answers = await pipelined(port, text, 1)
+    expect(answers.map((a) => a.status)).toEqual([400])
+    expect(JSON.parse(answers[0]!.body).error).toBe('invalid_request')
+    expect(Date.now() - started).toBeLessThan(2000)
+  })
+
   it('answers a request after one whose client left mid-body, on a new connection', async () => {
     const port = Number(new URL(t.url).port)
     await new Promise<void>((resolve) => {

@@ -143,10 +143,20 @@ function answeringOAuthErrors(handler: JsonHandler): JsonHandler {
   }
 }
 
+/** Longest a parser error's answer waits for the answers of earlier requests on its connection, in milliseconds. */
+const EARLIER_ANSWERS_GRACE_MS = 10_000
+
 /**
  * Answers what node's HTTP parser refuses before fastify sees a request (malformed request line or
  * headers, headers too large, the request timeout) with RFC 6749 §5.2 JSON and no-store, then
  * closes the connection. The path is unknown here, so there is no HTML variant.
+ *
+ * Answers on a connection go out in the order of its requests (RFC 9112 §9.3.2): when earlier
+ * requests pipelined on the connection are still being answered, their answers are written first
+ * and the error after them (node's own handler writes the error ahead of an answer not yet begun,
+ * which the client then reads as that request's answer, and cuts an answer already begun). An
+ * earlier answer that takes longer than {@link EARLIER_ANSWERS_GRACE_MS} is cut off with the
+ * connection.
  * @see https://nodejs.org/api/http.html#event-clienterror
  */
 export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -158,14 +168,37 @@ export function handleClientError(err: NodeJS.ErrnoException, socket: Duplex): v
         ? [431, 'Request Header Fields Too Large', 'the request headers are too large']
         : [400, 'Bad Request', 'malformed request']
   const body = JSON.stringify({ error: 'invalid_request', error_description: description })
-  // As node's own handler: only when no response has begun on this socket.
-  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
-  if (socket.writable && !inFlight?.headersSent)
-    socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nPragma: no-cache\r\n` +
-        `X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    )
-  socket.destroy()
+  const answer = () => {
+    if (socket.writable)
+      socket.write(
+        `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nPragma: no-cache\r\n` +
+          `X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      )
+    socket.destroy()
+  }
+  // The answer node is writing on this socket; when it finishes, node hands the socket to the
+  // next pipelined answer, if any, before the listeners below run.
+  const inFlight = () => (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
+  let cutOff: NodeJS.Timeout | undefined
+  const afterEarlierAnswers = () => {
+    if (socket.destroyed) return
+    const current = inFlight()
+    if (current !== undefined && !current.writableFinished && current.req.complete) {
+      // An earlier request's answer: it goes first.
+      if (cutOff === undefined) {
+        cutOff = setTimeout(() => socket.destroy(), EARLIER_ANSWERS_GRACE_MS).unref()
+        socket.once('close', () => clearTimeout(cutOff))
+      }
+      current.once('finish', afterEarlierAnswers)
+      return
+    }
+    clearTimeout(cutOff)
+    // The refused request may be the one being answered (its body broke off or is malformed): as
+    // node's own handler, the error goes out only if that answer has not begun.
+    if (current !== undefined && !current.writableFinished && current.headersSent) socket.destroy()
+    else answer()
+  }
+  afterEarlierAnswers()
 }
 
 /**
