@@ -72,7 +72,7 @@ export const REDACT_PATHS = [
 /**
  * Bytes of log lines gathered before one write to stdout (sonic-boom `minLength`; must stay below
  * its `maxWrite`, 16 KiB). 12 KiB rather than 4 KiB: polling 84 → 78 µs and introspection 103 → 100
- * µs of CPU per request (issue 17, bench/README.md, third session).
+ * µs of CPU per request (measured in bench/README.md, third session).
  */
 export const LOG_BUFFER_BYTES = 12 * 1024
 
@@ -95,7 +95,7 @@ function bufferedStdout(): pino.DestinationStream {
   // sonic-boom's own timer (unref'd, cleared on close); idle, it writes zero bytes each period.
   // Buffer mode: in its text mode sonic-boom appends each line to one growing string and measures
   // that string's UTF-8 length on every write, copying the whole pending text (up to 16 KiB) once
-  // per line; that was most of the cost of the access line (issue 17). In buffer mode it keeps a
+  // per line; that was most of the cost of the access line. In buffer mode it keeps a
   // list of buffers and joins them once per write system call. pino and the access log write text,
   // so each line becomes a Buffer on the way in. pino's exit flush is registered on the sonic-boom
   // itself (pino.destination), so what a crash can lose is unchanged.

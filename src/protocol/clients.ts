@@ -46,7 +46,7 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
  * so the slow hash runs once per client and secret, not on every token or introspection request.
  * The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot run into each
  * other; the digest never leaves the process. (A plain one-shot hash instead of an HMAC or a Hash
- * object: a fraction of the cost, which was a few percent of an introspection request, issue 17.)
+ * object: a fraction of the cost, which was a few percent of an introspection request.)
  *
  * A presented secret always costs one argon2 verification when it fails: for an unknown or
  * disabled client, or one not allowed the method, it is checked against a dummy hash made with the

@@ -39,12 +39,12 @@ export function issueDeviceCode(id: string, random: Random): { code: string; key
  * The key a presented `device_code` is stored and looked up under (the `device_code_hash` column,
  * unique): the only place that turns a device code into that key, at issuance and at every poll.
  *
- * - `<id>.<secret>` (issued since issue 17): `<id>.` followed by the SHA-256 (hex) of the secret.
+ * - `<id>.<secret>` (the current format): `<id>.` followed by the SHA-256 (hex) of the secret.
  *   `<id>` is the device grant's record id (`recordId()`), which starts with its creation time, so
  *   new keys are time-ordered and each insert lands at the right edge of the unique index instead
- *   of dirtying a random leaf page of it (fewer pages written per commit, issue 17). The id is not
- *   a secret; the secret is still kept only as its hash (RFC 8628 §5.2: device codes are stored
- *   only as hashes), and the code still carries 256 random bits.
+ *   of dirtying a random leaf page of it (fewer pages written per group commit). The id is not a
+ *   secret; the secret is still kept only as its hash (RFC 8628 §5.2: device codes are stored only
+ *   as hashes), and the code still carries 256 random bits.
  * - A code without the separator (issued before: 43 base64url characters, still valid until it
  *   expires): the SHA-256 (hex) of the whole code, as before.
  *
