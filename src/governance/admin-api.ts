@@ -163,7 +163,7 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
        * (`findActiveAccessToken`). Only the Bearer scheme: DPoP-bound tokens are refused here.
        */
       async function authenticate(request: FastifyRequest): Promise<Admin> {
-        const field = authorizationField(request.raw.rawHeaders)
+        const field = authorizationField(request.raw)
         // Two credentials (node would keep only the first line): a malformed request, RFC 6750 §3.1.
         if (Array.isArray(field))
           throw new OAuthError('invalid_request', 'the Authorization header must be sent once', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })

@@ -161,7 +161,7 @@ export class Metrics {
       if (expected !== undefined) {
         // Read as received: node's headers.authorization keeps only the first line of a repeated
         // field, which is refused whatever its lines (RFC 6750 §3.1, RFC 9110 §5.3).
-        const field = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        const field = authorizationField(request.raw)
         if (Array.isArray(field))
           return reply
             .status(400)

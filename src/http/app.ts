@@ -330,7 +330,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // RFC 9449 §7.1); errors carry their WWW-Authenticate challenge.
   const userinfo = answeringOAuthErrors(async (request) =>
     handleUserInfo(
-      { authorization: authorizationField(request.raw.rawHeaders), dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
+      { authorization: authorizationField(request.raw), dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
       protocol,
     ),
   )

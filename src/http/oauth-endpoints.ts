@@ -75,14 +75,11 @@ export interface FormEndpoint {
 
 /**
  * What the protocol handlers read of a request besides its parameters. `authorization` is every
- * line of a repeated `Authorization` field, which client authentication refuses (RFC 6749 §2.3,
- * RFC 9110 §5.3): node's `headers.authorization` keeps only the first line. The raw lines are
- * scanned only when the request has the field (no allocation), so requests without it cost nothing.
+ * line of a repeated `Authorization` field ({@link authorizationField}), which client
+ * authentication refuses (RFC 6749 §2.3, RFC 9110 §5.3).
  */
 export function contextOf(request: Pick<FormRequest, 'headers' | 'rawHeaders' | 'clientIp'>): RequestContext {
-  const headers = request.headers
-  const authorization = headers.authorization === undefined ? undefined : authorizationField(request.rawHeaders)
-  return { clientIp: request.clientIp, userAgent: headers['user-agent'], authorization }
+  return { clientIp: request.clientIp, userAgent: request.headers['user-agent'], authorization: authorizationField(request) }
 }
 
 /** The four form endpoints, bound to `protocol`. */

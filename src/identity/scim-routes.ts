@@ -107,7 +107,7 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
        * which is refused (400 `invalid_request`, RFC 6750 §3.1, RFC 9110 §5.3) whatever its lines.
        */
       async function authenticate(request: FastifyRequest): Promise<string> {
-        const field = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        const field = authorizationField(request.raw)
         if (Array.isArray(field)) throw new ScimAuthError(400, 'the Authorization header must be sent once', `${REALM}, error="invalid_request"`)
         const header = field
         const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header ?? '')

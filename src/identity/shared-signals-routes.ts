@@ -33,7 +33,7 @@ export async function registerSharedSignalsRoutes(app: FastifyInstance, receiver
       try {
         // Read as received: node's headers.authorization keeps only the first line of a repeated
         // field, which is refused whatever its lines (RFC 9110 §5.3: not a list field).
-        const authorization = request.headers.authorization === undefined ? undefined : authorizationField(request.raw.rawHeaders)
+        const authorization = authorizationField(request.raw)
         if (Array.isArray(authorization)) throw new SetError('invalid_request', 'the Authorization header must be sent once')
         await receiver.receive(body.trim(), 'push', authorization)
       } catch (err) {

@@ -4,6 +4,7 @@
  * §2.1) or `Authorization: DPoP` with a proof (RFC 9449 §7), judged against the store exactly as
  * introspection judges it.
  */
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Client } from '../core/model.js'
 import { checkDpopProof, DpopProofError } from '../resource/dpop.js'
 import { headerFieldValues } from '../resource/header-fields.js'
@@ -46,12 +47,16 @@ export interface AccessTokenCredentials {
 /**
  * The `Authorization` field of a request as received, for {@link ProtectedRequest.authorization}.
  *
- * @param rawHeaders node's `IncomingMessage.rawHeaders` (names and values alternating).
+ * Node's `headers.authorization` keeps only the first line of a repeated field; the raw lines are
+ * scanned, only when the request has the field (so a request without it costs nothing).
+ *
+ * @param message node's `IncomingMessage` (or anything with its `headers` and `rawHeaders`: names
+ *   and values alternating).
  * @returns undefined without the field, its value, or every value when it is repeated (then
- *   {@link authenticateAccessToken} answers 400 `invalid_request`).
+ *   {@link authenticateAccessToken} and client authentication answer 400 `invalid_request`).
  */
-export function authorizationField(rawHeaders: readonly string[]): string | string[] | undefined {
-  return headerFieldValues(rawHeaders, 'authorization')
+export function authorizationField(message: { headers: IncomingHttpHeaders; rawHeaders: readonly string[] }): string | string[] | undefined {
+  return message.headers.authorization === undefined ? undefined : headerFieldValues(message.rawHeaders, 'authorization')
 }
 
 /**

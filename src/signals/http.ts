@@ -45,7 +45,7 @@ export interface SignalsHttpDeps {
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
-  return { authorization: authorizationField(request.raw.rawHeaders), dpop: request.headers.dpop, method: request.method, uri: issuer + request.url.split('?')[0] }
+  return { authorization: authorizationField(request.raw), dpop: request.headers.dpop, method: request.method, uri: issuer + request.url.split('?')[0] }
 }
 
 /**
