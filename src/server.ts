@@ -93,19 +93,7 @@ export const LOG_FLUSH_MS = 100
  */
 function bufferedStdout(): pino.DestinationStream {
   // sonic-boom's own timer (unref'd, cleared on close); idle, it writes zero bytes each period.
-  // Buffer mode: in its text mode sonic-boom appends each line to one growing string and measures
-  // that string's UTF-8 length on every write, copying the whole pending text (up to 16 KiB) once
-  // per line; that was most of the cost of the access line. In buffer mode it keeps a
-  // list of buffers and joins them once per write system call. pino and the access log write text,
-  // so each line becomes a Buffer on the way in. pino's exit flush is registered on the sonic-boom
-  // itself (pino.destination), so what a crash can lose is unchanged.
-  const sonic = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' })
-  return {
-    write: (line: string) => sonic.write(Buffer.from(line) as unknown as string),
-    flush: (cb?: (err?: Error) => void) => sonic.flush(cb),
-    flushSync: () => sonic.flushSync(),
-    end: () => sonic.end(),
-  } as pino.DestinationStream
+  return pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS })
 }
 
 /**
