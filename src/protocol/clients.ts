@@ -41,12 +41,15 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 
 /**
  * Verifies client secrets against their argon2id hashes. Successful verifications are remembered
- * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself,
- * with the client id and hash they were verified for)
- * so the slow hash runs once per client and secret, not on every token or introspection request.
- * The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot run into each
- * other; the digest never leaves the process. (A plain one-shot hash instead of an HMAC or a Hash
- * object: a fraction of the cost, which was a few percent of an introspection request.)
+ * per (client, secret) so the slow hash runs once per client and secret, not on every token or
+ * introspection request. An entry is keyed by the SHA-256 of a per-process random key followed by
+ * the secret (never the secret itself), then the client id, and holds the hash it was verified
+ * against: two clients sharing one secret keep an entry each instead of evicting each other, and a
+ * wrong secret has another digest, so it never hits. The key has a fixed length (32 bytes, as 64
+ * hex digits), so key and secret cannot run into each other, and so has the digest (43 base64url
+ * characters), so digest and client id cannot either; the digest never leaves the process. (A
+ * plain one-shot hash instead of an HMAC or a Hash object: a fraction of the cost, which was a few
+ * percent of an introspection request.)
  *
  * A presented secret always costs one argon2 verification when it fails: for an unknown or
  * disabled client, or one not allowed the method, it is checked against a dummy hash made with the
@@ -56,8 +59,8 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 export class SecretVerifier {
   /** 32 random bytes as 64 hex digits: a fixed length, so key and secret cannot run into each other. */
   readonly #key = randomBytes(32).toString('hex')
-  /** Digest of a verified secret → the client and hash it was verified against (a secret shared by two clients keeps the last). */
-  readonly #verified = new Map<string, { clientId: string; secretHash: string }>()
+  /** Digest of a verified secret followed by the client id → the hash it was verified against. */
+  readonly #verified = new Map<string, string>()
   readonly #dummyHash: Promise<string>
   static readonly #MAX_ENTRIES = 10_000
 
@@ -81,13 +84,14 @@ export class SecretVerifier {
       await verifySafely(await this.#dummyHash, secret)
       return false
     }
-    const digest = sha256Base64Url(this.#key + secret)
-    const verified = this.#verified.get(digest)
-    if (verified !== undefined && verified.clientId === client.id && verified.secretHash === client.secretHash) return true
+    // The digest has a fixed length (43 characters), so (digest, client id) reads one way only.
+    const entry = sha256Base64Url(this.#key + secret) + client.id
+    // The hash too: a client whose configured hash changed verifies afresh.
+    if (this.#verified.get(entry) === client.secretHash) return true
     const ok = await verifySafely(client.secretHash, secret)
     if (ok) {
       if (this.#verified.size >= SecretVerifier.#MAX_ENTRIES) this.#verified.clear()
-      this.#verified.set(digest, { clientId: client.id, secretHash: client.secretHash })
+      this.#verified.set(entry, client.secretHash)
     }
     return ok
   }
