@@ -37,6 +37,24 @@ describe('verified-secret cache: one entry per (client, secret) (RFC 6749 §2.3.
     expect(argon2.verifications).toBe(2)
   })
 
+  it('a client whose configured hash changed verifies afresh, and the other client sharing the secret keeps its entry', async () => {
+    const shared = 'shared-secret-9876543210'
+    const [ha, hb, ha2] = await Promise.all([hash(shared), hash(shared), hash(shared)])
+    const v = new SecretVerifier(ha)
+    expect(await v.verify(client('a', ha), shared)).toBe(true)
+    expect(await v.verify(client('b', hb), shared)).toBe(true)
+    argon2.verifications = 0
+    // a re-hashed (same secret, new hash): verified once more, then cached again.
+    expect(await v.verify(client('a', ha2), shared)).toBe(true)
+    expect(await v.verify(client('a', ha2), shared)).toBe(true)
+    expect(argon2.verifications).toBe(1)
+    // b still hits; a's old hash no longer does.
+    expect(await v.verify(client('b', hb), shared)).toBe(true)
+    expect(argon2.verifications).toBe(1)
+    expect(await v.verify(client('a', ha), shared)).toBe(true) // the old hash still matches the secret: verified in full
+    expect(argon2.verifications).toBe(2)
+  })
+
   it('a wrong secret never hits the cache: each one costs a verification and is refused', async () => {
     const [ha, hb] = await Promise.all([hash('secret-of-a-0123456789'), hash('secret-of-b-0123456789')])
     const v = new SecretVerifier(ha)
