@@ -23,12 +23,13 @@ interface Wire {
  * Sends one request with every `Authorization` line of `authorizations` (as separate field lines,
  * in order) on a fresh connection, and reads the response until the server closes it (`Connection: close`).
  */
-function send(port: number, method: string, path: string, authorizations: string[], body = '', contentType = 'application/x-www-form-urlencoded'): Promise<Wire> {
+function send(port: number, method: string, path: string, authorizations: string[], body = '', contentType = 'application/x-www-form-urlencoded', extraLines: string[] = []): Promise<Wire> {
   const lines = [
     `${method} ${path} HTTP/1.1`,
     'Host: devicegate.test',
     'Connection: close',
     ...authorizations.map((a) => `Authorization: ${a}`),
+    ...extraLines,
     ...(method === 'POST' ? [`Content-Type: ${contentType}`, `Content-Length: ${Buffer.byteLength(body)}`] : []),
   ]
   return new Promise((resolve, reject) => {
@@ -111,6 +112,37 @@ describe('a repeated Authorization field at the client-authenticating endpoints 
         answers.push({ ...res, body: path === '/device_authorization' ? '' : res.body })
       }
       expect(answers[0]).toEqual(answers[1])
+    })
+  }
+
+  for (const [path, body] of [['/token', 'grant_type=client_credentials&scope=read'], ['/device_authorization', 'scope=read']] as const) {
+    it(`${path}: a repeated Authorization field is refused before a DPoP proof is judged (RFC 6749 §5.2 invalid_request first), through the fast path and fastify alike`, async () => {
+      for (const dpop of ['DPoP: not-a-proof', 'DPoP: a.b.c', 'DPoP: a.b.c\r\nDPoP: d.e.f']) {
+        const answers: Wire[] = []
+        for (const [via, contentType] of Object.entries(PATHS)) {
+          const res = await send(port, 'POST', path, [conf, clientB], body, contentType, dpop.split('\r\n'))
+          expect({ via, dpop, status: res.status, json: JSON.parse(res.body) }).toEqual({ via, dpop, status: 400, json: REFUSED })
+          answers.push(res)
+        }
+        expect(answers[0]).toEqual(answers[1])
+      }
+    })
+
+    it(`${path}: two DPoP field lines are 400 invalid_dpop_proof by RFC 9449 §4.3 check 1 (read from the raw lines, whichever is empty), through the fast path and fastify alike`, async () => {
+      for (const lines of [['DPoP: a.b.c', 'DPoP: d.e.f'], ['DPoP: a.b.c', 'DPoP: '], ['DPoP: ', 'dpop: a.b.c']]) {
+        const answers: Wire[] = []
+        for (const [via, contentType] of Object.entries(PATHS)) {
+          const res = await send(port, 'POST', path, [conf], body, contentType, lines)
+          expect({ via, lines, status: res.status, json: JSON.parse(res.body) }).toEqual({
+            via,
+            lines,
+            status: 400,
+            json: { error: 'invalid_dpop_proof', error_description: 'exactly one DPoP header is allowed' },
+          })
+          answers.push(res)
+        }
+        expect(answers[0]).toEqual(answers[1])
+      }
     })
   }
 

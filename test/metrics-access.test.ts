@@ -23,6 +23,8 @@ describe('/metrics behind a bearer token', () => {
     const none = await fetch(`${t.url}/metrics`)
     expect(none.status).toBe(401)
     expect(none.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-metrics"')
+    // RFC 6750 §3.1: no error code "or other error information" without credentials.
+    expect(await none.text()).toBe('{}')
     const wrong = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}x` } })
     expect(wrong.status).toBe(401)
     expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="devicegate-metrics", error="invalid_token"')

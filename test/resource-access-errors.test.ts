@@ -55,9 +55,9 @@ async function login(server: TestServer, opts: { scope?: string; key?: DpopKey }
   return res.json.access_token as string
 }
 
-/** GET /userinfo with the given headers; the answer's status, challenge, no-store and error. */
-async function userinfo(headers: Record<string, string>, server = t) {
-  const res = await fetch(`${server.url}/userinfo`, { headers })
+/** GET /userinfo (or `path`) with the given headers; the answer's status, challenge, no-store, nonce and error. */
+async function userinfo(headers: Record<string, string>, server = t, path = '/userinfo') {
+  const res = await fetch(`${server.url}${path}`, { headers })
   const body = (await res.json()) as { error?: string }
   return {
     status: res.status,
@@ -83,13 +83,22 @@ function rawGet(url: string, headers: Record<string, string | string[]>) {
 const userinfoProof = (key: DpopKey, token: string, opts: Partial<ProofOptions> = {}, server = t) =>
   makeProof(key, { htm: 'GET', htu: `${server.issuer}/userinfo`, ath: ath(token), now: server.clock.nowSeconds(), ...opts })
 
+/** GET `url` with `headers`; status, challenge and the body as text. */
+async function bareAnswer(url: string, headers: Record<string, string>) {
+  const res = await fetch(url, { headers })
+  return { status: res.status, challenge: res.headers.get('www-authenticate'), contentType: res.headers.get('content-type'), body: await res.text() }
+}
+
 describe('RFC 6750 §3.1 at /userinfo: no credentials, another scheme, a malformed header', () => {
-  it('answers no Authorization header with 401 and both challenges, bare (RFC 6750 §3.1)', async () => {
-    expect(await userinfo({})).toEqual({ status: 401, challenge: BARE, cacheControl: 'no-store', nonce: null, error: 'invalid_token' })
+  it('answers no Authorization header with 401, both challenges bare, and no error information in the body: {} (RFC 6750 §3.1)', async () => {
+    expect(await userinfo({})).toEqual({ status: 401, challenge: BARE, cacheControl: 'no-store', nonce: null, error: undefined })
+    expect(await bareAnswer(`${t.url}/userinfo`, {})).toEqual({ status: 401, challenge: BARE, contentType: 'application/json; charset=utf-8', body: '{}' })
   })
 
-  it('answers another scheme (Basic) as no credentials: 401, both challenges, no error code (RFC 6750 §3.1, unsupported method)', async () => {
-    expect(await userinfo({ authorization: 'Basic YWxpY2U6cHc=' })).toEqual({ status: 401, challenge: BARE, cacheControl: 'no-store', nonce: null, error: 'invalid_token' })
+  it('answers another scheme (Basic) or a blank header as no credentials: 401, both challenges, body {} (RFC 6750 §3.1, unsupported method)', async () => {
+    expect(await userinfo({ authorization: 'Basic YWxpY2U6cHc=' })).toEqual({ status: 401, challenge: BARE, cacheControl: 'no-store', nonce: null, error: undefined })
+    for (const authorization of ['Basic YWxpY2U6cHc=', ''])
+      expect(await bareAnswer(`${t.url}/userinfo`, { authorization })).toEqual({ status: 401, challenge: BARE, contentType: 'application/json; charset=utf-8', body: '{}' })
   })
 
   for (const authorization of ['Bearer', 'DPoP', 'Bearer a b', 'Bearer not!a!token', 'DPoP x, DPoP y'])
@@ -169,7 +178,37 @@ describe('RFC 9449 §7 at /userinfo: DPoP-bound tokens', () => {
     expect(res.status).toBe(401)
     expect(res.headers['www-authenticate']).toBe(dpopOnly('invalid_dpop_proof'))
     expect(res.headers['cache-control']).toBe('no-store')
-    expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_dpop_proof' })
+    // Refused by check 1 (one field, read from the raw lines), not by the JWS parse of node's comma-joined value.
+    expect(JSON.parse(res.body)).toEqual({ error: 'invalid_dpop_proof', error_description: 'exactly one DPoP proof is required' })
+    // Either line empty: still two fields.
+    for (const dpop of [[proofs[0]!, ''], ['', proofs[1]!]]) {
+      const again = await rawGet(`${t.url}/userinfo`, { authorization: `DPoP ${token}`, dpop })
+      expect(again.status).toBe(401)
+      expect(again.headers['www-authenticate']).toBe(dpopOnly('invalid_dpop_proof'))
+      expect(JSON.parse(again.body)).toEqual({ error: 'invalid_dpop_proof', error_description: 'exactly one DPoP proof is required' })
+    }
+  })
+
+  it('RFC 9449 §4.3 check 9: at /userinfo/ (served too) the proof names /userinfo/; a proof for /userinfo is refused there, and the reverse', async () => {
+    const atSlash = await fetch(`${t.url}/userinfo/`, { headers: { authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, { htu: `${t.issuer}/userinfo/` }) } })
+    expect(atSlash.status).toBe(200)
+    expect(((await atSlash.json()) as { sub?: string }).sub).toBe('alice')
+    // With a query string: ignored by the comparison.
+    expect((await fetch(`${t.url}/userinfo/?x=1`, { headers: { authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, { htu: `${t.issuer}/userinfo/` }) } })).status).toBe(200)
+    expect(await userinfo({ authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token) }, t, '/userinfo/')).toEqual({
+      status: 401,
+      challenge: dpopOnly('invalid_dpop_proof'),
+      cacheControl: 'no-store',
+      nonce: null,
+      error: 'invalid_dpop_proof',
+    })
+    expect(await userinfo({ authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, { htu: `${t.issuer}/userinfo/` }) })).toEqual({
+      status: 401,
+      challenge: dpopOnly('invalid_dpop_proof'),
+      cacheControl: 'no-store',
+      nonce: null,
+      error: 'invalid_dpop_proof',
+    })
   })
 
   const BAD: Array<[string, () => Promise<string>]> = [
@@ -250,8 +289,34 @@ describe('RFC 9449 §9 at /userinfo: resource-server nonces (dpop.require_nonce)
       status: 401,
       challenge: dpopOnly('invalid_dpop_proof'),
       cacheControl: 'no-store',
-      nonce: null,
+      nonce: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
       error: 'invalid_dpop_proof',
     })
+  })
+
+  it('RFC 9449 §9 with §8.2: every answer carries the current DPoP-Nonce (200, the bare 401, 401 invalid_token, 400), so no use_dpop_nonce round trip is needed', async () => {
+    // Learnt from a 401 without credentials, used at once: no use_dpop_nonce answer on the way.
+    const bare = await fetch(`${n.url}/userinfo`)
+    expect(bare.status).toBe(401)
+    expect(bare.headers.get('www-authenticate')).toBe(BARE)
+    const nonce = bare.headers.get('dpop-nonce')
+    expect(nonce).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    const ok = await fetch(`${n.url}/userinfo`, { headers: { authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, { nonce: nonce! }, n) } })
+    expect(ok.status).toBe(200)
+    expect(ok.headers.get('dpop-nonce')).toBe(nonce)
+    expect(ok.headers.get('cache-control')).toBe('no-store')
+    // A new slot: the 200 hands out the new nonce (§8.2: "a DPoP-Nonce HTTP header in the HTTP 200 (OK) response").
+    n.clock.advance(60)
+    const next = await fetch(`${n.url}/userinfo`, { headers: { authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, { nonce: nonce! }, n) } })
+    expect(next.status).toBe(200)
+    expect(next.headers.get('dpop-nonce')).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    expect(next.headers.get('dpop-nonce')).not.toBe(nonce)
+    const current = next.headers.get('dpop-nonce')
+    expect(await userinfo({ authorization: 'Bearer not-a-token' }, n)).toEqual({ status: 401, challenge: both('invalid_token'), cacheControl: 'no-store', nonce: current, error: 'invalid_token' })
+    expect(await userinfo({ authorization: 'Bearer a b' }, n)).toEqual({ status: 400, challenge: both('invalid_request'), cacheControl: 'no-store', nonce: current, error: 'invalid_request' })
+    // One DPoP-Nonce field only (RFC 9449 §8: "MUST NOT be more than one"), also on use_dpop_nonce.
+    const asked = await rawGet(`${n.url}/userinfo`, { authorization: `DPoP ${token}`, dpop: await userinfoProof(k1, token, {}, n) })
+    expect(asked.status).toBe(401)
+    expect(asked.headers['dpop-nonce']).toBe(current)
   })
 })

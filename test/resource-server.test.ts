@@ -87,6 +87,8 @@ describe('RFC 6750 §3 / RFC 9449 §7.1 challenges', () => {
     expect(res.wwwAuthenticate).toMatch(/Bearer realm="example-api"/)
     expect(res.wwwAuthenticate).not.toMatch(/error=/)
     expect(res.cacheControl).toBe('no-store')
+    // RFC 6750 §3.1: no error code "or other error information" in the body either.
+    expect(res.body).toEqual({})
   })
 
   it('answers a malformed Bearer or DPoP Authorization header with 400 invalid_request (RFC 6750 §3.1)', async () => {
@@ -119,6 +121,7 @@ describe('RFC 6750 §3 / RFC 9449 §7.1 challenges', () => {
     expect(res.status).toBe(401)
     expect(res.headers.get('www-authenticate')).toBe('DPoP realm="example-api", algs="ES256 EdDSA RS256 PS256", Bearer realm="example-api"')
     expect(res.headers.get('cache-control')).toBe('no-store')
+    expect(await res.text()).toBe('{}')
   })
 })
 
@@ -166,6 +169,27 @@ describe('DPoP-bound tokens at the resource (RFC 9449 §7)', () => {
       expect(res.cacheControl).toBe('no-store')
     })
   }
+
+  it('refuses two DPoP header fields by RFC 9449 §4.3 check 1 (read from the raw lines), whichever line is empty', async () => {
+    const proof = await apiProof(k1, token)
+    const { request } = await import('node:http')
+    const u = new URL(`${apiUrl}/me`)
+    for (const fields of [[proof, await apiProof(k1, token)], [proof, ''], ['', proof]]) {
+      // node's client sends an array as separate field lines (fetch would join them into one).
+      const res = await new Promise<{ status: number; challenge: unknown; body: string }>((resolve, reject) => {
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: { authorization: `DPoP ${token}`, dpop: fields } }, (r) => {
+          let body = ''
+          r.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: r.statusCode!, challenge: r.headers['www-authenticate'], body }))
+        })
+        req.on('error', reject).end()
+      })
+      expect(res.status).toBe(401)
+      expect(String(res.challenge)).toMatch(/^DPoP .*error="invalid_dpop_proof", error_description="exactly one DPoP header is allowed"/)
+      expect(JSON.parse(res.body)).toEqual({ error: 'invalid_dpop_proof', error_description: 'exactly one DPoP header is allowed' })
+    }
+    // Nothing was burnt: the proof alone is accepted.
+    expect((await callApi('/me', { token, proof })).status).toBe(200)
+  })
 
   it('refuses a valid proof by another key than cnf.jkt with 401 DPoP error="invalid_token" (RFC 9449 §7.1)', async () => {
     const res = await callApi('/me', { token, proof: await apiProof(k2, token) })

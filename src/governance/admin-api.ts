@@ -169,12 +169,11 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
           throw new OAuthError('invalid_request', 'the Authorization header must be sent once', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
         const header = field
         const credentials = parseAuthorizationHeader(header)
-        // RFC 6750 §3.1: no error attribute in the challenge when no credentials were sent, nor
-        // when they were "attempted using an unsupported authentication method" (Basic, or DPoP:
-        // this API takes Bearer only).
-        if (credentials === undefined) throw new OAuthError('invalid_token', 'an admin access token is required', { headers: { 'WWW-Authenticate': REALM } })
-        if (credentials?.scheme === 'dpop' || (credentials === null && !/^\s*Bearer(?:\s|$)/i.test(header!)))
-          throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>"', { headers: { 'WWW-Authenticate': REALM } })
+        // RFC 6750 §3.1: no error code or other error information (the challenge alone, body `{}`)
+        // when no credentials were sent, nor when they were "attempted using an unsupported
+        // authentication method" (Basic, or DPoP: this API takes Bearer only).
+        if (credentials === undefined || credentials?.scheme === 'dpop' || (credentials === null && !/^\s*Bearer(?:\s|$)/i.test(header!)))
+          throw new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': REALM }, challengeOnly: true })
         // RFC 6750 §3.1: a Bearer header without a well-formed token is a malformed request.
         if (credentials === null)
           throw new OAuthError('invalid_request', 'the Authorization header must be "Bearer <access token>"', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })

@@ -169,11 +169,13 @@ export class Metrics {
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
         const m = /^Bearer\s+(\S+)\s*$/i.exec(field ?? '')
-        // RFC 6750 §3.1: no error attribute when no credentials were sent.
-        if (m === null || !timingSafeEqual(digest(m[1]!), expected))
+        // RFC 6750 §3.1: no error code or other error information (the challenge alone, body `{}`)
+        // when no bearer credentials were sent.
+        if (m === null) return reply.status(401).header('www-authenticate', METRICS_REALM).header('cache-control', 'no-store').send({})
+        if (!timingSafeEqual(digest(m[1]!), expected))
           return reply
             .status(401)
-            .header('www-authenticate', m === null ? METRICS_REALM : `${METRICS_REALM}, error="invalid_token"`)
+            .header('www-authenticate', `${METRICS_REALM}, error="invalid_token"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_token', error_description: 'a metrics bearer token is required' })
       }

@@ -12,7 +12,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { ProtocolDeps } from '../protocol/deps.js'
 import { OAuthError } from '../protocol/errors.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
-import { authorizationField } from '../protocol/bearer.js'
+import { authorizationField, dpopField } from '../protocol/bearer.js'
 import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
 import type { FormBody } from '../protocol/params.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
@@ -327,13 +327,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get(ENDPOINTS.metadata, async (_req, reply) => cacheable(reply).send(deps.metadata))
   app.get(OIDC_ENDPOINTS.configuration, async (_req, reply) => cacheable(reply).send(deps.openIdConfiguration))
   // OpenID Connect Core §5.3: GET and POST; the token in the Authorization header (RFC 6750 §2.1,
-  // RFC 9449 §7.1); errors carry their WWW-Authenticate challenge.
-  const userinfo = answeringOAuthErrors(async (request) =>
-    handleUserInfo(
-      { authorization: authorizationField(request.raw), dpop: request.headers.dpop, method: request.method, uri: protocol.issuer + OIDC_ENDPOINTS.userinfo },
-      protocol,
-    ),
-  )
+  // RFC 9449 §7.1); errors carry their WWW-Authenticate challenge. The proof's `htu` is compared
+  // with the URI the request was made to (RFC 9449 §4.3 check 9): `/userinfo/`, which the router
+  // also serves, is another URI than `/userinfo` (RFC 3986 §6.2.2–6.2.3 normalisation keeps the
+  // trailing slash), so a proof must name the one it is sent to.
+  const dpopNonces = protocol.dpopNonces
+  const userinfo = answeringOAuthErrors(async (request, reply) => {
+    // RFC 9449 §9 with §8.2: when nonces are required, every answer carries the current one (200s
+    // and errors alike), so a client never needs a use_dpop_nonce round trip to learn it.
+    if (dpopNonces !== undefined) reply.header('dpop-nonce', dpopNonces.current())
+    const query = request.url.indexOf('?')
+    const path = query === -1 ? request.url : request.url.slice(0, query)
+    return handleUserInfo({ authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: protocol.issuer + path }, protocol)
+  })
   app.get(OIDC_ENDPOINTS.userinfo, userinfo)
   app.post(OIDC_ENDPOINTS.userinfo, userinfo)
   app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(await protocol.keys.jwks()))

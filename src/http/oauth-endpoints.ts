@@ -8,7 +8,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
-import { authorizationField } from '../protocol/bearer.js'
+import { authorizationField, dpopField } from '../protocol/bearer.js'
 import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
 import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
 import { verifyDpopProof } from '../protocol/dpop.js'
@@ -87,19 +87,29 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
   const nonces = protocol.dpopNonces
   const dpopNonce = nonces === undefined ? undefined : () => nonces.current()
   const paramsOf = (request: FormRequest) => readParams(request.body, request.query)
-  /** Verifies the request's `DPoP` header, if any, against `path` (RFC 9449 §4.3); null when absent. */
+  /**
+   * Verifies the request's `DPoP` field, if any, against `path` (RFC 9449 §4.3); null when absent.
+   * The field is read as received ({@link dpopField}), so a repeated one is refused (check 1).
+   */
   const dpopJktOf = async (request: FormRequest, path: string): Promise<string | null> => {
-    const proof = request.headers.dpop
+    const proof = dpopField(request)
     return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + path, protocol)).jkt
   }
-  /** An endpoint that takes a DPoP proof: its parameters are read first, then the proof, then `handler` decides. */
+  /**
+   * An endpoint that takes a DPoP proof. A malformed request is refused before the proof is
+   * judged (RFC 6749 §5.2 `invalid_request`): its parameters are read first (a repeated parameter),
+   * then a repeated `Authorization` field (a repeated credential, RFC 6749 §2.3, RFC 9110 §5.3),
+   * then the proof, then `handler` decides.
+   */
   const withDpop = (path: string, handler: (params: Params, ctx: RequestContext, dpopJkt: string | null) => Promise<object>): FormEndpoint => ({
     path,
     dpopNonce,
     async handle(request) {
       const params = paramsOf(request)
+      const ctx = contextOf(request)
+      if (Array.isArray(ctx.authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
       const dpopJkt = await dpopJktOf(request, path)
-      return handler(params, contextOf(request), dpopJkt)
+      return handler(params, ctx, dpopJkt)
     },
   })
   return [

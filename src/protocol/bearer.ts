@@ -22,7 +22,10 @@ export interface ProtectedRequest {
    * (read them with `headerFieldValues`: node's `headers.authorization` keeps only the first).
    */
   authorization: string | string[] | undefined
-  /** The raw `DPoP` header(s). */
+  /**
+   * The raw `DPoP` field: its value, or every value when the request repeated it (read it with
+   * {@link dpopField}: node joins the lines of a repeated `DPoP` field with commas).
+   */
   dpop: string | string[] | undefined
   method: string
   /** Absolute URI of the request under the issuer, without query. */
@@ -57,6 +60,23 @@ export interface AccessTokenCredentials {
  */
 export function authorizationField(message: { headers: IncomingHttpHeaders; rawHeaders: readonly string[] }): string | string[] | undefined {
   return message.headers.authorization === undefined ? undefined : headerFieldValues(message.rawHeaders, 'authorization')
+}
+
+/**
+ * The `DPoP` field of a request as received, for {@link ProtectedRequest.dpop} and the token
+ * endpoint's proof (RFC 9449 §4.3 check 1: "not more than one DPoP HTTP request header field").
+ *
+ * Node joins the lines of a repeated `DPoP` field with `, ` into one value; the raw lines are
+ * scanned instead, only when the request has the field (so a request without it costs nothing).
+ *
+ * @param message node's `IncomingMessage` (or anything with its `headers` and `rawHeaders`).
+ * @returns undefined without the field, its value, or every value when it is repeated (then the
+ *   proof is refused with `invalid_dpop_proof`: 400 at the token endpoint, RFC 9449 §5; 401 with
+ *   the DPoP challenge at a protected resource, §7.1).
+ * @see https://www.rfc-editor.org/rfc/rfc9449#section-4.3
+ */
+export function dpopField(message: { headers: IncomingHttpHeaders; rawHeaders: readonly string[] }): string | string[] | undefined {
+  return message.headers.dpop === undefined ? undefined : headerFieldValues(message.rawHeaders, 'dpop')
 }
 
 /**
@@ -139,16 +159,20 @@ const ACCESS_TOKEN_SCHEME = /^\s*(?:Bearer|DPoP)(?:\s|$)/i
  *
  * | request | answer |
  * |---|---|
- * | no `Authorization`, a blank one, or another scheme (`Basic …`) | 401, both challenges bare (RFC 6750 §3.1: no error code when the request has no credentials or uses an unsupported method) |
+ * | no `Authorization`, a blank one, or another scheme (`Basic …`) | 401, both challenges bare and the body `{}` (RFC 6750 §3.1: no error code "or other error information" when the request has no credentials or uses an unsupported method; `challengeOnly`) |
  * | `Bearer`/`DPoP` without a well-formed `b64token` (`Bearer`, `Bearer a b`) | 400 `invalid_request` (RFC 6750 §3.1: malformed request) |
  * | the `Authorization` field repeated, whatever the schemes | 400 `invalid_request` (RFC 6750 §3.1: a repeated parameter; RFC 9110 §5.3: not a list field) |
  * | an unknown, revoked or expired token, or a disabled client | 401 `invalid_token` |
  * | `Bearer` with a DPoP-bound token | 401 `invalid_token` (RFC 9449 §7.2: no downgrade) |
  * | `DPoP` with a token that is not DPoP-bound | 401 `invalid_token` |
- * | `DPoP` without a proof, with several `DPoP` headers, or with a proof failing RFC 9449 §4.3 (signature, `htm`, `htu`, `iat`, `ath`, replayed `jti`) | 401 `invalid_dpop_proof`, DPoP challenge only (RFC 9449 §7.1) |
+ * | `DPoP` without a proof, with several `DPoP` header fields ({@link dpopField}), or with a proof failing RFC 9449 §4.3 (signature, `htm`, `htu`, `iat`, `ath`, replayed `jti`) | 401 `invalid_dpop_proof`, DPoP challenge only (RFC 9449 §7.1) |
  * | a valid proof by another key than the token's `cnf.jkt` | 401 `invalid_token`, DPoP challenge only (RFC 9449 §7.1's own example: "Invalid DPoP key binding") |
  * | nonces required (`dpop.require_nonce`) and the proof has no current `nonce` | 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`, DPoP challenge only (RFC 9449 §9); the proof's `jti` is not burnt, so the client retries with the nonce |
  * | the token lacks `options.scope` | 403 `insufficient_scope` naming it |
+ *
+ * When nonces are required, the routes that call this put the current `DPoP-Nonce` on every
+ * answer, 2xx and errors alike (RFC 9449 §9: a resource provides nonces "in the same way" as §8.2,
+ * whose 200 `DPoP-Nonce` spares the client a round trip); `use_dpop_nonce` carries the same one.
  *
  * The token endpoint is not judged here: there a bad proof is 400 `invalid_dpop_proof` in the
  * JSON body (RFC 9449 §5), see `protocol/dpop.ts`.
@@ -176,13 +200,10 @@ export async function authenticateAccessToken(
   if (Array.isArray(request.authorization)) throw refuse('invalid_request', 'the Authorization header must be sent once')
   const authorization = request.authorization
   const credentials = parseAuthorizationHeader(authorization)
-  if (credentials === undefined) throw new OAuthError('invalid_token', 'an access token is required', { headers: { 'WWW-Authenticate': resourceChallenge(realm) } })
-  // RFC 6750 §3.1: a request "attempted using an unsupported authentication method" is answered
-  // like one without credentials: the challenges, no error code.
-  if (credentials === null && !ACCESS_TOKEN_SCHEME.test(authorization!))
-    throw new OAuthError('invalid_token', 'use "Authorization: Bearer <access token>" or "Authorization: DPoP <access token>"', {
-      headers: { 'WWW-Authenticate': resourceChallenge(realm) },
-    })
+  // RFC 6750 §3.1: no credentials, or a request "attempted using an unsupported authentication
+  // method", is answered with the challenges alone: no error code, no other error information.
+  if (credentials === undefined || (credentials === null && !ACCESS_TOKEN_SCHEME.test(authorization!)))
+    throw new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
   if (credentials === null) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
   const { scheme, token } = credentials
   const active = await findActiveAccessToken(token, deps)

@@ -41,12 +41,16 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 
 /**
  * Verifies client secrets against their argon2id hashes. Successful verifications are remembered
- * (keyed by SHA-256 of a per-process random key followed by the secret, never the secret itself,
- * with the client id and hash they were verified for)
- * so the slow hash runs once per client and secret, not on every token or introspection request.
- * The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot run into each
- * other; the digest never leaves the process. (A plain one-shot hash instead of an HMAC or a Hash
- * object: a fraction of the cost, which was a few percent of an introspection request.)
+ * per (client, secret) so the slow hash runs once per client and secret, not on every token or
+ * introspection request. Entries are keyed by the SHA-256 of a per-process random key followed by
+ * the secret (never the secret itself), each listing the clients it was verified for with the hash
+ * it was verified against: two clients sharing one secret keep an entry each instead of evicting
+ * each other (the list is as long as the clients configured with that secret, usually one, so a
+ * hit costs what it did with one client per secret), and a wrong secret has another digest, so it
+ * never hits. The key has a fixed length (32 bytes, as 64 hex digits), so key and secret cannot
+ * run into each other; the digest never leaves the process. (A plain one-shot hash instead of an
+ * HMAC or a Hash object: a fraction of the cost, which was a few percent of an introspection
+ * request.) At most 10,000 digests; then all are dropped.
  *
  * A presented secret always costs one argon2 verification when it fails: for an unknown or
  * disabled client, or one not allowed the method, it is checked against a dummy hash made with the
@@ -56,8 +60,8 @@ export function argon2CostOf(phc: string | undefined): Argon2Cost {
 export class SecretVerifier {
   /** 32 random bytes as 64 hex digits: a fixed length, so key and secret cannot run into each other. */
   readonly #key = randomBytes(32).toString('hex')
-  /** Digest of a verified secret → the client and hash it was verified against (a secret shared by two clients keeps the last). */
-  readonly #verified = new Map<string, { clientId: string; secretHash: string }>()
+  /** Digest of a verified secret → the clients (and hashes) it was verified for. */
+  readonly #verified = new Map<string, VerifiedSecret>()
   readonly #dummyHash: Promise<string>
   static readonly #MAX_ENTRIES = 10_000
 
@@ -82,15 +86,25 @@ export class SecretVerifier {
       return false
     }
     const digest = sha256Base64Url(this.#key + secret)
-    const verified = this.#verified.get(digest)
-    if (verified !== undefined && verified.clientId === client.id && verified.secretHash === client.secretHash) return true
+    // The hash too: a client whose configured hash changed verifies afresh.
+    for (let v = this.#verified.get(digest); v !== undefined; v = v.next) if (v.clientId === client.id && v.secretHash === client.secretHash) return true
     const ok = await verifySafely(client.secretHash, secret)
     if (ok) {
       if (this.#verified.size >= SecretVerifier.#MAX_ENTRIES) this.#verified.clear()
-      this.#verified.set(digest, { clientId: client.id, secretHash: client.secretHash })
+      // This client in front, before the other clients that share the secret (its own stale entry, for an old hash, dropped).
+      let others: VerifiedSecret | undefined
+      for (let v = this.#verified.get(digest); v !== undefined; v = v.next) if (v.clientId !== client.id) others = { clientId: v.clientId, secretHash: v.secretHash, next: others }
+      this.#verified.set(digest, { clientId: client.id, secretHash: client.secretHash, next: others })
     }
     return ok
   }
+}
+
+/** A client a secret was verified for, with the hash it was verified against; `next`: another client with the same secret. */
+interface VerifiedSecret {
+  readonly clientId: string
+  readonly secretHash: string
+  readonly next: VerifiedSecret | undefined
 }
 
 /** argon2 verification that treats a malformed hash as a mismatch (it must never authenticate). */

@@ -51,6 +51,15 @@ export interface OAuthErrorExtra {
    * its SDK can tell a refusal's cause without parsing `error_description`. Never a secret.
    */
   members?: Readonly<Record<string, string | readonly string[]>>
+  /**
+   * The answer of a protected resource to a request that carries no credentials (or credentials
+   * of a scheme it does not take): RFC 6750 §3.1 says it "SHOULD NOT include an error code or
+   * other error information", so the challenge in `headers` is the whole answer and the JSON body
+   * is `{}` (an empty object rather than no body: every answer of these JSON endpoints stays
+   * `application/json` and parses). `error` (`invalid_token`) stays for logs and metrics only.
+   * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+   */
+  challengeOnly?: boolean
 }
 
 /** Headers of an error that has none. */
@@ -103,11 +112,13 @@ export class OAuthError extends StacklessError {
   }
 
   /**
-   * The JSON body of RFC 6749 §5.2. `error_description` is limited to the characters that section
-   * allows (%x20-21 / %x23-5B / %x5D-7E): double quotes become single quotes, backslashes become
-   * slashes, and anything else outside printable ASCII (including echoed user input) becomes `?`.
+   * The JSON body of RFC 6749 §5.2 (`{}` for a {@link OAuthErrorExtra.challengeOnly} answer).
+   * `error_description` is limited to the characters that section allows (%x20-21 / %x23-5B /
+   * %x5D-7E): double quotes become single quotes, backslashes become slashes, and anything else
+   * outside printable ASCII (including echoed user input) becomes `?`.
    */
-  toJSON(): { error: OAuthErrorCode; error_description?: string } & Record<string, unknown> {
+  toJSON(): ({ error: OAuthErrorCode; error_description?: string } & Record<string, unknown>) | Record<string, never> {
+    if (this.extra.challengeOnly === true) return {}
     const body = this.description === undefined ? { error: this.error } : { error: this.error, error_description: toDescriptionCharset(this.description) }
     return this.extra.members === undefined ? body : { ...this.extra.members, ...body }
   }
@@ -119,7 +130,7 @@ export class OAuthError extends StacklessError {
    * non-ASCII character), so neither needs escaping.
    */
   toJSONText(): string {
-    if (this.extra.members !== undefined) return JSON.stringify(this.toJSON())
+    if (this.extra.members !== undefined || this.extra.challengeOnly === true) return JSON.stringify(this.toJSON())
     const d = this.description
     return d === undefined ? `{"error":"${this.error}"}` : `{"error":"${this.error}","error_description":"${toDescriptionCharset(d)}"}`
   }

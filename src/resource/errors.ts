@@ -28,8 +28,9 @@ export interface ChallengeContext {
 
 /**
  * A refused request. `status` is 400, 401, 403 or 503; {@link ResourceAuthError.headers} gives the
- * `WWW-Authenticate` challenge(s). Without `error` (no credentials at all) the challenge carries no
- * error code, as RFC 6750 §3.1 asks.
+ * `WWW-Authenticate` challenge(s). Without `error` (no credentials at all, or another scheme) the
+ * challenge carries no error code and the body ({@link ResourceAuthError.toJSON}) is `{}`, as RFC
+ * 6750 §3.1 asks; `description` is then for the API's own logs only.
  */
 export class ResourceAuthError extends Error {
   override readonly name = 'ResourceAuthError'
@@ -57,9 +58,15 @@ export class ResourceAuthError extends Error {
     return out
   }
 
-  /** A JSON body for APIs that want one besides the challenge. */
-  toJSON(): { error: string; error_description: string } {
-    return { error: this.error ?? 'unauthorized', error_description: this.description }
+  /**
+   * A JSON body for APIs that want one besides the challenge: `{ error, error_description }`, or
+   * `{}` without `error` (no credentials, or another scheme): RFC 6750 §3.1 says that answer
+   * "SHOULD NOT include an error code or other error information", so the challenge alone speaks
+   * (an empty object rather than no body, so the answer stays `application/json`).
+   * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+   */
+  toJSON(): { error: ResourceErrorCode; error_description: string } | Record<string, never> {
+    return this.error === undefined ? {} : { error: this.error, error_description: this.description }
   }
 }
 

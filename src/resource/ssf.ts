@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose'
+import { headerFieldValues } from './header-fields.js'
 import { basicAuthorization, RevocationUnavailableError, type ClientCredentials } from './revocation.js'
 
 const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked'
@@ -228,12 +229,30 @@ export class SsfRevocations {
   /**
    * Handles one RFC 8935 push (mount it at `delivery.push.endpointUrl`): checks the stream's
    * `Authorization` secret, verifies the SET and applies it. Answer with the returned status and
-   * body (202 accepted; 400 `{err, description}`; 401 wrong credentials; 503 retry later).
+   * body (202 accepted; 400 `{err, description}` (RFC 8935 §2.3); 401 wrong credentials; 503 retry
+   * later).
+   *
+   * A repeated `Authorization` field is refused with 400 `invalid_request`, whatever its lines:
+   * it is not a list field (RFC 9110 §5.3) and a push carries one credential. node's
+   * `headers.authorization` keeps only the first line of a repeated field, so pass the lines as
+   * received in `rawHeaders` (node: `req.rawHeaders`; fastify: `request.raw.rawHeaders`);
+   * without them only an `authorization` array in `headers` is seen as repeated.
+   *
+   * @param request.body The request body as text (`application/secevent+jwt`).
+   * @param request.headers The request headers, names in lower case (node's `req.headers`).
+   * @param request.rawHeaders Optional: the header fields as received, names and values alternating.
+   * @see https://www.rfc-editor.org/rfc/rfc8935#section-2.3
    */
-  async receivePush(request: { body: string; headers: Record<string, string | string[] | undefined> }): Promise<{ status: number; body?: { err: string; description: string } }> {
+  async receivePush(request: {
+    body: string
+    headers: Record<string, string | string[] | undefined>
+    rawHeaders?: readonly string[] | undefined
+  }): Promise<{ status: number; body?: { err: string; description: string } }> {
     if (!this.#push) return { status: 404 }
-    const authorization = request.headers.authorization
-    if (authorization !== `Bearer ${this.#push.secret}`) return { status: 401, body: { err: 'authentication_failed', description: 'wrong credentials' } }
+    const authorization =
+      request.rawHeaders !== undefined && request.headers.authorization !== undefined ? headerFieldValues(request.rawHeaders, 'authorization') : request.headers.authorization
+    if (Array.isArray(authorization) && authorization.length !== 1) return { status: 400, body: { err: 'invalid_request', description: 'the Authorization header must be sent once' } }
+    if ((Array.isArray(authorization) ? authorization[0] : authorization) !== `Bearer ${this.#push.secret}`) return { status: 401, body: { err: 'authentication_failed', description: 'wrong credentials' } }
     const type = String(request.headers['content-type'] ?? '')
     if (!type.startsWith('application/secevent+jwt')) return { status: 400, body: { err: 'invalid_request', description: 'expected application/secevent+jwt' } }
     try {

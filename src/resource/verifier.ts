@@ -18,9 +18,10 @@ export interface RequestLike {
   headers: Record<string, string | string[] | undefined>
   /**
    * The header fields as received (node's `IncomingMessage.rawHeaders`: names and values
-   * alternating). When given, `Authorization` is read from here, so a repeated field is seen
-   * (node's `headers.authorization` keeps only the first line) and refused with 400
-   * `invalid_request`. `authorize` (node) and the fastify plugin pass it.
+   * alternating). When given, `Authorization` and `DPoP` are read from here, so a repeated field is
+   * seen and refused: `Authorization` with 400 `invalid_request` (node's `headers.authorization`
+   * keeps only the first line), `DPoP` with 401 `invalid_dpop_proof` (node joins its lines with
+   * commas; RFC 9449 §4.3 check 1). `authorize` (node) and the fastify plugin pass it.
    */
   rawHeaders?: readonly string[] | undefined
 }
@@ -146,9 +147,15 @@ export interface ResourceServer {
   readonly challenge: Readonly<ChallengeContext>
   /**
    * SSF push mode: handles one RFC 8935 push at the API's push URL (`body` as text). Answer with
-   * the returned status and JSON body. Undefined in other modes.
+   * the returned status and JSON body. Pass `rawHeaders` (node's `req.rawHeaders`) so a repeated
+   * `Authorization` field is refused with 400 `invalid_request` (see `SsfRevocations.receivePush`).
+   * Undefined in other modes.
    */
-  receiveSsfPush?: (request: { body: string; headers: Record<string, string | string[] | undefined> }) => Promise<{ status: number; body?: { err: string; description: string } }>
+  receiveSsfPush?: (request: {
+    body: string
+    headers: Record<string, string | string[] | undefined>
+    rawHeaders?: readonly string[] | undefined
+  }) => Promise<{ status: number; body?: { err: string; description: string } }>
   /** Stops background polling. */
   close(): void
 }
@@ -293,14 +300,15 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
     }
 
     // 2. Sender constraint (RFC 9449 §7.1–7.2).
-    const proofHeader = request.headers.dpop
+    // RFC 9449 §4.3 check 1: one DPoP field; read as received when the lines are known.
+    const proofHeader = request.rawHeaders !== undefined && request.headers.dpop !== undefined ? headerFieldValues(request.rawHeaders, 'dpop') : request.headers.dpop
     if (jkt !== null) {
       if (scheme !== 'DPoP') throw refuse('invalid_token', 'a DPoP-bound access token must be sent with the DPoP scheme', 'DPoP')
       if (proofHeader === undefined) throw refuse('invalid_dpop_proof', 'a DPoP proof is required', 'DPoP')
-      if (Array.isArray(proofHeader)) throw refuse('invalid_dpop_proof', 'exactly one DPoP header is allowed', 'DPoP')
+      if (Array.isArray(proofHeader) && proofHeader.length !== 1) throw refuse('invalid_dpop_proof', 'exactly one DPoP header is allowed', 'DPoP')
       try {
         await verifyResourceDpopProof(
-          proofHeader,
+          Array.isArray(proofHeader) ? proofHeader[0]! : proofHeader,
           { method: request.method ?? 'GET', uri: requestUri(request), accessToken: token, boundJkt: jkt },
           {
             algorithms: dpopAlgs,
@@ -369,7 +377,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
   return {
     verifyRequest,
     challenge,
-    ...(ssf ? { receiveSsfPush: (request: { body: string; headers: Record<string, string | string[] | undefined> }) => ssf.receivePush(request) } : {}),
+    ...(ssf ? { receiveSsfPush: (request: Parameters<SsfRevocations['receivePush']>[0]) => ssf.receivePush(request) } : {}),
     close: () => {
       feed?.stop()
       ssf?.stop()

@@ -14,7 +14,7 @@ import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authenticateAccessToken, authorizationField, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
+import { authenticateAccessToken, authorizationField, dpopField, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
 import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
@@ -45,7 +45,7 @@ export interface SignalsHttpDeps {
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
-  return { authorization: authorizationField(request.raw), dpop: request.headers.dpop, method: request.method, uri: issuer + request.url.split('?')[0] }
+  return { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: issuer + request.url.split('?')[0] }
 }
 
 /**
@@ -102,6 +102,16 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
       if (request.url.startsWith('/ssf/')) return sendSsfError(reply, ssf)
       throw new OAuthError('invalid_request', ssf.description, { status: ssf.status })
     })
+
+    // RFC 9449 §9 with §8.2: when nonces are required, every answer of the routes that take a
+    // DPoP-bound token (all here but the public, cacheable SSF configuration) carries the current
+    // nonce, 2xx and errors alike, so a client never needs a use_dpop_nonce round trip to learn it.
+    const nonces = deps.dpopNonces
+    if (nonces !== undefined)
+      api.addHook('onRequest', (request, reply, done) => {
+        if (request.routeOptions.url !== SSF_PATHS.configuration) reply.header('dpop-nonce', nonces.current())
+        done()
+      })
 
     /** A receiver: a confidential client's token with the SSF scope (RFC 6750). */
     const receiver = async (request: FastifyRequest): Promise<AuthenticatedToken> => {
