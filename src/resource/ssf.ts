@@ -14,7 +14,7 @@
  * Revocations made before the stream existed are not replayed: start the helper before the API
  * takes traffic, or keep access tokens short-lived.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose'
 import { headerFieldValues } from './header-fields.js'
 import { basicAuthorization, RevocationUnavailableError, type ClientCredentials } from './revocation.js'
@@ -252,7 +252,7 @@ export class SsfRevocations {
     const authorization =
       request.rawHeaders !== undefined && request.headers.authorization !== undefined ? headerFieldValues(request.rawHeaders, 'authorization') : request.headers.authorization
     if (Array.isArray(authorization) && authorization.length !== 1) return { status: 400, body: { err: 'invalid_request', description: 'the Authorization header must be sent once' } }
-    if ((Array.isArray(authorization) ? authorization[0] : authorization) !== `Bearer ${this.#push.secret}`) return { status: 401, body: { err: 'authentication_failed', description: 'wrong credentials' } }
+    if (!sameSecretText(Array.isArray(authorization) ? authorization[0] : authorization, `Bearer ${this.#push.secret}`)) return { status: 401, body: { err: 'authentication_failed', description: 'wrong credentials' } }
     const type = String(request.headers['content-type'] ?? '')
     if (!type.startsWith('application/secevent+jwt')) return { status: 400, body: { err: 'invalid_request', description: 'expected application/secevent+jwt' } }
     try {
@@ -293,4 +293,15 @@ function subjectOf(user: unknown): string | undefined {
   if (u?.format === 'iss_sub' && typeof u.sub === 'string') return u.sub
   if (u?.format === 'aliases' && Array.isArray(u.identifiers)) for (const i of u.identifiers) if (subjectOf(i) !== undefined) return subjectOf(i)
   return undefined
+}
+
+/**
+ * Whether the presented credential equals the expected one, compared in constant time: both are
+ * hashed to SHA-256 first, so neither the content nor the length of the secret shows in the time
+ * taken. `undefined` (no field) is never equal.
+ */
+function sameSecretText(presented: string | undefined, expected: string): boolean {
+  if (presented === undefined) return false
+  const digest = (text: string) => createHash('sha256').update(text).digest()
+  return timingSafeEqual(digest(presented), digest(expected))
 }

@@ -2,10 +2,11 @@
  * The audit log's keys: checkpoints of the chain head signed with HMAC-SHA256, per-record seals,
  * the key ids both carry, and the checkpoint key and file (see ../audit.ts).
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { AuditCheckpointRecord } from '../../storage/store.js'
+import { constantTimeEqual } from '../../system.js'
 
 // --- checkpoints ---------------------------------------------------------------------------------
 
@@ -40,17 +41,10 @@ export function signatureKeyId(signature: string): string | undefined {
   return dot > 0 ? signature.slice(0, dot) : undefined
 }
 
-/** Whether two texts are equal, compared in constant time (for signatures and seals). */
-export function equalText(a: string, b: string): boolean {
-  const x = Buffer.from(a)
-  const y = Buffer.from(b)
-  return x.length === y.length && timingSafeEqual(x, y)
-}
-
 /** Constant-time check of a checkpoint's signature (with or without a key id). */
 export function isCheckpointSignatureValid(key: Uint8Array, c: AuditCheckpointRecord): boolean {
   const mac = hmac(key, `${c.seq}.${c.hash}.${c.time}`)
-  return signatureKeyId(c.signature) === undefined ? equalText(c.signature, mac) : equalText(c.signature, `${auditKeyId(key)}.${mac}`)
+  return signatureKeyId(c.signature) === undefined ? constantTimeEqual(c.signature, mac) : constantTimeEqual(c.signature, `${auditKeyId(key)}.${mac}`)
 }
 
 /**

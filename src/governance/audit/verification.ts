@@ -3,8 +3,9 @@
  * first damaged record and what kind of damage it is (see ../audit.ts).
  */
 import type { AuditCheckpointRecord, AuditEventRecord, Store } from '../../storage/store.js'
+import { constantTimeEqual } from '../../system.js'
 import { chainHash, GENESIS_HASH } from './chain.js'
-import { auditKeyId, equalText, isCheckpointSignatureValid, readCheckpointFile, sealAuditRecord, signatureKeyId } from './checkpoints.js'
+import { auditKeyId, isCheckpointSignatureValid, readCheckpointFile, sealAuditRecord, signatureKeyId } from './checkpoints.js'
 
 // --- verification --------------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ function checkSeal(key: Uint8Array, keyId: string, r: AuditEventRecord, sealSeen
   }
   const kid = signatureKeyId(r.mac)
   if (kid !== keyId) return keyMismatch('record', r.seq, kid ?? '(none)', keyId)
-  if (equalText(r.mac, sealAuditRecord(key, r))) return undefined
+  if (constantTimeEqual(r.mac, sealAuditRecord(key, r))) return undefined
   return {
     kind: 'rewritten',
     seq: r.seq,
