@@ -1,8 +1,9 @@
 /**
- * The device_code format (issue 17): `<device grant id>.<secret>`, stored under `<id>.` + SHA-256
- * of the secret so that new keys are time-ordered in the unique index; codes issued before (no
- * separator, stored as the SHA-256 of the whole code) keep working until they expire. On SQLite
- * and, with DEVICEGATE_TEST_PG_URL, on PostgreSQL (batched read and pending-grant cache).
+ * The device_code format (issue 17): `<device grant id>.<secret>`, keyed as `<id>.` + SHA-256 of
+ * the secret (the store finds it by the id and compares the key in constant time, see
+ * test/migrations-device-code.test.ts); codes issued before (no separator, stored as the SHA-256
+ * of the whole code) keep working until they expire. On SQLite and, with DEVICEGATE_TEST_PG_URL,
+ * on PostgreSQL (batched read and pending-grant cache).
  */
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

@@ -12,7 +12,7 @@ import { openStore } from '../src/storage/index.js'
 import { PendingGrantCache } from '../src/storage/pending-grant-cache.js'
 import type { Store } from '../src/storage/store.js'
 import { freshPgSchema, withPgClient } from './support/pg-schema.js'
-import { accessToken, deviceGrant, id } from './support/store-fixtures.js'
+import { accessToken, deviceGrant, hash, id } from './support/store-fixtures.js'
 
 const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
 if (!PG_URL) console.warn('pending grant cache tests on PostgreSQL SKIPPED: set DEVICEGATE_TEST_PG_URL')
@@ -22,17 +22,17 @@ describe('PendingGrantCache', () => {
     const cache = new PendingGrantCache()
     const g = deviceGrant()
     cache.offer(cache.ticket(), g)
-    expect(cache.get(g.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(g.id)).toBeUndefined()
     cache.start()
     const before = cache.ticket()
     cache.forget('some other grant')
     cache.offer(before, g)
-    expect(cache.get(g.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(g.id)).toBeUndefined()
     cache.offer(cache.ticket(), g)
-    expect(cache.get(g.deviceCodeHash)).toBe(g)
+    expect(cache.get(g.id)).toBe(g)
     const approved = deviceGrant({ status: 'approved' })
     cache.offer(cache.ticket(), approved)
-    expect(cache.get(approved.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(approved.id)).toBeUndefined()
   })
 
   it('forgets a grant by id, and everything when stopped', () => {
@@ -42,8 +42,8 @@ describe('PendingGrantCache', () => {
     cache.offer(cache.ticket(), a)
     cache.offer(cache.ticket(), b)
     cache.forget(a.id)
-    expect(cache.get(a.deviceCodeHash)).toBeUndefined()
-    expect(cache.get(b.deviceCodeHash)).toBe(b)
+    expect(cache.get(a.id)).toBeUndefined()
+    expect(cache.get(b.id)).toBe(b)
     cache.stop()
     expect(cache.size).toBe(0)
     expect(cache.ticket()).toBeUndefined()
@@ -56,10 +56,10 @@ describe('PendingGrantCache', () => {
     const [a, b, c] = [deviceGrant(), deviceGrant(), deviceGrant()]
     for (const g of [a, b, c]) cache.offer(cache.ticket(), g)
     expect(cache.size).toBe(2)
-    expect(cache.get(a.deviceCodeHash)).toBeUndefined()
-    expect(cache.get(c.deviceCodeHash)).toBe(c)
+    expect(cache.get(a.id)).toBeUndefined()
+    expect(cache.get(c.id)).toBe(c)
     now += 100
-    expect(cache.get(c.deviceCodeHash)).toBeUndefined()
+    expect(cache.get(c.id)).toBeUndefined()
   })
 })
 
@@ -107,14 +107,17 @@ describe.skipIf(!PG_URL)('the pending device grant cache of several instances on
     await a.store.createDeviceGrant(g)
     expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
     expect((await b.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
-    expect(a.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
-    expect(b.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
+    expect(a.cache.get(g.id)?.id).toBe(g.id)
+    expect(b.cache.get(g.id)?.id).toBe(g.id)
+    // The cache is keyed by id: a key with the right id and another hash is still not found.
+    expect(await a.store.findDeviceGrantByDeviceCodeHash(`${g.id}.${hash()}`)).toBeUndefined()
+    expect(a.cache.get(g.id)?.id).toBe(g.id)
 
     const now = Math.floor(Date.now() / 1000)
     expect(await b.store.decideDeviceGrant(g.id, 'approved', 'alice', now)).toBe(true)
     // The deciding instance forgets at once; the other when the notification (sent on commit) arrives.
     expect((await b.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('approved')
-    await eventually(() => a.cache.get(g.deviceCodeHash) === undefined)
+    await eventually(() => a.cache.get(g.id) === undefined)
     expect(await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ status: 'approved', subject: 'alice' })
 
     const bundle = (grantId: string) => ({
@@ -191,9 +194,9 @@ describe.skipIf(!PG_URL)('the pending device grant cache in a schema whose name 
     const g = deviceGrant({ expiresAt: Math.floor(Date.now() / 1000) + 600 })
     await a.store.createDeviceGrant(g)
     expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('pending')
-    expect(a.cache.get(g.deviceCodeHash)?.id).toBe(g.id)
+    expect(a.cache.get(g.id)?.id).toBe(g.id)
     expect(await b.store.decideDeviceGrant(g.id, 'approved', 'alice', Math.floor(Date.now() / 1000))).toBe(true)
-    await eventually(() => a.cache.get(g.deviceCodeHash) === undefined)
+    await eventually(() => a.cache.get(g.id) === undefined)
     expect((await a.store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.status).toBe('approved')
   })
 })

@@ -162,7 +162,7 @@ export async function handleDeviceAuthorization(
     const userCode = generateUserCode(deps.random)
     try {
       const id = recordId(deps.random)
-      // `<id>.<secret>`, stored under a key that sorts by creation time (index locality of the device grant store).
+      // `<id>.<secret>`: the store finds the grant by its id (the primary key) and keeps only the secret's hash.
       const deviceCode = issueDeviceCode(id, deps.random)
       await deps.store.createDeviceGrant({
         id,

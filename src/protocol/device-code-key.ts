@@ -36,17 +36,17 @@ export function issueDeviceCode(id: string, random: Random): { code: string; key
 }
 
 /**
- * The key a presented `device_code` is stored and looked up under (the `device_code_hash` column,
- * unique): the only place that turns a device code into that key, at issuance and at every poll.
+ * The key a presented `device_code` is stored and looked up under (`DeviceGrantRecord.deviceCodeHash`):
+ * the only place that turns a device code into that key, at issuance and at every poll.
  *
  * - `<id>.<secret>` (the current format): `<id>.` followed by the SHA-256 (hex) of the secret.
- *   `<id>` is the device grant's record id (`recordId()`), which starts with its creation time, so
- *   new keys are time-ordered and each insert lands at the right edge of the unique index instead
- *   of dirtying a random leaf page of it (fewer pages written per group commit). The id is not a
- *   secret; the secret is still kept only as its hash (RFC 8628 §5.2: device codes are stored only
- *   as hashes), and the code still carries 256 random bits.
+ *   `<id>` is the device grant's record id (`recordId()`): the store finds the grant by it, its
+ *   primary key, and compares the whole key in constant time, so no index of its own is written
+ *   for the code at a device authorization. The id is not a secret; the secret is still kept only
+ *   as its hash (RFC 8628 §5.2: device codes are stored only as hashes), and the code still
+ *   carries 256 random bits.
  * - A code without the separator (issued before: 43 base64url characters, still valid until it
- *   expires): the SHA-256 (hex) of the whole code, as before.
+ *   expires): the SHA-256 (hex) of the whole code, as before, found under a unique index of such keys.
  *
  * The two kinds of keys never collide: an old key is 64 hex digits, a new one contains a `.`.
  *

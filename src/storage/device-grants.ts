@@ -13,8 +13,10 @@ export interface DeviceGrantRecord {
   id: string
   /**
    * The `device_code`'s lookup key (protocol/device-code-key.ts `deviceCodeLookupKey`): `<id>.` and
-   * the SHA-256 (hex) of the secret for a code `<id>.<secret>`; the SHA-256 (hex) of the whole code
-   * for one issued before. Opaque to the store: unique, compared for equality.
+   * the SHA-256 (hex) of the secret for a code `<id>.<secret>`, where `<id>` is this record's `id`;
+   * the SHA-256 (hex) of the whole code for one issued before (no `.`). The store keeps the first
+   * kind as the hash beside the primary key and finds it by `id` (no index of its own), the second
+   * under a unique index; either way it is unique and compared whole.
    */
   deviceCodeHash: string
   /** Canonical user code (8 characters, no dash). */
@@ -62,9 +64,19 @@ export interface DeviceGrantStore {
    * storage for it (as `StorageClassStore.declareStorageClass` with `declaredAt =
    * grant.createdAt`) in the same call, so both rows are committed together: one commit instead of
    * two on the device authorization path.
-   * @throws {StoreConflictError} when the user code or device code hash is taken (nothing is written).
+   * @throws {StoreConflictError} when the id, the user code or the device code hash is taken
+   *   (nothing is written).
+   * @throws {TypeError} when `deviceCodeHash` has a `.` and does not start with `<id>.` (a
+   *   programming error; nothing is written).
    */
   createDeviceGrant(grant: DeviceGrantRecord, storageClass?: StorageClass): Promise<void>
+  /**
+   * Finds the device grant whose `deviceCodeHash` is this key (RFC 8628 §3.4: the device code
+   * presented at the token endpoint). A key `<id>.<hash>` is found by `<id>` and matches only when
+   * the whole key is equal, compared in constant time, so a real id with a wrong secret is simply
+   * not found; a key without `.` (a code issued before that format) by the key itself.
+   * @returns the record, or undefined when no grant has this key.
+   */
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined>
   /** Finds by canonical user code. */
   findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined>

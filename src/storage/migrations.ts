@@ -14,7 +14,8 @@
  * The tables by domain, and the migrations that created or changed them:
  *
  * - device grants (`device-grants.ts`): `device_grants` — 0001; `resources` 002; review claims
- *   005_review_claims; the status-change notification trigger (PostgreSQL) 020
+ *   005_review_claims; the status-change notification trigger (PostgreSQL) 020; `device_secret_hash`,
+ *   `device_code_hash` nullable and its unique index partial 021
  * - token families (`token-families.ts`): `grants`, `access_tokens`, `refresh_tokens` — 0001;
  *   `resources` 002; revocation-feed indexes 002; `last_used_at` / `last_used_ip` 003; index 004;
  *   `refresh_tokens.rotated_jkt` / `replaced_by` 006
@@ -78,6 +79,7 @@ export const migrations: Record<string, Migration> = {
   '018_partial_indexes': consoleDomain.partialIndexes,
   '019_signals_review_trigger_or': signals.reviewTriggerOr,
   '020_device_grant_changes': protocol.deviceGrantChanges,
+  '021_device_code_by_id': protocol.deviceCodeById,
   // ── Append new migrations HERE, one line each, the next number after the last key above:
   //    '0NN_<name>': <domain>.<name>,
   //    with the body `export const <name>: Migration = { up, down }` at the end of

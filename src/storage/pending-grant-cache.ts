@@ -35,8 +35,7 @@ interface Entry {
 }
 
 export class PendingGrantCache {
-  readonly #byHash = new Map<string, Entry>()
-  readonly #hashById = new Map<string, string>()
+  readonly #byId = new Map<string, Entry>()
   readonly #maxEntries: number
   readonly #maxAgeMs: number
   readonly #clock: () => number
@@ -62,15 +61,18 @@ export class PendingGrantCache {
 
   /** Records held. */
   get size(): number {
-    return this.#byHash.size
+    return this.#byId.size
   }
 
-  /** The pending record of the device code with this SHA-256 hash, if cached and fresh. Do not modify it. */
-  get(deviceCodeHash: string): DeviceGrantRecord | undefined {
-    const entry = this.#byHash.get(deviceCodeHash)
+  /**
+   * The pending record of the device grant with this id, if cached and fresh. Do not modify it.
+   * The caller still checks the presented device code against the record's `deviceCodeHash`.
+   */
+  get(id: string): DeviceGrantRecord | undefined {
+    const entry = this.#byId.get(id)
     if (entry === undefined) return undefined
     if (this.#clock() - entry.readAt >= this.#maxAgeMs) {
-      this.#delete(deviceCodeHash, entry.record.id)
+      this.#byId.delete(id)
       return undefined
     }
     return entry.record
@@ -90,20 +92,18 @@ export class PendingGrantCache {
    */
   offer(ticket: number | undefined, record: DeviceGrantRecord): void {
     if (ticket === undefined || ticket !== this.#epoch || !this.#live || record.status !== 'pending') return
-    this.#delete(record.deviceCodeHash, record.id)
-    if (this.#byHash.size >= this.#maxEntries) {
-      const oldest = this.#byHash.entries().next().value
-      if (oldest !== undefined) this.#delete(oldest[0], oldest[1].record.id)
+    this.#byId.delete(record.id)
+    if (this.#byId.size >= this.#maxEntries) {
+      const oldest = this.#byId.keys().next().value
+      if (oldest !== undefined) this.#byId.delete(oldest)
     }
-    this.#byHash.set(record.deviceCodeHash, { record, readAt: this.#clock() })
-    this.#hashById.set(record.id, record.deviceCodeHash)
+    this.#byId.set(record.id, { record, readAt: this.#clock() })
   }
 
   /** Forgets the device grant with this id (its status changed). */
   forget(id: string): void {
     this.#epoch++
-    const hash = this.#hashById.get(id)
-    if (hash !== undefined) this.#delete(hash, id)
+    this.#byId.delete(id)
   }
 
   /** Listening has begun: records read from now on may be cached. */
@@ -116,12 +116,6 @@ export class PendingGrantCache {
   stop(): void {
     this.#epoch++
     this.#live = false
-    this.#byHash.clear()
-    this.#hashById.clear()
-  }
-
-  #delete(hash: string, id: string): void {
-    this.#byHash.delete(hash)
-    this.#hashById.delete(id)
+    this.#byId.clear()
   }
 }

@@ -23,6 +23,36 @@ describeStoreContract('device grants', (contract) => {
       expect(await store.findDeviceGrantByUserCode('ZZZZZZZZ')).toBeUndefined()
     })
 
+    it('finds a key "<id>.<hash>" only with its own hash: a real id with another hash, or a prefix of it, is not found', async () => {
+      const g = deviceGrant()
+      await store.createDeviceGrant(g)
+      const other = deviceGrant()
+      await store.createDeviceGrant(other)
+      const otherHash = other.deviceCodeHash.slice(other.id.length + 1)
+      for (const key of [`${g.id}.${hash()}`, `${g.id}.${otherHash}`, g.deviceCodeHash.slice(0, -1), `${g.deviceCodeHash}0`, `${g.id}.`, `${g.id}`, g.deviceCodeHash.slice(g.id.length + 1)])
+        expect(await store.findDeviceGrantByDeviceCodeHash(key), key).toBeUndefined()
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toEqual(g)
+    })
+
+    it('finds a key of the format before (no ".") by the key itself, and not by the grant id', async () => {
+      const g = deviceGrant({ deviceCodeHash: hash() })
+      await store.createDeviceGrant(g)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toEqual(g)
+      expect(await store.findDeviceGrantByDeviceCodeHash(`${g.id}.${g.deviceCodeHash}`)).toBeUndefined()
+    })
+
+    it('refuses a key "<id>.<hash>" of another id with TypeError, writing nothing', async () => {
+      const g = deviceGrant()
+      await expect(store.createDeviceGrant({ ...g, deviceCodeHash: `${id('dg')}.${hash()}` })).rejects.toBeInstanceOf(TypeError)
+      expect(await store.findDeviceGrantByUserCode(g.userCode)).toBeUndefined()
+    })
+
+    it('rejects an id collision with StoreConflictError', async () => {
+      const g = deviceGrant()
+      await store.createDeviceGrant(g)
+      await expect(store.createDeviceGrant(deviceGrant({ id: g.id }))).rejects.toBeInstanceOf(StoreConflictError)
+    })
+
     it('rejects a user-code collision with StoreConflictError', async () => {
       const g = deviceGrant()
       await store.createDeviceGrant(g)
@@ -31,8 +61,8 @@ describeStoreContract('device grants', (contract) => {
       await expect(clash).rejects.toMatchObject({ code: 'ERR_STORE_CONFLICT' })
     })
 
-    it('rejects a device-code-hash collision with StoreConflictError', async () => {
-      const g = deviceGrant()
+    it('rejects a device-code-hash collision (format before) with StoreConflictError', async () => {
+      const g = deviceGrant({ deviceCodeHash: hash() })
       await store.createDeviceGrant(g)
       await expect(
         store.createDeviceGrant(deviceGrant({ deviceCodeHash: g.deviceCodeHash })),

@@ -14,10 +14,16 @@ export const USER_CODE_ALPHABET = 'BCDFGHJKLMNPQRSTVWXZ'
 export const userCode = () =>
   Array.from(randomBytes(8), (b) => USER_CODE_ALPHABET[b % USER_CODE_ALPHABET.length]).join('')
 
+/**
+ * A pending device grant. Its `deviceCodeHash` is `<id>.<64 hex>`, the key of a code `<id>.<secret>`
+ * as devicegate issues it (found by the id); pass `deviceCodeHash: hash()` for the key of a code of
+ * the format before (no `.`, found by the hash).
+ */
 export function deviceGrant(over: Partial<DeviceGrantRecord> = {}): DeviceGrantRecord {
+  const grantId = over.id ?? id('dg')
   return {
-    id: id('dg'),
-    deviceCodeHash: hash(),
+    id: grantId,
+    deviceCodeHash: `${grantId}.${hash()}`,
     userCode: userCode(),
     clientId: 'cli',
     scope: 'openid profile',

@@ -19,6 +19,7 @@ import { BatchedRead } from './batched-read.js'
 import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
 import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
 import type { TokenWriter } from './token-families.js'
+import { constantTimeEqual } from '../../system.js'
 
 /** Every column of `device_grants` (the compiler checks none is missing), for hot reads. */
 const DEVICE_GRANT_COLUMNS = [
@@ -41,6 +42,7 @@ const DEVICE_GRANT_COLUMNS = [
   'resources',
   'review_claim',
   'review_claim_until',
+  'device_secret_hash',
 ] as const satisfies readonly (keyof DeviceGrantsTable)[]
 const allDeviceGrantColumns: Exclude<keyof DeviceGrantsTable, (typeof DEVICE_GRANT_COLUMNS)[number]> extends never ? true : never = true
 void allDeviceGrantColumns
@@ -107,11 +109,12 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   readonly #pollTimes: PollTimes
   /** Pending device grants known to this instance (several instances; see `../pending-grant-cache.ts`). */
   readonly #pending: PendingGrantCache | undefined
-  /** PostgreSQL: concurrent reads by code hash coalesced into one statement per event-loop turn. */
-  readonly #byCodeHash: BatchedRead<DeviceGrantRow> | undefined
+  /** PostgreSQL: concurrent reads by id coalesced into one statement per event-loop turn. */
+  readonly #byId: BatchedRead<DeviceGrantRow> | undefined
   /** Hot-path statements compiled once (see {@link PreparedQuery}). */
   readonly #hot: {
-    deviceGrantByCodeHash: PreparedQuery<Selectable<DevicegateDatabase['device_grants']>>
+    deviceGrantById: PreparedQuery<DeviceGrantRow>
+    deviceGrantByLegacyHash: PreparedQuery<DeviceGrantRow>
     deviceGrantInsert: PreparedInsert<Insertable<DeviceGrantsTable>>
     storageClassInsert: PreparedQuery<unknown>
   }
@@ -130,8 +133,11 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
     this.#pending = pending
     const db = ctx.db
     this.#hot = {
-      deviceGrantByCodeHash: new PreparedQuery(1, (hash) =>
-        // Columns by name, not `*`, so that it runs as a named statement on PostgreSQL (prepared.ts).
+      // Columns by name, not `*`, so that these run as named statements on PostgreSQL (prepared.ts).
+      deviceGrantById: new PreparedQuery(1, (id) => db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where('id', '=', id)),
+      // `device_code_hash = ?` implies `device_code_hash IS NOT NULL`, the partial index's condition,
+      // so SQLite and PostgreSQL search that index (test/migrations-device-code.test.ts checks the plans).
+      deviceGrantByLegacyHash: new PreparedQuery(1, (hash) =>
         db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where('device_code_hash', '=', hash),
       ),
       deviceGrantInsert: new PreparedInsert((row: Insertable<DeviceGrantsTable>) => db.insertInto('device_grants').values(row)),
@@ -145,10 +151,10 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
       ),
     }
     if (ctx.kind === 'postgres') {
-      const byHashes = new PreparedQuery<DeviceGrantRow>(1, (hashes) =>
-        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where(sql<boolean>`device_code_hash = any(${hashes}::text[])`),
+      const byIds = new PreparedQuery<DeviceGrantRow>(1, (ids) =>
+        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where(sql<boolean>`id = any(${ids}::text[])`),
       )
-      this.#byCodeHash = new BatchedRead((hashes) => byHashes.execute(db, hashes), (row) => row.device_code_hash)
+      this.#byId = new BatchedRead((ids) => byIds.execute(db, ids), (row) => row.id)
     }
     // Redeemed grants stay: their token family points at them.
     ctx.onPurge(async (now) => {
@@ -161,36 +167,66 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
   }
 
   createDeviceGrant(grant: DeviceGrantRecord, storageClass?: StorageClass): Promise<void> {
+    let row: DeviceGrantsTable
+    try {
+      row = deviceGrantRow(grant)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     return this.#ctx.guard(async () => {
-      await this.#hot.deviceGrantInsert.execute(this.#db, deviceGrantRow(grant))
+      await this.#hot.deviceGrantInsert.execute(this.#db, row)
       // Same guard, so the same group commit on SQLite: one commit wait, not two.
       if (storageClass !== undefined) await this.#hot.storageClassInsert.execute(this.#db, grant.id, grant.clientId, storageClass, grant.createdAt)
     })
   }
 
   /**
+   * A key `<id>.<secret hash>` is looked up by `id` (the primary key), and the row matches only
+   * when its whole key equals `deviceCodeHash`, compared in constant time: a real id with a wrong
+   * secret costs the same read and comparison as the right one, and is not found. Any other key
+   * (a code issued before that format) is looked up in the partial unique index of
+   * `device_code_hash`.
+   *
    * With a cache of pending grants (several instances), a code known to be pending is answered
-   * from it without a read; its status may then be older than the row by the staleness window of
-   * `../pending-grant-cache.ts` (an approval is never taken from the cache). Its poll fields may
-   * be older too; polls are decided by `registerPoll`, not from them.
+   * from it without a read (after the same comparison); its status may then be older than the row
+   * by the staleness window of `../pending-grant-cache.ts` (an approval is never taken from the
+   * cache). Its poll fields may be older too; polls are decided by `registerPoll`, not from them.
+   * Codes of the format before are not cached (they are few, and gone once they expire).
    */
   findDeviceGrantByDeviceCodeHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
-    const cached = this.#pending?.get(deviceCodeHash)
-    if (cached !== undefined) return Promise.resolve(withPollState({ ...cached }, this.#pollTimes))
+    const at = deviceCodeHash.indexOf(DEVICE_CODE_KEY_SEPARATOR)
+    if (at < 0) return this.#findByLegacyHash(deviceCodeHash)
+    const id = deviceCodeHash.slice(0, at)
+    const cached = this.#pending?.get(id)
+    if (cached !== undefined)
+      return Promise.resolve(constantTimeEqual(cached.deviceCodeHash, deviceCodeHash) ? withPollState({ ...cached }, this.#pollTimes) : undefined)
     return this.#ctx.guard(async () => {
       const ticket = this.#pending?.ticket()
-      const row = this.#byCodeHash
-        ? await this.#byCodeHash.load(deviceCodeHash)
-        : (await this.#hot.deviceGrantByCodeHash.execute(this.#db, deviceCodeHash))[0]
+      const row = this.#byId ? await this.#byId.load(id) : (await this.#hot.deviceGrantById.execute(this.#db, id))[0]
       if (row === undefined) return undefined
-      // The poll path: a pending code is registered next; its poll state is in this row already.
-      if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
       const record = toDeviceGrant(row)
+      if (!constantTimeEqual(record.deviceCodeHash, deviceCodeHash)) return undefined
+      this.#seedPollTimes(row)
       if (ticket === undefined) return withPollState(record, this.#pollTimes)
       // The cache keeps `record`: the caller gets a copy.
       this.#pending!.offer(ticket, record)
       return withPollState({ ...record }, this.#pollTimes)
     })
+  }
+
+  /** The device grant of a `device_code` issued before the `<id>.<secret>` format, by its hash. */
+  #findByLegacyHash(deviceCodeHash: string): Promise<DeviceGrantRecord | undefined> {
+    return this.#ctx.guard(async () => {
+      const [row] = await this.#hot.deviceGrantByLegacyHash.execute(this.#db, deviceCodeHash)
+      if (row === undefined) return undefined
+      this.#seedPollTimes(row)
+      return withPollState(toDeviceGrant(row), this.#pollTimes)
+    })
+  }
+
+  /** The poll path: a pending code is registered next; its poll state is in this row already. */
+  #seedPollTimes(row: DeviceGrantRow): void {
+    if (row.status === 'pending') this.#pollTimes.seed?.(row.id, { lastPolledAt: row.last_polled_at, intervalSeconds: row.interval_seconds })
   }
 
   findDeviceGrantByUserCode(userCode: string): Promise<DeviceGrantRecord | undefined> {
@@ -337,10 +373,22 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
 
 // --- row mapping ---
 
+/** Separates the id from the secret's hash in a device code's lookup key (`<id>.<hash>`). */
+const DEVICE_CODE_KEY_SEPARATOR = '.'
+
+/**
+ * The row of a record. Its `deviceCodeHash` `<id>.<hash>` is kept as `hash` in
+ * `device_secret_hash` (the row is found by `id`); a key without the separator whole in
+ * `device_code_hash`.
+ * @throws {TypeError} for a key with the separator whose part before it is not `g.id`.
+ */
 function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
+  const at = g.deviceCodeHash.indexOf(DEVICE_CODE_KEY_SEPARATOR)
+  if (at >= 0 && g.deviceCodeHash.slice(0, at) !== g.id)
+    throw new TypeError(`device grant ${JSON.stringify(g.id)}: its device code key must start with its id and "${DEVICE_CODE_KEY_SEPARATOR}"`)
   return {
     id: g.id,
-    device_code_hash: g.deviceCodeHash,
+    device_code_hash: at < 0 ? g.deviceCodeHash : null,
     user_code: g.userCode,
     client_id: g.clientId,
     scope: g.scope,
@@ -358,13 +406,16 @@ function deviceGrantRow(g: DeviceGrantRecord): DeviceGrantsTable {
     resources: joinResources(g.resources),
     review_claim: null,
     review_claim_until: null,
+    device_secret_hash: at < 0 ? null : g.deviceCodeHash.slice(at + 1),
   }
 }
 
 function toDeviceGrant(row: Selectable<DeviceGrantsTable>): DeviceGrantRecord {
   return {
     id: row.id,
-    deviceCodeHash: row.device_code_hash,
+    // Rows written before migration 021 by hand or by a store of the release before may hold the
+    // whole key `<id>.<hash>` in `device_code_hash`: the same key either way.
+    deviceCodeHash: row.device_secret_hash === null ? (row.device_code_hash ?? '') : row.id + DEVICE_CODE_KEY_SEPARATOR + row.device_secret_hash,
     userCode: row.user_code,
     clientId: row.client_id,
     scope: row.scope,

@@ -7,7 +7,12 @@
 
 export interface DeviceGrantsTable {
   id: string
-  device_code_hash: string
+  /**
+   * The lookup key of a `device_code` issued before the `<id>.<secret>` format (the SHA-256 hex of
+   * the whole code), under a unique index of the rows that have one; null since migration 021 for
+   * codes of that format, whose secret's hash is in `device_secret_hash`.
+   */
+  device_code_hash: string | null
   user_code: string
   client_id: string
   scope: string
@@ -27,6 +32,12 @@ export interface DeviceGrantsTable {
   /** Added by migration 005_review_claims: the browser session reviewing it (a hash), and until when. */
   review_claim: string | null
   review_claim_until: number | null
+  /**
+   * Added by migration 021: for a `device_code` `<id>.<secret>`, the SHA-256 hex of the secret (the
+   * row is found by `id`, its primary key; no index holds this column); null for a code of the
+   * format before.
+   */
+  device_secret_hash: string | null
 }
 
 // --- token families (token-families.ts; grant-inventory.ts reads them too) ---

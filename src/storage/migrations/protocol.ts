@@ -3,7 +3,7 @@
  *
  * Bodies only: the order lives in ../migrations.ts. Never edit a landed migration; append a new one.
  */
-import { PostgresAdapter, sql, type Kysely, type Migration } from 'kysely'
+import { PostgresAdapter, sql, type Kysely, type Migration, type SqlBool } from 'kysely'
 import { isPostgres } from './dialect.js'
 
 export const initial: Migration = {
@@ -253,4 +253,133 @@ $$`.execute(db)
     await sql`drop trigger if exists device_grants_status_changed on device_grants`.execute(db)
     await sql`drop function if exists device_grant_status_changed()`.execute(db)
   },
+}
+
+/** The columns of `device_grants` before {@link deviceCodeById}, in their order (SQLite rebuild). */
+const DEVICE_GRANT_COLUMNS_BEFORE_021 = [
+  'id', 'device_code_hash', 'user_code', 'client_id', 'scope', 'status', 'created_at', 'expires_at', 'interval_seconds',
+  'last_polled_at', 'subject', 'decided_at', 'request_ip', 'request_user_agent', 'dpop_jkt', 'grant_id', 'resources',
+  'review_claim', 'review_claim_until',
+] as const
+
+/** SQL condition: the row's `device_code_hash` is `<id>.<hash>`, the key of a code `<id>.<secret>`. */
+const KEYED_BY_ID = sql<SqlBool>`substr(device_code_hash, 1, length(id) + 1) = id || '.'`
+
+/**
+ * Device codes found by the device grant's id (RFC 8628 §3.4; write path of a device
+ * authorization): a code `<id>.<secret>` is looked up by `<id>`, the primary key, and its key
+ * compared whole in constant time, so its secret's hash needs no index of its own. It moves to a
+ * new column, `device_secret_hash` (the SHA-256 hex of the secret, no index); `device_code_hash`
+ * keeps only the keys of codes issued before that format (the SHA-256 hex of the whole code) and is
+ * null otherwise, and its unique index becomes partial (`WHERE device_code_hash IS NOT NULL`): a
+ * device authorization writes one B-tree less. A lookup `device_code_hash = ?` implies the
+ * condition, so it still searches that index. Rows whose `device_code_hash` is `<id>.<hash>` are
+ * converted (their codes keep working, and a replayed redeemed code is still recognised).
+ *
+ * The table stays a rowid table on SQLite: as WITHOUT ROWID (one B-tree instead of the table and
+ * its primary key's index) a device authorization wrote about 10 % more bytes and took more CPU,
+ * measured (bench/device-grant-writes.mjs), as every other index of the table then holds the
+ * 26-character id instead of the rowid, and the rows are wide.
+ *
+ * SQLite cannot drop a column's UNIQUE constraint nor its NOT NULL, so the table is rebuilt
+ * (https://www.sqlite.org/lang_altertable.html#otheralter) in one transaction: new table, rows
+ * copied and converted, old table dropped, new one renamed, its indexes re-created.
+ *
+ * During a rolling upgrade of several instances on PostgreSQL, an instance of the release before
+ * cannot find the codes an upgraded instance issued (it looks them up by `device_code_hash`):
+ * upgrade them together. Upgraded instances do find the codes the others issued.
+ */
+export const deviceCodeById: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    if (!isPostgres(db)) return rebuildDeviceGrants(db, 'up')
+    await db.schema.alterTable('device_grants').addColumn('device_secret_hash', 'text').execute()
+    await db.schema.alterTable('device_grants').alterColumn('device_code_hash', (c) => c.dropNotNull()).execute()
+    await db.schema.alterTable('device_grants').dropConstraint('device_grants_device_code_hash_key').execute()
+    await db
+      .updateTable('device_grants')
+      .set({ device_secret_hash: sql`substr(device_code_hash, length(id) + 2)`, device_code_hash: null })
+      .where(KEYED_BY_ID)
+      .execute()
+    await db.schema
+      .createIndex('device_grants_device_code_hash_idx')
+      .unique()
+      .on('device_grants')
+      .column('device_code_hash')
+      .where(sql.ref('device_code_hash'), 'is not', null)
+      .execute()
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    if (!isPostgres(db)) return rebuildDeviceGrants(db, 'down')
+    await db
+      .updateTable('device_grants')
+      .set({ device_code_hash: sql`id || '.' || device_secret_hash` })
+      .where('device_secret_hash', 'is not', null)
+      .execute()
+    await db.schema.dropIndex('device_grants_device_code_hash_idx').ifExists().execute()
+    await db.schema.alterTable('device_grants').addUniqueConstraint('device_grants_device_code_hash_key', ['device_code_hash']).execute()
+    await db.schema.alterTable('device_grants').alterColumn('device_code_hash', (c) => c.setNotNull()).execute()
+    await db.schema.alterTable('device_grants').dropColumn('device_secret_hash').execute()
+  },
+}
+
+/**
+ * SQLite's table rebuild of `device_grants` for {@link deviceCodeById}: `up` to the new layout
+ * (`device_code_hash` nullable and indexed only where set, `device_secret_hash` added), `down`
+ * back to the layout before (`device_code_hash` not null and unique, holding `<id>.<hash>` again).
+ * One transaction; the other indexes (and any trigger) are re-created from `sqlite_master`.
+ * @throws {Error} when the table's columns are not those the direction starts from.
+ */
+async function rebuildDeviceGrants(db: Kysely<any>, direction: 'up' | 'down'): Promise<void> {
+  const expected = direction === 'up' ? [...DEVICE_GRANT_COLUMNS_BEFORE_021] : [...DEVICE_GRANT_COLUMNS_BEFORE_021, 'device_secret_hash']
+  const columns = (await sql<{ name: string }>`SELECT name FROM pragma_table_info('device_grants') ORDER BY cid`.execute(db)).rows.map((c) => c.name)
+  if (columns.join() !== expected.join()) throw new Error(`device_grants: expected the columns ${expected.join(', ')}, found: ${columns.join(', ')}`)
+  const objects = (
+    await sql<{ name: string; sql: string }>`SELECT name, sql FROM sqlite_master WHERE tbl_name = 'device_grants' AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name`.execute(db)
+  ).rows.filter((o) => o.name !== 'device_grants_device_code_hash_idx')
+  // One transaction (in the store, a savepoint of its shared transaction): all of it or nothing.
+  await db.transaction().execute(async (trx) => {
+    let table = trx.schema
+      .createTable('device_grants_rebuilt')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('device_code_hash', 'text', (c) => (direction === 'up' ? c : c.notNull().unique()))
+      .addColumn('user_code', 'text', (c) => c.notNull().unique())
+      .addColumn('client_id', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('expires_at', 'bigint', (c) => c.notNull())
+      .addColumn('interval_seconds', 'integer', (c) => c.notNull())
+      .addColumn('last_polled_at', 'bigint')
+      .addColumn('subject', 'text')
+      .addColumn('decided_at', 'bigint')
+      .addColumn('request_ip', 'text', (c) => c.notNull())
+      .addColumn('request_user_agent', 'text')
+      .addColumn('dpop_jkt', 'text')
+      .addColumn('grant_id', 'text')
+      .addColumn('resources', 'text')
+      .addColumn('review_claim', 'text')
+      .addColumn('review_claim_until', 'bigint')
+    if (direction === 'up') table = table.addColumn('device_secret_hash', 'text')
+    await table.execute()
+    const rest = sql.join(DEVICE_GRANT_COLUMNS_BEFORE_021.slice(2).map((c) => sql.ref(c)))
+    if (direction === 'up')
+      await sql`INSERT INTO device_grants_rebuilt (id, device_code_hash, ${rest}, device_secret_hash)
+        SELECT id, CASE WHEN ${KEYED_BY_ID} THEN NULL ELSE device_code_hash END, ${rest},
+          CASE WHEN ${KEYED_BY_ID} THEN substr(device_code_hash, length(id) + 2) END
+        FROM device_grants ORDER BY id`.execute(trx)
+    else
+      await sql`INSERT INTO device_grants_rebuilt (id, device_code_hash, ${rest})
+        SELECT id, coalesce(device_code_hash, id || '.' || device_secret_hash), ${rest} FROM device_grants ORDER BY id`.execute(trx)
+    await sql`DROP TABLE device_grants`.execute(trx)
+    await sql`ALTER TABLE device_grants_rebuilt RENAME TO device_grants`.execute(trx)
+    for (const o of objects) await sql.raw(o.sql).execute(trx)
+    if (direction === 'up')
+      await trx.schema
+        .createIndex('device_grants_device_code_hash_idx')
+        .unique()
+        .on('device_grants')
+        .column('device_code_hash')
+        .where(sql.ref('device_code_hash'), 'is not', null)
+        .execute()
+  })
 }
