@@ -83,6 +83,11 @@ export class RedisEphemeralStore implements EphemeralStore, RateCounterStore {
       commandTimeout: timeout,
       // A command waits for one reconnection at most, then fails (503) instead of queueing.
       maxRetriesPerRequest: 1,
+      // The commands of one event-loop turn (the polls and proofs of the requests read in it) go
+      // to Redis in one write and are answered in one: fewer system calls on both sides per
+      // command, most where an instance serves many concurrent requests. Each command still runs
+      // alone and atomically in Redis, in the order sent.
+      enableAutoPipelining: true,
     })
     // A dropped connection emits 'error' while ioredis reconnects; commands report it themselves.
     redis.on('error', () => {})

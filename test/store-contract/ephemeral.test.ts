@@ -10,6 +10,7 @@ import { createPostgresStore } from '../../src/storage/postgres.js'
 import { StoreUnavailableError, type Store } from '../../src/storage/store.js'
 import { deviceGrant, id, NOW } from '../support/store-fixtures.js'
 import { describeStoreContract, REDIS_URL } from '../support/store-contract.js'
+import { withPgClient } from '../support/pg-schema.js'
 
 describeStoreContract('ephemeral state of several instances', (contract) => {
   let store: Store
@@ -27,6 +28,12 @@ describeStoreContract('ephemeral state of several instances', (contract) => {
     return s
   }
   const shared = contract.adapter.ephemeral !== undefined
+  /** The physical version of a device grant row (`xmin`, `ctid`): changes with every UPDATE that writes it. */
+  const rowVersion = (id: string): Promise<string> =>
+    withPgClient(contract.adapter.url(), async (c) => {
+      const { rows } = await c.query<{ v: string }>('select xmin::text || ctid::text as v from device_grants where id = $1', [id])
+      return rows[0]!.v
+    })
 
   describe.runIf(shared)('RFC 8628 §3.5 poll times across instances', () => {
     it('decides a poll on one instance against the previous poll made on another', async () => {
@@ -69,6 +76,21 @@ describeStoreContract('ephemeral state of several instances', (contract) => {
       await late.close()
       await early.close() // writes (NOW, 5) after (NOW + 1, 10): must not move the row back
       others.splice(0)
+      expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW + 1, intervalSeconds: 10 })
+    })
+
+    it('does not rewrite a row that already holds a state as new as the one written back (no new row version)', async () => {
+      const g = deviceGrant({ intervalSeconds: 5 })
+      await store.createDeviceGrant(g)
+      const early = await anotherInstance()
+      const late = await anotherInstance()
+      await early.registerPoll(g.id, NOW)
+      await late.registerPoll(g.id, NOW + 1)
+      await late.close()
+      const version = await rowVersion(g.id)
+      await early.close() // (NOW, 5) is older than the row's (NOW + 1, 10): nothing to write
+      others.splice(0)
+      expect(await rowVersion(g.id)).toBe(version)
       expect(await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash)).toMatchObject({ lastPolledAt: NOW + 1, intervalSeconds: 10 })
     })
 

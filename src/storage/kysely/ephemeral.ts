@@ -115,8 +115,12 @@ export function createEphemeral(
 
 /**
  * Writes decided poll states back to their rows in one statement, moving each value only
- * forward (`greatest`), so that instances flushing in any order leave the newest state. Not
- * worth a WAL flush: `synchronous_commit = off` (still atomic and crash-consistent).
+ * forward (`greatest`), so that instances flushing in any order leave the newest state. A row
+ * that already holds a state at least as new (another instance polled it later and flushed
+ * first, as it does for about every grant that instances share) is not written: an UPDATE that
+ * changes nothing still writes a new row version, with its index entries when no HOT update is
+ * possible, for vacuum to clean up. Not worth a WAL flush: `synchronous_commit = off` (still
+ * atomic and crash-consistent).
  */
 async function writeBackPolls(db: Kysely<DevicegateDatabase>, changes: ReadonlyArray<readonly [string, PollState]>): Promise<void> {
   const ids = changes.map(([id]) => id)
@@ -129,6 +133,7 @@ async function writeBackPolls(db: Kysely<DevicegateDatabase>, changes: ReadonlyA
          set last_polled_at = greatest(coalesce(g.last_polled_at, 0), v.last),
              interval_seconds = greatest(g.interval_seconds, v.interval)
         from unnest(${ids}::text[], ${last}::bigint[], ${interval}::int[]) as v(id, last, interval)
-       where g.id = v.id`.execute(trx)
+       where g.id = v.id
+         and (g.last_polled_at is null or g.last_polled_at < v.last or g.interval_seconds < v.interval)`.execute(trx)
   })
 }
