@@ -80,6 +80,29 @@ export function dpopField(message: { headers: IncomingHttpHeaders; rawHeaders: r
 }
 
 /**
+ * The path of a request target without its query, for {@link ProtectedRequest.uri} (the issuer
+ * followed by this path is what a DPoP proof's `htu` is judged against, RFC 9449 §4.3 check 9).
+ *
+ * The origin form (`/userinfo?x=1`, RFC 9112 §3.2.1) gives what precedes `?`. The absolute form
+ * (`http://host/userinfo?x=1`, §3.2.2: a server "MUST accept" it) gives the path after the
+ * authority (`/` when there is none): fastify routes it by that path, and its `request.url` keeps
+ * the whole target, so `issuer + request.url` named another URI and refused every proof.
+ *
+ * @param url The request target as received (node's `IncomingMessage.url`, fastify's `request.url`).
+ * @returns The path, starting with `/`, as received (no decoding).
+ * @see https://www.rfc-editor.org/rfc/rfc9112#section-3.2
+ */
+export function requestPath(url: string): string {
+  const query = url.indexOf('?')
+  const target = query === -1 ? url : url.slice(0, query)
+  if (target.charCodeAt(0) === 0x2f /* / */) return target
+  const origin = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(target)
+  if (origin === null) return target
+  const path = target.slice(origin[0].length)
+  return path === '' ? '/' : path
+}
+
+/**
  * Parses an `Authorization` request header carrying an access token: `Bearer <b64token>` (RFC
  * 6750 §2.1) or `DPoP <b64token>` (RFC 9449 §7.1). The one parser of access-token headers of
  * devicegate's own protected resources (userinfo, Shared Signals stream management, global token

@@ -14,7 +14,7 @@ import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authenticateAccessToken, authorizationField, dpopField, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
+import { authenticateAccessToken, authorizationField, dpopField, requestPath, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
 import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
@@ -45,7 +45,7 @@ export interface SignalsHttpDeps {
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
-  return { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: issuer + request.url.split('?')[0] }
+  return { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: issuer + requestPath(request.url) }
 }
 
 /**
