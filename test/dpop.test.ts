@@ -146,6 +146,25 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
   })
 })
 
+describe('RFC 9449 §4.3 check 9 at /token/ and /device_authorization/ (served too): the proof names the URI requested, on the fast path and through fastify', () => {
+  // As at /userinfo/: RFC 3986 §6.2.2–6.2.3 normalisation keeps the trailing slash, so /token/ is
+  // another URI than /token. `?` sends the request to fastify (the fast path takes no query).
+  const clientCredentials = (target: string, dpop: string) =>
+    postForm(`${t.url}${target}`, { grant_type: 'client_credentials' }, { authorization: basic('conf', FIXTURE.confSecret), DPoP: dpop })
+  for (const suffix of ['', '?'])
+    it(`${suffix === '' ? 'fast path' : 'fastify'}: /token/ takes a proof for /token/ and refuses one for /token; /token the reverse`, async () => {
+      const ok = await clientCredentials(`/token/${suffix}`, await proof(k1, { htu: `${t.issuer}/token/` }))
+      expect(ok.status, ok.text).toBe(200)
+      expect(ok.json.token_type).toBe('DPoP')
+      expectDpopError(await clientCredentials(`/token/${suffix}`, await proof(k1, { htu: `${t.issuer}/token` })))
+      expectDpopError(await clientCredentials(`/token${suffix}`, await proof(k1, { htu: `${t.issuer}/token/` })))
+      expect((await clientCredentials(`/token${suffix}`, await proof(k1))).status).toBe(200)
+      const da = (target: string, htu: string) => proof(k1, { htu }).then((dpop) => postForm(`${t.url}${target}`, { client_id: 'cli', scope: 'read' }, { DPoP: dpop }))
+      expect((await da(`/device_authorization/${suffix}`, `${t.issuer}/device_authorization/`)).status).toBe(200)
+      expectDpopError(await da(`/device_authorization/${suffix}`, `${t.issuer}/device_authorization`))
+    })
+})
+
 describe('RFC 9449 §11.1 replay (case C27)', () => {
   it('declines a proof already used on another request and leaves the second device code redeemable', async () => {
     const first = await approved()

@@ -361,6 +361,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         if (endpoint.dpopNonce !== undefined) reply.header('dpop-nonce', endpoint.dpopNonce())
         const result = await endpoint.handle({
           method: request.method,
+          path: requestPath(request.url),
           body: request.body as FormBody | undefined,
           query: request.query as Record<string, unknown>,
           headers: request.headers,
