@@ -136,6 +136,23 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
     expect((await res.json()) as object).toMatchObject({ error: 'invalid_dpop_proof' })
   })
 
+  it('RFC 3986 §6.2.2.1–6.2.2.2: percent-encoded unreserved characters and hex case are normalised in the htu and in the request path (/t%6fken is /token)', async () => {
+    const cc = (target: string, htu: string) =>
+      proof(k1, { htu }).then((dpop) => postForm(`${t.url}${target}`, { grant_type: 'client_credentials' }, { authorization: basic('conf', FIXTURE.confSecret), DPoP: dpop }))
+    for (const [target, htu] of [
+      ['/token', `${t.issuer}/t%6Fken`],
+      ['/token', `${t.issuer}/t%6fken`],
+      ['/t%6fken', `${t.issuer}/token`],
+      ['/t%6Fken', `${t.issuer}/t%6fken`],
+    ]) {
+      const res = await cc(target!, htu!)
+      expect({ target, htu, status: res.status, error: res.json?.error }).toEqual({ target, htu, status: 200, error: undefined })
+    }
+    // A reserved character stays encoded: %2F is not a path separator, so /x%2F..%2Ftoken is no /token.
+    expectDpopError(await cc('/token', `${t.issuer}/x%2F..%2Ftoken`))
+    expectDpopError(await cc('/token', `${t.issuer}/x%2f..%2ftoken`))
+  })
+
   it('accepts an htu that differs only by scheme/host case and dot segments (RFC 3986 §6.2.2), after all the rejections', async () => {
     const htu = tokenUrl().replace('http://', 'HTTP://').replace('/token', '/x/../token')
     const res = await redeem(deviceCode, await proof(k1, { htu }))
