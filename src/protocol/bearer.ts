@@ -124,6 +124,28 @@ export function parseAuthorizationHeader(header: string | undefined): AccessToke
 }
 
 /**
+ * The answer of a protected resource to a request that carries no access-token credentials: no
+ * `Authorization` field, a blank one, or another scheme (`Basic …`, "attempted using an
+ * unsupported authentication method"). RFC 6750 §3.1: the challenges alone, no error code "or
+ * other error information" (401, body `{}`, see `OAuthErrorExtra.challengeOnly`).
+ *
+ * {@link authenticateAccessToken} starts with it; a route whose body is parsed before its handler
+ * runs calls it first (before the body is read), so a request without credentials gets this answer
+ * whatever its body.
+ *
+ * @param authorization The raw `Authorization` field ({@link authorizationField}).
+ * @param realm The `realm` of the challenges.
+ * @returns the error to answer with, or undefined when the request carries a `Bearer` or `DPoP`
+ *   field (well-formed or not) or repeats the field: those are judged by {@link authenticateAccessToken}.
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+ */
+export function withoutCredentials(authorization: string | string[] | undefined, realm: string): OAuthError | undefined {
+  if (Array.isArray(authorization)) return undefined
+  if (authorization !== undefined && authorization.trim() !== '' && ACCESS_TOKEN_SCHEME.test(authorization)) return undefined
+  return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
+}
+
+/**
  * Looks up an access token and tells whether it is active exactly as introspection judges it
  * (RFC 7662 §2.2): known, not revoked, its family not revoked, unexpired, and its client still
  * configured and enabled. Does not look at sender constraint (`dpopJkt`) or scope.
@@ -222,12 +244,11 @@ export async function authenticateAccessToken(
   // Two credentials (node would keep only the first line): judged on neither, whatever the order.
   if (Array.isArray(request.authorization)) throw refuse('invalid_request', 'the Authorization header must be sent once')
   const authorization = request.authorization
+  const bare = withoutCredentials(authorization, realm)
+  if (bare !== undefined) throw bare
+  // A Bearer or DPoP field now: one without a well-formed token is a malformed request.
   const credentials = parseAuthorizationHeader(authorization)
-  // RFC 6750 §3.1: no credentials, or a request "attempted using an unsupported authentication
-  // method", is answered with the challenges alone: no error code, no other error information.
-  if (credentials === undefined || (credentials === null && !ACCESS_TOKEN_SCHEME.test(authorization!)))
-    throw new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
-  if (credentials === null) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
+  if (!credentials) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
   const { scheme, token } = credentials
   const active = await findActiveAccessToken(token, deps)
   if (active === undefined) throw refuse('invalid_token', 'the access token is not active')
