@@ -64,6 +64,18 @@ describe('admin API authentication (RFC 6750 §3.1)', () => {
     expect(res.json).toEqual({})
   })
 
+  it('answers no credentials with the bare 401 and {} whatever the body: a malformed JSON body is not judged first (RFC 6750 §3.1)', async () => {
+    for (const [path, rawBody] of [['/devices', '{'], ['/devices', '[1]'], ['/revocations', '{"a":'], ['/users/alice/password', 'x']] as const) {
+      const res = await call('POST', path, { token: null, rawBody })
+      expect({ path, rawBody, status: res.status, challenge: res.headers.get('www-authenticate'), json: res.json }).toEqual({ path, rawBody, status: 401, challenge: 'Bearer realm="devicegate-admin"', json: {} })
+    }
+    // Basic: another scheme, also no credentials.
+    const res = await fetch(`${t.url}/admin/api/devices`, { method: 'POST', headers: { authorization: basic('admin', FIXTURE.adminSecret), 'content-type': 'application/json' }, body: '{' })
+    expect({ status: res.status, text: await res.text() }).toEqual({ status: 401, text: '{}' })
+    // The public OpenAPI document still needs none.
+    expect((await call('GET', '/openapi.json', { token: null })).status).toBe(200)
+  })
+
   it('answers 401 invalid_token for an unknown token', async () => {
     const res = await call('GET', '/grants', { token: 'not-a-token' })
     expect(res.status).toBe(401)

@@ -136,6 +136,23 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
     expect((await res.json()) as object).toMatchObject({ error: 'invalid_dpop_proof' })
   })
 
+  it('RFC 3986 §6.2.2.1–6.2.2.2: percent-encoded unreserved characters and hex case are normalised in the htu and in the request path (/t%6fken is /token)', async () => {
+    const cc = (target: string, htu: string) =>
+      proof(k1, { htu }).then((dpop) => postForm(`${t.url}${target}`, { grant_type: 'client_credentials' }, { authorization: basic('conf', FIXTURE.confSecret), DPoP: dpop }))
+    for (const [target, htu] of [
+      ['/token', `${t.issuer}/t%6Fken`],
+      ['/token', `${t.issuer}/t%6fken`],
+      ['/t%6fken', `${t.issuer}/token`],
+      ['/t%6Fken', `${t.issuer}/t%6fken`],
+    ]) {
+      const res = await cc(target!, htu!)
+      expect({ target, htu, status: res.status, error: res.json?.error }).toEqual({ target, htu, status: 200, error: undefined })
+    }
+    // A reserved character stays encoded: %2F is not a path separator, so /x%2F..%2Ftoken is no /token.
+    expectDpopError(await cc('/token', `${t.issuer}/x%2F..%2Ftoken`))
+    expectDpopError(await cc('/token', `${t.issuer}/x%2f..%2ftoken`))
+  })
+
   it('accepts an htu that differs only by scheme/host case and dot segments (RFC 3986 §6.2.2), after all the rejections', async () => {
     const htu = tokenUrl().replace('http://', 'HTTP://').replace('/token', '/x/../token')
     const res = await redeem(deviceCode, await proof(k1, { htu }))
@@ -144,6 +161,25 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
     expect(res.json.token_type).toBe('DPoP')
     expect(decodeJwt(res.json.access_token).cnf).toEqual({ jkt: k1.jkt })
   })
+})
+
+describe('RFC 9449 §4.3 check 9 at /token/ and /device_authorization/ (served too): the proof names the URI requested, on the fast path and through fastify', () => {
+  // As at /userinfo/: RFC 3986 §6.2.2–6.2.3 normalisation keeps the trailing slash, so /token/ is
+  // another URI than /token. `?` sends the request to fastify (the fast path takes no query).
+  const clientCredentials = (target: string, dpop: string) =>
+    postForm(`${t.url}${target}`, { grant_type: 'client_credentials' }, { authorization: basic('conf', FIXTURE.confSecret), DPoP: dpop })
+  for (const suffix of ['', '?'])
+    it(`${suffix === '' ? 'fast path' : 'fastify'}: /token/ takes a proof for /token/ and refuses one for /token; /token the reverse`, async () => {
+      const ok = await clientCredentials(`/token/${suffix}`, await proof(k1, { htu: `${t.issuer}/token/` }))
+      expect(ok.status, ok.text).toBe(200)
+      expect(ok.json.token_type).toBe('DPoP')
+      expectDpopError(await clientCredentials(`/token/${suffix}`, await proof(k1, { htu: `${t.issuer}/token` })))
+      expectDpopError(await clientCredentials(`/token${suffix}`, await proof(k1, { htu: `${t.issuer}/token/` })))
+      expect((await clientCredentials(`/token${suffix}`, await proof(k1))).status).toBe(200)
+      const da = (target: string, htu: string) => proof(k1, { htu }).then((dpop) => postForm(`${t.url}${target}`, { client_id: 'cli', scope: 'read' }, { DPoP: dpop }))
+      expect((await da(`/device_authorization/${suffix}`, `${t.issuer}/device_authorization/`)).status).toBe(200)
+      expectDpopError(await da(`/device_authorization/${suffix}`, `${t.issuer}/device_authorization`))
+    })
 })
 
 describe('RFC 9449 §11.1 replay (case C27)', () => {

@@ -48,6 +48,23 @@ describe('/metrics behind a bearer token', () => {
     }
   })
 
+  it('answers a Bearer header without a well-formed token (Bearer, Bearer a b) with 400 invalid_request, as a malformed request (RFC 6750 §3.1); another scheme stays the bare 401', async () => {
+    for (const authorization of ['Bearer', 'bearer', 'Bearer a b', `Bearer ${TOKEN} x`]) {
+      const res = await fetch(`${t.url}/metrics`, { headers: { authorization } })
+      expect({ authorization, status: res.status, challenge: res.headers.get('www-authenticate'), cacheControl: res.headers.get('cache-control'), body: await res.json() }).toEqual({
+        authorization,
+        status: 400,
+        challenge: 'Bearer realm="devicegate-metrics", error="invalid_request"',
+        cacheControl: 'no-store',
+        body: { error: 'invalid_request', error_description: "the Authorization header must be 'Bearer <token>'" },
+      })
+    }
+    for (const authorization of ['Basic YTpi', `DPoP ${TOKEN}`, 'Bearerx abc']) {
+      const res = await fetch(`${t.url}/metrics`, { headers: { authorization } })
+      expect({ authorization, status: res.status, challenge: res.headers.get('www-authenticate'), body: await res.text() }).toEqual({ authorization, status: 401, challenge: 'Bearer realm="devicegate-metrics"', body: '{}' })
+    }
+  })
+
   it('serves the metrics with the token', async () => {
     const res = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
     expect(res.status).toBe(200)

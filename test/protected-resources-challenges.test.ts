@@ -53,6 +53,20 @@ describe('RFC 6750 §3.1: no credentials at the protected resources — the bare
       }
     })
 
+  const withBody: Array<[string, string, string, string]> = [
+    ['SSF stream management', 'POST', '/ssf/stream', bare('devicegate-ssf')],
+    ['SSF poll', 'POST', '/ssf/poll/some-stream', bare('devicegate-ssf')],
+    ['global token revocation', 'POST', '/global-token-revocation', bare('devicegate')],
+    ['the signals admin API', 'POST', '/admin/api/webhooks/x/resume', bare('devicegate-admin')],
+  ]
+  for (const [name, method, path, challenge] of withBody)
+    it(`${name}: no credentials with a malformed body is still 401 with the bare challenge and {} — the body is not judged first (RFC 6750 §3.1)`, async () => {
+      for (const [type, body] of [['application/json', '{'], ['application/json', '[1]'], ['text/plain', 'x']]) {
+        const res = await call(`${t.url}${path}`, method, { 'content-type': type! }, body)
+        expect({ type, body, status: res.status, challenge: res.challenge, text: res.body }).toEqual({ type, body, status: 401, challenge, text: '{}' })
+      }
+    })
+
   it('an unknown token still gets its error code in challenge and body (RFC 6750 §3.1 invalid_token)', async () => {
     const res = await call(`${t.url}/ssf/stream`, 'GET', { authorization: 'Bearer not-a-token' })
     expect(res.status).toBe(401)

@@ -211,6 +211,29 @@ describe('RFC 9449 §7 at /userinfo: DPoP-bound tokens', () => {
     })
   })
 
+  it('RFC 9449 §4.3 check 9 with RFC 9112 §3.2.2: a request in absolute form (GET http://host/userinfo) is judged against its path, so the proof for /userinfo is accepted', async () => {
+    const u = new URL(t.url)
+    const get = (target: string, htu: string) =>
+      userinfoProof(k1, token, { htu }).then(
+        (dpop) =>
+          new Promise<{ status: number; body: string }>((resolve, reject) => {
+            // node's client writes `path` as the request target: here the absolute form.
+            const req = httpRequest({ host: u.hostname, port: u.port, path: target, method: 'GET', headers: { authorization: `DPoP ${token}`, dpop } }, (r) => {
+              let body = ''
+              r.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: r.statusCode!, body }))
+            })
+            req.on('error', reject).end()
+          }),
+      )
+    const plain = await get(`${t.url}/userinfo?x=1`, `${t.issuer}/userinfo`)
+    expect(plain.status, plain.body).toBe(200)
+    expect(JSON.parse(plain.body).sub).toBe('alice')
+    // The path still decides: /userinfo/ in absolute form takes a proof for /userinfo/ only.
+    expect((await get(`${t.url}/userinfo/`, `${t.issuer}/userinfo/`)).status).toBe(200)
+    const other = await get(`${t.url}/userinfo/`, `${t.issuer}/userinfo`)
+    expect({ status: other.status, error: JSON.parse(other.body).error }).toEqual({ status: 401, error: 'invalid_dpop_proof' })
+  })
+
   const BAD: Array<[string, () => Promise<string>]> = [
     ['a corrupted signature (§4.3 check 7)', () => userinfoProof(k1, token, { badSignature: true })],
     ['htm POST for a GET (§4.3 check 8)', () => userinfoProof(k1, token, { htm: 'POST' })],

@@ -191,6 +191,26 @@ describe('DPoP-bound tokens at the resource (RFC 9449 §7)', () => {
     expect((await callApi('/me', { token, proof })).status).toBe(200)
   })
 
+  it('RFC 9449 §4.3 check 9, §11.1 with baseUrl set: an absolute-form request (GET http://other.example/me, RFC 9112 §3.2.2) is judged against baseUrl, so a proof made for another server is refused', async () => {
+    const { request } = await import('node:http')
+    const u = new URL(apiUrl)
+    const get = (target: string, proof: string) =>
+      new Promise<{ status: number; challenge: unknown }>((resolve, reject) => {
+        // node's client writes `path` as the request target: here the absolute form.
+        const req = request({ host: u.hostname, port: u.port, path: target, headers: { authorization: `DPoP ${token}`, dpop: proof } }, (r) => {
+          r.resume().on('end', () => resolve({ status: r.statusCode!, challenge: r.headers['www-authenticate'] }))
+        })
+        req.on('error', reject).end()
+      })
+    // A proof the client made for another server (one it was lured to, with the same path): the
+    // target names that server, but this API is at baseUrl.
+    const elsewhere = await get('http://other.example/me', await apiProof(k1, token, { htu: 'http://other.example/me' }))
+    expect(elsewhere.status).toBe(401)
+    expect(String(elsewhere.challenge)).toMatch(/^DPoP .*error="invalid_dpop_proof"/)
+    // The absolute form itself is accepted (RFC 9112 §3.2.2): its path, under baseUrl.
+    expect((await get(`${apiUrl}/me?x=1`, await apiProof(k1, token))).status).toBe(200)
+  })
+
   it('refuses a valid proof by another key than cnf.jkt with 401 DPoP error="invalid_token" (RFC 9449 §7.1)', async () => {
     const res = await callApi('/me', { token, proof: await apiProof(k2, token) })
     expect(res.status).toBe(401)

@@ -158,6 +158,26 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
       })
 
       /**
+       * RFC 6750 §3.1: the answer to a request without credentials — no field, a blank one, or an
+       * "unsupported authentication method" (Basic, or DPoP: this API takes Bearer only) — the
+       * challenge alone, no error code or other error information (body `{}`); undefined when the
+       * request carries a Bearer field (well-formed or not) or repeats the field.
+       */
+      function withoutCredentials(field: string | string[] | undefined): OAuthError | undefined {
+        if (Array.isArray(field)) return undefined
+        if (field !== undefined && /^\s*Bearer(?:\s|$)/i.test(field)) return undefined
+        return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': REALM }, challengeOnly: true })
+      }
+
+      // Such a request is answered before its body is read, whatever the body (the JSON parser
+      // above would judge it first); the routes that need no token are left alone.
+      const publicRoutes = new Set((Object.values(ADMIN_ROUTES) as readonly AdminRouteSpec[]).flatMap((spec) => (spec.secured ? [] : [ADMIN_API_PREFIX + spec.path])))
+      api.addHook('preParsing', (request, _reply, payload, done) => {
+        const route = request.routeOptions.url
+        done(route === undefined || publicRoutes.has(route) ? null : (withoutCredentials(authorizationField(request.raw)) ?? null), payload)
+      })
+
+      /**
        * RFC 6750 bearer check: the header parsed by the one parser of access-token headers
        * (`parseAuthorizationHeader`), the token judged as introspection judges it
        * (`findActiveAccessToken`). Only the Bearer scheme: DPoP-bound tokens are refused here.
@@ -167,15 +187,11 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         // Two credentials (node would keep only the first line): a malformed request, RFC 6750 §3.1.
         if (Array.isArray(field))
           throw new OAuthError('invalid_request', 'the Authorization header must be sent once', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
-        const header = field
-        const credentials = parseAuthorizationHeader(header)
-        // RFC 6750 §3.1: no error code or other error information (the challenge alone, body `{}`)
-        // when no credentials were sent, nor when they were "attempted using an unsupported
-        // authentication method" (Basic, or DPoP: this API takes Bearer only).
-        if (credentials === undefined || credentials?.scheme === 'dpop' || (credentials === null && !/^\s*Bearer(?:\s|$)/i.test(header!)))
-          throw new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': REALM }, challengeOnly: true })
+        const bare = withoutCredentials(field)
+        if (bare !== undefined) throw bare
+        const credentials = parseAuthorizationHeader(field)
         // RFC 6750 §3.1: a Bearer header without a well-formed token is a malformed request.
-        if (credentials === null)
+        if (!credentials)
           throw new OAuthError('invalid_request', 'the Authorization header must be "Bearer <access token>"', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
         const invalid = () => new OAuthError('invalid_token', 'the access token is not active', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_token"` } })
         const active = await findActiveAccessToken(credentials.token, deps)

@@ -169,9 +169,19 @@ export class Metrics {
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
         const m = /^Bearer\s+(\S+)\s*$/i.exec(field ?? '')
-        // RFC 6750 §3.1: no error code or other error information (the challenge alone, body `{}`)
-        // when no bearer credentials were sent.
-        if (m === null) return reply.status(401).header('www-authenticate', METRICS_REALM).header('cache-control', 'no-store').send({})
+        if (m === null) {
+          // RFC 6750 §3.1: no error code or other error information (the challenge alone, body
+          // `{}`) when no bearer credentials were sent (no field, a blank one, another scheme)...
+          if (!/^Bearer(?:\s|$)/i.test(field ?? ''))
+            return reply.status(401).header('www-authenticate', METRICS_REALM).header('cache-control', 'no-store').send({})
+          // ...but a Bearer header without exactly one token (`Bearer`, `Bearer a b`) is a
+          // malformed request: 400 invalid_request, as devicegate's other protected resources answer.
+          return reply
+            .status(400)
+            .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
+            .header('cache-control', 'no-store')
+            .send({ error: 'invalid_request', error_description: "the Authorization header must be 'Bearer <token>'" })
+        }
         if (!timingSafeEqual(digest(m[1]!), expected))
           return reply
             .status(401)

@@ -12,7 +12,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { ProtocolDeps } from '../protocol/deps.js'
 import { OAuthError } from '../protocol/errors.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
-import { authorizationField, dpopField } from '../protocol/bearer.js'
+import { authorizationField, dpopField, requestPath } from '../protocol/bearer.js'
 import { handleUserInfo, OIDC_ENDPOINTS } from '../protocol/oidc.js'
 import type { FormBody } from '../protocol/params.js'
 import { handleRevocationFeed, REVOCATION_FEED_PATH } from '../protocol/revocation-feed.js'
@@ -336,9 +336,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // RFC 9449 §9 with §8.2: when nonces are required, every answer carries the current one (200s
     // and errors alike), so a client never needs a use_dpop_nonce round trip to learn it.
     if (dpopNonces !== undefined) reply.header('dpop-nonce', dpopNonces.current())
-    const query = request.url.indexOf('?')
-    const path = query === -1 ? request.url : request.url.slice(0, query)
-    return handleUserInfo({ authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: protocol.issuer + path }, protocol)
+    return handleUserInfo(
+      { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: protocol.issuer + requestPath(request.url) },
+      protocol,
+    )
   })
   app.get(OIDC_ENDPOINTS.userinfo, userinfo)
   app.post(OIDC_ENDPOINTS.userinfo, userinfo)
@@ -360,6 +361,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         if (endpoint.dpopNonce !== undefined) reply.header('dpop-nonce', endpoint.dpopNonce())
         const result = await endpoint.handle({
           method: request.method,
+          path: requestPath(request.url),
           body: request.body as FormBody | undefined,
           query: request.query as Record<string, unknown>,
           headers: request.headers,

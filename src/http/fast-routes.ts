@@ -172,7 +172,8 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     let payload: string | undefined
     try {
       if (t.endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = t.endpoint.dpopNonce()
-      const result = await t.endpoint.handle({ method: 'POST', body: parseFormBody(text), query: undefined, headers: t.req.headers, rawHeaders: t.req.rawHeaders, clientIp: t.clientIp })
+      // req.url is the route key the endpoint was found by: the path as received, with no query.
+      const result = await t.endpoint.handle({ method: 'POST', path: t.req.url!, body: parseFormBody(text), query: undefined, headers: t.req.headers, rawHeaders: t.req.rawHeaders, clientIp: t.clientIp })
       if (result !== undefined) {
         payload = JSON.stringify(result)
         headers['content-type'] = JSON_CONTENT_TYPE

@@ -40,6 +40,12 @@ export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 /** One request to a form endpoint, as the path that answers it has read it. */
 export interface FormRequest {
   method: string
+  /**
+   * The path requested, as received and without the query (`/token`, or `/token/`, which the
+   * router serves too): a DPoP proof's `htu` is judged against the issuer followed by it (RFC 9449
+   * §4.3 check 9), so a proof names the URI it is sent to.
+   */
+  path: string
   /** The parsed form body; undefined when the body was of another media type (or absent). */
   body: FormBody | undefined
   /** The parsed query string; undefined or empty when there was none. */
@@ -88,12 +94,13 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
   const dpopNonce = nonces === undefined ? undefined : () => nonces.current()
   const paramsOf = (request: FormRequest) => readParams(request.body, request.query)
   /**
-   * Verifies the request's `DPoP` field, if any, against `path` (RFC 9449 §4.3); null when absent.
-   * The field is read as received ({@link dpopField}), so a repeated one is refused (check 1).
+   * Verifies the request's `DPoP` field, if any, against the path requested (RFC 9449 §4.3); null
+   * when absent. The field is read as received ({@link dpopField}), so a repeated one is refused
+   * (check 1).
    */
-  const dpopJktOf = async (request: FormRequest, path: string): Promise<string | null> => {
+  const dpopJktOf = async (request: FormRequest): Promise<string | null> => {
     const proof = dpopField(request)
-    return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + path, protocol)).jkt
+    return proof === undefined ? null : (await verifyDpopProof(proof, request.method, protocol.issuer + request.path, protocol)).jkt
   }
   /**
    * An endpoint that takes a DPoP proof. A malformed request is refused before the proof is
@@ -108,7 +115,7 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
       const params = paramsOf(request)
       const ctx = contextOf(request)
       if (Array.isArray(ctx.authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
-      const dpopJkt = await dpopJktOf(request, path)
+      const dpopJkt = await dpopJktOf(request)
       return handler(params, ctx, dpopJkt)
     },
   })

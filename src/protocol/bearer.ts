@@ -80,6 +80,29 @@ export function dpopField(message: { headers: IncomingHttpHeaders; rawHeaders: r
 }
 
 /**
+ * The path of a request target without its query, for {@link ProtectedRequest.uri} (the issuer
+ * followed by this path is what a DPoP proof's `htu` is judged against, RFC 9449 §4.3 check 9).
+ *
+ * The origin form (`/userinfo?x=1`, RFC 9112 §3.2.1) gives what precedes `?`. The absolute form
+ * (`http://host/userinfo?x=1`, §3.2.2: a server "MUST accept" it) gives the path after the
+ * authority (`/` when there is none): fastify routes it by that path, and its `request.url` keeps
+ * the whole target, so `issuer + request.url` named another URI and refused every proof.
+ *
+ * @param url The request target as received (node's `IncomingMessage.url`, fastify's `request.url`).
+ * @returns The path, starting with `/`, as received (no decoding).
+ * @see https://www.rfc-editor.org/rfc/rfc9112#section-3.2
+ */
+export function requestPath(url: string): string {
+  const query = url.indexOf('?')
+  const target = query === -1 ? url : url.slice(0, query)
+  if (target.charCodeAt(0) === 0x2f /* / */) return target
+  const origin = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(target)
+  if (origin === null) return target
+  const path = target.slice(origin[0].length)
+  return path === '' ? '/' : path
+}
+
+/**
  * Parses an `Authorization` request header carrying an access token: `Bearer <b64token>` (RFC
  * 6750 §2.1) or `DPoP <b64token>` (RFC 9449 §7.1). The one parser of access-token headers of
  * devicegate's own protected resources (userinfo, Shared Signals stream management, global token
@@ -98,6 +121,28 @@ export function parseAuthorizationHeader(header: string | undefined): AccessToke
   const m = /^(Bearer|DPoP)\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header)
   if (!m) return null
   return { scheme: m[1]!.toLowerCase() as 'bearer' | 'dpop', token: m[2]! }
+}
+
+/**
+ * The answer of a protected resource to a request that carries no access-token credentials: no
+ * `Authorization` field, a blank one, or another scheme (`Basic …`, "attempted using an
+ * unsupported authentication method"). RFC 6750 §3.1: the challenges alone, no error code "or
+ * other error information" (401, body `{}`, see `OAuthErrorExtra.challengeOnly`).
+ *
+ * {@link authenticateAccessToken} starts with it; a route whose body is parsed before its handler
+ * runs calls it first (before the body is read), so a request without credentials gets this answer
+ * whatever its body.
+ *
+ * @param authorization The raw `Authorization` field ({@link authorizationField}).
+ * @param realm The `realm` of the challenges.
+ * @returns the error to answer with, or undefined when the request carries a `Bearer` or `DPoP`
+ *   field (well-formed or not) or repeats the field: those are judged by {@link authenticateAccessToken}.
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+ */
+export function withoutCredentials(authorization: string | string[] | undefined, realm: string): OAuthError | undefined {
+  if (Array.isArray(authorization)) return undefined
+  if (authorization !== undefined && authorization.trim() !== '' && ACCESS_TOKEN_SCHEME.test(authorization)) return undefined
+  return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
 }
 
 /**
@@ -199,12 +244,11 @@ export async function authenticateAccessToken(
   // Two credentials (node would keep only the first line): judged on neither, whatever the order.
   if (Array.isArray(request.authorization)) throw refuse('invalid_request', 'the Authorization header must be sent once')
   const authorization = request.authorization
+  const bare = withoutCredentials(authorization, realm)
+  if (bare !== undefined) throw bare
+  // A Bearer or DPoP field now: one without a well-formed token is a malformed request.
   const credentials = parseAuthorizationHeader(authorization)
-  // RFC 6750 §3.1: no credentials, or a request "attempted using an unsupported authentication
-  // method", is answered with the challenges alone: no error code, no other error information.
-  if (credentials === undefined || (credentials === null && !ACCESS_TOKEN_SCHEME.test(authorization!)))
-    throw new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
-  if (credentials === null) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
+  if (!credentials) throw refuse('invalid_request', 'the Authorization header must be "Bearer <access token>" or "DPoP <access token>"')
   const { scheme, token } = credentials
   const active = await findActiveAccessToken(token, deps)
   if (active === undefined) throw refuse('invalid_token', 'the access token is not active')

@@ -42,7 +42,11 @@ export class ReplayCache {
 
 /**
  * Normalises an http(s) URI for `htu` comparison (RFC 9449 §4.3 check 9 with RFC 3986 §6.2.2–6.2.3
- * syntax- and scheme-based normalisation); query and fragment are ignored.
+ * syntax- and scheme-based normalisation); query and fragment are ignored. Besides what the WHATWG
+ * parser does (scheme and host case, default port, dot segments), the path's percent-encodings are
+ * normalised (§6.2.2.1–6.2.2.2): an encoded unreserved character is decoded (`/t%6Fken` is
+ * `/token`), any other keeps its encoding with upper-case hex digits (`%2f` is `%2F`, still not a
+ * `/`).
  *
  * A URI with a userinfo subcomponent (`http://u:p@host/token`, even an empty `http://@host/…`)
  * gives undefined, so it never matches: userinfo is part of the authority (RFC 3986 §3.2.1), which
@@ -63,7 +67,18 @@ export function normalizeHtu(uri: string): string | undefined {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
   if (url.username !== '' || url.password !== '') return undefined
-  return `${url.protocol}//${url.host}${url.pathname}`
+  const path = url.pathname.includes('%') ? url.pathname.replace(PERCENT_ENCODED, normalizePercentEncoded) : url.pathname
+  return `${url.protocol}//${url.host}${path}`
+}
+
+/** A percent-encoded octet (RFC 3986 §2.1). */
+const PERCENT_ENCODED = /%([0-9A-Fa-f]{2})/g
+
+/** RFC 3986 §6.2.2.1–6.2.2.2: an unreserved character (§2.3) decoded, any other octet with upper-case hex. */
+function normalizePercentEncoded(_match: string, hex: string): string {
+  const c = parseInt(hex, 16)
+  const unreserved = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e
+  return unreserved ? String.fromCharCode(c) : `%${hex.toUpperCase()}`
 }
 
 /** base64url SHA-256 of the access token: the `ath` claim (RFC 9449 §4.2). */

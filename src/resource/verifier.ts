@@ -83,8 +83,11 @@ export interface ResourceServerOptions {
   /** Token signing algorithms accepted. Default: ES256, EdDSA, RS256, PS256. */
   algorithms?: readonly string[]
   /**
-   * Public base URL of this API (scheme, host, optional port), for the DPoP `htu` check when
-   * requests carry a relative URL. Default: `http://` + the Host header. Set it behind a proxy.
+   * Public base URL of this API (scheme, host, optional port), for the DPoP `htu` check: the
+   * request's path is judged under it, also when the request target is in absolute form (whose
+   * scheme and authority are the client's to choose). Default: `http://` + the Host header, or the
+   * absolute-form target as sent. Set it behind a proxy, and wherever a client could otherwise
+   * replay a proof made for another server (RFC 9449 §11.1).
    */
   baseUrl?: string
   revocation: RevocationOptions
@@ -229,10 +232,16 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
   const refuse = (error: ResourceErrorCode | undefined, description: string, scheme: ChallengeScheme, extra: { scope?: string; cause?: unknown } = {}) =>
     new ResourceAuthError(error, description, scheme, { ...challenge, ...(extra.scope ? { scope: extra.scope } : {}) }, { cause: extra.cause })
 
+  /**
+   * The URI a DPoP proof's `htu` is judged against (RFC 9449 §4.3 check 9). With `baseUrl`, it
+   * names this API whatever the request says: an absolute-form target (`GET http://other/me`, RFC
+   * 9112 §3.2.2) gives only its path, else a proof made for another server (§11.1) would pass.
+   */
   function requestUri(request: RequestLike): string {
     const url = request.url ?? '/'
-    if (/^https?:\/\//i.test(url)) return url
-    if (options.baseUrl) return options.baseUrl.replace(/\/+$/, '') + url
+    const origin = /^https?:\/\/[^/?#]*/i.exec(url)
+    if (options.baseUrl) return options.baseUrl.replace(/\/+$/, '') + (origin === null ? url : url.slice(origin[0].length) || '/')
+    if (origin !== null) return url
     const host = single(request.headers.host)
     return `http://${typeof host === 'string' ? host : 'localhost'}${url}`
   }

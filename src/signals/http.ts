@@ -14,7 +14,7 @@ import type { EventSink } from '../core/events.js'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authenticateAccessToken, authorizationField, dpopField, resourceChallenge, type AuthenticatedToken } from '../protocol/bearer.js'
+import { authenticateAccessToken, authorizationField, dpopField, requestPath, resourceChallenge, withoutCredentials, type AuthenticatedToken } from '../protocol/bearer.js'
 import type { DpopNonces } from '../protocol/dpop-nonce.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
@@ -45,7 +45,7 @@ export interface SignalsHttpDeps {
 }
 
 function protectedRequest(request: FastifyRequest, issuer: string) {
-  return { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: issuer + request.url.split('?')[0] }
+  return { authorization: authorizationField(request.raw), dpop: dpopField(request.raw), method: request.method, uri: issuer + requestPath(request.url) }
 }
 
 /**
@@ -71,6 +71,18 @@ function requestFault(err: unknown, request: FastifyRequest): SsfError | undefin
   const status = (err as { statusCode?: unknown }).statusCode
   if (typeof status === 'number' && status >= 400 && status < 500)
     return new SsfError(status, 'invalid_request', (err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is too large' : 'malformed request')
+  return undefined
+}
+
+/**
+ * The realm of the access-token challenge of a route here (its pattern), or undefined for the
+ * public SSF configuration (and anything unrouted).
+ */
+function realmOf(route: string | undefined): string | undefined {
+  if (route === undefined || route === SSF_PATHS.configuration) return undefined
+  if (route.startsWith('/ssf/')) return 'devicegate-ssf'
+  if (route === GLOBAL_REVOCATION_PATH) return 'devicegate'
+  if (route.startsWith('/admin/api/')) return 'devicegate-admin'
   return undefined
 }
 
@@ -112,6 +124,13 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
         if (request.routeOptions.url !== SSF_PATHS.configuration) reply.header('dpop-nonce', nonces.current())
         done()
       })
+
+    // RFC 6750 §3.1: a request without credentials gets the bare challenge whatever its body, so
+    // it is answered before the body is read (the JSON parser above would judge the body first).
+    api.addHook('preParsing', (request, _reply, payload, done) => {
+      const realm = realmOf(request.routeOptions.url)
+      done((realm === undefined ? undefined : withoutCredentials(authorizationField(request.raw), realm)) ?? null, payload)
+    })
 
     /** A receiver: a confidential client's token with the SSF scope (RFC 6750). */
     const receiver = async (request: FastifyRequest): Promise<AuthenticatedToken> => {
