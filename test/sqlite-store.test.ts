@@ -252,7 +252,7 @@ describe('SQLite shared read transaction (hot reads of one event-loop turn share
 })
 
 describe('SQLite connection settings (durability and page cache of the serving connection)', () => {
-  it('sets WAL with synchronous=NORMAL, a 5 s busy timeout, foreign keys, in-memory statement journals, a 64 MiB page cache, and leaves checkpoints to the worker', () => {
+  it('sets WAL with synchronous=NORMAL, a 5 s busy timeout, foreign keys, in-memory statement journals, a 32 MiB page cache, and leaves checkpoints to the worker', () => {
     const database = new Database(file())
     configureSqliteConnection(database, database.name)
     const value = (name: string) => database.pragma(name, { simple: true })
@@ -261,8 +261,8 @@ describe('SQLite connection settings (durability and page cache of the serving c
     expect(value('busy_timeout')).toBe(5_000)
     expect(value('foreign_keys')).toBe(1)
     expect(value('temp_store')).toBe(2) // MEMORY
-    expect(SQLITE_CACHE_KIB).toBe(65_536)
-    expect(value('cache_size')).toBe(-65_536) // negative: KiB
+    expect(SQLITE_CACHE_KIB).toBe(32_768)
+    expect(value('cache_size')).toBe(-32_768) // negative: KiB
     expect(value('journal_size_limit')).toBe(WAL_SIZE_LIMIT_BYTES)
     expect(value('wal_autocheckpoint')).toBe(0)
     // Other processes (the CLI) must still open the file.

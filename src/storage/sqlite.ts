@@ -70,13 +70,14 @@ export async function createSqliteStore(filePath: string): Promise<Store> {
 
 /**
  * Page cache of the serving connection, in KiB (SQLite's `cache_size` takes a negative value as
- * KiB). SQLite's default, 2,000 KiB, holds a small part of the device-grant indexes once there are
- * tens of thousands of grants: each poll lookup by device code then read about two pages from the
- * file (two `pread` calls, about 1–3 µs). 64 MiB holds the indexes and rows that 100,000 pending
- * grants touch. It is a bound, not an allocation: pages are allocated as they are read, so the
- * cache adds at most 64 MiB to the process's memory, and only as the database grows to that size.
+ * KiB). SQLite's default, 2,000 KiB, holds a small part of the device-grant table and its
+ * device-code index once there are tens of thousands of grants: each poll lookup by device code
+ * then read about two pages from the file (two `pread` calls). 32 MiB holds the pages that lookups
+ * over 100,000 pending grants touch (measured: 0.01 reads per lookup; 16 MiB still read 0.95).
+ * It is a bound, not an allocation: pages stay cached as they are read or written, so the cache
+ * adds up to 32 MiB to the process's memory, reached as the database grows past that size.
  */
-export const SQLITE_CACHE_KIB = 65_536
+export const SQLITE_CACHE_KIB = 32_768
 
 /**
  * Applies the serving connection's settings to a freshly opened `database` (`filePath` as given
