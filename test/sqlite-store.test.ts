@@ -3,7 +3,6 @@
  * back (RFC 8628 §3.5 bookkeeping needs no per-poll write), and WAL checkpoints run by a worker
  * thread rather than inside a request's commit.
  */
-import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
 import { CHECKPOINT_INTERVAL_MS, WAL_SIZE_LIMIT_BYTES } from '../src/storage/sqlite-checkpointer.js'
-import { configureSqliteConnection, SQLITE_CACHE_KIB } from '../src/storage/sqlite.js'
+import { configureSqliteConnection } from '../src/storage/sqlite.js'
 import { bundle, deviceGrant, NOW } from './support/store-fixtures.js'
 
 let dir: string
@@ -251,8 +250,8 @@ describe('SQLite shared read transaction (hot reads of one event-loop turn share
   })
 })
 
-describe('SQLite connection settings (durability and page cache of the serving connection)', () => {
-  it('sets WAL with synchronous=NORMAL, a 5 s busy timeout, foreign keys, in-memory statement journals, a 32 MiB page cache, and leaves checkpoints to the worker', () => {
+describe('SQLite connection settings (durability of the serving connection, files shared with the CLI)', () => {
+  it('sets WAL with synchronous=NORMAL, a 5 s busy timeout, foreign keys, in-memory statement journals, and leaves checkpoints to the worker', () => {
     const database = new Database(file())
     configureSqliteConnection(database, database.name)
     const value = (name: string) => database.pragma(name, { simple: true })
@@ -261,32 +260,10 @@ describe('SQLite connection settings (durability and page cache of the serving c
     expect(value('busy_timeout')).toBe(5_000)
     expect(value('foreign_keys')).toBe(1)
     expect(value('temp_store')).toBe(2) // MEMORY
-    expect(SQLITE_CACHE_KIB).toBe(32_768)
-    expect(value('cache_size')).toBe(-32_768) // negative: KiB
     expect(value('journal_size_limit')).toBe(WAL_SIZE_LIMIT_BYTES)
     expect(value('wal_autocheckpoint')).toBe(0)
     // Other processes (the CLI) must still open the file.
     expect(value('locking_mode')).toBe('normal')
     database.close()
   })
-
-  // /proc/self/io counts the process's read system calls (Linux).
-  it.skipIf(!existsSync('/proc/self/io'))(
-    'looks device grants up by device code from the page cache once read, with 30,000 grants (several times SQLite’s default cache)',
-    async () => {
-      const store = await openStore(`sqlite:${file()}`)
-      const grants = Array.from({ length: 30_000 }, () => deviceGrant())
-      for (let i = 0; i < grants.length; i += 500) await Promise.all(grants.slice(i, i + 500).map((g) => store.createDeviceGrant(g)))
-      await sleep(CHECKPOINT_INTERVAL_MS * 3) // the worker copies the WAL back: lookups read the database file
-      const readCalls = () => Number(/syscr: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))![1])
-      for (const g of grants) await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash) // warm the cache
-      const before = readCalls()
-      for (const g of grants) expect((await store.findDeviceGrantByDeviceCodeHash(g.deviceCodeHash))?.id).toBe(g.id)
-      const reads = readCalls() - before
-      // SQLite's default 2,000 KiB cache re-reads about two pages per lookup here (~60,000 calls).
-      expect(reads).toBeLessThan(grants.length / 20)
-      await store.close()
-    },
-    60_000,
-  )
 })
