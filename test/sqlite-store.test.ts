@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../src/storage/index.js'
 import { POLL_WRITE_BACK_MS } from '../src/storage/poll-times.js'
 import { CHECKPOINT_INTERVAL_MS, WAL_SIZE_LIMIT_BYTES } from '../src/storage/sqlite-checkpointer.js'
+import { configureSqliteConnection } from '../src/storage/sqlite.js'
 import { bundle, deviceGrant, NOW } from './support/store-fixtures.js'
 
 let dir: string
@@ -246,5 +247,23 @@ describe('SQLite shared read transaction (hot reads of one event-loop turn share
       other.close()
       await store.close()
     }
+  })
+})
+
+describe('SQLite connection settings (durability of the serving connection, files shared with the CLI)', () => {
+  it('sets WAL with synchronous=NORMAL, a 5 s busy timeout, foreign keys, in-memory statement journals, and leaves checkpoints to the worker', () => {
+    const database = new Database(file())
+    configureSqliteConnection(database, database.name)
+    const value = (name: string) => database.pragma(name, { simple: true })
+    expect(value('journal_mode')).toBe('wal')
+    expect(value('synchronous')).toBe(1) // NORMAL
+    expect(value('busy_timeout')).toBe(5_000)
+    expect(value('foreign_keys')).toBe(1)
+    expect(value('temp_store')).toBe(2) // MEMORY
+    expect(value('journal_size_limit')).toBe(WAL_SIZE_LIMIT_BYTES)
+    expect(value('wal_autocheckpoint')).toBe(0)
+    // Other processes (the CLI) must still open the file.
+    expect(value('locking_mode')).toBe('normal')
+    database.close()
   })
 })
