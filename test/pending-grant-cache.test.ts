@@ -18,14 +18,14 @@ const PG_URL = process.env.DEVICEGATE_TEST_PG_URL
 if (!PG_URL) console.warn('pending grant cache tests on PostgreSQL SKIPPED: set DEVICEGATE_TEST_PG_URL')
 
 describe('PendingGrantCache', () => {
-  it('caches a pending record only while live, and not when something was forgotten after the ticket was taken', () => {
+  it('caches a pending record only while live, and not when its grant was forgotten after the ticket was taken', () => {
     const cache = new PendingGrantCache()
     const g = deviceGrant()
     cache.offer(cache.ticket(), g)
     expect(cache.get(g.id)).toBeUndefined()
     cache.start()
     const before = cache.ticket()
-    cache.forget('some other grant')
+    cache.forget(g.id)
     cache.offer(before, g)
     expect(cache.get(g.id)).toBeUndefined()
     cache.offer(cache.ticket(), g)
@@ -33,6 +33,62 @@ describe('PendingGrantCache', () => {
     const approved = deviceGrant({ status: 'approved' })
     cache.offer(cache.ticket(), approved)
     expect(cache.get(approved.id)).toBeUndefined()
+  })
+
+  it('still caches a read when only other grants were forgotten while it was in flight', () => {
+    const cache = new PendingGrantCache()
+    cache.start()
+    const [a, b] = [deviceGrant(), deviceGrant()]
+    const ticketA = cache.ticket()
+    const ticketB = cache.ticket()
+    cache.forget('some other grant')
+    cache.forget(b.id)
+    cache.forget('yet another grant')
+    cache.offer(ticketA, a)
+    cache.offer(ticketB, b)
+    expect(cache.get(a.id)).toBe(a)
+    expect(cache.get(b.id)).toBeUndefined()
+    // A read of b begun after its forget is cached.
+    cache.offer(cache.ticket(), b)
+    expect(cache.get(b.id)).toBe(b)
+  })
+
+  it('refuses every read begun before a stop or a restart of listening, whatever was forgotten', () => {
+    const cache = new PendingGrantCache()
+    cache.start()
+    const g = deviceGrant()
+    const before = cache.ticket()
+    cache.stop()
+    cache.start()
+    cache.offer(before, g)
+    expect(cache.get(g.id)).toBeUndefined()
+    const beforeRestart = cache.ticket()
+    cache.start()
+    cache.offer(beforeRestart, g)
+    expect(cache.get(g.id)).toBeUndefined()
+    cache.offer(cache.ticket(), g)
+    expect(cache.get(g.id)).toBe(g)
+  })
+
+  it('remembers at most its maximum of forgotten ids, and then refuses the reads begun before those it let go', () => {
+    const cache = new PendingGrantCache({ maxForgotten: 3 })
+    cache.start()
+    const [a, b] = [deviceGrant(), deviceGrant()]
+    const early = cache.ticket()
+    cache.forget(a.id)
+    const late = cache.ticket()
+    for (let i = 0; i < 1_000; i++) cache.forget(`other ${i}`)
+    expect(cache.forgottenSize).toBe(3)
+    // a's forget is no longer remembered: a read of a begun before it must still not be cached,
+    // nor (unable to tell) any read begun before the forgets let go.
+    cache.offer(early, a)
+    expect(cache.get(a.id)).toBeUndefined()
+    cache.offer(late, b)
+    expect(cache.get(b.id)).toBeUndefined()
+    const now = cache.ticket()
+    cache.forget('one more')
+    cache.offer(now, b)
+    expect(cache.get(b.id)).toBe(b)
   })
 
   it('forgets a grant by id, and everything when stopped', () => {
