@@ -23,7 +23,7 @@ import type { z } from 'zod'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authorizationField, findActiveAccessToken, parseAuthorizationHeader } from '../protocol/bearer.js'
+import { authorizationField, findActiveAccessToken, parseAuthorizationHeader, withoutCredentials } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Store } from '../storage/store.js'
 import { ADMIN_ROUTES, buildOpenApiDocument, describeIssue, type AdminRouteSpec, type RevocationBody } from './admin-schemas.js'
@@ -76,6 +76,8 @@ export interface AdminIdentity {
 }
 
 const REALM = 'Bearer realm="devicegate-admin"'
+/** A field of the one scheme this API takes (RFC 6750 §2.1), well-formed or not. */
+const BEARER_SCHEME = /^\s*Bearer(?:\s|$)/i
 
 type Admin = AdminIdentity
 
@@ -163,18 +165,14 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
        * challenge alone, no error code or other error information (body `{}`); undefined when the
        * request carries a Bearer field (well-formed or not) or repeats the field.
        */
-      function withoutCredentials(field: string | string[] | undefined): OAuthError | undefined {
-        if (Array.isArray(field)) return undefined
-        if (field !== undefined && /^\s*Bearer(?:\s|$)/i.test(field)) return undefined
-        return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': REALM }, challengeOnly: true })
-      }
+      const bareChallenge = (field: string | string[] | undefined) => withoutCredentials(field, 'devicegate-admin', { challenge: REALM, scheme: BEARER_SCHEME })
 
       // Such a request is answered before its body is read, whatever the body (the JSON parser
       // above would judge it first); the routes that need no token are left alone.
       const publicRoutes = new Set((Object.values(ADMIN_ROUTES) as readonly AdminRouteSpec[]).flatMap((spec) => (spec.secured ? [] : [ADMIN_API_PREFIX + spec.path])))
       api.addHook('preParsing', (request, _reply, payload, done) => {
         const route = request.routeOptions.url
-        done(route === undefined || publicRoutes.has(route) ? null : (withoutCredentials(authorizationField(request.raw)) ?? null), payload)
+        done(route === undefined || publicRoutes.has(route) ? null : (bareChallenge(authorizationField(request.raw)) ?? null), payload)
       })
 
       /**
@@ -187,7 +185,7 @@ export async function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps)
         // Two credentials (node would keep only the first line): a malformed request, RFC 6750 §3.1.
         if (Array.isArray(field))
           throw new OAuthError('invalid_request', 'the Authorization header must be sent once', { headers: { 'WWW-Authenticate': `${REALM}, error="invalid_request"` } })
-        const bare = withoutCredentials(field)
+        const bare = bareChallenge(field)
         if (bare !== undefined) throw bare
         const credentials = parseAuthorizationHeader(field)
         // RFC 6750 §3.1: a Bearer header without a well-formed token is a malformed request.

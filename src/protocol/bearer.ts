@@ -135,14 +135,23 @@ export function parseAuthorizationHeader(header: string | undefined): AccessToke
  *
  * @param authorization The raw `Authorization` field ({@link authorizationField}).
  * @param realm The `realm` of the challenges.
- * @returns the error to answer with, or undefined when the request carries a `Bearer` or `DPoP`
- *   field (well-formed or not) or repeats the field: those are judged by {@link authenticateAccessToken}.
+ * @param options.challenge The `WWW-Authenticate` value, when not the Bearer and DPoP challenges
+ *   of `realm` ({@link resourceChallenge}); e.g. a Bearer-only API's own challenge.
+ * @param options.scheme Matches a field of a scheme the resource takes (default: `Bearer` or
+ *   `DPoP`); any other scheme is an unsupported method, answered as no credentials.
+ * @returns the error to answer with, or undefined when the request carries a field of a scheme it
+ *   takes (well-formed or not) or repeats the field: those are judged by the resource's token check
+ *   ({@link authenticateAccessToken}).
  * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
  */
-export function withoutCredentials(authorization: string | string[] | undefined, realm: string): OAuthError | undefined {
+export function withoutCredentials(
+  authorization: string | string[] | undefined,
+  realm: string,
+  options: { challenge?: string; scheme?: RegExp } = {},
+): OAuthError | undefined {
   if (Array.isArray(authorization)) return undefined
-  if (authorization !== undefined && authorization.trim() !== '' && ACCESS_TOKEN_SCHEME.test(authorization)) return undefined
-  return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': resourceChallenge(realm) }, challengeOnly: true })
+  if (authorization !== undefined && (options.scheme ?? ACCESS_TOKEN_SCHEME).test(authorization)) return undefined
+  return new OAuthError('invalid_token', undefined, { headers: { 'WWW-Authenticate': options.challenge ?? resourceChallenge(realm) }, challengeOnly: true })
 }
 
 /**
