@@ -102,7 +102,10 @@ describe('devicegate devices CLI', () => {
       return true
     })
     try {
-      await program.parseAsync(['node', 'devicegate', 'devices', ...args, '--config', config])
+      // `--config` right after the subcommand, so that a caller can end the options with `--`: a
+      // thumbprint is base64url and starts with `-` one time in 64 (then it must follow `--`).
+      const [sub, ...rest] = args
+      await program.parseAsync(['node', 'devicegate', 'devices', ...(sub === undefined ? [] : [sub]), '--config', config, ...rest])
     } finally {
       spy.mockRestore()
     }
@@ -111,14 +114,15 @@ describe('devicegate devices CLI', () => {
 
   it('registers, lists, labels, shows grants and retires (revoking the tokens)', async () => {
     const key = await dpopKey()
-    expect(await run('register', key.jkt, '--label', 'ci runner', '--by', 'ops')).toContain(key.jkt)
+    // `--` before each thumbprint: one in 64 starts with `-` and would be read as an option.
+    expect(await run('register', '--label', 'ci runner', '--by', 'ops', '--', key.jkt)).toContain(key.jkt)
     expect(await run('list')).toMatch(new RegExp(`${key.jkt}\\s+"ci runner"`))
-    expect(await run('label', key.jkt, 'ci runner 2')).toContain('"ci runner 2"')
+    expect(await run('label', '--', key.jkt, 'ci runner 2')).toContain('"ci runner 2"')
     const tokens = await boundTokens(key)
-    const grants = JSON.parse(await run('grants', key.jkt, '--json')) as Array<{ revokedAt: number | null }>
+    const grants = JSON.parse(await run('grants', '--json', '--', key.jkt)) as Array<{ revokedAt: number | null }>
     expect(grants).toHaveLength(1)
     expect(grants[0]!.revokedAt).toBeNull()
-    expect(await run('retire', key.jkt)).toContain('revoked 1 token family')
+    expect(await run('retire', '--', key.jkt)).toContain('revoked 1 token family')
     expect(await introspect(tokens.access_token)).toEqual({ active: false })
     expect(await run('list')).not.toContain(key.jkt)
     expect(await run('list', '--all')).toContain(key.jkt)
