@@ -27,6 +27,23 @@ export function headerFieldValues(rawHeaders: readonly string[], name: string): 
 }
 
 /**
+ * The field `name` of a request as received: read from `rawHeaders` when the request gives them and
+ * has the field (so a repeated field shows as every value), else node's folded `headers[name]`
+ * (the first line of `Authorization`; the lines of `DPoP` joined with commas).
+ *
+ * @param request `headers` (names in lower case) and, optionally, node's `rawHeaders`.
+ * @param name The field name, lower case.
+ * @returns as {@link headerFieldValues}; without `rawHeaders`, `headers[name]` unchanged.
+ */
+export function receivedField(
+  request: { headers: Record<string, string | string[] | undefined>; rawHeaders?: readonly string[] | undefined },
+  name: string,
+): string | string[] | undefined {
+  const folded = request.headers[name]
+  return request.rawHeaders !== undefined && folded !== undefined ? headerFieldValues(request.rawHeaders, name) : folded
+}
+
+/**
  * Whether the received field name `field` is `name` (lower case, same length), ignoring ASCII
  * case, without allocating (no `toLowerCase`): the scan runs on every request that carries the field.
  */

@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose'
-import { headerFieldValues } from './header-fields.js'
+import { receivedField } from './header-fields.js'
 import { basicAuthorization, RevocationUnavailableError, type ClientCredentials } from './revocation.js'
 
 const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked'
@@ -249,8 +249,7 @@ export class SsfRevocations {
     rawHeaders?: readonly string[] | undefined
   }): Promise<{ status: number; body?: { err: string; description: string } }> {
     if (!this.#push) return { status: 404 }
-    const authorization =
-      request.rawHeaders !== undefined && request.headers.authorization !== undefined ? headerFieldValues(request.rawHeaders, 'authorization') : request.headers.authorization
+    const authorization = receivedField(request, 'authorization')
     if (Array.isArray(authorization) && authorization.length !== 1) return { status: 400, body: { err: 'invalid_request', description: 'the Authorization header must be sent once' } }
     if (!sameSecretText(Array.isArray(authorization) ? authorization[0] : authorization, `Bearer ${this.#push.secret}`)) return { status: 401, body: { err: 'authentication_failed', description: 'wrong credentials' } }
     const type = String(request.headers['content-type'] ?? '')

@@ -5,7 +5,7 @@
  */
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js'
-import { headerFieldValues } from './header-fields.js'
+import { headerFieldValues, receivedField } from './header-fields.js'
 import { ResourceAuthError, type ChallengeContext, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError, type ClientCredentials, type IntrospectionResult } from './revocation.js'
 import { SsfRevocations } from './ssf.js'
@@ -310,7 +310,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
 
     // 2. Sender constraint (RFC 9449 §7.1–7.2).
     // RFC 9449 §4.3 check 1: one DPoP field; read as received when the lines are known.
-    const proofHeader = request.rawHeaders !== undefined && request.headers.dpop !== undefined ? headerFieldValues(request.rawHeaders, 'dpop') : request.headers.dpop
+    const proofHeader = receivedField(request, 'dpop')
     if (jkt !== null) {
       if (scheme !== 'DPoP') throw refuse('invalid_token', 'a DPoP-bound access token must be sent with the DPoP scheme', 'DPoP')
       if (proofHeader === undefined) throw refuse('invalid_dpop_proof', 'a DPoP proof is required', 'DPoP')
