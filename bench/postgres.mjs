@@ -1,12 +1,15 @@
 // PostgreSQL mode of the bench: devicegate on PostgreSQL, one instance and two
-// instances behind a round-robin TCP proxy, next to the SQLite target of run.mjs.
+// instances sharing the load, next to the SQLite target of run.mjs.
 //
 //   node bench/run.mjs --store postgres [--pg-url postgres://postgres@127.0.0.1:5432/test]
 //        [--rounds 1 --duration 5 --scenarios b,c]
 //
 // Targets added: devicegate-pg (one `devicegate serve`), devicegate-pg-x2 (two, same config and
-// issuer, one fresh schema, a TCP proxy handing each new connection to the next instance: the
-// load generator's keep-alive connections are split evenly, as an L4 load balancer would).
+// issuer, one fresh schema). The load generator splits its keep-alive connections evenly between
+// the two instances (connection i goes to instance i mod 2), as an L4 load balancer on a host of
+// its own would; a balancer in this box would take its CPU from the two cores the instances, the
+// database and the load generator share. The issuer's own address is a round-robin TCP proxy,
+// used only by the set-up before the measured window (seeding, approvals).
 // Their poll times and DPoP jtis live in UNLOGGED tables (the default). With
 // --pg-ephemeral unlogged,redis also devicegate-pg-redis and devicegate-pg-redis-x2: the same with
 // `storage.ephemeral.url` (--redis-url, default redis://127.0.0.1:6379), a key prefix per
@@ -98,7 +101,7 @@ function pgTarget(name, instances, pgUrl, redisUrl) {
   return {
     name,
     describe: () =>
-      `devicegate on PostgreSQL (${new URL(pgUrl).host}), ${instances === 1 ? 'one instance' : `${instances} instances behind a round-robin TCP proxy`}; --dev clients, pool 10 per instance, fresh schema; poll times and DPoP jtis in ${redisUrl ? `Redis (${new URL(redisUrl).host})` : 'UNLOGGED tables'}`,
+      `devicegate on PostgreSQL (${new URL(pgUrl).host}), ${instances === 1 ? 'one instance' : `${instances} instances, the load generator's connections split evenly between them`}; --dev clients, pool 10 per instance, fresh schema; poll times and DPoP jtis in ${redisUrl ? `Redis (${new URL(redisUrl).host})` : 'UNLOGGED tables'}`,
     async start({ runDir, tag }) {
       const schema = `dg_bench_${tag}_${randomBytes(4).toString('hex')}`.toLowerCase()
       const redis = redisUrl ? { url: redisUrl, keyPrefix: `dg_bench:${schema}:` } : undefined
@@ -145,10 +148,12 @@ function pgTarget(name, instances, pgUrl, redisUrl) {
           name,
           child: children[0],
           pid: children[0].pid,
-          // The instances and their database backends (the proxy stands in for a load balancer).
+          // Where the measured load goes: each instance directly (see the top of this file).
+          loadOrigins: ports.map((p) => `http://${HOST}:${p}`),
+          // The instances and their database backends.
           serverPids: async () => [...servers.map((c) => c.pid), ...(await backendPids(pgUrl, schema))],
-          // The same split for the report; the proxy is shown apart and not counted (it stands in
-          // for a load balancer on a host of its own).
+          // The same split for the report; the set-up proxy is shown apart and not counted (the
+          // measured load does not pass through it, so it shows about 0).
           cpuParts: async () => ({
             devicegate: servers.map((c) => c.pid),
             postgres: await backendPids(pgUrl, schema),

@@ -143,7 +143,7 @@ async function runRound(round, t) {
     if (t.name !== 'limit' && !t.scenarios && !sizes.source) await probeSizes(inst, states)
     for (const s of ids) {
       const spec = () => SCENARIOS[s].request(inst, states[s])
-      const common = { origin: inst.origin, connections: config.connections, targetPid: inst.pid }
+      const common = { origin: inst.loadOrigins ?? inst.origin, connections: config.connections, targetPid: inst.pid }
       if (config.warmupSeconds > 0) await runLoad({ ...common, spec: spec(), durationSeconds: config.warmupSeconds })
       const serverCpu = t.name === 'limit' ? undefined : await startServerCpuWindow(inst)
       const r = await runLoad({ ...common, spec: spec(), durationSeconds: config.durationSeconds })

@@ -196,7 +196,8 @@ function errorKey(status, text) {
 }
 
 /**
- * One autocannon run against `origin`. Returns req/s, latency, and response classes.
+ * One autocannon run against `origin` (a URL, or several: connection i then goes to origin[i mod n]).
+ * Returns req/s, latency, and response classes.
  * @param spec from SCENARIOS[x].request()
  */
 export async function runLoad({ origin, spec, connections, durationSeconds, targetPid, amount }) {

@@ -76,7 +76,7 @@ export function printReport(r) {
         pgNames.filter((n) => s[n]?.cpuParts).map((n) => [s.title, n, ...partNames.map((p) => (s[n].cpuParts[p] == null ? '-' : fmtInt(s[n].cpuParts[p] * 1000)))]),
       )
       if (partRows.length) {
-        out.push('where it goes, CPU µs per request: devicegate instances, their PostgreSQL backends, Redis (external), and the -x2 proxy (not in the totals):')
+        out.push('where it goes, CPU µs per request: devicegate instances, their PostgreSQL backends, Redis (external), and the -x2 set-up proxy (not in the totals; the measured load bypasses it):')
         out.push(table(['scenario', 'target', ...partNames], partRows))
         out.push('')
       }
