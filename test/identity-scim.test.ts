@@ -280,6 +280,24 @@ describe('RFC 7644 §3.3–3.6 Users', () => {
     expect(below.json.startIndex).toBe(1)
   })
 
+  it('answers 400 naming the parameter, never a 500, to a query parameter sent twice (§3.4.2, §3.12): filter is invalidFilter, the others invalidValue', async () => {
+    const user = (await scim('POST', '/Users', { schemas: [USER], userName: `twice-${Date.now()}@example.com` })).json
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: `twice-${Date.now()}` })
+    expect(group.status).toBe(201)
+    const repeated = {
+      filter: [`filter=${encodeURIComponent('userName pr')}&filter=${encodeURIComponent('id pr')}`, 'invalidFilter'],
+      attributes: ['attributes=userName&attributes=id', 'invalidValue'],
+      excludedAttributes: ['excludedAttributes=userName&excludedAttributes=emails', 'invalidValue'],
+      count: ['count=1&count=2', 'invalidValue'],
+    } as const
+    for (const path of ['/Users', '/Groups', `/Users/${user.id}`, `/Groups/${group.json.id}`])
+      for (const [name, [query, scimType]] of Object.entries(repeated)) {
+        const res = await scim('GET', `${path}?${query}`)
+        expect(res.status, `${path}?${query}`).toBe(400)
+        expect(res.json, `${path}?${query}`).toMatchObject({ schemas: [ERROR], status: '400', scimType, detail: `"${name}" must not be included more than once` })
+      }
+  })
+
   it('replaces with PUT (§3.5.1) and honours If-Match (412 on an old version)', async () => {
     const res = await scim('PUT', `/Users/${id}`, { schemas: [USER], userName: 'bjensen', displayName: 'Babs Jensen', externalId: 'bjensen' }, { headers: { 'if-match': 'W/"1"' } })
     expect(res.status).toBe(200)

@@ -131,7 +131,15 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
       const actorOf = (request: FastifyRequest) => actors.get(request)!
 
       const { scim } = deps
-      const q = (request: FastifyRequest) => (request.query ?? {}) as ListQuery
+      // RFC 7644 §3.4.2: each query parameter holds one value; a repeated one (the router reads it
+      // as a list) is a 400 naming it, not a value of another type handed to the filter parser.
+      const q = (request: FastifyRequest): ListQuery => {
+        const query = (request.query ?? {}) as Record<string, unknown>
+        for (const [name, value] of Object.entries(query))
+          if (typeof value !== 'string')
+            throw new ScimError(400, `"${name.slice(0, 100)}" must not be included more than once`, name === 'filter' ? 'invalidFilter' : 'invalidValue')
+        return query as ListQuery
+      }
       const id = (request: FastifyRequest) => (request.params as { id: string }).id
       const ifMatch = (request: FastifyRequest) => {
         const v = request.headers['if-match']
