@@ -99,6 +99,33 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 �
     expectOAuthJson(await rawRequest(port, [`GET /token HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431)
   })
 
+  it('answers an HTTP/1.1 request without Host with 400 invalid_request JSON and no-store (RFC 9112 §3.2), on the fast path too, and an HTML page on the verification pages', async () => {
+    // node answered these itself: a 400 with no body, no Cache-Control, no Content-Type.
+    const noHost = (line: string, extra = '') => `${line} HTTP/1.1\r\nConnection: close\r\n${extra}\r\n`
+    for (const req of [
+      noHost('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'),
+      noHost('GET /jwks'),
+      noHost('GET /admin/api/grants'),
+    ]) {
+      const res = await rawRequest(port, [req])
+      expectOAuthJson(res, 400)
+      expect(JSON.parse(res.body).error_description).toBe('the Host header is required')
+    }
+    expectHtmlPage(await rawRequest(port, [noHost('GET /device')]), 400)
+    // HTTP/1.0 has no Host requirement.
+    expect((await rawRequest(port, ['GET /jwks HTTP/1.0\r\n\r\n'])).status).toBe(200)
+  })
+
+  it('answers an Expect other than 100-continue with 417 invalid_request JSON and no-store (RFC 9110 §10.1.1), and an HTML page on the verification pages', async () => {
+    const expecting = (line: string, extra = '') => `${line} HTTP/1.1\r\nHost: devicegate.test\r\nExpect: fly\r\nConnection: close\r\n${extra}\r\n`
+    for (const req of [expecting('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'), expecting('GET /jwks')]) {
+      const res = await rawRequest(port, [req])
+      expectOAuthJson(res, 417)
+      expect(JSON.parse(res.body).error_description).toBe("the expectation in 'Expect' cannot be met")
+    }
+    expectHtmlPage(await rawRequest(port, [expecting('GET /device')]), 417)
+  })
+
   it('answers framework errors on the verification pages with an HTML page', async () => {
     expectHtmlPage(await rawRequest(port, [get('/device/%E0%A4%A')]), 400)
     expectHtmlPage(await rawRequest(port, [get('/device/no-such-page')]), 404)

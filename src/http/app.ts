@@ -223,7 +223,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // request timeout: node's headers timeout (default 60 s) is aligned with it, and connections
     // are checked every second instead of every 30 s.
     requestTimeout: requestTimeoutMs,
-    http: { requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    // An HTTP/1.1 request without Host reaches the app (node's own 400 for it has no body and no
+    // no-store), which refuses it in the onRequest hook below.
+    http: { requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS, requireHostHeader: false },
     clientErrorHandler: handleClientError,
     // Bad URL encoding and over-long path parameters are refused by the router before any route:
     // they go through the one error path too.
@@ -262,6 +264,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (closing) {
       return done(new OAuthError('temporarily_unavailable', 'the server is shutting down', { headers: { 'Retry-After': '5' } }))
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed, 400 (node's own answer, turned
+    // off above, had no body).
+    const raw = request.raw
+    if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && request.headers.host === undefined)
+      return done(new OAuthError('invalid_request', 'the Host header is required', { headers: { Connection: 'close' } }))
+    // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met, 417 (node hands such
+    // a request over through `checkExpectation`, see installFastRoutes, instead of its bodiless 417).
+    if ((raw as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION])
+      return done(new OAuthError('invalid_request', "the expectation in 'Expect' cannot be met", { status: 417, headers: { Connection: 'close' } }))
     // Bodies are parsed as sent; a compressed body would be read as garbage (RFC 9110 §8.4).
     const encoding = request.headers['content-encoding']
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
@@ -436,4 +447,14 @@ function installFastRoutes(app: FastifyInstance, fastRoute: FastRoute): void {
   app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (!fastRoute(req, res)) fastifyHandler(req, res)
   })
+  // A request whose Expect names something other than 100-continue: node would answer a bodiless
+  // 417 itself; fastify's onRequest hook answers it instead (the fast path never takes a request
+  // with Expect).
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    ;(req as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION] = true
+    fastifyHandler(req, res)
+  })
 }
+
+/** Marks a request node handed over through `checkExpectation` (an Expect it cannot meet). */
+const UNMET_EXPECTATION = Symbol('unmetExpectation')
