@@ -126,6 +126,21 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 ย
     expectHtmlPage(await rawRequest(port, [expecting('GET /device')]), 417)
   })
 
+  it('answers another method on a path with parameters (/admin/api/grants/:id) with 405 and Allow, not 404 (RFC 9110 ยง15.5.6)', async () => {
+    // The router compares route definitions: a concrete path such as /admin/api/grants/abc was "unknown".
+    for (const [method, path, allow] of [
+      ['DELETE', '/admin/api/grants/abc', 'GET, HEAD'],
+      ['PUT', '/admin/api/devices/abc', 'GET, HEAD'],
+      ['POST', '/admin/api/grants/abc/', 'GET, HEAD'],
+    ] as const) {
+      const res = await rawRequest(port, [`${method} ${path} HTTP/1.1\r\nHost: devicegate.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`])
+      expectOAuthJson(res, 405)
+      expect(res.headers.allow, `${method} ${path}`).toBe(allow)
+    }
+    // A path no route's pattern matches is still 404.
+    expectOAuthJson(await rawRequest(port, [get('/admin/api/grants/abc/def')]), 404)
+  })
+
   it('answers framework errors on the verification pages with an HTML page', async () => {
     expectHtmlPage(await rawRequest(port, [get('/device/%E0%A4%A')]), 400)
     expectHtmlPage(await rawRequest(port, [get('/device/no-such-page')]), 404)

@@ -243,6 +243,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: nextRequestId,
   })
 
+  // Routes with path parameters (`/ssf/poll/:streamId`), by method, for the 405 answer below:
+  // `hasRoute` compares route definitions, so it cannot tell that `/ssf/poll/abc` exists.
+  const parametricRoutes: { path: RegExp; method: string }[] = []
+  app.addHook('onRoute', (route) => {
+    if (!route.url.includes(':')) return
+    const path = new RegExp(`^${route.url.split('/').map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`)
+    for (const method of [route.method].flat()) parametricRoutes.push({ path, method })
+  })
+
   app.decorateRequest('clientIp', '')
   app.decorateRequest('oauthError', null)
   app.decorateRequest('thrownError', undefined)
@@ -326,7 +335,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!
-    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }))
+    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }) || parametricRoutes.some((r) => (r.method === method || (method === 'HEAD' && r.method === 'GET')) && r.path.test(path)))
     if (allowed.length > 0)
       return renderError(new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path.slice(0, 100)}`, { status: 405, headers: { Allow: allowed.join(', ') } }), request, reply)
     return renderError(new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }), request, reply)
