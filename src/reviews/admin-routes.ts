@@ -36,7 +36,7 @@ const bad = (d: string) => new OAuthError('invalid_request', d)
  */
 function one(q: Query, name: string): string | undefined {
   const value = q[name]
-  if (Array.isArray(value)) throw bad(`'${name}' must not be included more than once`)
+  if (Array.isArray(value)) throw bad(`'${name}' must be given once`)
   return value
 }
 
