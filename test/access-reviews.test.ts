@@ -234,6 +234,21 @@ describe('access-review campaign of device-issued grants (frozen clock)', () => 
     expect((await api('/clients/practices?since=tomorrow')).status).toBe(400)
   })
 
+  it('answers 400 invalid_request to a query parameter given twice (since=1&since=2 was read as the date "1,2", in 2001), as the rest of the admin API does, never a report of another period', async () => {
+    for (const [path, name] of [
+      ['/clients/practices?since=1&since=2', 'since'],
+      ['/clients/practices?until=1&until=2', 'until'],
+      ['/reports/compliance?since=1&since=2', 'since'],
+      ['/reports/compliance?format=json&format=json', 'format'],
+      ['/reviews/rounds/quarterly.1?format=csv&format=csv', 'format'],
+      ['/reviews/inbox?reviewer=alice&reviewer=bob', 'reviewer'],
+    ] as const) {
+      const res = await api(path)
+      expect(res.status, path).toBe(400)
+      expect(res.json, path).toEqual({ error: 'invalid_request', error_description: `'${name}' must be given once` })
+    }
+  })
+
   it('judges practices over the last 90 days when no period is asked for (the console\'s period too)', async () => {
     const res = await api('/clients/practices')
     expect(res.status).toBe(200)

@@ -59,6 +59,10 @@ function rows(): Row[] {
     { name: 'text/plain carrying a form', path: '/token', headers: { 'content-type': 'text/plain' }, body: form(poll), status: 400, error: 'invalid_request' },
     { name: 'multipart/form-data', path: '/token', body: (() => { const f = new FormData(); for (const [k, v] of Object.entries(poll)) f.append(k, v); return f })(), status: 400, error: 'invalid_request' },
     { name: 'no Content-Type at all', path: '/token', body: new TextEncoder().encode(form(poll)), status: 400, error: 'invalid_request' },
+    // A Content-Type that is no valid media type was 415 from the framework.
+    { name: 'an empty Content-Type', path: '/token', headers: { 'content-type': '' }, body: form(poll), status: 400, error: 'invalid_request' },
+    { name: 'a Content-Type listing two media types', path: '/device_authorization', headers: { 'content-type': `${FORM}, application/json` }, body: form({ client_id: 'cli', scope: 'read' }), status: 400, error: 'invalid_request' },
+    { name: 'a Content-Type without a subtype', path: '/revoke', headers: { 'content-type': 'application' }, body: form({ token: live.refresh_token, client_id: 'cli' }), status: 400, error: 'invalid_request' },
     { name: 'an empty body', path: '/token', headers: { 'content-type': FORM }, body: '', status: 400, error: 'invalid_request' },
     // Parameters (RFC 6749 §3.1–3.2): none repeated, none in the query string, required ones present.
     { name: 'a repeated device_code', path: '/token', headers: { 'content-type': FORM }, body: form([['grant_type', DEVICE_GRANT], ['device_code', pending.device_code], ['device_code', pending.device_code], ['client_id', 'cli']]), status: 400, error: 'invalid_request' },

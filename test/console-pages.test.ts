@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newPerson } from '../src/identity/people.js'
 import { startConsoleServer, type ConsoleTestServer } from './support/console.js'
@@ -55,6 +56,28 @@ describe('console grants', () => {
     const c = await t.signIn('vera')
     for (const q of ['status=nope', 'tier=ultra', 'country=Germany', 'dormant_days=-3', 'network=%3Cscript%3E', 'after=garbage'])
       expect((await c.get(`/console/grants?${q}`)).status, q).toBe(400)
+  })
+
+  it('answers what the server refuses before any console route (Content-Encoding: 415, an HTTP/1.1 request without Host: 400, an unmet Expect: 417) with that status as a page, not a 500', async () => {
+    const port = Number(new URL(t.url).port)
+    const send = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        let out = ''
+        const socket = connect(port, '127.0.0.1', () => socket.write(text))
+        socket.on('data', (d: Buffer) => (out += d.toString('latin1')))
+        socket.on('error', reject)
+        socket.on('close', () => resolve(out))
+      })
+    for (const [text, status] of [
+      ['GET /console HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n', 415],
+      ['GET /console/sign-in HTTP/1.1\r\nConnection: close\r\n\r\n', 400],
+      ['GET /console/sign-in HTTP/1.1\r\nHost: x\r\nExpect: fly\r\nConnection: close\r\n\r\n', 417],
+    ] as const) {
+      const res = await send(text)
+      expect(Number(res.split(' ')[1]), text).toBe(status)
+      expect(res, text).toMatch(/content-type: text\/html/i)
+      expect(res, text).toContain('<h1>Request not accepted</h1>')
+    }
   })
 
   it('pages with a keyset cursor (the storage query the list uses)', async () => {

@@ -99,6 +99,48 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 �
     expectOAuthJson(await rawRequest(port, [`GET /token HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 431)
   })
 
+  it('answers an HTTP/1.1 request without Host with 400 invalid_request JSON and no-store (RFC 9112 §3.2), on the fast path too, and an HTML page on the verification pages', async () => {
+    // node answered these itself: a 400 with no body, no Cache-Control, no Content-Type.
+    const noHost = (line: string, extra = '') => `${line} HTTP/1.1\r\nConnection: close\r\n${extra}\r\n`
+    for (const req of [
+      noHost('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'),
+      noHost('GET /jwks'),
+      noHost('GET /admin/api/grants'),
+    ]) {
+      const res = await rawRequest(port, [req])
+      expectOAuthJson(res, 400)
+      expect(JSON.parse(res.body).error_description).toBe('the Host header is required')
+    }
+    expectHtmlPage(await rawRequest(port, [noHost('GET /device')]), 400)
+    // HTTP/1.0 has no Host requirement.
+    expect((await rawRequest(port, ['GET /jwks HTTP/1.0\r\n\r\n'])).status).toBe(200)
+  })
+
+  it('answers an Expect other than 100-continue with 417 invalid_request JSON and no-store (RFC 9110 §10.1.1), and an HTML page on the verification pages', async () => {
+    const expecting = (line: string, extra = '') => `${line} HTTP/1.1\r\nHost: devicegate.test\r\nExpect: fly\r\nConnection: close\r\n${extra}\r\n`
+    for (const req of [expecting('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'), expecting('GET /jwks')]) {
+      const res = await rawRequest(port, [req])
+      expectOAuthJson(res, 417)
+      expect(JSON.parse(res.body).error_description).toBe("the expectation in 'Expect' cannot be met")
+    }
+    expectHtmlPage(await rawRequest(port, [expecting('GET /device')]), 417)
+  })
+
+  it('answers another method on a path with parameters (/admin/api/grants/:id) with 405 and Allow, not 404 (RFC 9110 §15.5.6)', async () => {
+    // The router compares route definitions: a concrete path such as /admin/api/grants/abc was "unknown".
+    for (const [method, path, allow] of [
+      ['DELETE', '/admin/api/grants/abc', 'GET, HEAD'],
+      ['PUT', '/admin/api/devices/abc', 'GET, HEAD'],
+      ['POST', '/admin/api/grants/abc/', 'GET, HEAD'],
+    ] as const) {
+      const res = await rawRequest(port, [`${method} ${path} HTTP/1.1\r\nHost: devicegate.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`])
+      expectOAuthJson(res, 405)
+      expect(res.headers.allow, `${method} ${path}`).toBe(allow)
+    }
+    // A path no route's pattern matches is still 404.
+    expectOAuthJson(await rawRequest(port, [get('/admin/api/grants/abc/def')]), 404)
+  })
+
   it('answers framework errors on the verification pages with an HTML page', async () => {
     expectHtmlPage(await rawRequest(port, [get('/device/%E0%A4%A')]), 400)
     expectHtmlPage(await rawRequest(port, [get('/device/no-such-page')]), 404)

@@ -6,6 +6,7 @@
  * and an Okta-style provisioning sequence replayed.
  */
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import { hash } from '@node-rs/argon2'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startFakeIdp, upstreamPageSession, type FakeIdp } from './support/fake-idp.js'
@@ -132,6 +133,33 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     expect((await scim('GET', `/Users/${emoji.json.id}`)).json.userName).toBe('emoji\u{1F600}')
     expect((await scim('DELETE', `/Users/${emoji.json.id}`)).status).toBe(204)
     expect((await scim('GET', '/Users')).json.totalResults).toBe(before)
+  })
+
+  it('answers what the server refuses before any SCIM route (a Content-Encoding: 415, an HTTP/1.1 request without Host: 400, an unmet Expect: 417) with that status in SCIM error JSON (§3.12), not a 500', async () => {
+    const port = Number(new URL(t.url).port)
+    const send = (text: string) =>
+      new Promise<{ status: number; contentType: string; json: any }>((resolve, reject) => {
+        let out = ''
+        const socket = connect(port, '127.0.0.1', () => socket.write(text))
+        socket.on('data', (d: Buffer) => (out += d.toString('latin1')))
+        socket.on('error', reject)
+        socket.on('close', () => {
+          const [head = '', body = ''] = out.split('\r\n\r\n')
+          resolve({ status: Number(head.split(' ')[1]), contentType: /content-type: ([^\r]*)/i.exec(head)?.[1] ?? '', json: JSON.parse(body) })
+        })
+      })
+    const auth = `Authorization: Bearer ${token}\r\nConnection: close\r\n`
+    for (const [text, status] of [
+      [`GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n${auth}\r\n`, 415],
+      [`PUT /scim/v2/Users/x HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/scim+json\r\nContent-Length: 2\r\n${auth}\r\n{}`, 415],
+      [`GET /scim/v2/Users HTTP/1.1\r\n${auth}\r\n`, 400],
+      [`GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\nExpect: fly\r\n${auth}\r\n`, 417],
+    ] as const) {
+      const res = await send(text)
+      expect(res.status, text).toBe(status)
+      expect(res.contentType, text).toContain('application/scim+json')
+      expect(res.json, text).toMatchObject({ schemas: [ERROR], status: String(status), detail: expect.any(String) })
+    }
   })
 
   it('answers 405 with Allow and SCIM error JSON for another method on a known endpoint, not 404 (RFC 7644 §3.12, RFC 9110 §15.5.6)', async () => {
@@ -278,6 +306,24 @@ describe('RFC 7644 §3.3–3.6 Users', () => {
     const below = await scim('GET', '/Users?startIndex=-5&count=1')
     expect(below.status).toBe(200)
     expect(below.json.startIndex).toBe(1)
+  })
+
+  it('answers 400 naming the parameter, never a 500, to a query parameter sent twice (§3.4.2, §3.12): filter is invalidFilter, the others invalidValue', async () => {
+    const user = (await scim('POST', '/Users', { schemas: [USER], userName: `twice-${Date.now()}@example.com` })).json
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: `twice-${Date.now()}` })
+    expect(group.status).toBe(201)
+    const repeated = {
+      filter: [`filter=${encodeURIComponent('userName pr')}&filter=${encodeURIComponent('id pr')}`, 'invalidFilter'],
+      attributes: ['attributes=userName&attributes=id', 'invalidValue'],
+      excludedAttributes: ['excludedAttributes=userName&excludedAttributes=emails', 'invalidValue'],
+      count: ['count=1&count=2', 'invalidValue'],
+    } as const
+    for (const path of ['/Users', '/Groups', `/Users/${user.id}`, `/Groups/${group.json.id}`])
+      for (const [name, [query, scimType]] of Object.entries(repeated)) {
+        const res = await scim('GET', `${path}?${query}`)
+        expect(res.status, `${path}?${query}`).toBe(400)
+        expect(res.json, `${path}?${query}`).toMatchObject({ schemas: [ERROR], status: '400', scimType, detail: `"${name}" must not be included more than once` })
+      }
   })
 
   it('replaces with PUT (§3.5.1) and honours If-Match (412 on an old version)', async () => {

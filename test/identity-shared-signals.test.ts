@@ -163,6 +163,28 @@ describe('RFC 8935 push: refused SETs answer 400 with the right err and change n
     expect(await active(token)).toBe(true)
   })
 
+  it('what the server refuses before the push route (Content-Encoding: 415, an HTTP/1.1 request without Host: 400, an unmet Expect: 417) keeps its status in the §2.3 body, not a 500, and changes nothing', async () => {
+    const { jwt } = await makeSet(`${CAEP}session-revoked`)
+    for (const [headers, setHost, status] of [
+      [{ 'content-encoding': 'gzip' }, true, 415],
+      [{}, false, 400],
+      [{ expect: 'fly' }, true, 417],
+    ] as const) {
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${t.url}/ssf/push`, { method: 'POST', setHost, headers: { 'content-type': 'application/secevent+jwt', ...headers } }, (r) => {
+          let body = ''
+          r.on('data', (d: Buffer) => (body += d.toString('utf8')))
+          r.on('end', () => resolve({ status: r.statusCode!, body }))
+        })
+        req.on('error', reject)
+        req.end(jwt)
+      })
+      expect(res.status, JSON.stringify(headers)).toBe(status)
+      expect(JSON.parse(res.body), JSON.stringify(headers)).toMatchObject({ err: 'invalid_request', description: expect.any(String) })
+    }
+    expect(await active(token)).toBe(true)
+  })
+
   it('a refused SET records nothing: the same jti, correctly signed later, is applied', async () => {
     const res = await push((await makeSet(`${CAEP}session-revoked`, { jti: 'bad-sig' })).jwt)
     expect(res.status).toBe(202)

@@ -36,6 +36,7 @@ import type { Person } from '../identity/people.js'
 import type { RevocationService } from '../governance/revocation.js'
 import type { PolicyHolder } from '../policy/holder.js'
 import type { PolicyService } from '../policy/service.js'
+import { OAuthError } from '../protocol/errors.js'
 import { StoreUnavailableError, type Store, type WebSessionRecord } from '../storage/store.js'
 import { randomToken, sha256Hex } from '../system.js'
 import { createPostGuard } from '../web/csrf.js'
@@ -317,6 +318,15 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps, p
       }
 
       scope.setErrorHandler((err, request, reply) => {
+        // What the app-wide onRequest hook refuses before any console route (a Content-Encoding:
+        // 415, an HTTP/1.1 request without Host: 400, an Expect it cannot meet: 417, the 503 while
+        // draining) comes as an OAuthError: its status and headers (Retry-After), as a page.
+        if (err instanceof OAuthError) {
+          reply.headers({ ...err.headers })
+          return err.status >= 500
+            ? error(reply, request, err.status, 'Temporarily unavailable', 'The server cannot take this request right now. Nothing was changed; try again in a moment.')
+            : error(reply, request, err.status, 'Request not accepted', 'The request could not be read.')
+        }
         const status = (err as { statusCode?: number }).statusCode
         if (typeof status === 'number' && status >= 400 && status < 500) return error(reply, request, status, 'Request not accepted', 'The request could not be read.')
         if (err instanceof StoreUnavailableError) {

@@ -223,7 +223,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // request timeout: node's headers timeout (default 60 s) is aligned with it, and connections
     // are checked every second instead of every 30 s.
     requestTimeout: requestTimeoutMs,
-    http: { requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS },
+    // An HTTP/1.1 request without Host reaches the app (node's own 400 for it has no body and no
+    // no-store), which refuses it in the onRequest hook below.
+    http: { requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: CONNECTIONS_CHECK_MS, requireHostHeader: false },
     clientErrorHandler: handleClientError,
     // Bad URL encoding and over-long path parameters are refused by the router before any route:
     // they go through the one error path too.
@@ -239,6 +241,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     childLoggerFactory: lazyChildLoggerFactory,
     // Shared with the fast path, so request ids stay unique across both.
     genReqId: nextRequestId,
+  })
+
+  // Routes with path parameters (`/ssf/poll/:streamId`), by method, for the 405 answer below:
+  // `hasRoute` compares route definitions, so it cannot tell that `/ssf/poll/abc` exists.
+  const parametricRoutes: { path: RegExp; method: string }[] = []
+  app.addHook('onRoute', (route) => {
+    if (!route.url.includes(':')) return
+    const path = new RegExp(`^${route.url.split('/').map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`)
+    for (const method of [route.method].flat()) parametricRoutes.push({ path, method })
   })
 
   app.decorateRequest('clientIp', '')
@@ -262,6 +273,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (closing) {
       return done(new OAuthError('temporarily_unavailable', 'the server is shutting down', { headers: { 'Retry-After': '5' } }))
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is malformed, 400 (node's own answer, turned
+    // off above, had no body).
+    const raw = request.raw
+    if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && request.headers.host === undefined)
+      return done(new OAuthError('invalid_request', 'the Host header is required', { headers: { Connection: 'close' } }))
+    // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met, 417 (node hands such
+    // a request over through `checkExpectation`, see installFastRoutes, instead of its bodiless 417).
+    if ((raw as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION])
+      return done(new OAuthError('invalid_request', "the expectation in 'Expect' cannot be met", { status: 417, headers: { Connection: 'close' } }))
     // Bodies are parsed as sent; a compressed body would be read as garbage (RFC 9110 §8.4).
     const encoding = request.headers['content-encoding']
     if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
@@ -315,7 +335,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!
-    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }))
+    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }) || parametricRoutes.some((r) => (r.method === method || (method === 'HEAD' && r.method === 'GET')) && r.path.test(path)))
     if (allowed.length > 0)
       return renderError(new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path.slice(0, 100)}`, { status: 405, headers: { Allow: allowed.join(', ') } }), request, reply)
     return renderError(new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }), request, reply)
@@ -436,4 +456,14 @@ function installFastRoutes(app: FastifyInstance, fastRoute: FastRoute): void {
   app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (!fastRoute(req, res)) fastifyHandler(req, res)
   })
+  // A request whose Expect names something other than 100-continue: node would answer a bodiless
+  // 417 itself; fastify's onRequest hook answers it instead (the fast path never takes a request
+  // with Expect).
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    ;(req as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION] = true
+    fastifyHandler(req, res)
+  })
 }
+
+/** Marks a request node handed over through `checkExpectation` (an Expect it cannot meet). */
+const UNMET_EXPECTATION = Symbol('unmetExpectation')

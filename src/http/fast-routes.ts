@@ -14,7 +14,7 @@
  * Only requests with nothing unusual are taken: `POST` to one of the paths exactly as registered
  * (or with fastify's ignored trailing slash), no query string, a `Content-Length` within the body
  * limit, an `application/x-www-form-urlencoded` body (optionally `; charset=utf-8`), no
- * `Transfer-Encoding`, `Content-Encoding` or `Expect`, and the server not draining. Anything else
+ * `Transfer-Encoding`, `Content-Encoding` or `Expect`, a `Host` (HTTP/1.1), and the server not draining. Anything else
  * — other methods and paths, 413, 415, 405, bodies of other media types, the 503 while draining —
  * falls through to fastify unchanged, which answers it as it always has.
  */
@@ -219,6 +219,7 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       h['transfer-encoding'] !== undefined ||
       h['content-encoding'] !== undefined ||
       h.expect !== undefined ||
+      (h.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) ||
       h['content-type'] === undefined ||
       !FORM_CONTENT_TYPE.test(h['content-type']) ||
       isClosing()

@@ -161,7 +161,8 @@ type FaultLog = Pick<FastifyBaseLogger, 'error' | 'warn'>
  * Maps anything thrown while answering a request to the OAuth error the client sees, and logs
  * what it hides: an unreachable store is `503 temporarily_unavailable` with `Retry-After`, a value
  * the database refuses is the request's fault (`invalid_request`), a framework 4xx (body too
- * large, bad URL encoding…) keeps its status as `invalid_request`, anything else is
+ * large, bad URL encoding…) keeps its status as `invalid_request` (except a malformed
+ * `Content-Type`: 400, as for any body that is not a form), anything else is
  * `500 server_error` with a generic description.
  */
 export function toOAuthError(err: unknown, log: FaultLog): OAuthError {
@@ -176,6 +177,10 @@ export function toOAuthError(err: unknown, log: FaultLog): OAuthError {
     return new OAuthError('invalid_request', 'a request value is out of range or not valid text', { cause: err })
   }
   const e = err as { statusCode?: number; code?: string }
+  // A Content-Type that is not one valid media type (empty, a list, no subtype): fastify refuses it
+  // with 415 before any route, but it is a malformed request, answered as any non-form body is —
+  // 400 invalid_request (RFC 6749 §5.2; RFC 8628 §3.1).
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new OAuthError('invalid_request', 'the Content-Type header is not a valid media type', { cause: err })
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     const description =
       e.code === 'FST_ERR_CTP_BODY_TOO_LARGE'

@@ -16,6 +16,7 @@ import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
 import { authorizationField } from '../protocol/bearer.js'
+import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
 import type { Store } from '../storage/store.js'
 import { sha256Hex } from '../system.js'
@@ -89,6 +90,13 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
       api.setErrorHandler((err, request, reply) => {
         if (err instanceof ScimAuthError) reply.header('www-authenticate', err.challenge)
         if (err instanceof ScimError) return sendError(reply, err)
+        // What the app-wide onRequest hook refuses before any SCIM route (a Content-Encoding, an
+        // HTTP/1.1 request without Host, an Expect it cannot meet, the 503 while draining) comes as
+        // an OAuthError: its status and headers (Retry-After, Connection), in SCIM error JSON.
+        if (err instanceof OAuthError) {
+          reply.headers({ ...err.headers })
+          return sendError(reply, new ScimError(err.status, err.description ?? err.error))
+        }
         const status = (err as { statusCode?: number }).statusCode
         if (status !== undefined && status >= 400 && status < 500) return sendError(reply, new ScimError(status, String((err as Error).message).slice(0, 200), status === 400 ? 'invalidSyntax' : undefined))
         // The app-wide backstop (src/http/app.ts) does not reach this scope's own handler.
@@ -131,7 +139,15 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
       const actorOf = (request: FastifyRequest) => actors.get(request)!
 
       const { scim } = deps
-      const q = (request: FastifyRequest) => (request.query ?? {}) as ListQuery
+      // RFC 7644 §3.4.2: each query parameter holds one value; a repeated one (the router reads it
+      // as a list) is a 400 naming it, not a value of another type handed to the filter parser.
+      const q = (request: FastifyRequest): ListQuery => {
+        const query = (request.query ?? {}) as Record<string, unknown>
+        for (const [name, value] of Object.entries(query))
+          if (typeof value !== 'string')
+            throw new ScimError(400, `"${name.slice(0, 100)}" must not be included more than once`, name === 'filter' ? 'invalidFilter' : 'invalidValue')
+        return query as ListQuery
+      }
       const id = (request: FastifyRequest) => (request.params as { id: string }).id
       const ifMatch = (request: FastifyRequest) => {
         const v = request.headers['if-match']

@@ -7,6 +7,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { authorizationField } from '../protocol/bearer.js'
+import { OAuthError } from '../protocol/errors.js'
 import { SetError, type SharedSignalsReceiver } from './shared-signals.js'
 
 export const SSF_PUSH_PATH = '/ssf/push'
@@ -22,6 +23,16 @@ export async function registerSharedSignalsRoutes(app: FastifyInstance, receiver
     api.addContentTypeParser(['application/secevent+jwt', 'application/jwt'], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body))
     api.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 64 * 1024 }, (_req, _body, done) => done(null, undefined))
     api.setErrorHandler((err, request, reply) => {
+      // What the app-wide onRequest hook refuses before this route (a Content-Encoding: 415, an
+      // HTTP/1.1 request without Host: 400, an Expect it cannot meet: 417, the 503 while draining)
+      // comes as an OAuthError: its status and headers (Retry-After), in the RFC 8935 §2.3 body.
+      if (err instanceof OAuthError)
+        return reply
+          .code(err.status)
+          .headers({ ...err.headers })
+          .header('cache-control', 'no-store')
+          .type('application/json')
+          .send(JSON.stringify({ err: err.error, description: err.description ?? err.error }))
       const status = (err as { statusCode?: number }).statusCode
       if (status !== undefined && status >= 400 && status < 500) return refuse(reply, new SetError('invalid_request', 'the request could not be read'))
       request.log.error({ err }, 'security event processing failed')

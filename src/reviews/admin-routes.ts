@@ -24,9 +24,21 @@ import { REVIEW_ERROR_STATUS, ReviewError, type ReviewService } from './campaign
 import type { EvidenceDeps } from './evidence.js'
 import { createComplianceReport, renderComplianceHtml } from './report.js'
 
-type Query = Record<string, string | undefined>
+/** Query parameters as the router reads them: a parameter given more than once is a list. */
+type Query = Record<string, string | string[] | undefined>
 
 const bad = (d: string) => new OAuthError('invalid_request', d)
+
+/**
+ * The one value of query parameter `name`, or undefined when absent.
+ * @throws {OAuthError} 400 `invalid_request` when it is given more than once (`since=1&since=2`
+ *   would otherwise reach `Date.parse` as "1,2", a date in 2001).
+ */
+function one(q: Query, name: string): string | undefined {
+  const value = q[name]
+  if (Array.isArray(value)) throw bad(`'${name}' must be given once`)
+  return value
+}
 
 function time(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === '') return undefined
@@ -58,16 +70,16 @@ export function reviewsAdminRoutes(deps: { reviews: ReviewService; evidence: () 
     api.get('/reports/compliance', async (request, reply: FastifyReply) => {
       await authenticate(request)
       const q = request.query as Query
-      const fmt = format(q.format, ['json', 'html'] as const, 'json')
-      const report = await call(() => createComplianceReport(deps.evidence(), { since: time(q.since, 'since'), until: time(q.until, 'until') }))
+      const fmt = format(one(q, 'format'), ['json', 'html'] as const, 'json')
+      const report = await call(() => createComplianceReport(deps.evidence(), { since: time(one(q, 'since'), 'since'), until: time(one(q, 'until'), 'until') }))
       if (fmt === 'json') return report
       return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(renderComplianceHtml(report))
     })
     api.get('/clients/practices', async (request) => {
       await authenticate(request)
       const q = request.query as Query
-      const until = time(q.until, 'until') ?? deps.clock.nowSeconds()
-      const since = time(q.since, 'since') ?? defaultPracticesPeriod(until).since
+      const until = time(one(q, 'until'), 'until') ?? deps.clock.nowSeconds()
+      const since = time(one(q, 'since'), 'since') ?? defaultPracticesPeriod(until).since
       if (since >= until) throw bad('"since" must be before "until"')
       return summarizeClientPractices(deps.store, { since, until })
     })
@@ -88,14 +100,14 @@ export function reviewsAdminRoutes(deps: { reviews: ReviewService; evidence: () 
     api.get('/reviews/rounds/:id', async (request, reply: FastifyReply) => {
       await authenticate(request)
       const id = (request.params as { id: string }).id
-      const fmt = format((request.query as Query).format, ['json', 'csv'] as const, 'json')
+      const fmt = format(one(request.query as Query, 'format'), ['json', 'csv'] as const, 'json')
       if (fmt === 'json') return call(() => deps.reviews.roundEvidence(id))
       const csv = await call(() => deps.reviews.roundEvidenceCsv(id))
       return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="review-${id.replace(/[^A-Za-z0-9._-]/g, '_')}.csv"`).send(csv)
     })
     api.get('/reviews/inbox', async (request) => {
       const admin = await authenticate(request)
-      const reviewer = (request.query as Query).reviewer ?? admin.subject
+      const reviewer = one(request.query as Query, 'reviewer') ?? admin.subject
       if (!reviewer) throw bad('"reviewer" is required with a token that is not a person’s')
       return { reviewer, items: await deps.reviews.inbox(reviewer) }
     })
