@@ -109,6 +109,17 @@ describe('RFC 8707 audience restriction of issued tokens', () => {
     expect(decodeJwt(res.json.access_token).aud).toBe(t.url)
   })
 
+  it('refuses at the token endpoint and at refresh a resource the device authorization did not name (RFC 8707 §2.2: the approval covered the issuer alone)', async () => {
+    const deviceCode = await approvedFlow([])
+    expectInvalidTarget(await redeem(deviceCode, [['resource', API]]))
+    // The refused request spent nothing: the code still redeems, for the issuer.
+    const res = await redeem(deviceCode)
+    expect(res.status).toBe(200)
+    expect(decodeJwt(res.json.access_token).aud).toBe(t.url)
+    const refreshed = await postForm(`${t.url}/token`, [['grant_type', 'refresh_token'], ['refresh_token', res.json.refresh_token], ['client_id', 'api-cli'], ['resource', API]])
+    expectInvalidTarget(refreshed)
+  })
+
   it('refuses any resource for a client configured with none', async () => {
     const res = await postForm(`${t.url}/device_authorization`, { client_id: 'cli', scope: 'read', resource: API })
     expectInvalidTarget(res)

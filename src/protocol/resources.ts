@@ -39,22 +39,27 @@ export function readResources(params: Params): string[] {
 /**
  * Decides the resources of a token request (RFC 8707 §2, §2.2).
  *
- * Every requested resource must be one the client may use (`client.resources`); when the
- * authorization (device grant or token family) already named resources, the request may only
- * narrow them, and a request naming none gets all of them.
+ * Every requested resource must be one the client may use (`client.resources`). A grant a person
+ * approved (a device code, or the token family it started) may only narrow what that approval
+ * covered: a request naming none gets all of it, and when the device authorization named no
+ * resource the approval was for the issuer alone, so any `resource` is refused. RFC 8707 leaves
+ * open whether a token request may add resources the authorization request did not name; we
+ * refuse it, because the person approving saw the resources of the device authorization and
+ * nothing else.
  *
  * @param requested From {@link readResources}.
- * @param authorized Resources of the device authorization or token family; empty when none.
+ * @param authorized Resources the approval covered (empty: none, the issuer alone); `undefined`
+ *   for a grant with no approval step (`client_credentials`), where the client's own list decides.
  * @returns the token's audience; empty means "the issuer".
  * @throws {OAuthError} `invalid_target` for a resource the client may not use, or outside `authorized`.
- * @see https://www.rfc-editor.org/rfc/rfc8707#section-2
+ * @see https://www.rfc-editor.org/rfc/rfc8707#section-2.2
  */
-export function resolveResources(client: Client, requested: readonly string[], authorized: readonly string[] = []): string[] {
+export function resolveResources(client: Client, requested: readonly string[], authorized?: readonly string[]): string[] {
   const allowed = client.resources ?? []
   for (const r of requested) {
     if (!allowed.includes(r)) throw new OAuthError('invalid_target', `this client may not request tokens for resource "${r.slice(0, 100)}"`)
-    if (authorized.length > 0 && !authorized.includes(r))
+    if (authorized !== undefined && !authorized.includes(r))
       throw new OAuthError('invalid_target', `resource "${r.slice(0, 100)}" was not part of the authorization`)
   }
-  return requested.length > 0 ? [...requested] : [...authorized]
+  return requested.length > 0 ? [...requested] : [...(authorized ?? [])]
 }

@@ -128,8 +128,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       detail: input.dpopJkt === null ? 'bound device code redeemed without a DPoP proof' : 'dpop key mismatch',
     })
   }
-  // RFC 8707 §2.2: a `resource` here may narrow what the device authorization named.
-  const resources = resolveResources(client, readResources(input.params), grant.resources)
+  // RFC 8707 §2.2: a `resource` here may narrow what the device authorization named, never add to it.
+  const resources = resolveResources(client, readResources(input.params), grant.resources ?? [])
   const now = deps.clock.nowSeconds()
   const state = deviceGrantState(grant, now)
   // RFC 8628 §3.5: `slow_down` is a variant of `authorization_pending`, so only a pending code is
@@ -215,7 +215,7 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       expiresAt: refresh ? familyExpiresAt : access.record.expiresAt,
       dpopJkt: input.dpopJkt,
       // The family keeps what was authorized, so a refresh may ask for any of it again.
-      resources: grant.resources?.length ? grant.resources : resources,
+      resources: grant.resources ?? [],
     },
     accessToken: access.record,
     ...(refresh ? { refreshToken: refresh.record } : {}),

@@ -118,8 +118,8 @@ export async function handle(input: GrantInput, deps: ProtocolDeps): Promise<Tok
       if (!familyScope.includes(s)) throw new OAuthError('invalid_scope', `scope "${s.slice(0, 64)}" exceeds the original grant`)
     scope = requested.join(' ')
   }
-  // RFC 8707 §2.2: the new access token is for the family's resources, or the ones named here.
-  const resources = resolveResources(client, readResources(input.params), family?.resources)
+  // RFC 8707 §2.2: the new access token is for the family's resources, or those of them named here.
+  const resources = resolveResources(client, readResources(input.params), family?.resources ?? [])
   const asked = scope
   if (shaped?.decision) {
     // A policy narrowed since the approval. Never silently (README "Scopes"): a scope this request
