@@ -83,6 +83,13 @@ describe('RFC 9449 §4.3 DPoP proof checks at the token endpoint', () => {
   const BAD_PROOFS: Array<[string, () => Promise<string>]> = [
     ['not a JWS at all', async () => 'not-a-jwt'],
     ['two proofs joined in one header value', async () => `${await proof(k1)}, ${await proof(k1)}`],
+    // RFC 7515 §2, §7.1: the three parts are base64url without padding; '=' is not of that alphabet.
+    ['a signature with "=" padding (RFC 7515 §2)', async () => `${await proof(k1)}=`],
+    ['a signature with "==" padding, which base64 decoders accept (RFC 7515 §2)', async () => `${await proof(k1)}==`],
+    ['a payload in standard base64 with "+" and "/" (RFC 7515 §2)', async () => {
+      const [h, p, sig] = (await proof(k1)).split('.')
+      return `${h}.${Buffer.from(p!, 'base64url').toString('base64')}.${sig}`
+    }],
     ['typ missing', () => proof(k1, { typ: null })],
     ['typ JWT instead of dpop+jwt (check 4)', () => proof(k1, { typ: 'JWT' })],
     ['alg none (check 5)', () => proof(k1, { alg: 'none' })],

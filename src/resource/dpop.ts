@@ -128,6 +128,9 @@ export interface CheckedDpopProof {
   payload: Record<string, unknown>
 }
 
+/** A JWS in compact serialization: three base64url parts without padding (RFC 7515 §2, §7.1). */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
 /**
  * The checks of RFC 9449 §4.3 that every receiver of a proof makes, shared by the authorization
  * server and the resource helper: one compact JWS (checks 1–2); `typ: dpop+jwt` (4); an allowed
@@ -145,7 +148,9 @@ export async function checkDpopProof(
   options: { algorithms: readonly string[]; maxAgeSeconds: number; maxSkewSeconds: number; nowSeconds: number },
 ): Promise<CheckedDpopProof> {
   const fail = (message: string) => new DpopProofError(message)
-  if (proof.includes(',') || proof.split('.').length !== 3) throw fail('the DPoP proof is not a single compact JWS')
+  // RFC 7515 §7.1: three base64url parts (§2: no padding); anything else, e.g. two proofs joined
+  // with a comma, or a part in padded or standard base64, is not one compact JWS.
+  if (!COMPACT_JWS.test(proof)) throw fail('the DPoP proof is not a single compact JWS')
   let alg: string | undefined
   let jwk: JWK | undefined
   try {
