@@ -128,8 +128,8 @@ type JsonHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unk
  * exactly as the error handler would answer it (status, `{ error, error_description }`, no-store,
  * the error's headers), without fastify's error path (the rejected route promise, `onError`
  * hooks, the error handler): `authorization_pending` and `slow_down` are most of the polling
- * traffic, and that path was a measurable share of each poll. The code is recorded in
- * `request.oauthError` for metrics. Anything else still goes to the error handler.
+ * traffic, and that path was a measurable share of each poll. Its outcome (the code, or
+ * `no_credentials`) is recorded in `request.oauthError` for metrics. Anything else still goes to the error handler.
  */
 function answeringOAuthErrors(handler: JsonHandler): JsonHandler {
   return async (request, reply) => {
@@ -137,7 +137,7 @@ function answeringOAuthErrors(handler: JsonHandler): JsonHandler {
       return await handler(request, reply)
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err
-      request.oauthError = err.error
+      request.oauthError = err.outcome
       return sendOAuthError(reply, err)
     }
   }
