@@ -204,7 +204,11 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400
     const oauth = toOAuthError(err, logger.child({ reqId: t.id }))
     t.error = err
-    send(t.res, oauth.status, addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' }), oauth.toJSONText())
+    const headers = addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' })
+    // RFC 9449 §8: every answer of a DPoP endpoint carries the nonce, this one too (last, as
+    // fastify's onSend hook adds it to an answer no route gave).
+    if (t.endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = t.endpoint.dpopNonce()
+    send(t.res, oauth.status, headers, oauth.toJSONText())
   }
 
   return (req, res) => {
