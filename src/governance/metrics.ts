@@ -165,32 +165,40 @@ export class Metrics {
         // Read as received: node's headers.authorization keeps only the first line of a repeated
         // field, which is refused whatever its lines (RFC 6750 §3.1, RFC 9110 §5.3).
         const field = authorizationField(request.raw)
-        if (Array.isArray(field))
+        // Counted as the other protected resources' answers are (`request.oauthError`).
+        if (Array.isArray(field)) {
+          request.oauthError = 'invalid_request'
           return reply
             .status(400)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
+        }
         const m = /^Bearer\s+(\S+)\s*$/i.exec(field ?? '')
         if (m === null) {
           // RFC 6750 §3.1: no error code or other error information (the challenge alone, body
           // `{}`) when no bearer credentials were sent (no field, a blank one, another scheme)...
-          if (!/^Bearer(?:\s|$)/i.test(field ?? ''))
+          if (!/^Bearer(?:\s|$)/i.test(field ?? '')) {
+            request.oauthError = 'no_credentials'
             return reply.status(401).header('www-authenticate', METRICS_REALM).header('cache-control', 'no-store').send({})
+          }
           // ...but a Bearer header without exactly one token (`Bearer`, `Bearer a b`) is a
           // malformed request: 400 invalid_request, as devicegate's other protected resources answer.
+          request.oauthError = 'invalid_request'
           return reply
             .status(400)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: "the Authorization header must be 'Bearer <token>'" })
         }
-        if (!timingSafeEqual(digest(m[1]!), expected))
+        if (!timingSafeEqual(digest(m[1]!), expected)) {
+          request.oauthError = 'invalid_token'
           return reply
             .status(401)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_token"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_token', error_description: 'a metrics bearer token is required' })
+        }
       }
       return reply.header('cache-control', 'no-store').type(this.registry.contentType).send(await this.registry.metrics())
     })
