@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url'
 import { join } from 'node:path'
 import { loadavg } from 'node:os'
 import { ROOT, makeRunDir } from './lib/targets.mjs'
-import { openDb, insertInto, hexIds } from './lib/extra.mjs'
+import { openDb, insertInto, hexIds, deviceGrantKeys, recordIds, requireColumns } from './lib/extra.mjs'
 import { ADMIN, ADMIN_PASSWORD, DEVICE_CLIENTS, createSchema, enrollAdminTotp, percentile, startConfigured, totpNow, writeConfig } from './lib/configured.mjs'
 
 const args = process.argv.slice(2)
@@ -43,26 +43,31 @@ async function seed(file) {
   const started = Date.now()
   try {
     const subjectOf = (i) => (i % 20 === 0 ? ADMIN : `user${i % PEOPLE}`)
-    const dg = { id: '', device_code_hash: '', user_code: '', client_id: '', scope: 'read offline_access', status: 'redeemed', created_at: 0, expires_at: 0, interval_seconds: 5, last_polled_at: null, subject: '', decided_at: 0, request_ip: '', request_user_agent: 'bench-seed/1.0', dpop_jkt: null, grant_id: '' }
+    // Device codes in the current format (`<id>.<secret>`, deviceGrantKeys), as the server writes them.
+    const dg = { id: '', device_code_hash: null, device_secret_hash: '', user_code: '', client_id: '', scope: 'read offline_access', status: 'redeemed', created_at: 0, expires_at: 0, interval_seconds: 5, last_polled_at: null, subject: '', decided_at: 0, request_ip: '', request_user_agent: 'bench-seed/1.0', dpop_jkt: null, grant_id: '' }
+    requireColumns(db, 'device_grants', ['device_secret_hash'])
     const g = { id: '', client_id: '', subject: '', scope: 'read offline_access', created_at: 0, revoked_at: null, device_grant_id: '', expires_at: null, dpop_jkt: null, last_used_at: null, last_used_ip: null }
     const at = { token_hash: '', jti: '', grant_id: '', client_id: '', subject: '', scope: 'read', issued_at: 0, expires_at: 0, revoked_at: null, format: 'opaque', dpop_jkt: null }
     const insDg = insertInto(db, 'device_grants', dg)
     const insG = insertInto(db, 'grants', g)
     const insAt = insertInto(db, 'access_tokens', at)
     const h = hexIds(GRANTS)
+    const dgKeys = deviceGrantKeys(GRANTS)
+    const [familyIds, jtis] = [recordIds(GRANTS), recordIds(GRANTS)]
     const grantIds = []
     db.transaction(() => {
       for (let i = 0; i < GRANTS; i++) {
         const created = now - Math.floor((i / GRANTS) * 30 * DAY) - 60
-        const id = randomUUID()
-        const dgId = randomUUID()
+        const id = familyIds(i, created * 1000)
+        const keys = dgKeys(i, (created - 30) * 1000)
+        const dgId = keys.id
         const client = DEVICE_CLIENTS[i % DEVICE_CLIENTS.length]
         const subject = subjectOf(i)
         const ip = `203.0.${i % 250}.${(i * 7) % 250}`
         grantIds.push(id)
-        insDg({ ...dg, id: dgId, device_code_hash: h(i), user_code: `S${String(i).padStart(7, '0')}`, client_id: client, created_at: created - 30, expires_at: created + 570, subject, decided_at: created - 5, request_ip: ip, grant_id: id })
+        insDg({ ...dg, ...keys, user_code: `S${String(i).padStart(7, '0')}`, client_id: client, created_at: created - 30, expires_at: created + 570, subject, decided_at: created - 5, request_ip: ip, grant_id: id })
         insG({ ...g, id, client_id: client, subject, created_at: created, revoked_at: i % 10 === 9 ? created + 3600 : null, device_grant_id: dgId, last_used_at: i % 3 === 0 ? created + 600 : null, last_used_ip: i % 3 === 0 ? ip : null })
-        insAt({ ...at, token_hash: `${h(i).slice(0, 60)}seed`, jti: randomUUID(), grant_id: id, client_id: client, subject, issued_at: created, expires_at: created + 600 })
+        insAt({ ...at, token_hash: `${h(i).slice(0, 60)}seed`, jti: jtis(i, created * 1000), grant_id: id, client_id: client, subject, issued_at: created, expires_at: created + 600 })
       }
     })()
     const ev = { seq: 0, time: 0, type: '', actor: null, client_id: null, subject: null, ip: null, grant_id: null, details: '', prev_hash: '', hash: '' }

@@ -77,6 +77,50 @@ describe('RFC 7644 §2 authentication and §3.12 errors', () => {
     expect(res.json).toMatchObject({ schemas: [ERROR], status: '401' })
   })
 
+  it('answers a request without credentials — no Authorization, a blank one, or another scheme — with the bare challenge and only the required SCIM error members (RFC 6750 §3.1, RFC 7644 §3.12)', async () => {
+    const before = await (await fetch(`${t.url}/metrics`)).text()
+    const counted = (text: string) => Number(/devicegate_http_requests_total\{endpoint="\/scim\/v2\/Users",outcome="no_credentials"\} (\d+)/.exec(text)?.[1] ?? 0)
+    const cases: Array<[string, string, Record<string, string>, string | undefined]> = [
+      ['GET', '/Users', {}, undefined],
+      ['GET', '/Users', { authorization: '' }, undefined],
+      ['GET', '/Users', { authorization: basic('provisioner', SECRET) }, undefined],
+      ['GET', '/Users', { authorization: `DPoP ${token}` }, undefined],
+      // Whatever the body, the path or the method: nothing is judged before the credentials.
+      ['POST', '/Users', { 'content-type': 'application/scim+json' }, '{not json'],
+      ['POST', '/Users', { 'content-type': 'text/plain' }, 'x'],
+      ['GET', '/Nowhere', {}, undefined],
+      ['PATCH', '/ServiceProviderConfig', {}, undefined],
+    ]
+    for (const [method, path, headers, body] of cases) {
+      const res = await fetch(`${t.url}/scim/v2${path}`, { method, headers, ...(body !== undefined ? { body } : {}) })
+      expect({ method, path, headers, status: res.status, challenge: res.headers.get('www-authenticate'), type: res.headers.get('content-type'), cacheControl: res.headers.get('cache-control'), body: await res.text() }).toEqual({
+        method,
+        path,
+        headers,
+        status: 401,
+        challenge: 'Bearer realm="devicegate-scim"',
+        type: 'application/scim+json; charset=utf-8',
+        cacheControl: 'no-store',
+        body: JSON.stringify({ schemas: [ERROR], status: '401' }),
+      })
+    }
+    // Counted as no_credentials, as at the other protected resources: GET /Users four times, POST twice.
+    expect(counted(await (await fetch(`${t.url}/metrics`)).text()) - counted(before)).toBe(6)
+  })
+
+  it('answers a Bearer field without a well-formed token with 400 invalid_request, as the other protected resources (RFC 6750 §3.1)', async () => {
+    for (const authorization of ['Bearer', 'Bearer ', 'Bearer a b', 'bearer %%%']) {
+      const res = await scim('GET', '/Users', undefined, { token: null, headers: { authorization } })
+      expect({ authorization, status: res.status, challenge: res.headers.get('www-authenticate') }).toEqual({ authorization, status: 400, challenge: 'Bearer realm="devicegate-scim", error="invalid_request"' })
+      expect(res.json).toMatchObject({ schemas: [ERROR], status: '400' })
+    }
+    const unknown = await scim('GET', '/Users', undefined, { token: 'not-a-live-token' })
+    expect({ status: unknown.status, challenge: unknown.headers.get('www-authenticate') }).toEqual({ status: 401, challenge: 'Bearer realm="devicegate-scim", error="invalid_token"' })
+    expect(unknown.json).toMatchObject({ schemas: [ERROR], status: '401', detail: 'the access token is not active' })
+    // The request's fault, not the server's, in the request metrics.
+    expect(await (await fetch(`${t.url}/metrics`)).text()).not.toMatch(/devicegate_http_requests_total\{endpoint="\/scim\/v2\/Users",outcome="server_error"\}/)
+  })
+
   it('answers 403 insufficient_scope for a token without the scim scope, before reading the body', async () => {
     const res = await scim('POST', '/Users', undefined, { token: readToken, raw: '{not json' })
     expect(res.status).toBe(403)

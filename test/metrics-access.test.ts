@@ -70,6 +70,19 @@ describe('/metrics behind a bearer token', () => {
     expect(res.status).toBe(200)
     expect(await res.text()).toContain('devicegate_http_requests_total')
   })
+
+  it('counts its refusals by outcome as the other protected resources: no_credentials, invalid_token, invalid_request — not http_<status>', async () => {
+    await fetch(`${t.url}/metrics`)
+    await fetch(`${t.url}/metrics`, { headers: { authorization: 'Basic YTpi' } })
+    await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}x` } })
+    await fetch(`${t.url}/metrics`, { headers: { authorization: 'Bearer a b' } })
+    const text = await (await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
+    const count = (outcome: string) => Number(new RegExp(`devicegate_http_requests_total\\{endpoint="/metrics",outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1] ?? 0)
+    expect(count('no_credentials')).toBeGreaterThanOrEqual(2)
+    expect(count('invalid_token')).toBeGreaterThanOrEqual(1)
+    expect(count('invalid_request')).toBeGreaterThanOrEqual(1)
+    expect(text).not.toMatch(/endpoint="\/metrics",outcome="http_40[01]"/)
+  })
 })
 
 describe('/metrics on a listener of its own', () => {

@@ -61,4 +61,24 @@ describe('/metrics', () => {
     expect(sample(text, 'devicegate_http_requests_total{endpoint="unmatched",outcome="invalid_request"}')).toBeUndefined()
     expect(text).toMatch(/devicegate_http_requests_total\{endpoint="unmatched",outcome="http_404"\} 1/)
   })
+
+  it('counts a protected resource\'s bare challenge to a request without credentials as no_credentials, not invalid_token (RFC 6750 §3.1)', async () => {
+    // The route answers it itself (/userinfo) or a hook refuses it before the body is read (the admin API).
+    for (const headers of [{}, { authorization: 'Basic Y2xpOng=' }] as Record<string, string>[]) {
+      const res = await fetch(`${t.url}/userinfo`, { headers })
+      expect(res.status).toBe(401)
+      expect(await res.text()).toBe('{}')
+    }
+    const admin = await fetch(`${t.url}/admin/api/grants`)
+    expect(admin.status).toBe(401)
+    expect(await admin.text()).toBe('{}')
+    // A token that is checked and refused is still invalid_token.
+    const unknown = await fetch(`${t.url}/userinfo`, { headers: { authorization: 'Bearer not-a-token' } })
+    expect(unknown.status).toBe(401)
+    const text = await scrape()
+    expect(sample(text, 'devicegate_http_requests_total{endpoint="/userinfo",outcome="no_credentials"}')).toBe(2)
+    expect(sample(text, 'devicegate_http_requests_total{endpoint="/userinfo",outcome="invalid_token"}')).toBe(1)
+    expect(sample(text, 'devicegate_http_requests_total{endpoint="/admin/api/grants",outcome="no_credentials"}')).toBe(1)
+    expect(sample(text, 'devicegate_http_requests_total{endpoint="/admin/api/grants",outcome="invalid_token"}')).toBeUndefined()
+  })
 })

@@ -1,6 +1,6 @@
 // Scenarios that are not throughput rounds: (e) memory, (f) growth, (g) revoke by subject.
 import { createRequire } from 'node:module'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, statSync, readdirSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
@@ -105,6 +105,43 @@ export function hexIds(n) {
 }
 
 /**
+ * Device grant keys as devicegate writes them today, for `n` rows: the `device_code` is
+ * `<id>.<secret>` (src/protocol/device-code-key.ts) and migration 021 stores it as the row's `id`, a
+ * record id (`recordId()` in src/system.ts: 12 hex digits of the creation time in milliseconds,
+ * then 14 base64url characters), `device_secret_hash` (the secret's SHA-256 in hex, no index) and
+ * `device_code_hash` NULL (its partial unique index holds only codes of the format before). The
+ * seeded codes are never presented, so the secret's hash is random hex of the same shape.
+ * @returns `(i, createdMs)`: the columns of row `i`, created at `createdMs` (epoch milliseconds).
+ */
+export function deviceGrantKeys(n) {
+  const ids = recordIds(n)
+  const secrets = hexIds(n)
+  return (i, createdMs) => ({ id: ids(i, createdMs), device_code_hash: null, device_secret_hash: secrets(i) })
+}
+
+/**
+ * Record ids as devicegate makes them for device grants, grants, access token `jti`s and refresh
+ * token ids (`recordId()` in src/system.ts): 12 hex digits of the creation time in milliseconds,
+ * then 14 base64url characters (80 random bits), so rows of one period sit together in their
+ * primary key's B-tree, as in production (a random UUID scatters them).
+ * @returns `(i, createdMs)`: the `i`-th of `n` ids, for a row created at `createdMs` (epoch milliseconds).
+ */
+export function recordIds(n) {
+  const suffixes = randomBytes(10 * n)
+  return (i, createdMs) => Math.floor(createdMs).toString(16).padStart(12, '0') + suffixes.toString('base64url', 10 * i, 10 * i + 10)
+}
+
+/**
+ * Throws, naming them, when `table` lacks any of `columns`: a seed written for today's schema must
+ * not silently drop a column on another.
+ */
+export function requireColumns(db, table, columns) {
+  const have = new Set(db.prepare(`PRAGMA table_info(${table})`).all().map((c) => c.name))
+  const missing = columns.filter((c) => !have.has(c))
+  if (missing.length) throw new Error(`seed: ${table} lacks ${missing.join(', ')} (schema older than the bench?)`)
+}
+
+/**
  * Seeds `n` token families straight into devicegate's SQLite file, one transaction per 100,000:
  * a grant, its live access token and (when subject is given) a refresh token; plus, when
  * `deviceGrants`, as many pending, unexpired device authorizations.
@@ -121,21 +158,26 @@ export function seedSqlite(file, { n, subject = null, clientId, refresh = false,
     const insAt = insertInto(db, 'access_tokens', atSample)
     const rtSample = { token_hash: '', id: '', grant_id: '', client_id: clientId, subject, scope: 'read offline_access', issued_at: now, expires_at: now + 86_400, rotated_at: null, revoked_at: null, dpop_jkt: null }
     const insRt = refresh ? insertInto(db, 'refresh_tokens', rtSample) : null
-    const dgSample = { id: '', device_code_hash: '', user_code: '', client_id: 'demo-cli', scope: 'read', status: 'pending', created_at: now, expires_at: now + 3600, interval_seconds: 5, last_polled_at: null, subject: null, decided_at: null, request_ip: '127.0.0.1', request_user_agent: 'devicegate-bench-seed', dpop_jkt: null, grant_id: null }
+    // Device codes in the current format (`<id>.<secret>`, deviceGrantKeys), as the server writes them.
+    const dgSample = { id: '', device_code_hash: null, device_secret_hash: '', user_code: '', client_id: 'demo-cli', scope: 'read', status: 'pending', created_at: now, expires_at: now + 3600, interval_seconds: 5, last_polled_at: null, subject: null, decided_at: null, request_ip: '127.0.0.1', request_user_agent: 'devicegate-bench-seed', dpop_jkt: null, grant_id: null }
+    if (deviceGrants) requireColumns(db, 'device_grants', ['device_secret_hash'])
     const insDg = deviceGrants ? insertInto(db, 'device_grants', dgSample) : null
     for (let base = 0; base < n; base += CHUNK) {
       const m = Math.min(CHUNK, n - base)
       const h1 = hexIds(m)
       const h2 = hexIds(m)
+      const dgKeys = insDg ? deviceGrantKeys(m) : null
+      const [grantIds, jtis, refreshIds] = [recordIds(m), recordIds(m), recordIds(m)]
       db.transaction(() => {
         for (let i = 0; i < m; i++) {
-          const gid = randomUUID()
+          const ms = Date.now()
+          const gid = grantIds(i, ms)
           insGrant(grantRow(gid))
-          insAt({ ...atSample, token_hash: h1(i), jti: randomUUID(), grant_id: gid })
-          if (insRt) insRt({ ...rtSample, token_hash: h2(i), id: randomUUID(), grant_id: gid })
+          insAt({ ...atSample, token_hash: h1(i), jti: jtis(i, ms), grant_id: gid })
+          if (insRt) insRt({ ...rtSample, token_hash: h2(i), id: refreshIds(i, ms), grant_id: gid })
           // Seeded user codes start with V..Z in the last place only by chance; collisions with
           // the server's random codes are ~n / 20^8 and the server retries on conflict.
-          if (insDg) insDg({ ...dgSample, id: randomUUID(), device_code_hash: h2(i), user_code: userCodeFor(base + i + 7_000_000_000) })
+          if (insDg) insDg({ ...dgSample, ...dgKeys(i, ms), user_code: userCodeFor(base + i + 7_000_000_000) })
         }
       })()
       if (process.env.BENCH_SEED_DEBUG) console.error(`seed ${base + m}: ${((Date.now() - started) / 1000).toFixed(1)} s, cpu ${(process.cpuUsage().user / 1e6).toFixed(1)} s`)

@@ -1,11 +1,11 @@
 // Seeding and inspecting a configured devicegate's database (SQLite file or PostgreSQL schema) for
 // bench/identity.mjs and bench/signals.mjs: token families written straight into the tables while
 // the server is stopped, a fresh PostgreSQL schema per run, and read-only counts while it runs.
-import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { ROOT } from './targets.mjs'
-import { openDb, insertInto } from './extra.mjs'
+import { openDb, insertInto, recordIds } from './extra.mjs'
 
 const requireFromRoot = createRequire(join(ROOT, 'package.json'))
 
@@ -18,12 +18,14 @@ export function rowsFor(subject, n, { clientId = 'cli', known } = {}) {
   const grants = []
   const tokens = []
   const raw = []
+  // Record ids (grant id, jti) as the server makes them, for rows created at their `created_at`.
+  const [grantIds, jtis] = [recordIds(n), recordIds(n)]
   for (let i = 0; i < n; i++) {
-    const id = randomUUID()
+    const id = grantIds(i, (now - i - 1) * 1000)
     grants.push({ id, client_id: clientId, subject, scope: 'read', created_at: now - i - 1 })
     const token = i === 0 && known ? known : randomBytes(32).toString('base64url')
     raw.push(token)
-    tokens.push({ token_hash: createHash('sha256').update(token).digest('hex'), jti: randomUUID(), grant_id: id, client_id: clientId, subject, scope: 'read', issued_at: now - i - 1, expires_at: now + 86_400, format: 'opaque' })
+    tokens.push({ token_hash: createHash('sha256').update(token).digest('hex'), jti: jtis(i, (now - i - 1) * 1000), grant_id: id, client_id: clientId, subject, scope: 'read', issued_at: now - i - 1, expires_at: now + 86_400, format: 'opaque' })
   }
   return { grants, tokens, raw }
 }

@@ -4,8 +4,10 @@
  *
  * - `devicegate_http_requests_total{endpoint,outcome}`: `endpoint` is the route pattern
  *   (`/token`, `/admin/api/grants/:id`, `unmatched`), `outcome` the OAuth error code
- *   (RFC 6749 §5.2, e.g. `authorization_pending`, `slow_down`, `invalid_grant`), `ok`, or
- *   `http_<status>` for pages and non-OAuth failures.
+ *   (RFC 6749 §5.2, e.g. `authorization_pending`, `slow_down`, `invalid_grant`),
+ *   `no_credentials` for the bare challenge of a protected resource to a request without
+ *   credentials (RFC 6750 §3.1), `ok`, or `http_<status>` for pages and non-OAuth failures. A
+ *   bounded set: the error catalogue, these three, and the HTTP statuses.
  * - `devicegate_http_request_duration_seconds{endpoint}`: latency histogram.
  * - `devicegate_pending_device_codes`: pending, unexpired device authorizations, counted by one
  *   indexed query at scrape time.
@@ -63,7 +65,7 @@ export class Metrics {
     const registers = [this.registry]
     this.#http = new RequestStats(
       this.registry,
-      { name: 'devicegate_http_requests_total', help: 'HTTP requests by route and outcome (OAuth error code, ok, or http_<status>)' },
+      { name: 'devicegate_http_requests_total', help: 'HTTP requests by route and outcome (OAuth error code, no_credentials, ok, or http_<status>)' },
       { name: 'devicegate_http_request_duration_seconds', help: 'HTTP request latency by route', buckets: HTTP_LATENCY_BUCKETS },
     )
     new Gauge({
@@ -130,16 +132,17 @@ export class Metrics {
 
   /**
    * Counts one answered request (an observer of the HTTP layer, http/request-context.ts). The
-   * outcome: the OAuth error code of what was thrown to the error handler (`invalid_request` for
-   * another 4xx, `server_error` for anything else), else the code a route answered with itself,
-   * else `ok` below 400 and `http_<status>` from 400.
+   * outcome: the {@link OAuthError.outcome} of what was thrown to the error handler (the OAuth
+   * error code, or `no_credentials` for a bare RFC 6750 §3.1 challenge; `invalid_request` for
+   * another 4xx, `server_error` for anything else), else the outcome of what a route answered with
+   * itself, else `ok` below 400 and `http_<status>` from 400.
    */
   readonly observe = (request: AnsweredRequest): void => {
     const { error, status } = request
     let outcome: string
     if (error !== undefined) {
       const statusCode = (error as { statusCode?: unknown } | null)?.statusCode
-      outcome = error instanceof OAuthError ? error.error : typeof statusCode === 'number' && statusCode < 500 ? 'invalid_request' : 'server_error'
+      outcome = error instanceof OAuthError ? error.outcome : typeof statusCode === 'number' && statusCode < 500 ? 'invalid_request' : 'server_error'
     } else outcome = request.oauthError ?? (status < 400 ? 'ok' : `http_${status}`)
     this.#http.record(request.endpoint, outcome, request.elapsedMs / 1000)
   }
@@ -162,32 +165,40 @@ export class Metrics {
         // Read as received: node's headers.authorization keeps only the first line of a repeated
         // field, which is refused whatever its lines (RFC 6750 §3.1, RFC 9110 §5.3).
         const field = authorizationField(request.raw)
-        if (Array.isArray(field))
+        // Counted as the other protected resources' answers are (`request.oauthError`).
+        if (Array.isArray(field)) {
+          request.oauthError = 'invalid_request'
           return reply
             .status(400)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: 'the Authorization header must be sent once' })
+        }
         const m = /^Bearer\s+(\S+)\s*$/i.exec(field ?? '')
         if (m === null) {
           // RFC 6750 §3.1: no error code or other error information (the challenge alone, body
           // `{}`) when no bearer credentials were sent (no field, a blank one, another scheme)...
-          if (!/^Bearer(?:\s|$)/i.test(field ?? ''))
+          if (!/^Bearer(?:\s|$)/i.test(field ?? '')) {
+            request.oauthError = 'no_credentials'
             return reply.status(401).header('www-authenticate', METRICS_REALM).header('cache-control', 'no-store').send({})
+          }
           // ...but a Bearer header without exactly one token (`Bearer`, `Bearer a b`) is a
           // malformed request: 400 invalid_request, as devicegate's other protected resources answer.
+          request.oauthError = 'invalid_request'
           return reply
             .status(400)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_request"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_request', error_description: "the Authorization header must be 'Bearer <token>'" })
         }
-        if (!timingSafeEqual(digest(m[1]!), expected))
+        if (!timingSafeEqual(digest(m[1]!), expected)) {
+          request.oauthError = 'invalid_token'
           return reply
             .status(401)
             .header('www-authenticate', `${METRICS_REALM}, error="invalid_token"`)
             .header('cache-control', 'no-store')
             .send({ error: 'invalid_token', error_description: 'a metrics bearer token is required' })
+        }
       }
       return reply.header('cache-control', 'no-store').type(this.registry.contentType).send(await this.registry.metrics())
     })

@@ -128,8 +128,8 @@ type JsonHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unk
  * exactly as the error handler would answer it (status, `{ error, error_description }`, no-store,
  * the error's headers), without fastify's error path (the rejected route promise, `onError`
  * hooks, the error handler): `authorization_pending` and `slow_down` are most of the polling
- * traffic, and that path was a measurable share of each poll. The code is recorded in
- * `request.oauthError` for metrics. Anything else still goes to the error handler.
+ * traffic, and that path was a measurable share of each poll. Its outcome (the code, or
+ * `no_credentials`) is recorded in `request.oauthError` for metrics. Anything else still goes to the error handler.
  */
 function answeringOAuthErrors(handler: JsonHandler): JsonHandler {
   return async (request, reply) => {
@@ -137,7 +137,7 @@ function answeringOAuthErrors(handler: JsonHandler): JsonHandler {
       return await handler(request, reply)
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err
-      request.oauthError = err.error
+      request.oauthError = err.outcome
       return sendOAuthError(reply, err)
     }
   }
@@ -290,8 +290,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
   // While draining every answer ends its connection, also that of a request already in flight when
   // draining began: the server does not wait out the shutdown deadline on a kept-alive, idle one.
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  // RFC 9449 §8 and §9 (with §8.2): when nonces are required, every answer at a path that takes a
+  // DPoP proof carries the current nonce — also the answers given before a route runs or instead
+  // of it (405, 413, 415, a malformed body, 503 while draining), which no route sets it on.
+  const nonces = deps.protocol.dpopNonces
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
+    if (nonces !== undefined && !reply.hasHeader('dpop-nonce') && isDpopPath(request.routeOptions.url ?? requestPath(request.url))) reply.header('dpop-nonce', nonces.current())
     done(null, payload)
   })
   // What was thrown to the error handler, for observers (metrics count it as the outcome).
@@ -423,6 +428,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     createFastRoutes({ endpoints, ignoreTrailingSlash: true, resolveClientIp, nextRequestId, isClosing: () => closing, logger: deps.logger, answered }),
   )
   return app
+}
+
+/**
+ * The paths whose requests carry a DPoP proof at this server (RFC 9449 §4, §7): the token and
+ * device authorization endpoints (the latter for a key-bound device code, RFC 9449 §10) and
+ * userinfo. The Shared Signals routes put the nonce on their answers themselves (signals/http.ts).
+ */
+const DPOP_PATHS: ReadonlySet<string> = new Set([ENDPOINTS.token, ENDPOINTS.deviceAuthorization, OIDC_ENDPOINTS.userinfo])
+
+/** Whether `path` (a route pattern, or a request path without query) is one of {@link DPOP_PATHS}, with or without fastify's ignored trailing slash. */
+function isDpopPath(path: string): boolean {
+  return DPOP_PATHS.has(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path)
 }
 
 /**

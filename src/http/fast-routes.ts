@@ -21,7 +21,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
-import { OAuthError, type OAuthErrorCode } from '../protocol/errors.js'
+import { OAuthError, type OAuthErrorOutcome } from '../protocol/errors.js'
 import { parseFormBody } from './form-body.js'
 import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, JSON_CONTENT_TYPE, NO_STORE_HEADERS, toOAuthError, type FormEndpoint } from './oauth-endpoints.js'
 import type { AnsweredRequest } from './request-context.js'
@@ -71,8 +71,8 @@ class TakenRequest {
   phase: 'reading' | 'answering' | 'reported' = 'reading'
   /** What was thrown that is not an OAuth answer (a fault), for observers; undefined when nothing was. */
   error: unknown = undefined
-  /** The OAuth error code answered, or null. */
-  oauthError: OAuthErrorCode | null = null
+  /** The outcome of the OAuth error answered ({@link OAuthError.outcome}), or null. */
+  oauthError: OAuthErrorOutcome | null = null
 
   constructor(
     readonly req: IncomingMessage,
@@ -184,7 +184,7 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       let oauth: OAuthError
       if (err instanceof OAuthError) {
         oauth = err
-        t.oauthError = err.error
+        t.oauthError = err.outcome
       } else {
         oauth = toOAuthError(err, logger.child({ reqId: t.id }))
         t.error = err
@@ -204,7 +204,11 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     if (!(typeof err.statusCode === 'number' && err.statusCode >= 400)) err.statusCode = 400
     const oauth = toOAuthError(err, logger.child({ reqId: t.id }))
     t.error = err
-    send(t.res, oauth.status, addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' }), oauth.toJSONText())
+    const headers = addOAuthErrorHeaders(oauth, { ...NO_STORE_HEADERS, connection: 'close' })
+    // RFC 9449 §8: every answer of a DPoP endpoint carries the nonce, this one too (last, as
+    // fastify's onSend hook adds it to an answer no route gave).
+    if (t.endpoint.dpopNonce !== undefined) headers['dpop-nonce'] = t.endpoint.dpopNonce()
+    send(t.res, oauth.status, headers, oauth.toJSONText())
   }
 
   return (req, res) => {

@@ -10,6 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import { authorizationField, dpopField } from '../protocol/bearer.js'
 import type { ProtocolDeps, RequestContext } from '../protocol/deps.js'
+import { checkClientAuthenticationForm } from '../protocol/clients.js'
 import { handleDeviceAuthorization } from '../protocol/device-authorization.js'
 import { verifyDpopProof } from '../protocol/dpop.js'
 import { OAuthError } from '../protocol/errors.js'
@@ -105,8 +106,10 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
   /**
    * An endpoint that takes a DPoP proof. A malformed request is refused before the proof is
    * judged (RFC 6749 §5.2 `invalid_request`): its parameters are read first (a repeated parameter),
-   * then a repeated `Authorization` field (a repeated credential, RFC 6749 §2.3, RFC 9110 §5.3),
-   * then the proof, then `handler` decides.
+   * then the form of its client authentication (a repeated `Authorization` field, more than one
+   * method, a `client_id` beside Basic credentials of another client: RFC 6749 §2.3, RFC 9110 §5.3;
+   * `checkClientAuthenticationForm`), then the proof, then `handler` decides (and verifies the
+   * client's credentials).
    */
   const withDpop = (path: string, handler: (params: Params, ctx: RequestContext, dpopJkt: string | null) => Promise<object>): FormEndpoint => ({
     path,
@@ -114,7 +117,7 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
     async handle(request) {
       const params = paramsOf(request)
       const ctx = contextOf(request)
-      if (Array.isArray(ctx.authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
+      checkClientAuthenticationForm({ authorization: ctx.authorization, params })
       const dpopJkt = await dpopJktOf(request)
       return handler(params, ctx, dpopJkt)
     },

@@ -2,7 +2,7 @@
  * Per-request facts derived once by the HTTP layer and read everywhere else, and the record of an
  * answered request that observers (metrics) receive, whichever path answered it.
  */
-import type { OAuthErrorCode } from '../protocol/errors.js'
+import type { OAuthErrorOutcome } from '../protocol/errors.js'
 
 /**
  * One answered request, as both answering paths report it (fastify's `onResponse`, and the fast
@@ -24,8 +24,8 @@ export interface AnsweredRequest {
   readonly elapsedMs: number
   /** What a route, hook or parser threw to the error handler (fastify's `onError`); undefined when nothing was. */
   readonly error: unknown
-  /** The OAuth error code a route answered with itself (see `FastifyRequest.oauthError`), or null. */
-  readonly oauthError: OAuthErrorCode | null
+  /** The outcome of the OAuth error a route answered with itself (see `FastifyRequest.oauthError`), or null. */
+  readonly oauthError: OAuthErrorOutcome | null
 }
 
 /** Told of every answered request, after its response has finished. Must not throw. */
@@ -40,11 +40,12 @@ declare module 'fastify' {
      */
     clientIp: string
     /**
-     * The OAuth error code (RFC 6749 §5.2) a JSON endpoint answered with itself, without passing
-     * the error to fastify's error handler, so no `onError` hook saw it (`authorization_pending`,
-     * `slow_down`, …); null otherwise. Metrics count it as the request's outcome.
+     * The outcome ({@link OAuthError.outcome}: the OAuth error code of RFC 6749 §5.2, or
+     * `no_credentials`) of the error a JSON endpoint answered with itself, without passing it to
+     * fastify's error handler, so no `onError` hook saw it (`authorization_pending`, `slow_down`,
+     * …); null otherwise. Metrics count it as the request's outcome.
      */
-    oauthError: OAuthErrorCode | null
+    oauthError: OAuthErrorOutcome | null
     /** What was thrown to the error handler for this request (seen by `onError`); undefined when nothing was. */
     thrownError: unknown
   }

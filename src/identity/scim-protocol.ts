@@ -34,6 +34,14 @@ export class ScimError extends Error {
     super(detail)
   }
 
+  /**
+   * The HTTP status, under the name fastify and the request metrics read on a thrown error (a
+   * SCIM 4xx is then counted as the request's fault, not as a `server_error`).
+   */
+  get statusCode(): number {
+    return this.status
+  }
+
   /** The error body. */
   toJSON(): Record<string, unknown> {
     return { schemas: [SCHEMA.error], status: String(this.status), ...(this.scimType ? { scimType: this.scimType } : {}), detail: this.detail }

@@ -4,8 +4,11 @@
  *
  * Authentication: an RFC 6750 bearer access token issued by devicegate to a confidential client
  * (client_credentials) whose scope includes the configured SCIM scope (default `scim`); checked
- * against the store as introspection judges tokens. 401 with a `Bearer` challenge without a live
- * token, 403 `insufficient_scope` without the scope. Every error, including unparseable JSON and
+ * against the store as introspection judges tokens. Without credentials (no `Authorization`, a
+ * blank one, or another scheme) 401 with the bare `Bearer` challenge and a minimal SCIM error
+ * (RFC 6750 §3.1, RFC 7644 §3.12; see {@link scimWithoutCredentials}); a malformed `Bearer` field or
+ * a repeated field 400 `invalid_request`; a token that is not live 401 `invalid_token`; 403
+ * `insufficient_scope` without the scope. Every error, including unparseable JSON and
  * unknown paths under /scim/v2, is SCIM error JSON (RFC 7644 §3.12), never a 5xx for bad input:
  * another method on a known endpoint is 405 with `Allow`, a body that is not
  * `application/scim+json` or `application/json` (RFC 7644 §3.1, §3.8) is 415, `/Me` and POST
@@ -15,7 +18,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientDirectory } from '../core/model.js'
 import type { Clock } from '../core/ports.js'
 import { describeJsonBodyProblem, jsonBodyProblem } from '../core/json-body.js'
-import { authorizationField } from '../protocol/bearer.js'
+import { authorizationField, withoutCredentials } from '../protocol/bearer.js'
 import { OAuthError } from '../protocol/errors.js'
 import { isDataException } from '../storage/data-errors.js'
 import type { Store } from '../storage/store.js'
@@ -47,6 +50,22 @@ class ScimAuthError extends ScimError {
     super(status, detail)
   }
 }
+
+/** The Bearer scheme, the only one the SCIM endpoints take (a DPoP or Basic field is another scheme). */
+const BEARER_SCHEME = /^\s*Bearer(?:\s|$)/i
+
+/**
+ * The body of the answer to a SCIM request without credentials: RFC 7644 §3.12 requires SCIM
+ * error JSON on every error ("MUST return the errors in the body", `schemas` and `status`
+ * REQUIRED, `detail` OPTIONAL), while RFC 6750 §3.1 says an answer to a request without
+ * credentials "SHOULD NOT include an error code or other error information". Both hold with the
+ * required members alone: `schemas` and `status` "401", no `detail` and no `scimType` — the
+ * `WWW-Authenticate` challenge, bare, says the rest, as at devicegate's other protected resources
+ * (whose OAuth answer is `{}`).
+ * @see https://www.rfc-editor.org/rfc/rfc7644#section-3.12
+ * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
+ */
+export const SCIM_NO_CREDENTIALS_BODY = JSON.stringify({ schemas: [SCHEMA.error], status: '401' })
 
 /**
  * What makes a parsed SCIM body unfit to store, if anything ({@link jsonBodyProblem}): nesting
@@ -114,12 +133,12 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
        * received: node's `headers.authorization` keeps only the first line of a repeated field,
        * which is refused (400 `invalid_request`, RFC 6750 §3.1, RFC 9110 §5.3) whatever its lines.
        */
-      async function authenticate(request: FastifyRequest): Promise<string> {
-        const field = authorizationField(request.raw)
+      async function authenticate(field: string | string[] | undefined): Promise<string> {
         if (Array.isArray(field)) throw new ScimAuthError(400, 'the Authorization header must be sent once', `${REALM}, error="invalid_request"`)
-        const header = field
-        const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header ?? '')
-        if (!m) throw new ScimAuthError(401, 'a bearer access token with the SCIM scope is required', header === undefined ? REALM : `${REALM}, error="invalid_token"`)
+        // A Bearer field here (scimWithoutCredentials answered the others): one without a
+        // well-formed token is a malformed request (RFC 6750 §3.1), as at the other protected resources.
+        const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(field ?? '')
+        if (!m) throw new ScimAuthError(400, 'the Authorization header must be "Bearer <access token>"', `${REALM}, error="invalid_request"`)
         const record = await deps.store.findAccessTokenByHash(sha256Hex(m[1]!))
         const now = deps.clock.nowSeconds()
         const invalid = () => new ScimAuthError(401, 'the access token is not active', `${REALM}, error="invalid_token"`)
@@ -131,10 +150,27 @@ export async function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDe
         return `scim:${record.clientId}`
       }
 
+      /**
+       * RFC 6750 §3.1 with RFC 7644 §3.12: a request without credentials — no `Authorization`, a
+       * blank one, or an "unsupported authentication method" (Basic, DPoP: SCIM takes Bearer only)
+       * — is answered 401 with the bare challenge and {@link SCIM_NO_CREDENTIALS_BODY}, nothing
+       * else. Answered here rather than thrown, so it is counted as `no_credentials` (metrics).
+       * @returns true when it answered.
+       */
+      const scimWithoutCredentials = (field: string | string[] | undefined, request: FastifyRequest, reply: FastifyReply): boolean => {
+        if (withoutCredentials(field, 'devicegate-scim', { challenge: REALM, scheme: BEARER_SCHEME }) === undefined) return false
+        request.oauthError = 'no_credentials'
+        reply.code(401).header('www-authenticate', REALM).header('cache-control', 'no-store').type(SCIM_JSON).send(SCIM_NO_CREDENTIALS_BODY)
+        return true
+      }
+
       // Authentication comes first, before the body is even parsed.
       const actors = new WeakMap<FastifyRequest, string>()
-      api.addHook('onRequest', async (request) => {
-        actors.set(request, await authenticate(request))
+      api.addHook('onRequest', async (request, reply) => {
+        const field = authorizationField(request.raw)
+        if (scimWithoutCredentials(field, request, reply)) return reply
+        actors.set(request, await authenticate(field))
+        return undefined
       })
       const actorOf = (request: FastifyRequest) => actors.get(request)!
 

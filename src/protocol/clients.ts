@@ -130,15 +130,74 @@ export interface ClientAuthInput {
   params: Params
 }
 
+/** A `Basic` `Authorization` field, well-formed or not: an HTTP Basic authentication attempt (RFC 6749 §2.3.1). */
+const BASIC_SCHEME = /^Basic(\s|$)/i
+
+/**
+ * The client id and secret of a `Basic` field (RFC 6749 §2.3.1: each form-urlencoded, then
+ * joined by a colon and base64-encoded, RFC 7617 §2), or undefined when it is malformed (no
+ * credentials, extra tokens, not base64, no colon, a bad percent-encoding).
+ */
+function decodeBasicCredentials(authorization: string): { id: string; secret: string } | undefined {
+  const credentials = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(authorization)?.[1]
+  if (credentials === undefined) return undefined
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon < 0) return undefined
+  try {
+    return { id: decodeBasicPart(decoded.slice(0, colon)), secret: decodeBasicPart(decoded.slice(colon + 1)) }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Checks the form of a request's client authentication, without judging any credential: one
+ * method at most (RFC 6749 §2.3: "MUST NOT use more than one authentication method in each
+ * request"), one `Authorization` field (RFC 9110 §5.3: not a list field), and a body `client_id`
+ * naming the client of the `Basic` credentials. Cheap and synchronous (no secret is verified, no
+ * client looked up), so an endpoint runs it before anything costlier or with side effects — at the
+ * token and device authorization endpoints, before the DPoP proof is judged (RFC 9449 §4.3), so a
+ * request that is malformed in both ways gets RFC 6749 §5.2's `invalid_request` and the proof's
+ * `jti` is not spent. {@link authenticateClient} runs it first too.
+ *
+ * The methods counted: HTTP Basic (any `Basic` field, RFC 6749 §2.3.1), `client_secret` in the
+ * body (§2.3.1), and a client assertion (`client_assertion` or `client_assertion_type`, RFC 7521
+ * §4.2). devicegate verifies no client assertion, but one sent beside another method is still a
+ * second method: refusing the request is the safer reading than authenticating by one credential
+ * and ignoring the other.
+ *
+ * @throws {OAuthError} `invalid_request` (400) when the `Authorization` field is repeated, more
+ *   than one method is used, or the body `client_id` differs from the `Basic` one.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-2.3
+ * @see https://www.rfc-editor.org/rfc/rfc7521#section-4.2
+ */
+export function checkClientAuthenticationForm(input: ClientAuthInput): void {
+  const { authorization, params } = input
+  // Two credentials (node would keep only the first line): judged on neither, whatever the order.
+  if (Array.isArray(authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
+  const basic = authorization !== undefined && BASIC_SCHEME.test(authorization)
+  const assertion = params.client_assertion !== undefined || params.client_assertion_type !== undefined
+  if ((basic ? 1 : 0) + (params.client_secret !== undefined ? 1 : 0) + (assertion ? 1 : 0) > 1)
+    throw new OAuthError('invalid_request', 'use only one client authentication method')
+  if (basic && params.client_id !== undefined) {
+    const credentials = decodeBasicCredentials(authorization)
+    // Malformed credentials are judged by authenticateClient (invalid_client).
+    if (credentials !== undefined && credentials.id !== params.client_id)
+      throw new OAuthError('invalid_request', '"client_id" does not match the authenticated client')
+  }
+}
+
 /**
  * Identifies and authenticates the client of a token, device authorization, revocation or
  * introspection request.
  *
  * Public clients identify with `client_id` only (method `none`). Confidential clients must use one
  * of their methods: `client_secret_basic` (Authorization header) or `client_secret_post` (body).
- * Using more than one method is `invalid_request` (RFC 6749 §2.3), and so is a repeated
- * `Authorization` field, whatever its values (two credentials, or Basic and Bearer): RFC 6749
- * §2.3 allows one method per request and `Authorization` is not a list field (RFC 9110 §5.3).
+ * The form is checked first ({@link checkClientAuthenticationForm}): more than one method is
+ * `invalid_request` (RFC 6749 §2.3), and so is a repeated `Authorization` field, whatever its
+ * values (two credentials, or Basic and Bearer): RFC 6749 §2.3 allows one method per request and
+ * `Authorization` is not a list field (RFC 9110 §5.3).
  *
  * @throws {OAuthError} `invalid_client` (401; with `WWW-Authenticate: Basic` when the header was
  *   used) for unknown, disabled or badly authenticated clients; `invalid_request` when no client
@@ -152,34 +211,20 @@ export async function authenticateClient(
   clients: ClientDirectory,
   secrets: SecretVerifier,
 ): Promise<Client> {
-  const { authorization, params } = input
-  // Two credentials (node would keep only the first line): judged on neither, whatever the order.
-  if (Array.isArray(authorization)) throw new OAuthError('invalid_request', 'the Authorization header must be sent once')
+  checkClientAuthenticationForm(input)
+  const { params } = input
+  const authorization = input.authorization as string | undefined
   // Any Basic header is an authentication attempt: one that is malformed (no credentials, extra
   // tokens, not base64, no colon) fails rather than being ignored in favour of `client_id`.
-  if (/^Basic(\s|$)/i.test(authorization ?? '')) {
-    const fail = (detail: string) => new OAuthError('invalid_client', 'client authentication failed', { headers: BASIC_CHALLENGE, detail })
-    let id: string
-    let secret: string
-    try {
-      const credentials = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(authorization!)?.[1]
-      if (credentials === undefined) throw new Error('not base64 token68')
-      const decoded = Buffer.from(credentials, 'base64').toString('utf8')
-      const colon = decoded.indexOf(':')
-      if (colon < 0) throw new Error('no colon')
-      id = decodeBasicPart(decoded.slice(0, colon))
-      secret = decodeBasicPart(decoded.slice(colon + 1))
-    } catch {
-      throw fail('malformed basic credentials')
-    }
-    if (params.client_secret !== undefined)
-      throw new OAuthError('invalid_request', 'use only one client authentication method')
-    if (params.client_id !== undefined && params.client_id !== id)
-      throw new OAuthError('invalid_request', '"client_id" does not match the authenticated client')
+  if (authorization !== undefined && BASIC_SCHEME.test(authorization)) {
+    const credentials = decodeBasicCredentials(authorization)
+    if (credentials === undefined) throw new OAuthError('invalid_client', 'client authentication failed', { headers: BASIC_CHALLENGE, detail: 'malformed basic credentials' })
+    const { id, secret } = credentials
     const found = clients.get(id)
     const client = found && !found.disabled && found.authMethods.includes('client_secret_basic') ? found : undefined
     // Verified (against a dummy hash when there is no such client) before refusing: same cost.
-    if (!(await secrets.verify(client, secret))) throw fail(client ? 'wrong secret' : 'unknown, disabled or basic not allowed')
+    if (!(await secrets.verify(client, secret)))
+      throw new OAuthError('invalid_client', 'client authentication failed', { headers: BASIC_CHALLENGE, detail: client ? 'wrong secret' : 'unknown, disabled or basic not allowed' })
     return client!
   }
   const id = params.client_id

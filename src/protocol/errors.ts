@@ -32,6 +32,14 @@ export const OAUTH_ERRORS = {
 /** Every error code devicegate puts on the wire. */
 export type OAuthErrorCode = keyof typeof OAUTH_ERRORS
 
+/**
+ * What an {@link OAuthError} answer is counted as (the `outcome` label of the request metrics, a
+ * bounded set): its error code, or `no_credentials` for the bare challenge answered to a request
+ * without credentials ({@link OAuthErrorExtra.challengeOnly}, RFC 6750 §3.1), which carries no
+ * error code on the wire and is no failed token check.
+ */
+export type OAuthErrorOutcome = OAuthErrorCode | 'no_credentials'
+
 /** Extra, non-public facts about an error: logged and audited, never sent to the client. */
 export interface OAuthErrorExtra {
   cause?: unknown
@@ -56,7 +64,8 @@ export interface OAuthErrorExtra {
    * of a scheme it does not take): RFC 6750 §3.1 says it "SHOULD NOT include an error code or
    * other error information", so the challenge in `headers` is the whole answer and the JSON body
    * is `{}` (an empty object rather than no body: every answer of these JSON endpoints stays
-   * `application/json` and parses). `error` (`invalid_token`) stays for logs and metrics only.
+   * `application/json` and parses). `error` (`invalid_token`) stays for logs only; metrics count
+   * the answer as `no_credentials` ({@link OAuthError.outcome}).
    * @see https://www.rfc-editor.org/rfc/rfc6750#section-3.1
    */
   challengeOnly?: boolean
@@ -93,6 +102,15 @@ export class OAuthError extends StacklessError {
     readonly extra: OAuthErrorExtra = {},
   ) {
     super(description ?? error, { cause: extra.cause })
+  }
+
+  /**
+   * What this answer is counted as (metrics' `outcome` label): `no_credentials` for a
+   * {@link OAuthErrorExtra.challengeOnly} answer (RFC 6750 §3.1: the request had no credentials,
+   * so no token was judged invalid), else the error code.
+   */
+  get outcome(): OAuthErrorOutcome {
+    return this.extra.challengeOnly === true ? 'no_credentials' : this.error
   }
 
   /** HTTP status for this error code. */

@@ -2,7 +2,7 @@
  * DPoP proof checks at a resource server (RFC 9449 §4.3, §7) and the proof replay cache
  * (§11.1). Self-contained: the resource helper imports no authorization-server code.
  */
-import { createHash } from 'node:crypto'
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
 
 /** Asymmetric algorithms accepted in DPoP proofs by default (never `none` or HMAC). */
@@ -107,6 +107,65 @@ export class DpopKeyMismatchError extends DpopProofError {
   override readonly name = 'DpopKeyMismatchError'
 }
 
+/**
+ * A proof that is valid but lacks the resource server's current nonce (RFC 9449 §9): the caller
+ * answers 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`. Not a {@link DpopProofError}: the
+ * client is not at fault and retries with the nonce (the proof's `jti` was not remembered).
+ */
+export class DpopNonceError extends Error {
+  override readonly name = 'DpopNonceError'
+}
+
+/**
+ * Nonces a resource server hands out for DPoP proofs (RFC 9449 §9), stateless: a nonce is the
+ * HMAC-SHA-256 (base64url) of the current time slot under `key`, accepted during its own slot and
+ * the next, so it lives between one and two slots. Instances of one API that share `key` accept
+ * each other's nonces without shared state per nonce; with a random key (the default) only the
+ * process that made them does.
+ */
+export class ResourceDpopNonces {
+  readonly #key: Uint8Array
+  readonly #slotMs: number
+  readonly #nowMs: () => number
+
+  /**
+   * @param key The HMAC key, at least 32 bytes (a string is read as UTF-8). Default: 32 random bytes.
+   * @param slotSeconds Length of a slot in seconds (a nonce is accepted for one to two). Default: 60.
+   * @param nowMs Current time in epoch milliseconds.
+   * @throws {TypeError} for a key shorter than 32 bytes or a slot that is not a positive integer.
+   */
+  constructor(options: { key?: string | Uint8Array | undefined; slotSeconds?: number | undefined; nowMs: () => number }) {
+    const key = options.key === undefined ? randomBytes(32) : typeof options.key === 'string' ? Buffer.from(options.key, 'utf8') : options.key
+    if (key.length < 32) throw new TypeError('dpop.nonce.secret: needs at least 32 bytes')
+    const slotSeconds = options.slotSeconds ?? 60
+    if (!Number.isInteger(slotSeconds) || slotSeconds < 1) throw new TypeError('dpop.nonce.slotSeconds: expected a positive integer (seconds)')
+    this.#key = key
+    this.#slotMs = slotSeconds * 1000
+    this.#nowMs = options.nowMs
+  }
+
+  #forSlot(slot: number): string {
+    return createHmac('sha256', this.#key).update(`dpop-nonce:${slot}`).digest('base64url')
+  }
+
+  /** The nonce to hand out now (the `DPoP-Nonce` header). */
+  current(): string {
+    return this.#forSlot(Math.floor(this.#nowMs() / this.#slotMs))
+  }
+
+  /** Whether `nonce` was issued in the current or the previous slot (constant-time comparison). */
+  isValid(nonce: string): boolean {
+    const slot = Math.floor(this.#nowMs() / this.#slotMs)
+    const given = Buffer.from(nonce)
+    let ok = false
+    for (const s of [slot, slot - 1]) {
+      const expected = Buffer.from(this.#forSlot(s))
+      if (expected.length === given.length && timingSafeEqual(expected, given)) ok = true
+    }
+    return ok
+  }
+}
+
 /** Options of {@link verifyResourceDpopProof}. */
 export interface ResourceDpopOptions {
   algorithms: readonly string[]
@@ -116,6 +175,8 @@ export interface ResourceDpopOptions {
   maxSkewSeconds: number
   replay: ReplayCache
   nowMs: number
+  /** When given, the proof's `nonce` must be one of these (RFC 9449 §9). */
+  nonces?: Pick<ResourceDpopNonces, 'isValid'> | undefined
 }
 
 /** A proof that passed {@link checkDpopProof}. */
@@ -188,10 +249,13 @@ export async function checkDpopProof(
  * 1–12): one compact JWS; `typ: dpop+jwt`; an allowed asymmetric `alg`; a public `jwk` that
  * verifies the signature; `htm` = method; `htu` = request URI (normalised, no query); `iat`
  * within the window; `ath` = hash of the token; the key's thumbprint = the token's `cnf.jkt`;
- * `jti` never seen before within the window (remembered only once everything else passed).
+ * with `options.nonces`, a current server `nonce` (check 10, RFC 9449 §9); `jti` never seen before
+ * within the window (remembered only once everything else passed: a proof refused for its nonce
+ * does not spend its `jti`).
  *
  * @throws {DpopProofError} naming the failed check; {@link DpopKeyMismatchError} (a subclass) when
- *   the proof is valid but its key is not the token's `cnf.jkt`.
+ *   the proof is valid but its key is not the token's `cnf.jkt`; {@link DpopNonceError} when the
+ *   proof has no current nonce.
  * @see https://www.rfc-editor.org/rfc/rfc9449#section-7.1
  */
 export async function verifyResourceDpopProof(
@@ -209,6 +273,10 @@ export async function verifyResourceDpopProof(
   const { ath } = payload
   if (ath !== accessTokenHash(request.accessToken)) throw fail('the DPoP proof "ath" does not match the access token')
   if (jkt !== request.boundJkt) throw new DpopKeyMismatchError('the access token is bound to another key')
+  if (options.nonces !== undefined) {
+    const { nonce } = payload
+    if (typeof nonce !== 'string' || !options.nonces.isValid(nonce)) throw new DpopNonceError('the DPoP proof needs the current server "nonce"')
+  }
   const expiresAtMs = (Math.ceil(iat) + options.maxAgeSeconds + options.maxSkewSeconds + 1) * 1000
   if (!options.replay.remember(`${jkt}\0${jti}`, expiresAtMs, options.nowMs)) throw fail('the DPoP proof has been used before')
   return { jkt, jti }

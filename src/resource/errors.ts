@@ -3,13 +3,14 @@
  * (Bearer) and RFC 9449 §7.1 (DPoP).
  */
 
-/** Error codes a protected resource answers with (RFC 6750 §3.1, RFC 9449 §7.1). */
-export type ResourceErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'temporarily_unavailable'
+/** Error codes a protected resource answers with (RFC 6750 §3.1, RFC 9449 §7.1, §9). */
+export type ResourceErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce' | 'temporarily_unavailable'
 
 const STATUS: Record<ResourceErrorCode, number> = {
   invalid_request: 400,
   invalid_token: 401,
   invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
   insufficient_scope: 403,
   temporarily_unavailable: 503,
 }
@@ -35,20 +36,27 @@ export interface ChallengeContext {
 export class ResourceAuthError extends Error {
   override readonly name = 'ResourceAuthError'
   readonly status: number
+  /**
+   * The `DPoP-Nonce` to send (RFC 9449 §9): set on every refusal when the resource requires
+   * nonces (`dpop.nonce`), the fresh nonce a `use_dpop_nonce` client retries with.
+   */
+  readonly dpopNonce: string | undefined
   constructor(
     readonly error: ResourceErrorCode | undefined,
     readonly description: string,
     readonly scheme: ChallengeScheme,
     readonly challenge: ChallengeContext,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; dpopNonce?: string | undefined } = {},
   ) {
-    super(description, options)
+    super(description, { cause: options.cause })
     this.status = error === undefined ? 401 : STATUS[error]
+    this.dpopNonce = options.dpopNonce
   }
 
-  /** Response headers: `WWW-Authenticate` (one value per scheme), `Cache-Control: no-store`. */
+  /** Response headers: `WWW-Authenticate` (one value per scheme), `Cache-Control: no-store`, and `DPoP-Nonce` when set. */
   get headers(): Record<string, string | string[]> {
     const out: Record<string, string | string[]> = { 'cache-control': 'no-store' }
+    if (this.dpopNonce !== undefined) out['dpop-nonce'] = this.dpopNonce
     if (this.error === 'temporarily_unavailable') {
       out['retry-after'] = '1'
       return out

@@ -34,12 +34,14 @@ async function verifyInto(server: ResourceServer, request: FastifyRequest, reply
       if (missing.length > 0) {
         const { tokenType } = request.devicegate
         // The server's own realm and algs, as on every other challenge it sends (RFC 9449 §7.1).
-        throw new ResourceAuthError('insufficient_scope', 'the access token lacks a required scope', tokenType, { ...server.challenge, scope: scopes.join(' ') })
+        throw new ResourceAuthError('insufficient_scope', 'the access token lacks a required scope', tokenType, { ...server.challenge, scope: scopes.join(' ') }, { dpopNonce: request.devicegate.dpopNonce })
       }
       return
     }
     // rawHeaders: a repeated Authorization field is refused, not judged on its first line.
     request.devicegate = await server.verifyRequest({ method: request.method, url: request.url, headers: request.headers, rawHeaders: request.raw.rawHeaders }, { scopes, clientIp: request.ip })
+    // RFC 9449 §9: with nonces required, the accepted request's answer carries the current one too.
+    if (request.devicegate.dpopNonce !== undefined) reply.header('dpop-nonce', request.devicegate.dpopNonce)
   } catch (err) {
     if (err instanceof ResourceAuthError) {
       await sendResourceError(reply, err)

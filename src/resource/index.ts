@@ -5,7 +5,7 @@
  */
 export { createResourceServer, type RequestLike, type ResourceServer, type ResourceServerOptions, type RevocationOptions, type VerifiedAccess } from './verifier.js'
 export { ResourceAuthError, formatChallenge, type ResourceErrorCode } from './errors.js'
-export { ReplayCache, accessTokenHash, normalizeHtu, DEFAULT_DPOP_ALGS } from './dpop.js'
+export { ReplayCache, ResourceDpopNonces, accessTokenHash, normalizeHtu, DEFAULT_DPOP_ALGS } from './dpop.js'
 export { RevocationFeed, IntrospectionClient, RevocationUnavailableError, type ClientCredentials } from './revocation.js'
 export { SsfRevocations, type SsfRevocationOptions } from './ssf.js'
 export { devicegateResource, requireAccess, sendResourceError, type DevicegateResourceOptions } from './fastify.js'

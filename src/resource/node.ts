@@ -20,7 +20,8 @@ export function writeResourceError(res: ServerResponse, err: ResourceAuthError):
 }
 
 /**
- * Verifies `req`; on failure answers it with the challenge and returns undefined.
+ * Verifies `req`; on failure answers it with the challenge and returns undefined. On success, sets
+ * `DPoP-Nonce` on `res` when the resource requires nonces (`dpop.nonce`, RFC 9449 §9).
  * @throws anything that is not a {@link ResourceAuthError} (a bug, not a bad request).
  */
 export async function authorize(
@@ -30,7 +31,10 @@ export async function authorize(
   options: { scopes?: readonly string[]; clientIp?: string } = {},
 ): Promise<VerifiedAccess | undefined> {
   try {
-    return await server.verifyRequest(req, { ...options, ...(options.clientIp === undefined && req.socket?.remoteAddress ? { clientIp: req.socket.remoteAddress } : {}) })
+    const access = await server.verifyRequest(req, { ...options, ...(options.clientIp === undefined && req.socket?.remoteAddress ? { clientIp: req.socket.remoteAddress } : {}) })
+    // RFC 9449 §9: with nonces required (`dpop.nonce`), the answer carries the current one too.
+    if (access.dpopNonce !== undefined) res.setHeader('dpop-nonce', access.dpopNonce)
+    return access
   } catch (err) {
     if (err instanceof ResourceAuthError) {
       writeResourceError(res, err)

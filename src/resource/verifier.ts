@@ -4,7 +4,7 @@
  * with `ath` and replay), scope, and revocation state.
  */
 import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
-import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopProofError, ReplayCache, verifyResourceDpopProof } from './dpop.js'
+import { DEFAULT_DPOP_ALGS, DpopKeyMismatchError, DpopNonceError, DpopProofError, ReplayCache, ResourceDpopNonces, verifyResourceDpopProof } from './dpop.js'
 import { headerFieldValues, receivedField } from './header-fields.js'
 import { ResourceAuthError, type ChallengeContext, type ChallengeScheme, type ResourceErrorCode } from './errors.js'
 import { IntrospectionClient, RevocationFeed, RevocationUnavailableError, type ClientCredentials, type IntrospectionResult } from './revocation.js'
@@ -102,6 +102,24 @@ export interface ResourceServerOptions {
     maxSkewSeconds?: number
     /** Capacity of the proof replay cache. Default: 100000. */
     replayCacheSize?: number
+    /**
+     * Require a server nonce in DPoP proofs (RFC 9449 §9; opt-in, off by default). A proof without
+     * the current nonce is refused with 401 `use_dpop_nonce` on the DPoP challenge and a fresh
+     * `DPoP-Nonce` header (its `jti` is not spent, so the client retries at once); every refusal
+     * carries the current `DPoP-Nonce`, and so does every accepted request ({@link
+     * VerifiedAccess.dpopNonce}: `authorize` and the fastify plugin send it), so a client learns it
+     * without a `use_dpop_nonce` round trip. Bearer requests are not affected.
+     */
+    nonce?: {
+      /**
+       * HMAC key of the nonces, at least 32 bytes (a string is read as UTF-8). Every instance of
+       * the API must share it to accept each other's nonces. Default: 32 random bytes per process
+       * (one instance only).
+       */
+      secret?: string | Uint8Array
+      /** A nonce is accepted for one to two slots of this length, in seconds. Default: 60. */
+      slotSeconds?: number
+    }
   }
   /** Leeway for `exp`/`iat` of access tokens, in seconds. Default: 5. */
   clockToleranceSeconds?: number
@@ -128,6 +146,11 @@ export interface VerifiedAccess {
   expiresAt: number
   /** The JWT claims (or the introspection response for opaque tokens). */
   claims: JWTPayload | IntrospectionResult
+  /**
+   * The current `DPoP-Nonce` to send with the answer (RFC 9449 §9) when the resource requires
+   * nonces (`dpop.nonce`); undefined otherwise.
+   */
+  dpopNonce?: string
 }
 
 /** The helper; build one per API with {@link createResourceServer}. */
@@ -187,6 +210,8 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
   const dpopAlgs = options.dpop?.algorithms ?? DEFAULT_DPOP_ALGS
   const dpopRequired = options.dpop?.required ?? false
   const replay = new ReplayCache(options.dpop?.replayCacheSize)
+  const nonceOptions = options.dpop?.nonce
+  const nonces = nonceOptions === undefined ? undefined : new ResourceDpopNonces({ key: nonceOptions.secret, slotSeconds: nonceOptions.slotSeconds, nowMs })
   const jwks = createRemoteJWKSet(new URL(options.jwksUri ?? `${issuer}/jwks`), { cooldownDuration: options.jwksCooldownMs ?? 1000, cacheMaxAge: 600_000 })
   const algorithms = [...(options.algorithms ?? ['ES256', 'EdDSA', 'RS256', 'PS256'])]
   const tolerance = options.clockToleranceSeconds ?? 5
@@ -230,7 +255,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       : undefined
 
   const refuse = (error: ResourceErrorCode | undefined, description: string, scheme: ChallengeScheme, extra: { scope?: string; cause?: unknown } = {}) =>
-    new ResourceAuthError(error, description, scheme, { ...challenge, ...(extra.scope ? { scope: extra.scope } : {}) }, { cause: extra.cause })
+    new ResourceAuthError(error, description, scheme, { ...challenge, ...(extra.scope ? { scope: extra.scope } : {}) }, { cause: extra.cause, dpopNonce: nonces?.current() })
 
   /**
    * The URI a DPoP proof's `htu` is judged against (RFC 9449 §4.3 check 9). With `baseUrl`, it
@@ -325,11 +350,14 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
             maxSkewSeconds: options.dpop?.maxSkewSeconds ?? 5,
             replay,
             nowMs: now,
+            nonces,
           },
         )
       } catch (err) {
         // RFC 9449 §7.1: a valid proof by another key than the token's is a token problem.
         if (err instanceof DpopKeyMismatchError) throw refuse('invalid_token', err.message, 'DPoP', { cause: err })
+        // RFC 9449 §9: the client retries with the nonce of the answer's DPoP-Nonce.
+        if (err instanceof DpopNonceError) throw refuse('use_dpop_nonce', err.message, 'DPoP', { cause: err })
         if (err instanceof DpopProofError) throw refuse('invalid_dpop_proof', err.message, 'DPoP', { cause: err })
         throw err
       }
@@ -380,6 +408,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       tokenId,
       expiresAt: typeof claims.exp === 'number' ? claims.exp : 0,
       claims,
+      ...(nonces !== undefined ? { dpopNonce: nonces.current() } : {}),
     }
   }
 
