@@ -51,6 +51,8 @@ for (const store of STORES)
         expectSsfError(res, 404, `${method} ${url}`)
         expect(res.body.err).toBe('not_found')
       }
+      // The request's fault, not the server's, in the request metrics.
+      expect(await (await fetch(`${t.url}/metrics`)).text()).not.toMatch(/devicegate_http_requests_total\{endpoint="\/ssf[^"]*",outcome="server_error"\}/)
     })
 
     it('answers a U+0000 stream id in a body with 400 invalid_request', async () => {

@@ -59,6 +59,14 @@ export class SsfError extends Error {
   ) {
     super(description)
   }
+
+  /**
+   * The HTTP status, under the name fastify and the request metrics read on a thrown error (an SSF
+   * 4xx is then counted as the request's fault, not as a `server_error`).
+   */
+  get statusCode(): number {
+    return this.status
+  }
 }
 
 const bad = (description: string) => new SsfError(400, 'invalid_request', description)
