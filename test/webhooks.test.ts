@@ -156,6 +156,13 @@ describe('webhooks through the outbox', () => {
       expect(res.status, bad).toBe(400)
       expect(res.body, bad).toEqual({ error: 'invalid_request', error_description: "'seq' must be a delivery sequence number (decimal digits)" })
     }
+    // "limit" is decimal digits, as the admin API's other numbers: no exponent, hex, sign or blank.
+    for (const bad of ['1e2', '0x10', ' 5', '+5', '5.0', '', '0', '1001']) {
+      const res = await json(`${t.url}/admin/api/webhooks/siem/deliveries?limit=${encodeURIComponent(bad)}`, 'GET', admin)
+      expect(res.status, bad).toBe(400)
+      expect(res.body, bad).toEqual({ error: 'invalid_request', error_description: "'limit' must be an integer between 1 and 1000" })
+    }
+    expect((await json(`${t.url}/admin/api/webhooks/siem/deliveries?limit=1000`, 'GET', admin)).status).toBe(200)
     expect((await json(`${t.url}/admin/api/webhooks/nope/deliveries`, 'GET', admin)).status).toBe(404)
     expect((await json(`${t.url}/admin/api/webhooks`, 'GET', undefined)).status).toBe(401)
   })

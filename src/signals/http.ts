@@ -231,7 +231,7 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
         const q = query(request)
         const status = q.status
         if (status !== undefined && !['pending', 'delivered', 'rejected'].includes(status)) throw new OAuthError('invalid_request', '"status" must be pending, delivered or rejected')
-        const limit = q.limit === undefined ? 100 : Number(q.limit)
+        const limit = q.limit === undefined ? 100 : /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : Number.NaN
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new OAuthError('invalid_request', '"limit" must be an integer between 1 and 1000')
         const items = await deps.signals.listSignalDeliveries(d.id, { ...(status ? { status: status as DeliveryStatus } : {}), limit })
         return {
