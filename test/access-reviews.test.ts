@@ -249,6 +249,19 @@ describe('access-review campaign of device-issued grants (frozen clock)', () => 
     }
   })
 
+  it('takes the times of the practices and compliance reports as the rest of the admin API does: epoch seconds or RFC 3339 with offset, never a form Date.parse guesses at', async () => {
+    for (const value of ['March 1, 2026', '2026-03-01', '2026-02-30T00:00:00Z', '1,2', '2026-03-01T00:00:00', '-5', '1e9']) {
+      for (const path of ['/clients/practices?since=', '/reports/compliance?until=']) {
+        const res = await api(`${path}${encodeURIComponent(value)}`)
+        expect(res.status, `${path}${value}`).toBe(400)
+        expect(res.json.error, `${path}${value}`).toBe('invalid_request')
+      }
+    }
+    const ok = await api(`/clients/practices?since=${encodeURIComponent('2026-03-01T00:00:00+01:00')}&until=1775000000`)
+    expect(ok.status).toBe(200)
+    expect({ since: ok.json.since, until: ok.json.until }).toEqual({ since: Date.UTC(2026, 1, 28, 23) / 1000, until: 1775000000 })
+  })
+
   it('judges practices over the last 90 days when no period is asked for (the console\'s period too)', async () => {
     const res = await api('/clients/practices')
     expect(res.status).toBe(200)

@@ -53,11 +53,16 @@ function integerString(description: string, min: number, max: number) {
     .meta({ type: 'integer', minimum: min, maximum: max })
 }
 
-const TIME_MESSAGE = 'must be an RFC 3339 date-time with offset (2026-01-31T12:00:00Z) or epoch seconds'
+/** What an admin API says of a time it refuses (after the parameter's name). */
+export const TIME_MESSAGE = 'must be an RFC 3339 date-time with offset (2026-01-31T12:00:00Z) or epoch seconds'
 const EPOCH = /^\d{1,12}$/
 
-/** Converts an accepted time to epoch seconds, or undefined when it is not one. */
-function toEpochSeconds(value: string | number): number | undefined {
+/**
+ * Converts a time as the admin APIs accept it — epoch seconds (0 … year 9999), or an RFC 3339
+ * date-time with offset whose calendar date exists — to epoch seconds; undefined when it is not one
+ * (loose forms `Date.parse` would guess at, such as "1,2" or "March 1", are not).
+ */
+export function toEpochSeconds(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 && value <= MAX_EPOCH_SECONDS ? value : undefined
   if (EPOCH.test(value)) return toEpochSeconds(Number(value))
   if (!z.iso.datetime({ offset: true }).safeParse(value).success) return undefined

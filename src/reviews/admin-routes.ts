@@ -16,6 +16,7 @@
  */
 import type { FastifyReply } from 'fastify'
 import type { AdminApiExtension } from '../governance/admin-api.js'
+import { TIME_MESSAGE, toEpochSeconds } from '../governance/admin-schemas.js'
 import { defaultPracticesPeriod, summarizeClientPractices } from '../governance/client-practices.js'
 import { OAuthError } from '../protocol/errors.js'
 import type { Clock } from '../core/ports.js'
@@ -42,10 +43,9 @@ function one(q: Query, name: string): string | undefined {
 
 function time(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === '') return undefined
-  if (/^\d+$/.test(value)) return Number(value)
-  const ms = Date.parse(value)
-  if (Number.isNaN(ms)) throw bad(`"${name}" must be an ISO 8601 time or epoch seconds`)
-  return Math.floor(ms / 1000)
+  const seconds = toEpochSeconds(value)
+  if (seconds === undefined) throw bad(`"${name}" ${TIME_MESSAGE}`)
+  return seconds
 }
 
 function format<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T): T {
