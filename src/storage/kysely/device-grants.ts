@@ -8,15 +8,15 @@
  * commit path: in memory where one process owns the database ({@link InMemoryPollTimes}), else in
  * the shared ephemeral store (`SharedPollTimes`, `../ephemeral.ts`).
  */
-import { sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
+import { CompiledQuery, sql, type Expression, type ExpressionBuilder, type Insertable, type Kysely, type Selectable, type SqlBool } from 'kysely'
 import type { StorageClass } from '../../core/storage-class.js'
 import type { DeviceGrantFilter, DeviceGrantRecord, DeviceGrantStatus, DeviceGrantStore } from '../device-grants.js'
 import type { PendingGrantCache } from '../pending-grant-cache.js'
 import { InMemoryPollTimes, type PollTimes } from '../poll-times.js'
 import type { TokenBundle } from '../token-families.js'
 import type { KyselyContext, KyselyStoreOptions } from './context.js'
-import { BatchedRead } from './batched-read.js'
-import { NEVER, PreparedInsert, PreparedQuery } from './prepared.js'
+import { BatchedRead, padForGenericPlan } from './batched-read.js'
+import { NEVER, PreparedInsert, PreparedQuery, registerNamed } from './prepared.js'
 import { joinResources, splitResources, type DevicegateDatabase, type DeviceGrantsTable } from './tables.js'
 import type { TokenWriter } from './token-families.js'
 import { constantTimeEqual } from '../../system.js'
@@ -46,6 +46,18 @@ const DEVICE_GRANT_COLUMNS = [
 ] as const satisfies readonly (keyof DeviceGrantsTable)[]
 const allDeviceGrantColumns: Exclude<keyof DeviceGrantsTable, (typeof DEVICE_GRANT_COLUMNS)[number]> extends never ? true : never = true
 void allDeviceGrantColumns
+
+/**
+ * PostgreSQL: the device grants of these ids, for the coalesced reads ({@link BatchedRead}).
+ * Parameter: $1 the ids (`text[]`, padded with NULL by `padForGenericPlan`, which matches no row).
+ * Each id is looked up on its own (`cross join lateral … limit 1`): one primary-key probe per id
+ * whatever the table's size and statistics, where `id = any($1)` read the whole table while it was
+ * small (see `accessTokensByHashesSql` in token-families.ts). A named statement (`registerNamed`).
+ */
+const DEVICE_GRANTS_BY_IDS_SQL = `select ${DEVICE_GRANT_COLUMNS.map((c) => `g.${c}`).join(', ')}
+  from unnest($1::text[]) as k(id)
+ cross join lateral (select ${DEVICE_GRANT_COLUMNS.join(', ')} from device_grants where device_grants.id = k.id limit 1) as g`
+registerNamed(DEVICE_GRANTS_BY_IDS_SQL)
 
 /** A `device_grants` row as read by the hot path. */
 type DeviceGrantRow = Selectable<DeviceGrantsTable>
@@ -151,10 +163,10 @@ export class KyselyDeviceGrantStore implements DeviceGrantStore {
       ),
     }
     if (ctx.kind === 'postgres') {
-      const byIds = new PreparedQuery<DeviceGrantRow>(1, (ids) =>
-        db.selectFrom('device_grants').select(DEVICE_GRANT_COLUMNS).where(sql<boolean>`id = any(${ids}::text[])`),
+      this.#byId = new BatchedRead(
+        async (ids) => (await db.executeQuery<DeviceGrantRow>(CompiledQuery.raw(DEVICE_GRANTS_BY_IDS_SQL, [padForGenericPlan(ids)]))).rows,
+        (row) => row.id,
       )
-      this.#byId = new BatchedRead((ids) => byIds.execute(db, ids), (row) => row.id)
     }
     // Redeemed grants stay: their token family points at them.
     ctx.onPurge(async (now) => {

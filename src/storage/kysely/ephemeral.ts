@@ -10,7 +10,7 @@ import { RedisEphemeralStore } from '../redis-ephemeral.js'
 import { SharedPollTimes } from '../shared-poll-times.js'
 import type { KyselyContext } from './context.js'
 import { insertDpopJti } from './dpop-replay.js'
-import { BatchedWrite } from './batched-read.js'
+import { BatchedWrite, padForGenericPlan } from './batched-read.js'
 import { PreparedQuery, registerNamed } from './prepared.js'
 import type { DevicegateDatabase } from './tables.js'
 
@@ -20,7 +20,12 @@ import type { DevicegateDatabase } from './tables.js'
  * entry from its `device_grants` row (and is judged against that row's last poll); later ones
  * update it under the row lock, so concurrent polls of one grant are serialised. Rows are taken in
  * id order, so two such statements (of this instance or another) sharing ids cannot deadlock. No
- * row for a grant that does not exist. Parameters: $1 ids, $2 their poll times (epoch seconds).
+ * row for a grant that does not exist. Parameters: $1 ids, $2 their poll times (epoch seconds),
+ * both padded with NULL to the same length by `padForGenericPlan` (a NULL id matches no grant).
+ *
+ * Each grant is read on its own (`cross join lateral … limit 1`): one primary-key probe per id,
+ * where a join of `unnest` to `device_grants` became a hash join over the whole table while it was
+ * small (1,000 grants: 0.5 ms per statement against 0.08 ms).
  */
 const DECIDE_POLLS_SQL = `
 insert into device_poll_times as p (id, last_polled_at, interval_seconds, too_fast, expires_at)
@@ -28,7 +33,10 @@ select g.id, v.now,
        g.interval_seconds + case when g.last_polled_at + g.interval_seconds > v.now then ${SLOW_DOWN_INCREMENT_SECONDS} else 0 end,
        coalesce(g.last_polled_at + g.interval_seconds > v.now, false),
        g.expires_at
-  from unnest($1::text[], $2::bigint[]) as v(id, now) join device_grants g on g.id = v.id
+  from unnest($1::text[], $2::bigint[]) as v(id, now)
+ cross join lateral (
+       select d.id, d.interval_seconds, d.last_polled_at, d.expires_at
+         from device_grants d where d.id = v.id limit 1) as g
  order by v.id
 on conflict (id) do update set
   too_fast = p.last_polled_at + p.interval_seconds > excluded.last_polled_at,
@@ -56,7 +64,7 @@ export class UnloggedEphemeralStore implements EphemeralStore {
 
   readonly #decisions = new BatchedWrite<number, PollDecision>(async (calls) => {
     const { rows } = await this.#db.executeQuery<{ id: string; too_fast: boolean; interval_seconds: number }>(
-      CompiledQuery.raw(DECIDE_POLLS_SQL, [calls.map((c) => c.key), calls.map((c) => c.arg)]),
+      CompiledQuery.raw(DECIDE_POLLS_SQL, [padForGenericPlan(calls.map((c) => c.key)), padForGenericPlan(calls.map((c) => c.arg))]),
     )
     return new Map(rows.map((row) => [row.id, { tooFast: row.too_fast, intervalSeconds: row.interval_seconds }]))
   })
