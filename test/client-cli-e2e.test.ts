@@ -137,7 +137,8 @@ describe.runIf(HAVE_CHROMIUM)('CLI login against devicegate, approved in Chromiu
     const shown = await shownCode(run)
     expect(shown.verificationUri).toBe(`${ts.url}/device`)
     expect(shown.userCode).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/)
-    expect(run.stderr()).toMatch(/Waiting for approval \(the code expires in \d+:\d\d\)/)
+    // Written after the code, possibly in a later chunk of stderr (a loaded machine splits them).
+    await expect.poll(() => run.stderr(), { timeout: 10_000 }).toMatch(/Waiting for approval \(the code expires in \d+:\d\d\)/)
     await decideInBrowser(shown, 'Approve')
     expect(await run.exited).toBe(0)
     expect(run.stderr()).toContain(`Logged in to ${ts.url} as alice.`)
