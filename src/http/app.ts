@@ -22,7 +22,7 @@ import { VERIFICATION_PAGE_CSP, VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/
 import { registerVerificationPages } from '../web/verification.js'
 import { createAccessLog } from './access-log.js'
 import { createClientAddressResolver } from './client-address.js'
-import { createFastRoutes, type FastRoute } from './fast-routes.js'
+import { createFastRoutes, hasRepeatedHost, type FastRoute } from './fast-routes.js'
 import { parseFormBody } from './form-body.js'
 import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, contextOf, formEndpoints, NO_STORE_HEADERS, toOAuthError } from './oauth-endpoints.js'
 import type { AnsweredRequest, RequestObserver } from './request-context.js'
@@ -279,6 +279,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const raw = request.raw
     if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && request.headers.host === undefined)
       return done(new OAuthError('invalid_request', 'the Host header is required', { headers: { Connection: 'close' } }))
+    // RFC 9112 §3.2: more than one Host field line is 400 too (node keeps the first line only).
+    if (hasRepeatedHost(raw.rawHeaders)) return done(new OAuthError('invalid_request', 'the Host header must be sent once', { headers: { Connection: 'close' } }))
     // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met, 417 (node hands such
     // a request over through `checkExpectation`, see installFastRoutes, instead of its bodiless 417).
     if ((raw as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION])
