@@ -90,6 +90,23 @@ describe('RFC 9449 §8, §9: DPoP-Nonce on the answers the HTTP layer gives at t
       }
     })
 
+  // README (dpop.require_nonce): the nonce is "sent on every answer of /token, /device_authorization
+  // and the DPoP-taking resources: /userinfo, Shared Signals, global revocation, signals admin API;
+  // also on 405, 413 and 415 there".
+  it('the Shared Signals, global revocation and signals admin paths: 405 (also on a path with parameters) and 415 carry the current DPoP-Nonce; the public SSF configuration none', async () => {
+    const answers: Array<[string, Wire, number]> = [
+      ['GET /ssf/verify', await send(port, ['GET /ssf/verify HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0']), 405],
+      ['GET /ssf/poll/:streamId', await send(port, ['GET /ssf/poll/abc HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0']), 405],
+      ['GET /global-token-revocation', await send(port, ['GET /global-token-revocation HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0']), 405],
+      ['GET /admin/api/webhooks/:id/resume', await send(port, ['GET /admin/api/webhooks/abc/resume HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0']), 405],
+      ['POST /ssf/stream, compressed', await send(port, ['POST /ssf/stream HTTP/1.1', 'Host: devicegate.test', 'Content-Type: application/json', 'Content-Encoding: gzip', 'Content-Length: 2'], '{}'), 415],
+      ['POST /global-token-revocation, compressed', await send(port, ['POST /global-token-revocation HTTP/1.1', 'Host: devicegate.test', 'Content-Type: application/json', 'Content-Encoding: gzip', 'Content-Length: 2'], '{}'), 415],
+    ]
+    for (const [what, res, status] of answers) expect({ what, status: res.status, nonce: NONCE.test(res.headers['dpop-nonce'] ?? '') }).toEqual({ what, status, nonce: true })
+    const configuration = await send(port, ['POST /.well-known/ssf-configuration HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0'])
+    expect({ status: configuration.status, nonce: configuration.headers['dpop-nonce'] }).toEqual({ status: 405, nonce: undefined })
+  })
+
   it('a path that takes no DPoP proof (/revoke) gets no DPoP-Nonce on its 405 or 413', async () => {
     const big = `token=${'a'.repeat(70 * 1024)}`
     for (const res of [await send(port, ['GET /revoke HTTP/1.1', 'Host: devicegate.test', 'Content-Length: 0']), await send(port, form('POST', '/revoke', big), big)]) {

@@ -116,6 +116,23 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 �
     expect((await rawRequest(port, ['GET /jwks HTTP/1.0\r\n\r\n'])).status).toBe(200)
   })
 
+  it('answers a request with more than one Host field line with 400 invalid_request JSON and no-store (RFC 9112 §3.2), on the fast path too, and an HTML page on the verification pages', async () => {
+    // node kept the first line and dropped the others, so the request was answered as if for one host.
+    const twoHosts = (line: string, extra = '') => `${line} HTTP/1.1\r\nHost: devicegate.test\r\nhost: other.test\r\nConnection: close\r\n${extra}\r\n`
+    for (const req of [
+      twoHosts('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'),
+      twoHosts('GET /jwks'),
+      `GET /jwks HTTP/1.0\r\nHost: devicegate.test\r\nHost: other.test\r\n\r\n`,
+    ]) {
+      const res = await rawRequest(port, [req])
+      expectOAuthJson(res, 400)
+      expect(JSON.parse(res.body).error_description).toBe('the Host header must be sent once')
+    }
+    expectHtmlPage(await rawRequest(port, [twoHosts('GET /device')]), 400)
+    // One Host line is fine.
+    expect((await rawRequest(port, [get('/jwks')])).status).toBe(200)
+  })
+
   it('answers an Expect other than 100-continue with 417 invalid_request JSON and no-store (RFC 9110 §10.1.1), and an HTML page on the verification pages', async () => {
     const expecting = (line: string, extra = '') => `${line} HTTP/1.1\r\nHost: devicegate.test\r\nExpect: fly\r\nConnection: close\r\n${extra}\r\n`
     for (const req of [expecting('POST /token', 'Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n'), expecting('GET /jwks')]) {

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import cookie from '@fastify/cookie'
 import helmet from '@fastify/helmet'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyContextConfig, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { ProtocolDeps } from '../protocol/deps.js'
 import { OAuthError } from '../protocol/errors.js'
 import { ENDPOINTS } from '../protocol/metadata.js'
@@ -22,7 +22,7 @@ import { VERIFICATION_PAGE_CSP, VERIFICATION_PAGE_CSP_DIRECTIVES } from '../web/
 import { registerVerificationPages } from '../web/verification.js'
 import { createAccessLog } from './access-log.js'
 import { createClientAddressResolver } from './client-address.js'
-import { createFastRoutes, type FastRoute } from './fast-routes.js'
+import { createFastRoutes, hasRepeatedHost, type FastRoute } from './fast-routes.js'
 import { parseFormBody } from './form-body.js'
 import { addOAuthErrorHeaders, BODY_LIMIT_BYTES, contextOf, formEndpoints, NO_STORE_HEADERS, toOAuthError } from './oauth-endpoints.js'
 import type { AnsweredRequest, RequestObserver } from './request-context.js'
@@ -243,17 +243,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: nextRequestId,
   })
 
-  // Routes with path parameters (`/ssf/poll/:streamId`), by method, for the 405 answer below:
-  // `hasRoute` compares route definitions, so it cannot tell that `/ssf/poll/abc` exists.
-  const parametricRoutes: { path: RegExp; method: string }[] = []
+  // Every route, by method, for the 405 answer below: `hasRoute` compares route definitions, so it
+  // cannot tell that `/ssf/poll/abc` exists. The route's options are kept (not copied): a plugin's
+  // own onRoute hook, which runs after this one, may still mark it `takesDpopProof`.
+  const knownRoutes: { path: RegExp; method: string; route: { config?: FastifyContextConfig } }[] = []
   app.addHook('onRoute', (route) => {
-    if (!route.url.includes(':')) return
     const path = new RegExp(`^${route.url.split('/').map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}/?$`)
-    for (const method of [route.method].flat()) parametricRoutes.push({ path, method })
+    for (const method of [route.method].flat()) knownRoutes.push({ path, method, route })
   })
 
   app.decorateRequest('clientIp', '')
   app.decorateRequest('oauthError', null)
+  app.decorateRequest('takesDpopProof', false)
   app.decorateRequest('thrownError', undefined)
   const observers: RequestObserver[] = []
   app.decorate('observeRequests', (observer: RequestObserver) => {
@@ -278,6 +279,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const raw = request.raw
     if (raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1 && request.headers.host === undefined)
       return done(new OAuthError('invalid_request', 'the Host header is required', { headers: { Connection: 'close' } }))
+    // RFC 9112 §3.2: more than one Host field line is 400 too (node keeps the first line only).
+    if (hasRepeatedHost(raw.rawHeaders)) return done(new OAuthError('invalid_request', 'the Host header must be sent once', { headers: { Connection: 'close' } }))
     // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met, 417 (node hands such
     // a request over through `checkExpectation`, see installFastRoutes, instead of its bodiless 417).
     if ((raw as IncomingMessage & { [UNMET_EXPECTATION]?: true })[UNMET_EXPECTATION])
@@ -296,7 +299,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const nonces = deps.protocol.dpopNonces
   app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
-    if (nonces !== undefined && !reply.hasHeader('dpop-nonce') && isDpopPath(request.routeOptions.url ?? requestPath(request.url))) reply.header('dpop-nonce', nonces.current())
+    if (nonces !== undefined && !reply.hasHeader('dpop-nonce') && takesDpopProof(request)) reply.header('dpop-nonce', nonces.current())
     done(null, payload)
   })
   // What was thrown to the error handler, for observers (metrics count it as the outcome).
@@ -340,7 +343,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!
-    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }) || parametricRoutes.some((r) => (r.method === method || (method === 'HEAD' && r.method === 'GET')) && r.path.test(path)))
+    const routes = knownRoutes.filter((r) => r.path.test(path))
+    const allowed = methods.filter((method) => app.hasRoute({ url: path, method }) || routes.some((r) => r.method === method || (method === 'HEAD' && r.method === 'GET')))
+    // Another method on a path whose routes take a DPoP proof: the 405 carries the nonce (onSend).
+    if (routes.some((r) => r.route.config?.takesDpopProof === true)) request.takesDpopProof = true
     if (allowed.length > 0)
       return renderError(new OAuthError('invalid_request', `use ${allowed.join(' or ')} for ${path.slice(0, 100)}`, { status: 405, headers: { Allow: allowed.join(', ') } }), request, reply)
     return renderError(new OAuthError('invalid_request', `no endpoint ${request.method} ${path.slice(0, 100)}`, { status: 404 }), request, reply)
@@ -440,6 +446,15 @@ const DPOP_PATHS: ReadonlySet<string> = new Set([ENDPOINTS.token, ENDPOINTS.devi
 /** Whether `path` (a route pattern, or a request path without query) is one of {@link DPOP_PATHS}, with or without fastify's ignored trailing slash. */
 function isDpopPath(path: string): boolean {
   return DPOP_PATHS.has(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path)
+}
+
+/**
+ * Whether `request` is at a path that takes a DPoP proof: one of {@link DPOP_PATHS}, a route a
+ * plugin marked `takesDpopProof` (the Shared Signals, global revocation and signals admin routes,
+ * signals/http.ts), or a path of such a route asked with another method (the 405).
+ */
+function takesDpopProof(request: FastifyRequest): boolean {
+  return request.takesDpopProof || request.routeOptions.config?.takesDpopProof === true || isDpopPath(request.routeOptions.url ?? requestPath(request.url))
 }
 
 /**

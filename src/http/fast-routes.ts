@@ -14,7 +14,7 @@
  * Only requests with nothing unusual are taken: `POST` to one of the paths exactly as registered
  * (or with fastify's ignored trailing slash), no query string, a `Content-Length` within the body
  * limit, an `application/x-www-form-urlencoded` body (optionally `; charset=utf-8`), no
- * `Transfer-Encoding`, `Content-Encoding` or `Expect`, a `Host` (HTTP/1.1), and the server not draining. Anything else
+ * `Transfer-Encoding`, `Content-Encoding` or `Expect`, at most one `Host` line (exactly one in HTTP/1.1), and the server not draining. Anything else
  * — other methods and paths, 413, 415, 405, bodies of other media types, the 503 while draining —
  * falls through to fastify unchanged, which answers it as it always has.
  */
@@ -223,7 +223,7 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
       h['transfer-encoding'] !== undefined ||
       h['content-encoding'] !== undefined ||
       h.expect !== undefined ||
-      (h.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) ||
+      (h.host === undefined ? req.httpVersionMajor === 1 && req.httpVersionMinor === 1 : hasRepeatedHost(req.rawHeaders)) ||
       h['content-type'] === undefined ||
       !FORM_CONTENT_TYPE.test(h['content-type']) ||
       isClosing()
@@ -237,4 +237,23 @@ export function createFastRoutes(options: FastRoutesOptions): FastRoute {
     req.on('error', onBodyError)
     return true
   }
+}
+
+/**
+ * Whether the request has more than one `Host` field line (`rawHeaders`: name, value, name, …, as
+ * received). node keeps the first and drops the others from `headers.host`; RFC 9112 §3.2 asks
+ * for 400 instead, which the app's onRequest hook answers (http/app.ts).
+ * @see https://www.rfc-editor.org/rfc/rfc9112#section-3.2
+ */
+export function hasRepeatedHost(rawHeaders: readonly string[]): boolean {
+  let seen = false
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    // First letter h/H before the case-folding compare: on the polling path, cheap per field.
+    if (name.length === 4 && (name.charCodeAt(0) | 0x20) === 0x68 && (name === 'Host' || name.toLowerCase() === 'host')) {
+      if (seen) return true
+      seen = true
+    }
+  }
+  return false
 }

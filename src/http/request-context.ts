@@ -48,6 +48,19 @@ declare module 'fastify' {
     oauthError: OAuthErrorOutcome | null
     /** What was thrown to the error handler for this request (seen by `onError`); undefined when nothing was. */
     thrownError: unknown
+    /**
+     * Set by the not-found handler when the path is that of a route marked `takesDpopProof` asked
+     * with another method: its 405 carries the `DPoP-Nonce` too (RFC 9449 §8, §9).
+     */
+    takesDpopProof: boolean
+  }
+  interface FastifyContextConfig {
+    /**
+     * The route takes a DPoP proof (RFC 9449 §7): with `dpop.require_nonce`, every answer at its
+     * path — also those the HTTP layer gives before or instead of it (405, 413, 415, 417, 503) —
+     * carries the current `DPoP-Nonce` (RFC 9449 §8, §9; http/app.ts).
+     */
+    takesDpopProof?: boolean
   }
   interface FastifyInstance {
     /**

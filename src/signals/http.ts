@@ -118,12 +118,12 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
     // RFC 9449 §9 with §8.2: when nonces are required, every answer of the routes that take a
     // DPoP-bound token (all here but the public, cacheable SSF configuration) carries the current
     // nonce, 2xx and errors alike, so a client never needs a use_dpop_nonce round trip to learn it.
-    const nonces = deps.dpopNonces
-    if (nonces !== undefined)
-      api.addHook('onRequest', (request, reply, done) => {
-        if (request.routeOptions.url !== SSF_PATHS.configuration) reply.header('dpop-nonce', nonces.current())
-        done()
-      })
+    // The routes are marked `takesDpopProof`, and the app's onSend hook puts the nonce on their
+    // answers (http/app.ts) — also on those given before or instead of a route here (a 405 for
+    // another method, a compressed body's 415, the 503 while draining), which no hook here sees.
+    api.addHook('onRoute', (route) => {
+      if (route.url !== SSF_PATHS.configuration) route.config = { ...route.config, takesDpopProof: true }
+    })
 
     // RFC 6750 §3.1: a request without credentials gets the bare challenge whatever its body, so
     // it is answered before the body is read (the JSON parser above would judge the body first).
