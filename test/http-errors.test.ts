@@ -158,6 +158,19 @@ describe('one error path for framework-level errors (issue 16 item 8, RFC 6749 ย
     expectOAuthJson(await rawRequest(port, [get('/admin/api/grants/abc/def')]), 404)
   })
 
+  it('answers another method in absolute form (GET http://host/token, RFC 9112 ยง3.2.2) as in origin form: 405 with Allow, not 404', async () => {
+    for (const [method, target, allow] of [
+      ['GET', '/token', 'POST'],
+      ['GET', `http://127.0.0.1:${port}/token`, 'POST'],
+      ['DELETE', `http://127.0.0.1:${port}/admin/api/grants/abc?x=1`, 'GET, HEAD'],
+    ] as const) {
+      const res = await rawRequest(port, [`${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`])
+      expectOAuthJson(res, 405)
+      expect(res.headers.allow, target).toBe(allow)
+    }
+    expectOAuthJson(await rawRequest(port, [`GET http://127.0.0.1:${port}/nowhere HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`]), 404)
+  })
+
   it('answers framework errors on the verification pages with an HTML page', async () => {
     expectHtmlPage(await rawRequest(port, [get('/device/%E0%A4%A')]), 400)
     expectHtmlPage(await rawRequest(port, [get('/device/no-such-page')]), 404)

@@ -342,7 +342,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // A known path asked with another method is 405 with `Allow` (RFC 9110 §15.5.6), not 404.
   const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
   app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]!
+    // The path, also of a request in absolute form (RFC 9112 §3.2.2: GET http://host/token).
+    const path = requestPath(request.url)
     const routes = knownRoutes.filter((r) => r.path.test(path))
     const allowed = methods.filter((method) => app.hasRoute({ url: path, method }) || routes.some((r) => r.method === method || (method === 'HEAD' && r.method === 'GET')))
     // Another method on a path whose routes take a DPoP proof: the 405 carries the nonce (onSend).
