@@ -135,7 +135,8 @@ export class ResourceDpopNonces {
    * @throws {TypeError} for a key shorter than 32 bytes or a slot that is not a positive integer.
    */
   constructor(options: { key?: string | Uint8Array | undefined; slotSeconds?: number | undefined; nowMs: () => number }) {
-    const key = options.key === undefined ? randomBytes(32) : typeof options.key === 'string' ? Buffer.from(options.key, 'utf8') : options.key
+    // A copy: the caller's buffer may change or be zeroed after this.
+    const key = options.key === undefined ? randomBytes(32) : typeof options.key === 'string' ? Buffer.from(options.key, 'utf8') : Buffer.from(options.key)
     if (key.length < 32) throw new TypeError('dpop.nonce.secret: needs at least 32 bytes')
     const slotSeconds = options.slotSeconds ?? 60
     if (!Number.isInteger(slotSeconds) || slotSeconds < 1) throw new TypeError('dpop.nonce.slotSeconds: expected a positive integer (seconds)')
