@@ -67,6 +67,15 @@ for (const store of STORES)
       }
     })
 
+    it('answers what the server refuses before any route (a compressed body: 415) in the same { err, description } shape', async () => {
+      const refused = await fetch(`${t.url}/ssf/stream`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: '{}' })
+      expectSsfError({ status: refused.status, body: await refused.json(), headers: refused.headers }, 415, 'content-encoding: gzip')
+      // A token problem stays an RFC 6750 error with its challenge.
+      const res = await json(`${t.url}/ssf/stream`, 'GET', 'not-a-live-token')
+      expect(res.status).toBe(401)
+      expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+    })
+
     it('answers a body over the limit with 413 { err: "invalid_request" }', async () => {
       const res = await json(`${t.url}/ssf/stream`, 'POST', token, JSON.stringify({ description: 'x'.repeat(300 * 1024) }))
       expectSsfError(res, 413, 'oversized body')

@@ -109,6 +109,11 @@ export async function registerSignalsRoutes(app: FastifyInstance, deps: SignalsH
       // problems stay RFC 6750 errors (their WWW-Authenticate challenge) and server faults go to the
       // app-wide handler; what the request did wrong is put in the SSF shape here, because the
       // app-wide backstops (a PostgreSQL data exception, fastify's 4xx) answer in the OAuth shape.
+      // So does what the app-wide onRequest hook refuses before any route here (a Content-Encoding
+      // 415, no Host 400, an Expect it cannot meet 417, the 503 while draining): an OAuthError
+      // without a challenge, answered with its status and headers (Retry-After, Connection).
+      if (err instanceof OAuthError && request.url.startsWith('/ssf/') && !('WWW-Authenticate' in err.headers))
+        return sendSsfError(reply.headers({ ...err.headers }), new SsfError(err.status, err.error, err.description ?? err.error))
       const ssf = err instanceof SsfError ? err : request.url.startsWith('/ssf/') ? requestFault(err, request) : undefined
       if (ssf === undefined) throw err
       if (request.url.startsWith('/ssf/')) return sendSsfError(reply, ssf)
