@@ -213,6 +213,7 @@ describe('fast path: which requests it takes', () => {
   const endpoint: FormEndpoint = {
     path: '/token',
     dpopNonce: undefined,
+    takesDpopProof: false,
     handle: async (request) => {
       if (request.body?.fail === 'yes') throw new OAuthError('slow_down', 'poll no more than once every 10 seconds')
       return { got: request.body }

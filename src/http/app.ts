@@ -373,8 +373,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       protocol,
     )
   })
-  app.get(OIDC_ENDPOINTS.userinfo, userinfo)
-  app.post(OIDC_ENDPOINTS.userinfo, userinfo)
+  app.get(OIDC_ENDPOINTS.userinfo, { config: { takesDpopProof: true } }, userinfo)
+  app.post(OIDC_ENDPOINTS.userinfo, { config: { takesDpopProof: true } }, userinfo)
   app.get(ENDPOINTS.jwks, async (_req, reply) => cacheable(reply).type('application/jwk-set+json').send(await protocol.keys.jwks()))
   app.get('/healthz', async (_req, reply) => {
     await deps.healthCheck()
@@ -388,6 +388,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const endpoint of endpoints)
     app.post(
       endpoint.path,
+      { config: { takesDpopProof: endpoint.takesDpopProof } },
       answeringOAuthErrors(async (request, reply) => {
         // RFC 9449 §8: every answer, errors too, carries a current nonce.
         if (endpoint.dpopNonce !== undefined) reply.header('dpop-nonce', endpoint.dpopNonce())
@@ -438,24 +439,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 }
 
 /**
- * The paths whose requests carry a DPoP proof at this server (RFC 9449 §4, §7): the token and
- * device authorization endpoints (the latter for a key-bound device code, RFC 9449 §10) and
- * userinfo. The Shared Signals routes put the nonce on their answers themselves (signals/http.ts).
- */
-const DPOP_PATHS: ReadonlySet<string> = new Set([ENDPOINTS.token, ENDPOINTS.deviceAuthorization, OIDC_ENDPOINTS.userinfo])
-
-/** Whether `path` (a route pattern, or a request path without query) is one of {@link DPOP_PATHS}, with or without fastify's ignored trailing slash. */
-function isDpopPath(path: string): boolean {
-  return DPOP_PATHS.has(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path)
-}
-
-/**
- * Whether `request` is at a path that takes a DPoP proof: one of {@link DPOP_PATHS}, a route a
- * plugin marked `takesDpopProof` (the Shared Signals, global revocation and signals admin routes,
- * signals/http.ts), or a path of such a route asked with another method (the 405).
+ * Whether `request` is at a path that takes a DPoP proof: a route marked `takesDpopProof` (the
+ * token and device authorization endpoints, userinfo, and the Shared Signals, global revocation
+ * and signals admin routes, signals/http.ts), or a path of such a route asked with another method
+ * (the 405).
  */
 function takesDpopProof(request: FastifyRequest): boolean {
-  return request.takesDpopProof || request.routeOptions.config?.takesDpopProof === true || isDpopPath(request.routeOptions.url ?? requestPath(request.url))
+  return request.takesDpopProof || request.routeOptions.config?.takesDpopProof === true
 }
 
 /**

@@ -71,6 +71,8 @@ export interface FormEndpoint {
    * endpoint offers none (not a DPoP endpoint, or nonces are not required).
    */
   readonly dpopNonce: (() => string) | undefined
+  /** Whether its requests may carry a DPoP proof (RFC 9449 §5, §10): its route is marked `takesDpopProof`. */
+  readonly takesDpopProof: boolean
   /**
    * Handles one request: its parameters (protocol/params.ts), its DPoP proof where the endpoint
    * takes one, then the protocol handler.
@@ -114,6 +116,7 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
   const withDpop = (path: string, handler: (params: Params, ctx: RequestContext, dpopJkt: string | null) => Promise<object>): FormEndpoint => ({
     path,
     dpopNonce,
+    takesDpopProof: true,
     async handle(request) {
       const params = paramsOf(request)
       const ctx = contextOf(request)
@@ -128,6 +131,7 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
     {
       path: ENDPOINTS.revocation,
       dpopNonce: undefined,
+      takesDpopProof: false,
       async handle(request) {
         await handleRevocation(paramsOf(request), contextOf(request), protocol)
         return undefined
@@ -136,6 +140,7 @@ export function formEndpoints(protocol: ProtocolDeps): readonly FormEndpoint[] {
     {
       path: ENDPOINTS.introspection,
       dpopNonce: undefined,
+      takesDpopProof: false,
       handle: async (request) => handleIntrospection(paramsOf(request), contextOf(request), protocol),
     },
   ]
